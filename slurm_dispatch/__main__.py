@@ -1,0 +1,5 @@
+"""``python -m slurm_dispatch`` runs the admin CLI."""
+
+from slurm_dispatch.cli.app import main
+
+main()

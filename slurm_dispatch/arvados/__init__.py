@@ -1,0 +1,1 @@
+"""The Arvados side: the API client (the only code that imports requests)."""

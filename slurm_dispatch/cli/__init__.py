@@ -1,0 +1,1 @@
+"""The typer admin CLI: one module per command group, thin."""

@@ -1,0 +1,46 @@
+"""The ``slurm-dispatch`` typer application: wires the command groups together."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from slurm_dispatch import __version__
+from slurm_dispatch.cli.sandbox import sandbox_app
+
+app = typer.Typer(
+    name="slurm-dispatch",
+    help="Run Arvados containers on a Slurm cluster (a drop-in replacement for crunch-dispatch-slurm).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals hold tokens
+    add_completion=False,
+)
+app.add_typer(sandbox_app, name="sandbox")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"slurm-dispatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],  # noqa: UP007 - typer needs Optional here
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    """Run Arvados containers on a Slurm cluster."""
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(f"slurm-dispatch {__version__}")
+
+
+def main() -> None:
+    """Entry point of the ``slurm-dispatch`` console script."""
+    app()

@@ -1,0 +1,1 @@
+"""The Slurm side: pure sbatch/squeue/nice logic, the backend Protocol and its adapters."""
