@@ -165,7 +165,11 @@ def _retry_after_s(value: str | None, *, now_epoch: float) -> float | None:
 
 def _encode_query(params: Mapping[str, Any]) -> dict[str, str]:
     """Return GET parameters as the Go SDK sends them: strings as-is, the rest as JSON. Pure."""
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items() if v is not None}
+    return {
+        k: v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+        for k, v in params.items()
+        if v is not None
+    }
 
 
 class ArvadosClient:
