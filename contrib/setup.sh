@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install what slurm-dispatch's tests and demo need on a Debian 12 machine, idempotently:
+#   - Debian packages (as root): slurm-wlm and munge (the real test cluster), postgresql (the advisory-lock tests),
+#     python3-venv;
+#   - a virtualenv (default: .venv in the repository, or $SLURM_DISPATCH_VENV) with slurm-dispatch installed
+#     editable, plus its test extra.
+# Prints the virtualenv's path on its last line of stdout. Progress goes to stderr.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd -P)
+VENV=${SLURM_DISPATCH_VENV:-$REPO/.venv}
+say() { echo "setup: $*" >&2; }
+
+want=()
+command -v slurmctld >/dev/null || want+=(slurm-wlm)
+command -v munged >/dev/null || want+=(munge)
+[ -x /usr/lib/postgresql/15/bin/initdb ] || want+=(postgresql)
+python3 -c 'import ensurepip, venv' 2>/dev/null || want+=(python3-venv)
+if [ ${#want[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        say "missing Debian packages: ${want[*]}; run as root or install them first (apt-get install ${want[*]})"
+        exit 1
+    fi
+    say "installing Debian packages: ${want[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq "${want[@]}" >&2
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    say "creating virtualenv $VENV"
+    python3 -m venv "$VENV"
+fi
+stamp="$VENV/.slurm-dispatch-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    say "installing slurm-dispatch and its test dependencies into $VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+    "$VENV/bin/python" -m pip install -q -e "$REPO[test]" >&2
+    touch "$stamp"
+fi
+echo "$VENV"
