@@ -1,0 +1,526 @@
+"""Dispatcher: polls the container queue and keeps exactly one tracker per container it runs.
+
+Port of sdk/go/dispatch/dispatch.go (``Dispatcher``, ``Run``, ``checkForUpdates``,
+``checkListForUpdates``, ``start``, ``TrackContainer``), in asyncio. It knows nothing of
+Slurm: a backend supplies a RunContainer coroutine, started once per container.
+
+Each tick (arvados-reference.md §6.2):
+
+1. ``todo`` = the uuids of open trackers.
+2. Query A ``locked_by_uuid = <my token>`` and query B ``state = Queued AND priority > 0``,
+   each as a count probe (``limit=0, count=exact``) then pages of ``batch_size``
+   (``count=none``), ordered ``priority desc``. Every returned uuid leaves ``todo``.
+3. If A or B failed, stop here: nothing is closed on the strength of a failed query.
+4. Query the uuids left in ``todo`` by ``uuid in [...]``, 20 at a time.
+5. If all of those succeeded, close the trackers still in ``todo``.
+
+Per record: a container locked by another token is ignored (and an open tracker on it is
+closed, see below); a tracked Locked/Running container is offered to its tracker (which
+wakes only if the record changed, see ``tracker.py``); a tracked Queued/Cancelled/Complete
+one has its tracker closed; an untracked Queued one is throttled, locked and tracked as
+Locked; an untracked Locked/Running one (ours: adoption after a restart) is throttled and
+tracked.
+
+Deliberate differences from Go, each for a promise Go does not keep:
+
+* A tracker stays registered until its RunContainer task has finished, even after it is
+  closed. Go forgets it at once, so a re-queued container can be locked again and get a
+  second RunContainer while the first is still cleaning up (for Slurm: the old tracker's
+  scancel would hit the new job, which has the same name). Here the uuid is locked again
+  on the first tick after the old task ends.
+* A tracked container now locked by another token has left this dispatcher, so its
+  tracker is closed. Go ignores the record and leaves the tracker open for ever.
+* Closed trackers are not queried again (Go keeps querying uuids it closed but never forgot).
+* Locks run concurrently in the bounded executor (Go locks one at a time under a mutex).
+* Shutdown (``shutdown()``) stops polling and cancels the tracker tasks, which means
+  "abandon"; it never closes a tracker. Go closes every tracker when its context is
+  cancelled, which would scancel every job on a restart.
+
+Fallback (§6.3): when a RunContainer returns, the tracker keeps reading updates until it is
+closed; from the second update on, each one still showing Locked/Running makes it set the
+container to the fallback state (Queued, or Cancelled for ``UnsatisfiableContainer``).
+If the RunContainer raised, the error is first logged and written as a ``dispatch`` log
+record on the container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from slurm_dispatch.dispatch.client import DispatchClient, Filter
+from slurm_dispatch.dispatch.fallback import failure_report
+from slurm_dispatch.dispatch.throttle import Throttle
+from slurm_dispatch.dispatch.tracker import Tracker, UpdateChannel
+from slurm_dispatch.errors import ArvadosAuthError, ArvadosConflict, DispatchError
+from slurm_dispatch.model import Container, ContainerState
+
+logger = logging.getLogger("slurm_dispatch.dispatch")
+
+T = TypeVar("T")
+
+RunContainer = Callable[["Dispatcher", Container, UpdateChannel], Awaitable[None]]
+"""``async def run_container(dispatcher, container, updates) -> None``.
+
+Runs (or resumes watching) one container until it is finished. ``container`` is the first
+record (state Locked when we just locked it; it is also the first item of ``updates``).
+``updates.next()`` returns the newest record, or None once the container left this
+dispatcher (finished, re-queued, locked by someone else, or returned by no query): then
+stop the container's work if it is still going, and return. Raising an exception reports
+the failure (``UnsatisfiableContainer`` when the container can never run). Cancellation
+(``asyncio.CancelledError``) means the dispatcher is shutting down: leave the work running
+for the next process to adopt, and return promptly.
+"""
+
+BLOCKING_WORKERS = 8
+"""Threads for blocking API calls: bounds concurrent requests (locks, lists, RunContainers' calls)."""
+
+UUID_BATCH = 20
+"""uuids per ``uuid in [...]`` query for tracked containers missing from queries A and B (as Go)."""
+
+ORDER = ("priority desc",)
+
+ABANDON_GRACE_S = 5.0
+"""How long shutdown waits for cancelled RunContainers to return before giving up on them."""
+
+_STATES_LEFT = (ContainerState.QUEUED, ContainerState.CANCELLED, ContainerState.COMPLETE)
+_STATES_OURS = (ContainerState.LOCKED, ContainerState.RUNNING)
+
+
+@dataclass
+class TickReport:
+    """What one tick saw and did; for logs, tests and the benchmark."""
+
+    ok: bool = True
+    """False if any query failed (then nothing was closed)."""
+    records: int = 0
+    woken: int = 0
+    locked: int = 0
+    started: int = 0
+    closed: int = 0
+    cpu_s: float = 0.0
+    """Process CPU time used during the tick (all threads)."""
+
+
+class Dispatcher:
+    """Polls the Arvados container queue and runs one RunContainer task per container.
+
+    Single use: ``run()`` once, on one event loop. Not thread-safe: call its methods from
+    the loop that runs it (use ``loop.call_soon_threadsafe(dispatcher.shutdown)`` from
+    another thread).
+    """
+
+    def __init__(
+        self,
+        client: DispatchClient,
+        run_container: RunContainer,
+        *,
+        poll_period: float = 10.0,
+        min_retry_period: float = 0.0,
+        batch_size: int = 1000,
+        max_workers: int = BLOCKING_WORKERS,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """Create a dispatcher; does no I/O.
+
+        Args:
+            client: the blocking Arvados API client.
+            run_container: the backend's RunContainer coroutine function.
+            poll_period: seconds between ticks (``Containers.CloudVMs.PollInterval``).
+            min_retry_period: per-container hold between lock/adopt attempts; 0 disables it.
+            batch_size: page size of list queries (``API.MaxItemsPerResponse``-bounded).
+            max_workers: threads for blocking calls.
+            clock: monotonic seconds, for the throttle and the tick schedule.
+            sleep: coroutine that sleeps; injected so tests need not wait.
+        """
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, not {batch_size}")
+        self._client = client
+        self._run_container = run_container
+        self._poll_period = poll_period
+        self._batch_size = batch_size
+        self._clock = clock
+        self._sleep = sleep
+        self._throttle = Throttle(min_retry_period, clock)
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="dispatch-api")
+        self._trackers: dict[str, Tracker] = {}
+        self._locking: set[str] = set()
+        self._token_uuid = ""
+        self._stop = asyncio.Event()
+        self._query_errors: dict[str, str] = {}
+        self.last_tick = TickReport()
+        """The report of the most recent tick."""
+
+    # -- public API -------------------------------------------------------------------------
+
+    @property
+    def token_uuid(self) -> str:
+        """The uuid of our token ("" until ``run()``/``prepare()`` fetched it)."""
+        return self._token_uuid
+
+    def tracked(self) -> frozenset[str]:
+        """Return the uuids that have a tracker (open or still finishing). Does not block."""
+        return frozenset(self._trackers)
+
+    def is_tracking(self, uuid: str) -> bool:
+        """Return True if ``uuid`` has an open tracker. Does not block."""
+        tracker = self._trackers.get(uuid)
+        return tracker is not None and not tracker.closed
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Return ``fn(*args, **kwargs)``, run in the bounded executor.
+
+        For short blocking calls (API requests). Long-running work would starve the poll
+        loop of threads; give it an executor of its own. Blocks (asynchronously) until done.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    async def prepare(self) -> None:
+        """Learn our token's uuid (``GET api_client_authorizations/current``), once.
+
+        Raises:
+            ArvadosAPIError: the call failed (``ArvadosAuthError`` when the token is refused).
+        """
+        if self._token_uuid:
+            return
+        try:
+            self._token_uuid = await self.call(self._client.current_token_uuid)
+        except DispatchError as exc:
+            logger.error("error getting my token UUID: %s; check the API host and the token", exc)
+            raise
+
+    async def run(self) -> None:
+        """Poll every ``poll_period`` until ``shutdown()``; the first tick comes after one period.
+
+        Blocks until shutdown. On return (or error) the tracker tasks are abandoned, not
+        closed: their work keeps running for the next process to adopt.
+
+        Raises:
+            ArvadosAuthError: the API refused our token.
+            ArvadosAPIError: the token uuid could not be fetched.
+        """
+        try:
+            await self.prepare()
+            next_at = self._clock() + self._poll_period
+            while not await self._wait_until(next_at):
+                await self.tick()
+                next_at = max(next_at + self._poll_period, self._clock())
+        finally:
+            await self.aclose()
+
+    def shutdown(self) -> None:
+        """Ask ``run()`` to stop polling and return, leaving every container's work running.
+
+        Does not block; call it on the dispatcher's loop (e.g. from ``loop.add_signal_handler``).
+        """
+        if not self._stop.is_set():
+            logger.info("shutting down: polling stops, running containers are left for the next process")
+        self._stop.set()
+
+    async def aclose(self) -> None:
+        """Abandon every tracker (cancel its task, close nothing) and release the executor.
+
+        Blocks until the tasks have returned or ``ABANDON_GRACE_S`` has passed.
+        """
+        self._stop.set()
+        tasks = [t.task for t in self._trackers.values() if t.task is not None and not t.task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=ABANDON_GRACE_S)
+            if pending:
+                logger.warning(
+                    "%d RunContainer tasks ignored cancellation for %.0f s; leaving them",
+                    len(pending),
+                    ABANDON_GRACE_S,
+                )
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def tick(self) -> TickReport:
+        """Run one poll of the queue (see the module docstring) and return what it did.
+
+        Blocks (asynchronously) on the list queries and locks.
+
+        Raises:
+            ArvadosAuthError: the API refused our token.
+        """
+        await self.prepare()
+        cpu0 = time.process_time()
+        report = TickReport()
+        todo = {uuid for uuid, tracker in self._trackers.items() if not tracker.closed}
+        me = self._token_uuid
+        ok = await self._check("locked by me", [["locked_by_uuid", "=", me]], todo, report)
+        ok = (
+            await self._check("queued", [["state", "=", "Queued"], ["priority", ">", "0"]], todo, report)
+            and ok
+        )
+        if ok and todo and not self._stop.is_set():
+            missed = sorted(todo)
+            batches = [missed[i : i + UUID_BATCH] for i in range(0, len(missed), UUID_BATCH)]
+            results = await asyncio.gather(
+                *(self._check("tracked by uuid", [["uuid", "in", b]], todo, report) for b in batches)
+            )
+            ok = all(results)
+        if not ok:
+            logger.debug("a container query failed this tick; closing no tracker")
+        elif not self._stop.is_set():
+            for uuid in sorted(todo):
+                tracker = self._trackers.get(uuid)
+                if tracker is not None and tracker.close():
+                    report.closed += 1
+                    logger.info("container %s not returned by any query, stopping tracking", uuid)
+        self._throttle.sweep()
+        report.ok = ok
+        report.cpu_s = time.process_time() - cpu0
+        self.last_tick = report
+        return report
+
+    async def track_container(self, uuid: str) -> None:
+        """Make sure ``uuid`` has a tracker, whatever its state (port of ``TrackContainer``).
+
+        Used to adopt leftover work found outside the queue (e.g. a Slurm job from a previous
+        process). Does nothing if the container is locked by another token or already
+        tracked. If it is Queued, Cancelled or Complete, the new tracker is closed at once,
+        so the RunContainer sees the record and then the close, and cleans up. Not
+        throttled. Blocks (asynchronously) on one GET.
+
+        Raises:
+            ArvadosAPIError: the GET failed (e.g. ``ArvadosNotFound``).
+        """
+        await self.prepare()
+        container = await self.call(self._client.get, uuid)
+        if container.locked_by_uuid and container.locked_by_uuid != self._token_uuid:
+            logger.debug("not tracking %s: locked by %s", uuid, container.locked_by_uuid)
+            return
+        if uuid in self._trackers:
+            return
+        tracker = self._start(container, container.raw)
+        if container.state in _STATES_LEFT:
+            logger.info("tracking %s (state %s) only to clean up after it", uuid, container.state.value)
+            tracker.close()
+
+    async def update_state(self, uuid: str, state: ContainerState) -> None:
+        """Set the state of container ``uuid`` (``PUT containers/<uuid>``). Blocks on one request.
+
+        Raises:
+            ArvadosAPIError: the update failed; it has been logged.
+        """
+        try:
+            await self.call(self._client.update_state, uuid, state)
+        except DispatchError as exc:
+            logger.warning("error updating container %s to state %s: %s", uuid, state.value, exc)
+            raise
+
+    async def unlock(self, uuid: str) -> None:
+        """Unlock container ``uuid`` (``POST containers/<uuid>/unlock``). Blocks on one request.
+
+        Raises:
+            ArvadosAPIError: the unlock failed; it has been logged.
+        """
+        try:
+            await self.call(self._client.unlock, uuid)
+        except DispatchError as exc:
+            logger.warning("error unlocking container %s: %s", uuid, exc)
+            raise
+
+    # -- polling ----------------------------------------------------------------------------
+
+    async def _wait_until(self, deadline: float) -> bool:
+        """Sleep until ``deadline`` (by the injected clock); return True if shutdown came first."""
+        if self._stop.is_set():
+            return True
+        delay = max(0.0, deadline - self._clock())
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        stopper = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait((sleeper, stopper), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stopper.cancel()
+        return self._stop.is_set()
+
+    async def _check(self, name: str, filters: Sequence[Filter], todo: set[str], report: TickReport) -> bool:
+        """Run one query (count probe, then pages) and handle every record; False if it failed."""
+        try:
+            probe = await self.call(
+                self._client.list, filters=filters, order=ORDER, limit=0, offset=0, count="exact"
+            )
+        except ArvadosAuthError:
+            raise
+        except DispatchError as exc:
+            self._query_failed(name, "count", exc)
+            return False
+        available = probe.items_available or 0
+        offset = 0
+        while offset < available:
+            if self._stop.is_set():
+                return False
+            try:
+                page = await self.call(
+                    self._client.list,
+                    filters=filters,
+                    order=ORDER,
+                    limit=self._batch_size,
+                    offset=offset,
+                    count="none",
+                )
+            except ArvadosAuthError:
+                raise
+            except DispatchError as exc:
+                self._query_failed(name, "list", exc)
+                return False
+            if not page.items:
+                break
+            offset += len(page.items)
+            await self._check_list(page.items, todo, report)
+        if self._query_errors.pop(name, None) is not None:
+            logger.info("container query %r works again", name)
+        return True
+
+    def _query_failed(self, name: str, what: Literal["count", "list"], exc: DispatchError) -> None:
+        """Log a failed query: at warning when its error changed, at debug when it repeats."""
+        text = f"error getting {what} of containers ({name} query): {exc}"
+        level = logging.DEBUG if self._query_errors.get(name) == text else logging.WARNING
+        self._query_errors[name] = text
+        logger.log(
+            level, "%s; skipping the rest of this tick, no tracker is closed; check the API server", text
+        )
+
+    async def _check_list(
+        self, items: Sequence[Mapping[str, Any]], todo: set[str], report: TickReport
+    ) -> None:
+        """Handle one page of records (port of ``checkListForUpdates``); locks run concurrently."""
+        me = self._token_uuid
+        to_lock: list[Mapping[str, Any]] = []
+        for raw in items:
+            uuid = raw.get("uuid")
+            if not isinstance(uuid, str) or not uuid:
+                logger.warning("ignoring a container record without uuid in a list response")
+                continue
+            todo.discard(uuid)
+            report.records += 1
+            state = raw.get("state")
+            locked_by = raw.get("locked_by_uuid") or ""
+            tracker = self._trackers.get(uuid)
+            try:
+                if locked_by and locked_by != me:
+                    if tracker is not None and tracker.close():
+                        report.closed += 1
+                        logger.info(
+                            "container %s is now locked by %s (another dispatcher); stopping tracking",
+                            uuid,
+                            locked_by,
+                        )
+                elif tracker is not None:
+                    if state in _STATES_OURS:
+                        report.woken += tracker.offer(raw, Container.from_api)
+                    elif state in _STATES_LEFT and tracker.close():
+                        report.closed += 1
+                        logger.debug("container %s is %s, closing its tracker", uuid, state)
+                elif state == ContainerState.QUEUED:
+                    if uuid not in self._locking and not self._stop.is_set() and self._throttle.check(uuid):
+                        to_lock.append(raw)
+                elif state in _STATES_OURS and self._throttle.check(uuid):
+                    logger.info("adopting container %s (state %s, locked by us)", uuid, state)
+                    self._start(Container.from_api(raw), raw)
+                    report.started += 1
+            except ValueError as exc:
+                logger.warning("ignoring malformed record of container %s: %s", uuid, exc)
+        if to_lock:
+            results = await asyncio.gather(*(self._lock_and_start(raw) for raw in to_lock))
+            report.locked += sum(results)
+            report.started += sum(results)
+
+    async def _lock_and_start(self, raw: Mapping[str, Any]) -> bool:
+        """Lock a Queued container and start its tracker as Locked; True on success."""
+        uuid = str(raw["uuid"])
+        self._locking.add(uuid)
+        try:
+            await self.call(self._client.lock, uuid)
+        except ArvadosAuthError:
+            raise
+        except ArvadosConflict as exc:
+            logger.info("did not lock container %s (lost a race, or it is no longer lockable): %s", uuid, exc)
+            return False
+        except DispatchError as exc:
+            logger.warning("error locking container %s: %s; will retry on a later tick", uuid, exc)
+            return False
+        finally:
+            self._locking.discard(uuid)
+        if uuid in self._trackers:  # track_container() got there while we waited
+            return False
+        record = dict(raw)
+        record["state"] = ContainerState.LOCKED.value
+        record["locked_by_uuid"] = self._token_uuid
+        try:
+            container = Container.from_api(record)
+        except ValueError as exc:
+            logger.warning("locked container %s but cannot read its record: %s", uuid, exc)
+            return False
+        self._start(container, record)
+        return True
+
+    # -- trackers ---------------------------------------------------------------------------
+
+    def _start(self, container: Container, raw: Mapping[str, Any]) -> Tracker:
+        """Register a tracker for ``container`` and start its task. Does not block."""
+        tracker = Tracker(container.uuid, UpdateChannel(container), raw)
+        self._trackers[container.uuid] = tracker
+        tracker.task = asyncio.create_task(self._track(tracker, container), name=f"tracker {container.uuid}")
+        return tracker
+
+    async def _track(self, tracker: Tracker, container: Container) -> None:
+        """Run the RunContainer, report its failure, then apply the fallback until closed."""
+        uuid = tracker.uuid
+        try:
+            fallback = ContainerState.QUEUED
+            try:
+                await self._run_container(self, container, tracker.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                text, fallback = failure_report(uuid, exc)
+                logger.error("%s", text.rstrip("\n"), exc_info=not isinstance(exc, DispatchError))
+                try:
+                    await self.call(
+                        self._client.create_log, object_uuid=uuid, event_type="dispatch", text=text
+                    )
+                except DispatchError as log_exc:
+                    logger.warning("error writing the dispatch log of container %s: %s", uuid, log_exc)
+            tracker.draining = True
+            await self._apply_fallback(tracker, fallback)
+        finally:
+            if self._trackers.get(uuid) is tracker:
+                del self._trackers[uuid]
+
+    async def _apply_fallback(self, tracker: Tracker, fallback: ContainerState) -> None:
+        """Read updates until closed; from the 2nd one still Locked/Running, PUT ``fallback``."""
+        count = 0
+        last_error = ""
+        async for update in tracker.channel:
+            count += 1
+            # The first update may predate the RunContainer's return: skip it (as Go does).
+            if count < 2 or update.state not in _STATES_OURS:
+                continue
+            logger.info(
+                "container %s state is still %s, changing to %s",
+                tracker.uuid,
+                update.state.value,
+                fallback.value,
+            )
+            try:
+                await self.call(self._client.update_state, tracker.uuid, fallback)
+            except DispatchError as exc:
+                level = logging.DEBUG if str(exc) == last_error else logging.WARNING
+                last_error = str(exc)
+                logger.log(
+                    level, "error updating container %s to state %s: %s", tracker.uuid, fallback.value, exc
+                )
