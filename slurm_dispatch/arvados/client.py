@@ -515,7 +515,7 @@ class ArvadosClient:
                 error, retryable = self._transport_error(exc, method=method, path=path, retry=retry)
                 if not retryable:
                     raise error from exc
-                cause: BaseException = exc
+                cause: BaseException | None = exc
             else:
                 if 200 <= response.status_code < 300:
                     return self._decode(response, method=method, path=path)
@@ -525,7 +525,7 @@ class ArvadosClient:
                 if not (isinstance(error, ArvadosUnavailable) and retry is _Retry.IDEMPOTENT):
                     raise error
                 delay = _retry_after_s(response.headers.get("Retry-After"), now_epoch=time.time())
-                cause = error
+                cause = None
             backoff = min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2**attempt)) * self._rng.uniform(0.5, 1.0)
             wait = backoff if delay is None else max(delay, 0.0)
             elapsed = self._clock() - started
