@@ -1,0 +1,360 @@
+"""SlurmCLI: the SlurmBackend that runs Slurm's command-line tools.
+
+Port of services/crunch-dispatch-slurm/slurm.go: slurmCLI, plus the admin-only
+commands of node_type.go (sinfo/scontrol for node features) and a
+``scontrol show job`` reader for "why did it fail" explanations.
+
+This is the only module of the package that imports ``subprocess``. Every
+command:
+
+- runs from an argv list (never a shell), prefixed by ``command_prefix`` (for
+  example ``("sudo", "-u", "slurm")``) when one is configured;
+- gets an explicit environment: the constructor's ``env``, merged with the
+  per-call env for sbatch, plus ``LC_ALL=C`` so messages and numbers are in the
+  C locale (``os.environ`` is never read or changed here). ``LC_ALL=C`` is
+  therefore also exported to batch jobs by sbatch; crunch-run does not care;
+- has a timeout; a command that exceeds it is killed and reported as
+  ``SlurmUnavailable`` (slurmctld not answering is the usual cause);
+- has stdout and stderr captured apart; they are logged, trimmed, when the command
+  fails or prints anything, except stdout of query commands (squeue, sinfo,
+  show job), whose output is the result. The batch script goes on stdin and is
+  never logged, since it holds GatewayAuthSecret; neither is the environment.
+
+At most ``max_concurrent`` (default 3, as in Go) sbatch/scancel/scontrol
+commands run at once across all threads; squeue and sinfo are not counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from slurm_dispatch.errors import SlurmCommandError, SlurmUnavailable
+from slurm_dispatch.slurm.backend import (
+    SQUEUE_ARGV,
+    release_argv,
+    renice_argv,
+    scancel_argvs,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 60.0
+"""Per-command timeout. Slurm's own client retries take ~10 s with the default MessageTimeout."""
+
+MAX_CONCURRENT = 3
+"""sbatch/scancel/scontrol commands allowed at once (Go's slurmCLI semaphore, gotcha 41)."""
+
+OUTPUT_TRIM = 256
+"""How many characters of stdout/stderr go into logs and exceptions (as kopf trims bodies)."""
+
+CAPPED_PROGRAMS = frozenset({"sbatch", "scancel", "scontrol"})
+"""Programs that count against ``max_concurrent``; squeue and sinfo do not."""
+
+UNAVAILABLE_MARKERS: tuple[str, ...] = (
+    "unable to contact slurm controller",
+    "socket timed out",
+    "connection refused",
+    "zero bytes were transmitted",
+    "slurmctld not responding",
+    "communication connection failure",
+    "transport endpoint is not connected",
+    "slurm backup controller in standby mode",
+)
+"""Lower-case fragments of what Slurm clients print when slurmctld is down or unreachable."""
+
+_SUBMITTED_RE = re.compile(r"Submitted batch job (\d+)")
+_PARSABLE_RE = re.compile(r"^(\d+)(?:;\S*)?$")
+_FIELD_RE = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z0-9/:_]*)=")
+
+
+def trim(text: str, limit: int = OUTPUT_TRIM) -> str:
+    """Return ``text`` stripped and cut to its last ``limit`` characters (with a leading "…"). Pure."""
+    text = text.strip()
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def is_unavailable_message(stderr: str) -> bool:
+    """Return True if ``stderr`` says slurmctld could not be reached. Pure."""
+    low = stderr.lower()
+    return any(marker in low for marker in UNAVAILABLE_MARKERS)
+
+
+def parse_job_id(stdout: str) -> int | None:
+    """Return the job id in sbatch's output ("Submitted batch job N", or ``--parsable``'s "N[;cluster]").
+
+    Pure. Returns None when the output has no job id.
+    """
+    m = _SUBMITTED_RE.search(stdout)
+    if m:
+        return int(m.group(1))
+    m = _PARSABLE_RE.match(stdout.strip())
+    return int(m.group(1)) if m else None
+
+
+def parse_show_job(text: str) -> dict[str, str]:
+    """Return the ``Key=Value`` fields of one ``scontrol show job --oneliner`` record. Pure.
+
+    Values may contain spaces (``Reason=launch failed requeued held``): a value
+    runs up to the next `` Key=``.
+    """
+    matches = list(_FIELD_RE.finditer(text))
+    fields: dict[str, str] = {}
+    for i, m in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        fields[m.group(1)] = text[m.end() : end].strip()
+    return fields
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """What ``scontrol show job`` says about one job, for "why did it fail" explanations."""
+
+    job_id: int
+    name: str
+    state: str
+    """JobState, e.g. PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, NODE_FAIL."""
+    reason: str
+    exit_code: str
+    """ExitCode as Slurm prints it, ``<status>:<signal>``."""
+    node_list: str
+    slurm_priority: int
+    nice: int
+    fields: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Every field of the record, as text."""
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, str]) -> JobInfo:
+        """Return the JobInfo of parsed ``scontrol show job`` fields. Pure.
+
+        Raises:
+            ValueError: JobId, Priority or Nice is missing or not an integer.
+        """
+        if "JobId" not in fields:
+            raise ValueError("no JobId field")
+        return cls(
+            job_id=int(fields["JobId"]),
+            name=fields.get("JobName", ""),
+            state=fields.get("JobState", ""),
+            reason=fields.get("Reason", ""),
+            exit_code=fields.get("ExitCode", ""),
+            node_list=fields.get("NodeList", ""),
+            slurm_priority=int(fields.get("Priority", "0")),
+            nice=int(fields.get("Nice", "0")),
+            fields=dict(fields),
+        )
+
+
+class SlurmCLI:
+    """The SlurmBackend that runs sbatch, scancel, scontrol and squeue; also sinfo for admin commands.
+
+    Thread-safe: its methods may be called from many executor threads at once;
+    each blocks until its command(s) finish, waiting first for a free slot when
+    ``max_concurrent`` capped commands are already running.
+    """
+
+    def __init__(
+        self,
+        *,
+        env: Mapping[str, str],
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_concurrent: int = MAX_CONCURRENT,
+        command_prefix: Sequence[str] = (),
+    ) -> None:
+        """Build the backend. Does no I/O.
+
+        Args:
+            env: the base environment of every Slurm command (PATH, SLURM_CONF, ...).
+                Copied; ``os.environ`` is never consulted.
+            timeout_s: per-command timeout in seconds.
+            max_concurrent: how many sbatch/scancel/scontrol commands may run at once.
+            command_prefix: argv prepended to every command (e.g. ``("sudo", "-u", "slurm")``).
+        """
+        if max_concurrent < 1:
+            raise ValueError("max_concurrent must be at least 1")
+        self._env = dict(env)
+        self._timeout_s = timeout_s
+        self._prefix = tuple(command_prefix)
+        self._slots = threading.BoundedSemaphore(max_concurrent)
+
+    # -- the SlurmBackend Protocol -------------------------------------------------
+
+    def submit(self, *, args: Sequence[str], script: str, env: Mapping[str, str]) -> int | None:
+        """Run ``sbatch <args>`` with ``script`` on stdin and return the job id it printed.
+
+        Port of slurm.go: slurmCLI.Batch. Blocks (capped). ``env`` is merged over the
+        base env for this command only. Neither the script nor the env is logged.
+
+        Raises:
+            SlurmUnavailable: slurmctld did not answer, or sbatch timed out.
+            SlurmCommandError: sbatch refused the job.
+        """
+        stdout = self._run(["sbatch", *args], stdin=script, extra_env=env)
+        return parse_job_id(stdout)
+
+    def cancel(self, name: str) -> None:
+        """Run the three scancel passes of ``scancel_argvs(name)``, stopping at the first failure.
+
+        Port of slurm.go: slurmCLI.Cancel. Blocks (each pass capped). See
+        ``scancel_argvs`` for why running jobs get ``--batch --signal=TERM``.
+
+        Raises:
+            SlurmUnavailable: slurmctld did not answer, or scancel timed out.
+            SlurmCommandError: a pass exited non-zero (scancel of a missing name exits 0).
+        """
+        for argv in scancel_argvs(name):
+            self._run(argv)
+
+    def queue(self) -> str:
+        """Return the output of ``squeue --all --noheader --format=%j %y %Q %T %r``.
+
+        Port of slurm.go: slurmCLI.QueueCommand. Blocks; not capped.
+
+        Raises:
+            SlurmUnavailable: slurmctld did not answer, or squeue timed out.
+            SlurmCommandError: squeue exited non-zero for another reason.
+        """
+        return self._run(list(SQUEUE_ARGV), log_stdout=False)
+
+    def renice(self, name: str, nice: int) -> None:
+        """Run ``scontrol update JobName=<name> Nice=<nice>``.
+
+        Port of slurm.go: slurmCLI.Renice. Blocks (capped).
+
+        Raises:
+            SlurmUnavailable: slurmctld did not answer, or scontrol timed out.
+            SlurmCommandError: scontrol failed ("No jobs with name ..." when none matches).
+        """
+        self._run(renice_argv(name, nice))
+
+    def release(self, name: str) -> None:
+        """Run ``scontrol release Name=<name>`` (a no-op when no job has that name).
+
+        Port of slurm.go: slurmCLI.Release. Blocks (capped).
+
+        Raises:
+            SlurmUnavailable: slurmctld did not answer, or scontrol timed out.
+            SlurmCommandError: scontrol failed.
+        """
+        self._run(release_argv(name))
+
+    # -- admin-only commands (not on the Protocol) -----------------------------------
+
+    def sinfo_features(self, node: str) -> list[str]:
+        """Return the features of ``node``, in the order Slurm prints them (``[]`` for none).
+
+        Runs ``sinfo --nodes=<node> --format=%f --noheader`` (§6.10). Blocks; not capped.
+
+        Raises:
+            SlurmUnavailable: slurmctld did not answer, or sinfo timed out.
+            SlurmCommandError: sinfo failed.
+        """
+        out = self._run(["sinfo", f"--nodes={node}", "--format=%f", "--noheader"], log_stdout=False)
+        features: list[str] = []
+        for line in out.splitlines():
+            for feature in line.strip().split(","):
+                if feature and feature != "(null)" and feature not in features:
+                    features.append(feature)
+        return features
+
+    def set_node_features(self, node: str, features: Sequence[str]) -> None:
+        """Run ``scontrol update NodeName=<node> Features=<f1,f2,...>`` (§6.10).
+
+        Blocks (capped). The caller should pass the features sorted, so that
+        comparing with ``sinfo_features`` is stable.
+
+        Raises:
+            SlurmUnavailable: slurmctld did not answer, or scontrol timed out.
+            SlurmCommandError: scontrol refused the update.
+        """
+        self._run(["scontrol", "update", f"NodeName={node}", f"Features={','.join(features)}"])
+
+    def show_job(self, name: str) -> JobInfo | None:
+        """Return what ``scontrol show job`` says about the newest job named ``name``, or None.
+
+        Finds the job ids with ``squeue --states=all --name=<name>`` (finished jobs
+        stay visible for Slurm's MinJobAge, 300 s by default), then runs
+        ``scontrol show job --oneliner <id>`` on the highest. Blocks for two
+        commands (the second capped).
+
+        Raises:
+            SlurmUnavailable: slurmctld did not answer, or a command timed out.
+            SlurmCommandError: a command failed, or its output could not be parsed.
+        """
+        squeue = ["squeue", "--all", "--states=all", f"--name={name}", "--noheader", "--format=%i"]
+        ids = [int(tok) for tok in self._run(squeue, log_stdout=False).split() if tok.isdigit()]
+        if not ids:
+            return None
+        argv = ["scontrol", "show", "job", "--oneliner", str(max(ids))]
+        out = self._run(argv, log_stdout=False)
+        record = next((line for line in out.splitlines() if line.strip()), "")
+        try:
+            return JobInfo.from_fields(parse_show_job(record))
+        except ValueError as exc:
+            raise SlurmCommandError(argv, 0, f"unparsable output: {trim(out)}") from exc
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def _run(
+        self,
+        argv: list[str],
+        *,
+        stdin: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        log_stdout: bool = True,
+    ) -> str:
+        """Run one Slurm command and return its stdout. Blocks (capped by program name).
+
+        Raises:
+            SlurmUnavailable: the command timed out or stderr says slurmctld is unreachable.
+            SlurmCommandError: the command could not start or exited non-zero.
+        """
+        full = [*self._prefix, *argv]
+        env = {**self._env, **(extra_env or {}), "LC_ALL": "C"}
+        capped = argv[0] in CAPPED_PROGRAMS
+        if capped:
+            self._slots.acquire()
+        try:
+            proc = subprocess.run(
+                full,
+                input=stdin if stdin is not None else "",
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=self._timeout_s,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            detail = f"no answer within {self._timeout_s:g} s (is slurmctld up?)"
+            log.warning("%s: %s", " ".join(full), detail)
+            raise SlurmUnavailable(full, None, detail) from exc
+        except OSError as exc:
+            log.warning("%s: cannot run: %s", " ".join(full), exc)
+            raise SlurmCommandError(full, None, f"cannot run: {exc}") from exc
+        finally:
+            if capped:
+                self._slots.release()
+        stdout, stderr = proc.stdout or "", proc.stderr or ""
+        if proc.returncode != 0:
+            log.warning(
+                "%s: exit %d: stdout %r, stderr %r",
+                " ".join(full),
+                proc.returncode,
+                trim(stdout),
+                trim(stderr),
+            )
+            if is_unavailable_message(stderr):
+                raise SlurmUnavailable(full, proc.returncode, trim(stderr))
+            raise SlurmCommandError(full, proc.returncode, trim(stderr))
+        if (log_stdout and stdout.strip()) or stderr.strip():
+            log.info(
+                "%s: stdout %r, stderr %r",
+                " ".join(full),
+                trim(stdout) if log_stdout else "(not logged)",
+                trim(stderr),
+            )
+        return stdout

@@ -1,0 +1,387 @@
+"""squeue parsing (pure) and the SqueueChecker: one squeue per poll for every container.
+
+Port of services/crunch-dispatch-slurm/squeue.go.
+
+Parsing (arvados-reference.md §5.2, gotcha 18): each non-empty line of
+``squeue --all --noheader --format=%j %y %Q %T %r`` is split on whitespace and
+exactly its first five tokens are read: job name, nice, Slurm priority, state and
+reason. Anything after the fifth token is ignored, so the reason ``launch failed
+requeued held`` is read as ``launch``. Bad lines are collected and skipped; for
+duplicate names the last line wins.
+
+The SqueueChecker is the single observer of Slurm for the asyncio dispatcher:
+
+- ``run()`` polls every ``poll_interval_s``; the first poll comes one interval
+  after start, as in Go (gotcha 17), unless ``first_poll_immediately`` is set
+  (tests, and startup adoption, which wants an answer at once).
+- Each poll runs the blocking ``backend.queue()`` in an executor, ONE squeue for
+  all containers. A failed squeue is "no information" (gotcha 16): the previous
+  snapshot is kept, nobody is woken, and the warning is logged when the error
+  changes, not on every poll.
+- ``has_uuid`` and ``next_snapshot`` answer from the next successful poll that
+  *starts* after the call. Go answers from the next broadcast, which may come from
+  a squeue that was already running before sbatch returned, and so can report a
+  just-submitted job as gone; waiting for a poll that starts later closes that gap.
+- ``set_priority`` records the wanted order of a job (§5.4); wants carry over
+  between polls while the job stays in squeue.
+- After each successful poll, waiters are woken, then a renice pass runs
+  (§5.3): jobs with a known want ≠ 0 (running ones included) sorted by want
+  descending, ties by name descending, so the order is stable between polls and
+  no renice churn comes from equal wants; ``want_nice`` computes their nice
+  values and ``backend.renice`` runs only where the value changes, one job at a
+  time in that order (as Go does; it keeps the executor free for other work, and
+  the cap on concurrent scontrol lives in ``SlurmCLI``). Renice errors are logged
+  and ignored.
+- Jobs that are not running, have Slurm priority ≤ 20000 and a want > 0 get the
+  low-priority warning of §5.2, once per change of their state or reason.
+
+All methods run on the event loop; none may be called from another thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, cast
+
+from slurm_dispatch.errors import SlurmCommandError, SqueueParseError
+from slurm_dispatch.model import SlurmJob
+from slurm_dispatch.slurm.backend import SlurmBackend
+
+log = logging.getLogger(__name__)
+
+LOW_PRIORITY_THRESHOLD = 20000
+"""Slurm priority at or below which a waiting job gets a warning: twice Slurm 15's nice limit of 10000."""
+
+DEFAULT_PRIORITY_SPREAD = 10
+"""PrioritySpread when the config leaves it unset (values < 1 also mean 10, inside ``want_nice``)."""
+
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+
+WantNice = Callable[[Sequence[Any], int], list[int]]
+"""``want_nice(jobs, spread) -> nice values``: jobs in desired order, each with int ``priority`` and ``nice``."""
+
+
+# -- pure parsing -------------------------------------------------------------------
+
+
+def _int64(token: str, what: str, line: str) -> int:
+    # Go's strconv.ParseInt accepts ASCII digits and a sign only; Python's int() would
+    # also take "1_000" and non-ASCII digits.
+    if not _INT_RE.fullmatch(token):
+        raise SqueueParseError(line, f"{what} {token!r} is not an integer")
+    value = int(token)
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise SqueueParseError(line, f"{what} {token!r} is out of int64 range")
+    return value
+
+
+def parse_squeue_line(line: str) -> SlurmJob:
+    """Return the job described by one squeue line (its first five whitespace-separated tokens).
+
+    Pure. Tokens after the fifth are ignored.
+
+    Raises:
+        SqueueParseError: fewer than five tokens, or nice/priority not an int64.
+    """
+    tokens = line.split()
+    if len(tokens) < 5:
+        raise SqueueParseError(line, f"expected 5 fields, found {len(tokens)}")
+    name, nice, prio, state, reason = tokens[:5]
+    return SlurmJob(
+        name=name,
+        nice=_int64(nice, "nice", line),
+        slurm_priority=_int64(prio, "priority", line),
+        state=state,
+        reason=reason,
+    )
+
+
+def parse_squeue(text: str) -> tuple[dict[str, SlurmJob], list[SqueueParseError]]:
+    """Return the jobs in squeue output keyed by name, and the errors of the lines skipped.
+
+    Pure. Blank lines are ignored; for duplicate names the last line wins.
+    """
+    jobs: dict[str, SlurmJob] = {}
+    errors: list[SqueueParseError] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            job = parse_squeue_line(line)
+        except SqueueParseError as exc:
+            errors.append(exc)
+            continue
+        jobs[job.name] = job
+    return jobs, errors
+
+
+def format_squeue_line(job: SlurmJob) -> str:
+    """Return the squeue line (our ``--format``) that describes ``job``. Pure.
+
+    Raises:
+        ValueError: name, state or reason is empty or contains whitespace (squeue
+            never prints such a line in a form that parses back).
+    """
+    for what, token in (("name", job.name), ("state", job.state), ("reason", job.reason)):
+        if not token or len(token.split()) != 1 or token.split()[0] != token:
+            raise ValueError(f"{what} {token!r} is not a single squeue token")
+    return f"{job.name} {job.nice} {job.slurm_priority} {job.state} {job.reason}"
+
+
+# -- the checker --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SqueueSnapshot:
+    """The jobs seen by one successful squeue poll."""
+
+    generation: int
+    """How many successful polls produced or preceded this one; 0 means none yet."""
+    jobs: Mapping[str, SlurmJob] = field(default_factory=dict)
+    """Every job in squeue, ours or not, by name (read-only)."""
+    poll_seq: int = 0
+    """The sequence number of the poll (successful or not) that produced it, counted from 1."""
+    taken_at: float | None = None
+    """The injected clock's value when that poll started."""
+
+
+@dataclass(frozen=True)
+class _ReniceInput:
+    """One job as ``want_nice`` sees it: ``priority`` is Slurm's."""
+
+    name: str
+    want: int
+    priority: int
+    nice: int
+
+
+def _default_want_nice() -> WantNice:
+    # Imported lazily: priority.py is a sibling pure module written separately.
+    module = importlib.import_module("slurm_dispatch.slurm.priority")
+    return cast(WantNice, module.want_nice)
+
+
+class SqueueChecker:
+    """Polls squeue for every job at once, answers membership questions, and renices.
+
+    Port of services/crunch-dispatch-slurm/squeue.go: SqueueChecker. Create it,
+    run ``run()`` as a task, and call ``has_uuid``/``set_priority``/``next_snapshot``
+    from other tasks (they block until ``run()`` completes its next poll, so they
+    wait forever if it is not running). Cancel the ``run()`` task to stop.
+    """
+
+    def __init__(
+        self,
+        *,
+        backend: SlurmBackend,
+        poll_interval_s: float,
+        priority_spread: int = DEFAULT_PRIORITY_SPREAD,
+        first_poll_immediately: bool = False,
+        want_nice: WantNice | None = None,
+        executor: Executor | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """Build the checker. Does no I/O and does not start polling.
+
+        Args:
+            backend: where squeue and scontrol run (its blocking calls go to ``executor``).
+            poll_interval_s: seconds between polls (Containers.CloudVMs.PollInterval).
+            priority_spread: PrioritySpread, passed to ``want_nice``.
+            first_poll_immediately: poll at once in ``run()`` instead of after one interval.
+            want_nice: the nice calculation; default ``slurm_dispatch.slurm.priority.want_nice``.
+            executor: where blocking backend calls run; None is the loop's default executor.
+            clock: monotonic seconds, injected for tests.
+            sleep: the coroutine ``run()`` waits with, injected for tests.
+        """
+        self._backend = backend
+        self._interval = poll_interval_s
+        self._spread = priority_spread
+        self._first_poll_immediately = first_poll_immediately
+        self._want_nice = want_nice
+        self._executor = executor
+        self._clock = clock
+        self._sleep = sleep
+        self._snapshot = SqueueSnapshot(generation=0, jobs=MappingProxyType({}))
+        self._wants: dict[str, int] = {}
+        self._polls_started = 0
+        self._updated = asyncio.Event()
+        self._poll_lock = asyncio.Lock()
+        self._last_error: str | None = None
+        self._last_bad_lines: frozenset[str] = frozenset()
+        self._low_warned: dict[str, tuple[str, str]] = {}
+
+    # -- observing -------------------------------------------------------------
+
+    def snapshot(self) -> SqueueSnapshot:
+        """Return the latest successful snapshot (generation 0 before the first). Does not block."""
+        return self._snapshot
+
+    def want(self, name: str) -> int:
+        """Return the want recorded for job ``name`` (0 when unknown). Does not block."""
+        return self._wants.get(name, 0)
+
+    async def next_snapshot(self) -> SqueueSnapshot:
+        """Return the snapshot of the next successful poll that starts after this call.
+
+        Blocks until that poll completes; failed polls do not count (no information).
+        """
+        wanted = self._polls_started + 1
+        while True:
+            event = self._updated
+            await event.wait()
+            if self._snapshot.poll_seq >= wanted:
+                return self._snapshot
+
+    async def has_uuid(self, uuid: str) -> bool:
+        """Return whether job ``uuid`` is in the next successful snapshot.
+
+        Port of squeue.go: HasUUID. Blocks until the next successful poll that
+        starts after this call.
+        """
+        return uuid in (await self.next_snapshot()).jobs
+
+    async def set_priority(self, uuid: str, want: int) -> None:
+        """Record the wanted order of job ``uuid``; the renice pass after each poll uses it.
+
+        Port of squeue.go: SetPriority (§5.4). Does not block if the job is in the
+        latest snapshot. Otherwise (it may have just been submitted) blocks until the
+        next successful poll and tries once more; if the job is still missing, gives
+        up silently. ``want == 0`` means "unknown, never renice".
+        """
+        if uuid not in self._snapshot.jobs:
+            snap = await self.next_snapshot()
+            if uuid not in snap.jobs:
+                return
+        self._wants[uuid] = want
+
+    # -- polling ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Poll forever: first after one interval (or at once), then every interval.
+
+        Blocks until cancelled. A poll that overruns the interval skips the missed
+        ticks, like Go's ticker, rather than polling back to back.
+        """
+        next_at = self._clock() + (0.0 if self._first_poll_immediately else self._interval)
+        while True:
+            delay = next_at - self._clock()
+            if delay > 0:
+                await self._sleep(delay)
+            await self.poll()
+            next_at += self._interval
+            now = self._clock()
+            while next_at <= now:
+                next_at += self._interval
+
+    async def poll(self) -> bool:
+        """Run squeue once; on success publish the snapshot, wake waiters and renice.
+
+        Port of squeue.go: check and reniceAll. Blocks for squeue and for any
+        scontrol renice commands (in the executor). Returns False when squeue
+        failed: the previous snapshot is kept and nobody is woken.
+        """
+        async with self._poll_lock:
+            self._polls_started += 1
+            seq = self._polls_started
+            started = self._clock()
+            loop = asyncio.get_running_loop()
+            try:
+                text = await loop.run_in_executor(self._executor, self._backend.queue)
+            except SlurmCommandError as exc:
+                self._note_failure(exc)
+                return False
+            jobs, errors = parse_squeue(text)
+            self._note_success(errors)
+            self._wants = {name: want for name, want in self._wants.items() if name in jobs}
+            self._snapshot = SqueueSnapshot(
+                generation=self._snapshot.generation + 1,
+                jobs=MappingProxyType(jobs),
+                poll_seq=seq,
+                taken_at=started,
+            )
+            self._warn_low_priority(jobs)
+            event, self._updated = self._updated, asyncio.Event()
+            event.set()
+            await self._renice_all(jobs)
+            return True
+
+    def _note_failure(self, exc: SlurmCommandError) -> None:
+        message = str(exc)
+        if message != self._last_error:
+            log.warning(
+                "squeue failed; keeping the previous snapshot (generation %d), no information: %s",
+                self._snapshot.generation,
+                message,
+            )
+        self._last_error = message
+
+    def _note_success(self, errors: Sequence[SqueueParseError]) -> None:
+        if self._last_error is not None:
+            log.info("squeue works again after: %s", self._last_error)
+            self._last_error = None
+        bad_lines = frozenset(e.line for e in errors)
+        for e in errors:
+            if e.line not in self._last_bad_lines:
+                log.warning("%s", e)
+        self._last_bad_lines = bad_lines
+
+    def _warn_low_priority(self, jobs: Mapping[str, SlurmJob]) -> None:
+        warned: dict[str, tuple[str, str]] = {}
+        for name, want in self._wants.items():
+            job = jobs[name]
+            if job.state == "RUNNING" or job.slurm_priority > LOW_PRIORITY_THRESHOLD or want <= 0:
+                continue
+            key = (job.state, job.reason)
+            if self._low_warned.get(name) != key:
+                log.warning(
+                    'job "%s" has low priority %d, nice %d, state "%s", reason "%s"',
+                    name,
+                    job.slurm_priority,
+                    job.nice,
+                    job.state,
+                    job.reason,
+                )
+            warned[name] = key
+        self._low_warned = warned
+
+    def renice_plan(self, jobs: Mapping[str, SlurmJob]) -> list[tuple[str, int]]:
+        """Return ``(name, nice)`` for every job whose nice should change, in the order to apply them.
+
+        Pure given the recorded wants: jobs with want ≠ 0 present in ``jobs``,
+        sorted by want descending then name descending (gotcha 14).
+        """
+        entries = sorted(
+            (
+                _ReniceInput(name=name, want=want, priority=jobs[name].slurm_priority, nice=jobs[name].nice)
+                for name, want in self._wants.items()
+                if want != 0 and name in jobs
+            ),
+            key=lambda e: (e.want, e.name),
+            reverse=True,
+        )
+        if not entries:
+            return []
+        if self._want_nice is None:
+            self._want_nice = _default_want_nice()
+        nices = self._want_nice(entries, self._spread)
+        return [(e.name, nice) for e, nice in zip(entries, nices, strict=True) if nice != e.nice]
+
+    async def _renice_all(self, jobs: Mapping[str, SlurmJob]) -> None:
+        loop = asyncio.get_running_loop()
+        for name, nice in self.renice_plan(jobs):
+            call = functools.partial(self._backend.renice, name, nice)
+            try:
+                await loop.run_in_executor(self._executor, call)
+            except SlurmCommandError as exc:
+                log.info("renice of job %s to %d failed (ignored): %s", name, nice, exc)
