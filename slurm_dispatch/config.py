@@ -568,13 +568,14 @@ def _cluster_fields(doc: _Doc) -> dict[str, Any]:
                             f"{old_batch} for API.MaxItemsPerResponse (rename the key)")
     put("poll_interval", "Containers.CloudVMs.PollInterval", _duration)
     if f.get("poll_interval", 1.0) <= 0:
-        raise doc.error("Containers.CloudVMs.PollInterval", "must be greater than 0 (e.g. \"10s\")",
-                        doc.get("Containers.CloudVMs.PollInterval"))
+        bad = doc.get("Containers.CloudVMs.PollInterval")
+        raise doc.error("Containers.CloudVMs.PollInterval",
+                        f"must be greater than 0, got {_show(bad)} (e.g. \"10s\")", bad)
     put("min_retry_period", "Containers.MinRetryPeriod", _duration)
     put("reserve_extra_ram", "Containers.ReserveExtraRAM", _size)
     put("crunch_run_command", "Containers.CrunchRunCommand", _str)
     if f.get("crunch_run_command") == "":
-        raise doc.error("Containers.CrunchRunCommand", "must not be empty", "")
+        raise doc.error("Containers.CrunchRunCommand", "must not be empty, got ''", "")
     put("crunch_run_arguments", "Containers.CrunchRunArgumentsList", _str_list)
     put("runtime_engine", "Containers.RuntimeEngine", _enum(RUNTIME_ENGINES))
     put("priority_spread", "Containers.SLURM.PrioritySpread", _int)
@@ -676,7 +677,8 @@ def _apply_legacy(f: dict[str, Any], data: Mapping[str, Any], *, source: str, wa
     poll = doc.typed("PollPeriod", _duration)
     if poll is not _MISSING:
         if poll <= 0:
-            raise doc.error("PollPeriod", "must be greater than 0 (e.g. \"10s\")", data["PollPeriod"])
+            raise doc.error("PollPeriod", f"must be greater than 0, got {_show(data['PollPeriod'])}",
+                            data["PollPeriod"])
         f["poll_interval"] = poll
     spread = doc.typed("PrioritySpread", _int)
     if spread is not _MISSING:

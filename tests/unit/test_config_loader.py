@@ -1,0 +1,571 @@
+"""load_settings / settings_from_documents: defaults, every key, env fill-in, several clusters, errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from slurm_dispatch.config import (
+    DEFAULT_CONFIG_PATH,
+    LoadedConfig,
+    PathSource,
+    load_settings,
+    redacted,
+    resolve_config_path,
+    settings_from_documents,
+)
+from slurm_dispatch.errors import ConfigError
+from slurm_dispatch.settings import InstanceType, InstanceTypeGPU, Settings
+
+TOKEN = "s3cr3tRootTokenValue0123456789abcdefghijkl"
+MGMT = "s3cr3tManagementTokenValue0123456789abcdef"
+PGPASS = "s3cr3tPostgresPassword42"
+MiB = 1 << 20
+
+Load = Callable[..., LoadedConfig]
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[[object, str], Path]:
+    """Writes a YAML document (or raw text) to tmp_path and returns its path."""
+
+    def _write(doc: object, name: str = "config.yml") -> Path:
+        p = tmp_path / name
+        p.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc), encoding="utf-8")
+        return p
+
+    return _write
+
+
+def cluster(body: dict[str, Any] | None = None, cid: str = "zzzzz") -> dict[str, Any]:
+    return {"Clusters": {cid: body or {}}}
+
+
+def build(body: dict[str, Any], **kwargs: Any) -> Settings:
+    settings, _ = settings_from_documents(cluster(body), source="c.yml", **kwargs)
+    return settings
+
+
+def build_error(body: dict[str, Any], **kwargs: Any) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        settings_from_documents(cluster(body), source="c.yml", **kwargs)
+    return info.value
+
+
+# --- defaults ----------------------------------------------------------------------------------------------
+
+DEFAULTS = [
+    pytest.param("cluster_id", "zzzzz", id="cluster_id"),
+    pytest.param("system_root_token", "", id="SystemRootToken"),
+    pytest.param("controller_url", "", id="Services.Controller.ExternalURL"),
+    pytest.param("tls_insecure", False, id="TLS.Insecure"),
+    pytest.param("dispatch_internal_urls", (), id="Services.DispatchSLURM.InternalURLs"),
+    pytest.param("management_token", "", id="ManagementToken"),
+    pytest.param("postgresql_connection", {}, id="PostgreSQL.Connection"),
+    pytest.param("batch_size", 1000, id="API.MaxItemsPerResponse"),
+    pytest.param("poll_interval", 10.0, id="Containers.CloudVMs.PollInterval"),
+    pytest.param("min_retry_period", 0.0, id="Containers.MinRetryPeriod"),
+    pytest.param("reserve_extra_ram", 550 * MiB, id="Containers.ReserveExtraRAM"),
+    pytest.param("crunch_run_command", "crunch-run", id="Containers.CrunchRunCommand"),
+    pytest.param("crunch_run_arguments", (), id="Containers.CrunchRunArgumentsList"),
+    pytest.param("runtime_engine", "docker", id="Containers.RuntimeEngine"),
+    pytest.param("priority_spread", 0, id="Containers.SLURM.PrioritySpread"),
+    pytest.param("sbatch_arguments",
+                 ("--job-name=%U", "--mem=%M", "--cpus-per-task=%C", "--tmp=%T", "--partition=%P"),
+                 id="Containers.SLURM.SbatchArgumentsList"),
+    pytest.param("sbatch_gpu_arguments", ("--gpus=%G",), id="Containers.SLURM.SbatchGPUArgumentsList"),
+    pytest.param("sbatch_environment", {}, id="Containers.SLURM.SbatchEnvironmentVariables"),
+    pytest.param("instance_types", {}, id="InstanceTypes"),
+    pytest.param("maximum_price_factor", 1.5, id="Containers.MaximumPriceFactor"),
+    pytest.param("local_keep_blob_buffers_per_vcpu", 1, id="Containers.LocalKeepBlobBuffersPerVCPU"),
+    pytest.param("preemptible_price_factor", 0.0, id="Containers.PreemptiblePriceFactor"),
+    pytest.param("log_level", "info", id="SystemLogs.LogLevel"),
+    pytest.param("log_format", "json", id="SystemLogs.Format"),
+]
+
+
+@pytest.mark.parametrize(("field_name", "expected"), DEFAULTS)
+def test_minimal_config_gives_reference_defaults(field_name: str, expected: object) -> None:
+    settings = build({})
+    assert getattr(settings, field_name) == expected
+
+
+def test_defaults_table_covers_every_settings_field() -> None:
+    names = {p.values[0] for p in DEFAULTS}
+    assert names == set(Settings.__dataclass_fields__)
+
+
+def test_sample_keys_are_removed() -> None:
+    body = {"InstanceTypes": {"SAMPLE": {"VCPUs": 1, "RAM": "128MiB"}},
+            "Containers": {"SLURM": {"SbatchEnvironmentVariables": {"SAMPLE": ""}}},
+            "Services": {"DispatchSLURM": {"InternalURLs": {"SAMPLE": {"ListenURL": ""}}}}}
+    settings = build(body)
+    assert settings.instance_types == {}
+    assert settings.sbatch_environment == {}
+    assert settings.dispatch_internal_urls == ()
+
+
+def test_null_values_keep_defaults() -> None:
+    settings = build({"Containers": {"ReserveExtraRAM": None, "SLURM": None}, "API": None})
+    assert settings.reserve_extra_ram == 550 * MiB
+    assert settings.batch_size == 1000
+
+
+# --- every key, set --------------------------------------------------------------------------------------
+
+FULL = {
+    "SystemRootToken": TOKEN,
+    "ManagementToken": MGMT,
+    "Services": {
+        "Controller": {"ExternalURL": "https://ctrl.example:8443/"},
+        "DispatchSLURM": {"InternalURLs": {"http://localhost:9006": {}, "http://10.0.0.5:9006/": None}},
+    },
+    "TLS": {"Insecure": True},
+    "PostgreSQL": {"Connection": {"host": "db", "port": 5432, "user": "arvados", "password": PGPASS,
+                                  "dbname": "arvados_production", "sslmode": "require", "SAMPLE": ""},
+                   "ConnectionPool": 8},
+    "API": {"MaxItemsPerResponse": 500},
+    "Containers": {
+        "CloudVMs": {"PollInterval": "1m30s"},
+        "MinRetryPeriod": "30s",
+        "ReserveExtraRAM": "1GiB",
+        "CrunchRunCommand": "/usr/bin/crunch-run",
+        "CrunchRunArgumentsList": ["--cgroup-parent-subsystem=memory"],
+        "RuntimeEngine": "singularity",
+        "MaximumPriceFactor": 2,
+        "LocalKeepBlobBuffersPerVCPU": 0,
+        "PreemptiblePriceFactor": 0,
+        "MaxDispatchAttempts": 5,
+        "DefaultKeepCacheRAM": "256MiB",
+        "SLURM": {
+            "PrioritySpread": 1000,
+            "SbatchArgumentsList": ["--job-name=%U", "--mem=%M", "--partition=%P", "--account=lab"],
+            "SbatchGPUArgumentsList": ["--gres=gpu:%G"],
+            "SbatchEnvironmentVariables": {"SLURM_CONF": "/etc/slurm/alt.conf"},
+        },
+    },
+    "InstanceTypes": {
+        "small": {"VCPUs": 2, "RAM": "4GiB", "IncludedScratch": "10GB", "AddedScratch": "5GB", "Price": 0.1},
+        "gpu1": {"ProviderType": "g4dn.xlarge", "VCPUs": 4, "RAM": "16GiB", "IncludedScratch": "100GB",
+                 "Price": 0.5, "Preemptible": True,
+                 "GPU": {"Stack": "cuda", "DriverVersion": "11.0", "HardwareTarget": "7.5", "DeviceCount": 1,
+                         "VRAM": "16GiB"}},
+    },
+    "SystemLogs": {"LogLevel": "debug", "Format": "text"},
+}
+
+
+@pytest.mark.parametrize(
+    ("field_name", "expected"),
+    [
+        pytest.param("system_root_token", TOKEN, id="SystemRootToken"),
+        pytest.param("management_token", MGMT, id="ManagementToken"),
+        pytest.param("controller_url", "https://ctrl.example:8443/", id="ExternalURL"),
+        pytest.param("tls_insecure", True, id="TLS.Insecure"),
+        pytest.param("dispatch_internal_urls", ("http://10.0.0.5:9006/", "http://localhost:9006"),
+                     id="InternalURLs-keys-sorted"),
+        pytest.param("postgresql_connection",
+                     {"host": "db", "port": "5432", "user": "arvados", "password": PGPASS,
+                      "dbname": "arvados_production", "sslmode": "require"}, id="PostgreSQL.Connection"),
+        pytest.param("batch_size", 500, id="API.MaxItemsPerResponse"),
+        pytest.param("poll_interval", 90.0, id="CloudVMs.PollInterval"),
+        pytest.param("min_retry_period", 30.0, id="MinRetryPeriod"),
+        pytest.param("reserve_extra_ram", 1 << 30, id="ReserveExtraRAM"),
+        pytest.param("crunch_run_command", "/usr/bin/crunch-run", id="CrunchRunCommand"),
+        pytest.param("crunch_run_arguments", ("--cgroup-parent-subsystem=memory",), id="CrunchRunArgumentsList"),
+        pytest.param("runtime_engine", "singularity", id="RuntimeEngine"),
+        pytest.param("priority_spread", 1000, id="PrioritySpread"),
+        pytest.param("sbatch_arguments", ("--job-name=%U", "--mem=%M", "--partition=%P", "--account=lab"),
+                     id="SbatchArgumentsList"),
+        pytest.param("sbatch_gpu_arguments", ("--gres=gpu:%G",), id="SbatchGPUArgumentsList"),
+        pytest.param("sbatch_environment", {"SLURM_CONF": "/etc/slurm/alt.conf"}, id="SbatchEnvironmentVariables"),
+        pytest.param("maximum_price_factor", 2.0, id="MaximumPriceFactor"),
+        pytest.param("local_keep_blob_buffers_per_vcpu", 0, id="LocalKeepBlobBuffersPerVCPU"),
+        pytest.param("log_level", "debug", id="LogLevel"),
+        pytest.param("log_format", "text", id="Format"),
+    ],
+)
+def test_every_key_is_read(field_name: str, expected: object) -> None:
+    assert getattr(build(FULL), field_name) == expected
+
+
+def test_instance_types_are_read_with_scratch_and_gpu() -> None:
+    types = build(FULL).instance_types
+    assert types["small"] == InstanceType(name="small", provider_type="small", vcpus=2, ram=4 << 30,
+                                          included_scratch=10**10, added_scratch=5 * 10**9, price=0.1)
+    assert types["small"].scratch == 15 * 10**9
+    assert types["gpu1"].provider_type == "g4dn.xlarge"
+    assert types["gpu1"].preemptible is True
+    assert types["gpu1"].gpu == InstanceTypeGPU(stack="cuda", driver_version="11.0", hardware_target="7.5",
+                                                device_count=1, vram=16 << 30)
+
+
+def test_preemptible_price_factor_adds_variants() -> None:
+    body = {"Containers": {"PreemptiblePriceFactor": 0.5},
+            "InstanceTypes": {"a": {"VCPUs": 2, "RAM": "1GiB", "Price": 0.2},
+                              "b": {"VCPUs": 4, "RAM": "2GiB", "Price": 0.4, "Preemptible": True}}}
+    types = build(body).instance_types
+    assert sorted(types) == ["a", "a.preemptible", "b"]
+    variant = types["a.preemptible"]
+    assert variant.preemptible is True
+    assert variant.price == pytest.approx(0.1)
+    assert (variant.vcpus, variant.ram, variant.provider_type) == (2, 1 << 30, "a")
+
+
+def test_preemptible_variant_does_not_overwrite_a_different_existing_type() -> None:
+    body = {"Containers": {"PreemptiblePriceFactor": 1},
+            "InstanceTypes": {"a": {"VCPUs": 2, "Price": 0.2},
+                              "a.preemptible": {"VCPUs": 8, "Price": 0.05, "Preemptible": True}}}
+    settings, warnings = settings_from_documents(cluster(body), source="c.yml")
+    assert settings.instance_types["a.preemptible"].vcpus == 8
+    assert any("a.preemptible already exists" in w for w in warnings)
+
+
+@pytest.mark.parametrize(
+    ("api", "old", "expected"),
+    [
+        pytest.param(0, None, 100, id="zero-means-100"),
+        pytest.param(None, 250, 250, id="deprecated-alias"),
+        pytest.param(700, 250, 250, id="deprecated-alias-wins-like-go"),
+        pytest.param(None, 0, 100, id="deprecated-zero"),
+    ],
+)
+def test_max_items_per_response(api: int | None, old: int | None, expected: int) -> None:
+    body: dict[str, Any] = {"API": {"MaxItemsPerResponse": api}}
+    if old is not None:
+        body["RequestLimits"] = {"MaxItemsPerResponse": old}
+    settings, warnings = settings_from_documents(cluster(body), source="c.yml")
+    assert settings.batch_size == expected
+    if old is not None:
+        assert any("RequestLimits.MaxItemsPerResponse is deprecated" in w for w in warnings)
+
+
+def test_listen_url_is_where_the_service_listens() -> None:
+    body = {"Services": {"DispatchSLURM": {"InternalURLs": {
+        "http://dispatch.internal:9006": {"ListenURL": "http://0.0.0.0:9006"}}}}}
+    assert build(body).dispatch_internal_urls == ("http://0.0.0.0:9006",)
+
+
+# --- warnings ----------------------------------------------------------------------------------------------
+
+
+def warnings_for(body: dict[str, Any]) -> list[str]:
+    return settings_from_documents(cluster(body), source="c.yml")[1]
+
+
+def test_containers_poll_interval_is_ignored_with_the_right_key_named() -> None:
+    settings, warnings = settings_from_documents(cluster({"Containers": {"PollInterval": "1s"}}),
+                                                 source="c.yml")
+    assert settings.poll_interval == 10.0
+    [warning] = [w for w in warnings if "Containers.PollInterval" in w]
+    assert "Clusters.zzzzz.Containers.PollInterval" in warning
+    assert "ignored" in warning and "Containers.CloudVMs.PollInterval" in warning
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        pytest.param({"Bogus": 1}, "unknown config entry: Clusters.zzzzz.Bogus", id="top-level"),
+        pytest.param({"Containers": {"SLURM": {"SbatchArgumentList": []}}},
+                     "Clusters.zzzzz.Containers.SLURM.SbatchArgumentList", id="typo-in-slurm"),
+        pytest.param({"containers": {}}, "(perhaps you meant Containers?)", id="case-hint"),
+        pytest.param({"InstanceTypes": {"a": {"Scratch": "1G"}}}, "Scratch is computed", id="scratch-ignored"),
+        pytest.param({"InstanceTypes": {"a": {"GPU": {"Count": 1}}}}, "Clusters.zzzzz.InstanceTypes.a.GPU.Count",
+                     id="instance-gpu-typo"),
+        pytest.param({"RequestLimits": {"MaxItemsPerResponse": 5}}, "deprecated", id="request-limits"),
+    ],
+)
+def test_unknown_and_deprecated_keys_warn(body: dict[str, Any], fragment: str) -> None:
+    assert any(fragment in w for w in warnings_for(body)), warnings_for(body)
+
+
+def test_known_keys_of_other_services_do_not_warn() -> None:
+    body = {"Collections": {"BlobSigningKey": "x"}, "Users": {"AutoAdminFirstUser": True},
+            "Containers": {"CloudVMs": {"Driver": "ec2", "PollInterval": "10s"}, "LSF": {}, "Logging": {}},
+            "Services": {"Keepstore": {"InternalURLs": {}}, "DispatchSLURM": {
+                "InternalURLs": {"http://localhost:9006": {}}}},
+            "API": {"MaxRequestSize": 1}}
+    assert warnings_for(body) == []
+
+
+def test_missing_internal_urls_warns() -> None:
+    assert any("InternalURLs is empty" in w for w in warnings_for({}))
+
+
+# --- environment ------------------------------------------------------------------------------------------
+
+ENV_CASES = [
+    pytest.param({}, {"ARVADOS_API_TOKEN": "envtoken"}, ("envtoken", "", False), id="token-fills-empty"),
+    pytest.param({"SystemRootToken": "cfgtoken"}, {"ARVADOS_API_TOKEN": "envtoken"}, ("cfgtoken", "", False),
+                 id="token-does-not-override"),
+    pytest.param({}, {"ARVADOS_API_HOST": "ctrl.example:443"}, ("", "https://ctrl.example:443/", False),
+                 id="host-fills-empty"),
+    pytest.param({}, {"ARVADOS_API_HOST": "ctrl.example", "ARVADOS_API_HOST_INSECURE": "1"},
+                 ("", "https://ctrl.example/", True), id="host-and-insecure"),
+    pytest.param({}, {"ARVADOS_API_HOST": "ctrl.example", "ARVADOS_API_HOST_INSECURE": "0"},
+                 ("", "https://ctrl.example/", False), id="insecure-0-is-false"),
+    pytest.param({"Services": {"Controller": {"ExternalURL": "https://cfg.example/"}}},
+                 {"ARVADOS_API_HOST": "env.example", "ARVADOS_API_HOST_INSECURE": "1"},
+                 ("", "https://cfg.example/", False), id="host-does-not-override-nor-insecure"),
+    pytest.param({}, {"ARVADOS_API_HOST_INSECURE": "1"}, ("", "", False), id="insecure-alone-does-nothing"),
+]
+
+
+@pytest.mark.parametrize(("body", "environ", "expected"), ENV_CASES)
+def test_environment_fills_only_empty_keys(body: dict[str, Any], environ: dict[str, str],
+                                           expected: tuple[str, str, bool]) -> None:
+    settings = build(body, environ=environ)
+    assert (settings.system_root_token, settings.controller_url, settings.tls_insecure) == expected
+
+
+def test_bad_arvados_api_host_is_an_error() -> None:
+    error = build_error({}, environ={"ARVADOS_API_HOST": "https://ctrl.example/path"})
+    assert "ARVADOS_API_HOST" in str(error)
+
+
+# --- several clusters, cluster id ---------------------------------------------------------------------------
+
+
+def test_several_clusters_without_id_lists_them() -> None:
+    doc = {"Clusters": {"zzzzz": {}, "aaaaa": {}}}
+    with pytest.raises(ConfigError) as info:
+        settings_from_documents(doc, source="/etc/arvados/config.yml")
+    message = str(info.value)
+    assert "/etc/arvados/config.yml" in message and "aaaaa, zzzzz" in message
+
+
+def test_several_clusters_with_id_picks_one() -> None:
+    doc = {"Clusters": {"zzzzz": {"Containers": {"RuntimeEngine": "docker"}},
+                        "aaaaa": {"Containers": {"RuntimeEngine": "singularity"}}}}
+    settings, _ = settings_from_documents(doc, source="c.yml", cluster_id="aaaaa")
+    assert (settings.cluster_id, settings.runtime_engine) == ("aaaaa", "singularity")
+
+
+@pytest.mark.parametrize(
+    ("doc", "cluster_id", "fragment"),
+    [
+        pytest.param({"Clusters": {"zzzzz": {}}}, "bbbbb", "'bbbbb' is not defined here (clusters: zzzzz)",
+                     id="unknown-id"),
+        pytest.param({"Clusters": {}}, None, "does not define any clusters", id="empty-clusters"),
+        pytest.param({"Clusters": {"ZZZ": {}}}, None, "5 lowercase alphanumeric", id="bad-id"),
+        pytest.param({"Clusters": ["zzzzz"]}, None, "Clusters", id="clusters-is-a-list"),
+        pytest.param({"Clusters": {"zzzzz": ["x"]}}, None, "expected a map", id="cluster-is-a-list"),
+    ],
+)
+def test_cluster_selection_errors(doc: object, cluster_id: str | None, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from_documents(doc, source="c.yml", cluster_id=cluster_id)
+    assert fragment in str(info.value)
+    assert str(info.value).startswith("c.yml: ")
+
+
+# --- validation errors ------------------------------------------------------------------------------------
+
+ERRORS = [
+    pytest.param({"Containers": {"ReserveExtraRAM": "lots"}}, "Clusters.zzzzz.Containers.ReserveExtraRAM", "'lots'",
+                 id="bad-size"),
+    pytest.param({"Containers": {"ReserveExtraRAM": -5}}, "Clusters.zzzzz.Containers.ReserveExtraRAM", "-5",
+                 id="negative-size"),
+    pytest.param({"Containers": {"ReserveExtraRAM": "1024"}}, "Clusters.zzzzz.Containers.ReserveExtraRAM",
+                 "'1024'", id="quoted-unitless-size"),
+    pytest.param({"Containers": {"MinRetryPeriod": 30}}, "Clusters.zzzzz.Containers.MinRetryPeriod", "30",
+                 id="duration-without-unit"),
+    pytest.param({"Containers": {"CloudVMs": {"PollInterval": "0s"}}},
+                 "Clusters.zzzzz.Containers.CloudVMs.PollInterval", "'0s'", id="zero-poll-interval"),
+    pytest.param({"Containers": {"RuntimeEngine": "podman"}}, "Clusters.zzzzz.Containers.RuntimeEngine", "'podman'",
+                 id="runtime-engine"),
+    pytest.param({"SystemLogs": {"LogLevel": "loud"}}, "Clusters.zzzzz.SystemLogs.LogLevel", "'loud'",
+                 id="log-level"),
+    pytest.param({"SystemLogs": {"Format": "xml"}}, "Clusters.zzzzz.SystemLogs.Format", "'xml'", id="log-format"),
+    pytest.param({"Containers": {"SLURM": {"SbatchArgumentsList": "--mem=%M"}}},
+                 "Clusters.zzzzz.Containers.SLURM.SbatchArgumentsList", "'--mem=%M'", id="string-not-list"),
+    pytest.param({"Containers": {"SLURM": {"SbatchArgumentsList": ["--a", 5]}}},
+                 "Clusters.zzzzz.Containers.SLURM.SbatchArgumentsList[1]", "5", id="list-item-not-string"),
+    pytest.param({"Containers": {"SLURM": {"SbatchEnvironmentVariables": ["A=1"]}}},
+                 "Clusters.zzzzz.Containers.SLURM.SbatchEnvironmentVariables", "['A=1']", id="list-not-map"),
+    pytest.param({"Containers": {"SLURM": {"SbatchEnvironmentVariables": {"N": 1}}}},
+                 "Clusters.zzzzz.Containers.SLURM.SbatchEnvironmentVariables.N", "1", id="env-value-not-string"),
+    pytest.param({"Containers": {"SLURM": {"PrioritySpread": "10"}}},
+                 "Clusters.zzzzz.Containers.SLURM.PrioritySpread", "'10'", id="string-not-int"),
+    pytest.param({"Containers": {"SLURM": {"PrioritySpread": True}}},
+                 "Clusters.zzzzz.Containers.SLURM.PrioritySpread", "True", id="bool-not-int"),
+    pytest.param({"Containers": {"SLURM": ["x"]}}, "Clusters.zzzzz.Containers.SLURM", "['x']",
+                 id="list-where-section"),
+    pytest.param({"Containers": {"CrunchRunCommand": ["crunch-run"]}}, "Clusters.zzzzz.Containers.CrunchRunCommand",
+                 "['crunch-run']", id="command-list-not-string"),
+    pytest.param({"Containers": {"CrunchRunCommand": ""}}, "Clusters.zzzzz.Containers.CrunchRunCommand", "''",
+                 id="empty-command"),
+    pytest.param({"Containers": {"MaximumPriceFactor": -1}}, "Clusters.zzzzz.Containers.MaximumPriceFactor", "-1",
+                 id="negative-price-factor"),
+    pytest.param({"Containers": {"LocalKeepBlobBuffersPerVCPU": -1}},
+                 "Clusters.zzzzz.Containers.LocalKeepBlobBuffersPerVCPU", "-1", id="negative-buffers"),
+    pytest.param({"API": {"MaxItemsPerResponse": -1}}, "Clusters.zzzzz.API.MaxItemsPerResponse", "-1",
+                 id="negative-batch"),
+    pytest.param({"TLS": {"Insecure": "yes please"}}, "Clusters.zzzzz.TLS.Insecure", "'yes please'",
+                 id="string-not-bool"),
+    pytest.param({"Services": {"Controller": {"ExternalURL": "ctrl.example"}}},
+                 "Clusters.zzzzz.Services.Controller.ExternalURL", "'ctrl.example'", id="url-without-scheme"),
+    pytest.param({"Services": {"DispatchSLURM": {"InternalURLs": {"localhost:9006": {}}}}},
+                 "Clusters.zzzzz.Services.DispatchSLURM.InternalURLs.localhost:9006", "'localhost:9006'",
+                 id="internal-url-without-scheme"),
+    pytest.param({"InstanceTypes": [{"Name": "a"}]}, "Clusters.zzzzz.InstanceTypes", "must be a map",
+                 id="instance-types-list"),
+    pytest.param({"InstanceTypes": {"a": {"RAM": "-1GiB"}}}, "Clusters.zzzzz.InstanceTypes.a.RAM", "'-1GiB'",
+                 id="instance-negative-ram"),
+    pytest.param({"InstanceTypes": {"a": {"VCPUs": "2"}}}, "Clusters.zzzzz.InstanceTypes.a.VCPUs", "'2'",
+                 id="instance-vcpus-string"),
+    pytest.param({"InstanceTypes": {"a": {"GPU": {"DriverVersion": 11.0}}}},
+                 "Clusters.zzzzz.InstanceTypes.a.GPU.DriverVersion", "11.0", id="gpu-version-unquoted"),
+    pytest.param({"Containers": {"MaxDispatchAttempts": "ten"}}, "Clusters.zzzzz.Containers.MaxDispatchAttempts",
+                 "'ten'", id="server-side-key-checked"),
+    pytest.param({"PostgreSQL": {"Connection": {"host": ["a"]}}}, "Clusters.zzzzz.PostgreSQL.Connection.host",
+                 "['a']", id="pg-value-list"),
+]
+
+
+@pytest.mark.parametrize(("body", "key", "shown"), ERRORS)
+def test_errors_name_file_key_and_value(body: dict[str, Any], key: str, shown: str) -> None:
+    error = build_error(body)
+    message = str(error)
+    assert message.startswith(f"c.yml: {key}: "), message
+    assert error.path == "c.yml"
+    assert error.key == key
+    assert shown in message
+
+
+SECRET_ERRORS = [
+    pytest.param({"SystemRootToken": [TOKEN]}, "Clusters.zzzzz.SystemRootToken", id="root-token-list"),
+    pytest.param({"ManagementToken": {"t": MGMT}}, "Clusters.zzzzz.ManagementToken", id="management-token-map"),
+    pytest.param({"PostgreSQL": {"Connection": {"password": [PGPASS]}}},
+                 "Clusters.zzzzz.PostgreSQL.Connection.password", id="pg-password-list"),
+    pytest.param({"PostgreSQL": {"Connection": f"postgres://u:{PGPASS}@db/arvados"}},
+                 "Clusters.zzzzz.PostgreSQL.Connection", id="pg-connection-string"),
+    pytest.param({"PostgreSQL": f"postgres://u:{PGPASS}@db/arvados"},
+                 "Clusters.zzzzz.PostgreSQL", id="pg-section-string"),
+]
+
+
+@pytest.mark.parametrize(("body", "key"), SECRET_ERRORS)
+def test_errors_never_show_secret_values(body: dict[str, Any], key: str) -> None:
+    error = build_error(body)
+    message = str(error)
+    assert key in message
+    assert "<redacted>" in message
+    assert error.value == "<redacted>"
+    for secret in (TOKEN, MGMT, PGPASS):
+        assert secret not in message
+        assert secret not in repr(error.args)
+
+
+# --- files -------------------------------------------------------------------------------------------------
+
+
+def test_load_settings_reads_the_file(write: Callable[..., Path]) -> None:
+    path = write(cluster(FULL))
+    loaded = load_settings(path=path, environ={}, skip_legacy=True)
+    assert loaded.settings == build(FULL)
+    assert loaded.path == path
+    assert loaded.path_source is PathSource.ARGUMENT
+    assert loaded.legacy_path is None
+
+
+def test_missing_file_names_path_and_suggests_config(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yml"
+    with pytest.raises(ConfigError) as info:
+        load_settings(path=missing, environ={}, skip_legacy=True)
+    assert str(missing) in str(info.value)
+    assert "--config" in str(info.value)
+
+
+def test_directory_instead_of_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(path=tmp_path, environ={}, skip_legacy=True)
+    assert str(tmp_path) in str(info.value)
+
+
+def test_yaml_error_has_line_and_column_and_no_secret(write: Callable[..., Path]) -> None:
+    text = f"Clusters:\n  zzzzz:\n    SystemRootToken: {TOKEN}\n    Containers: [unclosed\n"
+    path = write(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path=path, environ={}, skip_legacy=True)
+    message = str(info.value)
+    assert str(path) in message and "invalid YAML" in message
+    assert "line " in message and "column " in message
+    assert TOKEN not in message
+
+
+def test_empty_file_is_an_error(write: Callable[..., Path]) -> None:
+    with pytest.raises(ConfigError, match="empty"):
+        load_settings(path=write(""), environ={}, skip_legacy=True)
+
+
+def test_arvados_config_env_is_used_only_without_explicit_path(write: Callable[..., Path]) -> None:
+    env_file = write(cluster({"Containers": {"RuntimeEngine": "singularity"}}, "aaaaa"), "env.yml")
+    arg_file = write(cluster({}), "arg.yml")
+    from_env = load_settings(environ={"ARVADOS_CONFIG": str(env_file)}, skip_legacy=True)
+    assert (from_env.path, from_env.path_source, from_env.settings.cluster_id) == (
+        env_file, PathSource.ENVIRONMENT, "aaaaa")
+    from_arg = load_settings(path=arg_file, environ={"ARVADOS_CONFIG": str(env_file)}, skip_legacy=True)
+    assert (from_arg.path, from_arg.path_source, from_arg.settings.cluster_id) == (
+        arg_file, PathSource.ARGUMENT, "zzzzz")
+
+
+@pytest.mark.parametrize(
+    ("path", "environ", "expected"),
+    [
+        pytest.param(None, {}, (DEFAULT_CONFIG_PATH, PathSource.DEFAULT), id="default"),
+        pytest.param(None, {"ARVADOS_CONFIG": "/a.yml"}, (Path("/a.yml"), PathSource.ENVIRONMENT), id="env"),
+        pytest.param("/b.yml", {"ARVADOS_CONFIG": "/a.yml"}, (Path("/b.yml"), PathSource.ARGUMENT), id="argument"),
+        pytest.param(str(DEFAULT_CONFIG_PATH), {"ARVADOS_CONFIG": "/a.yml"},
+                     (DEFAULT_CONFIG_PATH, PathSource.ARGUMENT), id="explicit-default-beats-env"),
+        pytest.param(None, {"ARVADOS_CONFIG": ""}, (DEFAULT_CONFIG_PATH, PathSource.DEFAULT), id="empty-env"),
+    ],
+)
+def test_resolve_config_path(path: str | None, environ: dict[str, str],
+                             expected: tuple[Path, PathSource]) -> None:
+    assert resolve_config_path(path, environ) == expected
+
+
+def test_environment_defaults_to_os_environ(write: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARVADOS_API_TOKEN", "fromosenviron")
+    loaded = load_settings(path=write(cluster({})), skip_legacy=True)
+    assert loaded.settings.system_root_token == "fromosenviron"
+
+
+# --- redaction -------------------------------------------------------------------------------------------
+
+
+def test_redacted_hides_secrets_and_is_json() -> None:
+    body = dict(FULL)
+    body["Services"] = {**FULL["Services"],
+                        "Controller": {"ExternalURL": f"https://user:{PGPASS}@ctrl.example/"}}
+    body["Containers"] = {**FULL["Containers"], "SLURM": {"SbatchEnvironmentVariables": {
+        "MY_API_TOKEN": TOKEN, "PLAIN": "visible"}}}
+    out = redacted(build(body))
+    text = json.dumps(out)
+    for secret in (TOKEN, MGMT, PGPASS):
+        assert secret not in text
+    assert out["system_root_token"] == "<redacted>"
+    assert out["management_token"] == "<redacted>"
+    assert out["postgresql_connection"]["password"] == "<redacted>"
+    assert out["postgresql_connection"]["host"] == "db"
+    assert out["controller_url"] == "https://user:<redacted>@ctrl.example/"
+    assert out["sbatch_environment"] == {"MY_API_TOKEN": "<redacted>", "PLAIN": "visible"}
+    assert out["instance_types"]["small"]["scratch"] == 15 * 10**9
+    assert set(out) == set(Settings.__dataclass_fields__)
+
+
+def test_redacted_shows_unset_secrets_as_empty() -> None:
+    out = redacted(build({}))
+    assert out["system_root_token"] == ""
+    assert out["management_token"] == ""
+    assert out["reserve_extra_ram"] == 550 * MiB
+
+
+def test_settings_repr_does_not_show_token() -> None:
+    assert TOKEN not in repr(build(FULL))
