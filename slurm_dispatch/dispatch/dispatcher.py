@@ -487,6 +487,7 @@ class Dispatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                tracker.draining = True
                 text, fallback = failure_report(uuid, exc)
                 logger.error("%s", text.rstrip("\n"), exc_info=not isinstance(exc, DispatchError))
                 try:
