@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from typing import Any
 
 from dispatch_fakes import ME, FakeArvados, until
 
@@ -34,7 +35,7 @@ class LocalProcesses:
     """
 
     def __init__(self) -> None:
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.procs: dict[str, subprocess.Popen[Any]] = {}
         self.terminated: set[str] = set()
 
     async def __call__(self, d: Dispatcher, container: Container, updates: UpdateChannel) -> None:
