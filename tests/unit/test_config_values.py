@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from slurm_dispatch.config import parse_byte_size, parse_duration
 from slurm_dispatch.errors import ConfigError
@@ -116,3 +118,40 @@ def test_parse_byte_size_rejects(value: object, fragment: str) -> None:
     assert fragment in str(info.value)
     assert "Clusters.zzzzz.Containers.ReserveExtraRAM" in str(info.value)
     assert "c.yml" in str(info.value)
+
+
+# --- properties ------------------------------------------------------------------------------------------
+
+_VALUES = st.one_of(st.text(max_size=20), st.integers(), st.floats(allow_nan=True), st.booleans(), st.none(),
+                    st.lists(st.integers(), max_size=2))
+
+
+@given(_VALUES)
+def test_parse_duration_raises_only_config_error(value: object) -> None:
+    try:
+        seconds = parse_duration(value)
+    except ConfigError:
+        return
+    assert seconds >= 0
+
+
+@given(_VALUES)
+def test_parse_byte_size_raises_only_config_error(value: object) -> None:
+    try:
+        size = parse_byte_size(value)
+    except ConfigError:
+        return
+    assert 0 <= size < 1 << 63
+
+
+@given(st.integers(min_value=0, max_value=10**6), st.sampled_from(["K", "Ki", "M", "Mi", "G", "Gi"]),
+       st.booleans())
+def test_byte_size_units_scale(number: int, prefix: str, with_b: bool) -> None:
+    scale = {"K": 10**3, "Ki": 2**10, "M": 10**6, "Mi": 2**20, "G": 10**9, "Gi": 2**30}[prefix]
+    assert parse_byte_size(f"{number}{prefix}{'B' if with_b else ''}") == number * scale
+
+
+@given(st.integers(min_value=0, max_value=99), st.integers(min_value=0, max_value=59),
+       st.integers(min_value=0, max_value=59))
+def test_duration_components_add_up(h: int, m: int, s: int) -> None:
+    assert parse_duration(f"{h}h{m}m{s}s") == pytest.approx(h * 3600 + m * 60 + s)
