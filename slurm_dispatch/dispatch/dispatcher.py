@@ -86,6 +86,9 @@ UUID_BATCH = 20
 
 ORDER = ("priority desc",)
 
+MAX_REMEMBERED_BAD_RECORDS = 10_000
+"""Malformed records are logged once per uuid; this bounds the memory of which were logged."""
+
 ABANDON_GRACE_S = 5.0
 """How long shutdown waits for cancelled RunContainers to return before giving up on them."""
 
@@ -155,6 +158,7 @@ class Dispatcher:
         self._token_uuid = ""
         self._stop = asyncio.Event()
         self._query_errors: dict[str, str] = {}
+        self._bad_records: dict[str, str] = {}
         self.last_tick = TickReport()
         """The report of the most recent tick."""
 
@@ -433,11 +437,24 @@ class Dispatcher:
                     self._start(Container.from_api(raw), raw)
                     report.started += 1
             except ValueError as exc:
-                logger.warning("ignoring malformed record of container %s: %s", uuid, exc)
+                self._malformed(uuid, exc)
         if to_lock:
             results = await asyncio.gather(*(self._lock_and_start(raw) for raw in to_lock))
             report.locked += sum(results)
             report.started += sum(results)
+
+    def _malformed(self, uuid: str, exc: ValueError) -> None:
+        """Log an unreadable record: at warning the first time (or when the reason changes)."""
+        text = str(exc)
+        if self._bad_records.get(uuid) == text:
+            logger.debug("ignoring malformed record of container %s: %s", uuid, text)
+            return
+        if len(self._bad_records) >= MAX_REMEMBERED_BAD_RECORDS:
+            self._bad_records.clear()
+        self._bad_records[uuid] = text
+        logger.warning(
+            "ignoring malformed record of container %s: %s; check the API server's answer for it", uuid, text
+        )
 
     async def _lock_and_start(self, raw: Mapping[str, Any]) -> bool:
         """Lock a Queued container and start its tracker as Locked; True on success."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+from datetime import datetime, timedelta, timezone
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +23,9 @@ from slurm_dispatch.errors import (
     ArvadosNotFound,
     ArvadosPermissionDenied,
 )
-from slurm_dispatch.model import Container, ContainerState
+from slurm_dispatch.model import Container, ContainerState, format_timestamp
 
+EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
 ME = "zzzzz-gj3su-000000000000000"
 OTHER = "zzzzz-gj3su-0000000000other"
 _seq = itertools.count(1)
@@ -87,7 +89,7 @@ class FakeArvados:
             return str(self.records[uuid]["state"])
 
     def _stamp(self) -> str:
-        return f"2026-01-01T00:00:{next(self._clock):09.6f}000Z"
+        return format_timestamp(EPOCH + timedelta(microseconds=next(self._clock)))
 
     def _enter(self, method: str, arg: Any) -> None:
         self.calls.append((method, arg))

@@ -1,0 +1,432 @@
+"""SqueueChecker against FakeSlurm: snapshots, waiting for the next poll, wants and the renice pass.
+
+Polls are driven by the test (``await checker.poll()``), so nothing here sleeps;
+``run()``'s timing is tested with an injected clock and sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+import pytest
+from plugins.fake_slurm import Call, FakeSlurm
+
+from slurm_dispatch.slurm.squeue import SqueueChecker
+
+T = TypeVar("T")
+
+A, B, C, D = (f"zzzzz-dz642-{c * 15}" for c in "abcd")
+
+
+def rank_nice(jobs: Sequence[Any], spread: int) -> list[int]:
+    """A stand-in for want_nice: nice = 10 × rank. Same as the real one on short, just-submitted queues."""
+    return [10 * i for i in range(len(jobs))]
+
+
+def run(coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return asyncio.run(asyncio.wait_for(coro(), timeout=20))
+
+
+def checker(fake: FakeSlurm, **kw: Any) -> SqueueChecker:
+    kw.setdefault("want_nice", rank_nice)
+    return SqueueChecker(backend=fake, poll_interval_s=10, **kw)
+
+
+def submit(fake: FakeSlurm, name: str, *extra: str) -> None:
+    fake.submit(args=[f"--job-name={name}", "--nice=10000", *extra], script="#!/bin/sh\n", env={})
+
+
+async def until(predicate: Callable[[], bool], what: str) -> None:
+    """Yield to the loop until ``predicate`` holds (for executor threads to arrive); fail after 5 s."""
+    deadline = time.monotonic() + 5
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.001)
+
+
+async def settle() -> None:
+    """Let every task that is ready run (a woken waiter runs within a few loop turns)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_snapshot_before_and_after_first_poll(fake_slurm: FakeSlurm) -> None:
+    submit(fake_slurm, A)
+    sq = checker(fake_slurm)
+
+    async def go() -> None:
+        assert sq.snapshot().generation == 0
+        assert sq.snapshot().jobs == {}
+        assert await sq.poll() is True
+        snap = sq.snapshot()
+        assert snap.generation == 1
+        assert snap.jobs[A].nice == 10000
+        assert snap.jobs[A].state == "PENDING"
+
+    run(go)
+
+
+def test_failed_squeue_keeps_snapshot_and_wakes_nobody(
+    fake_slurm: FakeSlurm, caplog: pytest.LogCaptureFixture
+) -> None:
+    submit(fake_slurm, A)
+    sq = checker(fake_slurm)
+
+    async def go() -> None:
+        await sq.poll()
+        before = sq.snapshot()
+        waiter = asyncio.create_task(sq.has_uuid(B))
+        await settle()
+        fake_slurm.queue_unavailable = True
+        fake_slurm.finish(A)
+        submit(fake_slurm, B)
+        with caplog.at_level(logging.WARNING, logger="slurm_dispatch.slurm.squeue"):
+            assert await sq.poll() is False
+            assert await sq.poll() is False
+        await settle()
+        assert not waiter.done()
+        assert sq.snapshot() is before  # A is still "there": no information is not absence
+        assert A in sq.snapshot().jobs
+        failures = [r for r in caplog.records if "squeue failed" in r.getMessage()]
+        assert len(failures) == 1, "a repeating failure is logged once, when it starts"
+        fake_slurm.queue_unavailable = False
+        assert await sq.poll() is True
+        assert await waiter is True  # answered from the successful poll, which sees B
+        assert sq.snapshot().generation == before.generation + 1
+        assert A not in sq.snapshot().jobs
+
+    run(go)
+
+
+def test_has_uuid_waits_for_the_next_successful_poll(fake_slurm: FakeSlurm) -> None:
+    submit(fake_slurm, A)
+    sq = checker(fake_slurm)
+
+    async def go() -> None:
+        await sq.poll()
+        assert A in sq.snapshot().jobs
+        waiter = asyncio.create_task(sq.has_uuid(A))
+        await settle()
+        assert not waiter.done()
+        fake_slurm.finish(A)
+        await sq.poll()
+        assert await waiter is False
+
+    run(go)
+
+
+def test_has_uuid_ignores_a_squeue_that_started_before_the_call(fake_slurm: FakeSlurm) -> None:
+    # squeue is running when sbatch returns: its output may lack the new job, so it must not answer.
+    sq = checker(fake_slurm)
+    gate = fake_slurm.gate("queue")
+
+    async def go() -> None:
+        in_flight = asyncio.create_task(sq.poll())
+        await until(lambda: fake_slurm.waiting.get("queue") == 1, "squeue to be in flight")
+        submit(fake_slurm, A)
+        waiter = asyncio.create_task(sq.has_uuid(A))
+        await settle()
+        gate.set()
+        assert await in_flight is True
+        await settle()
+        assert A not in sq.snapshot().jobs
+        assert not waiter.done()
+        await sq.poll()
+        assert await waiter is True
+
+    run(go)
+
+
+def test_next_snapshot_returns_the_fresh_one(fake_slurm: FakeSlurm) -> None:
+    sq = checker(fake_slurm)
+
+    async def go() -> None:
+        await sq.poll()
+        nxt = asyncio.create_task(sq.next_snapshot())
+        await settle()
+        submit(fake_slurm, A)
+        await sq.poll()
+        snap = await nxt
+        assert snap.generation == 2
+        assert list(snap.jobs) == [A]
+
+    run(go)
+
+
+def test_set_priority_on_a_known_job_does_not_wait(fake_slurm: FakeSlurm) -> None:
+    submit(fake_slurm, A)
+    sq = checker(fake_slurm)
+
+    async def go() -> None:
+        await sq.poll()
+        await asyncio.wait_for(sq.set_priority(A, 5), timeout=5)
+        assert sq.want(A) == 5
+        assert fake_slurm.count("queue") == 1
+
+    run(go)
+
+
+def test_set_priority_waits_one_poll_for_a_just_submitted_job(fake_slurm: FakeSlurm) -> None:
+    sq = checker(fake_slurm)
+
+    async def go() -> None:
+        await sq.poll()
+        submit(fake_slurm, A)
+        setter = asyncio.create_task(sq.set_priority(A, 5))
+        await settle()
+        assert not setter.done()
+        assert sq.want(A) == 0
+        await sq.poll()
+        await setter
+        assert sq.want(A) == 5
+        await sq.poll()  # the renice pass of the next poll uses it
+        assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(A, 0)]
+
+    run(go)
+
+
+def test_set_priority_gives_up_silently_when_the_job_stays_missing(fake_slurm: FakeSlurm) -> None:
+    sq = checker(fake_slurm)
+
+    async def go() -> None:
+        await sq.poll()
+        setter = asyncio.create_task(sq.set_priority(A, 5))
+        await settle()
+        await sq.poll()
+        await setter
+        submit(fake_slurm, A)  # arrives too late for that call
+        await sq.poll()
+        assert sq.want(A) == 0
+        assert fake_slurm.calls_of("renice") == []
+
+    run(go)
+
+
+def test_renice_only_where_nice_changes(fake_slurm: FakeSlurm) -> None:
+    for name in (A, B, C):
+        submit(fake_slurm, name)
+    sq = checker(fake_slurm)
+
+    async def go() -> None:
+        await sq.poll()
+        for name, want in ((A, 30), (B, 20), (C, 10)):
+            await sq.set_priority(name, want)
+        await sq.poll()
+        assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(A, 0), (B, 10), (C, 20)]
+        await sq.poll()
+        assert len(fake_slurm.calls_of("renice")) == 3, "nothing changes once applied"
+        submit(fake_slurm, D)
+        await sq.poll()
+        await sq.set_priority(D, 40)
+        await sq.poll()
+        assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")[3:]] == [
+            (D, 0),
+            (A, 10),
+            (B, 20),
+            (C, 30),
+        ]
+
+    run(go)
+
+
+def test_renice_ties_break_by_uuid_descending(fake_slurm: FakeSlurm) -> None:
+    for name in (A, C, B):
+        submit(fake_slurm, name)
+    sq = checker(fake_slurm)
+
+    async def go() -> None:
+        await sq.poll()
+        for name in (A, B, C):
+            await sq.set_priority(name, 7)
+        await sq.poll()
+        assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(C, 0), (B, 10), (A, 20)]
+
+    run(go)
+
+
+def test_renice_skips_want_zero_and_unknown_jobs_and_includes_running(fake_slurm: FakeSlurm) -> None:
+    for name in (A, B, C):
+        submit(fake_slurm, name)
+    submit(fake_slurm, "not-arvados")
+    fake_slurm.start(A)
+    sq = checker(fake_slurm)
+
+    async def go() -> None:
+        await sq.poll()
+        await sq.set_priority(A, 9)
+        await sq.set_priority(B, 0)
+        await sq.set_priority(C, 3)
+        await sq.poll()
+        assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(A, 0), (C, 10)]
+
+    run(go)
+
+
+def test_renice_uses_the_real_want_nice_by_default(fake_slurm: FakeSlurm) -> None:
+    # The worked example of arvados-reference.md §5.3: three just-submitted jobs get 0, 10, 20.
+    for name in (A, B, C):
+        submit(fake_slurm, name)
+    sq = SqueueChecker(backend=fake_slurm, poll_interval_s=10)
+
+    async def go() -> None:
+        await sq.poll()
+        for name, want in ((A, 3), (B, 2), (C, 1)):
+            await sq.set_priority(name, want)
+        await sq.poll()
+        assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(A, 0), (B, 10), (C, 20)]
+        await sq.poll()
+        assert len(fake_slurm.calls_of("renice")) == 3
+
+    run(go)
+
+
+def test_failed_renice_is_ignored_and_the_pass_goes_on(fake_slurm: FakeSlurm) -> None:
+    for name in (A, B):
+        submit(fake_slurm, name)
+    fake_slurm.fail("renice", nth=1)
+    sq = checker(fake_slurm)
+
+    async def go() -> None:
+        await sq.poll()
+        await sq.set_priority(A, 2)
+        await sq.set_priority(B, 1)
+        assert await sq.poll() is True
+        assert [c.name for c in fake_slurm.calls_of("renice")] == [A, B]
+        assert fake_slurm.job(A).nice == 10000
+        assert fake_slurm.job(B).nice == 10
+        await sq.poll()  # tried again at the next poll
+        assert fake_slurm.job(A).nice == 0
+
+    run(go)
+
+
+def test_wants_carry_over_and_are_dropped_with_the_job(fake_slurm: FakeSlurm) -> None:
+    submit(fake_slurm, A)
+    sq = checker(fake_slurm)
+
+    async def go() -> None:
+        await sq.poll()
+        await sq.set_priority(A, 4)
+        await sq.poll()
+        await sq.poll()
+        assert sq.want(A) == 4
+        fake_slurm.queue_unavailable = True
+        await sq.poll()
+        assert sq.want(A) == 4, "a failed poll forgets nothing"
+        fake_slurm.queue_unavailable = False
+        fake_slurm.finish(A)
+        await sq.poll()
+        assert sq.want(A) == 0
+
+    run(go)
+
+
+def test_low_priority_warning_once_per_state_change(
+    fake_slurm: FakeSlurm, caplog: pytest.LogCaptureFixture
+) -> None:
+    submit(fake_slurm, A, "--hold")  # held: Slurm priority 0
+    submit(fake_slurm, B, "--hold")  # no want: never warned about
+    sq = checker(fake_slurm, want_nice=lambda jobs, spread: [j.nice for j in jobs])
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "low priority" in r.getMessage()]
+
+    async def go() -> None:
+        await sq.poll()
+        await sq.set_priority(A, 1)
+        with caplog.at_level(logging.WARNING, logger="slurm_dispatch.slurm.squeue"):
+            await sq.poll()
+            await sq.poll()
+            assert warnings() == [
+                f'job "{A}" has low priority 0, nice 10000, state "PENDING", reason "JobHeldUser"'
+            ]
+            fake_slurm.job(A).reason = "Priority"
+            await sq.poll()
+            await sq.poll()
+            assert len(warnings()) == 2
+            fake_slurm.release(A)
+            await sq.poll()
+            fake_slurm.job(A).held = True
+            await sq.poll()
+            assert len(warnings()) == 3, "warned again after it recovered and fell back"
+
+    run(go)
+
+
+def test_unparsable_lines_are_logged_once_while_they_persist(
+    fake_slurm: FakeSlurm, caplog: pytest.LogCaptureFixture
+) -> None:
+    submit(fake_slurm, "my job")
+    submit(fake_slurm, A)
+    sq = checker(fake_slurm)
+
+    async def go() -> None:
+        with caplog.at_level(logging.WARNING, logger="slurm_dispatch.slurm.squeue"):
+            await sq.poll()
+            await sq.poll()
+        assert list(sq.snapshot().jobs) == [A]
+        logged = [r for r in caplog.records if "ignoring unparsed line" in r.getMessage()]
+        assert len(logged) == 1
+
+    run(go)
+
+
+class FakeTime:
+    """An injected clock and sleep: sleeping advances the clock at once; stops ``run()`` after ``limit`` sleeps."""
+
+    def __init__(self, limit: int) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+        self.limit = limit
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if len(self.sleeps) > self.limit:
+            raise asyncio.CancelledError
+        return asyncio.sleep(0)
+
+
+@pytest.mark.parametrize(
+    ("immediately", "first_sleep_count", "polls"),
+    [pytest.param(False, 3, 2, id="first-poll-after-one-interval"), pytest.param(True, 2, 3, id="immediate")],
+)
+def test_run_polls_every_interval(
+    fake_slurm: FakeSlurm, immediately: bool, first_sleep_count: int, polls: int
+) -> None:
+    t = FakeTime(limit=first_sleep_count - 1)
+    sq = checker(fake_slurm, first_poll_immediately=immediately, clock=t.clock, sleep=t.sleep)
+
+    async def go() -> None:
+        with pytest.raises(asyncio.CancelledError):
+            await sq.run()
+
+    run(go)
+    assert t.sleeps == [10.0] * first_sleep_count
+    assert fake_slurm.count("queue") == polls
+
+
+def test_run_skips_ticks_missed_by_a_slow_poll(fake_slurm: FakeSlurm) -> None:
+    t = FakeTime(limit=2)
+
+    def slow_squeue(call: Call) -> None:
+        if call.kind == "queue":
+            t.now += 25  # this squeue takes 2.5 intervals
+
+    fake_slurm.on_call = slow_squeue
+    sq = checker(fake_slurm, first_poll_immediately=True, clock=t.clock, sleep=t.sleep)
+
+    async def go() -> None:
+        with pytest.raises(asyncio.CancelledError):
+            await sq.run()
+
+    run(go)
+    # Poll at 1000 ends at 1025: the ticks at 1010 and 1020 are gone, the next is 1030.
+    assert t.sleeps[0] == pytest.approx(5.0)
