@@ -103,6 +103,9 @@ class LoadedConfig:
     """Why ``path`` was chosen."""
     legacy_path: Path | None = None
     """The legacy standalone file that was actually read, if any."""
+    cluster_path: Path | None = None
+    """The cluster config that was actually read: ``path``, or (when ``path`` was a legacy file) the
+    $ARVADOS_CONFIG/default file, or None when there was none and ``cluster_id`` supplied the id."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -537,7 +540,7 @@ def _enum(allowed: Sequence[str]) -> Callable[[_Doc, str, Any], str]:
     def convert(d: _Doc, r: str, value: Any) -> str:
         text = _str(d, r, value)
         if text not in allowed:
-            raise d.error(r, f"{_show(text)} is not one of {', '.join(allowed)}", text)
+            raise d.error(r, f"{_show(text)} is not one of {', '.join(a for a in allowed if a)}", text)
         return text
     return convert
 
@@ -1005,4 +1008,4 @@ def load_settings(
         cluster_doc, source=str(cluster_path), cluster_id=cluster_id, environ=env,
         legacy_document=legacy_doc, legacy_source=str(legacy_read or ""))
     return LoadedConfig(settings=settings, warnings=warnings + more, path=main_path, path_source=main_source,
-                        legacy_path=legacy_read)
+                        legacy_path=legacy_read, cluster_path=cluster_path if cluster_doc is not None else None)

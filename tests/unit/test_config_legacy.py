@@ -181,7 +181,7 @@ def test_config_without_clusters_is_read_as_legacy(write: Callable[[object, str]
     s = loaded.settings
     assert (s.cluster_id, s.runtime_engine, s.priority_spread) == ("abcde", "singularity", 3)
     assert (s.controller_url, s.system_root_token) == ("https://ctrl.example/", TOKEN)
-    assert loaded.legacy_path == legacy
+    assert (loaded.path, loaded.legacy_path, loaded.cluster_path) == (legacy, legacy, cluster)
     assert any("is not a cluster config file" in w for w in loaded.warnings)
     assert all(TOKEN not in w for w in loaded.warnings)
 
@@ -193,6 +193,7 @@ def test_legacy_only_needs_a_cluster_id(write: Callable[[object, str], Path], tm
         load_settings(path=legacy, environ=env)
     loaded = load_settings(path=legacy, environ=env, cluster_id="xyzzy")
     assert (loaded.settings.cluster_id, loaded.settings.priority_spread) == ("xyzzy", 3)
+    assert loaded.cluster_path is None
 
 
 def test_config_without_clusters_and_legacy_path_too_is_an_error(write: Callable[[object, str], Path]) -> None:

@@ -377,11 +377,12 @@ ERRORS = [
                  id="duration-without-unit"),
     pytest.param({"Containers": {"CloudVMs": {"PollInterval": "0s"}}},
                  "Clusters.zzzzz.Containers.CloudVMs.PollInterval", "'0s'", id="zero-poll-interval"),
-    pytest.param({"Containers": {"RuntimeEngine": "podman"}}, "Clusters.zzzzz.Containers.RuntimeEngine", "'podman'",
-                 id="runtime-engine"),
+    pytest.param({"Containers": {"RuntimeEngine": "podman"}}, "Clusters.zzzzz.Containers.RuntimeEngine",
+                 "'podman' is not one of docker, singularity", id="runtime-engine"),
     pytest.param({"SystemLogs": {"LogLevel": "loud"}}, "Clusters.zzzzz.SystemLogs.LogLevel", "'loud'",
                  id="log-level"),
-    pytest.param({"SystemLogs": {"Format": "xml"}}, "Clusters.zzzzz.SystemLogs.Format", "'xml'", id="log-format"),
+    pytest.param({"SystemLogs": {"Format": "xml"}}, "Clusters.zzzzz.SystemLogs.Format",
+                 "'xml' is not one of json, text", id="log-format"),
     pytest.param({"Containers": {"SLURM": {"SbatchArgumentsList": "--mem=%M"}}},
                  "Clusters.zzzzz.Containers.SLURM.SbatchArgumentsList", "'--mem=%M'", id="string-not-list"),
     pytest.param({"Containers": {"SLURM": {"SbatchArgumentsList": ["--a", 5]}}},
@@ -471,7 +472,7 @@ def test_load_settings_reads_the_file(write: Callable[..., Path]) -> None:
     assert loaded.settings == build(FULL)
     assert loaded.path == path
     assert loaded.path_source is PathSource.ARGUMENT
-    assert loaded.legacy_path is None
+    assert (loaded.legacy_path, loaded.cluster_path) == (None, path)
 
 
 def test_missing_file_names_path_and_suggests_config(tmp_path: Path) -> None:
