@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-from datetime import datetime, timedelta, timezone
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slurm_dispatch.dispatch import Dispatcher, UpdateChannel
@@ -25,7 +25,7 @@ from slurm_dispatch.errors import (
 )
 from slurm_dispatch.model import Container, ContainerState, format_timestamp
 
-EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 ME = "zzzzz-gj3su-000000000000000"
 OTHER = "zzzzz-gj3su-0000000000other"
 _seq = itertools.count(1)
