@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import logging
 import re
 import time
@@ -50,11 +49,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any
 
 from slurm_dispatch.errors import SlurmCommandError, SqueueParseError
 from slurm_dispatch.model import SlurmJob
 from slurm_dispatch.slurm.backend import SlurmBackend
+from slurm_dispatch.slurm.priority import ReniceCandidate, renice_order
+from slurm_dispatch.slurm.priority import want_nice as default_want_nice
 
 log = logging.getLogger(__name__)
 
@@ -155,22 +156,6 @@ class SqueueSnapshot:
     """The injected clock's value when that poll started."""
 
 
-@dataclass(frozen=True)
-class _ReniceInput:
-    """One job as ``want_nice`` sees it: ``priority`` is Slurm's."""
-
-    name: str
-    want: int
-    priority: int
-    nice: int
-
-
-def _default_want_nice() -> WantNice:
-    # Imported lazily: priority.py is a sibling pure module written separately.
-    module = importlib.import_module("slurm_dispatch.slurm.priority")
-    return cast(WantNice, module.want_nice)
-
-
 class SqueueChecker:
     """Polls squeue for every job at once, answers membership questions, and renices.
 
@@ -208,7 +193,7 @@ class SqueueChecker:
         self._interval = poll_interval_s
         self._spread = priority_spread
         self._first_poll_immediately = first_poll_immediately
-        self._want_nice = want_nice
+        self._want_nice: WantNice = want_nice or default_want_nice
         self._executor = executor
         self._clock = clock
         self._sleep = sleep
@@ -358,24 +343,19 @@ class SqueueChecker:
     def renice_plan(self, jobs: Mapping[str, SlurmJob]) -> list[tuple[str, int]]:
         """Return ``(name, nice)`` for every job whose nice should change, in the order to apply them.
 
-        Pure given the recorded wants: jobs with want ≠ 0 present in ``jobs``,
-        sorted by want descending then name descending (gotcha 14).
+        Pure given the recorded wants: the jobs of ``jobs`` with a want ≠ 0, in
+        ``renice_order`` (want descending, then name descending, gotcha 14), given
+        to ``want_nice``; only the jobs whose nice differs are returned.
         """
-        entries = sorted(
-            (
-                _ReniceInput(name=name, want=want, priority=jobs[name].slurm_priority, nice=jobs[name].nice)
-                for name, want in self._wants.items()
-                if want != 0 and name in jobs
-            ),
-            key=lambda e: (e.want, e.name),
-            reverse=True,
+        ordered = renice_order(
+            ReniceCandidate(name=name, want=want, nice=jobs[name].nice, slurm_priority=jobs[name].slurm_priority)
+            for name, want in self._wants.items()
+            if name in jobs
         )
-        if not entries:
+        if not ordered:
             return []
-        if self._want_nice is None:
-            self._want_nice = _default_want_nice()
-        nices = self._want_nice(entries, self._spread)
-        return [(e.name, nice) for e, nice in zip(entries, nices, strict=True) if nice != e.nice]
+        nices = self._want_nice(ordered, self._spread)
+        return [(c.name, nice) for c, nice in zip(ordered, nices, strict=True) if nice != c.nice]
 
     async def _renice_all(self, jobs: Mapping[str, SlurmJob]) -> None:
         loop = asyncio.get_running_loop()

@@ -267,7 +267,8 @@ def test_renice_skips_want_zero_and_unknown_jobs_and_includes_running(fake_slurm
 
 
 def test_renice_uses_the_real_want_nice_by_default(fake_slurm: FakeSlurm) -> None:
-    # The worked example of arvados-reference.md §5.3: three just-submitted jobs get 0, 10, 20.
+    # Like the worked example of arvados-reference.md §5.3, except that priority/basic gives each later
+    # submission a base one lower, so B and C need 1 and 2 less nice than 10 and 20 to land 10 apart.
     for name in (A, B, C):
         submit(fake_slurm, name)
     sq = SqueueChecker(backend=fake_slurm, poll_interval_s=10)
@@ -277,7 +278,9 @@ def test_renice_uses_the_real_want_nice_by_default(fake_slurm: FakeSlurm) -> Non
         for name, want in ((A, 3), (B, 2), (C, 1)):
             await sq.set_priority(name, want)
         await sq.poll()
-        assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(A, 0), (B, 10), (C, 20)]
+        assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(A, 0), (B, 9), (C, 18)]
+        prios = [fake_slurm.job(n).slurm_priority for n in (A, B, C)]
+        assert prios[0] - prios[1] == prios[1] - prios[2] == 10
         await sq.poll()
         assert len(fake_slurm.calls_of("renice")) == 3
 
@@ -376,57 +379,55 @@ def test_unparsable_lines_are_logged_once_while_they_persist(
 
 
 class FakeTime:
-    """An injected clock and sleep: sleeping advances the clock at once; stops ``run()`` after ``limit`` sleeps."""
+    """An injected clock and sleep: sleeping advances the clock at once and is recorded with the polls.
 
-    def __init__(self, limit: int) -> None:
+    The ``limit``-th sleep ends ``run()`` by raising CancelledError, as cancelling its task would.
+    """
+
+    def __init__(self, fake: FakeSlurm, *, limit: int, squeue_s: float = 0.0) -> None:
         self.now = 1000.0
-        self.sleeps: list[float] = []
+        self.events: list[tuple[str, float]] = []
         self.limit = limit
+        self.squeue_s = squeue_s
+        fake.on_call = self._on_call
+
+    def _on_call(self, call: Call) -> None:
+        if call.kind == "queue":
+            self.events.append(("poll", self.now))
+            self.now += self.squeue_s
 
     def clock(self) -> float:
         return self.now
 
     def sleep(self, seconds: float) -> Awaitable[None]:
-        self.sleeps.append(seconds)
+        self.events.append(("sleep", seconds))
         self.now += seconds
-        if len(self.sleeps) > self.limit:
+        if sum(1 for kind, _ in self.events if kind == "sleep") >= self.limit:
             raise asyncio.CancelledError
         return asyncio.sleep(0)
 
+    def run(self, sq: SqueueChecker) -> None:
+        async def go() -> None:
+            with pytest.raises(asyncio.CancelledError):
+                await sq.run()
 
-@pytest.mark.parametrize(
-    ("immediately", "first_sleep_count", "polls"),
-    [pytest.param(False, 3, 2, id="first-poll-after-one-interval"), pytest.param(True, 2, 3, id="immediate")],
-)
-def test_run_polls_every_interval(
-    fake_slurm: FakeSlurm, immediately: bool, first_sleep_count: int, polls: int
-) -> None:
-    t = FakeTime(limit=first_sleep_count - 1)
-    sq = checker(fake_slurm, first_poll_immediately=immediately, clock=t.clock, sleep=t.sleep)
+        asyncio.run(asyncio.wait_for(go(), timeout=20))
 
-    async def go() -> None:
-        with pytest.raises(asyncio.CancelledError):
-            await sq.run()
 
-    run(go)
-    assert t.sleeps == [10.0] * first_sleep_count
-    assert fake_slurm.count("queue") == polls
+def test_run_first_poll_after_one_interval(fake_slurm: FakeSlurm) -> None:
+    t = FakeTime(fake_slurm, limit=3)
+    t.run(checker(fake_slurm, clock=t.clock, sleep=t.sleep))
+    assert t.events == [("sleep", 10), ("poll", 1010), ("sleep", 10), ("poll", 1020), ("sleep", 10)]
+
+
+def test_run_first_poll_immediately_when_asked(fake_slurm: FakeSlurm) -> None:
+    t = FakeTime(fake_slurm, limit=2)
+    t.run(checker(fake_slurm, first_poll_immediately=True, clock=t.clock, sleep=t.sleep))
+    assert t.events == [("poll", 1000), ("sleep", 10), ("poll", 1010), ("sleep", 10)]
 
 
 def test_run_skips_ticks_missed_by_a_slow_poll(fake_slurm: FakeSlurm) -> None:
-    t = FakeTime(limit=2)
-
-    def slow_squeue(call: Call) -> None:
-        if call.kind == "queue":
-            t.now += 25  # this squeue takes 2.5 intervals
-
-    fake_slurm.on_call = slow_squeue
-    sq = checker(fake_slurm, first_poll_immediately=True, clock=t.clock, sleep=t.sleep)
-
-    async def go() -> None:
-        with pytest.raises(asyncio.CancelledError):
-            await sq.run()
-
-    run(go)
-    # Poll at 1000 ends at 1025: the ticks at 1010 and 1020 are gone, the next is 1030.
-    assert t.sleeps[0] == pytest.approx(5.0)
+    t = FakeTime(fake_slurm, limit=2, squeue_s=25)  # each squeue takes 2.5 intervals
+    t.run(checker(fake_slurm, first_poll_immediately=True, clock=t.clock, sleep=t.sleep))
+    # The poll at 1000 ends at 1025: the ticks at 1010 and 1020 are dropped, the next is 1030.
+    assert t.events == [("poll", 1000), ("sleep", 5), ("poll", 1030), ("sleep", 5)]
