@@ -1,0 +1,218 @@
+"""Arvados priority to Slurm order: the "want" of a container, the renice order, and nice values.
+
+Pure functions; the squeue poller calls them after every snapshot and runs
+``scontrol update JobName=<uuid> Nice=<n>`` for each job whose nice changes
+(arvados-reference.md §5).
+
+Why not a straight port of Go's wantNice
+-----------------------------------------
+services/crunch-dispatch-slurm/priority.go keeps a job's nice only while the gap
+above it is under ``(spread - 1) * 10``; a wider gap is closed by lowering the
+nice. Closing one gap widens the next, so the whole queue below moves. As a
+queue drains, the gap under the top job grows by about ``spread - 1`` per start,
+and every ten starts or so the entire queue is reniced: about 57,000 scontrol
+calls to drain 1000 jobs (tests/unit/test_want_nice.py measures it).
+
+``want_nice`` here keeps Go's placement rule for jobs that are out of order and
+Go's results on small queues, but closes an in-order gap only when it is at
+least ``(spread - 1) * 10`` *for every job in the list*: closing one gap can
+renice every job below it, so the gap must be worth that. A drain then costs one
+renice per start (the new top job going to nice 0) plus rare, geometrically
+shrinking compactions: about 1,100 calls for 1000 jobs. New jobs that arrive
+below the others (the usual case) keep their submission nice, at no cost.
+
+Not solved: a job whose want puts it in the middle of the queue still renices
+the tight run of jobs below it, as in Go (about a third of Go's calls on a
+random-want history). Leaving gaps between placed jobs (order-maintenance
+labelling) would cut that further.
+
+The price is that jobs deep in a long queue may keep their submission nice
+(10000) until the queue is short, instead of being pulled up to ``10 * rank``.
+Where the results differ from Go's tables, see ``want_nice``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from slurm_dispatch.model import Container, timestamp_ns
+
+DEFAULT_SPREAD = 10
+"""PrioritySpread used when the configured one is below 1."""
+
+MAX_NICE = 2147483645
+"""The largest nice Slurm accepts (±(NICE_OFFSET − 3), NICE_OFFSET = 2**31, since Slurm 15.08;
+sbatch/scontrol reject anything beyond). Slurm ≤ 15.08 allowed only ±10000."""
+
+KEEP_NICE_LIMIT = MAX_NICE // 2
+"""A nice above this is never kept as is, only recomputed; this bounds every result by
+(span of the jobs' nice-0 priorities) + KEEP_NICE_LIMIT + spread × len(jobs), far below
+MAX_NICE for any real queue. Results are capped at MAX_NICE as a last resort."""
+
+_PRIORITY_RAW_MAX = 1000
+_INT64 = 1 << 64
+
+
+def _int64(value: int) -> int:
+    """Return ``value`` wrapped to a signed 64-bit integer, as Go's int64 arithmetic would."""
+    return (value + (1 << 63)) % _INT64 - (1 << 63)
+
+
+def slurm_priority(container: Container) -> int:
+    """Return the container's "want": the key that orders its job in Slurm, higher first. Pure.
+
+    A priority above 1000 is already what the API computes (request priority × 2**50
+    minus the request's creation time in ms) and is used unchanged. A priority of
+    1000 or less (raw values, tests) becomes ``(p << 50) − (created_at_ns >> 14)``
+    in int64 terms, so that of two equal priorities the older container comes first.
+    A missing ``created_at`` counts as the epoch. 0 means "unknown: never renice".
+    Port of services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: the priority
+    mapping before SetPriority.
+    """
+    p = container.priority
+    if p > _PRIORITY_RAW_MAX:
+        return p
+    ns = timestamp_ns(container.created_at) if container.created_at is not None else 0
+    return _int64(_int64(p << 50) - (_int64(ns) >> 14))
+
+
+class NicedJob(Protocol):
+    """What ``want_nice`` reads of a job: its Slurm priority (nice already applied) and its nice."""
+
+    @property
+    def priority(self) -> int: ...
+
+    @property
+    def nice(self) -> int: ...
+
+
+class _Wanted(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def want(self) -> int: ...
+
+
+W = TypeVar("W", bound=_Wanted)
+
+
+@dataclass(frozen=True)
+class ReniceCandidate:
+    """A job seen in squeue together with its container's want (see ``slurm_priority``)."""
+
+    name: str
+    """The job name: the container uuid."""
+    want: int
+    """The container's want; 0 means unknown (never reniced)."""
+    nice: int
+    """Slurm's current nice."""
+    slurm_priority: int
+    """Slurm's current priority, nice already applied."""
+
+    @property
+    def priority(self) -> int:
+        """Slurm's current priority (the name ``want_nice`` reads)."""
+        return self.slurm_priority
+
+
+def renice_order(jobs: Iterable[W]) -> list[W]:
+    """Return the jobs whose want is known, in the order Slurm should run them. Pure.
+
+    Jobs with ``want == 0`` are left out. The rest are sorted by want, highest
+    first; equal wants are ordered by job name **descending**, so the order is the
+    same from one poll to the next and equal jobs are not reniced back and forth.
+    Running jobs belong in the input too: they hold the top places.
+    Port of services/crunch-dispatch-slurm/squeue.go: reniceAll (its sort).
+    """
+    wanted = [j for j in jobs if j.want != 0]
+    wanted.sort(key=lambda j: j.name, reverse=True)
+    wanted.sort(key=lambda j: j.want, reverse=True)  # stable: keeps names descending within a want
+    return wanted
+
+
+def want_nice(jobs: Sequence[NicedJob], spread: int) -> list[int]:
+    """Return the nice each job should have so that Slurm runs them in the given order. Pure.
+
+    ``jobs`` is in the desired order (highest want first). The result has one
+    value per job, each in [0, MAX_NICE]; the first is 0. Applying it (new
+    priority = priority + nice − new nice) makes the Slurm priorities strictly
+    decreasing in the given order, and running this again on the result changes
+    nothing. ``spread`` < 1 means 10.
+
+    Walking down the list with ``target`` = the highest priority the next job may
+    have (one below the previous job's new priority):
+
+    - the first job gets nice 0;
+    - a job already below ``target`` keeps its nice, unless the gap is at least
+      ``(spread − 1) × 10`` (at least 10) times ``len(jobs)``, or its nice is
+      negative or above KEEP_NICE_LIMIT;
+    - any other job goes ``spread − 1`` below ``target``, or to nice 0 if even that
+      is above its reach.
+
+    Every row of Go's table (priority_test.go) and the reference's worked example
+    give Go's result. Results differ only where Go closes an in-order gap of at
+    least ``(spread − 1) × 10`` that is narrower than that times ``len(jobs)``, which
+    this keeps: ``[(4000,0),(3000,999),(2000,1998)]`` gives ``[0,9,18]`` as in Go,
+    but the same gaps above 200 more jobs are kept; on a 1000-job queue of
+    just-submitted jobs all but the first keep nice 10000 (Go: ``10 × rank``).
+    Port (modified to avoid renice churn) of services/crunch-dispatch-slurm/priority.go: wantNice.
+    """
+    if spread < 1:
+        spread = DEFAULT_SPREAD
+    band = max(spread - 1, 1) * 10
+    keep_gap = band * len(jobs)
+    result: list[int] = []
+    target = 0
+    for i, job in enumerate(jobs):
+        reach = job.priority + job.nice  # its priority at nice 0
+        if i == 0:
+            nice = 0
+            target = reach
+        elif 0 <= target - job.priority < keep_gap and 0 <= job.nice <= KEEP_NICE_LIMIT:
+            nice = job.nice
+            target = job.priority
+        else:
+            target -= spread - 1
+            if target > reach:
+                target = reach
+                nice = 0
+            else:
+                nice = reach - target
+                if nice > MAX_NICE:
+                    # Unreachable for real queues (see KEEP_NICE_LIMIT); the job lands
+                    # higher than planned and the rest are placed below where it lands.
+                    nice = MAX_NICE
+                    target = reach - MAX_NICE
+        result.append(nice)
+        target -= 1
+    return result
+
+
+def renice_actions(jobs: Iterable[ReniceCandidate], spread: int) -> list[tuple[str, int]]:
+    """Return ``(job name, new nice)`` for each job whose nice must change, in renice order. Pure.
+
+    ``renice_order`` then ``want_nice``; jobs whose nice is already right are left
+    out, so the caller runs exactly one ``scontrol update`` per pair.
+    """
+    ordered = renice_order(jobs)
+    return [
+        (job.name, nice)
+        for job, nice in zip(ordered, want_nice(ordered, spread), strict=True)
+        if nice != job.nice
+    ]
+
+
+__all__ = [
+    "DEFAULT_SPREAD",
+    "KEEP_NICE_LIMIT",
+    "MAX_NICE",
+    "NicedJob",
+    "ReniceCandidate",
+    "renice_actions",
+    "renice_order",
+    "slurm_priority",
+    "want_nice",
+]

@@ -1,0 +1,229 @@
+"""What we hand to sbatch: its arguments, the job script on its stdin, and its environment.
+
+All pure: the caller passes the container, the Settings and (for the
+environment) the base environment; nothing here reads the clock, ``os.environ``
+or a file. Ports of services/crunch-dispatch-slurm/crunch-dispatch-slurm.go
+(sbatchArgs, submit, configure) and script.go (execScript); arvados-reference.md
+§4.3 and §4.4.
+
+The script carries GatewayAuthSecret, derived from the SystemRootToken, so it
+goes to sbatch on stdin and must never be logged. The API token reaches
+crunch-run through sbatch's environment (sbatch exports it into the job), which
+is why ``sbatch_environment`` exists: the caller passes it as ``env=`` rather
+than putting the token into its own ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping, Sequence
+
+from slurm_dispatch.errors import SbatchTemplateError
+from slurm_dispatch.model import Container
+from slurm_dispatch.settings import Settings
+from slurm_dispatch.slurm.instance_types import choose_instance_type, estimate_scratch
+
+MiB = 1 << 20
+
+INITIAL_NICE = 10000
+"""Nice of every job at submission. It puts a new job behind the jobs already
+queued until the next renice pass moves it to where its Arvados priority says it
+belongs, so a low-priority container never starts ahead of higher ones in the
+meantime. 10000 was the largest nice that Slurm ≤ 15 accepted; it is kept for
+compatibility with the Go dispatcher (services/crunch-dispatch-slurm: initialNiceValue)."""
+
+TEMPLATE_TOKENS = frozenset("CGIMPTUW%")
+"""The letters after ``%`` that SbatchArgumentsList and SbatchGPUArgumentsList may use."""
+
+_TOKEN_RE = re.compile(r"%.")  # like Go's regexp: "." does not match a newline, so "%\n" stays as is
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _ceil_div(n: int, d: int) -> int:
+    """Return ceil(n / d) in exact integer arithmetic (Go uses float64; equal below 2**53)."""
+    return -(-n // d)
+
+
+def substitute(arg: str, values: Mapping[str, str]) -> str | None:
+    """Return one template argument with its ``%x`` tokens replaced, or None to drop it. Pure.
+
+    ``values`` maps a token letter (``"C"``, ``"U"``, ...; see ``TEMPLATE_TOKENS``)
+    to its text; ``%%`` always becomes ``%``. An argument with a ``%P`` whose value
+    is ``""``, or a ``%W`` whose value is ``"0"``, is dropped whole. A lone ``%``
+    at the end of the argument is left as it is. A config validator can check a
+    template by calling this with a value for every letter in ``TEMPLATE_TOKENS``.
+    Port of the substitution loop in crunch-dispatch-slurm.go: sbatchArgs.
+
+    Raises:
+        SbatchTemplateError: a ``%x`` that is not a known token (including ``"% "``),
+            or a known one missing from ``values``.
+    """
+    drop = False
+    unknown: list[str] = []
+
+    def replace(m: re.Match[str]) -> str:
+        nonlocal drop
+        token = m.group(0)
+        letter = token[1]
+        if letter == "%":
+            return "%"
+        if letter not in TEMPLATE_TOKENS or letter not in values:
+            unknown.append(token)
+            return ""
+        value = values[letter]
+        if (letter == "P" and value == "") or (letter == "W" and value == "0"):
+            drop = True
+        return value
+
+    result = _TOKEN_RE.sub(replace, arg)
+    if unknown:
+        # Go keeps the last unknown token it met; so do we.
+        raise SbatchTemplateError(
+            f"Unknown substitution parameter {unknown[-1]} in SbatchArgumentsList or SbatchGPUArgumentsList"
+        )
+    return None if drop else result
+
+
+def template_values(container: Container, settings: Settings) -> dict[str, str]:
+    """Return the value of every template token for this container (keys are token letters). Pure.
+
+    ``%M`` is ceil((ram + keep_cache_ram + ReserveExtraRAM) / MiB); ``%T`` is
+    ceil(scratch estimate / MiB); ``%W`` is ceil(max_run_time / 60) minutes;
+    ``%P`` is the partitions joined with ","; ``%I`` is the cheapest suitable
+    instance type, or "" when none are configured.
+
+    Raises:
+        UnsatisfiableContainer: InstanceTypes is configured and none can run the
+            container (checked even when no argument uses ``%I``).
+    """
+    rc = container.runtime_constraints
+    sp = container.scheduling_parameters
+    instance_type = choose_instance_type(container, settings)
+    return {
+        "C": str(rc.vcpus),
+        "G": str(rc.gpu.device_count),
+        "I": instance_type.name if instance_type else "",
+        "M": str(_ceil_div(rc.ram + rc.keep_cache_ram + settings.reserve_extra_ram, MiB)),
+        "P": ",".join(sp.partitions),
+        "T": str(_ceil_div(estimate_scratch(container), MiB)),
+        "U": container.uuid,
+        "W": str(_ceil_div(sp.max_run_time, 60)),
+    }
+
+
+def sbatch_args(container: Container, settings: Settings) -> list[str]:
+    """Return the whole argv after ``sbatch`` for this container. Pure.
+
+    ``--nice=10000 --no-requeue`` always come first; the rest comes only from the
+    templated SbatchArgumentsList, then SbatchGPUArgumentsList when the container
+    asks for GPUs (``gpu.device_count > 0``; the deprecated ``cuda`` key is not
+    read). So a template without ``--job-name=%U`` submits jobs the dispatcher can
+    never find in squeue. The script goes on stdin: there is no script path.
+    Port of services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: sbatchArgs.
+
+    Raises:
+        SbatchTemplateError: an unknown ``%x`` in a template.
+        UnsatisfiableContainer: InstanceTypes is configured and none fits.
+    """
+    values = template_values(container, settings)
+    template = list(settings.sbatch_arguments)
+    if container.runtime_constraints.gpu.device_count > 0:
+        template += settings.sbatch_gpu_arguments
+    args = [f"--nice={INITIAL_NICE}", "--no-requeue"]
+    for arg in template:
+        out = substitute(arg, values)
+        if out is not None:
+            args.append(out)
+    return args
+
+
+def gateway_auth_secret(root_token: str, uuid: str) -> str:
+    """Return GatewayAuthSecret: lowercase hex HMAC-SHA256 of the container uuid, keyed by the root token. Pure.
+
+    crunch-run's container gateway accepts connections that prove they know it.
+    Port of crunch-dispatch-slurm.go: submit.
+    """
+    return hmac.new(root_token.encode(), uuid.encode(), hashlib.sha256).hexdigest()
+
+
+def crunch_run_argv(container_uuid: str, settings: Settings) -> list[str]:
+    """Return the command the job runs: CrunchRunCommand, CrunchRunArgumentsList, --runtime-engine, uuid. Pure.
+
+    Port of crunch-dispatch-slurm.go: submit.
+    """
+    return [
+        settings.crunch_run_command,
+        *settings.crunch_run_arguments,
+        f"--runtime-engine={settings.runtime_engine}",
+        container_uuid,
+    ]
+
+
+def _sh_quote(word: str) -> str:
+    """Return ``word`` in single quotes for /bin/sh, each ``'`` written as ``'\\''``."""
+    return "'" + word.replace("'", "'\\''") + "'"
+
+
+def batch_script(argv: Sequence[str], env: Mapping[str, str]) -> str:
+    """Return the job script: a shebang line, then ``K='v' ... exec 'arg' ...`` and a newline. Pure.
+
+    Each env entry is ``K='v' `` and each argv word `` 'w'``, every ``'`` inside a
+    value written as ``'\\''``; entries keep the mapping's order. The text holds
+    secrets (GatewayAuthSecret): send it on stdin and never log it.
+    Port of services/crunch-dispatch-slurm/script.go: execScript.
+
+    Raises:
+        ValueError: an env name is not a shell variable name, or a word contains a
+            NUL (which no shell word or environment entry can hold).
+    """
+    parts = ["#!/bin/sh\n"]
+    for name, value in env.items():
+        if not _ENV_NAME_RE.fullmatch(name):
+            raise ValueError(f"batch script: {name!r} is not a valid environment variable name")
+        if "\0" in value:
+            raise ValueError(f"batch script: the value of {name} contains a NUL character")
+        parts.append(f"{name}={_sh_quote(value)} ")
+    parts.append("exec")
+    for word in argv:
+        if "\0" in word:
+            raise ValueError("batch script: a command word contains a NUL character")
+        parts.append(" " + _sh_quote(word))
+    parts.append("\n")
+    return "".join(parts)
+
+
+def sbatch_environment(settings: Settings, base_env: Mapping[str, str]) -> dict[str, str]:
+    """Return the explicit environment for the sbatch child (and so for the job and crunch-run). Pure.
+
+    ``base_env`` (what the caller chooses to pass on, e.g. PATH and SLURM_CONF)
+    plus ARVADOS_API_HOST (host[:port], no scheme), ARVADOS_API_TOKEN,
+    ARVADOS_API_HOST_INSECURE ("1" or "") and then SbatchEnvironmentVariables,
+    which win over everything else. As in Go, when neither the controller URL nor
+    the token is configured nothing is added: the job relies on ``base_env``.
+    The result holds the SystemRootToken: never log it.
+    Port of services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: configure
+    (which sets these in its own process environment instead).
+    """
+    env = dict(base_env)
+    if not settings.api_host and not settings.system_root_token:
+        return env
+    env["ARVADOS_API_HOST"] = settings.api_host
+    env["ARVADOS_API_TOKEN"] = settings.system_root_token
+    env["ARVADOS_API_HOST_INSECURE"] = "1" if settings.tls_insecure else ""
+    env.update(settings.sbatch_environment)
+    return env
+
+
+__all__ = [
+    "INITIAL_NICE",
+    "TEMPLATE_TOKENS",
+    "batch_script",
+    "crunch_run_argv",
+    "gateway_auth_secret",
+    "sbatch_args",
+    "sbatch_environment",
+    "substitute",
+    "template_values",
+]
