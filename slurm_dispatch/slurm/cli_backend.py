@@ -273,6 +273,19 @@ class SlurmCLI:
         """
         self._run(["scontrol", "update", f"NodeName={node}", f"Features={','.join(features)}"])
 
+    def queue_detail(self) -> str:
+        """Return the output of ``squeue --all --noheader --format=%i %j %y %Q %T %r`` (job id first).
+
+        For the ``status`` admin command, which shows job ids; the dispatcher itself
+        addresses jobs by name and uses ``queue()``. Parse it with
+        ``slurm_dispatch.slurm.status.parse_queue_detail``. Blocks; not capped.
+
+        Raises:
+            SlurmUnavailable: slurmctld did not answer, or squeue timed out.
+            SlurmCommandError: squeue exited non-zero for another reason.
+        """
+        return self._run(["squeue", "--all", "--noheader", "--format=%i %j %y %Q %T %r"], log_stdout=False)
+
     def show_job(self, name: str) -> JobInfo | None:
         """Return what ``scontrol show job`` says about the newest job named ``name``, or None.
 
