@@ -1,0 +1,242 @@
+"""The health and metrics endpoint, on ``Services.DispatchSLURM.InternalURLs``.
+
+``GET /_health/ping`` answers ``{"health":"OK"}`` or ``{"health":"ERROR","error":"..."}`` (status 200 either
+way, as Arvados's sdk/go/health does), and ``GET /metrics`` the Prometheus text exposition of a registry.
+Authentication is Arvados's: ``Authorization: Bearer <ManagementToken>``; no header → 401, a wrong one → 403,
+compared in constant time. Everything else is 404.
+
+One deliberate difference: with an empty ManagementToken both endpoints answer 404 ``disabled``. Go does this
+for the health check only and serves /metrics to anyone (auth.RequireLiteralToken with an empty token is a
+no-op); we do not expose an unauthenticated endpoint.
+
+The server is the stdlib ``ThreadingHTTPServer`` in a daemon thread: a handful of requests a minute do not
+deserve a place in the dispatch event loop, and a wedged loop must not stop the health check from answering
+(it should answer ERROR). The health callback therefore runs in a server thread: it must only read state.
+
+Which URL: like Go's lib/service getListenAddr, each InternalURL is tried in turn; one whose address this host
+does not have (EADDRNOTAVAIL) is skipped, the first that binds is used. Only ``http`` is supported.
+"""
+
+from __future__ import annotations
+
+import errno
+import hmac
+import json
+import logging
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Self
+from urllib.parse import urlsplit
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from slurm_dispatch.errors import ConfigError
+from slurm_dispatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+URLS_KEY = "Services.DispatchSLURM.InternalURLs"
+HEALTH_PATH = "/_health/ping"
+METRICS_PATH = "/metrics"
+REQUEST_TIMEOUT_S = 10.0
+"""A client that sends nothing for this long is dropped, so slow clients cannot pile up threads."""
+
+SHUTDOWN_POLL_S = 0.05
+"""How often the serving loop looks for a stop request: ``stop()`` returns within this."""
+
+HealthCheck = Callable[[], str | None]
+"""Returns None when healthy, else the error text; an exception counts as an error too. Runs in a server thread."""
+
+
+def parse_internal_url(url: str) -> tuple[str, int]:
+    """Return the ``(host, port)`` to listen on for one InternalURL such as ``http://127.0.0.1:9006/``. Pure.
+
+    An empty host (``http://:9006/``) means every address. The port must be explicit, as Go requires.
+
+    Raises:
+        ConfigError: not ``http``, no port, or a malformed URL; the message names the key and the URL.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"unusable URL {url!r}: {exc}", key=URLS_KEY) from exc
+    if parts.scheme != "http":
+        raise ConfigError(f"unusable URL {url!r}: only http:// is supported for the health endpoint", key=URLS_KEY)
+    if port is None:
+        raise ConfigError(f"unusable URL {url!r}: no port", key=URLS_KEY)
+    return parts.hostname or "", port
+
+
+class HealthServer:
+    """Serves /_health/ping and /metrics from a daemon thread.
+
+    Args:
+        urls: the InternalURLs to try, in order.
+        management_token: the Bearer token; empty disables both endpoints. Never logged.
+        health: the health callback.
+        registry: what /metrics exposes (``Metrics.registry``).
+    """
+
+    def __init__(
+        self, *, urls: Sequence[str], management_token: str, health: HealthCheck, registry: CollectorRegistry
+    ) -> None:
+        if not urls:
+            raise ConfigError("no InternalURL: cannot start the health/metrics endpoint", key=URLS_KEY)
+        self._addresses = [parse_internal_url(u) for u in urls]  # validate them all now
+        self._urls = list(urls)
+        self.management_token = management_token
+        self.health = health
+        self.registry = registry
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, health: HealthCheck, registry: CollectorRegistry) -> HealthServer:
+        """Build one from ``Settings`` (dispatch_internal_urls, management_token). Does no I/O.
+
+        Raises:
+            ConfigError: no usable InternalURL.
+        """
+        return cls(urls=settings.dispatch_internal_urls, management_token=settings.management_token,
+                   health=health, registry=registry)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound ``(host, port)`` (the real port when the URL said 0). Only valid after ``start``."""
+        if self._server is None:
+            raise RuntimeError("HealthServer.address before start()")
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        """Bind the first usable InternalURL and serve from a daemon thread. Binds a socket; returns at once.
+
+        Raises:
+            ConfigError: no InternalURL could be bound on this host (each attempt and its error in the message).
+        """
+        problems = []
+        for url, (host, port) in zip(self._urls, self._addresses, strict=True):
+            try:
+                self._server = _bind(host, port, self)
+                break
+            except OSError as exc:
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    continue  # another host's URL
+                problems.append(f"tried {url}: {exc.strerror or exc}")
+        if self._server is None:
+            detail = "; ".join(problems) or "no InternalURL names an address of this host"
+            raise ConfigError(f"cannot start the health/metrics endpoint: {detail}", key=URLS_KEY)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": SHUTDOWN_POLL_S}, name="health-http", daemon=True
+        )
+        self._thread.start()
+        log.info("health and metrics endpoint listening on %s:%d", *self.address)
+
+    def stop(self) -> None:
+        """Stop serving and close the socket. Blocks until the serving loop ends (within SHUTDOWN_POLL_S)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- request handling (server threads) -------------------------------------------------------------
+
+    def respond(self, path: str, authorization: str | None) -> tuple[int, str, bytes]:
+        """Return ``(status, content type, body)`` for a GET of ``path``. Runs the health callback or a scrape."""
+        if path not in (HEALTH_PATH, METRICS_PATH):
+            return 404, "text/plain; charset=utf-8", b"404 page not found\n"
+        if not self.management_token:
+            return 404, "text/plain; charset=utf-8", b"disabled\n"
+        if not authorization:
+            return 401, "text/plain; charset=utf-8", b"authorization required\n"
+        expected = ("Bearer " + self.management_token).encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(authorization.encode("utf-8", "surrogateescape"), expected):
+            return 403, "text/plain; charset=utf-8", b"authorization error\n"
+        if path == METRICS_PATH:
+            return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
+        return 200, "application/json", (json.dumps(self._health()) + "\n").encode()
+
+    def _health(self) -> dict[str, str]:
+        try:
+            error = self.health()
+        except Exception as exc:  # noqa: BLE001 - any failure of the check is what the endpoint reports
+            error = str(exc) or type(exc).__name__
+        return {"health": "OK"} if error is None else {"health": "ERROR", "error": error}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    app: HealthServer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    timeout = REQUEST_TIMEOUT_S
+    server_version = "slurm-dispatch"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        self._serve(head=False)
+
+    def do_HEAD(self) -> None:
+        self._serve(head=True)
+
+    def _not_found(self) -> None:
+        self._send(404, "text/plain; charset=utf-8", b"404 page not found\n", head=False)
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_found  # everything else is 404
+
+    def _serve(self, *, head: bool) -> None:
+        path = urlsplit(self.path).path
+        status, ctype, body = self.server.app.respond(path, self.headers.get("Authorization"))
+        self._send(status, ctype, body, head=head)
+
+    def _send(self, status: int, ctype: str, body: bytes, *, head: bool) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # The path only: no query string (someone may try ?api_token=...), never headers.
+        log.debug("%s %s %s from %s", self.command, urlsplit(self.path).path, code, self.client_address[0])
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("health endpoint: " + format, *args)
+
+
+def _bind(host: str, port: int, app: HealthServer) -> _Server:
+    """Create a listening server on the first address ``host`` resolves to. Binds a socket.
+
+    Raises:
+        OSError: could not resolve or bind (EADDRNOTAVAIL when the address is not this host's).
+    """
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    last: OSError | None = None
+    for family, _, _, _, sockaddr in infos:
+        server_class = type("_BoundServer", (_Server,), {"address_family": family})
+        try:
+            server: _Server = server_class(sockaddr[:2], _Handler)
+        except OSError as exc:
+            last = exc
+            continue
+        server.app = app
+        return server
+    raise last or OSError(errno.EADDRNOTAVAIL, f"no address for {host!r}")

@@ -1,0 +1,127 @@
+"""``Metrics``: the dispatcher's Prometheus metrics, behind plain methods.
+
+Nobody else imports prometheus_client: the dispatcher calls ``metrics.submit_ok()`` and friends, and the HTTP
+endpoint serves ``metrics.registry``. Each ``Metrics`` owns its own ``CollectorRegistry`` (never the global
+default one), so tests and several instances in one process do not collide.
+
+Names: ``arvados_dispatchslurm_*``, i.e. Arvados's ``arvados`` namespace with the subsystem named after the
+service (``Services.DispatchSLURM``), as the Go services name theirs (``arvados_dispatchcloud_*``); dashboards
+that select ``{__name__=~"arvados_.*"}`` pick them up. Counters end in ``_total`` and durations are in seconds,
+as Prometheus conventions ask.
+
+The process collector reads ``psutil.Process()`` at scrape time (resident memory, CPU seconds, open file
+descriptors, threads), so the numbers are never older than the scrape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import psutil
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from slurm_dispatch.model import ContainerState
+
+PREFIX = "arvados_dispatchslurm_"
+
+SQUEUE_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+"""squeue answers in well under a second on a healthy slurmctld; the long buckets show one under load."""
+
+
+class Metrics:
+    """The dispatcher's metrics, in a registry of their own. Every method is cheap and does no I/O."""
+
+    def __init__(self, *, process: psutil.Process | None = None) -> None:
+        """Create the metrics; ``process`` is what the process collector reads (default: this process)."""
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self._containers = Gauge(
+            PREFIX + "containers", "Containers this dispatcher tracks, by Arvados state.", ["state"], registry=r
+        )
+        for state in ContainerState:
+            self._containers.labels(state=state.value).set(0)
+        self._submits = Counter(PREFIX + "sbatch_submits", "Jobs submitted with sbatch.", registry=r)
+        self._submit_failures = Counter(PREFIX + "sbatch_failures", "sbatch commands that failed.", registry=r)
+        self._squeue_duration = Histogram(
+            PREFIX + "squeue_duration_seconds", "Time taken by successful squeue polls.", buckets=SQUEUE_BUCKETS_S,
+            registry=r,
+        )
+        self._squeue_failures = Counter(PREFIX + "squeue_failures", "squeue polls that failed.", registry=r)
+        self._renices = Counter(PREFIX + "renices", "scontrol update Nice= commands run.", registry=r)
+        self._scancels = Counter(PREFIX + "scancels", "scancel commands run.", registry=r)
+        self._oldest_pending = Gauge(
+            PREFIX + "oldest_pending_job_age_seconds",
+            "Age of the oldest of our Slurm jobs still pending (0 when none is).", registry=r,
+        )
+        self._api_errors = Counter(
+            PREFIX + "api_errors", "Failed Arvados API calls, by kind of failure.", ["kind"], registry=r
+        )
+        r.register(ProcessCollector(process if process is not None else psutil.Process()))
+
+    def set_containers(self, counts: Mapping[ContainerState | str, int]) -> None:
+        """Set the containers-by-state gauge; states missing from ``counts`` are set to 0."""
+        given = {(s.value if isinstance(s, ContainerState) else str(s)): n for s, n in counts.items()}
+        for state in ContainerState:
+            self._containers.labels(state=state.value).set(given.pop(state.value, 0))
+        for other, n in given.items():  # an unknown state (a newer API): still shown, not dropped
+            self._containers.labels(state=other).set(n)
+
+    def submit_ok(self) -> None:
+        """Count one job submitted by sbatch."""
+        self._submits.inc()
+
+    def submit_failed(self) -> None:
+        """Count one failed sbatch."""
+        self._submit_failures.inc()
+
+    def squeue_ok(self, duration_s: float) -> None:
+        """Record one successful squeue poll that took ``duration_s`` seconds."""
+        self._squeue_duration.observe(duration_s)
+
+    def squeue_failed(self) -> None:
+        """Count one failed squeue poll."""
+        self._squeue_failures.inc()
+
+    def reniced(self, count: int = 1) -> None:
+        """Count ``count`` renice (scontrol update Nice=) commands."""
+        self._renices.inc(count)
+
+    def scancelled(self, count: int = 1) -> None:
+        """Count ``count`` scancel commands."""
+        self._scancels.inc(count)
+
+    def set_oldest_pending_age(self, seconds: float) -> None:
+        """Set the age of the oldest pending job (pass 0 when none is pending)."""
+        self._oldest_pending.set(max(0.0, seconds))
+
+    def api_error(self, kind: str) -> None:
+        """Count one failed Arvados API call; ``kind`` is a short fixed word (``unavailable``, ``auth``,
+        ``conflict``, ``not_found``...), never a message, so the label set stays small."""
+        self._api_errors.labels(kind=kind).inc()
+
+
+class ProcessCollector(Collector):
+    """Reads a ``psutil.Process`` at scrape time. A vanished or unreadable process yields no samples."""
+
+    def __init__(self, process: psutil.Process) -> None:
+        self._process = process
+
+    def collect(self) -> Iterable[Metric]:
+        """Yield the process metrics; does a few /proc reads."""
+        p = self._process
+        try:
+            with p.oneshot():
+                rss = p.memory_info().rss
+                cpu = p.cpu_times()
+                fds = p.num_fds()
+                threads = p.num_threads()
+        except psutil.Error:
+            return
+        yield GaugeMetricFamily(PREFIX + "process_resident_memory_bytes", "Resident memory size.", value=rss)
+        yield CounterMetricFamily(
+            PREFIX + "process_cpu_seconds", "User and system CPU time spent.", value=cpu.user + cpu.system
+        )
+        yield GaugeMetricFamily(PREFIX + "process_open_fds", "Open file descriptors.", value=fds)
+        yield GaugeMetricFamily(PREFIX + "process_threads", "Operating system threads.", value=threads)

@@ -1,0 +1,237 @@
+"""The health/metrics endpoint over real HTTP on loopback, and the Metrics it serves."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from slurm_dispatch.errors import ConfigError
+from slurm_dispatch.model import ContainerState
+from slurm_dispatch.service.http import HealthServer, parse_internal_url
+from slurm_dispatch.service.metrics import PREFIX, Metrics
+from slurm_dispatch.settings import Settings
+
+TOKEN = "mgmt-Tok3n-xyz"
+
+
+class Health:
+    """A health callback a test can flip."""
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+        self.raises: Exception | None = None
+
+    def __call__(self) -> str | None:
+        if self.raises is not None:
+            raise self.raises
+        return self.error
+
+
+def request(
+    server: HealthServer, path: str, *, token: str | None = None, method: str = "GET", header: str | None = None
+) -> tuple[int, str, bytes]:
+    host, port = server.address
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    headers = {}
+    if header is not None:
+        headers["Authorization"] = header
+    elif token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        conn.request(method, path, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Content-Type") or "", resp.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+def health() -> Health:
+    return Health()
+
+
+def make_server(token: str, health: Health, metrics: Metrics) -> HealthServer:
+    settings = Settings(dispatch_internal_urls=("http://127.0.0.1:0/",), management_token=token)
+    return HealthServer.from_settings(settings, health=health, registry=metrics.registry)
+
+
+@pytest.fixture
+def server(health: Health, metrics: Metrics) -> Iterator[HealthServer]:
+    with make_server(TOKEN, health, metrics) as srv:
+        yield srv
+
+
+@pytest.mark.parametrize("path", ["/_health/ping", "/metrics"])
+def test_empty_management_token_disables_both(path: str, health: Health, metrics: Metrics) -> None:
+    with make_server("", health, metrics) as srv:
+        assert request(srv, path, token="anything")[::2] == (404, b"disabled\n")
+        assert request(srv, path)[::2] == (404, b"disabled\n")
+
+
+@pytest.mark.parametrize("path", ["/_health/ping", "/metrics"])
+def test_missing_authorization_is_401(server: HealthServer, path: str) -> None:
+    assert request(server, path)[::2] == (401, b"authorization required\n")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param("Bearer wrong", id="wrong-token"),
+        pytest.param(f"Bearer {TOKEN}x", id="token-prefix"),
+        pytest.param(TOKEN, id="no-bearer"),
+        pytest.param(f"OAuth2 {TOKEN}", id="other-scheme"),
+        pytest.param("Bearer ünïcode", id="non-ascii"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/_health/ping", "/metrics"])
+def test_wrong_authorization_is_403(server: HealthServer, path: str, header: str) -> None:
+    assert request(server, path, header=header)[::2] == (403, b"authorization error\n")
+
+
+def test_health_ok(server: HealthServer) -> None:
+    status, ctype, body = request(server, "/_health/ping", token=TOKEN)
+    assert (status, ctype) == (200, "application/json")
+    assert json.loads(body) == {"health": "OK"}
+
+
+def test_health_error_is_reported_with_status_200(server: HealthServer, health: Health) -> None:
+    health.error = "error getting my token UUID: HTTP 401"
+    status, _, body = request(server, "/_health/ping", token=TOKEN)
+    assert status == 200
+    assert json.loads(body) == {"health": "ERROR", "error": "error getting my token UUID: HTTP 401"}
+    health.error, health.raises = None, RuntimeError("squeue has failed 5 times")
+    assert json.loads(request(server, "/_health/ping", token=TOKEN)[2]) == {
+        "health": "ERROR",
+        "error": "squeue has failed 5 times",
+    }
+
+
+def test_metrics_exposition(server: HealthServer, metrics: Metrics) -> None:
+    metrics.submit_ok()
+    metrics.submit_ok()
+    metrics.submit_failed()
+    metrics.squeue_ok(0.3)
+    metrics.squeue_failed()
+    metrics.reniced(3)
+    metrics.scancelled()
+    metrics.set_oldest_pending_age(42.5)
+    metrics.api_error("unavailable")
+    metrics.set_containers({ContainerState.QUEUED: 2, "Running": 1})
+    status, ctype, body = request(server, "/metrics", token=TOKEN)
+    assert status == 200 and ctype.startswith("text/plain")
+    text = body.decode()
+    samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    assert float(samples[PREFIX + "sbatch_submits_total"]) == 2
+    assert float(samples[PREFIX + "sbatch_failures_total"]) == 1
+    assert float(samples[PREFIX + "squeue_duration_seconds_count"]) == 1
+    assert float(samples[PREFIX + "squeue_failures_total"]) == 1
+    assert float(samples[PREFIX + "renices_total"]) == 3
+    assert float(samples[PREFIX + "scancels_total"]) == 1
+    assert float(samples[PREFIX + "oldest_pending_job_age_seconds"]) == 42.5
+    assert float(samples[PREFIX + 'api_errors_total{kind="unavailable"}']) == 1
+    assert float(samples[PREFIX + 'containers{state="Queued"}']) == 2
+    assert float(samples[PREFIX + 'containers{state="Running"}']) == 1
+    assert float(samples[PREFIX + 'containers{state="Locked"}']) == 0
+    assert float(samples[PREFIX + "process_resident_memory_bytes"]) > 1_000_000
+    assert float(samples[PREFIX + "process_cpu_seconds_total"]) > 0
+    assert float(samples[PREFIX + "process_open_fds"]) >= 3
+    assert float(samples[PREFIX + "process_threads"]) >= 2  # us and the server thread
+
+
+def test_set_containers_zeroes_states_that_left(metrics: Metrics) -> None:
+    metrics.set_containers({"Queued": 5})
+    metrics.set_containers({"Locked": 1})
+    assert metrics.registry.get_sample_value(PREFIX + "containers", {"state": "Queued"}) == 0
+    assert metrics.registry.get_sample_value(PREFIX + "containers", {"state": "Locked"}) == 1
+
+
+def test_two_metrics_objects_do_not_collide() -> None:
+    a, b = Metrics(), Metrics()
+    a.submit_ok()
+    assert b.registry.get_sample_value(PREFIX + "sbatch_submits_total") == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [
+        ("/", "GET"),
+        ("/_health/other", "GET"),
+        ("/metrics.json", "GET"),
+        ("/metrics", "POST"),
+        ("/_health/ping", "DELETE"),
+    ],
+)
+def test_everything_else_is_404(server: HealthServer, path: str, method: str) -> None:
+    assert request(server, path, token=TOKEN, method=method)[0] == 404
+
+
+def test_head_and_query_string(server: HealthServer) -> None:
+    assert request(server, "/_health/ping?x=1", token=TOKEN)[::2] == (200, b'{"health": "OK"}\n')
+    status, _, body = request(server, "/metrics", token=TOKEN, method="HEAD")
+    assert (status, body) == (200, b"")
+
+
+def test_token_never_logged(health: Health, metrics: Metrics, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with make_server(TOKEN, health, metrics) as srv:
+        request(srv, "/_health/ping", token=TOKEN)
+        request(srv, f"/metrics?api_token={TOKEN}", header="Bearer nope")
+        request(srv, "/metrics", token=TOKEN)
+    assert caplog.records, "expected the request log lines"
+    assert TOKEN not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://127.0.0.1:9006/", ("127.0.0.1", 9006)),
+        ("http://localhost:9006", ("localhost", 9006)),
+        ("http://[::1]:9006/", ("::1", 9006)),
+        ("http://:9006/", ("", 9006)),
+    ],
+)
+def test_parse_internal_url(url: str, expected: tuple[str, int]) -> None:
+    assert parse_internal_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("https://127.0.0.1:9006/", "only http"),
+        ("http://127.0.0.1/", "no port"),
+        ("http://127.0.0.1:notaport/", "unusable URL"),
+        ("127.0.0.1:9006", "only http"),
+    ],
+)
+def test_unusable_internal_url_names_the_key(url: str, reason: str) -> None:
+    with pytest.raises(ConfigError, match=reason) as info:
+        parse_internal_url(url)
+    assert info.value.key == "Services.DispatchSLURM.InternalURLs"
+
+
+def test_no_internal_url_names_the_key(health: Health, metrics: Metrics) -> None:
+    with pytest.raises(ConfigError, match=r"Services\.DispatchSLURM\.InternalURLs"):
+        HealthServer.from_settings(Settings(management_token=TOKEN), health=health, registry=metrics.registry)
+
+
+def test_other_hosts_urls_are_skipped_and_a_busy_port_is_an_error(health: Health, metrics: Metrics) -> None:
+    with make_server(TOKEN, health, metrics) as first:
+        busy = f"http://127.0.0.1:{first.address[1]}/"
+        # 192.0.2.1 (TEST-NET-1) is nobody's address: skipped, as Go skips another host's InternalURL
+        with HealthServer(urls=["http://192.0.2.1:9006/", "http://127.0.0.1:0/"], management_token=TOKEN,
+                          health=health, registry=metrics.registry) as second:
+            assert second.address[0] == "127.0.0.1"
+        with pytest.raises(ConfigError, match=f"tried {busy}"):
+            HealthServer(urls=[busy], management_token=TOKEN, health=health, registry=metrics.registry).start()
+        with pytest.raises(ConfigError, match="no InternalURL names an address of this host"):
+            HealthServer(urls=["http://192.0.2.1:9006/"], management_token=TOKEN, health=health,
+                         registry=metrics.registry).start()
