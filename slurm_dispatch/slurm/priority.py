@@ -21,14 +21,14 @@ renice per start (the new top job going to nice 0) plus rare, geometrically
 shrinking compactions: about 1,100 calls for 1000 jobs. New jobs that arrive
 below the others (the usual case) keep their submission nice, at no cost.
 
+The price is that jobs deep in a long queue may keep their submission nice
+(10000) until the queue is short, instead of being pulled up to ``10 * rank``.
+Where the results differ from Go's tables, see ``want_nice``.
+
 Not solved: a job whose want puts it in the middle of the queue still renices
 the tight run of jobs below it, as in Go (about a third of Go's calls on a
 random-want history). Leaving gaps between placed jobs (order-maintenance
 labelling) would cut that further.
-
-The price is that jobs deep in a long queue may keep their submission nice
-(10000) until the queue is short, instead of being pulled up to ``10 * rank``.
-Where the results differ from Go's tables, see ``want_nice``.
 """
 
 from __future__ import annotations
