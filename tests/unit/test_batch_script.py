@@ -88,7 +88,7 @@ def test_batch_script_rejects_what_sh_cannot_hold(argv: list[str], env: dict[str
         batch_script(argv, env)
 
 
-words = st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)), max_size=20)
+words = st.text(st.characters(codec="utf-8", exclude_characters="\0"), max_size=20)
 names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True)
 
 
