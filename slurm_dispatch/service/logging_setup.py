@@ -1,0 +1,191 @@
+"""Logging from ``SystemLogs.LogLevel``/``SystemLogs.Format``, and a filter that redacts secrets.
+
+Formats: ``json`` (Arvados's default) writes one JSON object per line with ``time`` (UTC, RFC 3339 with
+milliseconds), ``level``, ``logger``, ``msg``, every ``extra=`` field, and ``exception`` when there is one:
+what journald, Loki or jq want. ``text`` writes ``<time> <LEVEL> <logger>: <msg> key=value ...`` for people.
+
+Redaction is belt and braces: the code never logs a token in the first place. ``RedactingFilter`` sits on our
+handler (a filter on a handler sees records from every logger, a filter on a logger only that logger's own) and
+rewrites the formatted message, the exception text and string ``extra`` fields, replacing each configured
+secret (SystemRootToken, ManagementToken, the PostgreSQL password) and the secret part of anything shaped like an
+Arvados v2 token (``v2/<uuid>/<secret>``, the uuid is kept: it identifies without granting) with ``<redacted>``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from slurm_dispatch.errors import ConfigError
+from slurm_dispatch.settings import Settings
+
+REDACTED = "<redacted>"
+
+LEVELS = {
+    "trace": logging.DEBUG,  # logrus has a level below debug; logging does not
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "fatal": logging.CRITICAL,
+    "panic": logging.CRITICAL,
+}
+FORMATS = ("json", "text")
+
+V2_TOKEN = re.compile(r"\b(v2/[a-z0-9]{5}-gj3su-[a-z0-9]{15}/)[A-Za-z0-9]+")
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+_OURS = "_slurm_dispatch_handler"
+
+
+def secrets_from_settings(settings: Settings) -> list[str]:
+    """Return the secrets to redact: SystemRootToken (and its v2 secret part), ManagementToken, DB password. Pure."""
+    found = [settings.system_root_token, settings.management_token]
+    found += [str(v) for k, v in settings.postgresql_connection.items() if k.lower() == "password"]
+    if settings.system_root_token.startswith("v2/"):
+        found.append(settings.system_root_token.rsplit("/", 1)[-1])
+    return [s for s in found if s]
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record so no configured secret and no v2 token secret survives formatting.
+
+    The record's ``msg`` becomes the formatted, redacted message and ``args`` is emptied, so every handler after
+    this one (and every formatter) sees only redacted text.
+    """
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        # longest first, so a secret that contains another is replaced whole
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        """Return ``text`` with every secret replaced by ``<redacted>``. Pure."""
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return V2_TOKEN.sub(r"\1" + REDACTED, text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact ``record`` in place; always keeps it. Does no I/O."""
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string must not lose the record (nor leak its args)
+            message = f"{record.msg!s} (unformattable log arguments dropped)"
+        record.msg, record.args = self.redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        for key, value in list(vars(record).items()):
+            if key in _STANDARD_ATTRS or key.startswith("_"):
+                continue
+            if isinstance(value, str):
+                setattr(record, key, self.redact(value))
+            elif not isinstance(value, (int, float, bool, type(None))):
+                text = str(value)
+                redacted = self.redact(text)
+                if redacted != text:
+                    setattr(record, key, redacted)
+        return True
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS and not k.startswith("_")}
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    when = datetime.datetime.fromtimestamp(record.created, tz=datetime.UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, msg, the extra fields, and exception if any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return the record as one line of JSON. Pure."""
+        out: dict[str, Any] = {
+            "time": _timestamp(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in _extras(record).items():
+            out.setdefault(key, value)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            out["exception"] = record.exc_text
+        if record.stack_info:
+            out["stack"] = record.stack_info
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """``<time> <LEVEL> <logger>: <msg> key=value ...``, then the exception text on the following lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return the record as text. Pure."""
+        line = f"{_timestamp(record)} {record.levelname} {record.name}: {record.getMessage()}"
+        extras = " ".join(f"{k}={json.dumps(v, default=str, ensure_ascii=False)}" for k, v in _extras(record).items())
+        if extras:
+            line += " " + extras
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line += "\n" + record.exc_text
+        if record.stack_info:
+            line += "\n" + record.stack_info
+        return line
+
+
+def configure_logging(
+    *, level: str, fmt: str, secrets: Iterable[str] = (), stream: TextIO | None = None
+) -> logging.Handler:
+    """Send the root logger's records to ``stream`` (stderr) in ``fmt``, at ``level``, through the redacting filter.
+
+    Calling it again replaces the handler it installed before (and leaves other handlers, e.g. pytest's, alone).
+
+    Returns:
+        The installed handler.
+
+    Raises:
+        ConfigError: unknown level or format (naming ``SystemLogs.LogLevel`` / ``SystemLogs.Format``).
+    """
+    numeric = LEVELS.get(level.strip().lower())
+    if numeric is None:
+        raise ConfigError(f"unknown log level {level!r}; use one of {', '.join(LEVELS)}", key="SystemLogs.LogLevel")
+    fmt = fmt.strip().lower()
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown log format {fmt!r}; use json or text", key="SystemLogs.Format")
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RedactingFilter(secrets))
+    setattr(handler, _OURS, True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _OURS, False)]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    return handler
+
+
+def configure_from_settings(settings: Settings, *, stream: TextIO | None = None) -> logging.Handler:
+    """``configure_logging`` with ``Settings.log_level``/``log_format`` and ``secrets_from_settings``.
+
+    Raises:
+        ConfigError: unknown level or format.
+    """
+    return configure_logging(
+        level=settings.log_level, fmt=settings.log_format, secrets=secrets_from_settings(settings), stream=stream
+    )

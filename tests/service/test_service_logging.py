@@ -1,0 +1,132 @@
+"""Logging set-up: JSON lines that parse, text lines, and the secret-redacting filter."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from slurm_dispatch.errors import ConfigError
+from slurm_dispatch.service.logging_setup import (
+    REDACTED,
+    RedactingFilter,
+    configure_from_settings,
+    configure_logging,
+    secrets_from_settings,
+)
+from slurm_dispatch.settings import Settings
+
+ROOT_TOKEN = "v2/zzzzz-gj3su-000000000000000/3kg6k6lzmp9kj5cpkcoxie963cmvjahbt2fod9zru30k1jqdmi"
+MGMT = "mgmt-0123456789abcdef"
+DB_PASSWORD = "db-Pa55-word"
+OTHER_V2 = "v2/zzzzz-gj3su-abcdefghij01234/anothersecretvalue1234567"
+SETTINGS = Settings(
+    system_root_token=ROOT_TOKEN,
+    management_token=MGMT,
+    postgresql_connection={"Host": "db", "Password": DB_PASSWORD},
+    log_level="debug",
+    log_format="json",
+)
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    level = root.level
+    buf = io.StringIO()
+    yield buf
+    for handler in [h for h in root.handlers if getattr(h, "_slurm_dispatch_handler", False)]:
+        root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def lines(stream: io.StringIO) -> list[str]:
+    return stream.getvalue().splitlines()
+
+
+def test_json_lines_parse_with_time_level_logger_msg_and_extras(stream: io.StringIO) -> None:
+    configure_from_settings(SETTINGS, stream=stream)
+    log = logging.getLogger("slurm_dispatch.test")
+    log.info("submitted %s as job %d", "zzzzz-dz642-queuedcontainer", 1234, extra={"job_id": 1234, "uuid": "u"})
+    log.debug("second line")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("it failed")
+    first, second, third = (json.loads(line) for line in lines(stream))
+    assert first["msg"] == "submitted zzzzz-dz642-queuedcontainer as job 1234"
+    assert (first["level"], first["logger"], first["job_id"], first["uuid"]) == ("info", "slurm_dispatch.test", 1234, "u")
+    assert first["time"].endswith("Z") and "T" in first["time"]
+    assert second["level"] == "debug"
+    assert third["level"] == "error" and "ValueError: boom" in third["exception"]
+
+
+def test_text_format(stream: io.StringIO) -> None:
+    configure_logging(level="info", fmt="text", stream=stream)
+    logging.getLogger("slurm_dispatch.test").warning("squeue failed", extra={"attempt": 3})
+    logging.getLogger("slurm_dispatch.test").debug("not shown at info")
+    (line,) = lines(stream)
+    assert line.endswith(" WARNING slurm_dispatch.test: squeue failed attempt=3")
+
+
+def test_reconfiguring_replaces_our_handler(stream: io.StringIO) -> None:
+    configure_logging(level="info", fmt="text", stream=io.StringIO())
+    configure_logging(level="info", fmt="json", stream=stream)
+    logging.getLogger("x").info("once")
+    assert len(lines(stream)) == 1
+    assert sum(getattr(h, "_slurm_dispatch_handler", False) for h in logging.getLogger().handlers) == 1
+
+
+@pytest.mark.parametrize(("level", "fmt", "key"), [("loud", "json", "SystemLogs.LogLevel"), ("info", "xml", "SystemLogs.Format")])
+def test_bad_level_or_format_names_the_key(level: str, fmt: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        configure_logging(level=level, fmt=fmt)
+    assert info.value.key == key
+
+
+def test_secrets_from_settings() -> None:
+    found = secrets_from_settings(SETTINGS)
+    assert set(found) == {ROOT_TOKEN, ROOT_TOKEN.rsplit("/", 1)[1], MGMT, DB_PASSWORD}
+    assert secrets_from_settings(Settings()) == []
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_redaction_in_msg_args_extras_and_exceptions(stream: io.StringIO, fmt: str) -> None:
+    configure_logging(level="debug", fmt=fmt, secrets=secrets_from_settings(SETTINGS), stream=stream)
+    log = logging.getLogger("slurm_dispatch.test")
+    bare = ROOT_TOKEN.rsplit("/", 1)[1]
+    log.info("token in args: %s and %r", ROOT_TOKEN, {"pw": DB_PASSWORD})
+    log.info(f"token in msg: {MGMT} and bare {bare}")
+    log.info("an unknown v2 token %s", OTHER_V2)
+    log.info("in extras", extra={"auth": f"Bearer {MGMT}", "env": {"ARVADOS_API_TOKEN": ROOT_TOKEN}})
+    try:
+        raise RuntimeError(f"connecting with password={DB_PASSWORD}")
+    except RuntimeError:
+        log.exception("failed")
+    text = stream.getvalue()
+    for secret in (ROOT_TOKEN, bare, MGMT, DB_PASSWORD, OTHER_V2, "anothersecretvalue1234567"):
+        assert secret not in text
+    assert text.count(REDACTED) >= 8
+    assert "v2/zzzzz-gj3su-abcdefghij01234/" + REDACTED in text  # the uuid survives: it names, it does not grant
+
+
+def test_filter_rewrites_the_record_for_every_later_handler() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "pw=%s", (DB_PASSWORD,), None)
+    assert RedactingFilter([DB_PASSWORD]).filter(record) is True
+    assert record.getMessage() == f"pw={REDACTED}"
+    assert record.args is None
+
+
+def test_unformattable_args_are_dropped_not_leaked() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "%d items", (MGMT,), None)
+    RedactingFilter([]).filter(record)
+    assert MGMT not in record.getMessage()
+    assert "unformattable" in record.getMessage()
+
+
+def test_longer_secret_is_replaced_whole() -> None:
+    f = RedactingFilter(["abc", "abcdef"])
+    assert f.redact("x abcdef y abc") == f"x {REDACTED} y {REDACTED}"
