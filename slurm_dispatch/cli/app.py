@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from slurm_dispatch import __version__
+from slurm_dispatch.cli import explain, jobs, status
+from slurm_dispatch.cli.config_cmd import config_app
 from slurm_dispatch.cli.sandbox import sandbox_app
 
 app = typer.Typer(
@@ -17,6 +19,11 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(config_app, name="config")
+app.command("explain")(explain.explain)
+app.command("status")(status.status)
+app.command("cancel")(jobs.cancel)
+app.command("adopt")(jobs.adopt)
 
 
 def _print_version(value: bool) -> None:

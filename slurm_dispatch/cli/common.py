@@ -1,0 +1,185 @@
+"""What the admin commands share: options, exit codes, ``abort``, settings loading and adapter building.
+
+The commands (``config check``, ``explain``, ``status``, ``cancel``, ``adopt``) stay thin: load the settings,
+build the adapters here, call the pure core, print. Errors raised on purpose are ``DispatchError``
+subclasses; ``errors_to_exit`` turns each into ONE line on stderr and an exit code from ``ExitCode``.
+Anything else is a bug and shows typer's traceback (without locals, which may hold tokens).
+
+Exit codes (also in docs/admin-commands.md):
+
+====  ============================================================================
+0     OK (for ``status``: no mismatch; for ``explain``: the container is submittable)
+1     a problem was found, or the operation failed
+2     configuration or usage error (bad config file, template problems, bad argument, token refused)
+3     the Arvados API or Slurm could not be reached
+====  ============================================================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from slurm_dispatch.arvados.client import ArvadosClient
+from slurm_dispatch.config import LoadedConfig, load_settings
+from slurm_dispatch.errors import (
+    ArvadosAuthError,
+    ArvadosUnavailable,
+    ConfigError,
+    DispatchError,
+    SbatchTemplateError,
+    SlurmCommandError,
+    SlurmUnavailable,
+)
+from slurm_dispatch.model import CONTAINER_UUID_RE
+from slurm_dispatch.settings import Settings
+from slurm_dispatch.slurm.cli_backend import SlurmCLI
+
+
+class ExitCode(enum.IntEnum):
+    """The exit status of every admin command."""
+
+    OK = 0
+    PROBLEM = 1
+    """A problem was found (a mismatch, an unsatisfiable container) or an operation failed."""
+    CONFIG = 2
+    """The configuration or the command line is wrong, or the API refused our token."""
+    UNREACHABLE = 3
+    """The Arvados API or Slurm did not answer."""
+
+
+API_RETRY_DEADLINE_S = 10.0
+"""How long one API call of an admin command keeps retrying (the daemon's client waits 60 s)."""
+
+SLURM_TIMEOUT_S = 30.0
+"""Per-command timeout of Slurm commands run by admin commands."""
+
+SLURM_ENV_KEYS = ("PATH", "SLURM_CONF")
+"""What Slurm commands inherit from the admin command's environment; nothing else (never a token)."""
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        metavar="PATH",
+        help="The Arvados cluster config. [default: $ARVADOS_CONFIG, else /etc/arvados/config.yml]",
+        show_default=False,
+    ),
+]
+ClusterIdOption = Annotated[
+    str | None,
+    typer.Option("--cluster-id", metavar="ID", help="Which cluster of the config file (when it has several)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+
+
+def one_line(message: str) -> str:
+    """Return ``message`` with its lines joined by "; " (stderr gets exactly one line per error). Pure."""
+    return "; ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+def exit_code_for(exc: DispatchError) -> ExitCode:
+    """Return the exit code for an error: config/usage 2, unreachable 3, anything else 1. Pure.
+
+    A Slurm command that could not even start (``returncode`` None: not installed, or timed out) counts
+    as Slurm unreachable. A refused token is a configuration error (check SystemRootToken).
+    """
+    if isinstance(exc, ConfigError | SbatchTemplateError | ArvadosAuthError):
+        return ExitCode.CONFIG
+    if isinstance(exc, ArvadosUnavailable | SlurmUnavailable):
+        return ExitCode.UNREACHABLE
+    if isinstance(exc, SlurmCommandError) and exc.returncode is None:
+        return ExitCode.UNREACHABLE
+    return ExitCode.PROBLEM
+
+
+def abort(message: str, code: int = ExitCode.PROBLEM) -> NoReturn:
+    """Print ``error: <message>`` as one line on stderr and exit with ``code``.
+
+    Raises:
+        typer.Exit: always.
+    """
+    typer.echo(f"error: {one_line(message)}", err=True)
+    raise typer.Exit(int(code))
+
+
+@contextlib.contextmanager
+def errors_to_exit() -> Iterator[None]:
+    """Turn a ``DispatchError`` raised inside the block into ``abort`` with its exit code.
+
+    Other exceptions pass through (a bug: typer prints the traceback, without locals).
+    """
+    try:
+        yield
+    except DispatchError as exc:
+        abort(str(exc), exit_code_for(exc))
+
+
+def load(config: Path | None, cluster_id: str | None, environ: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Return the loaded settings of ``--config`` / ``$ARVADOS_CONFIG`` / the default path. Reads files.
+
+    Raises:
+        ConfigError: the file is missing or invalid (naming file, key and value).
+    """
+    return load_settings(path=config, cluster_id=cluster_id, environ=os.environ if environ is None else environ)
+
+
+def api_client(settings: Settings) -> ArvadosClient:
+    """Return an Arvados client for the settings (short retry deadline for interactive use). No I/O.
+
+    Raises:
+        ConfigError: no controller URL or no token configured.
+    """
+    try:
+        return ArvadosClient.from_settings(settings, retry_deadline=API_RETRY_DEADLINE_S)
+    except ValueError as exc:
+        raise ConfigError(
+            f"cannot reach the Arvados API: {exc} (Clusters.{settings.cluster_id}.Services.Controller."
+            "ExternalURL and SystemRootToken, or ARVADOS_API_HOST and ARVADOS_API_TOKEN)"
+        ) from None
+
+
+def slurm_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return the environment for Slurm commands: only ``SLURM_ENV_KEYS`` of ``environ`` (default os.environ).
+
+    Reads ``os.environ`` when ``environ`` is None; never changes it.
+    """
+    env = os.environ if environ is None else environ
+    return {key: env[key] for key in SLURM_ENV_KEYS if key in env}
+
+
+def slurm_backend(environ: Mapping[str, str] | None = None) -> SlurmCLI:
+    """Return the SlurmCLI the admin commands use (env from ``slurm_env``). No I/O."""
+    return SlurmCLI(env=slurm_env(environ), timeout_s=SLURM_TIMEOUT_S)
+
+
+def container_uuid(value: str) -> str:
+    """Return ``value`` if it looks like a container uuid.
+
+    Raises:
+        typer.BadParameter: it does not (typer prints usage and exits 2).
+    """
+    if not CONTAINER_UUID_RE.match(value):
+        raise typer.BadParameter(f"{value!r} is not a container uuid (xxxxx-dz642-xxxxxxxxxxxxxxx)")
+    return value
+
+
+def console() -> Console:
+    """Return a rich Console on the current stdout (built per call, so CliRunner's streams are used).
+
+    Colour follows NO_COLOR and whether stdout is a terminal; width follows COLUMNS.
+    """
+    return Console(highlight=False, soft_wrap=False)
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as indented JSON on stdout."""
+    typer.echo(json.dumps(data, indent=2, sort_keys=False))

@@ -1,0 +1,174 @@
+"""``slurm-dispatch explain``: the exact sbatch arguments and job script for one container, or why there are none.
+
+Nothing is submitted. The arguments and script come from ``SlurmRunner.job_for``, the very function the
+service calls before sbatch, so ``explain`` and the service cannot disagree. The container comes from the API
+(``GET containers/<uuid>``) or from a JSON file (``--container-file``), which needs neither the API nor a
+token. GatewayAuthSecret (an HMAC of the SystemRootToken) is shown as ``<redacted>``.
+
+Exit 0 when the container is submittable, 1 when it is not (no instance type fits, a bad ``%x`` in the
+template), 2 on a config or usage error, 3 when the API is unreachable.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import typer
+
+from slurm_dispatch.cli.common import (
+    ClusterIdOption,
+    ConfigOption,
+    ExitCode,
+    JsonOption,
+    abort,
+    api_client,
+    container_uuid,
+    errors_to_exit,
+    load,
+    print_json,
+)
+from slurm_dispatch.config import REDACTED, template_problems
+from slurm_dispatch.errors import SbatchTemplateError, UnsatisfiableContainer
+from slurm_dispatch.model import Container
+from slurm_dispatch.runner import SlurmRunner
+from slurm_dispatch.settings import Settings
+from slurm_dispatch.slurm.cli_backend import SlurmCLI
+from slurm_dispatch.slurm.instance_types import choose_instance_type, unsatisfiable_log_text
+from slurm_dispatch.slurm.sbatch import gateway_auth_secret
+
+
+def job_for(container: Container, settings: Settings) -> tuple[list[str], str]:
+    """Return (sbatch argv after ``sbatch``, job script with GatewayAuthSecret redacted). No I/O.
+
+    Goes through ``SlurmRunner.job_for``, the service's own code path. That method reads only the
+    settings, so the runner gets an idle SlurmCLI and no squeue poller or API client.
+
+    Raises:
+        SbatchTemplateError: the template has an unknown ``%x``.
+        UnsatisfiableContainer: instance types are configured and none fits.
+    """
+    runner = SlurmRunner(settings=settings, backend=SlurmCLI(env={}), squeue=cast(Any, None),
+                         client=cast(Any, None), base_env={})
+    try:
+        args, script = runner.job_for(container)
+    finally:
+        runner.close()
+    secret = gateway_auth_secret(settings.system_root_token, container.uuid)
+    return args, script.replace(secret, REDACTED)
+
+
+def _read_container_file(path: Path) -> Container:
+    """Return the container record in a JSON file. Reads the file; aborts with exit 2 on a bad file."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        abort(f"{path}: cannot read the container file: {exc.strerror or exc}", ExitCode.CONFIG)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        abort(f"{path}: not a JSON container record: {exc}", ExitCode.CONFIG)
+    if not isinstance(raw, dict):
+        abort(f"{path}: not a JSON container record: expected an object", ExitCode.CONFIG)
+    try:
+        return Container.from_api(raw)
+    except (ValueError, TypeError) as exc:
+        abort(f"{path}: not a valid container record: {exc}", ExitCode.CONFIG)
+
+
+def explanation(container: Container, settings: Settings) -> dict[str, Any]:
+    """Return what ``explain --json`` prints for this container. Pure (no I/O).
+
+    Keys: ``uuid``, ``state``, ``priority``, ``warnings`` (template problems the service refuses to start
+    with), ``instance_type`` (only when InstanceTypes are configured; null when none fits), then either
+    ``sbatch_args`` and ``script``, or ``error`` (and ``available_instance_types`` when no type fits).
+    """
+    out: dict[str, Any] = {
+        "uuid": container.uuid,
+        "state": container.state.value,
+        "priority": container.priority,
+        "warnings": template_problems(settings),
+    }
+    if settings.instance_types:
+        try:
+            chosen = choose_instance_type(container, settings)
+            out["instance_type"] = chosen.name if chosen else None
+        except UnsatisfiableContainer:
+            out["instance_type"] = None
+    try:
+        args, script = job_for(container, settings)
+    except UnsatisfiableContainer as exc:
+        out["error"] = unsatisfiable_log_text(exc).rstrip("\n")
+        out["available_instance_types"] = list(exc.available)
+        return out
+    except SbatchTemplateError as exc:
+        out["error"] = f"cannot submit container {container.uuid}: {exc}"
+        return out
+    out["sbatch_args"] = args
+    out["script"] = script
+    return out
+
+
+def _print_human(result: dict[str, Any]) -> None:
+    typer.echo(f"Container: {result['uuid']} ({result['state']}, priority {result['priority']})")
+    if "instance_type" in result:
+        typer.echo(f"Instance type: {result['instance_type'] or '(none fits)'}")
+    if "error" in result:
+        typer.echo("")
+        typer.echo("Cannot submit:")
+        for line in result["error"].splitlines():
+            typer.echo(f"  {line}")
+    else:
+        typer.echo("")
+        typer.echo("Command:")
+        typer.echo(f"  {shlex.join(['sbatch', *result['sbatch_args']])}")
+        typer.echo("")
+        typer.echo("Job script (sent on sbatch's stdin):")
+        for line in result["script"].splitlines():
+            typer.echo(f"  {line}")
+    if result["warnings"]:
+        typer.echo("")
+        typer.echo("Warnings (the service refuses to start with this config):")
+        for warning in result["warnings"]:
+            typer.echo(f"  - {warning}")
+
+
+def explain(
+    uuid: Annotated[
+        str | None,
+        typer.Argument(help="The container uuid, read from the API.", show_default=False),
+    ] = None,
+    container_file: Annotated[
+        Path | None,
+        typer.Option("--container-file", metavar="FILE",
+                     help="Read the container record from this JSON file instead of the API."),
+    ] = None,
+    config: ConfigOption = None,
+    cluster_id: ClusterIdOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Show the sbatch arguments and job script the dispatcher would use for a container, or why it cannot.
+
+    Submits nothing. Exit 0 when the container is submittable, 1 when it is not.
+    """
+    if (uuid is None) == (container_file is None):
+        abort("give a container UUID or --container-file FILE (exactly one)", ExitCode.CONFIG)
+    if uuid is not None:
+        uuid = container_uuid(uuid)
+    with errors_to_exit():
+        settings = load(config, cluster_id).settings
+        if container_file is not None:
+            container = _read_container_file(container_file)
+        else:
+            client = api_client(settings)
+            try:
+                container = client.get(str(uuid))
+            finally:
+                client.close()
+    result = explanation(container, settings)
+    if json_:
+        print_json(result)
+    else:
+        _print_human(result)
+    if "error" in result:
+        raise typer.Exit(ExitCode.PROBLEM)

@@ -1,0 +1,157 @@
+"""``slurm-dispatch cancel`` and ``slurm-dispatch adopt``: act on Slurm jobs the way the service does.
+
+``cancel UUID`` runs the service's own three scancel passes (``SlurmCLI.cancel``) on the jobs named UUID. It
+only removes the Slurm job: the service then unlocks a Locked container (which is dispatched again) and
+crunch-run records Cancelled for a Running one. To stop a container for good, cancel it in Arvados.
+
+``adopt`` is the startup orphan scan, once: one squeue, the job names of our cluster's containers
+(``orphan_names``), one GET per container, and the service's decision for each (``orphan_action``). With
+``--dry-run`` it only prints; otherwise it scancels the leftover jobs, as the service would. "adopt" rows need
+nothing from this command: the running service tracks those containers.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.table import Table
+
+from slurm_dispatch.cli.common import (
+    ClusterIdOption,
+    ConfigOption,
+    ExitCode,
+    JsonOption,
+    api_client,
+    console,
+    container_uuid,
+    errors_to_exit,
+    load,
+    one_line,
+    print_json,
+    slurm_backend,
+)
+from slurm_dispatch.errors import ArvadosNotFound, SlurmCommandError
+from slurm_dispatch.model import Container
+from slurm_dispatch.runner import orphan_names
+from slurm_dispatch.slurm.backend import scancel_argvs
+from slurm_dispatch.slurm.squeue import parse_squeue
+from slurm_dispatch.slurm.status import OrphanAction, OrphanDecision, orphan_action, parse_queue_detail
+
+_CANCEL_EFFECT = {
+    "PENDING": "removed (it had not started)",
+    "RUNNING": "SIGTERM sent to its batch shell (crunch-run stops the container and records the final state)",
+    "SUSPENDED": "SIGTERM sent to its batch shell",
+}
+
+
+def cancel(
+    uuid: Annotated[str, typer.Argument(help="The container uuid: the name of its Slurm job(s).",
+                                        callback=container_uuid, show_default=False)],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """scancel the Slurm job(s) of a container, with the service's three passes.
+
+    Only the Slurm job goes: the service then unlocks a Locked container (it is dispatched again), and
+    crunch-run marks a Running one Cancelled.
+    """
+    backend = slurm_backend()
+    with errors_to_exit():
+        jobs, _ = parse_queue_detail(backend.queue_detail())
+    named = [j for j in jobs if j.name == uuid]
+    if not named:
+        typer.echo(f"No Slurm job is named {uuid}: nothing to cancel.")
+        return
+    typer.echo(f"Slurm jobs named {uuid}: " + ", ".join(f"{j.job_id} ({j.job.state})" for j in named))
+    if not yes:
+        typer.confirm("scancel them?", abort=True)
+    with errors_to_exit():
+        backend.cancel(uuid)
+    for argv in scancel_argvs(uuid):
+        typer.echo(f"ran: {shlex.join(argv)}")
+    for job in named:
+        effect = _CANCEL_EFFECT.get(
+            job.job.state, "left as it is (the passes only touch pending, running and suspended jobs)")
+        typer.echo(f"job {job.job_id} ({job.job.state}): {effect}")
+
+
+def _decision_json(decision: OrphanDecision, container: Container | None, result: str, error: str | None
+                   ) -> dict[str, Any]:
+    return {
+        "uuid": decision.uuid,
+        "state": container.state.value if container else None,
+        "locked_by_uuid": container.locked_by_uuid if container else None,
+        "action": decision.action.value,
+        "reason": decision.reason,
+        "result": result,
+        "error": error,
+    }
+
+
+def adopt(
+    config: ConfigOption = None,
+    cluster_id: ClusterIdOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be done.")] = False,
+    json_: JsonOption = False,
+) -> None:
+    """Scan squeue once for our cluster's jobs and do what the service does at startup.
+
+    Prints, for each job named like one of our containers, whether the service adopts it, scancels it
+    (its container is Queued, Cancelled or Complete) or leaves it alone (locked by another token); then,
+    unless --dry-run, scancels the leftovers. Exit 1 if a scancel failed.
+    """
+    with errors_to_exit():
+        settings = load(config, cluster_id).settings
+        backend = slurm_backend()
+        client = api_client(settings)
+        try:
+            me = client.current_token_uuid()
+            jobs, skipped = parse_squeue(backend.queue())
+            found: list[tuple[str, Container | None]] = []
+            for uuid in orphan_names(list(jobs), settings.cluster_id):
+                try:
+                    found.append((uuid, client.get(uuid)))
+                except ArvadosNotFound:
+                    found.append((uuid, None))
+        finally:
+            client.close()
+    for err in skipped:
+        typer.echo(f"warning: {one_line(str(err))}", err=True)
+    failed = 0
+    records: list[dict[str, Any]] = []
+    for uuid, container in found:
+        decision = orphan_action(uuid, container, my_token_uuid=me)
+        result, error = "nothing to do", None
+        if decision.action is OrphanAction.ADOPT:
+            result = "the running service tracks it"
+        elif decision.action is OrphanAction.SCANCEL:
+            if dry_run:
+                result = "would scancel (dry run)"
+            else:
+                try:
+                    backend.cancel(uuid)
+                    result = "scancelled"
+                except SlurmCommandError as exc:
+                    failed += 1
+                    result, error = "scancel failed", one_line(str(exc))
+        records.append(_decision_json(decision, container, result, error))
+    if json_:
+        print_json({"cluster_id": settings.cluster_id, "token_uuid": me, "dry_run": dry_run, "jobs": records})
+    else:
+        out = console()
+        out.print(f"Cluster {settings.cluster_id}: {len(records)} Slurm job(s) named like our containers"
+                  + (" (dry run)" if dry_run else ""))
+        if records:
+            table = Table(box=box.SIMPLE, pad_edge=False)
+            for header in ("container", "state", "action", "why", "result"):
+                table.add_column(header, no_wrap=header == "container")
+            for r in records:
+                table.add_row(r["uuid"], r["state"] or "(unknown)", r["action"], r["reason"], r["result"])
+            out.print(table)
+        for r in records:
+            if r["error"]:
+                typer.echo(f"error: {r['uuid']}: {r['error']}", err=True)
+    if failed:
+        raise typer.Exit(ExitCode.PROBLEM)

@@ -1,0 +1,106 @@
+"""``slurm-dispatch status``: our containers as Arvados sees them and their jobs as Slurm sees them, side by side.
+
+"Our containers" are those locked by our token plus every container named by a job in squeue with our
+cluster's prefix. The comparison is the pure ``slurm_dispatch.slurm.status.status_rows``; this module fetches
+the two snapshots and prints them. Exit 1 when any mismatch is flagged.
+
+The snapshots are taken one after the other (API list, squeue, then a GET of the containers only squeue
+named), so a container that changes in between may be flagged once; run it again before acting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import typer
+from rich import box
+from rich.table import Table
+
+from slurm_dispatch.arvados.client import ArvadosClient
+from slurm_dispatch.cli.common import (
+    ClusterIdOption,
+    ConfigOption,
+    ExitCode,
+    JsonOption,
+    api_client,
+    console,
+    errors_to_exit,
+    load,
+    one_line,
+    print_json,
+    slurm_backend,
+)
+from slurm_dispatch.model import Container
+from slurm_dispatch.runner import orphan_names
+from slurm_dispatch.slurm.status import StatusRow, parse_queue_detail, status_rows
+
+UUID_BATCH = 20
+"""Containers per ``uuid in [...]`` query, as the Go dispatcher batches its "still there?" queries."""
+
+
+def containers_by_uuid(client: ArvadosClient, uuids: Sequence[str], *, batch_size: int) -> list[Container]:
+    """Return the containers among ``uuids`` that the API knows, with ``uuid in [...]`` lists of ≤ 20.
+
+    Blocks on one or more list calls per batch.
+
+    Raises:
+        ArvadosAPIError: a list call failed.
+    """
+    found: list[Container] = []
+    for start in range(0, len(uuids), UUID_BATCH):
+        batch = list(uuids[start : start + UUID_BATCH])
+        for page in client.list_all(filters=[["uuid", "in", batch]], batch_size=batch_size):
+            found.extend(page)
+    return found
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _table(rows: list[StatusRow]) -> Table:
+    table = Table(box=box.SIMPLE, pad_edge=False)
+    for header, justify in (("container", "left"), ("state", "left"), ("priority", "right"), ("job", "right"),
+                            ("slurm state", "left"), ("nice", "right"), ("slurm prio", "right"),
+                            ("reason", "left"), ("!", "left")):
+        table.add_column(header, justify=justify, no_wrap=header == "container")  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(row.uuid, _text(row.state) or "(unknown)", _text(row.priority), _text(row.job_id),
+                      _text(row.slurm_state) or "-", _text(row.nice), _text(row.slurm_priority),
+                      _text(row.reason), "!" if row.problems else "")
+    return table
+
+
+def status(config: ConfigOption = None, cluster_id: ClusterIdOption = None, json_: JsonOption = False) -> None:
+    """Show our containers and their Slurm jobs side by side, and flag mismatches (exit 1 if any)."""
+    with errors_to_exit():
+        settings = load(config, cluster_id).settings
+        client = api_client(settings)
+        try:
+            me = client.current_token_uuid()
+            mine = [c for page in client.list_all(filters=[["locked_by_uuid", "=", me]],
+                                                  batch_size=settings.batch_size) for c in page]
+            jobs, skipped = parse_queue_detail(slurm_backend().queue_detail())
+            known = {c.uuid for c in mine}
+            named = [u for u in orphan_names([j.name for j in jobs], settings.cluster_id) if u not in known]
+            others = containers_by_uuid(client, named, batch_size=settings.batch_size)
+        finally:
+            client.close()
+    for err in skipped:
+        typer.echo(f"warning: {one_line(str(err))}", err=True)
+    rows = status_rows([*mine, *others], jobs, me, settings.cluster_id)
+    flagged = [row for row in rows if row.problems]
+    if json_:
+        print_json({"token_uuid": me, "cluster_id": settings.cluster_id,
+                    "containers": [asdict(row) for row in rows], "problems": len(flagged)})
+    else:
+        out = console()
+        out.print(f"Cluster {settings.cluster_id}, token {me}: {len(rows)} row(s), {len(flagged)} with problems")
+        if rows:
+            out.print(_table(rows))
+        for row in flagged:
+            for problem in row.problems:
+                out.print(f"! {row.uuid}{f' (job {row.job_id})' if row.job_id else ''}: {problem}")
+    if flagged:
+        raise typer.Exit(ExitCode.PROBLEM)
