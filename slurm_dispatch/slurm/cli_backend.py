@@ -262,16 +262,20 @@ class SlurmCLI:
         return features
 
     def set_node_features(self, node: str, features: Sequence[str]) -> None:
-        """Run ``scontrol update NodeName=<node> Features=<f1,f2,...>`` (§6.10).
+        """Run ``scontrol update NodeName=<node> Features=<f1,f2,...> ActiveFeatures=<same>`` (§6.10).
 
-        Blocks (capped). The caller should pass the features sorted, so that
-        comparing with ``sinfo_features`` is stable.
+        Blocks (capped). Go sets only ``Features=``; Slurm 22.05 then makes the
+        active features the same list, and a later update that drops a feature
+        fails with "Active features not subset of available features". Setting
+        both works in either direction. The caller should pass the features
+        sorted, so that comparing with ``sinfo_features`` is stable.
 
         Raises:
             SlurmUnavailable: slurmctld did not answer, or scontrol timed out.
             SlurmCommandError: scontrol refused the update.
         """
-        self._run(["scontrol", "update", f"NodeName={node}", f"Features={','.join(features)}"])
+        joined = ",".join(features)
+        self._run(["scontrol", "update", f"NodeName={node}", f"Features={joined}", f"ActiveFeatures={joined}"])
 
     def queue_detail(self) -> str:
         """Return the output of ``squeue --all --noheader --format=%i %j %y %Q %T %r`` (job id first).
