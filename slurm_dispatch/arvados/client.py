@@ -193,6 +193,7 @@ class ArvadosClient:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         pool_size: int = 10,
+        ca_bundle: str | None = None,
     ) -> None:
         """Prepare a client; does no I/O.
 
@@ -208,6 +209,7 @@ class ArvadosClient:
             clock: monotonic seconds (tests pass a fake).
             rng: jitter source (tests pass a seeded one).
             pool_size: connections kept per host when this client makes its own session.
+            ca_bundle: a CA certificate file to verify the server with (default: certifi's).
 
         Raises:
             ValueError: ``api_host`` is empty or not http(s), or ``token`` is empty.
@@ -229,7 +231,9 @@ class ArvadosClient:
             # Do not pick up proxies or a netrc from the environment: the token must go
             # to the configured host only.
             session.trust_env = False
-        session.verify = not insecure
+        # Passed on every request: a session-wide setting would lose to REQUESTS_CA_BUNDLE
+        # when an injected session trusts the environment.
+        self._verify: bool | str = False if insecure else (ca_bundle or True)
         self._session = session
 
     def __repr__(self) -> str:
@@ -257,6 +261,7 @@ class ArvadosClient:
         """Return a client for ``ARVADOS_API_HOST`` / ``ARVADOS_API_TOKEN`` / ``ARVADOS_API_HOST_INSECURE``.
 
         No I/O. ``ARVADOS_API_HOST_INSECURE`` is true for ``1``, ``true``, ``yes`` (any case).
+        ``REQUESTS_CA_BUNDLE`` or ``SSL_CERT_FILE``, when set, names the CA file to verify with.
 
         Raises:
             ValueError: the host or the token is missing.
@@ -268,7 +273,10 @@ class ArvadosClient:
             api_host=host,
             token=environ.get("ARVADOS_API_TOKEN", ""),
             insecure=_truthy(environ.get("ARVADOS_API_HOST_INSECURE")),
-            **kwargs,
+            **{
+                "ca_bundle": environ.get("REQUESTS_CA_BUNDLE") or environ.get("SSL_CERT_FILE") or None,
+                **kwargs,
+            },
         )
 
     def close(self) -> None:
@@ -510,6 +518,7 @@ class ArvadosClient:
                     headers=self._headers(),
                     timeout=self._timeout,
                     allow_redirects=False,
+                    verify=self._verify,
                 )
             except requests.RequestException as exc:
                 error, retryable = self._transport_error(exc, method=method, path=path, retry=retry)

@@ -124,7 +124,7 @@ def test_from_settings_keeps_scheme_and_insecure() -> None:
     s = Settings(controller_url="http://127.0.0.1:9/", system_root_token=TOKEN, tls_insecure=True)
     c = ArvadosClient.from_settings(s)
     assert c.base_url == "http://127.0.0.1:9/arvados/v1/"
-    assert c._session.verify is False
+    assert c._verify is False
     assert TOKEN not in repr(c)
 
 
@@ -136,7 +136,7 @@ def test_from_env(insecure: str | None, verify: bool) -> None:
     if insecure is not None:
         env["ARVADOS_API_HOST_INSECURE"] = insecure
     c = ArvadosClient.from_env(env)
-    assert (c.base_url, c._session.verify) == (BASE, verify)
+    assert (c.base_url, c._verify) == (BASE, verify)
 
 
 def test_from_env_needs_host_and_token() -> None:
