@@ -1,0 +1,324 @@
+"""The Slurm RunContainer: one coroutine per container, fed by the dispatch core.
+
+Port of services/crunch-dispatch-slurm/crunch-dispatch-slurm.go (``run``, ``submit``, ``scancel``,
+``checkSqueueForOrphans``), on the shape of the product's design card: the dispatch core feeds this
+RunContainer, which submits an sbatch job, reconciles squeue with the tracker's updates, scancels the job
+when the update channel closes, and uses ``track_container`` at startup to adopt orphaned jobs.
+
+For one container (arvados-reference.md §6.4):
+
+1. If the container is Locked and its job is not in the *next* squeue snapshot, submit it.
+2. A monitor waits on squeue snapshots and notices when the job has gone.
+3. Then, until the job is gone: an update with priority 0 scancels it; any other update sets the
+   job's wanted Slurm priority (the renice pass does the rest); a closed channel (the container left
+   this dispatcher) scancels it after every squeue poll until it is gone.
+4. When the job is gone, the container is read again: still Locked → unlock (back to Queued, or
+   Cancelled by the MaxDispatchAttempts rule); still Running → Cancelled (crunch-run died without saying
+   so); anything else → nothing.
+
+Shutdown (task cancellation) returns at once and touches nothing: the job keeps running for the next
+process to adopt.
+
+Beyond Go: an sbatch refusal that no retry can change (unknown feature, partition or a node
+configuration that does not exist, as slurm-single-node.md lists) raises ``UnsatisfiableContainer``,
+so the container is cancelled with the reason in its log instead of being locked and refused ten times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+from slurm_dispatch.errors import (
+    ArvadosAPIError,
+    DispatchError,
+    SlurmCommandError,
+    SlurmUnavailable,
+    UnsatisfiableContainer,
+)
+from slurm_dispatch.model import CONTAINER_UUID_RE, Container, ContainerState
+from slurm_dispatch.settings import Settings
+from slurm_dispatch.slurm.backend import SlurmBackend
+from slurm_dispatch.slurm.priority import slurm_priority
+from slurm_dispatch.slurm.sbatch import (
+    batch_script,
+    crunch_run_argv,
+    gateway_auth_secret,
+    sbatch_args,
+    sbatch_environment,
+)
+
+logger = logging.getLogger("slurm_dispatch.runner")
+
+T = TypeVar("T")
+
+SLURM_WORKERS = 4
+"""Threads for blocking Slurm commands. SlurmCLI itself caps sbatch/scancel/scontrol at 3 at once."""
+
+PERMANENT_SBATCH_ERRORS = (
+    "Invalid feature specification",
+    "Invalid partition name specified",
+    "Requested node configuration is not available",
+    "Memory specification can not be satisfied",
+    "Invalid generic resource",
+    "Invalid account",
+    "Invalid qos specification",
+)
+"""sbatch refusals that retrying cannot change on this cluster (seen with Slurm 22.05)."""
+
+
+class Squeue(Protocol):
+    """What the runner needs of the squeue poller (``slurm_dispatch.slurm.squeue.SqueueChecker``)."""
+
+    async def has_uuid(self, uuid: str) -> bool:
+        """Return whether a job named ``uuid`` is in the next successful squeue snapshot."""
+        ...
+
+    async def set_priority(self, uuid: str, want: int) -> None:
+        """Record the wanted Slurm priority of job ``uuid`` (may wait one poll); the renice pass applies it."""
+        ...
+
+
+class Dispatch(Protocol):
+    """What the runner needs of the dispatch core (``slurm_dispatch.dispatch.Dispatcher``)."""
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
+
+    async def unlock(self, uuid: str) -> None: ...
+
+    async def update_state(self, uuid: str, state: ContainerState) -> None: ...
+
+    async def track_container(self, uuid: str) -> None: ...
+
+
+class ContainerGetter(Protocol):
+    """The one API call the runner makes itself."""
+
+    def get(self, uuid: str) -> Container: ...
+
+
+def permanent_sbatch_failure(exc: SlurmCommandError) -> bool:
+    """Return True if sbatch refused the job for a reason no retry on this cluster can change. Pure."""
+    return not isinstance(exc, SlurmUnavailable) and any(m in exc.stderr_tail for m in PERMANENT_SBATCH_ERRORS)
+
+
+def orphan_names(job_names: Mapping[str, Any] | list[str], cluster_id: str) -> list[str]:
+    """Return the job names to adopt: container uuids of this cluster, sorted. Pure.
+
+    squeue ``--all`` lists every user's jobs; only names that are container uuids *and* carry this
+    cluster's prefix are ours (arvados-reference.md §6.6, gotcha 19).
+    """
+    return sorted(n for n in job_names if CONTAINER_UUID_RE.match(n) and n.startswith(cluster_id + "-"))
+
+
+class SlurmRunner:
+    """Runs containers as Slurm jobs; ``run_container`` is the dispatch core's RunContainer.
+
+    Not thread-safe: use it from the dispatcher's event loop.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        backend: SlurmBackend,
+        squeue: Squeue,
+        client: ContainerGetter,
+        base_env: Mapping[str, str],
+        metrics: Any = None,
+        cancel_retry_s: float = 1.0,
+    ) -> None:
+        """Create the runner; does no I/O.
+
+        Args:
+            settings: the cluster's settings (templates, crunch-run command, token for the job env).
+            backend: runs the Slurm commands (blocking; called in a thread pool of our own).
+            squeue: the squeue poller shared by every container.
+            client: the Arvados client, for the re-read after a job has gone.
+            base_env: what sbatch's environment starts from (PATH, SLURM_CONF, ...); the Arvados
+                variables are added to it. Never ``os.environ`` itself, never mutated.
+            metrics: optional ``slurm_dispatch.service.metrics.Metrics``.
+            cancel_retry_s: pause after a failed scancel before the next try.
+        """
+        self._settings = settings
+        self._backend = backend
+        self._squeue = squeue
+        self._client = client
+        self._env = sbatch_environment(settings, base_env)
+        self._metrics = metrics
+        self._cancel_retry_s = cancel_retry_s
+        self._executor = ThreadPoolExecutor(max_workers=SLURM_WORKERS, thread_name_prefix="slurm")
+
+    def close(self) -> None:
+        """Release the thread pool (running commands finish on their own). Does not block."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _slurm(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    def _count(self, name: str) -> None:
+        if self._metrics is not None:
+            getattr(self._metrics, name)()
+
+    # -- submission ---------------------------------------------------------------------------
+
+    def job_for(self, container: Container) -> tuple[list[str], str]:
+        """Return the sbatch argv (after ``sbatch``) and the job script for ``container``. Pure.
+
+        Raises:
+            SbatchTemplateError: the template has an unknown ``%x``.
+            UnsatisfiableContainer: instance types are configured and none fits.
+        """
+        args = sbatch_args(container, self._settings)
+        secret = gateway_auth_secret(self._settings.system_root_token, container.uuid)
+        script = batch_script(crunch_run_argv(container.uuid, self._settings), {"GatewayAuthSecret": secret})
+        return args, script
+
+    async def submit(self, container: Container) -> int | None:
+        """Submit the job of ``container`` with sbatch; return its job id if sbatch printed one.
+
+        Blocks (asynchronously) on sbatch.
+
+        Raises:
+            SbatchTemplateError, UnsatisfiableContainer: the container cannot be submitted as configured.
+            SlurmCommandError: sbatch failed (``SlurmUnavailable`` when slurmctld did not answer).
+        """
+        args, script = self.job_for(container)
+        try:
+            job_id = await self._slurm(self._backend.submit, args=args, script=script, env=self._env)
+        except SlurmCommandError as exc:
+            self._count("submit_failed")
+            if permanent_sbatch_failure(exc):
+                raise UnsatisfiableContainer(
+                    container.uuid, f"sbatch refused the job: {exc.stderr_tail.strip()}", ()
+                ) from exc
+            raise
+        self._count("submit_ok")
+        logger.info("submitted container %s as Slurm job %s", container.uuid, job_id)
+        return job_id
+
+    # -- RunContainer ---------------------------------------------------------------------------
+
+    async def run_container(self, dispatcher: Dispatch, container: Container, updates: Any) -> None:
+        """Run ``container`` as a Slurm job until the job has gone (see the module docstring).
+
+        Blocks (asynchronously) for the life of the job. Cancellation (dispatcher shutdown) returns
+        at once without touching the job or the container.
+
+        Raises:
+            SbatchTemplateError, UnsatisfiableContainer, SlurmCommandError: submission failed; the
+                dispatch core logs it and applies the fallback state.
+        """
+        uuid = container.uuid
+        if container.state is ContainerState.LOCKED and not await self._squeue.has_uuid(uuid):
+            await self.submit(container)
+
+        gone = asyncio.Event()
+        monitor = asyncio.create_task(self._watch(uuid, gone), name=f"squeue monitor {uuid}")
+        closed = False
+        try:
+            while not gone.is_set():
+                if closed:
+                    await self.cancel(uuid)
+                    continue
+                update = await _first(updates.next(), gone.wait())
+                if gone.is_set() and update is _GONE:
+                    break
+                if update is None:
+                    closed = True
+                elif isinstance(update, Container):
+                    if update.priority == 0:
+                        await self.cancel(uuid)
+                    else:
+                        await self._squeue.set_priority(uuid, slurm_priority(update))
+        finally:
+            monitor.cancel()
+        await self._job_gone(dispatcher, uuid)
+
+    async def _watch(self, uuid: str, gone: asyncio.Event) -> None:
+        while await self._squeue.has_uuid(uuid):
+            pass
+        gone.set()
+
+    async def cancel(self, uuid: str) -> None:
+        """scancel the job of ``uuid`` (three passes), then wait for the next squeue poll.
+
+        Port of crunch-dispatch-slurm.go ``scancel``: on error, log and pause ``cancel_retry_s``;
+        if the job is still there after the next poll, log it (the caller tries again).
+        Blocks (asynchronously) on scancel and one squeue poll.
+        """
+        try:
+            await self._slurm(self._backend.cancel, uuid)
+            self._count("scancelled")
+        except SlurmCommandError as exc:
+            logger.warning("scancel of container %s failed: %s", uuid, exc)
+            await asyncio.sleep(self._cancel_retry_s)
+            return
+        if await self._squeue.has_uuid(uuid):
+            logger.info("container %s is still in squeue after scancel", uuid)
+
+    async def _job_gone(self, dispatcher: Dispatch, uuid: str) -> None:
+        """The job left squeue: make the container's state say so (§6.4 step 3, gotcha 35)."""
+        try:
+            current = await dispatcher.call(self._client.get, uuid)
+        except ArvadosAPIError as exc:
+            logger.warning(
+                "Slurm job of container %s has gone, but re-reading the container failed: %s; "
+                "leaving its state to the next poll",
+                uuid,
+                exc,
+            )
+            return
+        try:
+            if current.state is ContainerState.LOCKED:
+                logger.info("Slurm job of container %s has gone while Locked: unlocking it", uuid)
+                await dispatcher.unlock(uuid)
+            elif current.state is ContainerState.RUNNING:
+                logger.info("Slurm job of container %s has gone while Running: cancelling it", uuid)
+                await dispatcher.update_state(uuid, ContainerState.CANCELLED)
+        except DispatchError:
+            pass  # logged by the dispatcher; the tracker's fallback retries on later updates
+
+    # -- adoption -------------------------------------------------------------------------------
+
+    async def adopt_orphans(self, dispatcher: Dispatch, job_names: list[str]) -> list[str]:
+        """Track every job in ``job_names`` that belongs to this cluster; return those adopted.
+
+        Port of crunch-dispatch-slurm.go ``checkSqueueForOrphans``. A job of a finished or re-queued
+        container gets a tracker that is closed at once, so its RunContainer scancels it. Jobs of
+        other users and clusters are left alone. Blocks (asynchronously) on one GET per orphan.
+        """
+        adopted = []
+        for uuid in orphan_names(job_names, self._settings.cluster_id):
+            try:
+                await dispatcher.track_container(uuid)
+                adopted.append(uuid)
+            except DispatchError as exc:
+                logger.warning("cannot adopt Slurm job %s: %s", uuid, exc)
+        return adopted
+
+
+class _Gone:
+    pass
+
+
+_GONE = _Gone()
+
+
+async def _first(next_update: Awaitable[Container | None], gone: Awaitable[Any]) -> Container | None | _Gone:
+    """Return the next update, or ``_GONE`` if the job disappears first (the update is then dropped unread)."""
+    update_task = asyncio.ensure_future(next_update)
+    gone_task = asyncio.ensure_future(gone)
+    try:
+        done, _ = await asyncio.wait({update_task, gone_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone_task.cancel()
+    if update_task in done:
+        return update_task.result()
+    update_task.cancel()
+    return _GONE

@@ -1,0 +1,155 @@
+"""End to end: the real dispatcher, the emulated Arvados API over HTTPS, the real Slurm cluster, and the
+crunch-run stand-in as CrunchRunCommand (issue 5's "Done when")."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from plugins.e2e import E2E, wait_until
+
+from slurm_dispatch.model import ContainerState
+
+pytestmark = pytest.mark.slurm
+
+FINAL = (ContainerState.COMPLETE, ContainerState.CANCELLED)
+
+
+def _pending_dispatcher(e2e: E2E):  # type: ignore[no-untyped-def]
+    """A dispatcher whose jobs stay PENDING (reason BeginTime) with a normal Slurm priority, for an hour."""
+    return e2e.dispatcher(sbatch_arguments=(*e2e.settings.sbatch_arguments, "--begin=now+3600"))
+
+
+def _new(e2e: E2E, *, priority: int = 1, seconds: float = 0.5, mode: str = "complete", **constraints: int) -> str:
+    rc = {"ram": 100_000_000, "vcpus": 1, **constraints}
+    record = e2e.control.create_container(
+        priority=priority,
+        command=["sleep", str(seconds)],
+        environment={"SANDBOX_CRUNCH_RUN": mode},
+        runtime_constraints=rc,
+    )
+    return str(record["uuid"])
+
+
+def _state(e2e: E2E, uuid: str) -> ContainerState:
+    return e2e.container(uuid).state
+
+
+def test_containers_run_to_complete_with_one_job_each(e2e: E2E) -> None:
+    uuids = [_new(e2e, priority=p) for p in (1, 2, 3)]
+    e2e.dispatcher()
+    for uuid in uuids:
+        wait_until(lambda u=uuid: _state(e2e, u) in FINAL, timeout=90, what=f"{uuid} to finish")
+    for uuid in uuids:
+        c = e2e.container(uuid)
+        assert c.state is ContainerState.COMPLETE, c
+        assert c.exit_code == 0
+        assert c.lock_count == 1
+        assert len(e2e.jobs_named(uuid)) == 1
+
+
+def test_priority_zero_while_pending_unlocks_and_holds(e2e: E2E) -> None:
+    uuid = _new(e2e)
+    _pending_dispatcher(e2e)
+    wait_until(lambda: e2e.jobs_named(uuid, states="PENDING"), what="the job to be pending")
+    assert _state(e2e, uuid) is ContainerState.LOCKED
+    e2e.control.set_priority(uuid, 0)
+    wait_until(lambda: _state(e2e, uuid) is ContainerState.QUEUED, what="the container to be unlocked")
+    assert e2e.jobs_named(uuid, states="PENDING") == []
+    c = e2e.container(uuid)
+    assert (c.priority, c.lock_count) == (0, 1)
+    # "on hold": several polls later it has not been locked again
+    polls = e2e.control.stats()
+    wait_until(lambda: _lists(e2e.control.stats()) >= _lists(polls) + 6, what="three more dispatcher ticks")
+    assert e2e.container(uuid).lock_count == 1
+    e2e.control.set_priority(uuid, 5)
+    wait_until(lambda: e2e.container(uuid).lock_count == 2, what="the container to be locked again")
+    wait_until(lambda: e2e.jobs_named(uuid, states="PENDING"), what="a new pending job")
+
+
+def _lists(stats: dict) -> int:
+    counters = stats.get("requests", stats)
+    return sum(v for k, v in counters.items() if k.startswith("GET") and k.rstrip("/").endswith("/containers"))
+
+
+def test_priority_zero_while_running_sigterms_crunch_run(e2e: E2E) -> None:
+    uuid = _new(e2e, mode="hang")
+    e2e.dispatcher()
+    wait_until(lambda: _state(e2e, uuid) is ContainerState.RUNNING, what="the container to run")
+    e2e.control.set_priority(uuid, 0)
+    wait_until(lambda: _state(e2e, uuid) is ContainerState.CANCELLED, what="crunch-run to cancel it")
+    wait_until(lambda: not e2e.jobs_named(uuid, states="PENDING,RUNNING,COMPLETING"), what="the job to end")
+    (job,) = e2e.jobs_named(uuid)
+    output = (e2e.output_dir / f"{job}.out").read_text()
+    assert re.search(r"SIGTERM|signal 15|TERM", output), output
+
+
+def test_job_scancelled_behind_our_back_while_locked_is_retried(e2e: E2E) -> None:
+    uuid = _new(e2e)
+    _pending_dispatcher(e2e)
+    (job,) = wait_until(lambda: e2e.jobs_named(uuid, states="PENDING"), what="the job to be pending")
+    e2e.slurm.run(["scancel", job], check=True)
+    wait_until(lambda: e2e.container(uuid).lock_count == 2, what="the container to be locked again")
+    wait_until(
+        lambda: [j for j in e2e.jobs_named(uuid, states="PENDING") if j != job], what="a second job for it"
+    )
+    assert _state(e2e, uuid) is ContainerState.LOCKED
+
+
+def test_job_gone_while_running_cancels_the_container(e2e: E2E) -> None:
+    uuid = _new(e2e, mode="exit-silently-while-running")
+    e2e.dispatcher()
+    wait_until(lambda: _state(e2e, uuid) is ContainerState.CANCELLED, what="the dispatcher to cancel it")
+    assert len(e2e.jobs_named(uuid)) == 1
+
+
+def test_startup_scancels_job_of_cancelled_container_and_leaves_others_alone(e2e: E2E) -> None:
+    cancelled = _new(e2e)
+    e2e.api.update_state(cancelled, ContainerState.CANCELLED)
+    strangers = ["yyyyy-dz642-otherclusterjob", "not-a-container", "zzzzz-xvhdp-notacontainerjob"]
+    for name in [cancelled, *strangers]:
+        e2e.slurm.run(["sbatch", "--hold", f"--job-name={name}", "--output=/dev/null"], input="#!/bin/sh\ntrue\n", check=True)
+    d = e2e.dispatcher()
+    wait_until(lambda: not e2e.jobs_named(cancelled, states="PENDING"), what="the orphan to be scancelled")
+    wait_until(lambda: d.dispatch is not None and d.dispatch.adopted is not None, what="adoption to finish")
+    assert d.dispatch is not None and d.dispatch.adopted == [cancelled]
+    for name in strangers:
+        assert e2e.jobs_named(name, states="PENDING"), f"{name} was touched"
+
+
+def test_pending_slurm_order_follows_arvados_priority(e2e: E2E) -> None:
+    # created lowest first, so Slurm's own order (by submission) starts out wrong
+    by_priority = {p: _new(e2e, priority=p) for p in (10, 20, 30, 40)}
+    _pending_dispatcher(e2e)
+
+    def slurm_order() -> list[str]:
+        out = e2e.slurm.run(["squeue", "--all", "--noheader", "--states=PENDING", "--format=%Q %j"], check=True).stdout
+        rows = sorted((int(line.split()[0]), line.split()[1]) for line in out.splitlines() if line.strip())
+        return [name for _, name in reversed(rows) if name in by_priority.values()]
+
+    wanted = [by_priority[p] for p in (40, 30, 20, 10)]
+    wait_until(lambda: slurm_order() == wanted, what="Slurm priorities to follow Arvados priorities")
+
+
+def test_shutdown_leaves_jobs_running_and_a_restart_adopts_them(e2e: E2E) -> None:
+    uuid = _new(e2e, mode="hang")
+    first = e2e.dispatcher()
+    wait_until(lambda: _state(e2e, uuid) is ContainerState.RUNNING, what="the container to run")
+    first.stop()
+    e2e.started.remove(first)
+    (job,) = e2e.jobs_named(uuid, states="RUNNING")
+    assert _state(e2e, uuid) is ContainerState.RUNNING
+    second = e2e.dispatcher()
+    wait_until(lambda: second.dispatch is not None and second.dispatch.adopted == [uuid], what="adoption")
+    e2e.control.set_priority(uuid, 0)
+    wait_until(lambda: _state(e2e, uuid) is ContainerState.CANCELLED, what="the adopted container to be cancelled")
+    assert e2e.jobs_named(uuid) == [job]
+
+
+def test_job_no_node_can_run_cancels_the_container_with_the_reason(e2e: E2E) -> None:
+    uuid = _new(e2e, vcpus=3)  # the test nodes have 2 CPUs each: sbatch refuses the job outright
+    e2e.dispatcher()
+    wait_until(lambda: _state(e2e, uuid) is ContainerState.CANCELLED, what="the container to be cancelled")
+    assert e2e.container(uuid).lock_count == 1, "a permanent refusal must not be retried"
+    (log,) = [entry for entry in e2e.control.logs(uuid) if entry["event_type"] == "dispatch"]
+    assert "Requested node configuration is not available" in log["properties"]["text"]
