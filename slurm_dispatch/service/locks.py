@@ -49,6 +49,8 @@ DISPATCH_LOCK_KEY = 10005
 """Advisory lock key shared by every Arvados dispatcher (dblock.Dispatch). 10001-10004 and 10006 are other sweeps."""
 RETRY_INTERVAL_S = 5.0
 """Go's dblock retries a refused lock, and a failed connection, every 5 s."""
+CHECK_INTERVAL_S = 30.0
+"""How often ``monitor`` re-checks the session: a lost lock means at most this long beside another dispatcher."""
 CONNECT_TIMEOUT_S = 10
 """libpq ``connect_timeout`` when the config sets none: bounds one attempt, hence how long a shutdown can wait."""
 
@@ -236,6 +238,12 @@ class AdvisoryLock:
         key: the advisory lock key.
         retry_interval: seconds between attempts while another process holds the lock or the database is down.
         connect_timeout: seconds for one connection attempt, unless the connection sets ``connect_timeout``.
+
+    Construction does no I/O.
+
+    Raises:
+        ConfigError: a ``PostgreSQL.Connection`` key is not a libpq keyword.
+        LockError: psycopg is not installed (the ``postgres`` extra).
     """
 
     def __init__(
@@ -405,6 +413,26 @@ class AdvisoryLock:
             except TimeoutError:
                 pass
         return False
+
+    async def monitor(self, stop: asyncio.Event, *, interval: float = CHECK_INTERVAL_S) -> LockLost | None:
+        """Run ``check()`` every ``interval`` seconds (in a worker thread) until the lock is lost or ``stop`` is set.
+
+        The daemon runs this beside the dispatch loop and stops dispatching when it returns a ``LockLost``.
+
+        Returns:
+            The ``LockLost`` when the lock was lost (already logged as an error), None when ``stop`` was set.
+        """
+        while True:
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+                return None
+            except TimeoutError:
+                pass
+            try:
+                await asyncio.to_thread(self.check)
+            except LockLost as lost:
+                log.error("%s; stop dispatching: another dispatcher may take over", lost)
+                return lost
 
     async def check_async(self) -> None:
         """``check()`` in a worker thread. Raises LockLost like ``check``."""

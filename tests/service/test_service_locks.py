@@ -125,12 +125,19 @@ class CountingLock(AdvisoryLock):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.attempts = 0
+        self.checks = 0
 
     def try_acquire(self) -> bool:
         try:
             return super().try_acquire()
         finally:
             self.attempts += 1
+
+    def check(self) -> None:
+        try:
+            super().check()
+        finally:
+            self.checks += 1
 
 
 def _holder_client(pg: object, key: int) -> tuple[int, str]:
@@ -239,6 +246,33 @@ def test_check_notices_a_terminated_session(postgres_server: object) -> None:
             lock.check()
         assert not lock.held
         assert lock.try_acquire()  # a fresh session can take it again
+    finally:
+        lock.release()
+
+
+@pytest.mark.postgres
+def test_monitor_returns_when_the_session_is_terminated_or_stopped(postgres_server: object) -> None:
+    key = 474747
+    lock = CountingLock(postgres_server.connection, key)  # type: ignore[attr-defined]
+    try:
+        assert lock.try_acquire()
+
+        async def scenario() -> None:
+            stop = asyncio.Event()
+            watcher = asyncio.create_task(lock.monitor(stop, interval=0.02))
+            while lock.checks < 2:  # it checks, and the lock is fine
+                await asyncio.sleep(0.01)
+            assert not watcher.done()
+            pid, _ = _holder_client(postgres_server, key)
+            with postgres_server.connect() as admin:  # type: ignore[attr-defined]
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            assert isinstance(await asyncio.wait_for(watcher, timeout=10), LockLost)
+
+            assert lock.try_acquire()
+            stop.set()
+            assert await asyncio.wait_for(lock.monitor(stop, interval=3600), timeout=10) is None
+
+        asyncio.run(scenario())
     finally:
         lock.release()
 
