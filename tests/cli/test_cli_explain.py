@@ -140,8 +140,8 @@ def test_explain_bad_template_token_cannot_submit(cli: Any, container_file: Path
         "uuid": "zzzzz-dz642-queuedcontainer",
         "state": "Queued",
         "priority": 1,
-        "warnings": ["Clusters.zzzzz.Containers.SLURM.SbatchArgumentsList[1] '--qos=%X': unknown substitution "
-                     "parameter '%X' (known: %U %C %M %T %G %W %P %I %%); every sbatch would fail"],
+        "warnings": [("Clusters.zzzzz.Containers.SLURM.SbatchArgumentsList[1] '--qos=%X': unknown substitution "
+                     "parameter '%X' (known: %U %C %M %T %G %W %P %I %%); every sbatch would fail")],
         "error": "cannot submit container zzzzz-dz642-queuedcontainer: Unknown substitution parameter %X in "
                  "SbatchArgumentsList or SbatchGPUArgumentsList",
     }

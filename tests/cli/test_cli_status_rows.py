@@ -1,0 +1,208 @@
+"""The pure parts behind ``status``, ``adopt`` and the exit codes: table tests."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from slurm_dispatch.cli.common import ExitCode, exit_code_for, one_line
+from slurm_dispatch.errors import (
+    ArvadosAPIError,
+    ArvadosAuthError,
+    ArvadosConflict,
+    ArvadosNotFound,
+    ArvadosUnavailable,
+    ConfigError,
+    DispatchError,
+    SbatchTemplateError,
+    SlurmCommandError,
+    SlurmUnavailable,
+    SqueueParseError,
+    UnsatisfiableContainer,
+)
+from slurm_dispatch.model import Container, SlurmJob
+from slurm_dispatch.runner import orphan_names
+from slurm_dispatch.slurm.status import (
+    JobDetail,
+    OrphanAction,
+    StatusRow,
+    is_our_job_name,
+    orphan_action,
+    parse_queue_detail,
+    status_rows,
+)
+
+ME = "zzzzz-gj3su-000000000000000"
+OTHER = "zzzzz-gj3su-otherdispatcher"
+
+
+def ctr(uuid: str, state: str, locked_by: str = "", priority: int = 1) -> Container:
+    return Container.from_api({"uuid": uuid, "state": state, "locked_by_uuid": locked_by, "priority": priority})
+
+
+def job(job_id: int, name: str, state: str = "RUNNING", reason: str = "None") -> JobDetail:
+    return JobDetail(job_id, SlurmJob(name=name, nice=0, slurm_priority=4294901759, state=state, reason=reason))
+
+
+def u(tail: str) -> str:
+    return f"zzzzz-dz642-{tail:0>15}"
+
+
+# -- parse_queue_detail -------------------------------------------------------------
+
+
+SQUEUE_TEXT = """\
+101 zzzzz-dz642-queuedcontainer 10000 4294891759 PENDING Priority
+102 zzzzz-dz642-queuedcontainer 0 4294901758 RUNNING None
+
+103 interactive-shell 0 4294901757 RUNNING None
+104 zzzzz-dz642-heldcontainer00 0 0 PENDING launch failed requeued held
+x05 zzzzz-dz642-badjobid000000 0 0 PENDING None
+106 zzzzz-dz642-toofewfields000 0
+"""
+
+
+def test_parse_queue_detail_keeps_duplicates_and_reports_bad_lines() -> None:
+    jobs, errors = parse_queue_detail(SQUEUE_TEXT)
+    assert jobs == [
+        JobDetail(101, SlurmJob("zzzzz-dz642-queuedcontainer", 10000, 4294891759, "PENDING", "Priority")),
+        JobDetail(102, SlurmJob("zzzzz-dz642-queuedcontainer", 0, 4294901758, "RUNNING", "None")),
+        JobDetail(103, SlurmJob("interactive-shell", 0, 4294901757, "RUNNING", "None")),
+        JobDetail(104, SlurmJob("zzzzz-dz642-heldcontainer00", 0, 0, "PENDING", "launch")),
+    ]
+    assert [(e.line, e.reason) for e in errors] == [
+        ("x05 zzzzz-dz642-badjobid000000 0 0 PENDING None", "job id 'x05' is not a number"),
+        ("106 zzzzz-dz642-toofewfields000 0", "expected 5 fields, found 2"),
+    ]
+
+
+@given(st.text())
+def test_parse_queue_detail_never_raises(text: str) -> None:
+    jobs, errors = parse_queue_detail(text)
+    assert all(isinstance(e, SqueueParseError) for e in errors)
+    assert len(jobs) + len(errors) == sum(1 for line in text.splitlines() if line.strip())
+
+
+@given(st.lists(st.from_regex(r"[a-z0-9]{5}-[a-z0-9]{5}-[a-z0-9]{15}|[a-z-]{1,30}", fullmatch=True)))
+def test_is_our_job_name_agrees_with_the_runners_orphan_names(names: list[str]) -> None:
+    assert sorted(n for n in names if is_our_job_name(n, "zzzzz")) == orphan_names(names, "zzzzz")
+
+
+# -- status_rows --------------------------------------------------------------------
+
+
+def row(uuid: str, state: str | None, jid: int | None, *problems: str, priority: int | None = 1,
+        locked_by: str = "") -> StatusRow:
+    return StatusRow(uuid=uuid, state=state, priority=priority if state else None, locked_by_uuid=locked_by,
+                     job_id=jid, slurm_state="RUNNING" if jid else None, nice=0 if jid else None,
+                     slurm_priority=4294901759 if jid else None, reason="None" if jid else None,
+                     problems=list(problems))
+
+
+@pytest.mark.parametrize(
+    ("containers", "jobs", "expected"),
+    [
+        pytest.param([ctr(u("a"), "Running", ME)], [job(1, u("a"))],
+                     [row(u("a"), "Running", 1, locked_by=ME)], id="running-with-job-ok"),
+        pytest.param([ctr(u("a"), "Locked", ME)], [job(1, u("a"))],
+                     [row(u("a"), "Locked", 1, locked_by=ME)], id="locked-with-job-ok"),
+        pytest.param([ctr(u("a"), "Locked", ME)], [],
+                     [row(u("a"), "Locked", None, "Locked by this dispatcher with no Slurm job (after a submission "
+                          "this lasts at most one poll; otherwise the dispatcher unlocks or cancels it)",
+                          locked_by=ME)], id="locked-no-job"),
+        pytest.param([ctr(u("a"), "Running", ME)], [],
+                     [row(u("a"), "Running", None, "Running by this dispatcher with no Slurm job (after a "
+                          "submission this lasts at most one poll; otherwise the dispatcher unlocks or cancels it)",
+                          locked_by=ME)], id="running-no-job"),
+        pytest.param([ctr(u("a"), "Complete")], [job(1, u("a"))],
+                     [row(u("a"), "Complete", 1, "Slurm job for a Complete container (a leftover: the dispatcher "
+                          "scancels it)")], id="complete-with-job"),
+        pytest.param([ctr(u("a"), "Queued")], [job(1, u("a"))],
+                     [row(u("a"), "Queued", 1, "Slurm job for a Queued container (a leftover: the dispatcher "
+                          "scancels it)")], id="queued-with-job"),
+        pytest.param([ctr(u("a"), "Cancelled")], [job(1, u("a"))],
+                     [row(u("a"), "Cancelled", 1, "Slurm job for a Cancelled container (a leftover: the "
+                          "dispatcher scancels it)")], id="cancelled-with-job"),
+        pytest.param([ctr(u("a"), "Locked", OTHER)], [job(1, u("a"))],
+                     [row(u("a"), "Locked", 1, f"Slurm job of ours for a container locked by another token "
+                          f"({OTHER})", locked_by=OTHER)], id="locked-by-other"),
+        pytest.param([], [job(1, u("a"))],
+                     [row(u("a"), None, 1, "a Slurm job is named after this container, but the API does not "
+                          "know it")], id="unknown-container"),
+        pytest.param([ctr(u("a"), "Running", ME)], [job(2, u("a")), job(1, u("a"))],
+                     [row(u("a"), "Running", 1, "2 Slurm jobs share this container's name", locked_by=ME),
+                      row(u("a"), "Running", 2, "2 Slurm jobs share this container's name", locked_by=ME)],
+                     id="duplicate-jobs"),
+        pytest.param([ctr(u("b"), "Running", ME), ctr(u("a"), "Locked", ME)],
+                     [job(1, u("b")), job(2, u("a")), job(3, "yyyyy-dz642-000000000000000"),
+                      job(4, "my-own-job")],
+                     [row(u("a"), "Locked", 2, locked_by=ME), row(u("b"), "Running", 1, locked_by=ME)],
+                     id="other-clusters-and-users-ignored-sorted"),
+    ],
+)
+def test_status_rows(containers: list[Container], jobs: list[JobDetail], expected: list[StatusRow]) -> None:
+    assert status_rows(containers, jobs, ME, "zzzzz") == expected
+
+
+# -- orphan_action ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("container", "action", "reason"),
+    [
+        pytest.param(ctr(u("a"), "Locked", ME), OrphanAction.ADOPT, "the container is Locked by this token",
+                     id="locked-mine"),
+        pytest.param(ctr(u("a"), "Running", ME), OrphanAction.ADOPT, "the container is Running by this token",
+                     id="running-mine"),
+        pytest.param(ctr(u("a"), "Queued"), OrphanAction.SCANCEL, "the container is Queued", id="queued"),
+        pytest.param(ctr(u("a"), "Complete"), OrphanAction.SCANCEL, "the container is Complete", id="complete"),
+        pytest.param(ctr(u("a"), "Cancelled"), OrphanAction.SCANCEL, "the container is Cancelled", id="cancelled"),
+        pytest.param(ctr(u("a"), "Locked", OTHER), OrphanAction.LEAVE, f"locked by another token ({OTHER})",
+                     id="locked-other"),
+        pytest.param(ctr(u("a"), "Running", OTHER), OrphanAction.LEAVE, f"locked by another token ({OTHER})",
+                     id="running-other"),
+        pytest.param(None, OrphanAction.LEAVE, "the API does not know this container", id="not-found"),
+    ],
+)
+def test_orphan_action(container: Container | None, action: OrphanAction, reason: str) -> None:
+    decision = orphan_action(u("a"), container, my_token_uuid=ME)
+    assert (decision.uuid, decision.action, decision.reason) == (u("a"), action, reason)
+
+
+# -- exit codes ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        pytest.param(ConfigError("bad", path="f", key="k"), ExitCode.CONFIG, id="config"),
+        pytest.param(SbatchTemplateError("bad %X"), ExitCode.CONFIG, id="template"),
+        pytest.param(ArvadosAuthError(401, "GET", "/p", "no"), ExitCode.CONFIG, id="auth"),
+        pytest.param(ArvadosUnavailable(0, "GET", "/p", "refused"), ExitCode.UNREACHABLE, id="api-down"),
+        pytest.param(SlurmUnavailable(["squeue"], 1, "Unable to contact slurm controller"), ExitCode.UNREACHABLE,
+                     id="slurm-down"),
+        pytest.param(SlurmCommandError(["squeue"], None, "cannot run: No such file"), ExitCode.UNREACHABLE,
+                     id="slurm-not-installed"),
+        pytest.param(SlurmCommandError(["scancel"], 1, "Invalid job id"), ExitCode.PROBLEM, id="slurm-refused"),
+        pytest.param(ArvadosNotFound(404, "GET", "/p", "not found"), ExitCode.PROBLEM, id="not-found"),
+        pytest.param(ArvadosConflict(422, "POST", "/p", "locked"), ExitCode.PROBLEM, id="conflict"),
+        pytest.param(ArvadosAPIError(500, "GET", "/p", "boom"), ExitCode.PROBLEM, id="api-other"),
+        pytest.param(UnsatisfiableContainer("u", "too big"), ExitCode.PROBLEM, id="unsatisfiable"),
+    ],
+)
+def test_exit_code_for(error: DispatchError, code: ExitCode) -> None:
+    assert exit_code_for(error) == code
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("one", "one", id="single"),
+        pytest.param("a\n  b\n\nc\n", "a; b; c", id="multi"),
+    ],
+)
+def test_one_line(text: str, expected: str) -> None:
+    assert one_line(text) == expected
+
+
