@@ -137,3 +137,178 @@ async def run_until_signalled(loop_: DispatchLoop, stop: Awaitable[Any]) -> None
         await loop_.run()
     finally:
         stopper.cancel()
+
+
+# -- the service: process concerns around the loop ------------------------------------------------------------
+
+LOCK_RETRY_S = 5.0
+"""Seconds between attempts at a lock another process holds (Go's dblock retries every 5 s too)."""
+
+
+class MeteredBackend:
+    """A SlurmBackend that counts what it runs into ``Metrics`` and tracks the oldest pending job of ours.
+
+    Wraps the real backend at the Protocol boundary; blocking exactly as the wrapped one.
+    """
+
+    def __init__(self, inner: SlurmBackend, metrics: Any, *, cluster_id: str, clock: Callable[[], float]) -> None:
+        self._inner = inner
+        self._metrics = metrics
+        self._prefix = cluster_id + "-dz642-"
+        self._clock = clock
+        self._pending_since: dict[str, float] = {}
+
+    def submit(self, *, args: Any, script: str, env: Mapping[str, str]) -> int | None:
+        return self._inner.submit(args=args, script=script, env=env)
+
+    def cancel(self, name: str) -> None:
+        self._inner.cancel(name)
+
+    def renice(self, name: str, nice: int) -> None:
+        self._inner.renice(name, nice)
+        self._metrics.reniced()
+
+    def release(self, name: str) -> None:
+        self._inner.release(name)
+
+    def queue(self) -> str:
+        t0 = self._clock()
+        try:
+            text = self._inner.queue()
+        except Exception:
+            self._metrics.squeue_failed()
+            raise
+        now = self._clock()
+        self._metrics.squeue_ok(now - t0)
+        pending = set()
+        for line in text.splitlines():
+            words = line.split()
+            if len(words) >= 4 and words[0].startswith(self._prefix) and words[3] == "PENDING":
+                pending.add(words[0])
+        self._pending_since = {n: self._pending_since.get(n, now) for n in pending}
+        oldest = min(self._pending_since.values(), default=now)
+        self._metrics.set_oldest_pending_age(now - oldest)
+        return text
+
+
+async def serve(
+    settings: Settings,
+    *,
+    environ: Mapping[str, str],
+    base_env: Mapping[str, str],
+    lock_path: str | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Run the service until SIGTERM/SIGINT (or ``stop``); return the process exit code. Blocks.
+
+    Order: take the local file lock (waiting while another instance holds it), start the health/metrics
+    endpoint, take the PostgreSQL advisory lock 10005 when ``PostgreSQL.Connection`` is configured (waiting,
+    retried every 5 s), then dispatch. sd_notify ``READY=1`` is sent only after the locks are held and the
+    first dispatch poll succeeded (Go sends it earlier, before holding the lock: gotcha 39); ``STOPPING=1``
+    on shutdown; ``WATCHDOG=1`` at half of ``WatchdogSec`` while the loop is alive. Shutdown leaves every
+    Slurm job running for the next process to adopt.
+    """
+    import signal
+    import time
+
+    from slurm_dispatch.errors import ArvadosAuthError, DispatchError
+    from slurm_dispatch.service.http import HealthServer
+    from slurm_dispatch.service.locks import AdvisoryLock, FileLock, LockHeld, default_lock_path
+    from slurm_dispatch.service.metrics import Metrics
+    from slurm_dispatch.service.notify import Notifier
+
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    notifier = Notifier(environ)
+    metrics = Metrics()
+    health_error: list[str] = []
+    file_lock = FileLock(lock_path or default_lock_path(environ))
+    pg_lock = AdvisoryLock(settings.postgresql_connection) if settings.postgresql_connection else None
+    health = HealthServer.from_settings(
+        settings, health=lambda: health_error[-1] if health_error else None, registry=metrics.registry
+    )
+    tasks: list[asyncio.Task[Any]] = []
+    try:
+        waiting_logged = False
+        while True:
+            try:
+                file_lock.acquire()
+                break
+            except LockHeld as exc:
+                notifier.status(f"waiting for another instance to exit: {exc}")
+                if not waiting_logged:
+                    logger.info("waiting for another instance to exit: %s", exc)
+                    waiting_logged = True
+            try:
+                await asyncio.wait_for(stop.wait(), LOCK_RETRY_S)
+                return 0
+            except TimeoutError:
+                pass
+        health.start()
+        if pg_lock is not None:
+            notifier.status("waiting for the PostgreSQL dispatch lock 10005")
+            if not await pg_lock.acquire(stop):
+                return 0
+
+        def ready() -> None:
+            notifier.ready()
+            notifier.status("dispatching")
+            logger.info("locks held and the first poll worked: ready")
+        dispatch = DispatchLoop(
+            settings,
+            base_env=base_env,
+            backend=MeteredBackend(
+                SlurmCLI(env=base_env), metrics, cluster_id=settings.cluster_id, clock=time.monotonic
+            ),
+            metrics=metrics,
+            on_first_tick=ready,
+        )
+        exit_code = 0
+
+        async def on_stop() -> None:
+            await stop.wait()
+            notifier.stopping()
+            dispatch.shutdown()
+
+        async def watchdog(interval: float) -> None:
+            while True:
+                await asyncio.sleep(interval / 2)
+                notifier.watchdog()
+
+        async def watch_pg() -> None:
+            nonlocal exit_code
+            assert pg_lock is not None
+            lost = await pg_lock.monitor(stop)
+            if lost is not None:
+                logger.error("%s; stopping dispatch so that no other dispatcher runs beside us", lost)
+                health_error.append(str(lost))
+                exit_code = 1
+                dispatch.shutdown()
+
+        tasks.append(asyncio.create_task(on_stop(), name="stop"))
+        interval = notifier.watchdog_interval()
+        if interval:
+            tasks.append(asyncio.create_task(watchdog(interval), name="watchdog"))
+        if pg_lock is not None:
+            tasks.append(asyncio.create_task(watch_pg(), name="pg lock monitor"))
+        try:
+            await dispatch.run()
+        except ArvadosAuthError as exc:
+            logger.error("the Arvados API refused our token, stopping: %s", exc)
+            return 1
+        except DispatchError as exc:
+            logger.error("dispatching stopped: %s", exc)
+            return 1
+        return exit_code
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if pg_lock is not None:
+            await asyncio.to_thread(pg_lock.release)
+        health.stop()
+        file_lock.release()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -9,6 +9,7 @@ import typer
 from slurm_dispatch import __version__
 from slurm_dispatch.cli import explain, jobs, status
 from slurm_dispatch.cli.config_cmd import config_app
+from slurm_dispatch.cli.run import run
 from slurm_dispatch.cli.sandbox import sandbox_app
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(sandbox_app, name="sandbox")
+app.command("run")(run)
 app.add_typer(config_app, name="config")
 app.command("explain")(explain.explain)
 app.command("status")(status.status)

@@ -1,0 +1,79 @@
+"""``slurm-dispatch run``: the service (what systemd's ExecStart runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from slurm_dispatch.config import load_settings, startup_problems
+from slurm_dispatch.errors import ConfigError, DispatchError
+
+logger = logging.getLogger("slurm_dispatch.cli.run")
+
+EXIT_CONFIG = 2
+"""Exit status for a config the service refuses to start with; the systemd unit's RestartPreventExitStatus."""
+
+SERVICE_MANAGER_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+"""systemd's variables for this process only: never handed on to sbatch and the jobs."""
+
+
+def job_base_env(environ: dict[str, str]) -> dict[str, str]:
+    """Return the environment sbatch (and so each job) starts from: ours, less the service manager's. Pure.
+
+    The Go dispatcher's jobs inherit its whole environment (sbatch's default ``--export=ALL``), so sites rely
+    on it (PATH, SLURM_CONF, proxies); the Arvados variables are then set explicitly on top.
+    """
+    return {k: v for k, v in environ.items() if k not in SERVICE_MANAGER_VARIABLES and not k.startswith("ARVADOS_")}
+
+
+def run(
+    config: Annotated[
+        Optional[Path],  # noqa: UP007 - typer needs Optional
+        typer.Option("--config", help="The Arvados cluster config (default: $ARVADOS_CONFIG, else /etc/arvados/config.yml)."),
+    ] = None,
+    cluster_id: Annotated[
+        Optional[str], typer.Option("--cluster-id", help="Which cluster of the config, when it has several.")  # noqa: UP007
+    ] = None,
+    lock_file: Annotated[
+        Optional[Path],  # noqa: UP007
+        typer.Option("--lock-file", help="The single-instance lock file (default: $RUNTIME_DIRECTORY/lock, else /run/slurm-dispatch/lock)."),
+    ] = None,
+) -> None:
+    """Run the dispatcher service until SIGTERM; Slurm jobs keep running for the next start to adopt."""
+    from slurm_dispatch.daemon import serve
+    from slurm_dispatch.service.logging_setup import configure_from_settings
+
+    environ = dict(os.environ)
+    try:
+        loaded = load_settings(path=config, cluster_id=cluster_id, environ=environ)
+        problems = startup_problems(loaded.settings)
+        if problems:
+            for problem in problems:
+                typer.echo(f"slurm-dispatch: {problem}", err=True)
+            typer.echo("slurm-dispatch: refusing to start; fix the config (slurm-dispatch config check)", err=True)
+            raise typer.Exit(EXIT_CONFIG)
+        configure_from_settings(loaded.settings)
+    except ConfigError as exc:
+        typer.echo(f"slurm-dispatch: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    for warning in loaded.warnings:
+        logger.warning("config: %s", warning)
+    logger.info("starting for cluster %s with %s", loaded.settings.cluster_id, loaded.path)
+    try:
+        code = asyncio.run(
+            serve(
+                loaded.settings,
+                environ=environ,
+                base_env=job_base_env(environ),
+                lock_path=str(lock_file) if lock_file else None,
+            )
+        )
+    except DispatchError as exc:
+        typer.echo(f"slurm-dispatch: {exc}", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
