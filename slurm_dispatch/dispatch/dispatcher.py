@@ -352,7 +352,32 @@ class Dispatcher:
         return self._stop.is_set()
 
     async def _check(self, name: str, filters: Sequence[Filter], todo: set[str], report: TickReport) -> bool:
-        """Run one query (count probe, then pages) and handle every record; False if it failed."""
+        """Run one query (count probe, then pages) and handle every record; False if it failed.
+
+        Locks wait until the last page has been read: each lock takes a container out of
+        the Queued query's result, which would shift the offset-paged rest past containers
+        not yet seen (Go locks page by page and so skips some each tick when more than
+        ``batch_size`` are queued). Containers seen before a failed page are still locked:
+        a lock acts on a successful observation and destroys nothing.
+        """
+        to_lock: list[Mapping[str, Any]] = []
+        try:
+            return await self._read_pages(name, filters, todo, report, to_lock)
+        finally:
+            if to_lock and not self._stop.is_set():
+                results = await asyncio.gather(*(self._lock_and_start(raw) for raw in to_lock))
+                report.locked += sum(results)
+                report.started += sum(results)
+
+    async def _read_pages(
+        self,
+        name: str,
+        filters: Sequence[Filter],
+        todo: set[str],
+        report: TickReport,
+        to_lock: list[Mapping[str, Any]],
+    ) -> bool:
+        """Read the count probe and every page of one query; False if a request failed."""
         try:
             probe = await self.call(
                 self._client.list, filters=filters, order=ORDER, limit=0, offset=0, count="exact"
@@ -384,7 +409,7 @@ class Dispatcher:
             if not page.items:
                 break
             offset += len(page.items)
-            await self._check_list(page.items, todo, report)
+            self._check_list(page.items, todo, report, to_lock)
         if self._query_errors.pop(name, None) is not None:
             logger.info("container query %r works again", name)
         return True
@@ -398,12 +423,18 @@ class Dispatcher:
             level, "%s; skipping the rest of this tick, no tracker is closed; check the API server", text
         )
 
-    async def _check_list(
-        self, items: Sequence[Mapping[str, Any]], todo: set[str], report: TickReport
+    def _check_list(
+        self,
+        items: Sequence[Mapping[str, Any]],
+        todo: set[str],
+        report: TickReport,
+        to_lock: list[Mapping[str, Any]],
     ) -> None:
-        """Handle one page of records (port of ``checkListForUpdates``); locks run concurrently."""
+        """Handle one page of records (port of ``checkListForUpdates``); Queued ones go to ``to_lock``.
+
+        Does not block.
+        """
         me = self._token_uuid
-        to_lock: list[Mapping[str, Any]] = []
         for raw in items:
             uuid = raw.get("uuid")
             if not isinstance(uuid, str) or not uuid:
@@ -438,10 +469,6 @@ class Dispatcher:
                     report.started += 1
             except ValueError as exc:
                 self._malformed(uuid, exc)
-        if to_lock:
-            results = await asyncio.gather(*(self._lock_and_start(raw) for raw in to_lock))
-            report.locked += sum(results)
-            report.started += sum(results)
 
     def _malformed(self, uuid: str, exc: ValueError) -> None:
         """Log an unreadable record: at warning the first time (or when the reason changes)."""
@@ -459,6 +486,8 @@ class Dispatcher:
     async def _lock_and_start(self, raw: Mapping[str, Any]) -> bool:
         """Lock a Queued container and start its tracker as Locked; True on success."""
         uuid = str(raw["uuid"])
+        if uuid in self._locking or uuid in self._trackers:  # listed twice (offset paging)
+            return False
         self._locking.add(uuid)
         try:
             await self.call(self._client.lock, uuid)
