@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import io
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -27,6 +28,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.config import LoadedConfig, load_settings
@@ -172,12 +174,21 @@ def container_uuid(value: str) -> str:
     return value
 
 
-def console() -> Console:
-    """Return a rich Console on the current stdout (built per call, so CliRunner's streams are used).
+def table_text(table: Table) -> str:
+    """Return ``table`` rendered as plain text, trailing spaces and blank edge lines removed.
 
-    Colour follows NO_COLOR and whether stdout is a terminal; width follows COLUMNS.
+    The width is the terminal's, or COLUMNS; no colour, so the text is the same on a terminal, in a pipe
+    and in tests, and copies cleanly.
     """
-    return Console(highlight=False, soft_wrap=False)
+    width = Console().width
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, no_color=True, color_system=None, highlight=False).print(table)
+    lines = [line.rstrip() for line in buffer.getvalue().splitlines()]
+    while lines and not lines[0]:
+        lines.pop(0)
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join(lines)
 
 
 def print_json(data: Any) -> None:

@@ -25,13 +25,13 @@ from slurm_dispatch.cli.common import (
     ExitCode,
     JsonOption,
     api_client,
-    console,
     container_uuid,
     errors_to_exit,
     load,
     one_line,
     print_json,
     slurm_backend,
+    table_text,
 )
 from slurm_dispatch.errors import ArvadosNotFound, SlurmCommandError
 from slurm_dispatch.model import Container
@@ -123,9 +123,9 @@ def adopt(
     records: list[dict[str, Any]] = []
     for uuid, container in found:
         decision = orphan_action(uuid, container, my_token_uuid=me)
-        result, error = "nothing to do", None
+        result, error = "-", None
         if decision.action is OrphanAction.ADOPT:
-            result = "the running service tracks it"
+            result = "tracked by the service"
         elif decision.action is OrphanAction.SCANCEL:
             if dry_run:
                 result = "would scancel (dry run)"
@@ -140,16 +140,16 @@ def adopt(
     if json_:
         print_json({"cluster_id": settings.cluster_id, "token_uuid": me, "dry_run": dry_run, "jobs": records})
     else:
-        out = console()
-        out.print(f"Cluster {settings.cluster_id}: {len(records)} Slurm job(s) named like our containers"
-                  + (" (dry run)" if dry_run else ""))
+        typer.echo(f"Cluster {settings.cluster_id}: {len(records)} Slurm job(s) named like our containers"
+                   + (" (dry run)" if dry_run else ""))
         if records:
             table = Table(box=box.SIMPLE, pad_edge=False)
-            for header in ("container", "state", "action", "why", "result"):
-                table.add_column(header, no_wrap=header == "container")
+            for header in ("container", "action", "why", "result"):
+                table.add_column(header, no_wrap=header == "container", overflow="fold")
             for r in records:
-                table.add_row(r["uuid"], r["state"] or "(unknown)", r["action"], r["reason"], r["result"])
-            out.print(table)
+                table.add_row(r["uuid"], r["action"], r["reason"], r["result"])
+            typer.echo("")
+            typer.echo(table_text(table))
         for r in records:
             if r["error"]:
                 typer.echo(f"error: {r['uuid']}: {r['error']}", err=True)

@@ -24,12 +24,12 @@ from slurm_dispatch.cli.common import (
     ExitCode,
     JsonOption,
     api_client,
-    console,
     errors_to_exit,
     load,
     one_line,
     print_json,
     slurm_backend,
+    table_text,
 )
 from slurm_dispatch.model import Container
 from slurm_dispatch.runner import orphan_names
@@ -64,7 +64,8 @@ def _table(rows: list[StatusRow]) -> Table:
     for header, justify in (("container", "left"), ("state", "left"), ("priority", "right"), ("job", "right"),
                             ("slurm state", "left"), ("nice", "right"), ("slurm prio", "right"),
                             ("reason", "left"), ("!", "left")):
-        table.add_column(header, justify=justify, no_wrap=header == "container")  # type: ignore[arg-type]
+        table.add_column(header, justify=justify, no_wrap=header == "container",  # type: ignore[arg-type]
+                         overflow="fold")
     for row in rows:
         table.add_row(row.uuid, _text(row.state) or "(unknown)", _text(row.priority), _text(row.job_id),
                       _text(row.slurm_state) or "-", _text(row.nice), _text(row.slurm_priority),
@@ -95,12 +96,14 @@ def status(config: ConfigOption = None, cluster_id: ClusterIdOption = None, json
         print_json({"token_uuid": me, "cluster_id": settings.cluster_id,
                     "containers": [asdict(row) for row in rows], "problems": len(flagged)})
     else:
-        out = console()
-        out.print(f"Cluster {settings.cluster_id}, token {me}: {len(rows)} row(s), {len(flagged)} with problems")
+        typer.echo(f"Cluster {settings.cluster_id}, token {me}: {len(rows)} row(s), {len(flagged)} with problems")
         if rows:
-            out.print(_table(rows))
+            typer.echo("")
+            typer.echo(table_text(_table(rows)))
+        if flagged:
+            typer.echo("")
         for row in flagged:
             for problem in row.problems:
-                out.print(f"! {row.uuid}{f' (job {row.job_id})' if row.job_id else ''}: {problem}")
+                typer.echo(f"! {row.uuid}{f' (job {row.job_id})' if row.job_id else ''}: {problem}")
     if flagged:
         raise typer.Exit(ExitCode.PROBLEM)

@@ -173,7 +173,7 @@ class OrphanAction(str, enum.Enum):
 
 @dataclass(frozen=True)
 class OrphanDecision:
-    """The decision for one job name, with the reason in words."""
+    """The decision for one job name, with the reason in a few words (it fits in a table column)."""
 
     uuid: str
     action: OrphanAction
@@ -189,13 +189,12 @@ def orphan_action(uuid: str, container: Container | None, *, my_token_uuid: str)
     (adopted). A uuid the API cannot find is left alone (Go's GET fails and it moves on).
     """
     if container is None:
-        return OrphanDecision(uuid, OrphanAction.LEAVE, "the API does not know this container")
+        return OrphanDecision(uuid, OrphanAction.LEAVE, "container not found")
     if container.locked_by_uuid not in ("", my_token_uuid):
-        return OrphanDecision(uuid, OrphanAction.LEAVE,
-                              f"locked by another token ({container.locked_by_uuid})")
+        return OrphanDecision(uuid, OrphanAction.LEAVE, f"locked by {container.locked_by_uuid}")
     if container.state in _FINISHED_OR_QUEUED:
-        return OrphanDecision(uuid, OrphanAction.SCANCEL, f"the container is {container.state.value}")
-    return OrphanDecision(uuid, OrphanAction.ADOPT, f"the container is {container.state.value} by this token")
+        return OrphanDecision(uuid, OrphanAction.SCANCEL, f"container is {container.state.value}")
+    return OrphanDecision(uuid, OrphanAction.ADOPT, f"{container.state.value} by this token")
 
 
 __all__ = [

@@ -151,18 +151,18 @@ def test_status_rows(containers: list[Container], jobs: list[JobDetail], expecte
 @pytest.mark.parametrize(
     ("container", "action", "reason"),
     [
-        pytest.param(ctr(u("a"), "Locked", ME), OrphanAction.ADOPT, "the container is Locked by this token",
+        pytest.param(ctr(u("a"), "Locked", ME), OrphanAction.ADOPT, "Locked by this token",
                      id="locked-mine"),
-        pytest.param(ctr(u("a"), "Running", ME), OrphanAction.ADOPT, "the container is Running by this token",
+        pytest.param(ctr(u("a"), "Running", ME), OrphanAction.ADOPT, "Running by this token",
                      id="running-mine"),
-        pytest.param(ctr(u("a"), "Queued"), OrphanAction.SCANCEL, "the container is Queued", id="queued"),
-        pytest.param(ctr(u("a"), "Complete"), OrphanAction.SCANCEL, "the container is Complete", id="complete"),
-        pytest.param(ctr(u("a"), "Cancelled"), OrphanAction.SCANCEL, "the container is Cancelled", id="cancelled"),
-        pytest.param(ctr(u("a"), "Locked", OTHER), OrphanAction.LEAVE, f"locked by another token ({OTHER})",
+        pytest.param(ctr(u("a"), "Queued"), OrphanAction.SCANCEL, "container is Queued", id="queued"),
+        pytest.param(ctr(u("a"), "Complete"), OrphanAction.SCANCEL, "container is Complete", id="complete"),
+        pytest.param(ctr(u("a"), "Cancelled"), OrphanAction.SCANCEL, "container is Cancelled", id="cancelled"),
+        pytest.param(ctr(u("a"), "Locked", OTHER), OrphanAction.LEAVE, f"locked by {OTHER}",
                      id="locked-other"),
-        pytest.param(ctr(u("a"), "Running", OTHER), OrphanAction.LEAVE, f"locked by another token ({OTHER})",
+        pytest.param(ctr(u("a"), "Running", OTHER), OrphanAction.LEAVE, f"locked by {OTHER}",
                      id="running-other"),
-        pytest.param(None, OrphanAction.LEAVE, "the API does not know this container", id="not-found"),
+        pytest.param(None, OrphanAction.LEAVE, "container not found", id="not-found"),
     ],
 )
 def test_orphan_action(container: Container | None, action: OrphanAction, reason: str) -> None:

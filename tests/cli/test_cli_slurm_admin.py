@@ -1,0 +1,210 @@
+"""``status``, ``adopt`` and ``cancel`` against the emulated Arvados API and the real Slurm test cluster.
+
+The emulator runs as cluster ``clit1`` so that jobs other tests submit to the shared Slurm cluster (cluster
+``zzzzz``) never show up here. Jobs are submitted held (``--hold``): they stay PENDING with Slurm priority 0
+and reason JobHeldUser, so whole outputs are stable; only job ids vary.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slurm
+
+CLUSTER = "clit1"
+ME = f"{CLUSTER}-gj3su-000000000000000"
+A = f"{CLUSTER}-dz642-aaaaaaaaaaaaaaa"  # Locked by us, with a job: fine
+B = f"{CLUSTER}-dz642-bbbbbbbbbbbbbbb"  # Running by us, no job: flagged
+C = f"{CLUSTER}-dz642-ccccccccccccccc"  # Complete, with a job: a leftover
+D = f"{CLUSTER}-dz642-ddddddddddddddd"  # Locked by another token, with a job: not ours
+E = f"{CLUSTER}-dz642-eeeeeeeeeeeeeee"  # Queued, no job: not shown
+F = f"{CLUSTER}-dz642-fffffffffffffff"  # a job, no container
+Z = "zzzzz-dz642-zzzzzzzzzzzzzzz"  # another cluster's job: never shown
+
+
+def hold_job(slurm: Any, name: str, *, command: str = "sleep 600", hold: bool = True) -> str:
+    """Submit a job named ``name`` (held unless told otherwise); return its id."""
+    argv = ["sbatch", f"--job-name={name}", "--output=/dev/null", "--wrap", command]
+    out = slurm.run(argv[:1] + (["--hold"] if hold else []) + argv[1:], check=True).stdout
+    return out.split()[-1]
+
+
+def squeue_names(slurm: Any) -> list[str]:
+    out = slurm.run(["squeue", "--all", "--noheader", "--format=%j"], check=True).stdout
+    return sorted(out.split())
+
+
+@pytest.fixture
+def world(cli: Any, make_emulator: Callable[..., Any], slurm_clean: Any) -> dict[str, Any]:
+    """Containers A-F in the emulator, held jobs for A, C, D, F and Z, and a config aimed at both."""
+    server, _ = make_emulator(cluster_id=CLUSTER, root_token=cli.root_token)
+    body = cli.cluster()
+    body["Services"]["Controller"]["ExternalURL"] = server.base_url
+    body["TLS"] = {"Insecure": True}
+    cli.write_config(body, cluster_id=CLUSTER)
+    cli.env["SLURM_CONF"] = str(slurm_clean.conf_path)
+    other = server.api.store.new_token(owner_uuid=f"{CLUSTER}-tpzed-000000000000000", admin=True,
+                                       scopes=["all"], now=server.api.clock())
+    for uuid, state, locked_by in ((A, "Locked", ""), (B, "Running", ""), (C, "Complete", ""),
+                                   (D, "Locked", other["uuid"]), (E, "Queued", "")):
+        fields: dict[str, Any] = {"uuid": uuid, "state": state, "priority": 1}
+        if locked_by:
+            fields["locked_by_uuid"] = locked_by
+        server.create_container(fields)
+    jobs = {name: hold_job(slurm_clean, name) for name in (A, C, D, F, Z)}
+    return {"server": server, "other": other["uuid"], "jobs": jobs, "slurm": slurm_clean}
+
+
+def squeezed(text: str) -> list[str]:
+    """The lines of ``text`` with runs of spaces squeezed: job ids vary in width, and so do rich's columns."""
+    return [" ".join(line.split()) for line in text.splitlines()]
+
+
+def test_status_flags_mismatches(cli: Any, world: dict[str, Any]) -> None:
+    result = cli("status")
+    assert result.exit_code == 1, result.output
+    j, other = world["jobs"], world["other"]
+    assert squeezed(result.stdout) == [
+        f"Cluster {CLUSTER}, token {ME}: 5 row(s), 4 with problems",
+        "",
+        "container state priority job slurm state nice slurm prio reason !",
+        "─" * len(result.stdout.splitlines()[3].strip()),
+        f"{A} Locked 1 {j[A]} PENDING 0 0 JobHeldUser",
+        f"{B} Running 1 - !",
+        f"{C} Complete 1 {j[C]} PENDING 0 0 JobHeldUser !",
+        f"{D} Locked 1 {j[D]} PENDING 0 0 JobHeldUser !",
+        f"{F} (unknown) {j[F]} PENDING 0 0 JobHeldUser !",
+        "",
+        (f"! {B}: Running by this dispatcher with no Slurm job (after a submission this lasts at most one poll; "
+        "otherwise the dispatcher unlocks or cancels it)"),
+        f"! {C} (job {j[C]}): Slurm job for a Complete container (a leftover: the dispatcher scancels it)",
+        f"! {D} (job {j[D]}): Slurm job of ours for a container locked by another token ({other})",
+        f"! {F} (job {j[F]}): a Slurm job is named after this container, but the API does not know it",
+    ]
+    assert result.stdout.splitlines()[2] == (
+        " container                     state       priority   job   slurm state   nice   slurm prio   reason        !"
+    )
+    assert result.stderr == ""
+
+
+def test_status_json(cli: Any, world: dict[str, Any]) -> None:
+    result = cli("status", "--json")
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    assert (data["token_uuid"], data["cluster_id"], data["problems"]) == (ME, CLUSTER, 4)
+    by_uuid = {row["uuid"]: row for row in data["containers"]}
+    assert sorted(by_uuid) == [A, B, C, D, F]
+    assert by_uuid[A] == {"uuid": A, "state": "Locked", "priority": 1, "locked_by_uuid": ME,
+                          "job_id": int(world["jobs"][A]), "slurm_state": "PENDING", "nice": 0,
+                          "slurm_priority": 0, "reason": "JobHeldUser", "problems": []}
+    assert by_uuid[B]["job_id"] is None and len(by_uuid[B]["problems"]) == 1
+
+
+def test_adopt_dry_run_changes_nothing(cli: Any, world: dict[str, Any]) -> None:
+    before = squeue_names(world["slurm"])
+    result = cli("adopt", "--dry-run")
+    assert result.exit_code == 0, result.output
+    other = world["other"]
+    assert squeezed(result.stdout) == [
+        f"Cluster {CLUSTER}: 4 Slurm job(s) named like our containers (dry run)",
+        "",
+        "container action why result",
+        "─" * len(result.stdout.splitlines()[3].strip()),
+        f"{A} adopt Locked by this token tracked by the service",
+        f"{C} scancel leftover job container is Complete would scancel (dry run)",
+        f"{D} leave alone locked by {other} -",
+        f"{F} leave alone container not found -",
+    ]
+    assert result.stderr == ""
+    assert squeue_names(world["slurm"]) == before
+    data = json.loads(cli("adopt", "--dry-run", "--json").stdout)
+    assert data == {
+        "cluster_id": CLUSTER, "token_uuid": ME, "dry_run": True,
+        "jobs": [
+            {"uuid": A, "state": "Locked", "locked_by_uuid": ME, "action": "adopt",
+             "reason": "Locked by this token", "result": "tracked by the service", "error": None},
+            {"uuid": C, "state": "Complete", "locked_by_uuid": "", "action": "scancel leftover job",
+             "reason": "container is Complete", "result": "would scancel (dry run)", "error": None},
+            {"uuid": D, "state": "Locked", "locked_by_uuid": other, "action": "leave alone",
+             "reason": f"locked by {other}", "result": "-", "error": None},
+            {"uuid": F, "state": None, "locked_by_uuid": None, "action": "leave alone",
+             "reason": "container not found", "result": "-", "error": None},
+        ],
+    }
+    assert squeue_names(world["slurm"]) == before
+
+
+def test_adopt_scancels_only_leftovers(cli: Any, world: dict[str, Any]) -> None:
+    result = cli("adopt")
+    assert result.exit_code == 0, result.output
+    assert squeezed(result.stdout)[4:] == [
+        f"{A} adopt Locked by this token tracked by the service",
+        f"{C} scancel leftover job container is Complete scancelled",
+        f"{D} leave alone locked by {world['other']} -",
+        f"{F} leave alone container not found -",
+    ]
+    names = squeue_names(world["slurm"])
+    assert C not in names
+    assert {A, D, F, Z} <= set(names)
+
+
+def test_cancel_with_yes_removes_the_pending_job(cli: Any, world: dict[str, Any]) -> None:
+    result = cli("cancel", "--yes", A)
+    assert result.exit_code == 0, result.output
+    job = world["jobs"][A]
+    assert result.stdout == (
+        f"Slurm jobs named {A}: {job} (PENDING)\n"
+        f"ran: scancel --name={A} --state=pending\n"
+        f"ran: scancel --name={A} --batch --signal=TERM --state=running\n"
+        f"ran: scancel --name={A} --batch --signal=TERM --state=suspended\n"
+        f"job {job} (PENDING): removed (it had not started)\n"
+    )
+    assert A not in squeue_names(world["slurm"])
+    assert {C, D, F, Z} <= set(squeue_names(world["slurm"]))
+
+
+def test_cancel_asks_and_can_be_refused(cli: Any, world: dict[str, Any]) -> None:
+    result = cli("cancel", A, input="n\n")
+    assert result.exit_code == 1, result.output
+    assert result.stdout.startswith(f"Slurm jobs named {A}: {world['jobs'][A]} (PENDING)\nscancel them? [y/N]: ")
+    assert A in squeue_names(world["slurm"])
+
+
+def test_cancel_of_nothing(cli: Any, slurm_clean: Any) -> None:
+    result = cli("cancel", "--yes", E, env={"SLURM_CONF": str(slurm_clean.conf_path)})
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"No Slurm job is named {E}: nothing to cancel.\n"
+
+
+def test_cancel_running_job_signals_its_batch_shell(cli: Any, slurm_clean: Any) -> None:
+    name = f"{CLUSTER}-dz642-runningjob00000"
+    job = hold_job(slurm_clean, name, command="exec sleep 600", hold=False)
+    slurm_clean.wait_for(lambda: slurm_clean.show_job(job).get("JobState") == "RUNNING", timeout=60,
+                         what=f"job {job} to start")
+    result = cli("cancel", "--yes", name, env={"SLURM_CONF": str(slurm_clean.conf_path)})
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith(
+        f"job {job} (RUNNING): SIGTERM sent to its batch shell (crunch-run stops the container and records the "
+        "final state)\n")
+    slurm_clean.wait_for(lambda: name not in squeue_names(slurm_clean), timeout=60, what=f"job {job} to end")
+
+
+def test_slurm_not_installed_exits_3(cli: Any) -> None:
+    result = cli("cancel", "--yes", A, env={"PATH": "/nonexistent"})
+    assert result.exit_code == 3, result.output
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: squeue --all --noheader --format=%i %j %y %Q %T %r: timed out or did "
+                                    "not start: cannot run: ")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_token_never_printed(cli: Any, world: dict[str, Any]) -> None:
+    for args in (["status"], ["status", "--json"], ["adopt", "--dry-run"], ["adopt", "--dry-run", "--json"]):
+        result = cli(*args)
+        assert cli.root_token not in result.output, args
+
+
