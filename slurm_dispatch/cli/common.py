@@ -72,7 +72,7 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         metavar="PATH",
-        help="The Arvados cluster config. [default: $ARVADOS_CONFIG, else /etc/arvados/config.yml]",
+        help="The Arvados cluster config (default: $ARVADOS_CONFIG, else /etc/arvados/config.yml).",
         show_default=False,
     ),
 ]
@@ -80,7 +80,7 @@ ClusterIdOption = Annotated[
     str | None,
     typer.Option("--cluster-id", metavar="ID", help="Which cluster of the config file (when it has several)."),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")]
 
 
 def one_line(message: str) -> str:
