@@ -234,6 +234,10 @@ class ArvadosClient:
         # Passed on every request: a session-wide setting would lose to REQUESTS_CA_BUNDLE
         # when an injected session trusts the environment.
         self._verify: bool | str = False if insecure else (ca_bundle or True)
+        if insecure:
+            # TLS.Insecure is the admin's explicit choice (a self-signed controller, the sandbox): urllib3's
+            # warning on every request would bury the log, so it is silenced once here.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self._session = session
 
     def __repr__(self) -> str:

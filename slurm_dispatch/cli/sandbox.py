@@ -10,7 +10,39 @@ from typing import Annotated
 
 import typer
 
-sandbox_app = typer.Typer(help="The embedded sandbox: an emulated Arvados API and the demo.", no_args_is_help=True)
+sandbox_app = typer.Typer(
+    help="The embedded sandbox: the demo (no subcommand), and an emulated Arvados API (sandbox api).",
+    invoke_without_command=True,
+)
+
+
+@sandbox_app.callback()
+def demo(
+    ctx: typer.Context,
+    cluster_dir: Annotated[
+        str,
+        typer.Option(help="The Slurm test cluster's directory (started there when it is not running)."),
+    ] = ".slurm-test",
+    poll_interval: Annotated[float, typer.Option(help="PollInterval of the demo's dispatcher, in seconds.")] = 1.0,
+) -> None:
+    """Run the demo: emulated Arvados + the real Slurm test cluster + the dispatcher, until every container is final."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from pathlib import Path
+
+    from slurm_dispatch.errors import DispatchError
+    from slurm_dispatch.sandbox.demo import run_demo, summary_table
+
+    def say(text: str) -> None:
+        typer.echo(text)
+
+    try:
+        rows = run_demo(cluster_dir=Path(cluster_dir).resolve(), poll_interval=poll_interval, say=say)
+    except DispatchError as exc:
+        typer.echo(f"slurm-dispatch sandbox: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo("")
+    typer.echo(summary_table(rows))
 
 
 def _split_listen(listen: str) -> tuple[str, int]:

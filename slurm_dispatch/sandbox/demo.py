@@ -1,0 +1,266 @@
+"""The demo: the emulated Arvados API, the project's real Slurm test cluster, and the real dispatcher.
+
+``run_demo`` starts the emulator in a temporary directory, makes sure the Slurm test cluster runs (starting it with
+contrib/slurm/start-test-cluster.sh when it does not, and stopping it afterwards in that case), queues a handful of
+sample containers of different sizes and priorities whose CrunchRunCommand is the crunch-run stand-in, runs the
+dispatcher until every container is final, prints each state change as it happens, and ends with a summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slurm_dispatch.arvados.client import ArvadosClient
+from slurm_dispatch.daemon import DispatchLoop
+from slurm_dispatch.errors import DispatchError
+from slurm_dispatch.model import Container, ContainerState
+from slurm_dispatch.sandbox.api.server import EmulatorServer
+from slurm_dispatch.sandbox.control import SandboxControl
+from slurm_dispatch.settings import DEFAULT_SBATCH_ARGUMENTS, MiB, Settings
+
+REPO = Path(__file__).resolve().parents[2]
+CLUSTER_SCRIPTS = REPO / "contrib" / "slurm"
+
+GB = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sample container: what it is meant to show."""
+
+    label: str
+    priority: int
+    vcpus: int
+    ram: int
+    seconds: float
+    mode: str = "complete"
+
+
+SAMPLES = (
+    Sample("small, urgent", 900, 1, 200_000_000, 3),
+    Sample("large memory", 500, 2, 4 * GB, 6),
+    Sample("two cores", 300, 2, 500_000_000, 4),
+    Sample("command fails (exit 1)", 200, 1, 200_000_000, 2, "fail"),
+    Sample("crunch-run dies while Running", 150, 1, 200_000_000, 1, "exit-silently-while-running"),
+    Sample("asks for 64 GB: no node has it", 100, 1, 64 * GB, 1),
+    Sample("low priority", 10, 1, 300_000_000, 2),
+)
+
+
+@dataclass
+class Row:
+    """What the demo knows of one sample container."""
+
+    sample: Sample
+    uuid: str
+    state: str = "Queued"
+    exit_code: int | None = None
+    job_id: str = ""
+    node: str = ""
+    started: float | None = None
+    finished: float | None = None
+    note: str = ""
+
+
+def _crunch_run_stub() -> str:
+    candidate = Path(sys.executable).with_name("crunch-run-stub")
+    found = str(candidate) if candidate.exists() else shutil.which("crunch-run-stub")
+    if not found:
+        raise DispatchError("crunch-run-stub is not installed; reinstall slurm-dispatch (pip install .)")
+    return found
+
+
+def _cluster_running(conf_dir: Path) -> bool:
+    pid_file = conf_dir / "slurmctld.pid"
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _start_cluster(conf_dir: Path, say: Callable[[str], None]) -> None:
+    script = CLUSTER_SCRIPTS / "start-test-cluster.sh"
+    if not script.exists():
+        raise DispatchError(f"{script} not found: the demo runs from a checkout of slurm-dispatch")
+    say(f"starting the Slurm test cluster in {conf_dir} (slurmctld and two slurmd nodes on this host)")
+    result = subprocess.run([str(script), str(conf_dir)], capture_output=True, text=True, timeout=600, check=False)
+    if result.returncode != 0:
+        raise DispatchError(f"the Slurm test cluster did not start:\n{result.stderr.strip()}")
+
+
+def _stop_cluster(conf_dir: Path) -> None:
+    subprocess.run([str(CLUSTER_SCRIPTS / "stop-test-cluster.sh"), str(conf_dir)], capture_output=True, timeout=120, check=False)
+
+
+def _squeue_jobs(env: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Job name → (job id, node) for every job slurmctld still knows."""
+    out = subprocess.run(
+        ["squeue", "--all", "--noheader", "--states=all", "--format=%i %j %N"],
+        env=env, capture_output=True, text=True, timeout=30, check=False,
+    ).stdout
+    jobs = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            jobs[parts[1]] = (parts[0], parts[2] if len(parts) > 2 else "")
+    return jobs
+
+
+def run_demo(
+    *,
+    cluster_dir: Path,
+    poll_interval: float = 1.0,
+    timeout: float = 300.0,
+    say: Callable[[str], None] = print,
+) -> list[Row]:
+    """Run the demo to the end and return its rows; blocks (about a minute).
+
+    Raises:
+        DispatchError: the cluster could not start, or the containers did not finish within ``timeout``.
+    """
+    started_cluster = False
+    if not _cluster_running(cluster_dir):
+        _start_cluster(cluster_dir, say)
+        started_cluster = True
+    else:
+        say(f"using the running Slurm test cluster in {cluster_dir}")
+    slurm_env = {"SLURM_CONF": str(cluster_dir / "slurm.conf"), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
+    work = Path(tempfile.mkdtemp(prefix="slurm-dispatch-demo-"))
+    out_dir = work / "slurm-out"
+    out_dir.mkdir()
+    try:
+        with EmulatorServer(db_path=str(work / "arvados.sqlite")) as emulator:
+            say(f"emulated Arvados API at {emulator.base_url} (state in {work / 'arvados.sqlite'})")
+            return _dispatch_samples(emulator, slurm_env, out_dir, poll_interval, timeout, say)
+    finally:
+        if started_cluster:
+            say("stopping the Slurm test cluster the demo started")
+            _stop_cluster(cluster_dir)
+
+
+def _dispatch_samples(
+    emulator: EmulatorServer,
+    slurm_env: dict[str, str],
+    out_dir: Path,
+    poll_interval: float,
+    timeout: float,
+    say: Callable[[str], None],
+) -> list[Row]:
+    rows = []
+    for s in SAMPLES:
+        record = emulator.create_container(
+            {
+                "priority": s.priority,
+                "command": ["sleep", str(s.seconds)],
+                "environment": {"SANDBOX_CRUNCH_RUN": s.mode},
+                "runtime_constraints": {"vcpus": s.vcpus, "ram": s.ram},
+            }
+        )
+        rows.append(Row(s, str(record["uuid"])))
+        say(f"queued {record['uuid']}  priority {s.priority:>3}  {s.vcpus} cpu  {s.ram / GB:5.1f} GB  {s.label}")
+    settings = Settings(
+        cluster_id="zzzzz",
+        system_root_token=emulator.root_token,
+        controller_url=emulator.base_url,
+        tls_insecure=True,
+        poll_interval=poll_interval,
+        reserve_extra_ram=50 * MiB,
+        crunch_run_command=_crunch_run_stub(),
+        sbatch_arguments=(*DEFAULT_SBATCH_ARGUMENTS, f"--output={out_dir}/%%j.out"),
+    )
+    api = ArvadosClient(api_host=emulator.base_url, token=emulator.root_token, insecure=True, retry_deadline=10)
+    loop_holder: dict[str, Any] = {}
+    errors: list[BaseException] = []
+
+    def dispatch_thread() -> None:
+        async def main() -> None:
+            dispatch = DispatchLoop(settings, base_env=slurm_env, client=None, first_squeue_immediately=True)
+            loop_holder["loop"] = asyncio.get_running_loop()
+            loop_holder["dispatch"] = dispatch
+            await dispatch.run()
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=dispatch_thread, name="dispatcher", daemon=True)
+    t0 = time.monotonic()
+    thread.start()
+    say(f"dispatcher started (PollInterval {poll_interval:g} s); following the containers:")
+    try:
+        while True:
+            _refresh(rows, api, slurm_env, t0, say)
+            if all(r.state in ("Complete", "Cancelled") for r in rows):
+                break
+            if errors:
+                raise DispatchError(f"the dispatcher stopped: {errors[0]}")
+            if time.monotonic() - t0 > timeout:
+                raise DispatchError(f"not every container finished within {timeout:.0f} s")
+            time.sleep(0.5)
+    finally:
+        loop = loop_holder.get("loop")
+        if loop is not None:
+            loop.call_soon_threadsafe(loop_holder["dispatch"].shutdown)
+        thread.join(30)
+        api.close()
+    control = SandboxControl(emulator.base_url)
+    try:
+        for row in rows:
+            texts = [e["properties"]["text"] for e in control.logs(row.uuid) if e.get("event_type") == "dispatch"]
+            if texts:
+                row.note = texts[-1].splitlines()[0]
+    finally:
+        control.close()
+    return rows
+
+
+def _refresh(rows: list[Row], api: ArvadosClient, env: dict[str, str], t0: float, say: Callable[[str], None]) -> None:
+    jobs = _squeue_jobs(env)
+    now = time.monotonic() - t0
+    for row in rows:
+        c: Container = api.get(row.uuid)
+        if row.uuid in jobs:
+            row.job_id, node = jobs[row.uuid]
+            row.node = node or row.node
+        if c.state.value != row.state:
+            if c.state is ContainerState.RUNNING:
+                row.started = now
+            if c.state.is_final:
+                row.finished = now
+                row.exit_code = c.exit_code if c.state is ContainerState.COMPLETE else None
+                error = c.runtime_status.get("error")
+                if error:
+                    row.note = str(error)
+            job = f"  Slurm job {row.job_id}" if row.job_id else ""
+            say(f"{now:6.1f}s  {row.uuid}  {row.state} → {c.state.value}{job}")
+            row.state = c.state.value
+
+
+def summary_table(rows: list[Row]) -> str:
+    """Return the demo's closing summary as a plain-text table. Pure."""
+    header = ("container", "what", "prio", "state", "exit", "job", "node", "ran", "note")
+    lines = []
+    for r in rows:
+        ran = f"{r.finished - r.started:.1f}s" if r.started is not None and r.finished is not None else "-"
+        lines.append((
+            r.uuid, r.sample.label, str(r.sample.priority), r.state,
+            "-" if r.exit_code is None else str(r.exit_code), r.job_id or "-", r.node or "-", ran, r.note or "",
+        ))
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
+    out = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    out += [fmt.format(*line) for line in lines]
+    return "\n".join(s.rstrip() for s in out)
