@@ -3,10 +3,13 @@ crunch-run stand-in as CrunchRunCommand (issue 5's "Done when")."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 
 import pytest
 from plugins.e2e import E2E, wait_until
+from plugins.slurm_cluster import start_cluster
 
 from slurm_dispatch.model import ContainerState
 
@@ -153,3 +156,45 @@ def test_job_no_node_can_run_cancels_the_container_with_the_reason(e2e: E2E) -> 
     assert e2e.container(uuid).lock_count == 1, "a permanent refusal must not be retried"
     (log,) = [entry for entry in e2e.control.logs(uuid) if entry["event_type"] == "dispatch"]
     assert "Requested node configuration is not available" in log["properties"]["text"]
+
+
+def _changes(stats: dict) -> int:
+    """Requests that change a container (unlock, lock, PUT): none may come from a dispatcher that lost squeue."""
+    return sum(
+        n for k, n in stats.items()
+        if k.startswith(("PUT ", "PATCH ")) or k.endswith(("/unlock", "/lock"))
+    )
+
+
+def test_squeue_failing_unlocks_and_cancels_nothing(e2e: E2E) -> None:
+    """slurmctld stopped for a while: squeue fails, which is "no information", never "the job is gone"."""
+    uuid = _new(e2e, mode="hang")
+    d = e2e.dispatcher()
+    wait_until(lambda: _state(e2e, uuid) is ContainerState.RUNNING, what="the container to run")
+    (job,) = e2e.jobs_named(uuid, states="RUNNING")
+    conf_dir = e2e.slurm.conf_dir
+    pid = int((conf_dir / "slurmctld.pid").read_text())
+    before = _changes(e2e.control.stats())
+    os.kill(pid, signal.SIGTERM)
+    try:
+        wait_until(lambda: not _alive(pid), timeout=30, what="slurmctld to stop")
+        lists = _lists(e2e.control.stats())
+        # the dispatcher keeps polling the API (ten ticks) while every squeue fails
+        wait_until(lambda: _lists(e2e.control.stats()) >= lists + 20, timeout=60, what="ten more dispatcher ticks")
+        assert d.dispatch is not None and d.dispatch.squeue.snapshot().jobs.get(uuid) is not None
+        assert _changes(e2e.control.stats()) == before, "a container was changed while squeue was failing"
+        assert _state(e2e, uuid) is ContainerState.RUNNING
+    finally:
+        restarted = start_cluster(conf_dir)
+        assert restarted.returncode == 0, restarted.stderr
+    wait_until(lambda: e2e.jobs_named(uuid, states="RUNNING") == [job], what="the job to be seen again")
+    e2e.control.set_priority(uuid, 0)
+    wait_until(lambda: _state(e2e, uuid) is ContainerState.CANCELLED, what="the container to be cancelled after")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
