@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -33,14 +33,14 @@ def job_base_env(environ: dict[str, str]) -> dict[str, str]:
 
 def run(
     config: Annotated[
-        Optional[Path],  # noqa: UP007 - typer needs Optional
+        Path | None,
         typer.Option("--config", help="The Arvados cluster config (default: $ARVADOS_CONFIG, else /etc/arvados/config.yml)."),
     ] = None,
     cluster_id: Annotated[
-        Optional[str], typer.Option("--cluster-id", help="Which cluster of the config, when it has several.")  # noqa: UP007
+        str | None, typer.Option("--cluster-id", help="Which cluster of the config, when it has several.")
     ] = None,
     lock_file: Annotated[
-        Optional[Path],  # noqa: UP007
+        Path | None,
         typer.Option("--lock-file", help="The single-instance lock file (default: $RUNTIME_DIRECTORY/lock, else /run/slurm-dispatch/lock)."),
     ] = None,
 ) -> None:
