@@ -18,6 +18,7 @@ from typing import Any
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.dispatch.dispatcher import Dispatcher
+from slurm_dispatch.errors import DispatchError
 from slurm_dispatch.runner import SlurmRunner
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.backend import SlurmBackend
@@ -25,6 +26,45 @@ from slurm_dispatch.slurm.cli_backend import SlurmCLI
 from slurm_dispatch.slurm.squeue import SqueueChecker
 
 logger = logging.getLogger("slurm_dispatch.daemon")
+
+
+NODE_FEATURES_PERIOD_S = 2.0
+"""How often the node-type feature step runs (arvados-reference.md §6.10: every 2 s, as Go)."""
+
+FEATURE_NODE = "compute0"
+"""The node whose features Go's dispatcher keeps in line with InstanceTypes (hard-coded there too)."""
+
+
+def wanted_features(settings: Settings) -> list[str]:
+    """Return ``instancetype=<name>`` for every configured instance type, sorted (Go's map order is random). Pure."""
+    return sorted(f"instancetype={name}" for name in settings.instance_types)
+
+
+async def keep_node_features(
+    cli: SlurmCLI,
+    settings: Settings,
+    *,
+    node: str = FEATURE_NODE,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Every 2 s, make ``node``'s features the instance-type list, so sbatch accepts any
+    ``--constraint=instancetype=X`` before such a node exists (§6.10). Only meaningful with InstanceTypes.
+
+    Blocks until cancelled; errors are logged when they change and retried.
+    """
+    want = wanted_features(settings)
+    last_error = ""
+    while True:
+        try:
+            have = await asyncio.to_thread(cli.sinfo_features, node)
+            if sorted(have) != want:
+                await asyncio.to_thread(cli.set_node_features, node, want)
+            last_error = ""
+        except DispatchError as exc:
+            if str(exc) != last_error:
+                logger.warning("updating the features of node %s: %s", node, exc)
+                last_error = str(exc)
+        await sleep(NODE_FEATURES_PERIOD_S)
 
 
 class DispatchLoop:
@@ -55,6 +95,7 @@ class DispatchLoop:
         self.settings = settings
         self.client = client or ArvadosClient.from_settings(settings)
         self.backend: SlurmBackend = backend or SlurmCLI(env=base_env)
+        self._feature_cli = SlurmCLI(env=base_env) if settings.instance_types else None
         self.squeue = SqueueChecker(
             backend=self.backend,
             poll_interval_s=settings.poll_interval,
@@ -96,12 +137,15 @@ class DispatchLoop:
         await self.dispatcher.prepare()
         squeue_task = asyncio.create_task(self.squeue.run(), name="squeue poller")
         adopt_task = asyncio.create_task(self._adopt_orphans(), name="orphan adoption")
+        tasks = [adopt_task, squeue_task]
+        if self._feature_cli is not None:
+            tasks.append(asyncio.create_task(keep_node_features(self._feature_cli, self.settings), name="node features"))
         try:
             await self.dispatcher.run()
         finally:
-            for task in (adopt_task, squeue_task):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(adopt_task, squeue_task, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             self.runner.close()
 
     def shutdown(self) -> None:
