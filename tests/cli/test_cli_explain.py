@@ -247,3 +247,17 @@ def test_explain_unknown_uuid_exits_1(cli: Any, emulator: Any) -> None:
     assert result.stdout == ""
     assert result.stderr.startswith("error: GET /arvados/v1/containers/zzzzz-dz642-000000000000000: HTTP 404")
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_explain_refused_token_is_a_config_error(cli: Any, emulator: Any) -> None:
+    body = cli.cluster()
+    body["Services"]["Controller"]["ExternalURL"] = emulator.base_url
+    body["TLS"] = {"Insecure": True}
+    body["SystemRootToken"] = "notthetokenofthisclusterxxxxxxxxxxxxxxxxxxxxxx"
+    cli.write_config(body)
+    result = cli("explain", "zzzzz-dz642-queuedcontainer")
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: GET /arvados/v1/containers/zzzzz-dz642-queuedcontainer: HTTP 401")
+    assert len(result.stderr.splitlines()) == 1
+    assert "notthetokenofthisclusterxxxxxxxxxxxxxxxxxxxxxx" not in result.output
