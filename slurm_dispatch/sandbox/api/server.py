@@ -14,12 +14,16 @@ Control endpoints (JSON bodies; see docs/sandbox-api.md):
 * ``GET /_sandbox/stats``, ``POST /_sandbox/stats/reset``.
 * ``POST /_sandbox/tokens`` ``{"admin": true}``: another token.
 * ``GET /_sandbox/logs?object_uuid=...``: stored logs.
+
+``GET /discovery/v1/apis/arvados/v1/rest`` (the discovery document, see
+``discovery.py``) needs no token, as in Arvados; it is counted but never faulted.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import secrets
 import socket
 import ssl
@@ -34,6 +38,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from slurm_dispatch.sandbox.api import rules
 from slurm_dispatch.sandbox.api.apierrors import ApiError
+from slurm_dispatch.sandbox.api.discovery import DISCOVERY_PATH, discovery_document
 from slurm_dispatch.sandbox.api.endpoints import Api, route_of
 from slurm_dispatch.sandbox.api.faults import Faults
 from slurm_dispatch.sandbox.api.params import parse_request
@@ -42,6 +47,7 @@ from slurm_dispatch.sandbox.api.store import Store
 from slurm_dispatch.sandbox.api.tls import self_signed_context
 
 CONTROL_PREFIX = "/_sandbox/"
+_HOST_HEADER = re.compile(r"[A-Za-z0-9.\-]+(:\d+)?|\[[0-9A-Fa-f:.%\w]+\](:\d+)?")
 RUNTIME_USER_SUFFIX = "tpzed-xurymjxw79nv3jz"  # the "active user" fixture: runtime user of new containers
 
 
@@ -93,6 +99,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _root_url(self) -> str:
+        # The URL the client used (its Host header), so a server listening on 0.0.0.0 still
+        # publishes a reachable rootUrl; the bound address when the header is absent or odd.
+        emu = self.server.emulator
+        host = self.headers.get("Host") or ""
+        if not _HOST_HEADER.fullmatch(host):
+            return emu.base_url + "/"
+        return f"{'https' if emu.tls else 'http'}://{host}/"
+
     def _drop(self) -> None:
         self.close_connection = True
         try:
@@ -114,6 +129,10 @@ class _Handler(BaseHTTPRequestHandler):
             except ApiError as exc:
                 status, out = exc.status, error_body(exc.messages)
             self._send(status, out)
+            return
+        if url.path.rstrip("/") == DISCOVERY_PATH and self.command == "GET":
+            emu.count(f"GET {DISCOVERY_PATH}")
+            self._send(200, discovery_document(self._root_url(), cluster_id=emu.cluster_id))
             return
         try:
             req = parse_request(method=self.command, path=url.path, query=url.query,
