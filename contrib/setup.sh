@@ -35,7 +35,7 @@ stamp="$VENV/.slurm-dispatch-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     say "installing slurm-dispatch and its test dependencies into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip >&2
-    "$VENV/bin/python" -m pip install -q -e "$REPO[test]" >&2
+    "$VENV/bin/python" -m pip install -q -e "$REPO[test,sdk]" >&2
     touch "$stamp"
 fi
 echo "$VENV"

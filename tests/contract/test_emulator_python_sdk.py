@@ -34,8 +34,8 @@ def arvados_sdk() -> ModuleType:
     except ImportError as exc:
         problem = str(exc)
     else:
-        # tests/ is on sys.path and tests/arvados/ has no __init__.py: without the SDK,
-        # "import arvados" finds that folder as an empty namespace package.
+        # tests/ is on sys.path and its folders are not packages: a test folder named like the SDK
+        # would be imported as an empty namespace package (the client tests live in tests/api_client for this).
         if not callable(getattr(module, "api", None)):
             problem = f"'arvados' resolves to {list(getattr(module, '__path__', []))}, not the SDK"
     if problem is None:
