@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -111,6 +112,7 @@ class DispatchLoop:
             metrics=metrics,
         )
         self._on_first_tick = on_first_tick
+        self._metrics = metrics
         self.dispatcher = _NotifyingDispatcher(
             self.client,
             self.runner.run_container,
@@ -123,6 +125,8 @@ class DispatchLoop:
         """The orphans adopted at startup (None until the first squeue poll)."""
 
     def _after_tick(self, ok: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.set_containers(Counter(self.runner.states.values()))
         if ok and self._on_first_tick is not None:
             callback, self._on_first_tick = self._on_first_tick, None
             callback()

@@ -152,6 +152,8 @@ class SlurmRunner:
         self._metrics = metrics
         self._cancel_retry_s = cancel_retry_s
         self._executor = ThreadPoolExecutor(max_workers=SLURM_WORKERS, thread_name_prefix="slurm")
+        self.states: dict[str, ContainerState] = {}
+        """The latest state seen of every container this runner is running (for the containers gauge)."""
 
     def close(self) -> None:
         """Release the thread pool (running commands finish on their own). Does not block."""
@@ -215,6 +217,14 @@ class SlurmRunner:
                 dispatch core logs it and applies the fallback state.
         """
         uuid = container.uuid
+        self.states[uuid] = container.state
+        try:
+            await self._run(dispatcher, container, updates)
+        finally:
+            self.states.pop(uuid, None)
+
+    async def _run(self, dispatcher: Dispatch, container: Container, updates: Any) -> None:
+        uuid = container.uuid
         if container.state is ContainerState.LOCKED and not await self._squeue.has_uuid(uuid):
             await self.submit(container)
 
@@ -232,6 +242,7 @@ class SlurmRunner:
                 if update is None:
                     closed = True
                 elif isinstance(update, Container):
+                    self.states[uuid] = update.state
                     if update.priority == 0:
                         await self.cancel(uuid)
                     else:

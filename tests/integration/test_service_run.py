@@ -117,21 +117,29 @@ def test_ready_after_first_poll_stopping_on_sigterm_and_metrics_auth(
     port = _free_port()
     config = _write_config(tmp_path / "config.yml", emulator=emulator, out_dir=tmp_path, port=port)
     notify = Notifications(tmp_path / "notify.sock")
-    uuid = emulator_control.create_container(command=["sleep", "0.2"], runtime_constraints={"ram": 100_000_000, "vcpus": 1})["uuid"]
+    uuid = emulator_control.create_container(command=["sleep", "3"], runtime_constraints={"ram": 100_000_000, "vcpus": 1})["uuid"]
     svc = Service(config, lock=tmp_path / "lock", notify=notify.path, slurm_env=slurm_clean.env, log=tmp_path / "svc.log")
     services.append(svc)
     wait_until(lambda: notify.seen("READY=1"), timeout=30, what=f"READY=1 (log: {tmp_path / 'svc.log'})")
     api = ArvadosClient(api_host=emulator.base_url, token=emulator.root_token, insecure=True)
     assert emulator_control.stats(), "the service polled the API before READY"
+    url = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {MANAGEMENT_TOKEN}"}
+    wait_until(
+        lambda: 'arvados_dispatchslurm_containers{state="Running"} 1.0'
+        in requests.get(f"{url}/metrics", headers=auth, timeout=5).text,
+        timeout=60, what="the containers gauge to show it Running",
+    )
     wait_until(lambda: api.get(uuid).state is ContainerState.COMPLETE, timeout=60, what="the container to complete")
 
-    url = f"http://127.0.0.1:{port}"
     assert requests.get(f"{url}/metrics", timeout=5).status_code == 401
     assert requests.get(f"{url}/metrics", headers={"Authorization": "Bearer wrong"}, timeout=5).status_code == 403
     metrics = requests.get(f"{url}/metrics", headers={"Authorization": f"Bearer {MANAGEMENT_TOKEN}"}, timeout=5)
     assert metrics.status_code == 200
     assert "arvados_dispatchslurm_sbatch_submits_total 1.0" in metrics.text
     assert "arvados_dispatchslurm_squeue_duration_seconds_count" in metrics.text
+    assert 'arvados_dispatchslurm_containers{state="Running"} 0.0' in metrics.text
+    assert "arvados_dispatchslurm_process_resident_memory_bytes" in metrics.text
     health = requests.get(f"{url}/_health/ping", headers={"Authorization": f"Bearer {MANAGEMENT_TOKEN}"}, timeout=5)
     assert health.json() == {"health": "OK"}
 
