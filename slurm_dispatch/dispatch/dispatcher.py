@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -89,6 +90,9 @@ ORDER = ("priority desc",)
 MAX_REMEMBERED_BAD_RECORDS = 10_000
 """Malformed records are logged once per uuid; this bounds the memory of which were logged."""
 
+GC_REFREEZE_TICKS = 360
+"""With ``freeze_gc``: every this many ticks (an hour at 10 s), unfreeze, collect fully and refreeze."""
+
 ABANDON_GRACE_S = 5.0
 """How long shutdown waits for cancelled RunContainers to return before giving up on them."""
 
@@ -130,6 +134,7 @@ class Dispatcher:
         max_workers: int = BLOCKING_WORKERS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        freeze_gc: bool = False,
     ) -> None:
         """Create a dispatcher; does no I/O.
 
@@ -142,6 +147,13 @@ class Dispatcher:
             max_workers: threads for blocking calls.
             clock: monotonic seconds, for the throttle and the tick schedule.
             sleep: coroutine that sleeps; injected so tests need not wait.
+            freeze_gc: a process-wide policy for a daemon whose main work is this
+                dispatcher: after a tick that started trackers, ``gc.freeze()`` moves every
+                live object out of the cyclic collector's reach, so each tick's full
+                collection no longer rescans ten thousand trackers' records (about half of
+                a tick's CPU at 10,000 containers, see docs/benchmarks.md). Reference
+                counting still frees everything; only garbage *cycles* among frozen objects
+                wait, at most ``GC_REFREEZE_TICKS`` ticks, for the periodic full collection.
         """
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, not {batch_size}")
@@ -159,6 +171,8 @@ class Dispatcher:
         self._stop = asyncio.Event()
         self._query_errors: dict[str, str] = {}
         self._bad_records: dict[str, str] = {}
+        self._freeze_gc = freeze_gc
+        self._ticks_since_refreeze = 0
         self.last_tick = TickReport()
         """The report of the most recent tick."""
 
@@ -247,6 +261,8 @@ class Dispatcher:
                     ABANDON_GRACE_S,
                 )
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._freeze_gc:
+            gc.unfreeze()
 
     async def tick(self) -> TickReport:
         """Run one poll of the queue (see the module docstring) and return what it did.
@@ -282,10 +298,23 @@ class Dispatcher:
                     report.closed += 1
                     logger.info("container %s not returned by any query, stopping tracking", uuid)
         self._throttle.sweep()
+        if self._freeze_gc:
+            self._manage_gc(started=report.started)
         report.ok = ok
         report.cpu_s = time.process_time() - cpu0
         self.last_tick = report
         return report
+
+    def _manage_gc(self, *, started: int) -> None:
+        """Apply the ``freeze_gc`` policy after a tick (see ``__init__``). Blocks for a full GC at most hourly."""
+        self._ticks_since_refreeze += 1
+        if self._ticks_since_refreeze >= GC_REFREEZE_TICKS:
+            self._ticks_since_refreeze = 0
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+        elif started:
+            gc.freeze()
 
     async def track_container(self, uuid: str) -> None:
         """Make sure ``uuid`` has a tracker, whatever its state (port of ``TrackContainer``).

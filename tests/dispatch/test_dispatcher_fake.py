@@ -481,3 +481,24 @@ def test_many_queued_containers_are_locked_concurrently_within_the_bound() -> No
         assert 2 <= peak <= 4  # concurrent, never above the executor's bound
 
     run(scenario, fake=fake, max_workers=4)
+
+
+def test_freeze_gc_freezes_after_starting_trackers_and_unfreezes_on_close() -> None:
+    import gc
+
+    fake = FakeArvados()
+    recorder = Recorder()
+
+    async def main() -> None:
+        d = Dispatcher(fake, recorder, freeze_gc=True)
+        try:
+            assert (await d.tick()).started == 0 and gc.get_freeze_count() == 0
+            fake.add("Running", locked_by=ME)
+            assert (await d.tick()).started == 1
+            assert gc.get_freeze_count() > 0
+        finally:
+            await d.aclose()
+        assert gc.get_freeze_count() == 0
+
+    gc.unfreeze()
+    asyncio.run(main())
