@@ -31,7 +31,9 @@ Deliberate differences from Go, each for a promise Go does not keep:
 * A tracked container now locked by another token has left this dispatcher, so its
   tracker is closed. Go ignores the record and leaves the tracker open for ever.
 * Closed trackers are not queried again (Go keeps querying uuids it closed but never forgot).
-* Locks run concurrently in the bounded executor (Go locks one at a time under a mutex).
+* Locks run concurrently in the bounded executor (Go locks one at a time under a mutex), once
+  the whole query has been read: locking mid-paging shifts the offset-paged Queued query past
+  containers not yet seen (Go skips some every tick when more than a page is queued).
 * Shutdown (``shutdown()``) stops polling and cancels the tracker tasks, which means
   "abandon"; it never closes a tracker. Go closes every tracker when its context is
   cancelled, which would scancel every job on a restart.
