@@ -18,7 +18,7 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 CONTAINER_UUID_RE = re.compile(r"^[a-z0-9]{5}-dz642-[a-z0-9]{15}$")
@@ -90,7 +90,7 @@ def parse_timestamp(value: Any) -> datetime | None:
     if _blank(value):
         return None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     text = str(value).strip()
     m = re.fullmatch(
         r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?", text
@@ -100,19 +100,19 @@ def parse_timestamp(value: Any) -> datetime | None:
     date, clock, frac, tz = m.groups()
     micro = (frac or "0")[:6].ljust(6, "0")
     tz = "+00:00" if tz in (None, "Z") else tz
-    return datetime.fromisoformat(f"{date}T{clock}.{micro}{tz}").astimezone(timezone.utc)
+    return datetime.fromisoformat(f"{date}T{clock}.{micro}{tz}").astimezone(UTC)
 
 
 def format_timestamp(value: datetime) -> str:
     """Return ``value`` in the controller's fixed format, 9 fractional digits and ``Z``. Pure."""
-    utc = value.astimezone(timezone.utc)
+    utc = value.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond:06d}000Z"
 
 
 def timestamp_ns(value: datetime) -> int:
     """Return nanoseconds since the epoch for ``value``, exactly (no float rounding). Pure."""
-    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
-    delta = value.astimezone(timezone.utc) - epoch
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    delta = value.astimezone(UTC) - epoch
     return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 

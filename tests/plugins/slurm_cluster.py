@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,7 +76,7 @@ class SlurmCluster:
                 fields[k] = v
         return fields
 
-    def wait_for(self, predicate: "callable[[], bool]", *, timeout: float = 60, what: str = "condition") -> None:  # type: ignore[valid-type]
+    def wait_for(self, predicate: Callable[[], bool], *, timeout: float = 60, what: str = "condition") -> None:
         """Poll ``predicate`` every 0.2 s until it is true; fail the test after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while not predicate():
@@ -88,13 +88,13 @@ class SlurmCluster:
 def start_cluster(conf_dir: Path, *, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run start-test-cluster.sh for ``conf_dir``; blocks until the nodes are idle or it gives up."""
     return subprocess.run(
-        [str(START), str(conf_dir)], capture_output=True, text=True, timeout=600, env=env
+        [str(START), str(conf_dir)], capture_output=True, text=True, timeout=600, env=env, check=False
     )
 
 
 def stop_cluster(conf_dir: Path) -> subprocess.CompletedProcess[str]:
     """Run stop-test-cluster.sh for ``conf_dir``; blocks until its daemons are gone."""
-    return subprocess.run([str(STOP), str(conf_dir)], capture_output=True, text=True, timeout=120)
+    return subprocess.run([str(STOP), str(conf_dir)], capture_output=True, text=True, timeout=120, check=False)
 
 
 @pytest.fixture(scope="session")
