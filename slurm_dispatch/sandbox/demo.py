@@ -8,26 +8,20 @@ dispatcher until every container is final, prints each state change as it happen
 
 from __future__ import annotations
 
-import asyncio
 import os
-import shutil
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from slurm_dispatch.arvados.client import ArvadosClient
-from slurm_dispatch.daemon import DispatchLoop
 from slurm_dispatch.errors import DispatchError
 from slurm_dispatch.model import Container, ContainerState
 from slurm_dispatch.sandbox.api.server import EmulatorServer
+from slurm_dispatch.sandbox.background import BackgroundDispatcher, sandbox_settings
 from slurm_dispatch.sandbox.control import SandboxControl
-from slurm_dispatch.settings import DEFAULT_SBATCH_ARGUMENTS, MiB, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_SCRIPTS = REPO / "contrib" / "slurm"
@@ -71,14 +65,6 @@ class Row:
     started: float | None = None
     finished: float | None = None
     note: str = ""
-
-
-def _crunch_run_stub() -> str:
-    candidate = Path(sys.executable).with_name("crunch-run-stub")
-    found = str(candidate) if candidate.exists() else shutil.which("crunch-run-stub")
-    if not found:
-        raise DispatchError("crunch-run-stub is not installed; reinstall slurm-dispatch (pip install .)")
-    return found
 
 
 def _cluster_running(conf_dir: Path) -> bool:
@@ -170,51 +156,26 @@ def _dispatch_samples(
         )
         rows.append(Row(s, str(record["uuid"])))
         say(f"queued {record['uuid']}  priority {s.priority:>3}  {s.vcpus} cpu  {s.ram / GB:5.1f} GB  {s.label}")
-    settings = Settings(
-        cluster_id="zzzzz",
-        system_root_token=emulator.root_token,
-        controller_url=emulator.base_url,
-        tls_insecure=True,
-        poll_interval=poll_interval,
-        reserve_extra_ram=50 * MiB,
-        crunch_run_command=_crunch_run_stub(),
-        sbatch_arguments=(*DEFAULT_SBATCH_ARGUMENTS, f"--output={out_dir}/%%j.out"),
+    settings = sandbox_settings(
+        root_token=emulator.root_token, base_url=emulator.base_url, output_dir=out_dir, poll_interval=poll_interval
     )
     api = ArvadosClient(api_host=emulator.base_url, token=emulator.root_token, insecure=True, retry_deadline=10)
-    loop_holder: dict[str, Any] = {}
-    errors: list[BaseException] = []
-
-    def dispatch_thread() -> None:
-        async def main() -> None:
-            dispatch = DispatchLoop(settings, base_env=slurm_env, client=None, first_squeue_immediately=True)
-            loop_holder["loop"] = asyncio.get_running_loop()
-            loop_holder["dispatch"] = dispatch
-            await dispatch.run()
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=dispatch_thread, name="dispatcher", daemon=True)
+    dispatcher = BackgroundDispatcher(settings, slurm_env)
     t0 = time.monotonic()
-    thread.start()
+    dispatcher.start()
     say(f"dispatcher started (PollInterval {poll_interval:g} s); following the containers:")
     try:
         while True:
             _refresh(rows, api, slurm_env, t0, say)
             if all(r.state in ("Complete", "Cancelled") for r in rows):
                 break
-            if errors:
-                raise DispatchError(f"the dispatcher stopped: {errors[0]}")
+            if not dispatcher.running:
+                raise DispatchError(f"the dispatcher stopped: {dispatcher.error}")
             if time.monotonic() - t0 > timeout:
                 raise DispatchError(f"not every container finished within {timeout:.0f} s")
             time.sleep(0.5)
     finally:
-        loop = loop_holder.get("loop")
-        if loop is not None:
-            loop.call_soon_threadsafe(loop_holder["dispatch"].shutdown)
-        thread.join(30)
+        dispatcher.stop()
         api.close()
     control = SandboxControl(emulator.base_url)
     try:

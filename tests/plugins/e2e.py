@@ -6,10 +6,6 @@ emulator and Slurm from the test's own thread and wait for conditions.
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -19,9 +15,9 @@ from typing import Any
 import pytest
 
 from slurm_dispatch.arvados.client import ArvadosClient
-from slurm_dispatch.daemon import DispatchLoop
 from slurm_dispatch.model import Container
-from slurm_dispatch.settings import DEFAULT_SBATCH_ARGUMENTS, MiB, Settings
+from slurm_dispatch.sandbox.background import BackgroundDispatcher, crunch_run_stub_path, sandbox_settings
+from slurm_dispatch.settings import Settings
 
 POLL_S = 0.5
 """PollInterval in end-to-end tests: short, so conditions come quickly."""
@@ -29,12 +25,7 @@ POLL_S = 0.5
 
 def crunch_run_stub() -> str:
     """The absolute path of the crunch-run stand-in installed with the package."""
-    found = Path(sys.executable).with_name("crunch-run-stub")
-    if found.exists():
-        return str(found)
-    which = shutil.which("crunch-run-stub")
-    assert which, "crunch-run-stub is not installed (pip install -e .)"
-    return which
+    return crunch_run_stub_path()
 
 
 def wait_until(predicate: Callable[[], Any], *, timeout: float = 60, what: str = "condition", every: float = 0.1) -> Any:
@@ -49,47 +40,8 @@ def wait_until(predicate: Callable[[], Any], *, timeout: float = 60, what: str =
         time.sleep(every)
 
 
-class RunningDispatcher:
-    """A DispatchLoop running in a thread of its own; ``stop()`` shuts it down as SIGTERM would."""
-
-    def __init__(self, settings: Settings, base_env: dict[str, str], **kwargs: Any) -> None:
-        self.settings = settings
-        self.base_env = base_env
-        self.kwargs = kwargs
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.dispatch: DispatchLoop | None = None
-        self.error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-
-    def start(self) -> RunningDispatcher:
-        self._thread = threading.Thread(target=self._main, name="dispatcher", daemon=True)
-        self._thread.start()
-        assert self._ready.wait(30), "the dispatch loop did not start"
-        return self
-
-    def _main(self) -> None:
-        async def main() -> None:
-            self.loop = asyncio.get_running_loop()
-            self.dispatch = DispatchLoop(self.settings, base_env=self.base_env, first_squeue_immediately=True, **self.kwargs)
-            self._ready.set()
-            await self.dispatch.run()
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # noqa: BLE001 - surfaced by stop()
-            self.error = exc
-            self._ready.set()
-
-    def stop(self) -> None:
-        """Shut the loop down (leaving Slurm jobs running) and wait for its thread; raise what it raised."""
-        if self.loop is not None and self.dispatch is not None and self._thread and self._thread.is_alive():
-            self.loop.call_soon_threadsafe(self.dispatch.shutdown)
-        if self._thread is not None:
-            self._thread.join(30)
-            assert not self._thread.is_alive(), "the dispatch loop did not stop within 30 s"
-        if self.error is not None:
-            raise self.error
+RunningDispatcher = BackgroundDispatcher
+"""A DispatchLoop in a thread of its own (the demo's runner); ``stop()`` shuts it down as SIGTERM would."""
 
 
 @dataclass
@@ -127,17 +79,8 @@ def e2e(emulator: Any, emulator_control: Any, slurm_clean: Any, tmp_path: Path) 
     """The emulator + the real Slurm cluster + settings for a dispatcher between them."""
     out = tmp_path / "slurm-out"
     out.mkdir()
-    settings = Settings(
-        cluster_id="zzzzz",
-        system_root_token=emulator.root_token,
-        controller_url=emulator.base_url,
-        tls_insecure=True,
-        poll_interval=POLL_S,
-        batch_size=100,
-        reserve_extra_ram=50 * MiB,
-        crunch_run_command=crunch_run_stub(),
-        sbatch_arguments=(*DEFAULT_SBATCH_ARGUMENTS, f"--output={out}/%%j.out"),
-        log_format="text",
+    settings = sandbox_settings(
+        root_token=emulator.root_token, base_url=emulator.base_url, output_dir=out, poll_interval=POLL_S
     )
     api = ArvadosClient(api_host=emulator.base_url, token=emulator.root_token, insecure=True, retry_deadline=5)
     env = E2E(settings, emulator, emulator_control, slurm_clean, out, [], api)
