@@ -1,0 +1,558 @@
+"""Submission benchmark (issue 5): the dispatcher against ``xargs -P 3 sbatch``, on the real Slurm test cluster.
+
+Run: ``.venv/bin/python benchmarks/bench_submit.py [--containers 1000] [--poll-interval S] [--repeat N]``
+
+Each repetition, in one process and one run:
+
+1. A fresh Arvados API emulator (``slurm_dispatch.sandbox.api.EmulatorServer``, HTTPS) is started in a child
+   process (``--emulator-in-process`` keeps it in this one), and N Queued containers are created in it.
+2. Baseline: the job of every container, exactly as the dispatcher builds it (``SlurmRunner.job_for``, i.e.
+   ``sbatch_args`` + the batch script; the template carries ``--hold`` so the jobs stay pending), is written
+   out (one script file per job, one input line per job: its sbatch arguments and the script's path), and
+   ``xargs -P 3 -L 1 sbatch`` submits them: one real sbatch per job, three at a time, with the same
+   environment the dispatcher gives sbatch. Timed from starting xargs until a squeue run right after xargs
+   exits shows all N job names. Then the jobs are scancelled and we wait until squeue no longer lists them.
+3. Dispatcher: a ``DispatchLoop`` (first squeue at once, the same template with ``--hold``) runs in a thread
+   of this process against the emulator and the cluster. Timed from starting it until a squeue run right
+   after its N-th sbatch returned shows all N job names (the sbatch count comes from a counting wrapper
+   around ``SlurmCLI`` at the SlurmBackend Protocol boundary; no extra polling load on slurmctld). The
+   dispatcher is then shut down (which leaves the jobs), and the jobs are scancelled and waited for.
+
+Printed: both times, the ratio dispatcher/baseline (issue 5's target: <= 1.25), API requests by endpoint,
+Slurm commands by kind, CPU seconds (this process while the dispatcher ran, which is the dispatcher's when
+the emulator is in its own process; and the Slurm client children's).
+
+Job names are container uuids of the cluster id ``bench`` (random per emulator), so no other job on the
+shared cluster is touched: cleanup cancels by the job ids this benchmark submitted, and leftovers of a
+crashed earlier run are recognised by that prefix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slurm_dispatch.arvados.client import ArvadosClient
+from slurm_dispatch.daemon import DispatchLoop
+from slurm_dispatch.model import Container
+from slurm_dispatch.runner import SlurmRunner
+from slurm_dispatch.sandbox.control import SandboxControl
+from slurm_dispatch.settings import DEFAULT_SBATCH_ARGUMENTS, MiB, Settings
+from slurm_dispatch.slurm.cli_backend import SlurmCLI
+from slurm_dispatch.slurm.sbatch import sbatch_environment
+
+REPO = Path(__file__).resolve().parents[1]
+START_CLUSTER = REPO / "contrib" / "slurm" / "start-test-cluster.sh"
+STOP_CLUSTER = REPO / "contrib" / "slurm" / "stop-test-cluster.sh"
+DEFAULT_CLUSTER_DIR = Path(tempfile.gettempdir()) / "slurm-dispatch-bench-cluster"
+"""A private instance of the test cluster: the shared ``.slurm-test`` one sees other sessions' load, and their
+``slurm_clean`` fixtures scancel every job that appears during a test, ours included."""
+CLUSTER_ID = "bench"
+"""The emulator's cluster id: our jobs are named ``bench-dz642-...``, unlike any test's (``zzzzz``)."""
+ROOT_TOKEN = "benchsystemroottoken0123456789abcdefghijklmnopqrstuv"
+PENDING_ARG = "--begin=now+3600"
+"""Keeps every job pending (reason BeginTime) with a normal priority. Not ``--hold``: on Slurm 22.05 the
+dispatcher's renice (``scontrol update JobName=... Nice=...``) releases a held job, which then runs."""
+NAME_RE = re.compile(rf"^{CLUSTER_ID}-dz642-[a-z0-9]{{15}}$")
+SUBMITTED_RE = re.compile(r"Submitted batch job (\d+)")
+SAFE_ARG_RE = re.compile(r"^[A-Za-z0-9=%,._:/+-]+$")
+"""Arguments xargs can take unquoted (our template produces only such)."""
+
+
+# -- the cluster ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Cluster:
+    """The Slurm test cluster, reached through its slurm.conf."""
+
+    conf_dir: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The explicit environment for Slurm commands (and the dispatcher's base_env)."""
+        return {
+            "SLURM_CONF": str(self.conf_dir / "slurm.conf"),
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "LC_ALL": "C",
+        }
+
+    def run(self, argv: Sequence[str], *, timeout: float = 120) -> str:
+        """Run a Slurm command; return its stdout. Blocks. Raises CalledProcessError on failure."""
+        return subprocess.run(
+            list(argv), env=self.env, capture_output=True, text=True, check=True, timeout=timeout
+        ).stdout
+
+    def names(self) -> dict[str, str]:
+        """Return job name -> job id of every job squeue lists (pending/running). Blocks on one squeue."""
+        out = self.run(["squeue", "--all", "--noheader", "--format=%i %j"])
+        jobs = {}
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                jobs[parts[1]] = parts[0]
+        return jobs
+
+    def cancel_ids(self, ids: Sequence[str]) -> None:
+        """scancel these job ids, 200 per command. Blocks."""
+        for i in range(0, len(ids), 200):
+            subprocess.run(["scancel", *ids[i : i + 200]], env=self.env, capture_output=True, timeout=120)
+
+    def wait_gone(self, names: set[str], *, timeout: float = 300) -> float:
+        """Wait until no job in squeue has one of ``names``; return the seconds waited. Blocks."""
+        t0 = time.monotonic()
+        while True:
+            left = names & set(self.names())
+            if not left:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout:
+                raise RuntimeError(f"{len(left)} benchmark jobs still in squeue after {timeout} s")
+            time.sleep(0.5)
+
+
+def cluster_running(conf_dir: Path) -> bool:
+    """True if a slurmctld started from ``conf_dir`` is alive."""
+    try:
+        os.kill(int((conf_dir / "slurmctld.pid").read_text().strip()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def ensure_cluster(conf_dir: Path) -> Cluster:
+    """Start the test cluster in ``conf_dir`` (or reuse the running one). Blocks until its nodes are idle."""
+    result = subprocess.run([str(START_CLUSTER), str(conf_dir)], capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        sys.exit(f"the Slurm test cluster did not start:\n{result.stderr.strip()}")
+    return Cluster(conf_dir)
+
+
+def cancel_leftovers(cluster: Cluster) -> None:
+    """scancel jobs a crashed earlier run of this benchmark left (named ``bench-dz642-...``). Blocks."""
+    jobs = cluster.names()
+    mine = {name: job_id for name, job_id in jobs.items() if NAME_RE.match(name)}
+    if mine:
+        print(f"cancelling {len(mine)} jobs left by an earlier run", file=sys.stderr)
+        cluster.cancel_ids(sorted(mine.values()))
+        cluster.wait_gone(set(mine))
+
+
+# -- the emulator ---------------------------------------------------------------------------------------------
+
+
+def _serve_emulator(conn: multiprocessing.connection.Connection) -> None:
+    """Child process: serve an emulator until the parent sends anything (or goes away)."""
+    from slurm_dispatch.sandbox.api import EmulatorServer
+
+    server = EmulatorServer(root_token=ROOT_TOKEN, cluster_id=CLUSTER_ID).start()
+    conn.send(server.base_url)
+    try:
+        conn.recv()
+    except EOFError:
+        pass
+    server.stop()
+
+
+class Emulator:
+    """An emulator in a child process (``in_process=False``) or on a thread of this one."""
+
+    def __init__(self, *, in_process: bool) -> None:
+        self._server: Any = None
+        self._proc: Any = None
+        self._conn: Any = None
+        if in_process:
+            from slurm_dispatch.sandbox.api import EmulatorServer
+
+            self._server = EmulatorServer(root_token=ROOT_TOKEN, cluster_id=CLUSTER_ID).start()
+            self.base_url: str = self._server.base_url
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            self._conn, child = ctx.Pipe()
+            self._proc = ctx.Process(target=_serve_emulator, args=(child,), name="bench-emulator", daemon=True)
+            self._proc.start()
+            if not self._conn.poll(60):
+                raise RuntimeError("the emulator process did not start")
+            self.base_url = self._conn.recv()
+
+    def cpu_note(self) -> str:
+        return "in this process" if self._server is not None else f"in process {self._proc.pid}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+        if self._proc is not None:
+            self._conn.send("stop")
+            self._proc.join(30)
+            if self._proc.is_alive():
+                self._proc.terminate()
+                self._proc.join(10)
+
+
+def create_containers(base_url: str, n: int) -> list[str]:
+    """Create ``n`` Queued containers (1 CPU, 100 MB, priority 1..10) in the emulator; return their uuids."""
+    def one(i: int) -> str:
+        return str(control.create_container(
+            priority=1 + i % 10,
+            command=["true"],
+            runtime_constraints={"ram": 100_000_000, "vcpus": 1},
+        )["uuid"])
+
+    control = SandboxControl(base_url)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            return list(pool.map(one, range(n)))
+    finally:
+        control.close()
+
+
+def api_stats(base_url: str) -> dict[str, int]:
+    control = SandboxControl(base_url)
+    try:
+        stats = control.stats()
+        return {k: int(v) for k, v in stats.get("requests", stats).items()}
+    finally:
+        control.close()
+
+
+# -- measurement ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Cpu:
+    """CPU seconds: this process (all threads) and its waited-for children."""
+
+    own: float
+    children: float
+
+    @classmethod
+    def now(cls) -> Cpu:
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return cls(time.process_time(), kids.ru_utime + kids.ru_stime)
+
+    def __sub__(self, other: Cpu) -> Cpu:
+        return Cpu(self.own - other.own, self.children - other.children)
+
+
+@dataclass
+class Result:
+    """One timed submission of N jobs."""
+
+    seconds: float
+    """Start until a squeue shows all N jobs."""
+    submitted_s: float
+    """Start until the last sbatch returned."""
+    cpu: Cpu
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def confirm_all(cluster: Cluster, names: set[str], t0: float) -> float:
+    """Run squeue until it shows every name (normally the first one does); return seconds since ``t0``.
+
+    Raises:
+        RuntimeError: some are still missing 30 s later (something else cancelled them).
+    """
+    deadline = time.monotonic() + 30
+    while True:
+        missing = names - set(cluster.names())
+        if not missing:
+            return time.monotonic() - t0
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(missing)} submitted jobs are not in squeue (cancelled by someone else?)")
+        time.sleep(0.05)
+
+
+def run_baseline(cluster: Cluster, settings: Settings, containers: list[Container], work: Path) -> Result:
+    """Submit the dispatcher's jobs with ``xargs -P 3 -L 1 sbatch``; time, then scancel them. Blocks."""
+    runner = SlurmRunner(
+        settings=settings, backend=SlurmCLI(env=cluster.env), squeue=None,  # type: ignore[arg-type]
+        client=None, base_env=cluster.env,  # type: ignore[arg-type]
+    )
+    runner.close()
+    jobs_dir = work / "baseline"
+    jobs_dir.mkdir()
+    lines = []
+    for i, container in enumerate(containers):
+        args, script = runner.job_for(container)
+        bad = [a for a in args if not SAFE_ARG_RE.match(a)]
+        if bad:
+            raise RuntimeError(f"arguments xargs would split or unquote: {bad}")
+        path = jobs_dir / f"{i:05d}.sh"
+        path.write_text(script)
+        path.chmod(0o600)
+        lines.append(" ".join([*args, str(path)]))
+    (work / "xargs.in").write_text("\n".join(lines) + "\n")
+    env = {**sbatch_environment(settings, cluster.env), "LC_ALL": "C"}
+    names = {c.uuid for c in containers}
+
+    cpu0 = Cpu.now()
+    t0 = time.monotonic()
+    with open(work / "xargs.in") as stdin:
+        proc = subprocess.run(
+            ["xargs", "-P", "3", "-L", "1", "sbatch"], stdin=stdin, env=env, capture_output=True, text=True,
+        )
+    submitted = time.monotonic() - t0
+    ids = SUBMITTED_RE.findall(proc.stdout)
+    try:
+        seen = confirm_all(cluster, names, t0)
+        cpu = Cpu.now() - cpu0
+    finally:
+        cluster.cancel_ids(ids)
+        cleanup = cluster.wait_gone(names)
+    if proc.returncode != 0 or len(ids) != len(containers):
+        raise RuntimeError(f"xargs exit {proc.returncode}, {len(ids)} jobs: {proc.stderr[-500:]}")
+    return Result(seen, submitted, cpu, {"sbatch": len(ids), "cleanup_s": cleanup})
+
+
+class CountingSlurm:
+    """A SlurmBackend that counts the commands of the one it wraps and signals the N-th sbatch."""
+
+    def __init__(self, inner: SlurmCLI, *, expect: int) -> None:
+        self._inner = inner
+        self._expect = expect
+        self._lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        self.job_ids: list[int] = []
+        self.first_submit: float | None = None
+        self.submit_times: list[float] = []
+        self.squeue_times: list[tuple[float, float]] = []
+        self.all_submitted = threading.Event()
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            self.counts[what] += 1
+
+    def submit(self, *, args: Sequence[str], script: str, env: Mapping[str, str]) -> int | None:
+        job_id = self._inner.submit(args=args, script=script, env=env)
+        with self._lock:
+            self.counts["sbatch"] += 1
+            now = time.monotonic()
+            self.submit_times.append(now)
+            if self.first_submit is None:
+                self.first_submit = now
+            if job_id is not None:
+                self.job_ids.append(job_id)
+            if self.counts["sbatch"] >= self._expect:
+                self.all_submitted.set()
+        return job_id
+
+    def cancel(self, name: str) -> None:
+        self._count("scancel")
+        self._inner.cancel(name)
+
+    def queue(self) -> str:
+        self._count("squeue")
+        t0 = time.monotonic()
+        try:
+            return self._inner.queue()
+        finally:
+            with self._lock:
+                self.squeue_times.append((t0, time.monotonic()))
+
+    def renice(self, name: str, nice: int) -> None:
+        self._count("scontrol renice")
+        self._inner.renice(name, nice)
+
+    def release(self, name: str) -> None:
+        self._count("scontrol release")
+        self._inner.release(name)
+
+
+class DispatcherThread:
+    """A DispatchLoop on an event loop of its own thread; ``stop()`` shuts it down as SIGTERM would."""
+
+    def __init__(self, settings: Settings, base_env: Mapping[str, str], backend: CountingSlurm) -> None:
+        self._settings = settings
+        self._env = dict(base_env)
+        self._backend = backend
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._dispatch: DispatchLoop | None = None
+        self._ready = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="dispatcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("the dispatch loop did not start")
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._dispatch = DispatchLoop(
+                self._settings, base_env=self._env, backend=self._backend, first_squeue_immediately=True
+            )
+            self._ready.set()
+            await self._dispatch.run()
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            self.error = exc
+            self._ready.set()
+            self._backend.all_submitted.set()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._dispatch is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._dispatch.shutdown)
+        self._thread.join(60)
+
+
+def run_dispatcher(cluster: Cluster, settings: Settings, containers: list[Container], base_url: str) -> Result:
+    """Let a DispatchLoop lock and submit every container; time, then scancel the jobs. Blocks."""
+    names = {c.uuid for c in containers}
+    backend = CountingSlurm(SlurmCLI(env=cluster.env), expect=len(containers))
+    stats0 = api_stats(base_url)
+    dispatcher = DispatcherThread(settings, cluster.env, backend)
+    cpu0 = Cpu.now()
+    t0 = time.monotonic()
+    dispatcher.start()
+    try:
+        if not backend.all_submitted.wait(600) or dispatcher.error is not None:
+            raise RuntimeError(f"the dispatcher did not submit every job: {dispatcher.error!r}")
+        submitted = time.monotonic() - t0
+        seen = confirm_all(cluster, names, t0)
+        cpu = Cpu.now() - cpu0
+        stats1 = api_stats(base_url)
+    finally:
+        dispatcher.stop()
+        cluster.cancel_ids([str(i) for i in backend.job_ids])
+        cleanup = cluster.wait_gone(names)
+    if dispatcher.error is not None:
+        raise RuntimeError(f"the dispatcher failed: {dispatcher.error!r}")
+    requests = {k: v - stats0.get(k, 0) for k, v in stats1.items() if v - stats0.get(k, 0)}
+    first = (backend.first_submit or t0) - t0
+    n = len(backend.submit_times)
+    deciles = [round(backend.submit_times[min(n - 1, n * k // 10)] - t0, 2) for k in range(1, 11)] if n else []
+    polls = [(round(a - t0, 2), round(b - a, 2)) for a, b in backend.squeue_times if a - t0 <= seen]
+    return Result(seen, submitted, cpu, {
+        "api": requests, "slurm": dict(backend.counts), "first_sbatch_s": first, "cleanup_s": cleanup,
+        "sbatch_deciles": deciles, "squeue_polls": polls,
+    })
+
+
+# -- main ------------------------------------------------------------------------------------------------------
+
+
+def crunch_run_stub() -> str:
+    found = Path(sys.executable).with_name("crunch-run-stub")
+    return str(found) if found.exists() else (shutil.which("crunch-run-stub") or "crunch-run-stub")
+
+
+def one_round(args: argparse.Namespace, cluster: Cluster, work: Path) -> tuple[Result, Result]:
+    emulator = Emulator(in_process=args.emulator_in_process)
+    try:
+        uuids = create_containers(emulator.base_url, args.containers)
+        settings = Settings(
+            cluster_id=CLUSTER_ID,
+            system_root_token=ROOT_TOKEN,
+            controller_url=emulator.base_url,
+            tls_insecure=True,
+            poll_interval=args.poll_interval,
+            reserve_extra_ram=50 * MiB,
+            crunch_run_command=crunch_run_stub(),
+            sbatch_arguments=(*DEFAULT_SBATCH_ARGUMENTS, "--output=/dev/null", PENDING_ARG),
+            log_format="text",
+        )
+        api = ArvadosClient(api_host=emulator.base_url, token=ROOT_TOKEN, insecure=True)
+        try:
+            containers = [api.get(u) for u in uuids]
+        finally:
+            api.close()
+        # The dispatcher goes first: slurmctld remembers cancelled jobs for MinJobAge, and the dispatcher's
+        # renice (``scontrol update JobName=<uuid>``) would also hit the baseline's cancelled jobs of the same
+        # names and fail; sbatch does not care about names.
+        disp = run_dispatcher(cluster, settings, containers, emulator.base_url)
+        base = run_baseline(cluster, settings, containers, work)
+        return base, disp
+    finally:
+        emulator.stop()
+
+
+def report(i: int, base: Result, disp: Result, *, verbose: bool) -> None:
+    ratio = disp.seconds / base.seconds
+    print(f"run {i}: baseline {base.seconds:.2f} s (xargs {base.submitted_s:.2f} s, CPU children "
+          f"{base.cpu.children:.2f} s) | dispatcher {disp.seconds:.2f} s (last sbatch {disp.submitted_s:.2f} s, "
+          f"first sbatch {disp.extra['first_sbatch_s']:.2f} s) | ratio {ratio:.2f}")
+    print(f"       dispatcher CPU: this process {disp.cpu.own:.2f} s, Slurm client children {disp.cpu.children:.2f} s")
+    print(f"       Slurm commands: {dict(sorted(disp.extra['slurm'].items()))}")
+    if verbose:
+        print(f"       sbatch done at deciles (s): {disp.extra['sbatch_deciles']}")
+        print(f"       squeue polls (start s, duration s): {disp.extra['squeue_polls']}")
+    print(f"       API requests: {dict(sorted(disp.extra['api'].items()))} (total {sum(disp.extra['api'].values())})")
+    sys.stdout.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--containers", type=int, default=1000)
+    parser.add_argument("--poll-interval", type=float, default=1.0,
+                        help="the dispatcher's PollInterval in seconds (default 1; the product's default is 10)")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--emulator-in-process", action="store_true",
+                        help="run the emulator on a thread of this process (its CPU then competes with the dispatcher)")
+    parser.add_argument("--cluster-dir", type=Path, default=DEFAULT_CLUSTER_DIR,
+                        help="the test cluster to use, started if not running (default: a private one, "
+                        f"{DEFAULT_CLUSTER_DIR}, stopped at the end if this run started it)")
+    parser.add_argument("--verbose", action="store_true", help="also print the sbatch and squeue timeline")
+    parser.add_argument("--keep-cluster", action="store_true", help="leave a cluster this run started running")
+    parser.add_argument("--log", type=Path, default=None,
+                        help="dispatcher log file at INFO, as the service logs (default: a temporary file)")
+    args = parser.parse_args(argv)
+
+    started_cluster = not cluster_running(args.cluster_dir)
+    cluster = ensure_cluster(args.cluster_dir)
+    try:
+        cancel_leftovers(cluster)
+        return run_rounds(args, cluster)
+    finally:
+        if started_cluster and not args.keep_cluster:
+            subprocess.run([str(STOP_CLUSTER), str(args.cluster_dir)], capture_output=True, timeout=300)
+
+
+def run_rounds(args: argparse.Namespace, cluster: Cluster) -> int:
+    ratios, bases, disps = [], [], []
+    with tempfile.TemporaryDirectory(prefix="bench-submit-") as tmp:
+        log_path = args.log or Path(tmp) / "dispatcher.log"
+        handler = logging.FileHandler(log_path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+        print(f"{args.containers} containers, PollInterval {args.poll_interval:g} s, emulator "
+              f"{'in this process' if args.emulator_in_process else 'in a child process'}, "
+              f"cluster {cluster.conf_dir}, "
+              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+        for i in range(1, args.repeat + 1):
+            work = Path(tmp) / f"run{i}"
+            work.mkdir()
+            base, disp = one_round(args, cluster, work)
+            report(i, base, disp, verbose=args.verbose)
+            ratios.append(disp.seconds / base.seconds)
+            bases.append(base.seconds)
+            disps.append(disp.seconds)
+    if len(ratios) > 1:
+        print(f"summary over {len(ratios)} runs: baseline {min(bases):.2f}-{max(bases):.2f} s, dispatcher "
+              f"{min(disps):.2f}-{max(disps):.2f} s, ratio min {min(ratios):.2f} median "
+              f"{statistics.median(ratios):.2f} max {max(ratios):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
