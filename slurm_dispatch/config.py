@@ -120,8 +120,15 @@ def _show(value: object, *, secret: bool = False) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+_SECRET_CONNECTION_KEYS = frozenset({"password", "sslpassword"})
+"""libpq keywords that hold a secret; libpq (and our lock) read keywords in any case."""
+
+
 def _is_secret(rel_key: str) -> bool:
-    return rel_key in _SECRET_KEYS
+    if rel_key in _SECRET_KEYS:
+        return True
+    prefix, _, last = rel_key.rpartition(".")
+    return prefix == "PostgreSQL.Connection" and last.lower() in _SECRET_CONNECTION_KEYS
 
 
 def parse_duration(value: object, *, key: str = "", path: str = "") -> float:
@@ -461,6 +468,10 @@ def select_cluster(document: object, *, source: str, cluster_id: str | None = No
 
 def _check_url(doc: _Doc, rel: str, url: str) -> str:
     parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        # requests would turn user:password into Basic auth in place of our Bearer token, and the URL is logged
+        # and handed to every job as ARVADOS_API_HOST: refuse it, without echoing it.
+        raise doc.error(rel, "a URL with user:password@ is not supported (the API token is SystemRootToken)", "<redacted>")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise doc.error(rel, f"expected a URL like https://host[:port]/, got {_show(url)}", url)
     return url
@@ -886,7 +897,7 @@ def redacted(settings: Settings) -> dict[str, Any]:
         "tls_insecure": s.tls_insecure,
         "dispatch_internal_urls": list(s.dispatch_internal_urls),
         "management_token": _secret(s.management_token),
-        "postgresql_connection": {k: (_secret(v) if k == "password" else v)
+        "postgresql_connection": {k: (_secret(v) if k.lower() in _SECRET_CONNECTION_KEYS else v)
                                   for k, v in sorted(s.postgresql_connection.items())},
         "batch_size": s.batch_size,
         "poll_interval": s.poll_interval,

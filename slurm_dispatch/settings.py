@@ -92,7 +92,7 @@ class Settings:
     """``Containers.SLURM.SbatchArgumentsList``: the sbatch template."""
     sbatch_gpu_arguments: tuple[str, ...] = DEFAULT_SBATCH_GPU_ARGUMENTS
     """``Containers.SLURM.SbatchGPUArgumentsList``: appended when gpu.device_count > 0."""
-    sbatch_environment: Mapping[str, str] = field(default_factory=dict)
+    sbatch_environment: Mapping[str, str] = field(default_factory=dict, repr=False)
     """``Containers.SLURM.SbatchEnvironmentVariables``: put into sbatch's (and the job's) environment."""
     instance_types: Mapping[str, InstanceType] = field(default_factory=dict)
     """``InstanceTypes``: when non-empty, instance choice runs for every container."""

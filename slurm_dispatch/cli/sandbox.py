@@ -62,7 +62,8 @@ def api(
     cluster_id: Annotated[str, typer.Option(help="Cluster prefix of every uuid.")] = "zzzzz",
     token: Annotated[
         str | None,
-        typer.Option(help="SystemRootToken secret (default: kept from --db, else random and printed on stderr).",
+        typer.Option(help="SystemRootToken secret (default: kept from --db, else random and printed on stderr). "
+                     "An option is visible to every user in ps: prefer $SANDBOX_ROOT_TOKEN.",
                      envvar="SANDBOX_ROOT_TOKEN", show_envvar=False),
     ] = None,
     http: Annotated[bool, typer.Option("--http", help="Serve plain HTTP instead of HTTPS.")] = False,

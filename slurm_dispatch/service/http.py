@@ -219,7 +219,8 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s %s %s from %s", self.command, urlsplit(self.path).path, code, self.client_address[0])
 
     def log_message(self, format: str, *args: object) -> None:
-        log.debug("health endpoint: " + format, *args)
+        # http.server passes the raw request line here on a bad request; it may carry ?api_token=...
+        log.debug("health endpoint: %s", (format % args).split("?", 1)[0])
 
 
 def _bind(host: str, port: int, app: HealthServer) -> _Server:

@@ -131,6 +131,12 @@ def test_ready_after_first_poll_stopping_on_sigterm_and_metrics_auth(
         timeout=60, what="the containers gauge to show it Running",
     )
     wait_until(lambda: api.get(uuid).state is ContainerState.COMPLETE, timeout=60, what="the container to complete")
+    # the gauge drops once the job has left squeue and the runner has returned (a poll or two later)
+    wait_until(
+        lambda: 'arvados_dispatchslurm_containers{state="Running"} 0.0'
+        in requests.get(f"{url}/metrics", headers=auth, timeout=5).text,
+        timeout=30, what="the containers gauge to drop the finished container",
+    )
 
     assert requests.get(f"{url}/metrics", timeout=5).status_code == 401
     assert requests.get(f"{url}/metrics", headers={"Authorization": "Bearer wrong"}, timeout=5).status_code == 403
@@ -138,7 +144,6 @@ def test_ready_after_first_poll_stopping_on_sigterm_and_metrics_auth(
     assert metrics.status_code == 200
     assert "arvados_dispatchslurm_sbatch_submits_total 1.0" in metrics.text
     assert "arvados_dispatchslurm_squeue_duration_seconds_count" in metrics.text
-    assert 'arvados_dispatchslurm_containers{state="Running"} 0.0' in metrics.text
     assert "arvados_dispatchslurm_process_resident_memory_bytes" in metrics.text
     health = requests.get(f"{url}/_health/ping", headers={"Authorization": f"Bearer {MANAGEMENT_TOKEN}"}, timeout=5)
     assert health.json() == {"health": "OK"}

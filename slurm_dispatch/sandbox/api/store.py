@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -42,6 +43,10 @@ class Store:
     def __init__(self, db_path: str | None, *, cluster_id: str):
         self.cluster_id = cluster_id
         self.lock = threading.RLock()
+        if db_path:
+            # The file holds the root token and every container token in clear: owner-only from the start.
+            os.close(os.open(db_path, os.O_RDWR | os.O_CREAT, 0o600))
+            os.chmod(db_path, 0o600)
         self._db = sqlite3.connect(db_path or ":memory:", check_same_thread=False, isolation_level=None)
         self._db.executescript(_SCHEMA)
         self._containers: dict[str, dict[str, Any]] = {}
