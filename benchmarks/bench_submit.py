@@ -6,13 +6,14 @@ Each repetition, in one process and one run:
 
 1. A fresh Arvados API emulator (``slurm_dispatch.sandbox.api.EmulatorServer``, HTTPS) is started in a child
    process (``--emulator-in-process`` keeps it in this one), and N Queued containers are created in it.
-2. Baseline: the job of every container, exactly as the dispatcher builds it (``SlurmRunner.job_for``, i.e.
-   ``sbatch_args`` + the batch script; the template carries ``--hold`` so the jobs stay pending), is written
+3. Baseline: the job of every container, exactly as the dispatcher builds it (``SlurmRunner.job_for``, i.e.
+   ``sbatch_args`` + the batch script; the template carries ``--begin=now+3600`` so the jobs stay pending,
+   see ``PENDING_ARG`` for why not ``--hold``), is written
    out (one script file per job, one input line per job: its sbatch arguments and the script's path), and
    ``xargs -P 3 -L 1 sbatch`` submits them: one real sbatch per job, three at a time, with the same
    environment the dispatcher gives sbatch. Timed from starting xargs until a squeue run right after xargs
    exits shows all N job names. Then the jobs are scancelled and we wait until squeue no longer lists them.
-3. Dispatcher: a ``DispatchLoop`` (first squeue at once, the same template with ``--hold``) runs in a thread
+2. Dispatcher (run first, see ``one_round``): a ``DispatchLoop`` (first squeue at once, the same template) runs in a thread
    of this process against the emulator and the cluster. Timed from starting it until a squeue run right
    after its N-th sbatch returned shows all N job names (the sbatch count comes from a counting wrapper
    around ``SlurmCLI`` at the SlurmBackend Protocol boundary; no extra polling load on slurmctld). The
@@ -22,8 +23,9 @@ Printed: both times, the ratio dispatcher/baseline (issue 5's target: <= 1.25), 
 Slurm commands by kind, CPU seconds (this process while the dispatcher ran, which is the dispatcher's when
 the emulator is in its own process; and the Slurm client children's).
 
-Job names are container uuids of the cluster id ``bench`` (random per emulator), so no other job on the
-shared cluster is touched: cleanup cancels by the job ids this benchmark submitted, and leftovers of a
+The cluster is a fresh private instance of the test cluster (``start-test-cluster.sh`` in a temporary
+directory, stopped at the end) unless ``--cluster-dir`` names one. Job names are container uuids of the
+cluster id ``bench`` (random per emulator), so on a shared cluster no other job is touched: cleanup cancels by the job ids this benchmark submitted, and leftovers of a
 crashed earlier run are recognised by that prefix.
 """
 
@@ -112,7 +114,9 @@ class Cluster:
     def cancel_ids(self, ids: Sequence[str]) -> None:
         """scancel these job ids, 200 per command. Blocks."""
         for i in range(0, len(ids), 200):
-            subprocess.run(["scancel", *ids[i : i + 200]], env=self.env, capture_output=True, timeout=120)
+            subprocess.run(
+                ["scancel", *ids[i : i + 200]], env=self.env, capture_output=True, timeout=120, check=False
+            )
 
     def wait_gone(self, names: set[str], *, timeout: float = 300) -> float:
         """Wait until no job in squeue has one of ``names``; return the seconds waited. Blocks."""
@@ -139,7 +143,9 @@ def cluster_running(conf_dir: Path | None) -> bool:
 
 def ensure_cluster(conf_dir: Path) -> Cluster:
     """Start the test cluster in ``conf_dir`` (or reuse the running one). Blocks until its nodes are idle."""
-    result = subprocess.run([str(START_CLUSTER), str(conf_dir)], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [str(START_CLUSTER), str(conf_dir)], capture_output=True, text=True, timeout=600, check=False
+    )
     if result.returncode != 0:
         sys.exit(f"the Slurm test cluster did not start:\n{result.stderr.strip()}")
     return Cluster(conf_dir)
@@ -243,8 +249,9 @@ def create_containers(base_url: str, n: int) -> list[str]:
 def api_stats(base_url: str) -> dict[str, int]:
     control = SandboxControl(base_url)
     try:
-        stats = control.stats()
-        return {k: int(v) for k, v in stats.get("requests", stats).items()}
+        stats: Mapping[str, Any] = control.stats()
+        counters = stats.get("requests", stats)
+        return {k: int(v) for k, v in counters.items()}
     finally:
         control.close()
 
@@ -324,6 +331,7 @@ def run_baseline(cluster: Cluster, settings: Settings, containers: list[Containe
     with open(work / "xargs.in") as stdin:
         proc = subprocess.run(
             ["xargs", "-P", "3", "-L", "1", "sbatch"], stdin=stdin, env=env, capture_output=True, text=True,
+            check=False,
         )
     submitted = time.monotonic() - t0
     ids = SUBMITTED_RE.findall(proc.stdout)
@@ -517,6 +525,32 @@ def report(i: int, base: Result, disp: Result, *, verbose: bool) -> None:
     sys.stdout.flush()
 
 
+def apply_what_if(names: Sequence[str]) -> None:
+    """Profiling only: change the dispatcher in this process to see what a fix elsewhere would gain.
+
+    ``no-renice``: SqueueChecker skips its renice pass (which holds the poll lock, delaying the next squeue).
+    ``first-tick-now``: the Dispatcher ticks at once instead of after one PollInterval.
+    The figures they give are not the product's; ``main`` prints that they are on.
+    """
+    if "no-renice" in names:
+        from slurm_dispatch.slurm.squeue import SqueueChecker
+
+        async def no_renice(self: Any, jobs: Any) -> None:
+            return None
+
+        SqueueChecker._renice_all = no_renice  # type: ignore[method-assign]
+    if "first-tick-now" in names:
+        from slurm_dispatch.dispatch.dispatcher import Dispatcher
+
+        original = Dispatcher.run
+
+        async def run(self: Dispatcher) -> None:
+            await self.tick()
+            await original(self)
+
+        Dispatcher.run = run  # type: ignore[method-assign]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--containers", type=int, default=1000)
@@ -537,7 +571,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep-cluster", action="store_true", help="leave a cluster this run started running")
     parser.add_argument("--log", type=Path, default=None,
                         help="dispatcher log file at INFO, as the service logs (default: a temporary file)")
+    parser.add_argument("--what-if", action="append", default=[], choices=["no-renice", "first-tick-now"],
+                        help="profiling only: patch the dispatcher in this process (see apply_what_if)")
     args = parser.parse_args(argv)
+    apply_what_if(args.what_if)
 
     conf_dir = args.cluster_dir or Path(tempfile.mkdtemp(prefix="bench-submit-slurm-"))
     started_cluster = not cluster_running(args.cluster_dir)
@@ -547,7 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_rounds(args, cluster)
     finally:
         if started_cluster and not args.keep_cluster:
-            subprocess.run([str(STOP_CLUSTER), str(conf_dir)], capture_output=True, timeout=300)
+            subprocess.run([str(STOP_CLUSTER), str(conf_dir)], capture_output=True, timeout=300, check=False)
             if args.cluster_dir is None:
                 shutil.rmtree(conf_dir, ignore_errors=True)
 
@@ -562,6 +599,7 @@ def run_rounds(args: argparse.Namespace, cluster: Cluster) -> int:
         print(f"{args.containers} containers, PollInterval {args.poll_interval:g} s, emulator "
               f"{'in this process' if args.emulator_in_process else 'in a child process'}, "
               f"cluster {cluster.conf_dir}, "
+              f"{'WHAT-IF ' + '+'.join(args.what_if) + ' (not the product), ' if args.what_if else ''}"
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
         for i in range(1, args.repeat + 1):
             work = Path(tmp) / f"run{i}"
