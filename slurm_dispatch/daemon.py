@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.dispatch.dispatcher import Dispatcher
 from slurm_dispatch.errors import DispatchError
-from slurm_dispatch.runner import SlurmRunner
+from slurm_dispatch.runner import SlurmRunner, orphan_names
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.backend import SlurmBackend
 from slurm_dispatch.slurm.cli_backend import SlurmCLI
@@ -125,9 +126,17 @@ class DispatchLoop:
             freeze_gc=True,
         )
         self.adopted: list[str] | None = None
-        """The orphans adopted at startup (None until the first squeue poll)."""
+        """This cluster's jobs found in squeue at startup, now tracked (None until adoption has run)."""
+        self._first_good_tick = asyncio.Event()
+        self.last_good_tick: float | None = None
+        """The monotonic time of the latest tick whose queries all worked (None before the first)."""
+        self.failed: BaseException | None = None
+        """Set when a background task (the squeue poller) died: the loop then shuts down."""
 
     def _after_tick(self, ok: bool) -> None:
+        if ok:
+            self.last_good_tick = time.monotonic()
+            self._first_good_tick.set()
         if self._metrics is not None:
             self._metrics.set_containers(Counter(self.runner.states.values()))
         if ok and self._on_first_tick is not None:
@@ -143,6 +152,7 @@ class DispatchLoop:
         """
         await self.dispatcher.prepare()
         squeue_task = asyncio.create_task(self.squeue.run(), name="squeue poller")
+        squeue_task.add_done_callback(self._background_task_ended)
         adopt_task = asyncio.create_task(self._adopt_orphans(), name="orphan adoption")
         tasks = [adopt_task, squeue_task]
         if self._feature_cli is not None:
@@ -159,10 +169,28 @@ class DispatchLoop:
         """Stop polling; ``run()`` returns soon after. Does not block; call on the loop."""
         self.dispatcher.shutdown()
 
+    def _background_task_ended(self, task: asyncio.Task[Any]) -> None:
+        """The squeue poller must run for as long as the loop does: if it ends, stop dispatching and say why."""
+        if task.cancelled():
+            return
+        exc = task.exception() or RuntimeError(f"{task.get_name()} returned")
+        self.failed = exc
+        logger.error("%s stopped unexpectedly (%r): shutting down, leaving every job running", task.get_name(), exc)
+        self.shutdown()
+
     async def _adopt_orphans(self) -> None:
-        """After the first successful squeue, track the jobs a previous process left (§6.6)."""
+        """Track the jobs a previous process left (§6.6), once squeue and the first tick have been seen.
+
+        Waiting for the first good tick means the containers locked by us (query A) are already tracked,
+        so only true orphans (jobs of Queued, finished or unknown containers) cost a GET each.
+        """
         snapshot = await self.squeue.next_snapshot()
-        self.adopted = await self.runner.adopt_orphans(self.dispatcher, list(snapshot.jobs))
+        await self._first_good_tick.wait()
+        names = orphan_names(list(snapshot.jobs), self.settings.cluster_id)
+        tracked = self.dispatcher.tracked()
+        already = [n for n in names if n in tracked]
+        found = await self.runner.adopt_orphans(self.dispatcher, [n for n in names if n not in tracked])
+        self.adopted = sorted(already + found)
         if self.adopted:
             logger.info("adopted %d Slurm jobs left from a previous run", len(self.adopted))
 
@@ -180,17 +208,21 @@ class _NotifyingDispatcher(Dispatcher):
         return report
 
 
-async def run_until_signalled(loop_: DispatchLoop, stop: Awaitable[Any]) -> None:
-    """Run ``loop_`` until ``stop`` completes, then shut it down; blocks."""
-    stopper = asyncio.ensure_future(stop)
-    stopper.add_done_callback(lambda _: loop_.shutdown())
-    try:
-        await loop_.run()
-    finally:
-        stopper.cancel()
-
-
 # -- the service: process concerns around the loop ------------------------------------------------------------
+
+def stale_reason(last_good_tick: float | None, now: float, poll_interval: float) -> str | None:
+    """Return why the dispatcher is unhealthy if no poll has worked for a while, else None. Pure.
+
+    "A while" is three PollIntervals, and at least a minute, so that one slow or failed poll is not an alarm.
+    """
+    limit = max(3 * poll_interval, 60.0)
+    if last_good_tick is None:
+        return None  # still starting: READY=1 has not been sent either
+    age = now - last_good_tick
+    if age > limit:
+        return f"no successful poll of the Arvados API for {age:.0f} s (limit {limit:.0f} s)"
+    return None
+
 
 LOCK_RETRY_S = 5.0
 """Seconds between attempts at a lock another process holds (Go's dblock retries every 5 s too)."""
@@ -260,9 +292,8 @@ async def serve(
     Slurm job running for the next process to adopt.
     """
     import signal
-    import time
 
-    from slurm_dispatch.errors import ArvadosAuthError, DispatchError
+    from slurm_dispatch.errors import ArvadosAuthError
     from slurm_dispatch.service.http import HealthServer
     from slurm_dispatch.service.locks import AdvisoryLock, FileLock, LockHeld, default_lock_path
     from slurm_dispatch.service.metrics import Metrics
@@ -275,11 +306,19 @@ async def serve(
     notifier = Notifier(environ)
     metrics = Metrics()
     health_error: list[str] = []
+    dispatch: DispatchLoop | None = None
     file_lock = FileLock(lock_path or default_lock_path(environ))
     pg_lock = AdvisoryLock(settings.postgresql_connection) if settings.postgresql_connection else None
-    health = HealthServer.from_settings(
-        settings, health=lambda: health_error[-1] if health_error else None, registry=metrics.registry
-    )
+
+    def health_check() -> str | None:
+        """Runs in the health server's thread: reads state only."""
+        if health_error:
+            return health_error[-1]
+        if dispatch is None:
+            return "waiting for the dispatch lock" if pg_lock is not None else "starting"
+        return stale_reason(dispatch.last_good_tick, time.monotonic(), settings.poll_interval)
+
+    health = HealthServer.from_settings(settings, health=health_check, registry=metrics.registry)
     tasks: list[asyncio.Task[Any]] = []
     try:
         waiting_logged = False
@@ -324,9 +363,11 @@ async def serve(
             dispatch.shutdown()
 
         async def watchdog(interval: float) -> None:
+            # Ping only while polls keep working: a loop that is alive but stuck should be restarted.
             while True:
                 await asyncio.sleep(interval / 2)
-                notifier.watchdog()
+                if dispatch is None or stale_reason(dispatch.last_good_tick, time.monotonic(), interval) is None:
+                    notifier.watchdog()
 
         async def watch_pg() -> None:
             nonlocal exit_code
@@ -351,6 +392,8 @@ async def serve(
             return 1
         except DispatchError as exc:
             logger.error("dispatching stopped: %s", exc)
+            return 1
+        if dispatch.failed is not None:
             return 1
         return exit_code
     finally:

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from slurm_dispatch.errors import (
-    ArvadosAPIError,
+    ArvadosConflict,
     DispatchError,
     SlurmCommandError,
     SlurmUnavailable,
@@ -59,6 +59,12 @@ T = TypeVar("T")
 SLURM_WORKERS = 4
 """Threads for blocking Slurm commands. SlurmCLI itself caps sbatch/scancel/scontrol at 3 at once."""
 
+ADOPT_CONCURRENCY = 8
+"""GETs in flight while adopting orphans at startup (the dispatcher's executor bounds them too)."""
+
+JOB_GONE_ATTEMPTS = 6
+"""Tries at settling a container whose job has gone (1 s, doubling), before the tracker's fallback takes over."""
+
 PERMANENT_SBATCH_ERRORS = (
     "Invalid feature specification",
     "Invalid partition name specified",
@@ -78,6 +84,10 @@ class Squeue(Protocol):
         """Return whether a job named ``uuid`` is in the next successful squeue snapshot."""
         ...
 
+    async def wait_gone(self, uuid: str) -> None:
+        """Return once a successful squeue poll (started after the call) no longer shows job ``uuid``."""
+        ...
+
     async def set_priority(self, uuid: str, want: int) -> None:
         """Record the wanted Slurm priority of job ``uuid`` (may wait one poll); the renice pass applies it."""
         ...
@@ -85,6 +95,9 @@ class Squeue(Protocol):
 
 class Dispatch(Protocol):
     """What the runner needs of the dispatch core (``slurm_dispatch.dispatch.Dispatcher``)."""
+
+    @property
+    def token_uuid(self) -> str: ...
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
 
@@ -226,42 +239,68 @@ class SlurmRunner:
     async def _run(self, dispatcher: Dispatch, container: Container, updates: Any) -> None:
         uuid = container.uuid
         if container.state is ContainerState.LOCKED and not await self._squeue.has_uuid(uuid):
-            await self.submit(container)
+            await self._submit_once(container)
 
         gone = asyncio.Event()
         monitor = asyncio.create_task(self._watch(uuid, gone), name=f"squeue monitor {uuid}")
         closed = False
+        cancelling = False
         try:
             while not gone.is_set():
-                if closed:
-                    await self.cancel(uuid)
-                    continue
+                if closed or cancelling:
+                    # Go scancels once per update; a failed or slow scancel would then never be retried,
+                    # since an unchanged record wakes nobody. Keep at it, once per poll, until the job has
+                    # gone or (when it was for priority 0) a new update wants the job again.
+                    if await self.cancel(uuid) is False:
+                        await gone.wait()  # the poll that showed it gone wakes the monitor too
+                        break
+                    if closed or not (updates.pending or updates.closed):
+                        continue
                 update = await _first(updates.next(), gone.wait())
-                if gone.is_set() and update is _GONE:
+                if isinstance(update, _Gone):
                     break
                 if update is None:
                     closed = True
-                elif isinstance(update, Container):
+                else:
                     self.states[uuid] = update.state
-                    if update.priority == 0:
-                        await self.cancel(uuid)
-                    else:
+                    cancelling = update.priority == 0
+                    if not cancelling:
                         await self._squeue.set_priority(uuid, slurm_priority(update))
         finally:
             monitor.cancel()
-        await self._job_gone(dispatcher, uuid)
+        await self._job_gone(dispatcher, uuid, updates)
+
+    async def _submit_once(self, container: Container) -> None:
+        """Submit; after an sbatch that timed out, find out from squeue whether it went through.
+
+        Raises:
+            as ``submit``, and SlurmUnavailable when the job did not appear in the next two polls.
+        """
+        try:
+            await self.submit(container)
+        except SlurmUnavailable:
+            # slurmctld may have created the job after sbatch gave up: raising now would unlock a
+            # container whose job exists (and a second submission would follow). Ask squeue first.
+            for _ in range(2):
+                if await self._squeue.has_uuid(container.uuid):
+                    logger.info("sbatch for container %s timed out, but its job is in squeue: following it",
+                                container.uuid)
+                    return
+            raise
 
     async def _watch(self, uuid: str, gone: asyncio.Event) -> None:
-        while await self._squeue.has_uuid(uuid):
-            pass
+        await self._squeue.wait_gone(uuid)
         gone.set()
 
-    async def cancel(self, uuid: str) -> None:
+    async def cancel(self, uuid: str) -> bool | None:
         """scancel the job of ``uuid`` (three passes), then wait for the next squeue poll.
 
         Port of crunch-dispatch-slurm.go ``scancel``: on error, log and pause ``cancel_retry_s``;
         if the job is still there after the next poll, log it (the caller tries again).
         Blocks (asynchronously) on scancel and one squeue poll.
+
+        Returns:
+            Whether the job is still in squeue afterwards; None when scancel itself failed.
         """
         try:
             await self._slurm(self._backend.cancel, uuid)
@@ -269,49 +308,73 @@ class SlurmRunner:
         except SlurmCommandError as exc:
             logger.warning("scancel of container %s failed: %s", uuid, exc)
             await asyncio.sleep(self._cancel_retry_s)
-            return
-        if await self._squeue.has_uuid(uuid):
+            return None
+        present = await self._squeue.has_uuid(uuid)
+        if present:
             logger.info("container %s is still in squeue after scancel", uuid)
+        return present
 
-    async def _job_gone(self, dispatcher: Dispatch, uuid: str) -> None:
-        """The job left squeue: make the container's state say so (§6.4 step 3, gotcha 35)."""
-        try:
-            current = await dispatcher.call(self._client.get, uuid)
-        except ArvadosAPIError as exc:
-            logger.warning(
-                "Slurm job of container %s has gone, but re-reading the container failed: %s; "
-                "leaving its state to the next poll",
-                uuid,
-                exc,
-            )
-            return
-        try:
-            if current.state is ContainerState.LOCKED:
-                logger.info("Slurm job of container %s has gone while Locked: unlocking it", uuid)
-                await dispatcher.unlock(uuid)
-            elif current.state is ContainerState.RUNNING:
-                logger.info("Slurm job of container %s has gone while Running: cancelling it", uuid)
-                await dispatcher.update_state(uuid, ContainerState.CANCELLED)
-        except DispatchError:
-            pass  # logged by the dispatcher; the tracker's fallback retries on later updates
+    async def _job_gone(self, dispatcher: Dispatch, uuid: str, updates: Any) -> None:
+        """The job left squeue: make the container's state say so (§6.4 step 3, gotcha 35).
+
+        Re-reads the container; still Locked by us → unlock, still Running by us → Cancelled; anything
+        else (finished, re-queued, or now another dispatcher's) → nothing. A failed call is retried with
+        backoff while the container may still be ours: giving up would leave a Running container whose
+        crunch-run is gone Running for ever. Blocks (asynchronously) on the API.
+        """
+        delay = self._cancel_retry_s
+        for attempt in range(1, JOB_GONE_ATTEMPTS + 1):
+            try:
+                current = await dispatcher.call(self._client.get, uuid)
+                if current.locked_by_uuid and current.locked_by_uuid != dispatcher.token_uuid:
+                    logger.info("Slurm job of container %s has gone; the container is now locked by %s: "
+                                "leaving it alone", uuid, current.locked_by_uuid)
+                    return
+                if current.state is ContainerState.LOCKED:
+                    logger.info("Slurm job of container %s has gone while Locked: unlocking it", uuid)
+                    await dispatcher.unlock(uuid)
+                elif current.state is ContainerState.RUNNING:
+                    logger.info("Slurm job of container %s has gone while Running: cancelling it", uuid)
+                    await dispatcher.update_state(uuid, ContainerState.CANCELLED)
+                return
+            except ArvadosConflict as exc:
+                # 422: the state moved under us (crunch-run finished it meanwhile): read it again
+                logger.info("container %s changed while we settled its gone job: %s", uuid, exc)
+            except DispatchError as exc:
+                if attempt == JOB_GONE_ATTEMPTS:
+                    logger.warning("Slurm job of container %s has gone, and settling the container failed "
+                                   "%d times: %s; the tracker's fallback takes over", uuid, attempt, exc)
+                    return
+                logger.info("settling container %s after its job has gone failed (%s); retrying in %.0f s",
+                            uuid, exc, delay)
+            if updates.closed:
+                return  # the container has left us (finished, re-queued, or another's): nothing to settle
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     # -- adoption -------------------------------------------------------------------------------
 
     async def adopt_orphans(self, dispatcher: Dispatch, job_names: list[str]) -> list[str]:
-        """Track every job in ``job_names`` that belongs to this cluster; return those adopted.
+        """Track every job in ``job_names`` that belongs to this cluster; return those now tracked.
 
         Port of crunch-dispatch-slurm.go ``checkSqueueForOrphans``. A job of a finished or re-queued
         container gets a tracker that is closed at once, so its RunContainer scancels it. Jobs of
-        other users and clusters are left alone. Blocks (asynchronously) on one GET per orphan.
+        other users and clusters are left alone. Blocks (asynchronously) on one GET per orphan,
+        ``ADOPT_CONCURRENCY`` at a time (Go makes them one by one).
         """
-        adopted = []
-        for uuid in orphan_names(job_names, self._settings.cluster_id):
-            try:
-                await dispatcher.track_container(uuid)
-                adopted.append(uuid)
-            except DispatchError as exc:
-                logger.warning("cannot adopt Slurm job %s: %s", uuid, exc)
-        return adopted
+        gate = asyncio.Semaphore(ADOPT_CONCURRENCY)
+
+        async def adopt(uuid: str) -> str | None:
+            async with gate:
+                try:
+                    await dispatcher.track_container(uuid)
+                    return uuid
+                except DispatchError as exc:
+                    logger.warning("cannot adopt Slurm job %s: %s", uuid, exc)
+                    return None
+
+        names = orphan_names(job_names, self._settings.cluster_id)
+        return [u for u in await asyncio.gather(*(adopt(n) for n in names)) if u is not None]
 
 
 class _Gone:
@@ -329,7 +392,8 @@ async def _first(next_update: Awaitable[Container | None], gone: Awaitable[Any])
         done, _ = await asyncio.wait({update_task, gone_task}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         gone_task.cancel()
+        if not update_task.done():
+            update_task.cancel()  # the channel keeps an unread record when its wait is cancelled
     if update_task in done:
         return update_task.result()
-    update_task.cancel()
     return _GONE

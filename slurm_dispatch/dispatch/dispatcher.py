@@ -40,7 +40,9 @@ Deliberate differences from Go, each for a promise Go does not keep:
 
 Fallback (§6.3): when a RunContainer returns, the tracker keeps reading updates until it is
 closed; from the second update on, each one still showing Locked/Running makes it set the
-container to the fallback state (Queued, or Cancelled for ``UnsatisfiableContainer``).
+container to the fallback state (Queued, or Cancelled for ``UnsatisfiableContainer``). One
+difference from Go: a container still Running is set to Cancelled, since Running→Queued is
+refused (Go repeats that refused PUT on every tick for as long as the container lives).
 If the RunContainer raised, the error is first logged and written as a ``dispatch`` log
 record on the container.
 """
@@ -588,17 +590,20 @@ class Dispatcher:
             # The first update may predate the RunContainer's return: skip it (as Go does).
             if count < 2 or update.state not in _STATES_OURS:
                 continue
+            # Running cannot go back to Queued (422, on every tick for ever, in Go): with its RunContainer
+            # finished nothing runs it any more, so it is Cancelled.
+            target = ContainerState.CANCELLED if update.state is ContainerState.RUNNING else fallback
             logger.info(
                 "container %s state is still %s, changing to %s",
                 tracker.uuid,
                 update.state.value,
-                fallback.value,
+                target.value,
             )
             try:
-                await self.call(self._client.update_state, tracker.uuid, fallback)
+                await self.call(self._client.update_state, tracker.uuid, target)
             except DispatchError as exc:
                 level = logging.DEBUG if str(exc) == last_error else logging.WARNING
                 last_error = str(exc)
                 logger.log(
-                    level, "error updating container %s to state %s: %s", tracker.uuid, fallback.value, exc
+                    level, "error updating container %s to state %s: %s", tracker.uuid, target.value, exc
                 )

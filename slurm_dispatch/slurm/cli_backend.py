@@ -341,6 +341,10 @@ class SlurmCLI:
                 input=stdin if stdin is not None else "",
                 capture_output=True,
                 text=True,
+                # Any user may name a job anything, and squeue --all shows every job: undecodable bytes must
+                # not kill the poller, so they are replaced rather than raised.
+                encoding="utf-8",
+                errors="replace",
                 env=env,
                 timeout=self._timeout_s,
                 check=False,

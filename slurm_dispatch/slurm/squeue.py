@@ -205,6 +205,8 @@ class SqueueChecker:
         self._last_error: str | None = None
         self._last_bad_lines: frozenset[str] = frozenset()
         self._low_warned: dict[str, tuple[str, str]] = {}
+        self._gone_waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
+        self._renice_task: asyncio.Task[None] | None = None
 
     # -- observing -------------------------------------------------------------
 
@@ -236,6 +238,38 @@ class SqueueChecker:
         """
         return uuid in (await self.next_snapshot()).jobs
 
+    async def wait_gone(self, uuid: str) -> None:
+        """Return once a successful poll that started after this call no longer shows job ``uuid``.
+
+        Blocks until then. Unlike a loop over ``has_uuid``, a waiting job costs no task wake-up per poll:
+        after each successful poll only the waiters whose job is absent are woken.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (self._polls_started + 1, future)
+        self._gone_waiters.setdefault(uuid, []).append(entry)
+        try:
+            await future
+        finally:
+            waiters = self._gone_waiters.get(uuid)
+            if waiters is not None and entry in waiters:
+                waiters.remove(entry)
+                if not waiters:
+                    del self._gone_waiters[uuid]
+
+    def _wake_gone(self, jobs: Mapping[str, SlurmJob], seq: int) -> None:
+        for uuid in [u for u in self._gone_waiters if u not in jobs]:
+            keep = []
+            for wanted, future in self._gone_waiters[uuid]:
+                if wanted <= seq:
+                    if not future.done():
+                        future.set_result(None)
+                else:
+                    keep.append((wanted, future))
+            if keep:
+                self._gone_waiters[uuid] = keep
+            else:
+                del self._gone_waiters[uuid]
+
     async def set_priority(self, uuid: str, want: int) -> None:
         """Record the wanted order of job ``uuid``; the renice pass after each poll uses it.
 
@@ -259,15 +293,25 @@ class SqueueChecker:
         ticks, like Go's ticker, rather than polling back to back.
         """
         next_at = self._clock() + (0.0 if self._first_poll_immediately else self._interval)
-        while True:
-            delay = next_at - self._clock()
-            if delay > 0:
-                await self._sleep(delay)
-            await self.poll()
-            next_at += self._interval
-            now = self._clock()
-            while next_at <= now:
+        try:
+            while True:
+                delay = next_at - self._clock()
+                if delay > 0:
+                    await self._sleep(delay)
+                await self.poll()
                 next_at += self._interval
+                now = self._clock()
+                while next_at <= now:
+                    next_at += self._interval
+        finally:
+            if self._renice_task is not None:
+                self._renice_task.cancel()
+
+    async def renice_done(self) -> None:
+        """Wait until the renice pass started by the latest poll (if any) has finished. For tests and tools."""
+        task = self._renice_task
+        if task is not None:
+            await asyncio.shield(task)
 
     async def poll(self) -> bool:
         """Run squeue once; on success publish the snapshot, wake waiters and renice.
@@ -283,10 +327,14 @@ class SqueueChecker:
             loop = asyncio.get_running_loop()
             try:
                 text = await loop.run_in_executor(self._executor, self._backend.queue)
+                jobs, errors = parse_squeue(text)
             except SlurmCommandError as exc:
-                self._note_failure(exc)
+                self._note_failure(str(exc))
                 return False
-            jobs, errors = parse_squeue(text)
+            except Exception as exc:  # a poller that died would leave every container waiting for ever
+                log.exception("squeue poll failed unexpectedly; treating it as no information")
+                self._note_failure(f"{type(exc).__name__}: {exc}")
+                return False
             self._note_success(errors)
             self._wants = {name: want for name, want in self._wants.items() if name in jobs}
             self._snapshot = SqueueSnapshot(
@@ -298,11 +346,15 @@ class SqueueChecker:
             self._warn_low_priority(jobs)
             event, self._updated = self._updated, asyncio.Event()
             event.set()
-            await self._renice_all(jobs)
-            return True
+            self._wake_gone(jobs, seq)
+        # The renice pass runs outside the poll lock and beside the next polls: a long pass (many scontrol
+        # calls) must not delay the squeue that submissions and cancellations wait for. A pass still running
+        # when the next snapshot comes is not doubled; the next poll after it ends starts a fresh one.
+        if self._renice_task is None or self._renice_task.done():
+            self._renice_task = asyncio.create_task(self._renice_all(jobs), name="renice pass")
+        return True
 
-    def _note_failure(self, exc: SlurmCommandError) -> None:
-        message = str(exc)
+    def _note_failure(self, message: str) -> None:
         if message != self._last_error:
             log.warning(
                 "squeue failed; keeping the previous snapshot (generation %d), no information: %s",
@@ -347,10 +399,13 @@ class SqueueChecker:
         ``renice_order`` (want descending, then name descending, gotcha 14), given
         to ``want_nice``; only the jobs whose nice differs are returned.
         """
+        # A held job has Slurm priority 0; with Slurm 22.05 `scontrol update ... Nice=` gives it a priority
+        # again, which releases the hold (seen on the test cluster). Leave held jobs alone: an admin's
+        # `scontrol hold` must stick.
         ordered = renice_order(
             ReniceCandidate(name=name, want=want, nice=jobs[name].nice, slurm_priority=jobs[name].slurm_priority)
             for name, want in self._wants.items()
-            if name in jobs
+            if name in jobs and jobs[name].slurm_priority > 0
         )
         if not ordered:
             return []

@@ -314,8 +314,9 @@ def test_unsatisfiable_container_is_cancelled_with_the_instance_type_list() -> N
 
 def test_fallback_failure_is_logged_once_not_every_tick(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario(d: Dispatcher, fake: FakeArvados, rec: Recorder) -> None:
-        uuid = fake.add("Running", locked_by=ME)
-        rec.finish.add(uuid)  # returns while the container is still Running: PUT Queued gets 422
+        uuid = fake.add("Locked", locked_by=ME)
+        rec.finish.add(uuid)  # returns while the container is still Locked: the fallback PUTs Queued
+        fake.fail("update_state", *(ArvadosUnavailable(503, "PUT", "/x", "down") for _ in range(4)))
         await d.tick()
         await until(lambda: uuid in rec.returned)
         with caplog.at_level(logging.WARNING, logger="slurm_dispatch.dispatch"):
@@ -327,6 +328,24 @@ def test_fallback_failure_is_logged_once_not_every_tick(caplog: pytest.LogCaptur
 
                 await until(puts_done)
         assert caplog.text.count(f"error updating container {uuid} to state Queued") == 1
+
+    run(scenario)
+
+
+def test_fallback_cancels_a_container_still_running() -> None:
+    """Go PUTs Queued on a Running container (422 on every tick for ever); we cancel it."""
+
+    async def scenario(d: Dispatcher, fake: FakeArvados, rec: Recorder) -> None:
+        uuid = fake.add("Running", locked_by=ME)
+        rec.finish.add(uuid)
+        await d.tick()
+        await until(lambda: uuid in rec.returned)
+        for _ in range(3):
+            await d.tick()
+            if fake.state(uuid) == "Cancelled":
+                break
+        assert fake.state(uuid) == "Cancelled"
+        assert [args for m, args in fake.calls if m == "update_state"] == [(uuid, "Cancelled")]
 
     run(scenario)
 

@@ -22,6 +22,14 @@ T = TypeVar("T")
 A, B, C, D = (f"zzzzz-dz642-{c * 15}" for c in "abcd")
 
 
+
+async def polled(sq: SqueueChecker) -> bool:
+    """One poll, then its renice pass (which runs beside the next polls in the service) to its end."""
+    ok = await sq.poll()
+    await sq.renice_done()
+    return ok
+
+
 def rank_nice(jobs: Sequence[Any], spread: int) -> list[int]:
     """A stand-in for want_nice: nice = 10 × rank. Same as the real one on short, just-submitted queues."""
     return [10 * i for i in range(len(jobs))]
@@ -61,7 +69,7 @@ def test_snapshot_before_and_after_first_poll(fake_slurm: FakeSlurm) -> None:
     async def go() -> None:
         assert sq.snapshot().generation == 0
         assert sq.snapshot().jobs == {}
-        assert await sq.poll() is True
+        assert await polled(sq) is True
         snap = sq.snapshot()
         assert snap.generation == 1
         assert snap.jobs[A].nice == 10000
@@ -77,7 +85,7 @@ def test_failed_squeue_keeps_snapshot_and_wakes_nobody(
     sq = checker(fake_slurm)
 
     async def go() -> None:
-        await sq.poll()
+        await polled(sq)
         before = sq.snapshot()
         waiter = asyncio.create_task(sq.has_uuid(B))
         await settle()
@@ -85,8 +93,8 @@ def test_failed_squeue_keeps_snapshot_and_wakes_nobody(
         fake_slurm.finish(A)
         submit(fake_slurm, B)
         with caplog.at_level(logging.WARNING, logger="slurm_dispatch.slurm.squeue"):
-            assert await sq.poll() is False
-            assert await sq.poll() is False
+            assert await polled(sq) is False
+            assert await polled(sq) is False
         await settle()
         assert not waiter.done()
         assert sq.snapshot() is before  # A is still "there": no information is not absence
@@ -94,7 +102,7 @@ def test_failed_squeue_keeps_snapshot_and_wakes_nobody(
         failures = [r for r in caplog.records if "squeue failed" in r.getMessage()]
         assert len(failures) == 1, "a repeating failure is logged once, when it starts"
         fake_slurm.queue_unavailable = False
-        assert await sq.poll() is True
+        assert await polled(sq) is True
         assert await waiter is True  # answered from the successful poll, which sees B
         assert sq.snapshot().generation == before.generation + 1
         assert A not in sq.snapshot().jobs
@@ -107,13 +115,13 @@ def test_has_uuid_waits_for_the_next_successful_poll(fake_slurm: FakeSlurm) -> N
     sq = checker(fake_slurm)
 
     async def go() -> None:
-        await sq.poll()
+        await polled(sq)
         assert A in sq.snapshot().jobs
         waiter = asyncio.create_task(sq.has_uuid(A))
         await settle()
         assert not waiter.done()
         fake_slurm.finish(A)
-        await sq.poll()
+        await polled(sq)
         assert await waiter is False
 
     run(go)
@@ -125,7 +133,7 @@ def test_has_uuid_ignores_a_squeue_that_started_before_the_call(fake_slurm: Fake
     gate = fake_slurm.gate("queue")
 
     async def go() -> None:
-        in_flight = asyncio.create_task(sq.poll())
+        in_flight = asyncio.create_task(polled(sq))
         await until(lambda: fake_slurm.waiting.get("queue") == 1, "squeue to be in flight")
         submit(fake_slurm, A)
         waiter = asyncio.create_task(sq.has_uuid(A))
@@ -135,7 +143,7 @@ def test_has_uuid_ignores_a_squeue_that_started_before_the_call(fake_slurm: Fake
         await settle()
         assert A not in sq.snapshot().jobs
         assert not waiter.done()
-        await sq.poll()
+        await polled(sq)
         assert await waiter is True
 
     run(go)
@@ -145,11 +153,11 @@ def test_next_snapshot_returns_the_fresh_one(fake_slurm: FakeSlurm) -> None:
     sq = checker(fake_slurm)
 
     async def go() -> None:
-        await sq.poll()
+        await polled(sq)
         nxt = asyncio.create_task(sq.next_snapshot())
         await settle()
         submit(fake_slurm, A)
-        await sq.poll()
+        await polled(sq)
         snap = await nxt
         assert snap.generation == 2
         assert list(snap.jobs) == [A]
@@ -162,7 +170,7 @@ def test_set_priority_on_a_known_job_does_not_wait(fake_slurm: FakeSlurm) -> Non
     sq = checker(fake_slurm)
 
     async def go() -> None:
-        await sq.poll()
+        await polled(sq)
         await asyncio.wait_for(sq.set_priority(A, 5), timeout=5)
         assert sq.want(A) == 5
         assert fake_slurm.count("queue") == 1
@@ -174,16 +182,16 @@ def test_set_priority_waits_one_poll_for_a_just_submitted_job(fake_slurm: FakeSl
     sq = checker(fake_slurm)
 
     async def go() -> None:
-        await sq.poll()
+        await polled(sq)
         submit(fake_slurm, A)
         setter = asyncio.create_task(sq.set_priority(A, 5))
         await settle()
         assert not setter.done()
         assert sq.want(A) == 0
-        await sq.poll()
+        await polled(sq)
         await setter
         assert sq.want(A) == 5
-        await sq.poll()  # the renice pass of the next poll uses it
+        await polled(sq)  # the renice pass of the next poll uses it
         assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(A, 0)]
 
     run(go)
@@ -193,13 +201,13 @@ def test_set_priority_gives_up_silently_when_the_job_stays_missing(fake_slurm: F
     sq = checker(fake_slurm)
 
     async def go() -> None:
-        await sq.poll()
+        await polled(sq)
         setter = asyncio.create_task(sq.set_priority(A, 5))
         await settle()
-        await sq.poll()
+        await polled(sq)
         await setter
         submit(fake_slurm, A)  # arrives too late for that call
-        await sq.poll()
+        await polled(sq)
         assert sq.want(A) == 0
         assert fake_slurm.calls_of("renice") == []
 
@@ -212,17 +220,17 @@ def test_renice_only_where_nice_changes(fake_slurm: FakeSlurm) -> None:
     sq = checker(fake_slurm)
 
     async def go() -> None:
-        await sq.poll()
+        await polled(sq)
         for name, want in ((A, 30), (B, 20), (C, 10)):
             await sq.set_priority(name, want)
-        await sq.poll()
+        await polled(sq)
         assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(A, 0), (B, 10), (C, 20)]
-        await sq.poll()
+        await polled(sq)
         assert len(fake_slurm.calls_of("renice")) == 3, "nothing changes once applied"
         submit(fake_slurm, D)
-        await sq.poll()
+        await polled(sq)
         await sq.set_priority(D, 40)
-        await sq.poll()
+        await polled(sq)
         assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")[3:]] == [
             (D, 0),
             (A, 10),
@@ -239,10 +247,10 @@ def test_renice_ties_break_by_uuid_descending(fake_slurm: FakeSlurm) -> None:
     sq = checker(fake_slurm)
 
     async def go() -> None:
-        await sq.poll()
+        await polled(sq)
         for name in (A, B, C):
             await sq.set_priority(name, 7)
-        await sq.poll()
+        await polled(sq)
         assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(C, 0), (B, 10), (A, 20)]
 
     run(go)
@@ -256,11 +264,11 @@ def test_renice_skips_want_zero_and_unknown_jobs_and_includes_running(fake_slurm
     sq = checker(fake_slurm)
 
     async def go() -> None:
-        await sq.poll()
+        await polled(sq)
         await sq.set_priority(A, 9)
         await sq.set_priority(B, 0)
         await sq.set_priority(C, 3)
-        await sq.poll()
+        await polled(sq)
         assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(A, 0), (C, 10)]
 
     run(go)
@@ -274,14 +282,14 @@ def test_renice_uses_the_real_want_nice_by_default(fake_slurm: FakeSlurm) -> Non
     sq = SqueueChecker(backend=fake_slurm, poll_interval_s=10)
 
     async def go() -> None:
-        await sq.poll()
+        await polled(sq)
         for name, want in ((A, 3), (B, 2), (C, 1)):
             await sq.set_priority(name, want)
-        await sq.poll()
+        await polled(sq)
         assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(A, 0), (B, 9), (C, 18)]
         prios = [fake_slurm.job(n).slurm_priority for n in (A, B, C)]
         assert prios[0] - prios[1] == prios[1] - prios[2] == 10
-        await sq.poll()
+        await polled(sq)
         assert len(fake_slurm.calls_of("renice")) == 3
 
     run(go)
@@ -294,14 +302,14 @@ def test_failed_renice_is_ignored_and_the_pass_goes_on(fake_slurm: FakeSlurm) ->
     sq = checker(fake_slurm)
 
     async def go() -> None:
-        await sq.poll()
+        await polled(sq)
         await sq.set_priority(A, 2)
         await sq.set_priority(B, 1)
-        assert await sq.poll() is True
+        assert await polled(sq) is True
         assert [c.name for c in fake_slurm.calls_of("renice")] == [A, B]
         assert fake_slurm.job(A).nice == 10000
         assert fake_slurm.job(B).nice == 10
-        await sq.poll()  # tried again at the next poll
+        await polled(sq)  # tried again at the next poll
         assert fake_slurm.job(A).nice == 0
 
     run(go)
@@ -312,17 +320,17 @@ def test_wants_carry_over_and_are_dropped_with_the_job(fake_slurm: FakeSlurm) ->
     sq = checker(fake_slurm)
 
     async def go() -> None:
-        await sq.poll()
+        await polled(sq)
         await sq.set_priority(A, 4)
-        await sq.poll()
-        await sq.poll()
+        await polled(sq)
+        await polled(sq)
         assert sq.want(A) == 4
         fake_slurm.queue_unavailable = True
-        await sq.poll()
+        await polled(sq)
         assert sq.want(A) == 4, "a failed poll forgets nothing"
         fake_slurm.queue_unavailable = False
         fake_slurm.finish(A)
-        await sq.poll()
+        await polled(sq)
         assert sq.want(A) == 0
 
     run(go)
@@ -339,22 +347,22 @@ def test_low_priority_warning_once_per_state_change(
         return [r.getMessage() for r in caplog.records if "low priority" in r.getMessage()]
 
     async def go() -> None:
-        await sq.poll()
+        await polled(sq)
         await sq.set_priority(A, 1)
         with caplog.at_level(logging.WARNING, logger="slurm_dispatch.slurm.squeue"):
-            await sq.poll()
-            await sq.poll()
+            await polled(sq)
+            await polled(sq)
             assert warnings() == [
                 f'job "{A}" has low priority 0, nice 10000, state "PENDING", reason "JobHeldUser"'
             ]
             fake_slurm.job(A).reason = "Priority"
-            await sq.poll()
-            await sq.poll()
+            await polled(sq)
+            await polled(sq)
             assert len(warnings()) == 2
             fake_slurm.release(A)
-            await sq.poll()
+            await polled(sq)
             fake_slurm.job(A).held = True
-            await sq.poll()
+            await polled(sq)
             assert len(warnings()) == 3, "warned again after it recovered and fell back"
 
     run(go)
@@ -369,8 +377,8 @@ def test_unparsable_lines_are_logged_once_while_they_persist(
 
     async def go() -> None:
         with caplog.at_level(logging.WARNING, logger="slurm_dispatch.slurm.squeue"):
-            await sq.poll()
-            await sq.poll()
+            await polled(sq)
+            await polled(sq)
         assert list(sq.snapshot().jobs) == [A]
         logged = [r for r in caplog.records if "ignoring unparsed line" in r.getMessage()]
         assert len(logged) == 1
@@ -431,3 +439,19 @@ def test_run_skips_ticks_missed_by_a_slow_poll(fake_slurm: FakeSlurm) -> None:
     t.run(checker(fake_slurm, first_poll_immediately=True, clock=t.clock, sleep=t.sleep))
     # The poll at 1000 ends at 1025: the ticks at 1010 and 1020 are dropped, the next is 1030.
     assert t.events == [("poll", 1000), ("sleep", 5), ("poll", 1030), ("sleep", 5)]
+
+
+def test_held_jobs_are_not_reniced(fake_slurm: FakeSlurm) -> None:
+    """With Slurm 22.05 a renice gives a held job a priority again, which releases the hold."""
+    submit(fake_slurm, A)
+    submit(fake_slurm, B, "--hold")
+    sq = checker(fake_slurm)
+
+    async def go() -> None:
+        await polled(sq)
+        await sq.set_priority(A, 100)
+        await sq.set_priority(B, 200)  # wanted first, but held by someone
+        await polled(sq)
+        assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(A, 0)]
+
+    run(go)

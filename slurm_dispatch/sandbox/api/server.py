@@ -68,6 +68,9 @@ def _is_loopback(host: str) -> bool:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Keep-alive answers are small writes: with Nagle's algorithm each one waits ~40 ms for the client's
+    # delayed ACK (1000 locks took 44 s instead of 1 s).
+    disable_nagle_algorithm = True
     server: _HTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:

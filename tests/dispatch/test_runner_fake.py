@@ -1,0 +1,214 @@
+"""The Slurm runner against FakeSlurm and a real SqueueChecker, for the cases a real cluster cannot produce on
+demand: a scancel that fails, an sbatch that times out after creating the job, API calls that fail while a gone
+job is settled, and a container taken over by another dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from plugins.fake_slurm import FakeSlurm
+
+from slurm_dispatch.dispatch.tracker import UpdateChannel
+from slurm_dispatch.errors import ArvadosUnavailable, SlurmUnavailable
+from slurm_dispatch.model import Container, ContainerState
+from slurm_dispatch.runner import SlurmRunner
+from slurm_dispatch.settings import Settings
+from slurm_dispatch.slurm.squeue import SqueueChecker
+
+T = TypeVar("T")
+ME = "zzzzz-gj3su-000000000000000"
+OTHER = "zzzzz-gj3su-someoneelse0000"
+UUID = "zzzzz-dz642-runnerfaketest1"
+
+
+@dataclass
+class FakeApi:
+    """Containers by uuid; ``get`` can be made to fail; every call recorded."""
+
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    get_failures: int = 0
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, uuid: str) -> Container:
+        with self._lock:
+            self.calls.append(("get", uuid))
+            if self.get_failures:
+                self.get_failures -= 1
+                raise ArvadosUnavailable(503, "GET", f"/arvados/v1/containers/{uuid}", "down")
+            return Container.from_api(self.records[uuid])
+
+
+@dataclass
+class FakeDispatch:
+    """The part of the Dispatcher a RunContainer uses."""
+
+    api: FakeApi
+    token_uuid: str = ME
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def unlock(self, uuid: str) -> None:
+        self.api.calls.append(("unlock", uuid))
+        self.api.records[uuid].update(state="Queued", locked_by_uuid="")
+
+    async def update_state(self, uuid: str, state: ContainerState) -> None:
+        self.api.calls.append(("update_state:" + state.value, uuid))
+        self.api.records[uuid]["state"] = state.value
+
+    async def track_container(self, uuid: str) -> None:
+        raise AssertionError("not used here")
+
+
+def record(state: str = "Locked", priority: int = 1, locked_by: str = ME) -> dict[str, Any]:
+    return {"uuid": UUID, "state": state, "priority": priority, "locked_by_uuid": locked_by,
+            "created_at": "2026-12-01T00:00:00.000000000Z", "runtime_constraints": {"ram": 1 << 28, "vcpus": 1}}
+
+
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+def scenario(slurm: FakeSlurm, api: FakeApi, body: Callable[[SlurmRunner, FakeDispatch, UpdateChannel, SqueueChecker],
+                                                                  Awaitable[None]]) -> None:
+    async def main() -> None:
+        squeue = SqueueChecker(backend=slurm, poll_interval_s=0.01, first_poll_immediately=True)
+        runner = SlurmRunner(settings=Settings(crunch_run_command="crunch-run"), backend=slurm, squeue=squeue,
+                             client=api, base_env={}, cancel_retry_s=0.01)
+        poller = asyncio.create_task(squeue.run())
+        try:
+            channel = UpdateChannel(Container.from_api(api.records[UUID]))
+            await body(runner, FakeDispatch(api), channel, squeue)
+        finally:
+            poller.cancel()
+            runner.close()
+
+    asyncio.run(main())
+
+
+def test_priority_zero_scancel_is_retried_until_the_job_is_gone(fake_slurm: FakeSlurm) -> None:
+    api = FakeApi({UUID: record()})
+    fake_slurm.fail("cancel", nth=1)
+    fake_slurm.fail("cancel", nth=2)
+
+    async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
+        task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
+        await until(lambda: fake_slurm.names() == [UUID], "the job to be submitted")
+        api.records[UUID]["priority"] = 0
+        updates.put(Container.from_api(api.records[UUID]))  # one update, and no other: records don't change
+        await asyncio.wait_for(task, 10)
+        assert fake_slurm.count("cancel") == 3, "two failed scancels, then one that worked"
+        assert fake_slurm.names() == []
+        assert ("unlock", UUID) in api.calls
+
+    scenario(fake_slurm, api, body)
+
+
+class SlowSlurm(FakeSlurm):
+    """sbatch times out after slurmctld has created the job (the client gave up, the server did not)."""
+
+    def submit(self, *, args: Any, script: str, env: Any) -> int | None:
+        super().submit(args=args, script=script, env=env)
+        raise SlurmUnavailable(["sbatch"], None, "no answer within 60 s (is slurmctld up?)")
+
+
+def test_sbatch_timeout_with_the_job_created_is_followed_not_failed() -> None:
+    slurm = SlowSlurm()
+    api = FakeApi({UUID: record()})
+
+    async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
+        task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
+        await until(lambda: slurm.names() == [UUID], "the job to exist")
+        await until(lambda: squeue.snapshot().jobs.get(UUID) is not None, "squeue to show it")
+        assert not task.done(), "the runner gave up on a job that exists"
+        slurm.start(UUID)
+        slurm.finish(UUID)
+        await asyncio.wait_for(task, 10)  # returned normally: no error, no second submission
+        assert slurm.count("submit") == 1
+
+    scenario(slurm, api, body)
+
+
+def test_sbatch_timeout_without_a_job_raises(fake_slurm: FakeSlurm) -> None:
+    api = FakeApi({UUID: record()})
+    fake_slurm.fail("submit", error=SlurmUnavailable(["sbatch"], None, "no answer"))
+
+    async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
+        try:
+            await asyncio.wait_for(runner.run_container(d, Container.from_api(api.records[UUID]), updates), 10)
+        except SlurmUnavailable:
+            return
+        raise AssertionError("expected SlurmUnavailable")
+
+    scenario(fake_slurm, api, body)
+
+
+def test_gone_job_of_a_running_container_is_cancelled_despite_failing_gets(fake_slurm: FakeSlurm) -> None:
+    api = FakeApi({UUID: record(state="Running")}, get_failures=3)
+    fake_slurm.submit(args=[f"--job-name={UUID}"], script="", env={})
+    fake_slurm.start(UUID)
+
+    async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
+        task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
+        await until(lambda: squeue.snapshot().jobs.get(UUID) is not None, "squeue to show the job")
+        fake_slurm.finish(UUID, "FAILED")  # crunch-run died without a word
+        await asyncio.wait_for(task, 10)
+        assert api.records[UUID]["state"] == "Cancelled"
+        assert [c for c in api.calls if c[0] == "get"] == [("get", UUID)] * 4
+
+    scenario(fake_slurm, api, body)
+
+
+def test_gone_job_of_a_container_locked_by_another_dispatcher_is_left_alone(fake_slurm: FakeSlurm) -> None:
+    api = FakeApi({UUID: record(state="Running")})
+    fake_slurm.submit(args=[f"--job-name={UUID}"], script="", env={})
+    fake_slurm.start(UUID)
+
+    async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
+        task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
+        await until(lambda: squeue.snapshot().jobs.get(UUID) is not None, "squeue to show the job")
+        api.records[UUID]["locked_by_uuid"] = OTHER  # another dispatcher took it over
+        updates.close()
+        await asyncio.wait_for(task, 10)
+        assert api.records[UUID]["state"] == "Running"
+        assert not [c for c in api.calls if c[0] != "get"]
+
+    scenario(fake_slurm, api, body)
+
+
+class BrokenQueue(FakeSlurm):
+    """squeue output the poller cannot digest (as a job name in another encoding once was)."""
+
+    broken = True
+    tries = 0
+
+    def queue(self) -> str:
+        self.tries += 1
+        if self.broken:
+            raise UnicodeDecodeError("utf-8", b"\xe9", 0, 1, "invalid continuation byte")
+        return super().queue()
+
+
+def test_an_unexpected_squeue_error_is_no_information_and_polling_goes_on() -> None:
+    slurm = BrokenQueue()
+
+    async def main() -> None:
+        squeue = SqueueChecker(backend=slurm, poll_interval_s=0.01, first_poll_immediately=True)
+        assert await squeue.poll() is False
+        poller = asyncio.create_task(squeue.run())
+        try:
+            await until(lambda: slurm.tries >= 3, "a few more polls")
+            assert not poller.done(), "the poller died"
+            slurm.broken = False
+            assert (await squeue.next_snapshot()).generation >= 1
+        finally:
+            poller.cancel()
+
+    asyncio.run(main())
