@@ -164,25 +164,10 @@ def cancel_leftovers(cluster: Cluster) -> None:
 # -- the emulator ---------------------------------------------------------------------------------------------
 
 
-def _no_nagle() -> None:
-    """Make the emulator answer without Nagle's algorithm (TCP_NODELAY), as a real API server does.
-
-    ``http.server`` writes the headers and the body of a response in two ``send()`` calls; with Nagle on, the
-    second waits for the client's delayed ACK of the first, so every keep-alive request takes ~40 ms
-    (measured: 1000 sequential locks 44 s with it, 1.0 s without). That is an emulator artefact, not a
-    dispatcher cost. ``disable_nagle_algorithm`` is the ``socketserver.StreamRequestHandler`` switch for it.
-    """
-    from slurm_dispatch.sandbox.api import server
-
-    server._Handler.disable_nagle_algorithm = True
-
-
-def _serve_emulator(conn: multiprocessing.connection.Connection, nagle: bool) -> None:
+def _serve_emulator(conn: multiprocessing.connection.Connection) -> None:
     """Child process: serve an emulator until the parent sends anything (or goes away)."""
     from slurm_dispatch.sandbox.api import EmulatorServer
 
-    if not nagle:
-        _no_nagle()
     server = EmulatorServer(root_token=ROOT_TOKEN, cluster_id=CLUSTER_ID).start()
     conn.send(server.base_url)
     try:
@@ -195,25 +180,32 @@ def _serve_emulator(conn: multiprocessing.connection.Connection, nagle: bool) ->
 class Emulator:
     """An emulator in a child process (``in_process=False``) or on a thread of this one."""
 
-    def __init__(self, *, in_process: bool, nagle: bool = False) -> None:
+    def __init__(self, *, in_process: bool) -> None:
         self._server: Any = None
         self._proc: Any = None
         self._conn: Any = None
         if in_process:
             from slurm_dispatch.sandbox.api import EmulatorServer
 
-            if not nagle:
-                _no_nagle()
             self._server = EmulatorServer(root_token=ROOT_TOKEN, cluster_id=CLUSTER_ID).start()
             self.base_url: str = self._server.base_url
         else:
             ctx = multiprocessing.get_context("spawn")
             self._conn, child = ctx.Pipe()
-            self._proc = ctx.Process(target=_serve_emulator, args=(child, nagle), name="bench-emulator", daemon=True)
+            self._proc = ctx.Process(target=_serve_emulator, args=(child,), name="bench-emulator", daemon=True)
             self._proc.start()
             if not self._conn.poll(60):
                 raise RuntimeError("the emulator process did not start")
             self.base_url = self._conn.recv()
+
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds (user + system) the emulator's process has used so far; None when in this process."""
+        if self._proc is None:
+            return None
+        import psutil
+
+        t = psutil.Process(self._proc.pid).cpu_times()
+        return float(t.user + t.system)
 
     def cpu_note(self) -> str:
         return "in this process" if self._server is not None else f"in process {self._proc.pid}"
@@ -422,7 +414,7 @@ class DispatcherThread:
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
             self._dispatch = DispatchLoop(
-                self._settings, base_env=self._env, backend=self._backend, first_squeue_immediately=True
+                self._settings, base_env=self._env, backend=self._backend
             )
             self._ready.set()
             await self._dispatch.run()
@@ -482,7 +474,7 @@ def crunch_run_stub() -> str:
 
 
 def one_round(args: argparse.Namespace, cluster: Cluster, work: Path) -> tuple[Result, Result]:
-    emulator = Emulator(in_process=args.emulator_in_process, nagle=args.emulator_nagle)
+    emulator = Emulator(in_process=args.emulator_in_process)
     try:
         uuids = create_containers(emulator.base_url, args.containers)
         settings = Settings(
@@ -504,7 +496,11 @@ def one_round(args: argparse.Namespace, cluster: Cluster, work: Path) -> tuple[R
         # The dispatcher goes first: slurmctld remembers cancelled jobs for MinJobAge, and the dispatcher's
         # renice (``scontrol update JobName=<uuid>``) would also hit the baseline's cancelled jobs of the same
         # names and fail; sbatch does not care about names.
+        emu0 = emulator.cpu_seconds()
         disp = run_dispatcher(cluster, settings, containers, emulator.base_url)
+        emu1 = emulator.cpu_seconds()
+        if emu0 is not None and emu1 is not None:
+            disp.extra["emulator_cpu_s"] = emu1 - emu0
         base = run_baseline(cluster, settings, containers, work)
         return base, disp
     finally:
@@ -516,7 +512,9 @@ def report(i: int, base: Result, disp: Result, *, verbose: bool) -> None:
     print(f"run {i}: baseline {base.seconds:.2f} s (xargs {base.submitted_s:.2f} s, CPU children "
           f"{base.cpu.children:.2f} s) | dispatcher {disp.seconds:.2f} s (last sbatch {disp.submitted_s:.2f} s, "
           f"first sbatch {disp.extra['first_sbatch_s']:.2f} s) | ratio {ratio:.2f}")
-    print(f"       dispatcher CPU: this process {disp.cpu.own:.2f} s, Slurm client children {disp.cpu.children:.2f} s")
+    emu = disp.extra.get("emulator_cpu_s")
+    print(f"       dispatcher CPU: this process {disp.cpu.own:.2f} s, Slurm client children {disp.cpu.children:.2f} s"
+          + (f", emulator (API server) {emu:.2f} s" if emu is not None else ""))
     print(f"       Slurm commands: {dict(sorted(disp.extra['slurm'].items()))}")
     if verbose:
         print(f"       sbatch done at deciles (s): {disp.extra['sbatch_deciles']}")
@@ -529,7 +527,6 @@ def apply_what_if(names: Sequence[str]) -> None:
     """Profiling only: change the dispatcher in this process to see what a fix elsewhere would gain.
 
     ``no-renice``: SqueueChecker skips its renice pass (which holds the poll lock, delaying the next squeue).
-    ``first-tick-now``: the Dispatcher ticks at once instead of after one PollInterval.
     The figures they give are not the product's; ``main`` prints that they are on.
     """
     if "no-renice" in names:
@@ -539,16 +536,6 @@ def apply_what_if(names: Sequence[str]) -> None:
             return None
 
         SqueueChecker._renice_all = no_renice  # type: ignore[method-assign]
-    if "first-tick-now" in names:
-        from slurm_dispatch.dispatch.dispatcher import Dispatcher
-
-        original = Dispatcher.run
-
-        async def run(self: Dispatcher) -> None:
-            await self.tick()
-            await original(self)
-
-        Dispatcher.run = run  # type: ignore[method-assign]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -559,8 +546,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--emulator-in-process", action="store_true",
                         help="run the emulator on a thread of this process (its CPU then competes with the dispatcher)")
-    parser.add_argument("--emulator-nagle", action="store_true",
-                        help="leave Nagle's algorithm on in the emulator (~40 ms per API request; see _no_nagle)")
     parser.add_argument("--cluster-dir", type=Path, default=None,
                         help="the test cluster to use, started if not running, e.g. .slurm-test (default: a "
                         "fresh private one in a temporary directory, stopped at the end). The shared one sees "
@@ -571,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep-cluster", action="store_true", help="leave a cluster this run started running")
     parser.add_argument("--log", type=Path, default=None,
                         help="dispatcher log file at INFO, as the service logs (default: a temporary file)")
-    parser.add_argument("--what-if", action="append", default=[], choices=["no-renice", "first-tick-now"],
+    parser.add_argument("--what-if", action="append", default=[], choices=["no-renice"],
                         help="profiling only: patch the dispatcher in this process (see apply_what_if)")
     args = parser.parse_args(argv)
     apply_what_if(args.what_if)

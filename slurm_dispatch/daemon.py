@@ -80,7 +80,7 @@ class DispatchLoop:
         client: ArvadosClient | None = None,
         backend: SlurmBackend | None = None,
         metrics: Any = None,
-        first_squeue_immediately: bool = False,
+        start_immediately: bool = True,
         on_first_tick: Callable[[], None] | None = None,
     ) -> None:
         """Build the components; does no I/O.
@@ -91,7 +91,9 @@ class DispatchLoop:
             client: an Arvados client (default: from ``settings``).
             backend: a Slurm backend (default: ``SlurmCLI`` with ``base_env``).
             metrics: optional ``slurm_dispatch.service.metrics.Metrics``.
-            first_squeue_immediately: poll squeue at once rather than after one PollInterval (Go waits).
+            start_immediately: poll squeue and the API at once rather than after one PollInterval, as Go does;
+                a restart then resumes dispatching (and adoption) at once. Submissions still wait for a
+                squeue poll that starts after their lock, so nothing is submitted twice.
             on_first_tick: called once after the first successful dispatch tick (sd_notify READY).
         """
         self.settings = settings
@@ -102,7 +104,8 @@ class DispatchLoop:
             backend=self.backend,
             poll_interval_s=settings.poll_interval,
             priority_spread=settings.spread,
-            first_poll_immediately=first_squeue_immediately,
+            first_poll_immediately=start_immediately,
+            defer_renice=lambda: self.runner.submitting > 0,
         )
         self.runner = SlurmRunner(
             settings=settings,
@@ -124,6 +127,7 @@ class DispatchLoop:
             # A service process is all dispatcher: freezing the long-lived records out of the collector's
             # full passes halves the CPU of an idle tick at 10,000 containers (docs/benchmarks.md).
             freeze_gc=True,
+            start_immediately=start_immediately,
         )
         self.adopted: list[str] | None = None
         """This cluster's jobs found in squeue at startup, now tracked (None until adoption has run)."""

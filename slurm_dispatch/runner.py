@@ -80,8 +80,8 @@ PERMANENT_SBATCH_ERRORS = (
 class Squeue(Protocol):
     """What the runner needs of the squeue poller (``slurm_dispatch.slurm.squeue.SqueueChecker``)."""
 
-    async def has_uuid(self, uuid: str) -> bool:
-        """Return whether a job named ``uuid`` is in the next successful squeue snapshot."""
+    async def has_uuid(self, uuid: str, *, soon: bool = False) -> bool:
+        """Return whether a job named ``uuid`` is in the next successful squeue snapshot (asked for early)."""
         ...
 
     async def wait_gone(self, uuid: str) -> None:
@@ -165,6 +165,8 @@ class SlurmRunner:
         self._metrics = metrics
         self._cancel_retry_s = cancel_retry_s
         self._executor = ThreadPoolExecutor(max_workers=SLURM_WORKERS, thread_name_prefix="slurm")
+        self.submitting = 0
+        """sbatch commands under way (the squeue poller defers renice passes meanwhile)."""
         self.states: dict[str, ContainerState] = {}
         """The latest state seen of every container this runner is running (for the containers gauge)."""
 
@@ -204,6 +206,7 @@ class SlurmRunner:
             SlurmCommandError: sbatch failed (``SlurmUnavailable`` when slurmctld did not answer).
         """
         args, script = self.job_for(container)
+        self.submitting += 1
         try:
             job_id = await self._slurm(self._backend.submit, args=args, script=script, env=self._env)
         except SlurmCommandError as exc:
@@ -213,6 +216,8 @@ class SlurmRunner:
                     container.uuid, f"sbatch refused the job: {exc.stderr_tail.strip()}", ()
                 ) from exc
             raise
+        finally:
+            self.submitting -= 1
         self._count("submit_ok")
         logger.info("submitted container %s as Slurm job %s", container.uuid, job_id)
         return job_id
@@ -238,7 +243,7 @@ class SlurmRunner:
 
     async def _run(self, dispatcher: Dispatch, container: Container, updates: Any) -> None:
         uuid = container.uuid
-        if container.state is ContainerState.LOCKED and not await self._squeue.has_uuid(uuid):
+        if container.state is ContainerState.LOCKED and not await self._squeue.has_uuid(uuid, soon=True):
             await self._submit_once(container)
 
         gone = asyncio.Event()

@@ -139,6 +139,7 @@ class Dispatcher:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         freeze_gc: bool = False,
+        start_immediately: bool = False,
     ) -> None:
         """Create a dispatcher; does no I/O.
 
@@ -158,12 +159,15 @@ class Dispatcher:
                 a tick's CPU at 10,000 containers, see docs/benchmarks.md). Reference
                 counting still frees everything; only garbage *cycles* among frozen objects
                 wait, at most ``GC_REFREEZE_TICKS`` ticks, for the periodic full collection.
+            start_immediately: tick as soon as ``run()`` starts; Go (and the default) waits one
+                ``poll_period`` first, which delays dispatching by that much after every restart.
         """
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, not {batch_size}")
         self._client = client
         self._run_container = run_container
         self._poll_period = poll_period
+        self._start_immediately = start_immediately
         self._batch_size = batch_size
         self._clock = clock
         self._sleep = sleep
@@ -220,7 +224,8 @@ class Dispatcher:
             raise
 
     async def run(self) -> None:
-        """Poll every ``poll_period`` until ``shutdown()``; the first tick comes after one period.
+        """Poll every ``poll_period`` until ``shutdown()``; the first tick comes after one period
+        (at once with ``start_immediately``).
 
         Blocks until shutdown. On return (or error) the tracker tasks are abandoned, not
         closed: their work keeps running for the next process to adopt.
@@ -231,7 +236,7 @@ class Dispatcher:
         """
         try:
             await self.prepare()
-            next_at = self._clock() + self._poll_period
+            next_at = self._clock() + (0.0 if self._start_immediately else self._poll_period)
             while not await self._wait_until(next_at):
                 await self.tick()
                 next_at = max(next_at + self._poll_period, self._clock())

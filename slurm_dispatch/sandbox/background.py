@@ -88,7 +88,7 @@ class BackgroundDispatcher:
         async def main() -> None:
             self.loop = asyncio.get_running_loop()
             self.dispatch = DispatchLoop(
-                self.settings, base_env=self.base_env, first_squeue_immediately=True, **self.kwargs
+                self.settings, base_env=self.base_env, **self.kwargs
             )
             self._ready.set()
             await self.dispatch.run()

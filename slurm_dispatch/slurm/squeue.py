@@ -59,6 +59,14 @@ from slurm_dispatch.slurm.priority import want_nice as default_want_nice
 
 log = logging.getLogger(__name__)
 
+SOON_POLL_GAP_S = 0.5
+"""Least time between two squeue polls when one is asked for early (a container was just locked and waits
+to learn whether its job already exists before submitting): a burst of locks costs slurmctld at most one extra
+squeue a second, and a submission no longer waits up to a whole PollInterval."""
+
+MAX_DEFERRED_RENICE_PASSES = 5
+"""Renice passes skipped in a row while submissions are under way, before one runs anyway."""
+
 LOW_PRIORITY_THRESHOLD = 20000
 """Slurm priority at or below which a waiting job gets a warning: twice Slurm 15's nice limit of 10000."""
 
@@ -176,6 +184,7 @@ class SqueueChecker:
         executor: Executor | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        defer_renice: Callable[[], bool] | None = None,
     ) -> None:
         """Build the checker. Does no I/O and does not start polling.
 
@@ -188,6 +197,9 @@ class SqueueChecker:
             executor: where blocking backend calls run; None is the loop's default executor.
             clock: monotonic seconds, injected for tests.
             sleep: the coroutine ``run()`` waits with, injected for tests.
+            defer_renice: when it returns True (submissions are under way), a poll skips its renice pass,
+                at most ``MAX_DEFERRED_RENICE_PASSES`` polls in a row; the order can wait a few seconds,
+                a burst of sbatch should not.
         """
         self._backend = backend
         self._interval = poll_interval_s
@@ -207,6 +219,9 @@ class SqueueChecker:
         self._low_warned: dict[str, tuple[str, str]] = {}
         self._gone_waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
         self._renice_task: asyncio.Task[None] | None = None
+        self._poll_soon = asyncio.Event()
+        self._defer_renice = defer_renice or (lambda: False)
+        self._deferred = 0
 
     # -- observing -------------------------------------------------------------
 
@@ -218,25 +233,28 @@ class SqueueChecker:
         """Return the want recorded for job ``name`` (0 when unknown). Does not block."""
         return self._wants.get(name, 0)
 
-    async def next_snapshot(self) -> SqueueSnapshot:
+    async def next_snapshot(self, *, soon: bool = False) -> SqueueSnapshot:
         """Return the snapshot of the next successful poll that starts after this call.
 
-        Blocks until that poll completes; failed polls do not count (no information).
+        Blocks until that poll completes; failed polls do not count (no information). With ``soon``,
+        ask ``run()`` for that poll early (see ``SOON_POLL_GAP_S``) instead of at the next interval.
         """
         wanted = self._polls_started + 1
+        if soon:
+            self._poll_soon.set()
         while True:
             event = self._updated
             await event.wait()
             if self._snapshot.poll_seq >= wanted:
                 return self._snapshot
 
-    async def has_uuid(self, uuid: str) -> bool:
+    async def has_uuid(self, uuid: str, *, soon: bool = False) -> bool:
         """Return whether job ``uuid`` is in the next successful snapshot.
 
         Port of squeue.go: HasUUID. Blocks until the next successful poll that
-        starts after this call.
+        starts after this call (asked for early with ``soon``: a container about to be submitted).
         """
-        return uuid in (await self.next_snapshot()).jobs
+        return uuid in (await self.next_snapshot(soon=soon)).jobs
 
     async def wait_gone(self, uuid: str) -> None:
         """Return once a successful poll that started after this call no longer shows job ``uuid``.
@@ -293,19 +311,36 @@ class SqueueChecker:
         ticks, like Go's ticker, rather than polling back to back.
         """
         next_at = self._clock() + (0.0 if self._first_poll_immediately else self._interval)
+        last_start: float | None = None
         try:
             while True:
                 delay = next_at - self._clock()
                 if delay > 0:
-                    await self._sleep(delay)
+                    await self._pause(delay)
+                if self._clock() < next_at and last_start is not None:
+                    # woken early: poll, but never closer than SOON_POLL_GAP_S to the previous poll
+                    gap = min(last_start + SOON_POLL_GAP_S, next_at) - self._clock()
+                    if gap > 0:
+                        await self._sleep(gap)
+                self._poll_soon.clear()
+                last_start = self._clock()
                 await self.poll()
-                next_at += self._interval
-                now = self._clock()
-                while next_at <= now:
+                next_at = max(next_at, last_start)
+                while next_at <= self._clock():
                     next_at += self._interval
         finally:
             if self._renice_task is not None:
                 self._renice_task.cancel()
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep ``delay`` seconds, or less if someone asked for a poll soon."""
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        waker = asyncio.ensure_future(self._poll_soon.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
 
     async def renice_done(self) -> None:
         """Wait until the renice pass started by the latest poll (if any) has finished. For tests and tools."""
@@ -351,7 +386,11 @@ class SqueueChecker:
         # calls) must not delay the squeue that submissions and cancellations wait for. A pass still running
         # when the next snapshot comes is not doubled; the next poll after it ends starts a fresh one.
         if self._renice_task is None or self._renice_task.done():
-            self._renice_task = asyncio.create_task(self._renice_all(jobs), name="renice pass")
+            if self._defer_renice() and self._deferred < MAX_DEFERRED_RENICE_PASSES:
+                self._deferred += 1  # submissions first: they share SlurmCLI's three command slots
+            else:
+                self._deferred = 0
+                self._renice_task = asyncio.create_task(self._renice_all(jobs), name="renice pass")
         return True
 
     def _note_failure(self, message: str) -> None:

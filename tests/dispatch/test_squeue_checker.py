@@ -455,3 +455,30 @@ def test_held_jobs_are_not_reniced(fake_slurm: FakeSlurm) -> None:
         assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(A, 0)]
 
     run(go)
+
+
+def test_a_poll_asked_for_soon_comes_before_the_interval(fake_slurm: FakeSlurm) -> None:
+    """A container about to be submitted need not wait a whole PollInterval to learn whether its job exists."""
+
+    async def sleep(seconds: float) -> None:
+        # the interval (an hour) never passes in this test; the early-poll gap (≤ 1 s) passes at once
+        await asyncio.sleep(0 if seconds <= 1.0 else 3600)
+
+    async def go() -> None:
+        sq = SqueueChecker(backend=fake_slurm, poll_interval_s=3600, first_poll_immediately=True,
+                           want_nice=rank_nice, sleep=sleep)
+        poller = asyncio.create_task(sq.run())
+        try:
+            await until(lambda: sq.snapshot().generation == 1, "the first poll")
+            submit(fake_slurm, A)
+            try:
+                await asyncio.wait_for(sq.has_uuid(A), 0.2)
+                raise AssertionError("a poll came without being asked for")
+            except TimeoutError:
+                pass
+            assert await asyncio.wait_for(sq.has_uuid(A, soon=True), 5) is True
+            assert fake_slurm.count("queue") == 2
+        finally:
+            poller.cancel()
+
+    run(go)
