@@ -94,7 +94,7 @@ def _squeue_jobs(env: dict[str, str]) -> dict[str, tuple[str, str]]:
     """Job name → (job id, node) for every job slurmctld still knows."""
     out = subprocess.run(
         ["squeue", "--all", "--noheader", "--states=all", "--format=%i %j %N"],
-        env=env, capture_output=True, text=True, timeout=30, check=False,
+        env=env, capture_output=True, text=True, errors="replace", timeout=30, check=False,
     ).stdout
     jobs = {}
     for line in out.splitlines():

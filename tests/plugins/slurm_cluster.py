@@ -58,7 +58,9 @@ class SlurmCluster:
     def run(self, argv: Sequence[str], *, check: bool = False, timeout: float = 30, **kw: object) -> subprocess.CompletedProcess[str]:
         """Run a Slurm command against this cluster; blocks until it exits. Returns its CompletedProcess."""
         return subprocess.run(  # type: ignore[call-overload, no-any-return]
-            list(argv), env=self.env, capture_output=True, text=True, check=check, timeout=timeout, **kw
+            # errors="replace": squeue shows every user's job names, and a name need not be UTF-8
+            list(argv), env=self.env, capture_output=True, text=True, errors="replace", check=check, timeout=timeout,
+            **kw,
         )
 
     def job_ids(self) -> set[str]:
