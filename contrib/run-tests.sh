@@ -17,7 +17,8 @@ else
     t0=$SECONDS
     contrib/slurm/start-test-cluster.sh "$CLUSTER_DIR" >/dev/null
     echo "run-tests: Slurm test cluster up in $((SECONDS - t0)) s" >&2
-    trap 'contrib/slurm/stop-test-cluster.sh "$CLUSTER_DIR"' EXIT
+    # At the very end nothing else uses the munged this run may have started: stop it too.
+    trap 'contrib/slurm/stop-test-cluster.sh --munge "$CLUSTER_DIR"' EXIT
 fi
 
 status=0

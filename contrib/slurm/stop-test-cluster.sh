@@ -2,14 +2,19 @@
 # Stop the private Slurm test cluster that start-test-cluster.sh started in DIR: cancel its jobs, stop its slurmd
 # and slurmctld by the pids in their pid files, then end the slurmstepd processes (and what they started) that
 # belong to this cluster. A slurmstepd is ours when one of its open files or its working directory lies in DIR
-# (its spool and log files); nothing is ever killed by name. munged is stopped only if start-test-cluster.sh
-# started it (DIR/munged.pid).
+# (its spool and log files); nothing is ever killed by name.
 #
-# Usage: stop-test-cluster.sh DIR
+# munged is shared by every Slurm on the host (other test clusters reuse the one that runs), so it is left
+# running unless --munge is given; even then it is stopped only if start-test-cluster.sh started it for DIR
+# (DIR/munged.pid).
+#
+# Usage: stop-test-cluster.sh [--munge] DIR
 set -uo pipefail
 
 say() { echo "stop-test-cluster: $*" >&2; }
-[ $# -eq 1 ] || { say "usage: $0 DIR"; exit 2; }
+stop_munge=0
+if [ "${1:-}" = "--munge" ]; then stop_munge=1; shift; fi
+[ $# -eq 1 ] || { say "usage: $0 [--munge] DIR"; exit 2; }
 [ -d "$1" ] || { say "$1: no such directory; nothing to stop"; exit 0; }
 DIR=$(cd "$1" && pwd -P)
 export SLURM_CONF="$DIR/slurm.conf"
@@ -83,7 +88,13 @@ if [ ${#ours[@]} -gt 0 ]; then
     kill -KILL "${victims[@]}" 2>/dev/null
 fi
 
-# 4. munged, only if we started it.
-[ -e "$DIR/munged.pid" ] && stop_pid "$DIR/munged.pid"
+# 4. munged, only if asked and if we started it.
+if [ -e "$DIR/munged.pid" ]; then
+    if [ $stop_munge -eq 1 ]; then
+        stop_pid "$DIR/munged.pid"
+    else
+        say "leaving munged (pid $(cat "$DIR/munged.pid")) running: other Slurm instances may use it (--munge stops it)"
+    fi
+fi
 say "stopped"
 exit 0

@@ -115,3 +115,20 @@ def test_start_is_idempotent(slurm_cluster: SlurmCluster) -> None:
     assert "already running" in again.stderr
     assert (slurm_cluster.conf_dir / "slurmctld.pid").read_text() == pid_before
     assert f"export SLURM_CONF={slurm_cluster.conf_path}" in again.stdout
+
+
+def test_stop_leaves_a_shared_munged_running(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    """munged serves every Slurm on the host: stopping one test cluster must not take it from the others."""
+    conf_dir = tmp_path / f"cluster-{secrets.token_hex(3)}"
+    started = start_cluster(conf_dir)
+    assert started.returncode == 0, started.stderr
+    # pretend this cluster had started munged: without --munge, stop must still leave it alone
+    munged_pid = int(Path("/run/munge/munged.pid").read_text())
+    assert _alive(munged_pid)
+    (conf_dir / "munged.pid").write_text(f"{munged_pid}\n")
+    stopped = stop_cluster(conf_dir)
+    assert stopped.returncode == 0, stopped.stderr
+    assert _alive(munged_pid)
+    assert "leaving munged" in stopped.stderr
+    ok = slurm_cluster.run(["squeue", "--all", "--noheader"])
+    assert ok.returncode == 0, ok.stderr
