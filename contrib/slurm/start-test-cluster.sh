@@ -54,19 +54,34 @@ if ! (munge -n | unmunge) >/dev/null 2>&1; then
 fi
 
 # --- ports and slurm.conf ----------------------------------------------------------------------------------
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+HOST=$(hostname -s)
+NODES=${SLURM_TEST_NODES:-"c1:a1.small:2:3000 c2:a1.large:2:6000"}
+NODE_COUNT=$(wc -w <<<"$NODES")
+# free_ports N: N distinct ports that are free now, each checked by binding it (the kernel picks them).
+free_ports() {
+    python3 -c '
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
 }
 if [ -s "$DIR/ports" ]; then
     # shellcheck disable=SC1091
     . "$DIR/ports"
-else
-    CTLD_PORT=${SLURM_TEST_CTLD_PORT:-$(free_port)}
-    SLURMD_PORT_BASE=$(free_port)
-    printf 'CTLD_PORT=%s\nSLURMD_PORT_BASE=%s\n' "$CTLD_PORT" "$SLURMD_PORT_BASE" > "$DIR/ports"
+    if [ -z "${NODE_PORTS:-}" ] && [ -n "${SLURMD_PORT_BASE:-}" ]; then
+        # a ports file from an older version of this script: nodes used base+1, base+2, ...
+        NODE_PORTS=$(seq $((SLURMD_PORT_BASE + 1)) $((SLURMD_PORT_BASE + NODE_COUNT)) | paste -sd' ' -)
+    fi
 fi
-HOST=$(hostname -s)
-NODES=${SLURM_TEST_NODES:-"c1:a1.small:2:3000 c2:a1.large:2:6000"}
+if [ -z "${CTLD_PORT:-}" ] || [ -z "${NODE_PORTS:-}" ] || [ "$(wc -w <<<"$NODE_PORTS")" -ne "$NODE_COUNT" ]; then
+    read -r -a picked <<<"$(free_ports $((NODE_COUNT + 2)))"
+    CTLD_PORT=${SLURM_TEST_CTLD_PORT:-${picked[0]}}
+    SLURMD_PORT_BASE=${picked[1]}
+    NODE_PORTS="${picked[*]:2}"
+    printf 'CTLD_PORT=%s\nSLURMD_PORT_BASE=%s\nNODE_PORTS="%s"\n' "$CTLD_PORT" "$SLURMD_PORT_BASE" "$NODE_PORTS" > "$DIR/ports"
+fi
+read -r -a node_ports <<<"$NODE_PORTS"
 CLUSTER_NAME=sdtest
 
 mkdir -p "$DIR/state" "$DIR/spool"
@@ -76,7 +91,7 @@ i=0
 for spec in $NODES; do
     IFS=: read -r name itype cpus mem <<<"$spec"
     i=$((i + 1))
-    node_lines+="NodeName=$name NodeHostname=$HOST NodeAddr=127.0.0.1 Port=$((SLURMD_PORT_BASE + i)) CPUs=$cpus RealMemory=$mem TmpDisk=100000 Features=instancetype=$itype State=UNKNOWN"$'\n'
+    node_lines+="NodeName=$name NodeHostname=$HOST NodeAddr=127.0.0.1 Port=${node_ports[$((i - 1))]} CPUs=$cpus RealMemory=$mem TmpDisk=100000 Features=instancetype=$itype State=UNKNOWN"$'\n'
     node_names+="${node_names:+,}$name"
     mkdir -p "$DIR/spool/$name"
 done

@@ -116,8 +116,17 @@ class ListPage:
 
 
 def new_request_id() -> str:
-    """Return a fresh ``req-<20 base-36 chars>`` request id, as the Go SDK sends. Pure but random."""
-    return "req-" + "".join(secrets.choice(_BASE36) for _ in range(20))
+    """Return a fresh ``req-<20 base-36 chars>`` request id, as the Go SDK sends. Pure but random.
+
+    One read of the OS's random source per id (choosing each character with ``secrets.choice`` made one
+    each, and was the largest CPU cost of a lock request). 104 random bits cover 20 base-36 digits.
+    """
+    n = int.from_bytes(secrets.token_bytes(13), "big")
+    chars = []
+    for _ in range(20):
+        n, digit = divmod(n, 36)
+        chars.append(_BASE36[digit])
+    return "req-" + "".join(chars)
 
 
 def parse_api_host(api_host: str) -> tuple[str, str]:

@@ -317,8 +317,9 @@ class SqueueChecker:
                 delay = next_at - self._clock()
                 if delay > 0:
                     await self._pause(delay)
-                if self._clock() < next_at and last_start is not None:
-                    # woken early: poll, but never closer than SOON_POLL_GAP_S to the previous poll
+                if self._clock() < next_at and last_start is not None and self._polls_started > 1:
+                    # woken early: poll, but never closer than SOON_POLL_GAP_S to the previous poll (the
+                    # second poll of all is exempt: at startup the first one ran before anything was locked)
                     gap = min(last_start + SOON_POLL_GAP_S, next_at) - self._clock()
                     if gap > 0:
                         await self._sleep(gap)
