@@ -147,6 +147,9 @@ def ensure_cluster(conf_dir: Path) -> Cluster:
         [str(START_CLUSTER), str(conf_dir)], capture_output=True, text=True, timeout=600, check=False
     )
     if result.returncode != 0:
+        # stop what did start (by pid file), so a failed run leaves no daemons behind
+        subprocess.run([str(START_CLUSTER.with_name("stop-test-cluster.sh")), str(conf_dir)],
+                       capture_output=True, timeout=120, check=False)
         sys.exit(f"the Slurm test cluster did not start:\n{result.stderr.strip()}")
     return Cluster(conf_dir)
 
