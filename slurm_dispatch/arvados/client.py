@@ -48,7 +48,6 @@ import enum
 import json
 import logging
 import random
-import secrets
 import string
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
