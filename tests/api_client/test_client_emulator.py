@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from plugins.fake_time import FakeTime
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.errors import (
@@ -25,26 +26,6 @@ from slurm_dispatch.sandbox.api import EmulatorServer
 from slurm_dispatch.sandbox.control import SandboxControl
 
 QUEUED = [["state", "=", "Queued"], ["priority", ">", "0"]]
-
-
-class FakeTime:
-    """Monotonic clock that moves only when ``sleep`` is called; records the sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
 
 
 @pytest.fixture

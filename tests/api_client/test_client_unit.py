@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
+from plugins.fake_time import FakeTime
 
 from slurm_dispatch.arvados.client import (
     BACKOFF_CAP_S,
@@ -41,26 +42,6 @@ HOST = "ctrl.example:443"
 BASE = f"https://{HOST}/arvados/v1/"
 TOKEN = "v2/zzzzz-gj3su-000000000000000/sekrit-token-value-1234567890"
 UUID = "zzzzz-dz642-queuedcontainer"
-
-
-class FakeTime:
-    """A monotonic clock that only moves when ``sleep`` is called; records every sleep."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
 
 
 @pytest.fixture
