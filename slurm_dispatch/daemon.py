@@ -20,7 +20,14 @@ from typing import Any
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.dispatch.dispatcher import Dispatcher
-from slurm_dispatch.errors import DispatchError
+from slurm_dispatch.errors import (
+    ArvadosAPIError,
+    ArvadosAuthError,
+    ArvadosConflict,
+    ArvadosNotFound,
+    ArvadosUnavailable,
+    DispatchError,
+)
 from slurm_dispatch.runner import SlurmRunner, orphan_names
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.backend import SlurmBackend
@@ -278,6 +285,39 @@ class MeteredBackend:
         return text
 
 
+class MeteredClient:
+    """The Arvados client, counting failed calls by kind into ``Metrics`` (``api_errors_total{kind}``).
+
+    Delegates every attribute; a method call that raises an ``ArvadosAPIError`` is counted and re-raised.
+    """
+
+    _KINDS = (
+        (ArvadosAuthError, "auth"),
+        (ArvadosConflict, "conflict"),
+        (ArvadosNotFound, "not_found"),
+        (ArvadosUnavailable, "unavailable"),
+    )
+
+    def __init__(self, inner: ArvadosClient, metrics: Any) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except ArvadosAPIError as exc:
+                kind = next((k for cls, k in self._KINDS if isinstance(exc, cls)), "other")
+                self._metrics.api_error(kind)
+                raise
+
+        return counted
+
+
 async def serve(
     settings: Settings,
     *,
@@ -297,7 +337,6 @@ async def serve(
     """
     import signal
 
-    from slurm_dispatch.errors import ArvadosAuthError
     from slurm_dispatch.service.http import HealthServer
     from slurm_dispatch.service.locks import AdvisoryLock, FileLock, LockHeld, default_lock_path
     from slurm_dispatch.service.metrics import Metrics
@@ -353,6 +392,7 @@ async def serve(
         dispatch = DispatchLoop(
             settings,
             base_env=base_env,
+            client=MeteredClient(ArvadosClient.from_settings(settings), metrics),  # type: ignore[arg-type]
             backend=MeteredBackend(
                 SlurmCLI(env=base_env), metrics, cluster_id=settings.cluster_id, clock=time.monotonic
             ),

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client.exposition import generate_latest
 
-from slurm_dispatch.daemon import stale_reason
+from slurm_dispatch.daemon import MeteredClient, stale_reason
+from slurm_dispatch.errors import ArvadosConflict
+from slurm_dispatch.service.metrics import Metrics
 
 
 @pytest.mark.parametrize(
@@ -23,3 +26,21 @@ def test_stale_reason(last: float | None, now: float, poll: float, unhealthy: bo
     assert (reason is not None) == unhealthy
     if reason:
         assert reason.startswith("no successful poll of the Arvados API for ")
+
+
+class _Inner:
+    def lock(self, uuid: str) -> dict[str, str]:
+        raise ArvadosConflict(422, "POST", f"/arvados/v1/containers/{uuid}/lock", "cannot lock when Locked")
+
+    def get(self, uuid: str) -> str:
+        return uuid
+
+
+def test_metered_client_counts_failed_calls_by_kind() -> None:
+    metrics = Metrics()
+    client = MeteredClient(_Inner(), metrics)  # type: ignore[arg-type]
+    assert client.get("x") == "x"
+    with pytest.raises(ArvadosConflict):
+        client.lock("zzzzz-dz642-000000000000001")
+    text = generate_latest(metrics.registry).decode()
+    assert 'arvados_dispatchslurm_api_errors_total{kind="conflict"} 1.0' in text
