@@ -529,7 +529,7 @@ def report(i: int, base: Result, disp: Result, *, verbose: bool) -> None:
 def apply_what_if(names: Sequence[str]) -> None:
     """Profiling only: change the dispatcher in this process to see what a fix elsewhere would gain.
 
-    ``no-renice``: SqueueChecker skips its renice pass (which holds the poll lock, delaying the next squeue).
+    ``no-renice``: SqueueChecker skips its renice pass (to see what the passes cost a burst of submissions).
     The figures they give are not the product's; ``main`` prints that they are on.
     """
     if "no-renice" in names:

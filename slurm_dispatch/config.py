@@ -851,10 +851,20 @@ def startup_problems(settings: Settings) -> list[str]:
     Pure.
     """
     problems = template_problems(settings)
+    key = f"Clusters.{settings.cluster_id}.Services.DispatchSLURM.InternalURLs"
     if not settings.dispatch_internal_urls:
-        problems.append(f"Clusters.{settings.cluster_id}.Services.DispatchSLURM.InternalURLs is empty: could "
+        problems.append(f"{key} is empty: could "
                         "not enable the \"crunch-dispatch-slurm\" service (add e.g. "
                         "\"http://localhost:9006\": {})")
+    for url in settings.dispatch_internal_urls:
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme != "http" or port is None:
+            problems.append(f"{key}: {url!r} cannot serve the health and metrics endpoint: it must be "
+                            "http:// with an explicit port (e.g. \"http://localhost:9006\")")
     return problems
 
 

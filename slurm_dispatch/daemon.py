@@ -4,9 +4,10 @@ and the dispatch core, built from one Settings.
 ``DispatchLoop.run()`` is what ``slurm-dispatch run`` (and the demo, and the end-to-end tests) run inside the
 service's process concerns (locks, sd_notify, health and metrics; see ``slurm_dispatch.service``).
 
-Startup order (arvados-reference.md §6.1): learn our token's uuid, start the squeue poller; after its first
-successful poll, adopt the orphaned jobs it shows (§6.6); the dispatch loop ticks every PollInterval. Shutdown
-stops both loops and leaves every Slurm job running (§6.11).
+Startup order (arvados-reference.md §6.1): learn our token's uuid, start the squeue poller and the dispatch loop
+(both poll at once, then every PollInterval; Go waits one interval first); after the first squeue snapshot and the
+first good dispatch tick, adopt the orphaned jobs squeue shows (§6.6). Shutdown stops both loops and leaves every
+Slurm job running (§6.11).
 """
 
 from __future__ import annotations
@@ -359,6 +360,8 @@ async def serve(
             return health_error[-1]
         if dispatch is None:
             return "waiting for the dispatch lock" if pg_lock is not None else "starting"
+        if dispatch.last_good_tick is None:
+            return "no successful poll of the Arvados API yet"
         return stale_reason(dispatch.last_good_tick, time.monotonic(), settings.poll_interval)
 
     health = HealthServer.from_settings(settings, health=health_check, registry=metrics.registry)
@@ -410,7 +413,8 @@ async def serve(
             # Ping only while polls keep working: a loop that is alive but stuck should be restarted.
             while True:
                 await asyncio.sleep(interval / 2)
-                if dispatch is None or stale_reason(dispatch.last_good_tick, time.monotonic(), interval) is None:
+                last = dispatch.last_good_tick if dispatch is not None else None
+                if stale_reason(last, time.monotonic(), settings.poll_interval) is None:
                     notifier.watchdog()
 
         async def watch_pg() -> None:

@@ -9,12 +9,14 @@ For one container (arvados-reference.md §6.4):
 
 1. If the container is Locked and its job is not in the *next* squeue snapshot, submit it.
 2. A monitor waits on squeue snapshots and notices when the job has gone.
-3. Then, until the job is gone: an update with priority 0 scancels it; any other update sets the
-   job's wanted Slurm priority (the renice pass does the rest); a closed channel (the container left
-   this dispatcher) scancels it after every squeue poll until it is gone.
-4. When the job is gone, the container is read again: still Locked → unlock (back to Queued, or
-   Cancelled by the MaxDispatchAttempts rule); still Running → Cancelled (crunch-run died without saying
-   so); anything else → nothing.
+3. Then, until the job is gone: an update with priority 0 scancels it, again after every squeue poll
+   until it is gone or a later update raises the priority; any other update sets the job's wanted Slurm
+   priority (the renice pass does the rest); a closed channel (the container left this dispatcher)
+   scancels it after every squeue poll until it is gone.
+4. When the job is gone, the container is read again: still Locked by us → unlock (back to Queued, or
+   Cancelled by the MaxDispatchAttempts rule); still Running by us → Cancelled (crunch-run died without
+   saying so); locked by another dispatcher, or anything else → nothing. A failed API call here is retried
+   (``JOB_GONE_ATTEMPTS``, 1 s doubling) before the tracker's fallback takes over.
 
 Shutdown (task cancellation) returns at once and touches nothing: the job keeps running for the next
 process to adopt.

@@ -12,8 +12,8 @@ no Go dispatcher calls: a dispatcher whose session died has silently lost the lo
 dispatching (arvados-reference.md §6.9, §7 item 38).
 
 asyncio: ``FileLock.acquire`` is one non-blocking ``flock`` and a small write, fine to call on the event loop; it
-fails at once instead of waiting, because a second dispatcher on one host is an operator mistake to report, not
-to queue behind. ``AdvisoryLock`` does blocking database I/O; its blocking methods (``try_acquire``,
+fails at once instead of waiting (raising ``LockHeld``); the service catches that, says so in its log and systemd
+status, and tries again every 5 s, so a second instance on one host just waits. ``AdvisoryLock`` does blocking database I/O; its blocking methods (``try_acquire``,
 ``acquire_blocking``, ``check``, ``release``) may be called from any one thread at a time, and its coroutines
 (``acquire``, ``check_async``, ``release_async``) run them in the default executor with ``asyncio.to_thread``,
 so a shutdown (the stop event) interrupts the waiting between attempts at once and an attempt in flight within

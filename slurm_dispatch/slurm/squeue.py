@@ -12,8 +12,11 @@ duplicate names the last line wins.
 The SqueueChecker is the single observer of Slurm for the asyncio dispatcher:
 
 - ``run()`` polls every ``poll_interval_s``; the first poll comes one interval
-  after start, as in Go (gotcha 17), unless ``first_poll_immediately`` is set
-  (tests, and startup adoption, which wants an answer at once).
+  after start, as in Go (gotcha 17), unless ``first_poll_immediately`` is set, as
+  the service sets it (``DispatchLoop(start_immediately=True)``). A caller may ask
+  for a poll early (``has_uuid(uuid, soon=True)``: a container about to be
+  submitted); early polls come at least ``SOON_POLL_GAP_S`` apart (the second poll
+  of all is exempt: the first ran before anything was locked).
 - Each poll runs the blocking ``backend.queue()`` in an executor, ONE squeue for
   all containers. A failed squeue is "no information" (gotcha 16): the previous
   snapshot is kept, nobody is woken, and the warning is logged when the error
@@ -24,14 +27,18 @@ The SqueueChecker is the single observer of Slurm for the asyncio dispatcher:
   just-submitted job as gone; waiting for a poll that starts later closes that gap.
 - ``set_priority`` records the wanted order of a job (§5.4); wants carry over
   between polls while the job stays in squeue.
-- After each successful poll, waiters are woken, then a renice pass runs
-  (§5.3): jobs with a known want ≠ 0 (running ones included) sorted by want
-  descending, ties by name descending, so the order is stable between polls and
-  no renice churn comes from equal wants; ``want_nice`` computes their nice
-  values and ``backend.renice`` runs only where the value changes, one job at a
-  time in that order (as Go does; it keeps the executor free for other work, and
-  the cap on concurrent scontrol lives in ``SlurmCLI``). Renice errors are logged
-  and ignored.
+- After each successful poll, waiters are woken, then a renice pass starts as a
+  task of its own, beside the next polls (Go runs it inside the poll, so a long
+  pass delays the squeue that submissions wait for); a pass is not started while
+  the previous one runs, and is skipped (at most ``MAX_DEFERRED_RENICE_PASSES``
+  polls in a row) while sbatch commands are under way. A pass (§5.3) takes the
+  jobs with a known want ≠ 0 (running ones included, held ones with Slurm priority
+  0 not: with Slurm 22.05 a renice releases a hold) sorted by want descending,
+  ties by name descending, so the order is stable between polls and no renice
+  churn comes from equal wants; ``want_nice`` computes their nice values and
+  ``backend.renice`` runs only where the value changes, one job at a time in that
+  order (the cap on concurrent scontrol lives in ``SlurmCLI``). Renice errors are
+  logged and ignored.
 - Jobs that are not running, have Slurm priority ≤ 20000 and a want > 0 get the
   low-priority warning of §5.2, once per change of their state or reason.
 
@@ -61,7 +68,7 @@ log = logging.getLogger(__name__)
 
 SOON_POLL_GAP_S = 0.5
 """Least time between two squeue polls when one is asked for early (a container was just locked and waits
-to learn whether its job already exists before submitting): a burst of locks costs slurmctld at most one extra
+to learn whether its job already exists before submitting): a burst of locks costs slurmctld at most two
 squeue a second, and a submission no longer waits up to a whole PollInterval."""
 
 MAX_DEFERRED_RENICE_PASSES = 5
@@ -352,8 +359,8 @@ class SqueueChecker:
     async def poll(self) -> bool:
         """Run squeue once; on success publish the snapshot, wake waiters and renice.
 
-        Port of squeue.go: check and reniceAll. Blocks for squeue and for any
-        scontrol renice commands (in the executor). Returns False when squeue
+        Port of squeue.go: check and reniceAll. Blocks for squeue only (in the
+        executor); the renice pass it starts runs as a task of its own. Returns False when squeue
         failed: the previous snapshot is kept and nobody is woken.
         """
         async with self._poll_lock:

@@ -58,3 +58,19 @@ def test_startup_problems_include_missing_internal_urls() -> None:
     assert len(problems) == 1
     assert "Services.DispatchSLURM.InternalURLs is empty" in problems[0]
     assert startup_problems(Settings(dispatch_internal_urls=("http://localhost:9006",))) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        pytest.param("http://localhost:9006", True, id="http with port"),
+        pytest.param("http://0.0.0.0:9006/", True, id="all addresses"),
+        pytest.param("https://localhost:9006", False, id="https is not served"),
+        pytest.param("http://localhost/", False, id="no port"),
+    ],
+)
+def test_startup_problems_check_internal_urls(url: str, ok: bool) -> None:
+    problems = startup_problems(Settings(dispatch_internal_urls=(url,)))
+    assert (problems == []) == ok, problems
+    if not ok:
+        assert "InternalURLs" in problems[0] and url in problems[0]
