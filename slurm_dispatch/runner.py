@@ -61,6 +61,9 @@ T = TypeVar("T")
 SLURM_WORKERS = 4
 """Threads for blocking Slurm commands. SlurmCLI itself caps sbatch/scancel/scontrol at 3 at once."""
 
+STUCK_CANCEL_WARNINGS = (10, 100)
+"""After this many scancel rounds without the job leaving squeue, warn (then every 100 rounds)."""
+
 ADOPT_CONCURRENCY = 8
 """GETs in flight while adopting orphans at startup (the dispatcher's executor bounds them too)."""
 
@@ -252,9 +255,17 @@ class SlurmRunner:
         monitor = asyncio.create_task(self._watch(uuid, gone), name=f"squeue monitor {uuid}")
         closed = False
         cancelling = False
+        attempts = 0
         try:
             while not gone.is_set():
                 if closed or cancelling:
+                    attempts += 1
+                    if attempts in STUCK_CANCEL_WARNINGS or attempts % STUCK_CANCEL_WARNINGS[-1] == 0:
+                        # e.g. a job stuck COMPLETING on a dead node, or another user's job of that name that
+                        # our scancel cannot touch: the container cannot be locked again until it is gone
+                        logger.warning("Slurm job of container %s is still in squeue after %d scancel rounds; "
+                                       "check it with `scontrol show job` (a node down? another user's job?)",
+                                       uuid, attempts)
                     # Go scancels once per update; a failed or slow scancel would then never be retried,
                     # since an unchanged record wakes nobody. Keep at it, once per poll, until the job has
                     # gone or (when it was for priority 0) a new update wants the job again.

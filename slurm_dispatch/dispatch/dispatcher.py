@@ -399,13 +399,19 @@ class Dispatcher:
         a lock acts on a successful observation and destroys nothing.
         """
         to_lock: list[Mapping[str, Any]] = []
-        try:
-            return await self._read_pages(name, filters, todo, report, to_lock)
-        finally:
-            if to_lock and not self._stop.is_set():
-                results = await asyncio.gather(*(self._lock_and_start(raw) for raw in to_lock))
-                report.locked += sum(results)
-                report.started += sum(results)
+        # An exception here (the token refused, or cancellation) locks nothing: it propagates at once.
+        ok = await self._read_pages(name, filters, todo, report, to_lock)
+        if to_lock and not self._stop.is_set():
+            tasks = [asyncio.ensure_future(self._lock_and_start(raw)) for raw in to_lock]
+            try:
+                results = await asyncio.gather(*tasks)
+            except BaseException:
+                for task in tasks:  # one lock raised (the token was refused) or we were cancelled: no more
+                    task.cancel()
+                raise
+            report.locked += sum(results)
+            report.started += sum(results)
+        return ok
 
     async def _read_pages(
         self,
@@ -559,6 +565,7 @@ class Dispatcher:
         tracker = Tracker(container.uuid, UpdateChannel(container), raw)
         self._trackers[container.uuid] = tracker
         tracker.task = asyncio.create_task(self._track(tracker, container), name=f"tracker {container.uuid}")
+        tracker.task.add_done_callback(_log_task_failure)
         return tracker
 
     async def _track(self, tracker: Tracker, container: Container) -> None:
@@ -612,3 +619,10 @@ class Dispatcher:
                 logger.log(
                     level, "error updating container %s to state %s: %s", tracker.uuid, target.value, exc
                 )
+
+
+def _log_task_failure(task: asyncio.Task[None]) -> None:
+    """Log a tracker task that died of an unexpected exception (otherwise asyncio reports it late, or never)."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("%s failed unexpectedly; its container is left for the next tick to find",
+                     task.get_name(), exc_info=task.exception())

@@ -5,11 +5,13 @@ job is settled, and a container taken over by another dispatcher."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import pytest
 from plugins.fake_slurm import FakeSlurm
 
 from slurm_dispatch.dispatch.tracker import UpdateChannel
@@ -212,3 +214,24 @@ def test_an_unexpected_squeue_error_is_no_information_and_polling_goes_on() -> N
             poller.cancel()
 
     asyncio.run(main())
+
+
+def test_a_job_that_never_leaves_after_scancel_is_reported(
+    fake_slurm: FakeSlurm, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = FakeApi({UUID: record(state="Running")})
+    fake_slurm.submit(args=[f"--job-name={UUID}"], script="", env={})
+    fake_slurm.start(UUID)
+    fake_slurm.ignore_term(UUID)  # like a job stuck on a dead node: scancel changes nothing
+
+    async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
+        task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
+        await until(lambda: squeue.snapshot().jobs.get(UUID) is not None, "squeue to show the job")
+        updates.close()
+        await until(lambda: fake_slurm.count("cancel") >= 10, "ten scancel rounds")
+        await until(lambda: "still in squeue after 10 scancel rounds" in caplog.text, "the warning")
+        fake_slurm.finish(UUID)
+        await asyncio.wait_for(task, 10)
+
+    with caplog.at_level(logging.WARNING, logger="slurm_dispatch.runner"):
+        scenario(fake_slurm, api, body)
