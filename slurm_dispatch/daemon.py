@@ -125,6 +125,8 @@ class DispatchLoop:
         )
         self._on_first_tick = on_first_tick
         self._metrics = metrics
+        self._pending_since: dict[str, float] = {}
+        self._pending_generation = -1
         self.dispatcher = _NotifyingDispatcher(
             self.client,
             self.runner.run_container,
@@ -151,9 +153,25 @@ class DispatchLoop:
             self._first_good_tick.set()
         if self._metrics is not None:
             self._metrics.set_containers(Counter(self.runner.states.values()))
+            self._note_pending_jobs()
         if ok and self._on_first_tick is not None:
             callback, self._on_first_tick = self._on_first_tick, None
             callback()
+
+    def _note_pending_jobs(self) -> None:
+        """Set the oldest-pending-job gauge from the latest squeue snapshot (parsed once, by the poller)."""
+        snapshot = self.squeue.snapshot()
+        if snapshot.generation == self._pending_generation:
+            return
+        self._pending_generation = snapshot.generation
+        now = time.monotonic()
+        prefix = self.settings.cluster_id + "-dz642-"
+        self._pending_since = {
+            name: self._pending_since.get(name, now)
+            for name, job in snapshot.jobs.items()
+            if job.state == "PENDING" and name.startswith(prefix)
+        }
+        self._metrics.set_oldest_pending_age(now - min(self._pending_since.values(), default=now))
 
     async def run(self) -> None:
         """Dispatch until ``shutdown()``; blocks. Slurm jobs are left running on return.
@@ -241,17 +259,15 @@ LOCK_RETRY_S = 5.0
 
 
 class MeteredBackend:
-    """A SlurmBackend that counts what it runs into ``Metrics`` and tracks the oldest pending job of ours.
+    """A SlurmBackend that counts what it runs into ``Metrics``.
 
     Wraps the real backend at the Protocol boundary; blocking exactly as the wrapped one.
     """
 
-    def __init__(self, inner: SlurmBackend, metrics: Any, *, cluster_id: str, clock: Callable[[], float]) -> None:
+    def __init__(self, inner: SlurmBackend, metrics: Any, *, clock: Callable[[], float]) -> None:
         self._inner = inner
         self._metrics = metrics
-        self._prefix = cluster_id + "-dz642-"
         self._clock = clock
-        self._pending_since: dict[str, float] = {}
 
     def submit(self, *, args: Any, script: str, env: Mapping[str, str]) -> int | None:
         return self._inner.submit(args=args, script=script, env=env)
@@ -273,16 +289,7 @@ class MeteredBackend:
         except Exception:
             self._metrics.squeue_failed()
             raise
-        now = self._clock()
-        self._metrics.squeue_ok(now - t0)
-        pending = set()
-        for line in text.splitlines():
-            words = line.split()
-            if len(words) >= 4 and words[0].startswith(self._prefix) and words[3] == "PENDING":
-                pending.add(words[0])
-        self._pending_since = {n: self._pending_since.get(n, now) for n in pending}
-        oldest = min(self._pending_since.values(), default=now)
-        self._metrics.set_oldest_pending_age(now - oldest)
+        self._metrics.squeue_ok(self._clock() - t0)
         return text
 
 
@@ -396,9 +403,7 @@ async def serve(
             settings,
             base_env=base_env,
             client=MeteredClient(ArvadosClient.from_settings(settings), metrics),  # type: ignore[arg-type]
-            backend=MeteredBackend(
-                SlurmCLI(env=base_env), metrics, cluster_id=settings.cluster_id, clock=time.monotonic
-            ),
+            backend=MeteredBackend(SlurmCLI(env=base_env), metrics, clock=time.monotonic),
             metrics=metrics,
             on_first_tick=ready,
         )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 from prometheus_client.exposition import generate_latest
 
@@ -44,3 +47,37 @@ def test_metered_client_counts_failed_calls_by_kind() -> None:
         client.lock("zzzzz-dz642-000000000000001")
     text = generate_latest(metrics.registry).decode()
     assert 'arvados_dispatchslurm_api_errors_total{kind="conflict"} 1.0' in text
+
+
+def test_oldest_pending_gauge_follows_the_squeue_snapshot(fake_slurm: Any) -> None:
+    from slurm_dispatch.daemon import DispatchLoop
+    from slurm_dispatch.settings import Settings
+
+    metrics = Metrics()
+    settings = Settings(system_root_token="t" * 20, controller_url="https://ctrl.example")
+    loop = DispatchLoop(settings, base_env={}, client=_Inner(), backend=fake_slurm, metrics=metrics)  # type: ignore[arg-type]
+    fake_slurm.submit(args=["--job-name=zzzzz-dz642-pendingjob00001"], script="", env={})
+    fake_slurm.submit(args=["--job-name=someone-elses-job"], script="", env={})
+
+    def gauge() -> float:
+        text = generate_latest(metrics.registry).decode()
+        line = next(x for x in text.splitlines() if x.startswith("arvados_dispatchslurm_oldest_pending_job_age_seconds "))
+        return float(line.split()[1])
+
+    async def go() -> None:
+        assert await loop.squeue.poll()
+        loop._note_pending_jobs()
+        assert loop._pending_since.keys() == {"zzzzz-dz642-pendingjob00001"}
+        first_seen = loop._pending_since["zzzzz-dz642-pendingjob00001"]
+        assert await loop.squeue.poll()
+        loop._note_pending_jobs()
+        assert loop._pending_since["zzzzz-dz642-pendingjob00001"] == first_seen  # age counts from first sight
+        assert gauge() >= 0.0
+        fake_slurm.start("zzzzz-dz642-pendingjob00001")
+        assert await loop.squeue.poll()
+        loop._note_pending_jobs()
+        assert loop._pending_since == {}
+        assert gauge() == 0.0
+
+    asyncio.run(go())
+    loop.runner.close()
