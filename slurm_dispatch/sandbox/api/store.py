@@ -11,7 +11,6 @@ Blocks on the lock and on SQLite file I/O.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import secrets
@@ -22,6 +21,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from slurm_dispatch.sandbox.api.jsonb import copy_json
 from slurm_dispatch.sandbox.api.rules import random_tail
 from slurm_dispatch.sandbox.api.schema import now_timestamp
 
@@ -93,7 +93,7 @@ class Store:
         """Return a copy of the stored container ``uuid``, or None."""
         with self.lock:
             rec = self._containers.get(uuid)
-            return copy.deepcopy(rec) if rec is not None else None
+            return copy_json(rec) if rec is not None else None
 
     def containers(self) -> list[dict[str, Any]]:
         """Return the stored containers (shared objects: do not mutate)."""
@@ -104,7 +104,7 @@ class Store:
         """Insert or replace a container record. Writes the database."""
         with self.lock, self._tx() as db:
             db.execute("INSERT OR REPLACE INTO containers (uuid, doc) VALUES (?, ?)", (rec["uuid"], json.dumps(rec)))
-            self._containers[rec["uuid"]] = copy.deepcopy(rec)
+            self._containers[rec["uuid"]] = copy_json(rec)
 
     # tokens
 
@@ -119,7 +119,7 @@ class Store:
         """Return a copy of the token record ``uuid`` (secret included), or None."""
         with self.lock:
             tok = self._tokens.get(uuid)
-            return copy.deepcopy(tok) if tok is not None else None
+            return copy_json(tok) if tok is not None else None
 
     def token_by_secret(self, secret: str) -> dict[str, Any] | None:
         """Return a copy of the token whose secret is ``secret`` (a v1 token), or None."""
@@ -131,7 +131,7 @@ class Store:
         """Insert or replace a token record. Writes the database."""
         with self.lock, self._tx() as db:
             db.execute("INSERT OR REPLACE INTO tokens (uuid, doc) VALUES (?, ?)", (tok["uuid"], json.dumps(tok)))
-            self._remember_token(copy.deepcopy(tok))
+            self._remember_token(copy_json(tok))
 
     def new_token(
         self, *, owner_uuid: str, admin: bool, scopes: list[str], now: datetime, uuid: str | None = None,
@@ -188,7 +188,7 @@ class Store:
             cur = db.execute("INSERT INTO logs (uuid, doc) VALUES (?, ?)", (rec["uuid"], json.dumps(rec)))
             stored = dict(rec, id=cur.lastrowid)
             self._logs.append(stored)
-            return copy.deepcopy(stored)
+            return copy_json(stored)
 
     def logs(self) -> list[dict[str, Any]]:
         """Return the stored logs, oldest first (shared objects: do not mutate)."""
