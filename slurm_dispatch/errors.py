@@ -119,11 +119,12 @@ class UnsatisfiableContainer(DispatchError):
     Attributes:
         uuid: the container.
         reason: why, in one line.
-        available: one line per configured instance type, as the Go dispatcher logs them.
+        available: one line per configured instance type, as the Go dispatcher logs them; None when the
+            reason is not about instance types (sbatch refused the job).
     """
 
-    def __init__(self, uuid: str, reason: str, available: Sequence[str] = ()):
+    def __init__(self, uuid: str, reason: str, available: Sequence[str] | None = ()):
         self.uuid = uuid
         self.reason = reason
-        self.available = list(available)
+        self.available = None if available is None else list(available)
         super().__init__(f"cannot run container {uuid}: {reason}")

@@ -21,9 +21,13 @@ For one container (arvados-reference.md §6.4):
 Shutdown (task cancellation) returns at once and touches nothing: the job keeps running for the next
 process to adopt.
 
-Beyond Go: an sbatch refusal that no retry can change (unknown feature, partition or a node
-configuration that does not exist, as slurm-single-node.md lists) raises ``UnsatisfiableContainer``,
-so the container is cancelled with the reason in its log instead of being locked and refused ten times.
+Beyond Go: an sbatch refusal that looks permanent (unknown feature, partition or a node configuration
+that does not exist, as slurm-single-node.md lists) raises ``UnsatisfiableContainer`` once sbatch has
+refused the container that way ``PERMANENT_REFUSALS`` times in a row, so the container is cancelled with
+the reason in its log instead of being locked and refused up to MaxDispatchAttempts (10) times. The
+earlier refusals fail like any sbatch error (unlock, retry on a later tick), as in Go: an
+``instancetype=`` feature the node-feature step has not set yet, or a partition during a Slurm
+reconfiguration, is refused for a while and then accepted.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
@@ -80,6 +85,13 @@ PERMANENT_SBATCH_ERRORS = (
     "Invalid qos specification",
 )
 """sbatch refusals that retrying cannot change on this cluster (seen with Slurm 22.05)."""
+
+PERMANENT_REFUSALS = 3
+"""Refusals in a row (of ``PERMANENT_SBATCH_ERRORS``) after which a container is cancelled, not retried."""
+
+REFUSALS_REMEMBERED = 10_000
+"""Containers whose refusal count is kept (oldest forgotten first): a cancelled container's count is never
+cleared otherwise."""
 
 
 class Squeue(Protocol):
@@ -174,6 +186,8 @@ class SlurmRunner:
         """sbatch commands under way (the squeue poller defers renice passes meanwhile)."""
         self.states: dict[str, ContainerState] = {}
         """The latest state seen of every container this runner is running (for the containers gauge)."""
+        self._refusals: OrderedDict[str, int] = OrderedDict()
+        """Permanent-looking sbatch refusals in a row, by container uuid (see ``PERMANENT_REFUSALS``)."""
 
     def close(self) -> None:
         """Release the thread pool (running commands finish on their own). Does not block."""
@@ -216,13 +230,22 @@ class SlurmRunner:
             job_id = await self._slurm(self._backend.submit, args=args, script=script, env=self._env)
         except SlurmCommandError as exc:
             self._count("submit_failed")
-            if permanent_sbatch_failure(exc):
+            if not permanent_sbatch_failure(exc):
+                raise
+            refusals = self._refusals.pop(container.uuid, 0) + 1
+            if refusals >= PERMANENT_REFUSALS:
                 raise UnsatisfiableContainer(
-                    container.uuid, f"sbatch refused the job: {exc.stderr_tail.strip()}", ()
+                    container.uuid,
+                    f"sbatch refused the job {refusals} times in a row: {exc.stderr_tail.strip()}",
+                    available=None,
                 ) from exc
+            self._refusals[container.uuid] = refusals
+            while len(self._refusals) > REFUSALS_REMEMBERED:
+                self._refusals.popitem(last=False)
             raise
         finally:
             self.submitting -= 1
+        self._refusals.pop(container.uuid, None)
         self._count("submit_ok")
         logger.info("submitted container %s as Slurm job %s", container.uuid, job_id)
         return job_id

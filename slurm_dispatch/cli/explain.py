@@ -99,7 +99,7 @@ def explanation(container: Container, settings: Settings) -> dict[str, Any]:
         args, script = job_for(container, settings)
     except UnsatisfiableContainer as exc:
         out["error"] = unsatisfiable_log_text(exc).rstrip("\n")
-        out["available_instance_types"] = list(exc.available)
+        out["available_instance_types"] = list(exc.available or [])
         return out
     except SbatchTemplateError as exc:
         out["error"] = f"cannot submit container {container.uuid}: {exc}"

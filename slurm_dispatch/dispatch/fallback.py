@@ -15,7 +15,8 @@ def failure_report(uuid: str, error: BaseException) -> tuple[str, ContainerState
     """Return the ``dispatch`` log text for a failed RunContainer and its fallback state. Pure.
 
     An ``UnsatisfiableContainer`` can never run: the text lists the available instance
-    types (arvados-reference.md §6.7) and the fallback is Cancelled. Any other error
+    types (arvados-reference.md §6.7; not when sbatch refused the job, which is not about
+    instance types) and the fallback is Cancelled. Any other error
     gives ``Error running container <uuid>: <error>`` and the fallback Queued, so another
     attempt (possibly by another dispatcher) can follow.
     """
@@ -24,7 +25,7 @@ def failure_report(uuid: str, error: BaseException) -> tuple[str, ContainerState
         if error.available:
             lines.append("Available instance types:")
             lines.extend(error.available)
-        else:
+        elif error.available is not None:
             lines.append(NO_INSTANCE_TYPES)
         return "\n".join(lines) + "\n", ContainerState.CANCELLED
     return f"Error running container {uuid}: {error}", ContainerState.QUEUED

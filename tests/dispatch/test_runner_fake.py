@@ -15,9 +15,14 @@ import pytest
 from plugins.fake_slurm import FakeSlurm
 
 from slurm_dispatch.dispatch.tracker import UpdateChannel
-from slurm_dispatch.errors import ArvadosUnavailable, SlurmUnavailable
+from slurm_dispatch.errors import (
+    ArvadosUnavailable,
+    SlurmCommandError,
+    SlurmUnavailable,
+    UnsatisfiableContainer,
+)
 from slurm_dispatch.model import Container, ContainerState
-from slurm_dispatch.runner import SlurmRunner
+from slurm_dispatch.runner import PERMANENT_REFUSALS, SlurmRunner
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.squeue import SqueueChecker
 
@@ -148,6 +153,50 @@ def test_sbatch_timeout_without_a_job_raises(fake_slurm: FakeSlurm) -> None:
         except SlurmUnavailable:
             return
         raise AssertionError("expected SlurmUnavailable")
+
+    scenario(fake_slurm, api, body)
+
+
+FEATURE_REFUSAL = "sbatch: error: Batch job submission failed: Invalid feature specification"
+
+
+def test_a_permanent_looking_refusal_cancels_only_when_it_repeats(fake_slurm: FakeSlurm) -> None:
+    """The first refusals fail like any sbatch error (the container goes back to Queued and is retried):
+    an instancetype feature the node-feature step has not set yet is refused for a while, then accepted."""
+    api = FakeApi({UUID: record()})
+    for nth in range(1, PERMANENT_REFUSALS + 1):
+        fake_slurm.fail("submit", nth=nth, error=SlurmCommandError(["sbatch"], 1, FEATURE_REFUSAL))
+
+    async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
+        container = Container.from_api(api.records[UUID])
+        for _ in range(PERMANENT_REFUSALS - 1):
+            with pytest.raises(SlurmCommandError) as info:
+                await runner.submit(container)
+            assert not isinstance(info.value, UnsatisfiableContainer)
+        with pytest.raises(UnsatisfiableContainer) as final:
+            await runner.submit(container)
+        assert final.value.available is None, "an sbatch refusal is not about instance types"
+        assert f"{PERMANENT_REFUSALS} times in a row" in final.value.reason
+        assert "Invalid feature specification" in final.value.reason
+
+    scenario(fake_slurm, api, body)
+
+
+def test_a_submission_that_works_resets_the_refusal_count(fake_slurm: FakeSlurm) -> None:
+    api = FakeApi({UUID: record()})
+    refusals = [1, 2, 4, 5]  # two refusals, one success, two refusals: never PERMANENT_REFUSALS in a row
+    for nth in refusals:
+        fake_slurm.fail("submit", nth=nth, error=SlurmCommandError(["sbatch"], 1, FEATURE_REFUSAL))
+
+    async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
+        container = Container.from_api(api.records[UUID])
+        for nth in range(1, 6):
+            if nth in refusals:
+                with pytest.raises(SlurmCommandError) as info:
+                    await runner.submit(container)
+                assert not isinstance(info.value, UnsatisfiableContainer), f"call {nth}"
+            else:
+                assert await runner.submit(container) is not None
 
     scenario(fake_slurm, api, body)
 

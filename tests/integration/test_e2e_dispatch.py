@@ -13,6 +13,7 @@ from plugins.e2e import E2E, RunningDispatcher, wait_until
 from plugins.slurm_cluster import SlurmCluster, start_cluster, stop_cluster
 
 from slurm_dispatch.model import ContainerState
+from slurm_dispatch.runner import PERMANENT_REFUSALS
 
 pytestmark = pytest.mark.slurm
 
@@ -154,9 +155,13 @@ def test_job_no_node_can_run_cancels_the_container_with_the_reason(e2e: E2E) -> 
     uuid = _new(e2e, vcpus=3)  # the test nodes have 2 CPUs each: sbatch refuses the job outright
     e2e.dispatcher()
     wait_until(lambda: _state(e2e, uuid) is ContainerState.CANCELLED, what="the container to be cancelled")
-    assert e2e.container(uuid).lock_count == 1, "a permanent refusal must not be retried"
-    (log,) = [entry for entry in e2e.control.logs(uuid) if entry["event_type"] == "dispatch"]
-    assert "Requested node configuration is not available" in log["properties"]["text"]
+    # Refused like that PERMANENT_REFUSALS times in a row, not MaxDispatchAttempts (10) times as Go would.
+    assert e2e.container(uuid).lock_count == PERMANENT_REFUSALS
+    texts = [entry["properties"]["text"] for entry in e2e.control.logs(uuid) if entry["event_type"] == "dispatch"]
+    assert len(texts) == PERMANENT_REFUSALS
+    assert all("Requested node configuration is not available" in text for text in texts)
+    assert texts[-1].startswith(f"cannot run container {uuid}: sbatch refused the job {PERMANENT_REFUSALS} times")
+    assert "instance types" not in texts[-1]
 
 
 def _changes(stats: dict) -> int:
