@@ -323,9 +323,8 @@ def _map(doc: _Doc, rel: str, value: Any) -> Mapping[str, Any]:
 def _str_map(doc: _Doc, rel: str, value: Any) -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in _map(doc, rel, value).items():
-        if v is None:
-            continue
-        out[k] = _str(doc, f"{rel}.{k}", v)
+        # Go decodes a null in a map[string]string as "": the variable is set, empty (e.g. to clear a proxy).
+        out[k] = "" if v is None else _str(doc, f"{rel}.{k}", v)
     return out
 
 

@@ -33,6 +33,7 @@ from slurm_dispatch.runner import SlurmRunner, orphan_names
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.backend import SlurmBackend
 from slurm_dispatch.slurm.cli_backend import SlurmCLI
+from slurm_dispatch.slurm.sbatch import slurm_command_env
 from slurm_dispatch.slurm.squeue import SqueueChecker
 
 logger = logging.getLogger("slurm_dispatch.daemon")
@@ -106,8 +107,9 @@ class DispatchLoop:
         """
         self.settings = settings
         self.client = client or ArvadosClient.from_settings(settings)
-        self.backend: SlurmBackend = backend or SlurmCLI(env=base_env)
-        self._feature_cli = SlurmCLI(env=base_env) if settings.instance_types else None
+        slurm_env = slurm_command_env(settings, base_env)
+        self.backend: SlurmBackend = backend or SlurmCLI(env=slurm_env)
+        self._feature_cli = SlurmCLI(env=slurm_env) if settings.instance_types else None
         self.squeue = SqueueChecker(
             backend=self.backend,
             poll_interval_s=settings.poll_interval,
@@ -120,7 +122,6 @@ class DispatchLoop:
             backend=self.backend,
             squeue=self.squeue,
             client=self.client,
-            base_env=base_env,
             metrics=metrics,
         )
         self._on_first_tick = on_first_tick
@@ -403,7 +404,7 @@ async def serve(
             settings,
             base_env=base_env,
             client=MeteredClient(ArvadosClient.from_settings(settings), metrics),  # type: ignore[arg-type]
-            backend=MeteredBackend(SlurmCLI(env=base_env), metrics, clock=time.monotonic),
+            backend=MeteredBackend(SlurmCLI(env=slurm_command_env(settings, base_env)), metrics, clock=time.monotonic),
             metrics=metrics,
             on_first_tick=ready,
         )

@@ -158,7 +158,6 @@ class SlurmRunner:
         backend: SlurmBackend,
         squeue: Squeue,
         client: ContainerGetter,
-        base_env: Mapping[str, str],
         metrics: Any = None,
         cancel_retry_s: float = 1.0,
     ) -> None:
@@ -169,8 +168,6 @@ class SlurmRunner:
             backend: runs the Slurm commands (blocking; called in a thread pool of our own).
             squeue: the squeue poller shared by every container.
             client: the Arvados client, for the re-read after a job has gone.
-            base_env: what sbatch's environment starts from (PATH, SLURM_CONF, ...); the Arvados
-                variables are added to it. Never ``os.environ`` itself, never mutated.
             metrics: optional ``slurm_dispatch.service.metrics.Metrics``.
             cancel_retry_s: pause after a failed scancel before the next try.
         """
@@ -178,7 +175,10 @@ class SlurmRunner:
         self._backend = backend
         self._squeue = squeue
         self._client = client
-        self._env = sbatch_environment(settings, base_env)
+        # Only what sbatch gets beyond the backend's own environment (which already carries PATH, SLURM_CONF
+        # and SbatchEnvironmentVariables): the Arvados API variables, and SbatchEnvironmentVariables again so
+        # that they also win over the backend's LC_ALL=C.
+        self._env = sbatch_environment(settings, {})
         self._metrics = metrics
         self._cancel_retry_s = cancel_retry_s
         self._executor = ThreadPoolExecutor(max_workers=SLURM_WORKERS, thread_name_prefix="slurm")

@@ -51,7 +51,7 @@ def job_for(container: Container, settings: Settings) -> tuple[list[str], str]:
         UnsatisfiableContainer: instance types are configured and none fits.
     """
     runner = SlurmRunner(settings=settings, backend=SlurmCLI(env={}), squeue=cast(Any, None),
-                         client=cast(Any, None), base_env={})
+                         client=cast(Any, None))
     try:
         args, script = runner.job_for(container)
     finally:

@@ -26,9 +26,10 @@ def job_base_env(environ: dict[str, str]) -> dict[str, str]:
     """Return the environment sbatch (and so each job) starts from: ours, less the service manager's. Pure.
 
     The Go dispatcher's jobs inherit its whole environment (sbatch's default ``--export=ALL``), so sites rely
-    on it (PATH, SLURM_CONF, proxies); the Arvados variables are then set explicitly on top.
+    on it (PATH, SLURM_CONF, proxies, ARVADOS_KEEP_SERVICES); ARVADOS_API_HOST, ARVADOS_API_TOKEN and
+    ARVADOS_API_HOST_INSECURE are then set from the config on top (``sbatch_environment``).
     """
-    return {k: v for k, v in environ.items() if k not in SERVICE_MANAGER_VARIABLES and not k.startswith("ARVADOS_")}
+    return {k: v for k, v in environ.items() if k not in SERVICE_MANAGER_VARIABLES}
 
 
 def run(

@@ -9,10 +9,11 @@ command:
 
 - runs from an argv list (never a shell), prefixed by ``command_prefix`` (for
   example ``("sudo", "-u", "slurm")``) when one is configured;
-- gets an explicit environment: the constructor's ``env``, merged with the
-  per-call env for sbatch, plus ``LC_ALL=C`` so messages and numbers are in the
-  C locale (``os.environ`` is never read or changed here). ``LC_ALL=C`` is
-  therefore also exported to batch jobs by sbatch; crunch-run does not care;
+- gets an explicit environment: the constructor's ``env``, then ``LC_ALL=C`` so
+  messages and numbers are in the C locale, then the per-call env of sbatch
+  (``os.environ`` is never read or changed here). ``LC_ALL=C`` is therefore also
+  exported to batch jobs by sbatch (crunch-run does not care), unless the
+  per-call env sets LC_ALL (SbatchEnvironmentVariables);
 - has a timeout; a command that exceeds it is killed and reported as
   ``SlurmUnavailable`` (slurmctld not answering is the usual cause);
 - has stdout and stderr captured apart; they are logged, trimmed, when the command
@@ -334,7 +335,7 @@ class SlurmCLI:
             SlurmCommandError: the command could not start or exited non-zero.
         """
         full = [*self._prefix, *argv]
-        env = {**self._env, **(extra_env or {}), "LC_ALL": "C"}
+        env = {**self._env, "LC_ALL": "C", **(extra_env or {})}
         capped = argv[0] in CAPPED_PROGRAMS
         if capped:
             self._slots.acquire()

@@ -216,6 +216,19 @@ def sbatch_environment(settings: Settings, base_env: Mapping[str, str]) -> dict[
     return env
 
 
+def slurm_command_env(settings: Settings, base_env: Mapping[str, str]) -> dict[str, str]:
+    """Return the environment of every Slurm command: ``base_env`` plus SbatchEnvironmentVariables. Pure.
+
+    The Go dispatcher sets SbatchEnvironmentVariables in its own process environment, so squeue, scancel,
+    scontrol and sinfo see them as sbatch does: a ``SLURM_CONF`` there must point every command, not only
+    sbatch, at the same cluster. The Arvados API variables are not added here; only sbatch needs them. As in
+    ``sbatch_environment``, nothing is added when neither the controller URL nor the token is configured.
+    """
+    if not settings.api_host and not settings.system_root_token:
+        return dict(base_env)
+    return {**base_env, **settings.sbatch_environment}
+
+
 __all__ = [
     "INITIAL_NICE",
     "TEMPLATE_TOKENS",
@@ -224,6 +237,7 @@ __all__ = [
     "gateway_auth_secret",
     "sbatch_args",
     "sbatch_environment",
+    "slurm_command_env",
     "substitute",
     "template_values",
 ]

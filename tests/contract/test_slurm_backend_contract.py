@@ -442,6 +442,17 @@ def test_cli_submit_passes_script_on_stdin_and_env_explicitly(
     assert "Submitted batch job 4242" in caplog.text, "output is logged when a command prints anything"
 
 
+def test_cli_lc_all_is_c_unless_the_sbatch_environment_sets_it(stand_in: StandIn) -> None:
+    """LC_ALL=C overrides the base environment's locale (messages stay parseable), but an LC_ALL that
+    SbatchEnvironmentVariables sets reaches sbatch and so the job, as with the Go dispatcher."""
+    cli = stand_in.cli()
+    cli.submit(args=[], script="#!/bin/sh\n", env={"LC_ALL": "en_US.UTF-8"})
+    cli.queue()
+    submit, queue = stand_in.calls()
+    assert submit["env"]["LC_ALL"] == "en_US.UTF-8"
+    assert queue["env"]["LC_ALL"] == "C", "the base env said de_DE: every other command runs in C"
+
+
 def test_cli_cancel_runs_three_passes_in_order(stand_in: StandIn) -> None:
     stand_in.cli().cancel("zzzzz-dz642-000000000000001")
     assert [c["args"] for c in stand_in.calls()] == [

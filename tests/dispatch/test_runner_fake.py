@@ -88,7 +88,7 @@ def scenario(slurm: FakeSlurm, api: FakeApi, body: Callable[[SlurmRunner, FakeDi
     async def main() -> None:
         squeue = SqueueChecker(backend=slurm, poll_interval_s=0.01, first_poll_immediately=True)
         runner = SlurmRunner(settings=Settings(crunch_run_command="crunch-run"), backend=slurm, squeue=squeue,
-                             client=api, base_env={}, cancel_retry_s=0.01)
+                             client=api, cancel_retry_s=0.01)
         poller = asyncio.create_task(squeue.run())
         try:
             channel = UpdateChannel(Container.from_api(api.records[UUID]))

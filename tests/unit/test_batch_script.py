@@ -13,7 +13,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from slurm_dispatch.settings import Settings
-from slurm_dispatch.slurm.sbatch import batch_script, crunch_run_argv, gateway_auth_secret, sbatch_environment
+from slurm_dispatch.slurm.sbatch import (
+    batch_script,
+    crunch_run_argv,
+    gateway_auth_secret,
+    sbatch_environment,
+    slurm_command_env,
+)
 
 GOLDEN = Path(__file__).parent / "golden" / "batch_script.txt"
 ROOT_TOKEN = "systemusertesttoken1234567890aoeuidhtnsqjkxbmwvzpy"
@@ -179,3 +185,27 @@ def test_sbatch_environment_does_not_touch_its_input() -> None:
     base = {"PATH": "/bin"}
     sbatch_environment(Settings(controller_url="https://h/", system_root_token="t"), base)
     assert base == {"PATH": "/bin"}
+
+
+def test_slurm_command_env_carries_sbatch_variables_to_every_command() -> None:
+    """Go sets SbatchEnvironmentVariables in its own environment: squeue and scancel see a SLURM_CONF there."""
+    s = Settings(controller_url="https://ctl.example:443", system_root_token="t" * 20,
+                 sbatch_environment={"SLURM_CONF": "/etc/slurm/b.conf"})
+    env = slurm_command_env(s, {"PATH": "/usr/bin", "SLURM_CONF": "/etc/slurm/a.conf"})
+    assert env == {"PATH": "/usr/bin", "SLURM_CONF": "/etc/slurm/b.conf"}
+    assert "ARVADOS_API_TOKEN" not in env, "only sbatch needs the token"
+    assert slurm_command_env(Settings(sbatch_environment={"X": "1"}), {"PATH": "/p"}) == {"PATH": "/p"}
+
+
+def test_job_base_env_passes_arvados_variables_on_but_not_systemds() -> None:
+    """Go's jobs inherit its whole environment (ARVADOS_KEEP_SERVICES, ARVADOS_DEBUG, ...); only systemd's
+    per-process variables are dropped. The API variables are then set from the config by sbatch_environment."""
+    from slurm_dispatch.cli.run import job_base_env
+
+    environ = {"PATH": "/usr/bin", "ARVADOS_KEEP_SERVICES": "http://keep0:25107", "NOTIFY_SOCKET": "/run/x",
+               "WATCHDOG_USEC": "1", "ARVADOS_API_TOKEN": "from-the-environment"}
+    base = job_base_env(environ)
+    assert base == {"PATH": "/usr/bin", "ARVADOS_KEEP_SERVICES": "http://keep0:25107",
+                    "ARVADOS_API_TOKEN": "from-the-environment"}
+    s = Settings(controller_url="https://ctl.example:443", system_root_token="t" * 20)
+    assert sbatch_environment(s, base)["ARVADOS_API_TOKEN"] == "t" * 20, "the config's token wins"

@@ -116,6 +116,13 @@ def test_null_values_keep_defaults() -> None:
     assert settings.batch_size == 1000
 
 
+def test_a_null_sbatch_environment_value_is_an_empty_string() -> None:
+    """Go decodes SbatchEnvironmentVariables as map[string]string: a null sets the variable empty (e.g. to clear
+    an inherited proxy for the jobs), it does not leave the inherited value."""
+    settings = build({"Containers": {"SLURM": {"SbatchEnvironmentVariables": {"http_proxy": None, "A": "b"}}}})
+    assert settings.sbatch_environment == {"http_proxy": "", "A": "b"}
+
+
 # --- every key, set --------------------------------------------------------------------------------------
 
 FULL = {
