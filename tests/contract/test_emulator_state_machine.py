@@ -133,6 +133,8 @@ def test_missing_or_invalid_token_is_401(arv: Any, token: str) -> None:
         ({"limit": "ten"}, "#<ArgumentError: Invalid value for limit parameter>"),
         ({"offset": "1.5"}, "#<ArgumentError: Invalid value for offset parameter>"),
         ({"select": ["nope"]}, "#<ArgumentError: Invalid attribute 'nope' of Container in select parameter>"),
+        ({"select": "uuid"}, '#<ArgumentError: Could not parse "select" param as an array>'),
+        ({"select": "uuid,priority"}, '#<ArgumentError: Could not parse "select" param as an array>'),
     ],
 )
 def test_bad_list_parameter_is_422(arv: Any, params: dict[str, Any], message: str) -> None:
@@ -313,3 +315,43 @@ def test_cancel_from_queued_and_complete_to_cancelled(
     resp = arv.update(uuid, {"state": "Queued"})
     assert resp.status_code == 422
     assert errors_of(resp) == ["State cannot change from Cancelled to Queued"]
+
+
+@pytest.mark.parametrize(
+    ("priority", "message"),
+    [
+        (2.5, "Priority must be an integer"),
+        ("3.7", "Priority must be an integer"),
+        (True, "Priority is not a number"),
+        ("high", "Priority is not a number"),
+    ],
+)
+def test_priority_must_be_an_integer_as_sent(arv: Any, queued: dict[str, Any], priority: Any, message: str) -> None:
+    """container.rb validates priority with numericality only_integer on the value before ActiveRecord casts
+    it (which would truncate 2.5 to 2)."""
+    resp = arv.update(queued["uuid"], {"priority": priority})
+    assert resp.status_code == 422
+    assert errors_of(resp) == [message]
+    assert arv.container(queued["uuid"])["priority"] == queued["priority"]
+
+
+def test_priority_given_as_an_integer_string_is_accepted(arv: Any, queued: dict[str, Any]) -> None:
+    resp = arv.update(queued["uuid"], {"priority": "7"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["priority"] == 7
+
+
+def test_a_scoped_token_may_read_itself_and_nothing_out_of_scope(arv: Any, emulator_control: Any) -> None:
+    """api_client_authorization.rb lets any token GET .../current; other refusals are a bare 403 Forbidden."""
+    ctr = emulator_control.create_container(runtime_auth_scopes=["GET /arvados/v1/containers/"])
+    uuid = ctr["uuid"]
+    assert arv.lock(uuid).status_code == 200
+    auth = arv.get(f"/arvados/v1/containers/{uuid}/auth").json()
+    ctoken = f"v2/{auth['uuid']}/{auth['api_token']}"
+    current = arv.get("/arvados/v1/api_client_authorizations/current", token=ctoken)
+    assert current.status_code == 200, current.text
+    assert current.json()["uuid"] == auth["uuid"]
+    assert arv.get(f"/arvados/v1/containers/{uuid}", token=ctoken).status_code == 200
+    refused = arv.update(uuid, {"priority": 2}, token=ctoken)
+    assert refused.status_code == 403
+    assert errors_of(refused) == ["Forbidden"]

@@ -145,6 +145,27 @@ def coerce_attrs(table: Table, attrs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def priority_errors(raw: Any) -> list[str]:
+    """Return Rails' numericality errors for a ``priority`` as the client sent it, before casting. Pure.
+
+    ``validates :priority, numericality: {only_integer: true}`` looks at the value before ActiveRecord casts
+    it to an integer (which would truncate 2.5 to 2): a float or a decimal string is not an integer, and a
+    boolean or a non-numeric string is not a number.
+    """
+    if raw is None or (isinstance(raw, int) and not isinstance(raw, bool)):
+        return []
+    if isinstance(raw, str):
+        text = raw.strip()
+        if re.fullmatch(r"[+-]?\d+", text) or text == "":
+            return []
+        if re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text):
+            return ["Priority must be an integer"]
+        return ["Priority is not a number"]
+    if isinstance(raw, float):
+        return ["Priority must be an integer"]
+    return ["Priority is not a number"]
+
+
 def _shape_errors(rec: Mapping[str, Any]) -> list[str]:
     errors = []
     for attr in ("command", "container_image", "output_path", "cwd", "priority"):
@@ -214,7 +235,7 @@ def apply_update(
     state = new.get("state")
     state_changed = state != old_state
 
-    errors = _shape_errors(new)
+    errors = _shape_errors(new) + priority_errors(attrs.get("priority"))
     # validate_state_change
     if state_changed and state not in TRANSITIONS.get(old_state, ()):
         errors.append(f"State cannot change from {old_state} to {state}")
@@ -428,7 +449,7 @@ def new_container(
     rec.update(attrs)
     if isinstance(rec.get("runtime_constraints"), dict):
         rec["runtime_constraints"] = resolve_runtime_constraints(rec["runtime_constraints"])
-    errors = _shape_errors(rec)
+    errors = _shape_errors(rec) + priority_errors(fields.get("priority"))
     if rec.get("state") not in STATES:
         errors.append("State is not included in the list")
     if not re.fullmatch(r"[a-z0-9]{5}-dz642-[a-z0-9]{15}", str(rec["uuid"])):
