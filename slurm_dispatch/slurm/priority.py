@@ -23,7 +23,10 @@ below the others (the usual case) keep their submission nice, at no cost.
 
 The price is that jobs deep in a long queue may keep their submission nice
 (10000) until the queue is short, instead of being pulled up to ``10 * rank``.
-Where the results differ from Go's tables, see ``want_nice``.
+On a Slurm cluster shared with non-Arvados work, those jobs therefore rank up to
+10,000 priority points lower against other users' jobs than under Go (the order
+among Arvados's own jobs is the same). Where the results differ from Go's
+tables, see ``want_nice``.
 
 Not solved: a job whose want puts it in the middle of the queue still renices
 the tight run of jobs below it, as in Go (about a third of Go's calls on a
@@ -156,8 +159,11 @@ def want_nice(jobs: Sequence[NicedJob], spread: int) -> list[int]:
     give Go's result. Results differ only where Go closes an in-order gap of at
     least ``(spread − 1) × 10`` that is narrower than that times ``len(jobs)``, which
     this keeps: ``[(4000,0),(3000,999),(2000,1998)]`` gives ``[0,9,18]`` as in Go,
-    but the same gaps above 200 more jobs are kept; on a 1000-job queue of
-    just-submitted jobs all but the first keep nice 10000 (Go: ``10 × rank``).
+    but the same gaps above 200 more jobs are kept. On a 1000-job queue of
+    just-submitted jobs whose base priorities fall one per submission (priority/basic)
+    all but the first keep nice 10000 (Go: ``10 × rank``); when they share one base
+    priority, the second keeps 10000 and the rest go ``spread`` apart below
+    it, up to about 20,000 (Go: about 10,000).
     Port (modified to avoid renice churn) of services/crunch-dispatch-slurm/priority.go: wantNice.
     """
     if spread < 1:
