@@ -51,7 +51,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.daemon import DispatchLoop
@@ -100,6 +100,19 @@ class Cluster:
         return subprocess.run(
             list(argv), env=self.env, capture_output=True, text=True, check=True, timeout=timeout
         ).stdout
+
+    def daemon_cpu(self) -> float:
+        """CPU seconds slurmctld and munged (found by their pid files in ``conf_dir``) have used so far."""
+        import psutil
+
+        total = 0.0
+        for pidfile in ("slurmctld.pid", "munged.pid"):
+            try:
+                t = psutil.Process(int((self.conf_dir / pidfile).read_text().strip())).cpu_times()
+            except (OSError, ValueError, psutil.Error):
+                continue
+            total += t.user + t.system
+        return total
 
     def names(self) -> dict[str, str]:
         """Return job name -> job id of every job squeue lists (pending/running). Blocks on one squeue."""
@@ -282,6 +295,53 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class BusySampler:
+    """Samples /proc/stat every ``step`` seconds on a thread: how busy the machine's CPUs were, per step."""
+
+    def __init__(self, step: float = 0.25) -> None:
+        self.step = step
+        self.busy: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="busy-sampler", daemon=True)
+
+    @staticmethod
+    def _read() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields[:8]) - idle, sum(fields[:8])
+
+    def _run(self) -> None:
+        last = self._read()
+        while not self._stop.wait(self.step):
+            now = self._read()
+            total = now[1] - last[1]
+            self.busy.append((now[0] - last[0]) / total if total else 0.0)
+            last = now
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of each live thread of this process, summed by name without its ``_N``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: Counter[str] = Counter()
+    for tid, name in names.items():
+        try:
+            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        out[re.sub(r"_\d+$", "", name)] += (int(fields[11]) + int(fields[12])) / tick
+    return dict(out)
+
+
 def confirm_all(cluster: Cluster, names: set[str], t0: float) -> float:
     """Run squeue until it shows every name (normally the first one does); return seconds since ``t0``.
 
@@ -302,7 +362,7 @@ def run_baseline(cluster: Cluster, settings: Settings, containers: list[Containe
     """Submit the dispatcher's jobs with ``xargs -P 3 -L 1 sbatch``; time, then scancel them. Blocks."""
     runner = SlurmRunner(
         settings=settings, backend=SlurmCLI(env=cluster.env), squeue=None,  # type: ignore[arg-type]
-        client=None, base_env=cluster.env,  # type: ignore[arg-type]
+        client=None,  # type: ignore[arg-type]
     )
     runner.close()
     jobs_dir = work / "baseline"
@@ -321,9 +381,10 @@ def run_baseline(cluster: Cluster, settings: Settings, containers: list[Containe
     env = {**sbatch_environment(settings, cluster.env), "LC_ALL": "C"}
     names = {c.uuid for c in containers}
 
+    daemons0 = cluster.daemon_cpu()
     cpu0 = Cpu.now()
     t0 = time.monotonic()
-    with open(work / "xargs.in") as stdin:
+    with open(work / "xargs.in") as stdin, BusySampler() as sampler:
         proc = subprocess.run(
             ["xargs", "-P", "3", "-L", "1", "sbatch"], stdin=stdin, env=env, capture_output=True, text=True,
             check=False,
@@ -333,12 +394,14 @@ def run_baseline(cluster: Cluster, settings: Settings, containers: list[Containe
     try:
         seen = confirm_all(cluster, names, t0)
         cpu = Cpu.now() - cpu0
+        daemons = cluster.daemon_cpu() - daemons0
     finally:
         cluster.cancel_ids(ids)
         cleanup = cluster.wait_gone(names)
     if proc.returncode != 0 or len(ids) != len(containers):
         raise RuntimeError(f"xargs exit {proc.returncode}, {len(ids)} jobs: {proc.stderr[-500:]}")
-    return Result(seen, submitted, cpu, {"sbatch": len(ids), "cleanup_s": cleanup})
+    return Result(seen, submitted, cpu, {"sbatch": len(ids), "cleanup_s": cleanup, "daemons_cpu_s": daemons,
+                                         "busy": [round(b, 2) for b in sampler.busy]})
 
 
 class CountingSlurm:
@@ -441,15 +504,21 @@ def run_dispatcher(cluster: Cluster, settings: Settings, containers: list[Contai
     backend = CountingSlurm(SlurmCLI(env=cluster.env), expect=len(containers))
     stats0 = api_stats(base_url)
     dispatcher = DispatcherThread(settings, cluster.env, backend)
+    threads0 = thread_cpu()
+    daemons0 = cluster.daemon_cpu()
     cpu0 = Cpu.now()
     t0 = time.monotonic()
+    sampler = BusySampler().__enter__()
     dispatcher.start()
     try:
         if not backend.all_submitted.wait(600) or dispatcher.error is not None:
             raise RuntimeError(f"the dispatcher did not submit every job: {dispatcher.error!r}")
         submitted = time.monotonic() - t0
         seen = confirm_all(cluster, names, t0)
+        sampler.__exit__()
         cpu = Cpu.now() - cpu0
+        daemons = cluster.daemon_cpu() - daemons0
+        threads = thread_cpu()
         stats1 = api_stats(base_url)
     finally:
         dispatcher.stop()
@@ -465,6 +534,9 @@ def run_dispatcher(cluster: Cluster, settings: Settings, containers: list[Contai
     return Result(seen, submitted, cpu, {
         "api": requests, "slurm": dict(backend.counts), "first_sbatch_s": first, "cleanup_s": cleanup,
         "sbatch_deciles": deciles, "squeue_polls": polls,
+        "daemons_cpu_s": daemons,
+        "busy": [round(b, 2) for b in sampler.busy],
+        "thread_cpu": {k: round(v - threads0.get(k, 0.0), 2) for k, v in sorted(threads.items())},
     })
 
 
@@ -510,18 +582,54 @@ def one_round(args: argparse.Namespace, cluster: Cluster, work: Path) -> tuple[R
         emulator.stop()
 
 
+def cpu_budget(base: Result, disp: Result) -> dict[str, Any]:
+    """The CPU arithmetic behind the ratio.
+
+    Core-seconds of each run: everything that ran for it on this machine (this process, the Slurm commands,
+    slurmctld and munged, and for the dispatcher run the emulator). When both runs keep the CPUs equally busy,
+    the time ratio follows the CPU ratio, so ``cpu_ratio`` says how far scheduling alone could take the time
+    ratio; ``cpu_ratio_without_emulator`` leaves the emulator out, as if the API server ran on another machine,
+    as Arvados's does. ``budget_core_s`` is the extra CPU a run may use and still meet the 1.25 target.
+    """
+    cpus = os.cpu_count() or 1
+    emulator = float(disp.extra.get("emulator_cpu_s") or 0.0)
+    baseline = base.cpu.own + base.cpu.children + base.extra["daemons_cpu_s"]
+    dispatcher = disp.cpu.own + disp.cpu.children + disp.extra["daemons_cpu_s"] + emulator
+    return {
+        "cpus": cpus,
+        "baseline_core_s": baseline,
+        "baseline_busy": baseline / (cpus * base.seconds),
+        "dispatcher_core_s": dispatcher,
+        "dispatcher_busy": dispatcher / (cpus * disp.seconds),
+        "cpu_ratio": dispatcher / baseline,
+        "cpu_ratio_without_emulator": (dispatcher - emulator) / baseline,
+        "budget_core_s": 0.25 * baseline,
+    }
+
+
 def report(i: int, base: Result, disp: Result, *, verbose: bool) -> None:
     ratio = disp.seconds / base.seconds
     print(f"run {i}: baseline {base.seconds:.2f} s (xargs {base.submitted_s:.2f} s, CPU children "
-          f"{base.cpu.children:.2f} s) | dispatcher {disp.seconds:.2f} s (last sbatch {disp.submitted_s:.2f} s, "
+          f"{base.cpu.children:.2f} s, slurmctld+munged {base.extra['daemons_cpu_s']:.2f} s) | dispatcher {disp.seconds:.2f} s (last sbatch {disp.submitted_s:.2f} s, "
           f"first sbatch {disp.extra['first_sbatch_s']:.2f} s) | ratio {ratio:.2f}")
     emu = disp.extra.get("emulator_cpu_s")
-    print(f"       dispatcher CPU: this process {disp.cpu.own:.2f} s, Slurm client children {disp.cpu.children:.2f} s"
+    print(f"       dispatcher CPU: this process {disp.cpu.own:.2f} s, Slurm client children {disp.cpu.children:.2f} s, "
+          f"slurmctld+munged {disp.extra['daemons_cpu_s']:.2f} s"
           + (f", emulator (API server) {emu:.2f} s" if emu is not None else ""))
+    budget = cpu_budget(base, disp)
+    disp.extra["budget"] = budget
+    print(f"       CPU: baseline {budget['baseline_core_s']:.2f} core-s ({budget['baseline_busy']:.0%} of "
+          f"{budget['cpus']} CPUs), dispatcher run {budget['dispatcher_core_s']:.2f} core-s "
+          f"({budget['dispatcher_busy']:.0%}): CPU ratio {budget['cpu_ratio']:.2f}, "
+          f"{budget['cpu_ratio_without_emulator']:.2f} without the emulator; the 1.25 target leaves "
+          f"{budget['budget_core_s']:.2f} core-s for dispatcher and API together")
     print(f"       Slurm commands: {dict(sorted(disp.extra['slurm'].items()))}")
     if verbose:
         print(f"       sbatch done at deciles (s): {disp.extra['sbatch_deciles']}")
         print(f"       squeue polls (start s, duration s): {disp.extra['squeue_polls']}")
+        print(f"       CPU s by thread of this process: {disp.extra['thread_cpu']}")
+        print(f"       machine busy per 0.25 s, baseline: {base.extra['busy']}")
+        print(f"       machine busy per 0.25 s, dispatcher: {disp.extra['busy']}")
     print(f"       API requests: {dict(sorted(disp.extra['api'].items()))} (total {sum(disp.extra['api'].values())})")
     sys.stdout.flush()
 
@@ -578,7 +686,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_rounds(args: argparse.Namespace, cluster: Cluster) -> int:
-    ratios, bases, disps = [], [], []
+    ratios, bases, disps, floors = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-submit-") as tmp:
         log_path = args.log or Path(tmp) / "dispatcher.log"
         handler = logging.FileHandler(log_path)
@@ -595,12 +703,14 @@ def run_rounds(args: argparse.Namespace, cluster: Cluster) -> int:
             base, disp = one_round(args, cluster, work)
             report(i, base, disp, verbose=args.verbose)
             ratios.append(disp.seconds / base.seconds)
+            floors.append(disp.extra["budget"]["cpu_ratio"])
             bases.append(base.seconds)
             disps.append(disp.seconds)
     if len(ratios) > 1:
         print(f"summary over {len(ratios)} runs: baseline {min(bases):.2f}-{max(bases):.2f} s, dispatcher "
               f"{min(disps):.2f}-{max(disps):.2f} s, ratio min {min(ratios):.2f} median "
-              f"{statistics.median(ratios):.2f} max {max(ratios):.2f}")
+              f"{statistics.median(ratios):.2f} max {max(ratios):.2f}; CPU ratio median "
+              f"{statistics.median(floors):.2f}")
     return 0
 
 
