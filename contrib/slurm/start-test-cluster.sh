@@ -6,7 +6,9 @@
 #
 # Usage: start-test-cluster.sh DIR
 #   Environment: SLURM_TEST_CTLD_PORT (default: a free port, kept across restarts in DIR/ports),
-#                SLURM_TEST_NODES (default "c1:a1.small:2:3000 c2:a1.large:2:6000", name:type:cpus:mem_mb).
+#                SLURM_TEST_NODES (default "c1:a1.small:2:3000 c2:a1.large:2:6000", name:type:cpus:mem_mb),
+#                SLURM_TEST_MAX_JOB_COUNT (default 10000, Slurm's: jobs slurmctld holds, finished ones included
+#                for MinJobAge; the submission benchmark submits 2000 per round).
 # Idempotent: daemons already running from DIR are left alone. Prints the environment to use on stdout
 # (export SLURM_CONF=...), progress on stderr. Exits non-zero, saying why, when the cluster cannot start.
 # Stop it with stop-test-cluster.sh DIR.
@@ -119,6 +121,7 @@ SlurmdParameters=config_overrides
 SlurmdTimeout=10
 KillWait=5
 MinJobAge=600
+MaxJobCount=${SLURM_TEST_MAX_JOB_COUNT:-10000}
 MpiDefault=none
 SlurmctldPidFile=$DIR/slurmctld.pid
 SlurmdPidFile=$DIR/slurmd-%n.pid
