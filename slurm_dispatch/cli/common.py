@@ -80,6 +80,20 @@ ClusterIdOption = Annotated[
     str | None,
     typer.Option("--cluster-id", metavar="ID", help="Which cluster of the config file (when it has several)."),
 ]
+LegacyConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--legacy-crunch-dispatch-slurm-config",
+        metavar="PATH",
+        help="The legacy standalone crunch-dispatch-slurm config, read over the cluster config as the Go "
+        "dispatcher does (default: /etc/arvados/crunch-dispatch-slurm/crunch-dispatch-slurm.yml when it exists).",
+        show_default=False,
+    ),
+]
+SkipLegacyOption = Annotated[
+    bool,
+    typer.Option("--skip-legacy", help="Do not read the legacy standalone config file at all (as Go's -skip-legacy)."),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")]
 
 
@@ -125,13 +139,23 @@ def errors_to_exit() -> Iterator[None]:
         abort(str(exc), exit_code_for(exc))
 
 
-def load(config: Path | None, cluster_id: str | None, environ: Mapping[str, str] | None = None) -> LoadedConfig:
+def load(
+    config: Path | None,
+    cluster_id: str | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    legacy: Path | None = None,
+    skip_legacy: bool = False,
+) -> LoadedConfig:
     """Return the loaded settings of ``--config`` / ``$ARVADOS_CONFIG`` / the default path. Reads files.
+
+    ``legacy`` and ``skip_legacy`` are ``--legacy-crunch-dispatch-slurm-config`` and ``--skip-legacy``.
 
     Raises:
         ConfigError: the file is missing or invalid (naming file, key and value).
     """
-    return load_settings(path=config, cluster_id=cluster_id, environ=os.environ if environ is None else environ)
+    return load_settings(path=config, cluster_id=cluster_id, environ=os.environ if environ is None else environ,
+                         legacy_path=legacy, skip_legacy=skip_legacy)
 
 
 def api_client(settings: Settings) -> ArvadosClient:

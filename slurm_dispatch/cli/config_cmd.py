@@ -16,6 +16,8 @@ from slurm_dispatch.cli.common import (
     ConfigOption,
     ExitCode,
     JsonOption,
+    LegacyConfigOption,
+    SkipLegacyOption,
     errors_to_exit,
     load,
     print_json,
@@ -34,13 +36,19 @@ def _warnings(loaded: LoadedConfig, problems: list[str]) -> list[str]:
 
 
 @config_app.command("check")
-def check(config: ConfigOption = None, cluster_id: ClusterIdOption = None, json_: JsonOption = False) -> None:
+def check(
+    config: ConfigOption = None,
+    cluster_id: ClusterIdOption = None,
+    json_: JsonOption = False,
+    legacy: LegacyConfigOption = None,
+    skip_legacy: SkipLegacyOption = False,
+) -> None:
     """Validate the config and print the effective settings (secrets redacted).
 
     Exit 2 when the config cannot be read or the service would refuse to start with it.
     """
     with errors_to_exit():
-        loaded = load(config, cluster_id)
+        loaded = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy)
     problems = startup_problems(loaded.settings)
     warnings = _warnings(loaded, problems)
     if json_:

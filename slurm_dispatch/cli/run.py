@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from slurm_dispatch.cli.common import LegacyConfigOption, SkipLegacyOption
 from slurm_dispatch.config import load_settings, startup_problems
 from slurm_dispatch.errors import ConfigError, DispatchError
 
@@ -44,6 +45,8 @@ def run(
         Path | None,
         typer.Option("--lock-file", help="The single-instance lock file (default: $RUNTIME_DIRECTORY/lock, else /run/slurm-dispatch/lock)."),
     ] = None,
+    legacy: LegacyConfigOption = None,
+    skip_legacy: SkipLegacyOption = False,
 ) -> None:
     """Run the dispatcher service until SIGTERM; Slurm jobs keep running for the next start to adopt."""
     from slurm_dispatch.daemon import serve
@@ -51,7 +54,8 @@ def run(
 
     environ = dict(os.environ)
     try:
-        loaded = load_settings(path=config, cluster_id=cluster_id, environ=environ)
+        loaded = load_settings(path=config, cluster_id=cluster_id, environ=environ, legacy_path=legacy,
+                               skip_legacy=skip_legacy)
         problems = startup_problems(loaded.settings)
         if problems:
             for problem in problems:

@@ -143,3 +143,31 @@ def test_config_check_missing_internal_urls_is_one_problem_not_also_a_warning(cl
         "  - Clusters.zzzzz.Services.DispatchSLURM.InternalURLs is empty: could not enable the "
         "\"crunch-dispatch-slurm\" service (add e.g. \"http://localhost:9006\": {})\n"
     )
+
+
+def test_config_check_reads_a_legacy_file_named_on_the_command_line_unless_skipped(cli: Any, tmp_path: Any) -> None:
+    """Go's -legacy-crunch-dispatch-slurm-config and -skip-legacy, under the same names with two dashes."""
+    path = cli.write_config(cli.cluster())
+    legacy = tmp_path / "crunch-dispatch-slurm.yml"
+    legacy.write_text("PollPeriod: 3s\nPrioritySpread: 7\n")
+    result = cli("config", "check", "--json", "--config", str(path),
+                 "--legacy-crunch-dispatch-slurm-config", str(legacy))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["legacy_file"] == str(legacy)
+    assert (data["settings"]["poll_interval"], data["settings"]["priority_spread"]) == (3.0, 7)
+
+    skipped = cli("config", "check", "--json", "--config", str(path),
+                  "--legacy-crunch-dispatch-slurm-config", str(legacy), "--skip-legacy")
+    assert skipped.exit_code == 0, skipped.output
+    data = json.loads(skipped.stdout)
+    assert data["legacy_file"] is None
+    assert (data["settings"]["poll_interval"], data["settings"]["priority_spread"]) == (10.0, 0)
+
+
+def test_config_check_missing_legacy_file_named_on_the_command_line_exits_2(cli: Any, tmp_path: Any) -> None:
+    path = cli.write_config(cli.cluster())
+    missing = tmp_path / "nope.yml"
+    result = cli("config", "check", "--config", str(path), "--legacy-crunch-dispatch-slurm-config", str(missing))
+    assert result.exit_code == 2
+    assert str(missing) in result.output
