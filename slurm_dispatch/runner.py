@@ -231,6 +231,7 @@ class SlurmRunner:
         except SlurmCommandError as exc:
             self._count("submit_failed")
             if not permanent_sbatch_failure(exc):
+                self._refusals.pop(container.uuid, None)  # "in a row": any other outcome breaks the run
                 raise
             refusals = self._refusals.pop(container.uuid, 0) + 1
             if refusals >= PERMANENT_REFUSALS:

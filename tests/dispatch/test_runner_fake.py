@@ -182,6 +182,24 @@ def test_a_permanent_looking_refusal_cancels_only_when_it_repeats(fake_slurm: Fa
     scenario(fake_slurm, api, body)
 
 
+def test_any_other_sbatch_failure_breaks_the_run_of_refusals(fake_slurm: FakeSlurm) -> None:
+    api = FakeApi({UUID: record()})
+    refusal = SlurmCommandError(["sbatch"], 1, FEATURE_REFUSAL)
+    other = SlurmUnavailable(["sbatch"], None, "no answer within 60 s (is slurmctld up?)")
+    outcomes = [refusal, other, *[refusal] * (PERMANENT_REFUSALS - 1)]
+    for nth, error in enumerate(outcomes, start=1):
+        fake_slurm.fail("submit", nth=nth, error=error)
+
+    async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
+        container = Container.from_api(api.records[UUID])
+        for nth in range(1, len(outcomes) + 1):
+            with pytest.raises(SlurmCommandError) as info:
+                await runner.submit(container)
+            assert not isinstance(info.value, UnsatisfiableContainer), f"call {nth}: the run was broken at 2"
+
+    scenario(fake_slurm, api, body)
+
+
 def test_a_submission_that_works_resets_the_refusal_count(fake_slurm: FakeSlurm) -> None:
     api = FakeApi({UUID: record()})
     refusals = [1, 2, 4, 5]  # two refusals, one success, two refusals: never PERMANENT_REFUSALS in a row
