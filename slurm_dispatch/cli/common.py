@@ -44,6 +44,7 @@ from slurm_dispatch.errors import (
 from slurm_dispatch.model import CONTAINER_UUID_RE
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.cli_backend import SlurmCLI
+from slurm_dispatch.slurm.sbatch import slurm_command_env
 
 
 class ExitCode(enum.IntEnum):
@@ -182,9 +183,15 @@ def slurm_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return {key: env[key] for key in SLURM_ENV_KEYS if key in env}
 
 
-def slurm_backend(environ: Mapping[str, str] | None = None) -> SlurmCLI:
-    """Return the SlurmCLI the admin commands use (env from ``slurm_env``). No I/O."""
-    return SlurmCLI(env=slurm_env(environ), timeout_s=SLURM_TIMEOUT_S)
+def slurm_backend(environ: Mapping[str, str] | None = None, settings: Settings | None = None) -> SlurmCLI:
+    """Return the SlurmCLI the admin commands use. No I/O.
+
+    Its environment is ``slurm_env(environ)`` plus, when ``settings`` are given, SbatchEnvironmentVariables,
+    as the service's Slurm commands get them (``slurm_command_env``): a ``SLURM_CONF`` there must point the
+    admin commands at the service's cluster too.
+    """
+    env = slurm_env(environ)
+    return SlurmCLI(env=slurm_command_env(settings, env) if settings else env, timeout_s=SLURM_TIMEOUT_S)
 
 
 def container_uuid(value: str) -> str:

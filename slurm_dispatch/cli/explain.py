@@ -23,6 +23,8 @@ from slurm_dispatch.cli.common import (
     ConfigOption,
     ExitCode,
     JsonOption,
+    LegacyConfigOption,
+    SkipLegacyOption,
     abort,
     api_client,
     container_uuid,
@@ -146,6 +148,8 @@ def explain(
     config: ConfigOption = None,
     cluster_id: ClusterIdOption = None,
     json_: JsonOption = False,
+    legacy: LegacyConfigOption = None,
+    skip_legacy: SkipLegacyOption = False,
 ) -> None:
     """Show the sbatch arguments and job script the dispatcher would use for a container, or why it cannot.
 
@@ -156,7 +160,7 @@ def explain(
     if uuid is not None:
         uuid = container_uuid(uuid)
     with errors_to_exit():
-        settings = load(config, cluster_id).settings
+        settings = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy).settings
         if container_file is not None:
             container = _read_container_file(container_file)
         else:

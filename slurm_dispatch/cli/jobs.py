@@ -24,6 +24,8 @@ from slurm_dispatch.cli.common import (
     ConfigOption,
     ExitCode,
     JsonOption,
+    LegacyConfigOption,
+    SkipLegacyOption,
     api_client,
     container_uuid,
     errors_to_exit,
@@ -95,6 +97,8 @@ def adopt(
     cluster_id: ClusterIdOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only print what would be done.")] = False,
     json_: JsonOption = False,
+    legacy: LegacyConfigOption = None,
+    skip_legacy: SkipLegacyOption = False,
 ) -> None:
     """Scan squeue once for our cluster's jobs and do what the service does at startup.
 
@@ -103,8 +107,8 @@ def adopt(
     unless --dry-run, scancels the leftovers. Exit 1 if a scancel failed.
     """
     with errors_to_exit():
-        settings = load(config, cluster_id).settings
-        backend = slurm_backend()
+        settings = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy).settings
+        backend = slurm_backend(settings=settings)
         client = api_client(settings)
         try:
             me = client.current_token_uuid()

@@ -22,15 +22,19 @@ EXIT_CONFIG = 2
 SERVICE_MANAGER_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 """systemd's variables for this process only: never handed on to sbatch and the jobs."""
 
+CONFIGURED_API_VARIABLES = ("ARVADOS_API_HOST", "ARVADOS_API_TOKEN", "ARVADOS_API_HOST_INSECURE")
+"""What the config sets for sbatch (and so the jobs): an inherited value must not reach any Slurm command."""
+
 
 def job_base_env(environ: dict[str, str]) -> dict[str, str]:
     """Return the environment sbatch (and so each job) starts from: ours, less the service manager's. Pure.
 
     The Go dispatcher's jobs inherit its whole environment (sbatch's default ``--export=ALL``), so sites rely
-    on it (PATH, SLURM_CONF, proxies, ARVADOS_KEEP_SERVICES); ARVADOS_API_HOST, ARVADOS_API_TOKEN and
-    ARVADOS_API_HOST_INSECURE are then set from the config on top (``sbatch_environment``).
+    on it (PATH, SLURM_CONF, proxies, ARVADOS_KEEP_SERVICES). ARVADOS_API_HOST, ARVADOS_API_TOKEN and
+    ARVADOS_API_HOST_INSECURE are left out: sbatch gets them from the config (``sbatch_environment``), and the
+    other Slurm commands (squeue, scancel, ...), which also start from this environment, need no token.
     """
-    return {k: v for k, v in environ.items() if k not in SERVICE_MANAGER_VARIABLES}
+    return {k: v for k, v in environ.items() if k not in SERVICE_MANAGER_VARIABLES and k not in CONFIGURED_API_VARIABLES}
 
 
 def run(

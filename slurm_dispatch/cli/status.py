@@ -23,6 +23,8 @@ from slurm_dispatch.cli.common import (
     ConfigOption,
     ExitCode,
     JsonOption,
+    LegacyConfigOption,
+    SkipLegacyOption,
     api_client,
     errors_to_exit,
     load,
@@ -73,16 +75,22 @@ def _table(rows: list[StatusRow]) -> Table:
     return table
 
 
-def status(config: ConfigOption = None, cluster_id: ClusterIdOption = None, json_: JsonOption = False) -> None:
+def status(
+    config: ConfigOption = None,
+    cluster_id: ClusterIdOption = None,
+    json_: JsonOption = False,
+    legacy: LegacyConfigOption = None,
+    skip_legacy: SkipLegacyOption = False,
+) -> None:
     """Show our containers and their Slurm jobs side by side, and flag mismatches (exit 1 if any)."""
     with errors_to_exit():
-        settings = load(config, cluster_id).settings
+        settings = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy).settings
         client = api_client(settings)
         try:
             me = client.current_token_uuid()
             mine = [c for page in client.list_all(filters=[["locked_by_uuid", "=", me]],
                                                   batch_size=settings.batch_size) for c in page]
-            jobs, skipped = parse_queue_detail(slurm_backend().queue_detail())
+            jobs, skipped = parse_queue_detail(slurm_backend(settings=settings).queue_detail())
             known = {c.uuid for c in mine}
             named = [u for u in orphan_names([j.name for j in jobs], settings.cluster_id) if u not in known]
             others = containers_by_uuid(client, named, batch_size=settings.batch_size)

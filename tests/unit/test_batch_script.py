@@ -198,14 +198,27 @@ def test_slurm_command_env_carries_sbatch_variables_to_every_command() -> None:
 
 
 def test_job_base_env_passes_arvados_variables_on_but_not_systemds() -> None:
-    """Go's jobs inherit its whole environment (ARVADOS_KEEP_SERVICES, ARVADOS_DEBUG, ...); only systemd's
-    per-process variables are dropped. The API variables are then set from the config by sbatch_environment."""
+    """Go's jobs inherit its whole environment (ARVADOS_KEEP_SERVICES, ARVADOS_DEBUG, ...); systemd's
+    per-process variables and the three API variables (set from the config for sbatch) are dropped."""
     from slurm_dispatch.cli.run import job_base_env
 
     environ = {"PATH": "/usr/bin", "ARVADOS_KEEP_SERVICES": "http://keep0:25107", "NOTIFY_SOCKET": "/run/x",
                "WATCHDOG_USEC": "1", "ARVADOS_API_TOKEN": "from-the-environment"}
     base = job_base_env(environ)
-    assert base == {"PATH": "/usr/bin", "ARVADOS_KEEP_SERVICES": "http://keep0:25107",
-                    "ARVADOS_API_TOKEN": "from-the-environment"}
+    assert base == {"PATH": "/usr/bin", "ARVADOS_KEEP_SERVICES": "http://keep0:25107"}, \
+        "an inherited token must not reach squeue, scancel, ... (which start from this environment)"
     s = Settings(controller_url="https://ctl.example:443", system_root_token="t" * 20)
-    assert sbatch_environment(s, base)["ARVADOS_API_TOKEN"] == "t" * 20, "the config's token wins"
+    assert sbatch_environment(s, base)["ARVADOS_API_TOKEN"] == "t" * 20, "sbatch gets the config's token"
+
+
+def test_admin_commands_reach_the_cluster_the_service_uses() -> None:
+    """status and adopt build their Slurm backend from the settings too: a SLURM_CONF that only
+    SbatchEnvironmentVariables sets must point them where the service's squeue and scancel go."""
+    from slurm_dispatch.cli.common import slurm_backend
+
+    s = Settings(controller_url="https://ctl.example:443", system_root_token="t" * 20,
+                 sbatch_environment={"SLURM_CONF": "/etc/slurm/b.conf"})
+    shell = {"PATH": "/usr/bin", "SLURM_CONF": "/etc/slurm/a.conf", "HOME": "/root"}
+    assert slurm_backend(shell, settings=s)._env == {"PATH": "/usr/bin", "SLURM_CONF": "/etc/slurm/b.conf"}
+    assert slurm_backend(shell)._env == {"PATH": "/usr/bin", "SLURM_CONF": "/etc/slurm/a.conf"}, \
+        "cancel, which reads no config, keeps the shell's"
