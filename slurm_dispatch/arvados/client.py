@@ -252,9 +252,6 @@ class ArvadosClient:
             # warning on every request would bury the log, so it is silenced once here.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self._session = session
-        # What Session.request would have taken from the environment: nothing when the session ignores it
-        # (ours does); otherwise Session.send looks the proxies up itself.
-        self._send_options: dict[str, Any] = {} if session.trust_env else {"proxies": {}}
 
     def __repr__(self) -> str:
         return f"ArvadosClient(base_url={self.base_url!r})"
@@ -530,12 +527,9 @@ class ArvadosClient:
         while True:
             delay: float | None = None
             try:
+                prepared = self._prepare(method, url, query, json_body)
                 response = self._session.send(
-                    self._prepare(method, url, query, json_body),
-                    timeout=self._timeout,
-                    allow_redirects=False,
-                    verify=self._verify,
-                    **self._send_options,
+                    prepared, timeout=self._timeout, allow_redirects=False, **self._send_options(prepared)
                 )
             except requests.RequestException as exc:
                 error, retryable = self._transport_error(exc, method=method, path=path, retry=retry)
@@ -581,6 +575,18 @@ class ArvadosClient:
         """
         headers = {**self._session.headers, **self._headers()}
         return requests.Request(method, url, params=query or None, json=json_body, headers=headers).prepare()
+
+    def _send_options(self, prepared: requests.PreparedRequest) -> dict[str, Any]:
+        """Return ``verify`` (and, for a session that trusts the environment, what Session.request takes from it).
+
+        Our own session ignores the environment: ``verify`` is all it needs, and Session.send uses the
+        session's own proxies (none). An injected session that trusts the environment gets exactly what
+        Session.request would have given it (proxies, REQUESTS_CA_BUNDLE, ...). Pure but for reading the
+        environment in that case.
+        """
+        if not self._session.trust_env:
+            return {"verify": self._verify}
+        return dict(self._session.merge_environment_settings(prepared.url, {}, None, self._verify, None))
 
     def _headers(self) -> dict[str, str]:
         return {
