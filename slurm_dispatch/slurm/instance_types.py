@@ -210,7 +210,9 @@ def unsatisfiable_log_text(err: UnsatisfiableContainer) -> str:
     Port of sdk/go/dispatch/dispatch.go: the ConstraintsNotSatisfiableError branch of start.
     """
     lines = [f"cannot run container {err.uuid}: {err.reason}"]
-    if not err.available or list(err.available) == [NO_INSTANCE_TYPES_LINE]:
+    if err.available is None:  # not about instance types (sbatch refused the job)
+        pass
+    elif not err.available or list(err.available) == [NO_INSTANCE_TYPES_LINE]:
         lines.append(NO_INSTANCE_TYPES_LINE)
     else:
         lines.append("Available instance types:")

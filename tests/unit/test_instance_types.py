@@ -307,6 +307,11 @@ def test_log_text_with_empty_available() -> None:
     )
 
 
+def test_log_text_of_a_refusal_not_about_instance_types_has_no_types_line() -> None:
+    err = UnsatisfiableContainer(UUID, "sbatch refused the job 3 times in a row: no", available=None)
+    assert unsatisfiable_log_text(err) == f"cannot run container {UUID}: sbatch refused the job 3 times in a row: no\n"
+
+
 def test_available_lines_tie_in_price_sorted_by_name() -> None:
     x = InstanceType("x", vcpus=1, ram=1, price=1.0)
     a = InstanceType("a", vcpus=1, ram=1, price=1.0)
