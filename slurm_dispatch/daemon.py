@@ -51,6 +51,21 @@ def wanted_features(settings: Settings) -> list[str]:
     return sorted(f"instancetype={name}" for name in settings.instance_types)
 
 
+async def sync_node_features(cli: Any, settings: Settings, *, node: str = FEATURE_NODE) -> None:
+    """One pass of the node-type feature step: set ``node``'s features to the instance-type list if they differ.
+
+    Blocks (in threads) on sinfo and, when needed, scontrol. ``cli`` is a SlurmCLI (or anything with its
+    ``sinfo_features`` and ``set_node_features``).
+
+    Raises:
+        DispatchError: a Slurm command failed.
+    """
+    want = wanted_features(settings)
+    have = await asyncio.to_thread(cli.sinfo_features, node)
+    if sorted(have) != want:
+        await asyncio.to_thread(cli.set_node_features, node, want)
+
+
 async def keep_node_features(
     cli: SlurmCLI,
     settings: Settings,
@@ -63,13 +78,10 @@ async def keep_node_features(
 
     Blocks until cancelled; errors are logged when they change and retried.
     """
-    want = wanted_features(settings)
     last_error = ""
     while True:
         try:
-            have = await asyncio.to_thread(cli.sinfo_features, node)
-            if sorted(have) != want:
-                await asyncio.to_thread(cli.set_node_features, node, want)
+            await sync_node_features(cli, settings, node=node)
             last_error = ""
         except DispatchError as exc:
             if str(exc) != last_error:
@@ -91,6 +103,7 @@ class DispatchLoop:
         metrics: Any = None,
         start_immediately: bool = True,
         on_first_tick: Callable[[], None] | None = None,
+        feature_cli: Any = None,
     ) -> None:
         """Build the components; does no I/O.
 
@@ -104,12 +117,14 @@ class DispatchLoop:
                 a restart then resumes dispatching (and adoption) at once. Submissions still wait for a
                 squeue poll that starts after their lock, so nothing is submitted twice.
             on_first_tick: called once after the first successful dispatch tick (sd_notify READY).
+            feature_cli: what runs the node-type feature step (default: a SlurmCLI when InstanceTypes are
+                configured, else none).
         """
         self.settings = settings
         self.client = client or ArvadosClient.from_settings(settings)
         slurm_env = slurm_command_env(settings, base_env)
         self.backend: SlurmBackend = backend or SlurmCLI(env=slurm_env)
-        self._feature_cli = SlurmCLI(env=slurm_env) if settings.instance_types else None
+        self._feature_cli = feature_cli or (SlurmCLI(env=slurm_env) if settings.instance_types else None)
         self.squeue = SqueueChecker(
             backend=self.backend,
             poll_interval_s=settings.poll_interval,
@@ -182,6 +197,13 @@ class DispatchLoop:
             ArvadosAPIError: our token's uuid could not be fetched.
         """
         await self.dispatcher.prepare()
+        if self._feature_cli is not None:
+            # Go's first submission comes one PollInterval after start, by when its feature step has run; ours
+            # come at once, so the features go in first, or the first --constraint=instancetype=X is refused.
+            try:
+                await sync_node_features(self._feature_cli, self.settings)
+            except DispatchError as exc:
+                logger.warning("updating the features of node %s before dispatching: %s", FEATURE_NODE, exc)
         squeue_task = asyncio.create_task(self.squeue.run(), name="squeue poller")
         squeue_task.add_done_callback(self._background_task_ended)
         adopt_task = asyncio.create_task(self._adopt_orphans(), name="orphan adoption")
