@@ -640,8 +640,22 @@ def apply_what_if(names: Sequence[str]) -> None:
     """Profiling only: change the dispatcher in this process to see what a fix elsewhere would gain.
 
     ``no-renice``: SqueueChecker skips its renice pass (to see what the passes cost a burst of submissions).
+    ``locks-2``: at most two lock requests in flight (instead of one per executor thread, eight), to see
+    whether fewer busy API threads let the Slurm threads launch sbatch sooner during the locking burst.
     The figures they give are not the product's; ``main`` prints that they are on.
     """
+    if "locks-2" in names:
+        from slurm_dispatch.dispatch.dispatcher import Dispatcher
+
+        plain_lock = Dispatcher._lock_and_start
+        gates: dict[int, asyncio.Semaphore] = {}
+
+        async def gated(self: Any, raw: Any) -> bool:
+            gate = gates.setdefault(id(self), asyncio.Semaphore(2))
+            async with gate:
+                return await plain_lock(self, raw)
+
+        Dispatcher._lock_and_start = gated  # type: ignore[method-assign]
     if "no-renice" in names:
         from slurm_dispatch.slurm.squeue import SqueueChecker
 
@@ -671,7 +685,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep-cluster", action="store_true", help="leave a cluster this run started running")
     parser.add_argument("--log", type=Path, default=None,
                         help="dispatcher log file at INFO, as the service logs (default: a temporary file)")
-    parser.add_argument("--what-if", action="append", default=[], choices=["no-renice"],
+    parser.add_argument("--what-if", action="append", default=[], choices=["no-renice", "locks-2"],
                         help="profiling only: patch the dispatcher in this process (see apply_what_if)")
     args = parser.parse_args(argv)
     apply_what_if(args.what_if)
