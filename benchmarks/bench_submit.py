@@ -642,6 +642,8 @@ def apply_what_if(names: Sequence[str]) -> None:
     ``no-renice``: SqueueChecker skips its renice pass (to see what the passes cost a burst of submissions).
     ``locks-2``: at most two lock requests in flight (instead of one per executor thread, eight), to see
     whether fewer busy API threads let the Slurm threads launch sbatch sooner during the locking burst.
+    ``paced-locks``: at most 16 containers locked and not yet submitted (a lock waits for a submission to
+    finish), so that locks are spread over the burst instead of all going first.
     The figures they give are not the product's; ``main`` prints that they are on.
     """
     if "locks-2" in names:
@@ -656,6 +658,36 @@ def apply_what_if(names: Sequence[str]) -> None:
                 return await plain_lock(self, raw)
 
         Dispatcher._lock_and_start = gated  # type: ignore[method-assign]
+    if "paced-locks" in names:
+        from slurm_dispatch.dispatch.dispatcher import Dispatcher
+        from slurm_dispatch.runner import SlurmRunner
+
+        plain_lock = Dispatcher._lock_and_start
+        plain_submit = SlurmRunner.submit
+        slots: dict[str, asyncio.Semaphore] = {}
+
+        def slot() -> asyncio.Semaphore:
+            return slots.setdefault("gate", asyncio.Semaphore(16))
+
+        async def paced_lock(self: Any, raw: Any) -> bool:
+            await slot().acquire()
+            try:
+                locked = await plain_lock(self, raw)
+            except BaseException:
+                slot().release()
+                raise
+            if not locked:
+                slot().release()
+            return locked
+
+        async def paced_submit(self: Any, container: Any) -> Any:
+            try:
+                return await plain_submit(self, container)
+            finally:
+                slot().release()
+
+        Dispatcher._lock_and_start = paced_lock  # type: ignore[method-assign]
+        SlurmRunner.submit = paced_submit  # type: ignore[method-assign]
     if "no-renice" in names:
         from slurm_dispatch.slurm.squeue import SqueueChecker
 
@@ -685,7 +717,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep-cluster", action="store_true", help="leave a cluster this run started running")
     parser.add_argument("--log", type=Path, default=None,
                         help="dispatcher log file at INFO, as the service logs (default: a temporary file)")
-    parser.add_argument("--what-if", action="append", default=[], choices=["no-renice", "locks-2"],
+    parser.add_argument("--what-if", action="append", default=[], choices=["no-renice", "locks-2", "paced-locks"],
                         help="profiling only: patch the dispatcher in this process (see apply_what_if)")
     args = parser.parse_args(argv)
     apply_what_if(args.what_if)
