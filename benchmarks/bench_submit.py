@@ -39,6 +39,7 @@ import multiprocessing.connection
 import os
 import re
 import resource
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -67,7 +68,6 @@ START_CLUSTER = REPO / "contrib" / "slurm" / "start-test-cluster.sh"
 STOP_CLUSTER = REPO / "contrib" / "slurm" / "stop-test-cluster.sh"
 CLUSTER_ID = "bench"
 """The emulator's cluster id: our jobs are named ``bench-dz642-...``, unlike any test's (``zzzzz``)."""
-ROOT_TOKEN = "benchsystemroottoken0123456789abcdefghijklmnopqrstuv"
 PENDING_ARG = "--begin=now+3600"
 """Keeps every job pending (reason BeginTime) with a normal priority. Not ``--hold``: on Slurm 22.05 the
 dispatcher's renice (``scontrol update JobName=... Nice=...``) releases a held job, which then runs."""
@@ -182,11 +182,11 @@ def cancel_leftovers(cluster: Cluster) -> None:
 # -- the emulator ---------------------------------------------------------------------------------------------
 
 
-def _serve_emulator(conn: multiprocessing.connection.Connection) -> None:
+def _serve_emulator(conn: multiprocessing.connection.Connection, root_token: str) -> None:
     """Child process: serve an emulator until the parent sends anything (or goes away)."""
     from slurm_dispatch.sandbox.api import EmulatorServer
 
-    server = EmulatorServer(root_token=ROOT_TOKEN, cluster_id=CLUSTER_ID).start()
+    server = EmulatorServer(root_token=root_token, cluster_id=CLUSTER_ID).start()
     conn.send(server.base_url)
     try:
         conn.recv()
@@ -199,18 +199,20 @@ class Emulator:
     """An emulator in a child process (``in_process=False``) or on a thread of this one."""
 
     def __init__(self, *, in_process: bool) -> None:
+        self.root_token = secrets.token_hex(25)
+        """The emulator's SystemRootToken: made for this run, never written down."""
         self._server: Any = None
         self._proc: Any = None
         self._conn: Any = None
         if in_process:
             from slurm_dispatch.sandbox.api import EmulatorServer
 
-            self._server = EmulatorServer(root_token=ROOT_TOKEN, cluster_id=CLUSTER_ID).start()
+            self._server = EmulatorServer(root_token=self.root_token, cluster_id=CLUSTER_ID).start()
             self.base_url: str = self._server.base_url
         else:
             ctx = multiprocessing.get_context("spawn")
             self._conn, child = ctx.Pipe()
-            self._proc = ctx.Process(target=_serve_emulator, args=(child,), name="bench-emulator", daemon=True)
+            self._proc = ctx.Process(target=_serve_emulator, args=(child, self.root_token), name="bench-emulator", daemon=True)
             self._proc.start()
             if not self._conn.poll(60):
                 raise RuntimeError("the emulator process did not start")
@@ -556,7 +558,7 @@ def one_round(args: argparse.Namespace, cluster: Cluster, work: Path) -> tuple[R
         uuids = create_containers(emulator.base_url, args.containers)
         settings = Settings(
             cluster_id=CLUSTER_ID,
-            system_root_token=ROOT_TOKEN,
+            system_root_token=emulator.root_token,
             controller_url=emulator.base_url,
             tls_insecure=True,
             poll_interval=args.poll_interval,
@@ -565,7 +567,7 @@ def one_round(args: argparse.Namespace, cluster: Cluster, work: Path) -> tuple[R
             sbatch_arguments=(*DEFAULT_SBATCH_ARGUMENTS, "--output=/dev/null", PENDING_ARG),
             log_format="text",
         )
-        api = ArvadosClient(api_host=emulator.base_url, token=ROOT_TOKEN, insecure=True)
+        api = ArvadosClient(api_host=emulator.base_url, token=emulator.root_token, insecure=True)
         try:
             containers = [api.get(u) for u in uuids]
         finally:
