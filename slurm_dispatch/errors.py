@@ -113,6 +113,10 @@ class SbatchTemplateError(DispatchError):
     """SbatchArgumentsList or SbatchGPUArgumentsList has an unknown ``%x``: permanent."""
 
 
+NO_INSTANCE_TYPES_LINE = "No instance types are configured."
+"""What the ``dispatch`` log says in place of the instance-type list when there is none to show."""
+
+
 class UnsatisfiableContainer(DispatchError):
     """No configured instance type (or node) can ever run this container: permanent.
 
@@ -128,3 +132,19 @@ class UnsatisfiableContainer(DispatchError):
         self.reason = reason
         self.available = None if available is None else list(available)
         super().__init__(f"cannot run container {uuid}: {reason}")
+
+    def log_text(self) -> str:
+        """Return the text of the ``dispatch`` log record written when the container is cancelled. Pure.
+
+        Exactly the Go dispatcher's text (arvados-reference.md §6.7): the ``cannot run container ...``
+        line, then ``Available instance types:`` and one line per type, or the single line
+        ``No instance types are configured.`` when the list is empty; nothing more when ``available`` is
+        None. Every line ends with a newline.
+        Port of sdk/go/dispatch/dispatch.go: the ConstraintsNotSatisfiableError branch of start.
+        """
+        lines = [str(self)]
+        if self.available:
+            lines += ["Available instance types:", *self.available]
+        elif self.available is not None:
+            lines.append(NO_INSTANCE_TYPES_LINE)
+        return "".join(line + "\n" for line in lines)

@@ -38,7 +38,7 @@ from slurm_dispatch.model import Container
 from slurm_dispatch.runner import SlurmRunner
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.cli_backend import SlurmCLI
-from slurm_dispatch.slurm.instance_types import choose_instance_type, unsatisfiable_log_text
+from slurm_dispatch.slurm.instance_types import choose_instance_type
 from slurm_dispatch.slurm.sbatch import gateway_auth_secret
 
 
@@ -100,7 +100,7 @@ def explanation(container: Container, settings: Settings) -> dict[str, Any]:
     try:
         args, script = job_for(container, settings)
     except UnsatisfiableContainer as exc:
-        out["error"] = unsatisfiable_log_text(exc).rstrip("\n")
+        out["error"] = exc.log_text().rstrip("\n")
         out["available_instance_types"] = list(exc.available or [])
         return out
     except SbatchTemplateError as exc:

@@ -8,8 +8,6 @@ from __future__ import annotations
 from slurm_dispatch.errors import UnsatisfiableContainer
 from slurm_dispatch.model import ContainerState
 
-NO_INSTANCE_TYPES = "No instance types are configured."
-
 
 def failure_report(uuid: str, error: BaseException) -> tuple[str, ContainerState]:
     """Return the ``dispatch`` log text for a failed RunContainer and its fallback state. Pure.
@@ -21,11 +19,5 @@ def failure_report(uuid: str, error: BaseException) -> tuple[str, ContainerState
     attempt (possibly by another dispatcher) can follow.
     """
     if isinstance(error, UnsatisfiableContainer):
-        lines = [f"cannot run container {uuid}: {error.reason}"]
-        if error.available:
-            lines.append("Available instance types:")
-            lines.extend(error.available)
-        elif error.available is not None:
-            lines.append(NO_INSTANCE_TYPES)
-        return "\n".join(lines) + "\n", ContainerState.CANCELLED
+        return error.log_text(), ContainerState.CANCELLED
     return f"Error running container {uuid}: {error}", ContainerState.QUEUED

@@ -22,8 +22,6 @@ from slurm_dispatch.settings import InstanceType, Settings
 
 MiB = 1 << 20
 
-NO_INSTANCE_TYPES_LINE = "No instance types are configured."
-"""The single ``available`` line when there is no list to show (for example an invalid GPU stack)."""
 
 NOT_SATISFIABLE_REASON = "constraints not satisfiable by any configured instance type"
 
@@ -161,8 +159,8 @@ def eligible_instance_types(container: Container, settings: Settings) -> list[In
 
     Raises:
         UnsatisfiableContainer: types are configured but none fits, or the GPU
-            stack is not "", "cuda" or "rocm" (then ``available`` is the single
-            line ``No instance types are configured.``, as Go reports it).
+            stack is not "", "cuda" or "rocm" (then ``available`` is empty, so the
+            log says ``No instance types are configured.``, as Go reports it).
     """
     types = list(settings.instance_types.values())
     if not types:
@@ -172,7 +170,7 @@ def eligible_instance_types(container: Container, settings: Settings) -> list[In
         raise UnsatisfiableContainer(
             container.uuid,
             f"Invalid GPU stack {_go_quote(stack)}, expected to be blank or one of 'cuda' or 'rocm'",
-            [NO_INSTANCE_TYPES_LINE],
+            [],
         )
     ram = ram_needed(container, settings)
     scratch = estimate_scratch(container)
@@ -200,33 +198,11 @@ def choose_instance_type(container: Container, settings: Settings) -> InstanceTy
     return fits[0] if fits else None
 
 
-def unsatisfiable_log_text(err: UnsatisfiableContainer) -> str:
-    """Return the text of the ``dispatch`` log record for a container no instance type can run. Pure.
-
-    Exactly the Go dispatcher's text (arvados-reference.md §6.7): the
-    ``cannot run container ...`` line, then ``Available instance types:`` and one
-    line per type, or the single line ``No instance types are configured.``;
-    every line ends with a newline.
-    Port of sdk/go/dispatch/dispatch.go: the ConstraintsNotSatisfiableError branch of start.
-    """
-    lines = [f"cannot run container {err.uuid}: {err.reason}"]
-    if err.available is None:  # not about instance types (sbatch refused the job)
-        pass
-    elif not err.available or list(err.available) == [NO_INSTANCE_TYPES_LINE]:
-        lines.append(NO_INSTANCE_TYPES_LINE)
-    else:
-        lines.append("Available instance types:")
-        lines.extend(err.available)
-    return "".join(line + "\n" for line in lines)
-
-
 __all__ = [
     "NOT_SATISFIABLE_REASON",
-    "NO_INSTANCE_TYPES_LINE",
     "available_lines",
     "choose_instance_type",
     "eligible_instance_types",
     "estimate_scratch",
     "ram_needed",
-    "unsatisfiable_log_text",
 ]

@@ -10,12 +10,10 @@ from slurm_dispatch.errors import UnsatisfiableContainer
 from slurm_dispatch.model import Container
 from slurm_dispatch.settings import InstanceType, InstanceTypeGPU, MiB, Settings
 from slurm_dispatch.slurm.instance_types import (
-    NO_INSTANCE_TYPES_LINE,
     choose_instance_type,
     eligible_instance_types,
     estimate_scratch,
     ram_needed,
-    unsatisfiable_log_text,
 )
 
 GiB = 1 << 30
@@ -250,7 +248,7 @@ def test_unsatisfiable_lists_available_types_by_price(over: dict[str, Any]) -> N
         'Type "big": 8 VCPUs, 34359738368 RAM, 107374182400 Scratch, 0.400000 Price',
         'Type "huge": 64 VCPUs, 274877906944 RAM, 1073741824000 Scratch, 2.000000 Price',
     ]
-    assert unsatisfiable_log_text(err) == (
+    assert err.log_text() == (
         f"cannot run container {UUID}: constraints not satisfiable by any configured instance type\n"
         "Available instance types:\n"
         'Type "small": 2 VCPUs, 4294967296 RAM, 107374182400 Scratch, 0.100000 Price\n'
@@ -291,8 +289,8 @@ def test_invalid_gpu_stack_reports_no_types() -> None:
     with pytest.raises(UnsatisfiableContainer) as info:
         choose_instance_type(ctr(rc=gpu(stack="opencl")), s)
     err = info.value
-    assert err.available == [NO_INSTANCE_TYPES_LINE]
-    assert unsatisfiable_log_text(err) == (
+    assert err.available == []
+    assert err.log_text() == (
         f'cannot run container {UUID}: Invalid GPU stack "opencl", expected to be blank or one of '
         "'cuda' or 'rocm'\n"
         "No instance types are configured.\n"
@@ -302,14 +300,14 @@ def test_invalid_gpu_stack_reports_no_types() -> None:
 def test_log_text_with_empty_available() -> None:
     err = UnsatisfiableContainer(UUID, "some reason", [])
     assert (
-        unsatisfiable_log_text(err)
+        err.log_text()
         == f"cannot run container {UUID}: some reason\nNo instance types are configured.\n"
     )
 
 
 def test_log_text_of_a_refusal_not_about_instance_types_has_no_types_line() -> None:
     err = UnsatisfiableContainer(UUID, "sbatch refused the job 3 times in a row: no", available=None)
-    assert unsatisfiable_log_text(err) == f"cannot run container {UUID}: sbatch refused the job 3 times in a row: no\n"
+    assert err.log_text() == f"cannot run container {UUID}: sbatch refused the job 3 times in a row: no\n"
 
 
 def test_available_lines_tie_in_price_sorted_by_name() -> None:
