@@ -194,6 +194,12 @@ def batch_script(argv: Sequence[str], env: Mapping[str, str]) -> str:
     return "".join(parts)
 
 
+def _sets_environment(settings: Settings) -> bool:
+    """Whether the config sets the Slurm commands' environment: Go does only when the controller URL or the
+    token is configured (otherwise it falls back on the inherited environment, deprecated). Pure."""
+    return bool(settings.api_host or settings.system_root_token)
+
+
 def sbatch_environment(settings: Settings, base_env: Mapping[str, str]) -> dict[str, str]:
     """Return the explicit environment for the sbatch child (and so for the job and crunch-run). Pure.
 
@@ -207,7 +213,7 @@ def sbatch_environment(settings: Settings, base_env: Mapping[str, str]) -> dict[
     (which sets these in its own process environment instead).
     """
     env = dict(base_env)
-    if not settings.api_host and not settings.system_root_token:
+    if not _sets_environment(settings):
         return env
     env["ARVADOS_API_HOST"] = settings.api_host
     env["ARVADOS_API_TOKEN"] = settings.system_root_token
@@ -224,7 +230,7 @@ def slurm_command_env(settings: Settings, base_env: Mapping[str, str]) -> dict[s
     sbatch, at the same cluster. The Arvados API variables are not added here; only sbatch needs them. As in
     ``sbatch_environment``, nothing is added when neither the controller URL nor the token is configured.
     """
-    if not settings.api_host and not settings.system_root_token:
+    if not _sets_environment(settings):
         return dict(base_env)
     return {**base_env, **settings.sbatch_environment}
 
