@@ -56,10 +56,10 @@ from typing import Any, Self
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.daemon import DispatchLoop
-from slurm_dispatch.model import Container
+from slurm_dispatch.model import Container, MiB
 from slurm_dispatch.runner import SlurmRunner
 from slurm_dispatch.sandbox.control import SandboxControl
-from slurm_dispatch.settings import DEFAULT_SBATCH_ARGUMENTS, MiB, Settings
+from slurm_dispatch.settings import DEFAULT_SBATCH_ARGUMENTS, Settings
 from slurm_dispatch.slurm.cli_backend import SlurmCLI
 from slurm_dispatch.slurm.sbatch import sbatch_environment
 

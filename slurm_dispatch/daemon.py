@@ -128,7 +128,7 @@ class DispatchLoop:
         self.squeue = SqueueChecker(
             backend=self.backend,
             poll_interval_s=settings.poll_interval,
-            priority_spread=settings.spread,
+            priority_spread=settings.priority_spread,
             first_poll_immediately=start_immediately,
             defer_renice=lambda: self.runner.submitting > 0,
         )

@@ -50,7 +50,7 @@ from slurm_dispatch.errors import (
 from slurm_dispatch.model import CONTAINER_UUID_RE, Container, ContainerState
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.backend import SlurmBackend
-from slurm_dispatch.slurm.priority import slurm_priority
+from slurm_dispatch.slurm.priority import container_want
 from slurm_dispatch.slurm.sbatch import (
     batch_script,
     crunch_run_argv,
@@ -105,7 +105,7 @@ class Squeue(Protocol):
         """Return once a successful squeue poll (started after the call) no longer shows job ``uuid``."""
         ...
 
-    async def set_priority(self, uuid: str, want: int) -> None:
+    async def set_want(self, uuid: str, want: int) -> None:
         """Record the wanted Slurm priority of job ``uuid`` (may wait one poll); the renice pass applies it."""
         ...
 
@@ -307,7 +307,7 @@ class SlurmRunner:
                     self.states[uuid] = update.state
                     cancelling = update.priority == 0
                     if not cancelling:
-                        await self._squeue.set_priority(uuid, slurm_priority(update))
+                        await self._squeue.set_want(uuid, container_want(update))
         finally:
             monitor.cancel()
         await self._job_gone(dispatcher, uuid, updates)

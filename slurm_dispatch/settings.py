@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-MiB = 1 << 20
+from slurm_dispatch.model import MiB
 
 DEFAULT_SBATCH_ARGUMENTS: tuple[str, ...] = (
     "--job-name=%U",
@@ -108,19 +108,9 @@ class Settings:
     """``SystemLogs.Format``: ``json`` or ``text``."""
 
     @property
-    def spread(self) -> int:
-        """PrioritySpread as used: values below 1 mean 10."""
-        return self.priority_spread if self.priority_spread >= 1 else 10
-
-    @property
     def api_host(self) -> str:
         """``host[:port]`` of the controller, with no scheme (what crunch-run gets as ARVADOS_API_HOST)."""
         url = self.controller_url
         if "://" in url:
             url = url.split("://", 1)[1]
         return url.split("/", 1)[0]
-
-    @property
-    def system_root_token_uuid(self) -> str:
-        """The SystemRootToken's uuid, always ``<ClusterID>-gj3su-000000000000000``."""
-        return f"{self.cluster_id}-gj3su-000000000000000"

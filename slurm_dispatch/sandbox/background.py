@@ -16,7 +16,8 @@ from typing import Any
 
 from slurm_dispatch.daemon import DispatchLoop
 from slurm_dispatch.errors import DispatchError
-from slurm_dispatch.settings import DEFAULT_SBATCH_ARGUMENTS, MiB, Settings
+from slurm_dispatch.model import MiB
+from slurm_dispatch.settings import DEFAULT_SBATCH_ARGUMENTS, Settings
 
 
 def crunch_run_stub_path() -> str:

@@ -17,11 +17,8 @@ import json
 import re
 
 from slurm_dispatch.errors import UnsatisfiableContainer
-from slurm_dispatch.model import Container
+from slurm_dispatch.model import Container, MiB
 from slurm_dispatch.settings import InstanceType, Settings
-
-MiB = 1 << 20
-
 
 NOT_SATISFIABLE_REASON = "constraints not satisfiable by any configured instance type"
 

@@ -39,11 +39,11 @@ this makes about 9,500 renices where Go makes about 350,000.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from slurm_dispatch.model import Container, timestamp_ns
+from slurm_dispatch.model import Container, SlurmJob, timestamp_ns
 
 DEFAULT_SPREAD = 10
 """PrioritySpread used when the configured one is below 1."""
@@ -66,7 +66,7 @@ def _int64(value: int) -> int:
     return (value + (1 << 63)) % _INT64 - (1 << 63)
 
 
-def slurm_priority(container: Container) -> int:
+def container_want(container: Container) -> int:
     """Return the container's "want": the key that orders its job in Slurm, higher first. Pure.
 
     A priority above 1000 is already what the API computes (request priority × 2**50
@@ -88,7 +88,7 @@ class NicedJob(Protocol):
     """What ``want_nice`` reads of a job: its Slurm priority (nice already applied) and its nice."""
 
     @property
-    def priority(self) -> int: ...
+    def slurm_priority(self) -> int: ...
 
     @property
     def nice(self) -> int: ...
@@ -107,7 +107,7 @@ W = TypeVar("W", bound=_Wanted)
 
 @dataclass(frozen=True)
 class ReniceCandidate:
-    """A job seen in squeue together with its container's want (see ``slurm_priority``)."""
+    """A job seen in squeue together with its container's want (see ``container_want``)."""
 
     name: str
     """The job name: the container uuid."""
@@ -117,11 +117,6 @@ class ReniceCandidate:
     """Slurm's current nice."""
     slurm_priority: int
     """Slurm's current priority, nice already applied."""
-
-    @property
-    def priority(self) -> int:
-        """Slurm's current priority (the name ``want_nice`` reads)."""
-        return self.slurm_priority
 
 
 def renice_order(jobs: Iterable[W]) -> list[W]:
@@ -180,21 +175,21 @@ def want_nice(jobs: Sequence[NicedJob], spread: int) -> list[int]:
     result: list[int] = []
     target = 0
     for i, job in enumerate(jobs):
-        reach = job.priority + job.nice  # its priority at nice 0
+        reach = job.slurm_priority + job.nice  # its priority at nice 0
         if i == 0:
             nice = 0
             target = reach
-        elif 0 <= target - job.priority < keep_gap and 0 <= job.nice <= KEEP_NICE_LIMIT:
+        elif 0 <= target - job.slurm_priority < keep_gap and 0 <= job.nice <= KEEP_NICE_LIMIT:
             nice = job.nice
-            target = job.priority
+            target = job.slurm_priority
         else:
             upper = target
             target -= spread - 1
             nxt = jobs[i + 1] if i + 1 < len(jobs) else None
-            if nxt is not None and 0 <= nxt.nice <= KEEP_NICE_LIMIT and target <= nxt.priority < upper:
+            if nxt is not None and 0 <= nxt.nice <= KEEP_NICE_LIMIT and target <= nxt.slurm_priority < upper:
                 # Go's slot would push the next job down, and every job of a tight run below it with it:
                 # take the middle of the room above the next job instead, which leaves it (and them) alone.
-                target = (upper + nxt.priority + 1) // 2
+                target = (upper + nxt.slurm_priority + 1) // 2
             if target > reach:
                 target = reach
                 nice = 0
@@ -210,18 +205,35 @@ def want_nice(jobs: Sequence[NicedJob], spread: int) -> list[int]:
     return result
 
 
-def renice_actions(jobs: Iterable[ReniceCandidate], spread: int) -> list[tuple[str, int]]:
-    """Return ``(job name, new nice)`` for each job whose nice must change, in renice order. Pure.
+WantNice = Callable[[Sequence[NicedJob], int], list[int]]
+"""``want_nice(jobs, spread) -> nice values``: jobs in desired order, each with ``slurm_priority`` and ``nice``."""
 
-    ``renice_order`` then ``want_nice``; jobs whose nice is already right are left
-    out, so the caller runs exactly one ``scontrol update`` per pair.
+
+def renice_plan(
+    wants: Mapping[str, int],
+    jobs: Mapping[str, SlurmJob],
+    spread: int,
+    *,
+    nice_fn: WantNice = want_nice,
+) -> list[tuple[str, int]]:
+    """Return ``(job name, new nice)`` for each job whose nice must change, in the order to apply them. Pure.
+
+    The candidates are the jobs of the squeue snapshot ``jobs`` that have a known want ≠ 0 in ``wants``,
+    except held jobs (Slurm priority 0): with Slurm 22.05 ``scontrol update ... Nice=`` gives a held job a
+    priority again, which releases the hold, and an admin's ``scontrol hold`` must stick. They go through
+    ``renice_order`` and ``nice_fn``; jobs whose nice is already right are left out, so the caller runs
+    exactly one ``scontrol update`` per pair.
+    Port of services/crunch-dispatch-slurm/squeue.go: reniceAll.
     """
-    ordered = renice_order(jobs)
-    return [
-        (job.name, nice)
-        for job, nice in zip(ordered, want_nice(ordered, spread), strict=True)
-        if nice != job.nice
-    ]
+    ordered = renice_order(
+        ReniceCandidate(name=name, want=want, nice=jobs[name].nice, slurm_priority=jobs[name].slurm_priority)
+        for name, want in wants.items()
+        if name in jobs and jobs[name].slurm_priority > 0
+    )
+    if not ordered:
+        return []
+    nices = nice_fn(ordered, spread)
+    return [(job.name, nice) for job, nice in zip(ordered, nices, strict=True) if nice != job.nice]
 
 
 __all__ = [
@@ -230,8 +242,9 @@ __all__ = [
     "MAX_NICE",
     "NicedJob",
     "ReniceCandidate",
-    "renice_actions",
+    "WantNice",
+    "container_want",
     "renice_order",
-    "slurm_priority",
+    "renice_plan",
     "want_nice",
 ]

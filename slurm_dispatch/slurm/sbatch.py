@@ -21,11 +21,9 @@ import re
 from collections.abc import Mapping, Sequence
 
 from slurm_dispatch.errors import SbatchTemplateError
-from slurm_dispatch.model import Container
+from slurm_dispatch.model import Container, MiB
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.instance_types import choose_instance_type, estimate_scratch
-
-MiB = 1 << 20
 
 INITIAL_NICE = 10000
 """Nice of every job at submission. It puts a new job behind the jobs already

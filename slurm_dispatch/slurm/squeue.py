@@ -25,7 +25,7 @@ The SqueueChecker is the single observer of Slurm for the asyncio dispatcher:
   *starts* after the call. Go answers from the next broadcast, which may come from
   a squeue that was already running before sbatch returned, and so can report a
   just-submitted job as gone; waiting for a poll that starts later closes that gap.
-- ``set_priority`` records the wanted order of a job (§5.4); wants carry over
+- ``set_want`` records the wanted order of a job (§5.4); wants carry over
   between polls while the job stays in squeue.
 - After each successful poll, waiters are woken, then a renice pass starts as a
   task of its own, beside the next polls (Go runs it inside the poll, so a long
@@ -56,12 +56,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
 
 from slurm_dispatch.errors import SlurmCommandError, SqueueParseError
 from slurm_dispatch.model import SlurmJob
 from slurm_dispatch.slurm.backend import SlurmBackend
-from slurm_dispatch.slurm.priority import ReniceCandidate, renice_order
+from slurm_dispatch.slurm.priority import WantNice, renice_plan
 from slurm_dispatch.slurm.priority import want_nice as default_want_nice
 
 log = logging.getLogger(__name__)
@@ -77,15 +76,8 @@ MAX_DEFERRED_RENICE_PASSES = 5
 LOW_PRIORITY_THRESHOLD = 20000
 """Slurm priority at or below which a waiting job gets a warning: twice Slurm 15's nice limit of 10000."""
 
-DEFAULT_PRIORITY_SPREAD = 10
-"""PrioritySpread when the config leaves it unset (values < 1 also mean 10, inside ``want_nice``)."""
-
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _INT_RE = re.compile(r"[+-]?[0-9]+")
-
-WantNice = Callable[[Sequence[Any], int], list[int]]
-"""``want_nice(jobs, spread) -> nice values``: jobs in desired order, each with int ``priority`` and ``nice``."""
-
 
 # -- pure parsing -------------------------------------------------------------------
 
@@ -175,7 +167,7 @@ class SqueueChecker:
     """Polls squeue for every job at once, answers membership questions, and renices.
 
     Port of services/crunch-dispatch-slurm/squeue.go: SqueueChecker. Create it,
-    run ``run()`` as a task, and call ``has_uuid``/``set_priority``/``next_snapshot``
+    run ``run()`` as a task, and call ``has_uuid``/``set_want``/``next_snapshot``
     from other tasks (they block until ``run()`` completes its next poll, so they
     wait forever if it is not running). Cancel the ``run()`` task to stop.
     """
@@ -185,7 +177,7 @@ class SqueueChecker:
         *,
         backend: SlurmBackend,
         poll_interval_s: float,
-        priority_spread: int = DEFAULT_PRIORITY_SPREAD,
+        priority_spread: int = 0,
         first_poll_immediately: bool = False,
         want_nice: WantNice | None = None,
         executor: Executor | None = None,
@@ -198,7 +190,7 @@ class SqueueChecker:
         Args:
             backend: where squeue and scontrol run (its blocking calls go to ``executor``).
             poll_interval_s: seconds between polls (Containers.CloudVMs.PollInterval).
-            priority_spread: PrioritySpread, passed to ``want_nice``.
+            priority_spread: PrioritySpread, passed to ``want_nice`` (below 1 means 10).
             first_poll_immediately: poll at once in ``run()`` instead of after one interval.
             want_nice: the nice calculation; default ``slurm_dispatch.slurm.priority.want_nice``.
             executor: where blocking backend calls run; None is the loop's default executor.
@@ -295,7 +287,7 @@ class SqueueChecker:
             else:
                 del self._gone_waiters[uuid]
 
-    async def set_priority(self, uuid: str, want: int) -> None:
+    async def set_want(self, uuid: str, want: int) -> None:
         """Record the wanted order of job ``uuid``; the renice pass after each poll uses it.
 
         Port of squeue.go: SetPriority (§5.4). Does not block if the job is in the
@@ -442,22 +434,9 @@ class SqueueChecker:
     def renice_plan(self, jobs: Mapping[str, SlurmJob]) -> list[tuple[str, int]]:
         """Return ``(name, nice)`` for every job whose nice should change, in the order to apply them.
 
-        Pure given the recorded wants: the jobs of ``jobs`` with a want ≠ 0, in
-        ``renice_order`` (want descending, then name descending, gotcha 14), given
-        to ``want_nice``; only the jobs whose nice differs are returned.
+        ``slurm_dispatch.slurm.priority.renice_plan`` with the wants recorded so far. Does not block.
         """
-        # A held job has Slurm priority 0; with Slurm 22.05 `scontrol update ... Nice=` gives it a priority
-        # again, which releases the hold (seen on the test cluster). Leave held jobs alone: an admin's
-        # `scontrol hold` must stick.
-        ordered = renice_order(
-            ReniceCandidate(name=name, want=want, nice=jobs[name].nice, slurm_priority=jobs[name].slurm_priority)
-            for name, want in self._wants.items()
-            if name in jobs and jobs[name].slurm_priority > 0
-        )
-        if not ordered:
-            return []
-        nices = self._want_nice(ordered, self._spread)
-        return [(c.name, nice) for c, nice in zip(ordered, nices, strict=True) if nice != c.nice]
+        return renice_plan(self._wants, jobs, self._spread, nice_fn=self._want_nice)
 
     async def _renice_all(self, jobs: Mapping[str, SlurmJob]) -> None:
         loop = asyncio.get_running_loop()

@@ -171,7 +171,7 @@ def test_set_priority_on_a_known_job_does_not_wait(fake_slurm: FakeSlurm) -> Non
 
     async def go() -> None:
         await polled(sq)
-        await asyncio.wait_for(sq.set_priority(A, 5), timeout=5)
+        await asyncio.wait_for(sq.set_want(A, 5), timeout=5)
         assert sq.want(A) == 5
         assert fake_slurm.count("queue") == 1
 
@@ -184,7 +184,7 @@ def test_set_priority_waits_one_poll_for_a_just_submitted_job(fake_slurm: FakeSl
     async def go() -> None:
         await polled(sq)
         submit(fake_slurm, A)
-        setter = asyncio.create_task(sq.set_priority(A, 5))
+        setter = asyncio.create_task(sq.set_want(A, 5))
         await settle()
         assert not setter.done()
         assert sq.want(A) == 0
@@ -202,7 +202,7 @@ def test_set_priority_gives_up_silently_when_the_job_stays_missing(fake_slurm: F
 
     async def go() -> None:
         await polled(sq)
-        setter = asyncio.create_task(sq.set_priority(A, 5))
+        setter = asyncio.create_task(sq.set_want(A, 5))
         await settle()
         await polled(sq)
         await setter
@@ -222,14 +222,14 @@ def test_renice_only_where_nice_changes(fake_slurm: FakeSlurm) -> None:
     async def go() -> None:
         await polled(sq)
         for name, want in ((A, 30), (B, 20), (C, 10)):
-            await sq.set_priority(name, want)
+            await sq.set_want(name, want)
         await polled(sq)
         assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(A, 0), (B, 10), (C, 20)]
         await polled(sq)
         assert len(fake_slurm.calls_of("renice")) == 3, "nothing changes once applied"
         submit(fake_slurm, D)
         await polled(sq)
-        await sq.set_priority(D, 40)
+        await sq.set_want(D, 40)
         await polled(sq)
         assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")[3:]] == [
             (D, 0),
@@ -249,7 +249,7 @@ def test_renice_ties_break_by_uuid_descending(fake_slurm: FakeSlurm) -> None:
     async def go() -> None:
         await polled(sq)
         for name in (A, B, C):
-            await sq.set_priority(name, 7)
+            await sq.set_want(name, 7)
         await polled(sq)
         assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(C, 0), (B, 10), (A, 20)]
 
@@ -265,9 +265,9 @@ def test_renice_skips_want_zero_and_unknown_jobs_and_includes_running(fake_slurm
 
     async def go() -> None:
         await polled(sq)
-        await sq.set_priority(A, 9)
-        await sq.set_priority(B, 0)
-        await sq.set_priority(C, 3)
+        await sq.set_want(A, 9)
+        await sq.set_want(B, 0)
+        await sq.set_want(C, 3)
         await polled(sq)
         assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(A, 0), (C, 10)]
 
@@ -284,7 +284,7 @@ def test_renice_uses_the_real_want_nice_by_default(fake_slurm: FakeSlurm) -> Non
     async def go() -> None:
         await polled(sq)
         for name, want in ((A, 3), (B, 2), (C, 1)):
-            await sq.set_priority(name, want)
+            await sq.set_want(name, want)
         await polled(sq)
         assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(A, 0), (B, 9), (C, 18)]
         prios = [fake_slurm.job(n).slurm_priority for n in (A, B, C)]
@@ -303,8 +303,8 @@ def test_failed_renice_is_ignored_and_the_pass_goes_on(fake_slurm: FakeSlurm) ->
 
     async def go() -> None:
         await polled(sq)
-        await sq.set_priority(A, 2)
-        await sq.set_priority(B, 1)
+        await sq.set_want(A, 2)
+        await sq.set_want(B, 1)
         assert await polled(sq) is True
         assert [c.name for c in fake_slurm.calls_of("renice")] == [A, B]
         assert fake_slurm.job(A).nice == 10000
@@ -321,7 +321,7 @@ def test_wants_carry_over_and_are_dropped_with_the_job(fake_slurm: FakeSlurm) ->
 
     async def go() -> None:
         await polled(sq)
-        await sq.set_priority(A, 4)
+        await sq.set_want(A, 4)
         await polled(sq)
         await polled(sq)
         assert sq.want(A) == 4
@@ -348,7 +348,7 @@ def test_low_priority_warning_once_per_state_change(
 
     async def go() -> None:
         await polled(sq)
-        await sq.set_priority(A, 1)
+        await sq.set_want(A, 1)
         with caplog.at_level(logging.WARNING, logger="slurm_dispatch.slurm.squeue"):
             await polled(sq)
             await polled(sq)
@@ -449,8 +449,8 @@ def test_held_jobs_are_not_reniced(fake_slurm: FakeSlurm) -> None:
 
     async def go() -> None:
         await polled(sq)
-        await sq.set_priority(A, 100)
-        await sq.set_priority(B, 200)  # wanted first, but held by someone
+        await sq.set_want(A, 100)
+        await sq.set_want(B, 200)  # wanted first, but held by someone
         await polled(sq)
         assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(A, 0)]
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from slurm_dispatch.errors import UnsatisfiableContainer
-from slurm_dispatch.model import Container
-from slurm_dispatch.settings import InstanceType, InstanceTypeGPU, MiB, Settings
+from slurm_dispatch.model import Container, MiB
+from slurm_dispatch.settings import InstanceType, InstanceTypeGPU, Settings
 from slurm_dispatch.slurm.instance_types import (
     choose_instance_type,
     eligible_instance_types,

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from slurm_dispatch.errors import SbatchTemplateError, UnsatisfiableContainer
-from slurm_dispatch.model import Container
-from slurm_dispatch.settings import InstanceType, MiB, Settings
+from slurm_dispatch.model import Container, MiB
+from slurm_dispatch.settings import InstanceType, Settings
 from slurm_dispatch.slurm.sbatch import INITIAL_NICE, TEMPLATE_TOKENS, sbatch_args, substitute
 
 UUID = "zzzzz-dz642-queuedcontainer"

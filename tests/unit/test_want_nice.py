@@ -17,15 +17,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slurm_dispatch.model import Container, ContainerState
+from slurm_dispatch.model import Container, ContainerState, SlurmJob
 from slurm_dispatch.slurm.priority import (
     KEEP_NICE_LIMIT,
     MAX_NICE,
     NicedJob,
     ReniceCandidate,
-    renice_actions,
+    container_want,
     renice_order,
-    slurm_priority,
+    renice_plan,
     want_nice,
 )
 from slurm_dispatch.slurm.sbatch import INITIAL_NICE
@@ -37,7 +37,7 @@ NiceFn = Callable[[Sequence[NicedJob], int], list[int]]
 class J:
     """A job as want_nice sees it."""
 
-    priority: int
+    slurm_priority: int
     nice: int
 
 
@@ -51,13 +51,13 @@ def go_want_nice(jobs: Sequence[NicedJob], spread: int) -> list[int]:
     target = 0
     for i, job in enumerate(jobs):
         if i == 0:
-            target = job.priority + job.nice
-        elif 0 <= target - job.priority < (spread - 1) * 10:
+            target = job.slurm_priority + job.nice
+        elif 0 <= target - job.slurm_priority < (spread - 1) * 10:
             renice[i] = job.nice
-            target = job.priority
+            target = job.slurm_priority
         else:
             target -= spread - 1
-            possible = job.priority + job.nice
+            possible = job.slurm_priority + job.nice
             if target > possible:
                 target = possible
             else:
@@ -68,7 +68,7 @@ def go_want_nice(jobs: Sequence[NicedJob], spread: int) -> list[int]:
 
 def applied(jobs: Sequence[NicedJob], nices: Sequence[int]) -> list[J]:
     """Return the jobs as Slurm shows them after setting each nice."""
-    return [J(priority=j.priority + j.nice - n, nice=n) for j, n in zip(jobs, nices, strict=True)]
+    return [J(slurm_priority=j.slurm_priority + j.nice - n, nice=n) for j, n in zip(jobs, nices, strict=True)]
 
 
 def check_properties(jobs: Sequence[NicedJob], spread: int, out: Sequence[int]) -> None:
@@ -78,12 +78,12 @@ def check_properties(jobs: Sequence[NicedJob], spread: int, out: Sequence[int]) 
     if jobs:
         assert out[0] == 0
     after = applied(jobs, out)
-    prios = [j.priority for j in after]
+    prios = [j.slurm_priority for j in after]
     assert all(a > b for a, b in itertools.pairwise(prios)), prios
     assert want_nice(after, spread) == list(out)
 
 
-# --- slurm_priority (the "want") -------------------------------------------------------------
+# --- container_want -------------------------------------------------------------
 
 
 def _container(priority: int, created_at: datetime | None) -> Container:
@@ -108,20 +108,20 @@ T2016 = datetime(2016, 1, 11, 11, 11, 11, 111111, tzinfo=UTC)
         pytest.param(2, None, 2 << 50, id="no-created-at-counts-as-epoch"),
     ],
 )
-def test_slurm_priority_table(priority: int, created_at: datetime | None, want: int) -> None:
-    assert slurm_priority(_container(priority, created_at)) == want
+def test_container_want_table(priority: int, created_at: datetime | None, want: int) -> None:
+    assert container_want(_container(priority, created_at)) == want
 
 
-def test_slurm_priority_older_container_first_at_equal_priority() -> None:
+def test_container_want_older_container_first_at_equal_priority() -> None:
     older = _container(5, datetime(2020, 1, 1, tzinfo=UTC))
     newer = _container(5, datetime(2020, 1, 1, 0, 0, 1, tzinfo=UTC))
-    assert slurm_priority(older) > slurm_priority(newer)
-    assert slurm_priority(_container(6, datetime(2030, 1, 1, tzinfo=UTC))) > slurm_priority(older)
+    assert container_want(older) > container_want(newer)
+    assert container_want(_container(6, datetime(2030, 1, 1, tzinfo=UTC))) > container_want(older)
 
 
-def test_slurm_priority_stays_in_int64() -> None:
+def test_container_want_stays_in_int64() -> None:
     far_past = datetime(1, 1, 1, tzinfo=UTC)
-    want = slurm_priority(_container(1000, far_past))
+    want = container_want(_container(1000, far_past))
     assert -(1 << 63) <= want < (1 << 63)
 
 
@@ -144,20 +144,22 @@ def test_renice_order_drops_unknown_sorts_want_desc_ties_by_name_desc() -> None:
     ]
 
 
-def test_renice_actions_lists_only_changes() -> None:
-    jobs = [
-        ReniceCandidate("a", 3, 10000, 4294900000),
-        ReniceCandidate("b", 2, 10000, 4294900000),
-        ReniceCandidate("c", 1, 10000, 4294900000),
-        ReniceCandidate("x", 0, 10000, 5),
-    ]
-    assert renice_actions(jobs, 10) == [("a", 0), ("b", 10), ("c", 20)]
-    settled = [
-        ReniceCandidate("a", 3, 0, 4294910000),
-        ReniceCandidate("b", 2, 10, 4294909990),
-        ReniceCandidate("c", 1, 20, 4294909980),
-    ]
-    assert renice_actions(settled, 10) == []
+def _job(name: str, nice: int, slurm_priority: int) -> SlurmJob:
+    return SlurmJob(name=name, nice=nice, slurm_priority=slurm_priority, state="PENDING", reason="Priority")
+
+
+def test_renice_plan_lists_only_changes() -> None:
+    jobs = {j.name: j for j in (_job("a", 10000, 4294900000), _job("b", 10000, 4294900000),
+                                 _job("c", 10000, 4294900000), _job("x", 10000, 5))}
+    wants = {"a": 3, "b": 2, "c": 1, "x": 0, "gone": 7}
+    assert renice_plan(wants, jobs, 10) == [("a", 0), ("b", 10), ("c", 20)]
+    settled = {j.name: j for j in (_job("a", 0, 4294910000), _job("b", 10, 4294909990), _job("c", 20, 4294909980))}
+    assert renice_plan(wants, settled, 10) == []
+
+
+def test_renice_plan_leaves_held_jobs_alone() -> None:
+    jobs = {"a": _job("a", 10000, 4294900000), "held": _job("held", 10000, 0)}
+    assert renice_plan({"a": 1, "held": 2}, jobs, 10) == [("a", 0)]
 
 
 # --- want_nice: tables -----------------------------------------------------------------------
@@ -193,7 +195,7 @@ def test_want_nice_reference_worked_example() -> None:
     out = want_nice([a, b, c], 10)
     assert out == [0, 10, 20]
     a, b, c = applied([a, b, c], out)
-    assert (a.priority, b.priority, c.priority) == (4294910000, 4294909990, 4294909980)
+    assert (a.slurm_priority, b.slurm_priority, c.slurm_priority) == (4294910000, 4294909990, 4294909980)
     assert want_nice([a, b, c], 10) == [0, 10, 20]  # next poll: nothing to do
     d = J(4294900000, 10000)  # new, higher want
     # Go (and the reference) give [0, 10, 20, 30]: all four jobs reniced. a only has to go below d, and b is
@@ -203,7 +205,7 @@ def test_want_nice_reference_worked_example() -> None:
     assert out == [0, 5, 10, 20]
     check_properties([d, a, b, c], 10, out)
     d, a, b, c = applied([d, a, b, c], out)
-    assert d.priority > a.priority > b.priority > c.priority
+    assert d.slurm_priority > a.slurm_priority > b.slurm_priority > c.slurm_priority
 
 
 def _renices_for_a_mid_queue_newcomer(nice_fn: NiceFn) -> int:
@@ -267,7 +269,7 @@ def test_want_nice_caps_at_slurm_limit_and_stays_idempotent() -> None:
 
 # Realistic Slurm values: priority/basic starts near 2**32 and counts down; nice
 # comes from us (0..10000 at submission, or earlier results).
-job_st = st.builds(J, priority=st.integers(4_294_000_000, 4_294_967_295), nice=st.integers(0, 50_000))
+job_st = st.builds(J, slurm_priority=st.integers(4_294_000_000, 4_294_967_295), nice=st.integers(0, 50_000))
 
 
 @settings(max_examples=300, deadline=None)
@@ -277,7 +279,7 @@ def test_want_nice_properties(jobs: list[J], spread: int) -> None:
     check_properties(jobs, spread, out)
     eff = spread if spread >= 1 else 10
     if jobs:
-        reach = [j.priority + j.nice for j in jobs]
+        reach = [j.slurm_priority + j.nice for j in jobs]
         bound = max(reach) - min(reach) + max(j.nice for j in jobs) + eff * len(jobs)
         assert max(out) <= bound
 
@@ -285,7 +287,7 @@ def test_want_nice_properties(jobs: list[J], spread: int) -> None:
 @settings(max_examples=100, deadline=None)
 @given(
     jobs=st.lists(
-        st.builds(J, priority=st.integers(1, 4_294_967_295), nice=st.integers(-10_000, MAX_NICE)), max_size=20
+        st.builds(J, slurm_priority=st.integers(1, 4_294_967_295), nice=st.integers(-10_000, MAX_NICE)), max_size=20
     ),
     spread=st.integers(1, 1000),
 )
@@ -308,13 +310,9 @@ class SimJob:
     running: bool = False
 
     @property
-    def priority(self) -> int:
+    def slurm_priority(self) -> int:
         # priority/basic: each submission gets a base one below the previous; nice is subtracted.
         return self.base - self.nice
-
-    @property
-    def slurm_priority(self) -> int:
-        return self.priority
 
 
 class SlurmBasic:
@@ -339,7 +337,7 @@ class SlurmBasic:
 
     def start_next(self, *, keep_running: bool = False) -> SimJob:
         # Slurm starts the pending job with the highest priority (ties: earlier submission).
-        job = max(self.pending(), key=lambda j: (j.priority, j.base))
+        job = max(self.pending(), key=lambda j: (j.slurm_priority, j.base))
         if keep_running:
             job.running = True
         else:
@@ -360,7 +358,7 @@ class SlurmBasic:
 
     def top_pending_has_highest_want(self) -> bool:
         pending = self.pending()
-        best = max(pending, key=lambda j: (j.priority, j.base))
+        best = max(pending, key=lambda j: (j.slurm_priority, j.base))
         return best.want == max(j.want for j in pending)
 
 
