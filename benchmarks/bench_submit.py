@@ -6,7 +6,7 @@ Each repetition, in one process and one run:
 
 1. A fresh Arvados API emulator (``slurm_dispatch.sandbox.api.EmulatorServer``, HTTPS) is started in a child
    process (``--emulator-in-process`` keeps it in this one), and N Queued containers are created in it.
-3. Baseline: the job of every container, exactly as the dispatcher builds it (``SlurmRunner.job_for``, i.e.
+3. Baseline: the job of every container, exactly as the dispatcher builds it (``slurm_dispatch.slurm.jobs.job_for``, i.e.
    ``sbatch_args`` + the batch script; the template carries ``--begin=now+3600`` so the jobs stay pending,
    see ``PENDING_ARG`` for why not ``--hold``), is written
    out (one script file per job, one input line per job: its sbatch arguments and the script's path), and
@@ -55,12 +55,12 @@ from pathlib import Path
 from typing import Any, Self
 
 from slurm_dispatch.arvados.client import ArvadosClient
-from slurm_dispatch.daemon import DispatchLoop
+from slurm_dispatch.assemble import DispatchLoop
 from slurm_dispatch.model import Container, MiB
-from slurm_dispatch.runner import SlurmRunner
 from slurm_dispatch.sandbox.control import SandboxControl
 from slurm_dispatch.settings import DEFAULT_SBATCH_ARGUMENTS, Settings
 from slurm_dispatch.slurm.cli_backend import SlurmCLI
+from slurm_dispatch.slurm.jobs import job_for
 from slurm_dispatch.slurm.sbatch import sbatch_environment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -364,16 +364,12 @@ def confirm_all(cluster: Cluster, names: set[str], t0: float) -> float:
 
 def run_baseline(cluster: Cluster, settings: Settings, containers: list[Container], work: Path) -> Result:
     """Submit the dispatcher's jobs with ``xargs -P 3 -L 1 sbatch``; time, then scancel them. Blocks."""
-    runner = SlurmRunner(
-        settings=settings, backend=SlurmCLI(env=cluster.env), squeue=None,  # type: ignore[arg-type]
-        client=None,  # type: ignore[arg-type]
-    )
-    runner.close()
     jobs_dir = work / "baseline"
     jobs_dir.mkdir()
     lines = []
     for i, container in enumerate(containers):
-        args, script = runner.job_for(container)
+        job = job_for(container, settings)
+        args, script = list(job.args), job.script
         bad = [a for a in args if not SAFE_ARG_RE.match(a)]
         if bad:
             raise RuntimeError(f"arguments xargs would split or unquote: {bad}")

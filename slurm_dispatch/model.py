@@ -24,7 +24,7 @@ from typing import Any
 MiB = 1 << 20
 """Bytes in a mebibyte: the unit of sbatch's ``--mem`` and ``--tmp`` (``%M``, ``%T``)."""
 
-CONTAINER_UUID_RE = re.compile(r"^[a-z0-9]{5}-dz642-[a-z0-9]{15}$")
+CONTAINER_UUID_RE = re.compile(r"^[a-z0-9]{5}-dz642-[a-z0-9]{15}\Z")
 """The pattern of a container uuid; also the name of its Slurm job."""
 
 

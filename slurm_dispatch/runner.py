@@ -5,29 +5,22 @@ Port of services/crunch-dispatch-slurm/crunch-dispatch-slurm.go (``run``, ``subm
 RunContainer, which submits an sbatch job, reconciles squeue with the tracker's updates, scancels the job
 when the update channel closes, and uses ``track_container`` at startup to adopt orphaned jobs.
 
-For one container (arvados-reference.md §6.4):
+The runner carries out; it does not decide. Each time something happens to a container (a new record, its
+channel closing, its job leaving squeue, a scancel round ending) the runner asks
+``slurm_dispatch.slurm.decide.next_step`` what to do next, and does it:
 
-1. If the container is Locked and its job is not in the *next* squeue snapshot, submit it.
-2. A monitor waits on squeue snapshots and notices when the job has gone.
-3. Then, until the job is gone: an update with priority 0 scancels it, again after every squeue poll
-   until it is gone or a later update raises the priority; any other update sets the job's wanted Slurm
-   priority (the renice pass does the rest); a closed channel (the container left this dispatcher)
-   scancels it after every squeue poll until it is gone.
-4. When the job is gone, the container is read again: still Locked by us → unlock (back to Queued, or
-   Cancelled by the MaxDispatchAttempts rule); still Running by us → Cancelled (crunch-run died without
-   saying so); locked by another dispatcher, or anything else → nothing. A failed API call here is retried
-   (``JOB_GONE_ATTEMPTS``, 1 s doubling) before the tracker's fallback takes over.
+* SUBMIT: sbatch the job (``job_for``), once; an sbatch that timed out is looked for in squeue before it
+  counts as failed, since slurmctld may have created the job after sbatch gave up.
+* FOLLOW: record the job's want for the renice pass, then wait for the next record or for the job to leave.
+* SCANCEL: three scancel passes, then wait for the next squeue poll; again after every poll until the job
+  has gone, or (for priority 0) a new record wants it back.
+* SETTLE: re-read the container and do what ``gone_action`` says (unlock, set Cancelled, or nothing),
+  retrying failed API calls with backoff (``JOB_GONE_ATTEMPTS``) before the tracker's fallback takes over.
 
 Shutdown (task cancellation) returns at once and touches nothing: the job keeps running for the next
 process to adopt.
 
-Beyond Go: an sbatch refusal that looks permanent (unknown feature, partition or a node configuration
-that does not exist, as slurm-single-node.md lists) raises ``UnsatisfiableContainer`` once sbatch has
-refused the container that way ``PERMANENT_REFUSALS`` times in a row, so the container is cancelled with
-the reason in its log instead of being locked and refused up to MaxDispatchAttempts (10) times. The
-earlier refusals fail like any sbatch error (unlock, retry on a later tick), as in Go: an
-``instancetype=`` feature the node-feature step has not set yet, or a partition during a Slurm
-reconfiguration, is refused for a while and then accepted.
+Time is injected (``sleep``), so tests need not wait on the wall clock.
 """
 
 from __future__ import annotations
@@ -36,28 +29,26 @@ import asyncio
 import functools
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
-from slurm_dispatch.errors import (
-    ArvadosConflict,
-    DispatchError,
-    SlurmCommandError,
-    SlurmUnavailable,
-    UnsatisfiableContainer,
-)
-from slurm_dispatch.model import CONTAINER_UUID_RE, Container, ContainerState
+from slurm_dispatch.dispatch.tracker import UpdateChannel
+from slurm_dispatch.errors import ArvadosConflict, DispatchError, SlurmCommandError, SlurmUnavailable
+from slurm_dispatch.model import Container, ContainerState
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.backend import SlurmBackend
-from slurm_dispatch.slurm.priority import container_want
-from slurm_dispatch.slurm.sbatch import (
-    batch_script,
-    crunch_run_argv,
-    gateway_auth_secret,
-    sbatch_args,
-    sbatch_environment,
+from slurm_dispatch.slurm.decide import (
+    GoneKind,
+    StepKind,
+    after_sbatch_failure,
+    gone_action,
+    next_step,
+    our_job_names,
+    stuck_cancel_warning_due,
 )
+from slurm_dispatch.slurm.jobs import job_for
 
 logger = logging.getLogger("slurm_dispatch.runner")
 
@@ -66,28 +57,14 @@ T = TypeVar("T")
 SLURM_WORKERS = 4
 """Threads for blocking Slurm commands. SlurmCLI itself caps sbatch/scancel/scontrol at 3 at once."""
 
-STUCK_CANCEL_WARNINGS = (10, 100)
-"""After this many scancel rounds without the job leaving squeue, warn (then every 100 rounds)."""
-
 ADOPT_CONCURRENCY = 8
 """GETs in flight while adopting orphans at startup (the dispatcher's executor bounds them too)."""
 
 JOB_GONE_ATTEMPTS = 6
 """Tries at settling a container whose job has gone (1 s, doubling), before the tracker's fallback takes over."""
 
-PERMANENT_SBATCH_ERRORS = (
-    "Invalid feature specification",
-    "Invalid partition name specified",
-    "Requested node configuration is not available",
-    "Memory specification can not be satisfied",
-    "Invalid generic resource",
-    "Invalid account",
-    "Invalid qos specification",
-)
-"""sbatch refusals that retrying cannot change on this cluster (seen with Slurm 22.05)."""
-
-PERMANENT_REFUSALS = 3
-"""Refusals in a row (of ``PERMANENT_SBATCH_ERRORS``) after which a container is cancelled, not retried."""
+JOB_GONE_BACKOFF_CAP_S = 30.0
+"""The longest pause between two tries at settling a container whose job has gone."""
 
 REFUSALS_REMEMBERED = 10_000
 """Containers whose refusal count is kept (oldest forgotten first): a cancelled container's count is never
@@ -106,7 +83,7 @@ class Squeue(Protocol):
         ...
 
     async def set_want(self, uuid: str, want: int) -> None:
-        """Record the wanted Slurm priority of job ``uuid`` (may wait one poll); the renice pass applies it."""
+        """Record the want of job ``uuid`` (may wait one poll); the renice pass applies it."""
         ...
 
 
@@ -131,18 +108,16 @@ class ContainerGetter(Protocol):
     def get(self, uuid: str) -> Container: ...
 
 
-def permanent_sbatch_failure(exc: SlurmCommandError) -> bool:
-    """Return True if sbatch refused the job for a reason no retry on this cluster can change. Pure."""
-    return not isinstance(exc, SlurmUnavailable) and any(m in exc.stderr_tail for m in PERMANENT_SBATCH_ERRORS)
+@dataclass(frozen=True)
+class _View:
+    """What one RunContainer knows of its container: the input of ``decide.next_step``."""
 
-
-def orphan_names(job_names: Mapping[str, Any] | list[str], cluster_id: str) -> list[str]:
-    """Return the job names to adopt: container uuids of this cluster, sorted. Pure.
-
-    squeue ``--all`` lists every user's jobs; only names that are container uuids *and* carry this
-    cluster's prefix are ours (arvados-reference.md §6.6, gotcha 19).
-    """
-    return sorted(n for n in job_names if CONTAINER_UUID_RE.match(n) and n.startswith(cluster_id + "-"))
+    latest: Container
+    left: bool = False
+    job_present: bool = True
+    submitted: bool = False
+    want_set: int | None = None
+    cancel_rounds: int = 0
 
 
 class SlurmRunner:
@@ -158,62 +133,48 @@ class SlurmRunner:
         backend: SlurmBackend,
         squeue: Squeue,
         client: ContainerGetter,
-        metrics: Any = None,
         cancel_retry_s: float = 1.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        executor: Executor | None = None,
     ) -> None:
         """Create the runner; does no I/O.
 
         Args:
             settings: the cluster's settings (templates, crunch-run command, token for the job env).
-            backend: runs the Slurm commands (blocking; called in a thread pool of our own).
+            backend: runs the Slurm commands (blocking; called in ``executor``).
             squeue: the squeue poller shared by every container.
             client: the Arvados client, for the re-read after a job has gone.
-            metrics: optional ``slurm_dispatch.service.metrics.Metrics``.
-            cancel_retry_s: pause after a failed scancel before the next try.
+            cancel_retry_s: pause after a failed scancel before the next try, and the first pause between
+                tries at settling a container whose job has gone (doubling from there).
+            sleep: the coroutine that pauses (injected so tests need not wait on the wall clock).
+            executor: where blocking Slurm commands run (default: a pool of ``SLURM_WORKERS`` threads,
+                shut down by ``close()``).
         """
         self._settings = settings
         self._backend = backend
         self._squeue = squeue
         self._client = client
-        # Only what sbatch gets beyond the backend's own environment (which already carries PATH, SLURM_CONF
-        # and SbatchEnvironmentVariables): the Arvados API variables, and SbatchEnvironmentVariables again so
-        # that they also win over the backend's LC_ALL=C.
-        self._env = sbatch_environment(settings, {})
-        self._metrics = metrics
         self._cancel_retry_s = cancel_retry_s
-        self._executor = ThreadPoolExecutor(max_workers=SLURM_WORKERS, thread_name_prefix="slurm")
+        self._sleep = sleep
+        self._own_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(max_workers=SLURM_WORKERS, thread_name_prefix="slurm")
         self.submitting = 0
         """sbatch commands under way (the squeue poller defers renice passes meanwhile)."""
         self.states: dict[str, ContainerState] = {}
         """The latest state seen of every container this runner is running (for the containers gauge)."""
         self._refusals: OrderedDict[str, int] = OrderedDict()
-        """Permanent-looking sbatch refusals in a row, by container uuid (see ``PERMANENT_REFUSALS``)."""
+        """Permanent-looking sbatch refusals in a row, by container uuid (see ``decide.after_sbatch_failure``)."""
 
     def close(self) -> None:
         """Release the thread pool (running commands finish on their own). Does not block."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._own_executor and isinstance(self._executor, ThreadPoolExecutor):
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _slurm(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
-    def _count(self, name: str) -> None:
-        if self._metrics is not None:
-            getattr(self._metrics, name)()
-
     # -- submission ---------------------------------------------------------------------------
-
-    def job_for(self, container: Container) -> tuple[list[str], str]:
-        """Return the sbatch argv (after ``sbatch``) and the job script for ``container``. Pure.
-
-        Raises:
-            SbatchTemplateError: the template has an unknown ``%x``.
-            UnsatisfiableContainer: instance types are configured and none fits.
-        """
-        args = sbatch_args(container, self._settings)
-        secret = gateway_auth_secret(self._settings.system_root_token, container.uuid)
-        script = batch_script(crunch_run_argv(container.uuid, self._settings), {"GatewayAuthSecret": secret})
-        return args, script
 
     async def submit(self, container: Container) -> int | None:
         """Submit the job of ``container`` with sbatch; return its job id if sbatch printed one.
@@ -221,96 +182,30 @@ class SlurmRunner:
         Blocks (asynchronously) on sbatch.
 
         Raises:
-            SbatchTemplateError, UnsatisfiableContainer: the container cannot be submitted as configured.
+            SbatchTemplateError, UnsatisfiableContainer: the container cannot be submitted as configured
+                (``UnsatisfiableContainer`` also when sbatch refused it too often in a row).
             SlurmCommandError: sbatch failed (``SlurmUnavailable`` when slurmctld did not answer).
         """
-        args, script = self.job_for(container)
+        job = job_for(container, self._settings)
         self.submitting += 1
         try:
-            job_id = await self._slurm(self._backend.submit, args=args, script=script, env=self._env)
+            job_id = await self._slurm(self._backend.submit, args=job.args, script=job.script, env=job.env)
         except SlurmCommandError as exc:
-            self._count("submit_failed")
-            if not permanent_sbatch_failure(exc):
-                self._refusals.pop(container.uuid, None)  # "in a row": any other outcome breaks the run
-                raise
-            refusals = self._refusals.pop(container.uuid, 0) + 1
-            if refusals >= PERMANENT_REFUSALS:
-                raise UnsatisfiableContainer(
-                    container.uuid,
-                    f"sbatch refused the job {refusals} times in a row: {exc.stderr_tail.strip()}",
-                    available=None,
-                ) from exc
-            self._refusals[container.uuid] = refusals
-            while len(self._refusals) > REFUSALS_REMEMBERED:
-                self._refusals.popitem(last=False)
+            verdict = after_sbatch_failure(
+                container.uuid, exc, refusals_before=self._refusals.pop(container.uuid, 0)
+            )
+            if verdict.give_up is not None:
+                raise verdict.give_up from exc
+            if verdict.refusals:
+                self._refusals[container.uuid] = verdict.refusals
+                while len(self._refusals) > REFUSALS_REMEMBERED:
+                    self._refusals.popitem(last=False)
             raise
         finally:
             self.submitting -= 1
         self._refusals.pop(container.uuid, None)
-        self._count("submit_ok")
         logger.info("submitted container %s as Slurm job %s", container.uuid, job_id)
         return job_id
-
-    # -- RunContainer ---------------------------------------------------------------------------
-
-    async def run_container(self, dispatcher: Dispatch, container: Container, updates: Any) -> None:
-        """Run ``container`` as a Slurm job until the job has gone (see the module docstring).
-
-        Blocks (asynchronously) for the life of the job. Cancellation (dispatcher shutdown) returns
-        at once without touching the job or the container.
-
-        Raises:
-            SbatchTemplateError, UnsatisfiableContainer, SlurmCommandError: submission failed; the
-                dispatch core logs it and applies the fallback state.
-        """
-        uuid = container.uuid
-        self.states[uuid] = container.state
-        try:
-            await self._run(dispatcher, container, updates)
-        finally:
-            self.states.pop(uuid, None)
-
-    async def _run(self, dispatcher: Dispatch, container: Container, updates: Any) -> None:
-        uuid = container.uuid
-        if container.state is ContainerState.LOCKED and not await self._squeue.has_uuid(uuid, soon=True):
-            await self._submit_once(container)
-
-        gone = asyncio.Event()
-        monitor = asyncio.create_task(self._watch(uuid, gone), name=f"squeue monitor {uuid}")
-        closed = False
-        cancelling = False
-        attempts = 0
-        try:
-            while not gone.is_set():
-                if closed or cancelling:
-                    attempts += 1
-                    if attempts in STUCK_CANCEL_WARNINGS or attempts % STUCK_CANCEL_WARNINGS[-1] == 0:
-                        # e.g. a job stuck COMPLETING on a dead node, or another user's job of that name that
-                        # our scancel cannot touch: the container cannot be locked again until it is gone
-                        logger.warning("Slurm job of container %s is still in squeue after %d scancel rounds; "
-                                       "check it with `scontrol show job` (a node down? another user's job?)",
-                                       uuid, attempts)
-                    # Go scancels once per update; a failed or slow scancel would then never be retried,
-                    # since an unchanged record wakes nobody. Keep at it, once per poll, until the job has
-                    # gone or (when it was for priority 0) a new update wants the job again.
-                    if await self.cancel(uuid) is False:
-                        await gone.wait()  # the poll that showed it gone wakes the monitor too
-                        break
-                    if closed or not (updates.pending or updates.closed):
-                        continue
-                update = await _first(updates.next(), gone.wait())
-                if isinstance(update, _Gone):
-                    break
-                if update is None:
-                    closed = True
-                else:
-                    self.states[uuid] = update.state
-                    cancelling = update.priority == 0
-                    if not cancelling:
-                        await self._squeue.set_want(uuid, container_want(update))
-        finally:
-            monitor.cancel()
-        await self._job_gone(dispatcher, uuid, updates)
 
     async def _submit_once(self, container: Container) -> None:
         """Submit; after an sbatch that timed out, find out from squeue whether it went through.
@@ -330,6 +225,89 @@ class SlurmRunner:
                     return
             raise
 
+    # -- RunContainer ---------------------------------------------------------------------------
+
+    async def run_container(self, dispatcher: Dispatch, container: Container, updates: UpdateChannel) -> None:
+        """Run ``container`` as a Slurm job until the job has gone (see the module docstring).
+
+        Blocks (asynchronously) for the life of the job. Cancellation (dispatcher shutdown) returns
+        at once without touching the job or the container.
+
+        Raises:
+            SbatchTemplateError, UnsatisfiableContainer, SlurmCommandError: submission failed; the
+                dispatch core logs it and applies the fallback state.
+        """
+        uuid = container.uuid
+        self.states[uuid] = container.state
+        try:
+            await self._run(dispatcher, container, updates)
+        finally:
+            self.states.pop(uuid, None)
+
+    async def _run(self, dispatcher: Dispatch, container: Container, updates: UpdateChannel) -> None:
+        uuid = container.uuid
+        view = _View(latest=container)
+        if container.state is ContainerState.LOCKED:
+            # Only a squeue poll that starts now can say whether a job exists (a previous process may have
+            # submitted one just before it stopped); asked for early, so a burst of locks is not held up.
+            view = replace(view, job_present=await self._squeue.has_uuid(uuid, soon=True))
+        gone = asyncio.Event()
+        monitor: asyncio.Task[None] | None = None
+        try:
+            while True:
+                step = next_step(latest=view.latest, left=view.left, job_present=view.job_present,
+                                 submitted=view.submitted)
+                if step.kind is StepKind.SETTLE:
+                    break
+                if step.kind is StepKind.SUBMIT:
+                    await self._submit_once(view.latest)
+                    view = replace(view, submitted=True, job_present=True)
+                    continue
+                if monitor is None:
+                    monitor = asyncio.create_task(self._watch(uuid, gone), name=f"squeue monitor {uuid}")
+                if step.kind is StepKind.SCANCEL:
+                    view = await self._scancel_round(uuid, view, gone, updates)
+                    continue
+                # FOLLOW
+                if step.want != view.want_set:
+                    await self._squeue.set_want(uuid, step.want)
+                    view = replace(view, want_set=step.want)
+                event = await _first(updates.next(), gone.wait())
+                view = self._apply(uuid, view, event)
+        finally:
+            if monitor is not None:
+                monitor.cancel()
+        await self._settle(dispatcher, uuid, updates)
+
+    def _apply(self, uuid: str, view: _View, event: Container | None | _Gone) -> _View:
+        """Return the view after one event: a new record, the channel closing, or the job leaving squeue."""
+        if isinstance(event, _Gone):
+            return replace(view, job_present=False)
+        if event is None:
+            return replace(view, left=True)
+        self.states[uuid] = event.state
+        return replace(view, latest=event, cancel_rounds=0 if event.priority else view.cancel_rounds)
+
+    async def _scancel_round(self, uuid: str, view: _View, gone: asyncio.Event, updates: UpdateChannel) -> _View:
+        """scancel once, wait for the next poll, and take a record that came meanwhile (without blocking).
+
+        Go scancels once per update; a failed or slow scancel would then never be retried, since an unchanged
+        record wakes nobody. Here the job is scancelled again after every poll until it has gone, or (when it
+        was for priority 0) a new record wants the job again.
+        """
+        rounds = view.cancel_rounds + 1
+        if stuck_cancel_warning_due(rounds):
+            logger.warning("Slurm job of container %s is still in squeue after %d scancel rounds; check it with "
+                           "`scontrol show job` (a node down? another user's job?)", uuid, rounds)
+        view = replace(view, cancel_rounds=rounds)
+        present = await self.cancel(uuid)
+        if present is False:
+            await gone.wait()  # the poll that showed it gone wakes the monitor too
+            return replace(view, job_present=False)
+        if not view.left and (updates.pending or updates.closed):
+            view = self._apply(uuid, view, await updates.next())
+        return view
+
     async def _watch(self, uuid: str, gone: asyncio.Event) -> None:
         await self._squeue.wait_gone(uuid)
         gone.set()
@@ -346,36 +324,33 @@ class SlurmRunner:
         """
         try:
             await self._slurm(self._backend.cancel, uuid)
-            self._count("scancelled")
         except SlurmCommandError as exc:
             logger.warning("scancel of container %s failed: %s", uuid, exc)
-            await asyncio.sleep(self._cancel_retry_s)
+            await self._sleep(self._cancel_retry_s)
             return None
         present = await self._squeue.has_uuid(uuid)
         if present:
             logger.info("container %s is still in squeue after scancel", uuid)
         return present
 
-    async def _job_gone(self, dispatcher: Dispatch, uuid: str, updates: Any) -> None:
-        """The job left squeue: make the container's state say so (§6.4 step 3, gotcha 35).
+    async def _settle(self, dispatcher: Dispatch, uuid: str, updates: UpdateChannel) -> None:
+        """The job left squeue: make the container's state say so, as ``decide.gone_action`` says.
 
-        Re-reads the container; still Locked by us → unlock, still Running by us → Cancelled; anything
-        else (finished, re-queued, or now another dispatcher's) → nothing. A failed call is retried with
-        backoff while the container may still be ours: giving up would leave a Running container whose
-        crunch-run is gone Running for ever. Blocks (asynchronously) on the API.
+        Re-reads the container first (its state may have moved since the last record). A failed call is
+        retried with backoff while the container may still be ours: giving up would leave a Running container
+        whose crunch-run is gone Running for ever. Blocks (asynchronously) on the API.
         """
         delay = self._cancel_retry_s
         for attempt in range(1, JOB_GONE_ATTEMPTS + 1):
             try:
                 current = await dispatcher.call(self._client.get, uuid)
-                if current.locked_by_uuid and current.locked_by_uuid != dispatcher.token_uuid:
-                    logger.info("Slurm job of container %s has gone; the container is now locked by %s: "
-                                "leaving it alone", uuid, current.locked_by_uuid)
-                    return
-                if current.state is ContainerState.LOCKED:
+                action = gone_action(current, dispatcher.token_uuid)
+                if action.kind is GoneKind.LEAVE:
+                    logger.info("Slurm job of container %s has gone; %s: leaving it alone", uuid, action.reason)
+                elif action.kind is GoneKind.UNLOCK:
                     logger.info("Slurm job of container %s has gone while Locked: unlocking it", uuid)
                     await dispatcher.unlock(uuid)
-                elif current.state is ContainerState.RUNNING:
+                elif action.kind is GoneKind.CANCEL:
                     logger.info("Slurm job of container %s has gone while Running: cancelling it", uuid)
                     await dispatcher.update_state(uuid, ContainerState.CANCELLED)
                 return
@@ -391,18 +366,19 @@ class SlurmRunner:
                             uuid, exc, delay)
             if updates.closed:
                 return  # the container has left us (finished, re-queued, or another's): nothing to settle
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+            await self._sleep(delay)
+            delay = min(delay * 2, JOB_GONE_BACKOFF_CAP_S)
 
     # -- adoption -------------------------------------------------------------------------------
 
-    async def adopt_orphans(self, dispatcher: Dispatch, job_names: list[str]) -> list[str]:
+    async def adopt_orphans(self, dispatcher: Dispatch, job_names: Iterable[str]) -> list[str]:
         """Track every job in ``job_names`` that belongs to this cluster; return those now tracked.
 
-        Port of crunch-dispatch-slurm.go ``checkSqueueForOrphans``. A job of a finished or re-queued
-        container gets a tracker that is closed at once, so its RunContainer scancels it. Jobs of
-        other users and clusters are left alone. Blocks (asynchronously) on one GET per orphan,
-        ``ADOPT_CONCURRENCY`` at a time (Go makes them one by one).
+        Port of crunch-dispatch-slurm.go ``checkSqueueForOrphans``: ``track_container`` decides per job
+        (``slurm_dispatch.dispatch.decide.track_decision``, the rule ``slurm.decide.orphan_action`` shows
+        admins). A job of a finished or re-queued container gets a tracker that is closed at once, so its
+        RunContainer scancels it. Jobs of other users and clusters are left alone. Blocks (asynchronously)
+        on one GET per orphan, ``ADOPT_CONCURRENCY`` at a time (Go makes them one by one).
         """
         gate = asyncio.Semaphore(ADOPT_CONCURRENCY)
 
@@ -415,7 +391,7 @@ class SlurmRunner:
                     logger.warning("cannot adopt Slurm job %s: %s", uuid, exc)
                     return None
 
-        names = orphan_names(job_names, self._settings.cluster_id)
+        names = our_job_names(job_names, self._settings.cluster_id)
         return [u for u in await asyncio.gather(*(adopt(n) for n in names)) if u is not None]
 
 

@@ -1,7 +1,7 @@
 """``slurm-dispatch explain``: the exact sbatch arguments and job script for one container, or why there are none.
 
-Nothing is submitted. The arguments and script come from ``SlurmRunner.job_for``, the very function the
-service calls before sbatch, so ``explain`` and the service cannot disagree. The container comes from the API
+Nothing is submitted. The arguments and script come from ``slurm_dispatch.slurm.jobs.job_for``, the very function
+the service calls before sbatch, so ``explain`` and the service cannot disagree. The container comes from the API
 (``GET containers/<uuid>``) or from a JSON file (``--container-file``), which needs neither the API nor a
 token. GatewayAuthSecret (an HMAC of the SystemRootToken) is shown as ``<redacted>``.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 
@@ -35,31 +35,24 @@ from slurm_dispatch.cli.common import (
 from slurm_dispatch.config import REDACTED, template_problems
 from slurm_dispatch.errors import SbatchTemplateError, UnsatisfiableContainer
 from slurm_dispatch.model import Container
-from slurm_dispatch.runner import SlurmRunner
 from slurm_dispatch.settings import Settings
-from slurm_dispatch.slurm.cli_backend import SlurmCLI
 from slurm_dispatch.slurm.instance_types import choose_instance_type
+from slurm_dispatch.slurm.jobs import job_for
 from slurm_dispatch.slurm.sbatch import gateway_auth_secret
 
 
-def job_for(container: Container, settings: Settings) -> tuple[list[str], str]:
-    """Return (sbatch argv after ``sbatch``, job script with GatewayAuthSecret redacted). No I/O.
+def redacted_job(container: Container, settings: Settings) -> tuple[list[str], str]:
+    """Return (sbatch argv after ``sbatch``, job script with GatewayAuthSecret redacted). Pure.
 
-    Goes through ``SlurmRunner.job_for``, the service's own code path. That method reads only the
-    settings, so the runner gets an idle SlurmCLI and no squeue poller or API client.
+    ``slurm_dispatch.slurm.jobs.job_for`` is the very function the service calls before sbatch.
 
     Raises:
         SbatchTemplateError: the template has an unknown ``%x``.
         UnsatisfiableContainer: instance types are configured and none fits.
     """
-    runner = SlurmRunner(settings=settings, backend=SlurmCLI(env={}), squeue=cast(Any, None),
-                         client=cast(Any, None))
-    try:
-        args, script = runner.job_for(container)
-    finally:
-        runner.close()
+    job = job_for(container, settings)
     secret = gateway_auth_secret(settings.system_root_token, container.uuid)
-    return args, script.replace(secret, REDACTED)
+    return list(job.args), job.script.replace(secret, REDACTED)
 
 
 def _read_container_file(path: Path) -> Container:
@@ -98,7 +91,7 @@ def explanation(container: Container, settings: Settings) -> dict[str, Any]:
         except UnsatisfiableContainer:
             out["instance_type"] = None
     try:
-        args, script = job_for(container, settings)
+        args, script = redacted_job(container, settings)
     except UnsatisfiableContainer as exc:
         out["error"] = exc.log_text().rstrip("\n")
         out["available_instance_types"] = list(exc.available or [])

@@ -5,7 +5,7 @@ only removes the Slurm job: the service then unlocks a Locked container (which i
 crunch-run records Cancelled for a Running one. To stop a container for good, cancel it in Arvados.
 
 ``adopt`` is the startup orphan scan, once: one squeue, the job names of our cluster's containers
-(``orphan_names``), one GET per container, and the service's decision for each (``orphan_action``). With
+(``our_job_names``), one GET per container, and the service's decision for each (``orphan_action``). With
 ``--dry-run`` it only prints; otherwise it scancels the leftover jobs, as the service would. "adopt" rows need
 nothing from this command: the running service tracks those containers.
 """
@@ -37,10 +37,10 @@ from slurm_dispatch.cli.common import (
 )
 from slurm_dispatch.errors import ArvadosNotFound, SlurmCommandError
 from slurm_dispatch.model import Container
-from slurm_dispatch.runner import orphan_names
 from slurm_dispatch.slurm.backend import scancel_argvs
+from slurm_dispatch.slurm.decide import OrphanAction, OrphanDecision, orphan_action, our_job_names
 from slurm_dispatch.slurm.squeue import parse_squeue
-from slurm_dispatch.slurm.status import OrphanAction, OrphanDecision, orphan_action, parse_queue_detail
+from slurm_dispatch.slurm.status import parse_queue_detail
 
 _CANCEL_EFFECT = {
     "PENDING": "removed (it had not started)",
@@ -114,7 +114,7 @@ def adopt(
             me = client.current_token_uuid()
             jobs, skipped = parse_squeue(backend.queue())
             found: list[tuple[str, Container | None]] = []
-            for uuid in orphan_names(list(jobs), settings.cluster_id):
+            for uuid in our_job_names(jobs, settings.cluster_id):
                 try:
                     found.append((uuid, client.get(uuid)))
                 except ArvadosNotFound:

@@ -53,8 +53,8 @@ def run(
     skip_legacy: SkipLegacyOption = False,
 ) -> None:
     """Run the dispatcher service until SIGTERM; Slurm jobs keep running for the next start to adopt."""
-    from slurm_dispatch.daemon import serve
     from slurm_dispatch.service.logging_setup import configure_from_settings
+    from slurm_dispatch.service.serve import serve
 
     environ = dict(os.environ)
     try:

@@ -34,7 +34,7 @@ from slurm_dispatch.cli.common import (
     table_text,
 )
 from slurm_dispatch.model import Container
-from slurm_dispatch.runner import orphan_names
+from slurm_dispatch.slurm.decide import our_job_names
 from slurm_dispatch.slurm.status import StatusRow, parse_queue_detail, status_rows
 
 UUID_BATCH = 20
@@ -92,7 +92,7 @@ def status(
                                                   batch_size=settings.batch_size) for c in page]
             jobs, skipped = parse_queue_detail(slurm_backend(settings=settings).queue_detail())
             known = {c.uuid for c in mine}
-            named = [u for u in orphan_names([j.name for j in jobs], settings.cluster_id) if u not in known]
+            named = [u for u in our_job_names((j.name for j in jobs), settings.cluster_id) if u not in known]
             others = containers_by_uuid(client, named, batch_size=settings.batch_size)
         finally:
             client.close()

@@ -60,6 +60,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from slurm_dispatch.dispatch.client import DispatchClient, Filter
+from slurm_dispatch.dispatch.decide import RecordAction, TrackDecision, record_action, track_decision
 from slurm_dispatch.dispatch.fallback import failure_report
 from slurm_dispatch.dispatch.throttle import Throttle
 from slurm_dispatch.dispatch.tracker import Tracker, UpdateChannel
@@ -100,8 +101,6 @@ GC_REFREEZE_TICKS = 360
 ABANDON_GRACE_S = 5.0
 """How long shutdown waits for cancelled RunContainers to return before giving up on them."""
 
-_STATES_LEFT = (ContainerState.QUEUED, ContainerState.CANCELLED, ContainerState.COMPLETE)
-_STATES_OURS = (ContainerState.LOCKED, ContainerState.RUNNING)
 
 
 @dataclass
@@ -140,6 +139,7 @@ class Dispatcher:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         freeze_gc: bool = False,
         start_immediately: bool = False,
+        after_tick: Callable[[TickReport], None] | None = None,
     ) -> None:
         """Create a dispatcher; does no I/O.
 
@@ -161,6 +161,8 @@ class Dispatcher:
                 wait, at most ``GC_REFREEZE_TICKS`` ticks, for the periodic full collection.
             start_immediately: tick as soon as ``run()`` starts; Go (and the default) waits one
                 ``poll_period`` first, which delays dispatching by that much after every restart.
+            after_tick: called with each tick's report when the tick ends (health, sd_notify READY,
+                gauges). Must not block.
         """
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, not {batch_size}")
@@ -181,6 +183,7 @@ class Dispatcher:
         self._bad_records: dict[str, str] = {}
         self._freeze_gc = freeze_gc
         self._ticks_since_refreeze = 0
+        self._after_tick = after_tick
         self.last_tick = TickReport()
         """The report of the most recent tick."""
 
@@ -312,6 +315,8 @@ class Dispatcher:
         report.ok = ok
         report.cpu_s = time.process_time() - cpu0
         self.last_tick = report
+        if self._after_tick is not None:
+            self._after_tick(report)
         return report
 
     def _manage_gc(self, *, started: int) -> None:
@@ -339,13 +344,14 @@ class Dispatcher:
         """
         await self.prepare()
         container = await self.call(self._client.get, uuid)
-        if container.locked_by_uuid and container.locked_by_uuid != self._token_uuid:
+        decision = track_decision(container, self._token_uuid)
+        if decision is TrackDecision.IGNORE:
             logger.debug("not tracking %s: locked by %s", uuid, container.locked_by_uuid)
             return
         if uuid in self._trackers:
             return
         tracker = self._start(container, container.raw)
-        if container.state in _STATES_LEFT:
+        if decision is TrackDecision.TRACK_CLOSED:
             logger.info("tracking %s (state %s) only to clean up after it", uuid, container.state.value)
             tracker.close()
 
@@ -487,29 +493,25 @@ class Dispatcher:
             todo.discard(uuid)
             report.records += 1
             state = raw.get("state")
-            locked_by = raw.get("locked_by_uuid") or ""
             tracker = self._trackers.get(uuid)
+            decision = record_action(state=state, locked_by=str(raw.get("locked_by_uuid") or ""), me=me,
+                                     tracked=tracker is not None)
             try:
-                if locked_by and locked_by != me:
+                if decision.action is RecordAction.CLOSE:
                     if tracker is not None and tracker.close():
                         report.closed += 1
-                        logger.info(
-                            "container %s is now locked by %s (another dispatcher); stopping tracking",
-                            uuid,
-                            locked_by,
-                        )
-                elif tracker is not None:
-                    if state in _STATES_OURS:
+                        logger.info("container %s: %s; stopping tracking", uuid, decision.reason)
+                elif decision.action is RecordAction.OFFER:
+                    if tracker is not None:
                         report.woken += tracker.offer(raw, Container.from_api)
-                    elif state in _STATES_LEFT and tracker.close():
-                        report.closed += 1
-                        logger.debug("container %s is %s, closing its tracker", uuid, state)
-                elif state == ContainerState.QUEUED:
+                elif decision.action is RecordAction.LOCK:
                     if uuid not in self._locking and not self._stop.is_set() and self._throttle.check(uuid):
+                        Container.from_api(raw)  # a record that cannot be read is never locked
                         to_lock.append(raw)
-                elif state in _STATES_OURS and self._throttle.check(uuid):
+                elif decision.action is RecordAction.ADOPT and self._throttle.check(uuid):
+                    container = Container.from_api(raw)
                     logger.info("adopting container %s (state %s, locked by us)", uuid, state)
-                    self._start(Container.from_api(raw), raw)
+                    self._start(container, raw)
                     report.started += 1
             except ValueError as exc:
                 self._malformed(uuid, exc)
@@ -600,7 +602,7 @@ class Dispatcher:
         async for update in tracker.channel:
             count += 1
             # The first update may predate the RunContainer's return: skip it (as Go does).
-            if count < 2 or update.state not in _STATES_OURS:
+            if count < 2 or not update.state.is_locked:
                 continue
             # Running cannot go back to Queued (422, on every tick for ever, in Go): with its RunContainer
             # finished nothing runs it any more, so it is Cancelled.

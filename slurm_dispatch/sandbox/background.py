@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from slurm_dispatch.daemon import DispatchLoop
+from slurm_dispatch.assemble import DispatchLoop
 from slurm_dispatch.errors import DispatchError
 from slurm_dispatch.model import MiB
 from slurm_dispatch.settings import DEFAULT_SBATCH_ARGUMENTS, Settings

@@ -1,6 +1,6 @@
 """``Metrics``: the dispatcher's Prometheus metrics, behind plain methods.
 
-Nobody else imports prometheus_client: the dispatcher calls ``metrics.submit_ok()`` and friends, and the HTTP
+Nobody else imports prometheus_client: the dispatcher calls ``metrics.slurm_operation(...)`` and friends, and the HTTP
 endpoint serves ``metrics.registry``. Each ``Metrics`` owns its own ``CollectorRegistry`` (never the global
 default one), so tests and several instances in one process do not collide.
 
@@ -55,6 +55,10 @@ class Metrics:
             PREFIX + "oldest_pending_job_age_seconds",
             "Age of the oldest of our Slurm jobs still pending (0 when none is).", registry=r,
         )
+        self._slurm_operations = Counter(
+            PREFIX + "slurm_operations", "Slurm operations run, by operation and outcome (ok, failed).",
+            ["operation", "outcome"], registry=r,
+        )
         self._api_errors = Counter(
             PREFIX + "api_errors", "Failed Arvados API calls, by kind of failure.", ["kind"], registry=r
         )
@@ -68,29 +72,22 @@ class Metrics:
         for other, n in given.items():  # an unknown state (a newer API): still shown, not dropped
             self._containers.labels(state=other).set(n)
 
-    def submit_ok(self) -> None:
-        """Count one job submitted by sbatch."""
-        self._submits.inc()
-
-    def submit_failed(self) -> None:
-        """Count one failed sbatch."""
-        self._submit_failures.inc()
-
-    def squeue_ok(self, duration_s: float) -> None:
-        """Record one successful squeue poll that took ``duration_s`` seconds."""
-        self._squeue_duration.observe(duration_s)
-
-    def squeue_failed(self) -> None:
-        """Count one failed squeue poll."""
-        self._squeue_failures.inc()
-
-    def reniced(self, count: int = 1) -> None:
-        """Count ``count`` renice (scontrol update Nice=) commands."""
-        self._renices.inc(count)
-
-    def scancelled(self, count: int = 1) -> None:
-        """Count ``count`` scancel commands."""
-        self._scancels.inc(count)
+    def slurm_operation(self, operation: str, *, ok: bool, seconds: float) -> None:
+        """Count one Slurm operation (``submit``, ``cancel``, ``queue``, ``renice``, ``release``,
+        ``node_features_read``, ``node_features_set``) that took ``seconds``; also feeds the per-command
+        counters and the squeue histogram below."""
+        self._slurm_operations.labels(operation=operation, outcome="ok" if ok else "failed").inc()
+        if operation == "submit":
+            (self._submits if ok else self._submit_failures).inc()
+        elif operation == "queue":
+            if ok:
+                self._squeue_duration.observe(seconds)
+            else:
+                self._squeue_failures.inc()
+        elif operation == "renice" and ok:
+            self._renices.inc()
+        elif operation == "cancel" and ok:
+            self._scancels.inc()
 
     def set_oldest_pending_age(self, seconds: float) -> None:
         """Set the age of the oldest pending job (pass 0 when none is pending)."""

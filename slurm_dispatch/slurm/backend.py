@@ -27,7 +27,11 @@ SQUEUE_FORMAT = "%j %y %Q %T %r"
 """squeue fields: job name, nice, priority (nice already applied), state, reason (§5.2)."""
 
 SQUEUE_ARGV: tuple[str, ...] = ("squeue", "--all", "--noheader", f"--format={SQUEUE_FORMAT}")
-"""The one squeue command line; ``--all`` includes other users' and non-Arvados jobs (gotcha 19)."""
+"""The one squeue command line; ``--all`` includes other users' jobs and jobs in hidden partitions, as Go's
+(services/crunch-dispatch-slurm/squeue.go: SqueueChecker.check)."""
+
+SQUEUE_DETAIL_ARGV: tuple[str, ...] = ("squeue", "--all", "--noheader", f"--format=%i {SQUEUE_FORMAT}")
+"""The admin commands' squeue: the job id, then the dispatcher's fields (``SlurmCLI.queue_detail``)."""
 
 
 def scancel_argvs(name: str) -> list[list[str]]:

@@ -1,32 +1,26 @@
-"""The admin view of Arvados and Slurm side by side: parsing, comparison, and the orphan decision. Pure.
+"""The admin view of Arvados and Slurm side by side: parsing and comparison. Pure.
 
 Used by the ``status`` and ``adopt`` admin commands (``slurm_dispatch.cli``), which fetch the two snapshots
 (containers from the API, jobs from squeue) and hand them here; nothing in this module does I/O.
 
-* ``parse_queue_detail``: ``squeue --format=%i %j %y %Q %T %r`` (``SlurmCLI.queue_detail``), which is the
+* ``parse_queue_detail``: ``SQUEUE_DETAIL_ARGV``'s output (``SlurmCLI.queue_detail``), which is the
   dispatcher's format with the job id in front. Unlike ``parse_squeue`` it keeps every job, so two jobs
   sharing one container's name both show up (the dispatcher would scancel both, and an operator should know).
 * ``status_rows``: one row per (container, job) with the mismatches an operator should look at.
-* ``orphan_action``: what the service does at startup with a job named like one of our containers
-  (arvados-reference.md §6.6, ``checkSqueueForOrphans`` → ``TrackContainer``).
 
-A job is "ours" when its name is a container uuid with our cluster's prefix: the rule of
-``slurm_dispatch.runner.orphan_names`` (gotcha 19), restated in ``is_our_job_name`` because pure ``slurm``
-modules do not import the runner.
+Which jobs are ours, and what the service does with them, is decided in ``slurm_dispatch.slurm.decide``; this
+module only lays the two views side by side.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from slurm_dispatch.errors import SqueueParseError
-from slurm_dispatch.model import CONTAINER_UUID_RE, Container, ContainerState, SlurmJob
+from slurm_dispatch.model import Container, ContainerState, SlurmJob
+from slurm_dispatch.slurm.decide import is_our_job_name
 from slurm_dispatch.slurm.squeue import parse_squeue_line
-
-QUEUE_DETAIL_FORMAT = "%i %j %y %Q %T %r"
-"""squeue fields of ``SlurmCLI.queue_detail``: job id, then the dispatcher's five (§5.2)."""
 
 
 @dataclass(frozen=True)
@@ -63,14 +57,6 @@ def parse_queue_detail(text: str) -> tuple[list[JobDetail], list[SqueueParseErro
         except SqueueParseError as exc:
             errors.append(SqueueParseError(line, exc.reason))
     return jobs, errors
-
-
-def is_our_job_name(name: str, cluster_id: str) -> bool:
-    """Return True if a job of this name belongs to this cluster's dispatcher. Pure.
-
-    Same rule as ``slurm_dispatch.runner.orphan_names``: a container uuid with our cluster prefix.
-    """
-    return bool(CONTAINER_UUID_RE.match(name)) and name.startswith(cluster_id + "-")
 
 
 @dataclass(frozen=True)
@@ -163,48 +149,9 @@ def status_rows(
     return rows
 
 
-class OrphanAction(str, enum.Enum):
-    """What the service does with a job named like one of our containers, found at startup."""
-
-    ADOPT = "adopt"
-    SCANCEL = "scancel leftover job"
-    LEAVE = "leave alone"
-
-
-@dataclass(frozen=True)
-class OrphanDecision:
-    """The decision for one job name, with the reason in a few words (it fits in a table column)."""
-
-    uuid: str
-    action: OrphanAction
-    reason: str
-
-
-def orphan_action(uuid: str, container: Container | None, *, my_token_uuid: str) -> OrphanDecision:
-    """Return what startup adoption does with the job named ``uuid``, given its container (None: not found).
-
-    Pure. Port of crunch-dispatch-slurm.go ``checkSqueueForOrphans`` with dispatch.go ``TrackContainer``:
-    a container locked by another token is left alone; a Queued, Cancelled or Complete one gets a tracker
-    that is closed at once, so its job is scancelled (issue 10979); a Locked or Running one is tracked
-    (adopted). A uuid the API cannot find is left alone (Go's GET fails and it moves on).
-    """
-    if container is None:
-        return OrphanDecision(uuid, OrphanAction.LEAVE, "container not found")
-    if container.locked_by_uuid not in ("", my_token_uuid):
-        return OrphanDecision(uuid, OrphanAction.LEAVE, f"locked by {container.locked_by_uuid}")
-    if container.state in _FINISHED_OR_QUEUED:
-        return OrphanDecision(uuid, OrphanAction.SCANCEL, f"container is {container.state.value}")
-    return OrphanDecision(uuid, OrphanAction.ADOPT, f"{container.state.value} by this token")
-
-
 __all__ = [
-    "QUEUE_DETAIL_FORMAT",
     "JobDetail",
-    "OrphanAction",
-    "OrphanDecision",
     "StatusRow",
-    "is_our_job_name",
-    "orphan_action",
     "parse_queue_detail",
     "status_rows",
 ]

@@ -1,4 +1,4 @@
-"""The pure parts behind ``status``, ``adopt`` and the exit codes: table tests."""
+"""The pure parts behind ``status`` and the exit codes: table tests (the decisions are in test_decide.py)."""
 
 from __future__ import annotations
 
@@ -22,13 +22,9 @@ from slurm_dispatch.errors import (
     UnsatisfiableContainer,
 )
 from slurm_dispatch.model import Container, SlurmJob
-from slurm_dispatch.runner import orphan_names
 from slurm_dispatch.slurm.status import (
     JobDetail,
-    OrphanAction,
     StatusRow,
-    is_our_job_name,
-    orphan_action,
     parse_queue_detail,
     status_rows,
 )
@@ -82,11 +78,6 @@ def test_parse_queue_detail_never_raises(text: str) -> None:
     jobs, errors = parse_queue_detail(text)
     assert all(isinstance(e, SqueueParseError) for e in errors)
     assert len(jobs) + len(errors) == sum(1 for line in text.splitlines() if line.strip())
-
-
-@given(st.lists(st.from_regex(r"[a-z0-9]{5}-[a-z0-9]{5}-[a-z0-9]{15}|[a-z-]{1,30}", fullmatch=True)))
-def test_is_our_job_name_agrees_with_the_runners_orphan_names(names: list[str]) -> None:
-    assert sorted(n for n in names if is_our_job_name(n, "zzzzz")) == orphan_names(names, "zzzzz")
 
 
 # -- status_rows --------------------------------------------------------------------
@@ -143,31 +134,6 @@ def row(uuid: str, state: str | None, jid: int | None, *problems: str, priority:
 )
 def test_status_rows(containers: list[Container], jobs: list[JobDetail], expected: list[StatusRow]) -> None:
     assert status_rows(containers, jobs, ME, "zzzzz") == expected
-
-
-# -- orphan_action ------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("container", "action", "reason"),
-    [
-        pytest.param(ctr(u("a"), "Locked", ME), OrphanAction.ADOPT, "Locked by this token",
-                     id="locked-mine"),
-        pytest.param(ctr(u("a"), "Running", ME), OrphanAction.ADOPT, "Running by this token",
-                     id="running-mine"),
-        pytest.param(ctr(u("a"), "Queued"), OrphanAction.SCANCEL, "container is Queued", id="queued"),
-        pytest.param(ctr(u("a"), "Complete"), OrphanAction.SCANCEL, "container is Complete", id="complete"),
-        pytest.param(ctr(u("a"), "Cancelled"), OrphanAction.SCANCEL, "container is Cancelled", id="cancelled"),
-        pytest.param(ctr(u("a"), "Locked", OTHER), OrphanAction.LEAVE, f"locked by {OTHER}",
-                     id="locked-other"),
-        pytest.param(ctr(u("a"), "Running", OTHER), OrphanAction.LEAVE, f"locked by {OTHER}",
-                     id="running-other"),
-        pytest.param(None, OrphanAction.LEAVE, "container not found", id="not-found"),
-    ],
-)
-def test_orphan_action(container: Container | None, action: OrphanAction, reason: str) -> None:
-    decision = orphan_action(u("a"), container, my_token_uuid=ME)
-    assert (decision.uuid, decision.action, decision.reason) == (u("a"), action, reason)
 
 
 # -- exit codes ---------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any
 
 from plugins.fake_slurm import FakeSlurm
 
-from slurm_dispatch.daemon import DispatchLoop
+from slurm_dispatch.assemble import DispatchLoop
 from slurm_dispatch.settings import DEFAULT_SBATCH_ARGUMENTS, InstanceType, Settings
 
 GiB = 1 << 30

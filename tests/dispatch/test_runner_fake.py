@@ -22,8 +22,9 @@ from slurm_dispatch.errors import (
     UnsatisfiableContainer,
 )
 from slurm_dispatch.model import Container, ContainerState
-from slurm_dispatch.runner import PERMANENT_REFUSALS, SlurmRunner
+from slurm_dispatch.runner import SlurmRunner
 from slurm_dispatch.settings import Settings
+from slurm_dispatch.slurm.decide import PERMANENT_REFUSALS
 from slurm_dispatch.slurm.squeue import SqueueChecker
 
 T = TypeVar("T")

@@ -13,7 +13,7 @@ from plugins.e2e import E2E, RunningDispatcher, wait_until
 from plugins.slurm_cluster import SlurmCluster, start_cluster, stop_cluster
 
 from slurm_dispatch.model import ContainerState
-from slurm_dispatch.runner import PERMANENT_REFUSALS
+from slurm_dispatch.slurm.decide import PERMANENT_REFUSALS
 
 pytestmark = pytest.mark.slurm
 

@@ -116,13 +116,9 @@ def test_health_error_is_reported_with_status_200(server: HealthServer, health: 
 
 
 def test_metrics_exposition(server: HealthServer, metrics: Metrics) -> None:
-    metrics.submit_ok()
-    metrics.submit_ok()
-    metrics.submit_failed()
-    metrics.squeue_ok(0.3)
-    metrics.squeue_failed()
-    metrics.reniced(3)
-    metrics.scancelled()
+    for operation, ok in [("submit", True), ("submit", True), ("submit", False), ("queue", True), ("queue", False),
+                          ("renice", True), ("renice", True), ("renice", True), ("renice", False), ("cancel", True)]:
+        metrics.slurm_operation(operation, ok=ok, seconds=0.3)
     metrics.set_oldest_pending_age(42.5)
     metrics.api_error("unavailable")
     metrics.set_containers({ContainerState.QUEUED: 2, "Running": 1})
@@ -136,6 +132,9 @@ def test_metrics_exposition(server: HealthServer, metrics: Metrics) -> None:
     assert float(samples[PREFIX + "squeue_failures_total"]) == 1
     assert float(samples[PREFIX + "renices_total"]) == 3
     assert float(samples[PREFIX + "scancels_total"]) == 1
+    assert float(samples[PREFIX + 'slurm_operations_total{operation="renice",outcome="ok"}']) == 3
+    assert float(samples[PREFIX + 'slurm_operations_total{operation="renice",outcome="failed"}']) == 1
+    assert float(samples[PREFIX + 'slurm_operations_total{operation="submit",outcome="failed"}']) == 1
     assert float(samples[PREFIX + "oldest_pending_job_age_seconds"]) == 42.5
     assert float(samples[PREFIX + 'api_errors_total{kind="unavailable"}']) == 1
     assert float(samples[PREFIX + 'containers{state="Queued"}']) == 2
@@ -156,7 +155,7 @@ def test_set_containers_zeroes_states_that_left(metrics: Metrics) -> None:
 
 def test_two_metrics_objects_do_not_collide() -> None:
     a, b = Metrics(), Metrics()
-    a.submit_ok()
+    a.slurm_operation("submit", ok=True, seconds=0.0)
     assert b.registry.get_sample_value(PREFIX + "sbatch_submits_total") == 0
 
 

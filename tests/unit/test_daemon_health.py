@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from prometheus_client.exposition import generate_latest
 
-from slurm_dispatch.daemon import MeteredClient, stale_reason
 from slurm_dispatch.errors import ArvadosConflict
+from slurm_dispatch.service.metered import MeteredClient
 from slurm_dispatch.service.metrics import Metrics
+from slurm_dispatch.service.serve import stale_reason
 
 
 @pytest.mark.parametrize(
@@ -50,7 +51,7 @@ def test_metered_client_counts_failed_calls_by_kind() -> None:
 
 
 def test_oldest_pending_gauge_follows_the_squeue_snapshot(fake_slurm: Any) -> None:
-    from slurm_dispatch.daemon import DispatchLoop
+    from slurm_dispatch.assemble import DispatchLoop
     from slurm_dispatch.settings import Settings
 
     metrics = Metrics()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from slurm_dispatch.daemon import keep_node_features, wanted_features
 from slurm_dispatch.settings import InstanceType, Settings
+from slurm_dispatch.slurm.node_features import keep_node_features, wanted_features
 
 
 class FeatureCLI:

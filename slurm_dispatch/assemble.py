@@ -1,0 +1,210 @@
+"""The seed's shape, assembled: one Settings in, one dispatch loop out.
+
+```
+ArvadosClient ──> Dispatcher(client, runner.run_container)      the generic dispatch core
+                        │ one tracker per container, fed updates
+                        v
+SlurmCLI ──────> SlurmRunner(backend, squeue, client)            the Slurm RunContainer
+      │                 │ has_uuid / wait_gone / set_want
+      └──────> SqueueChecker(backend)                            ONE squeue per poll, renice pass
+```
+
+At startup the runner's ``adopt_orphans`` calls the core's ``track_container`` for every job of ours squeue
+shows (services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: checkSqueueForOrphans). With InstanceTypes the
+node-feature step (``slurm_dispatch.slurm.node_features``) runs first and then every 2 s.
+
+``DispatchLoop.run()`` is what ``slurm-dispatch run`` runs inside the service's process concerns
+(``slurm_dispatch.service.serve``: locks, sd_notify, health and metrics), and what the demo, the end-to-end
+tests and the benchmarks run directly.
+
+Startup order: learn our token's uuid; with InstanceTypes, set the node features; start the squeue poller and
+the dispatch loop (both poll at once, then every PollInterval; Go waits one interval first); after the first
+squeue snapshot and the first good dispatch tick, adopt the orphaned jobs squeue shows. Shutdown stops both
+loops and leaves every Slurm job running (Go's production ``run`` never cancels its dispatch context either).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from slurm_dispatch.arvados.client import ArvadosClient
+from slurm_dispatch.dispatch.client import DispatchClient
+from slurm_dispatch.dispatch.dispatcher import Dispatcher, TickReport
+from slurm_dispatch.errors import DispatchError
+from slurm_dispatch.runner import SlurmRunner
+from slurm_dispatch.settings import Settings
+from slurm_dispatch.slurm.backend import SlurmBackend
+from slurm_dispatch.slurm.cli_backend import SlurmCLI
+from slurm_dispatch.slurm.decide import is_our_job_name, our_job_names
+from slurm_dispatch.slurm.node_features import (
+    FEATURE_NODE,
+    NodeFeatureCLI,
+    keep_node_features,
+    sync_node_features,
+)
+from slurm_dispatch.slurm.sbatch import slurm_command_env
+from slurm_dispatch.slurm.squeue import SqueueChecker
+
+logger = logging.getLogger("slurm_dispatch.assemble")
+
+
+class DispatchLoop:
+    """Everything that dispatches, wired together. Single use; run it on one event loop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        base_env: Mapping[str, str],
+        client: DispatchClient | None = None,
+        backend: SlurmBackend | None = None,
+        metrics: Any = None,
+        start_immediately: bool = True,
+        on_first_tick: Callable[[], None] | None = None,
+        feature_cli: NodeFeatureCLI | None = None,
+    ) -> None:
+        """Build the components; does no I/O.
+
+        Args:
+            settings: the cluster's settings.
+            base_env: the environment Slurm commands (and so the jobs) start from: PATH, SLURM_CONF, ...
+            client: an Arvados client (default: from ``settings``).
+            backend: the one Slurm backend every Slurm operation goes through (default: a ``SlurmCLI`` with
+                ``base_env``), so the cap on concurrent Slurm commands is one cap.
+            metrics: optional ``slurm_dispatch.service.metrics.Metrics`` (containers by state, oldest pending
+                job; the backend and client count their own operations when the service meters them).
+            start_immediately: poll squeue and the API at once rather than after one PollInterval, as Go does;
+                a restart then resumes dispatching (and adoption) at once. Submissions still wait for a
+                squeue poll that starts after their lock, so nothing is submitted twice.
+            on_first_tick: called once after the first successful dispatch tick (sd_notify READY).
+            feature_cli: what runs the node-type feature step (default: the backend, when InstanceTypes are
+                configured and it can).
+        """
+        self.settings = settings
+        self.client: DispatchClient = client or ArvadosClient.from_settings(settings)
+        self.backend: SlurmBackend = backend or SlurmCLI(env=slurm_command_env(settings, base_env))
+        if feature_cli is None and settings.instance_types and isinstance(self.backend, NodeFeatureCLI):
+            feature_cli = self.backend
+        self._feature_cli = feature_cli if settings.instance_types else None
+        self.squeue = SqueueChecker(
+            backend=self.backend,
+            poll_interval_s=settings.poll_interval,
+            priority_spread=settings.priority_spread,
+            first_poll_immediately=start_immediately,
+            defer_renice=lambda: self.runner.submitting > 0,
+        )
+        self.runner = SlurmRunner(settings=settings, backend=self.backend, squeue=self.squeue, client=self.client)
+        self.dispatcher = Dispatcher(
+            self.client,
+            self.runner.run_container,
+            poll_period=settings.poll_interval,
+            min_retry_period=settings.min_retry_period,
+            batch_size=settings.batch_size,
+            after_tick=self._after_tick,
+            # A service process is all dispatcher: freezing the long-lived records out of the collector's
+            # full passes halves the CPU of an idle tick at 10,000 containers (docs/benchmarks.md).
+            freeze_gc=True,
+            start_immediately=start_immediately,
+        )
+        self._on_first_tick = on_first_tick
+        self._metrics = metrics
+        self._pending_since: dict[str, float] = {}
+        self._pending_generation = -1
+        self.adopted: list[str] | None = None
+        """This cluster's jobs found in squeue at startup, now tracked (None until adoption has run)."""
+        self._first_good_tick = asyncio.Event()
+        self.last_good_tick: float | None = None
+        """The monotonic time of the latest tick whose queries all worked (None before the first)."""
+        self.failed: BaseException | None = None
+        """Set when a background task (the squeue poller) died: the loop then shuts down."""
+
+    def _after_tick(self, report: TickReport) -> None:
+        if report.ok:
+            self.last_good_tick = time.monotonic()
+            self._first_good_tick.set()
+        if self._metrics is not None:
+            self._metrics.set_containers(Counter(self.runner.states.values()))
+            self._note_pending_jobs()
+        if report.ok and self._on_first_tick is not None:
+            callback, self._on_first_tick = self._on_first_tick, None
+            callback()
+
+    def _note_pending_jobs(self) -> None:
+        """Set the oldest-pending-job gauge from the latest squeue snapshot (parsed once, by the poller)."""
+        snapshot = self.squeue.snapshot()
+        if snapshot.generation == self._pending_generation:
+            return
+        self._pending_generation = snapshot.generation
+        now = time.monotonic()
+        self._pending_since = {
+            name: self._pending_since.get(name, now)
+            for name, job in snapshot.jobs.items()
+            if job.state == "PENDING" and is_our_job_name(name, self.settings.cluster_id)
+        }
+        self._metrics.set_oldest_pending_age(now - min(self._pending_since.values(), default=now))
+
+    async def run(self) -> None:
+        """Dispatch until ``shutdown()``; blocks. Slurm jobs are left running on return.
+
+        Raises:
+            ArvadosAuthError: the API refused our token (fatal).
+            ArvadosAPIError: our token's uuid could not be fetched.
+        """
+        await self.dispatcher.prepare()
+        if self._feature_cli is not None:
+            # Go's first submission comes one PollInterval after start, by when its feature step has run; ours
+            # come at once, so the features go in first, or the first --constraint=instancetype=X is refused.
+            try:
+                await sync_node_features(self._feature_cli, self.settings)
+            except DispatchError as exc:
+                logger.warning("updating the features of node %s before dispatching: %s", FEATURE_NODE, exc)
+        squeue_task = asyncio.create_task(self.squeue.run(), name="squeue poller")
+        squeue_task.add_done_callback(self._background_task_ended)
+        tasks = [asyncio.create_task(self._adopt_orphans(), name="orphan adoption"), squeue_task]
+        if self._feature_cli is not None:
+            tasks.append(asyncio.create_task(keep_node_features(self._feature_cli, self.settings),
+                                             name="node features"))
+        try:
+            await self.dispatcher.run()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.runner.close()
+
+    def shutdown(self) -> None:
+        """Stop polling; ``run()`` returns soon after. Does not block; call on the loop."""
+        self.dispatcher.shutdown()
+
+    def _background_task_ended(self, task: asyncio.Task[Any]) -> None:
+        """The squeue poller must run for as long as the loop does: if it ends, stop dispatching and say why."""
+        if task.cancelled():
+            return
+        exc = task.exception() or RuntimeError(f"{task.get_name()} returned")
+        self.failed = exc
+        logger.error("%s stopped unexpectedly (%r): shutting down, leaving every job running", task.get_name(), exc)
+        self.shutdown()
+
+    async def _adopt_orphans(self) -> None:
+        """Track the jobs a previous process left, once squeue and the first tick have been seen.
+
+        Waiting for the first good tick means the containers locked by us are already tracked, so only true
+        orphans (jobs of Queued, finished or unknown containers) cost a GET each.
+        """
+        snapshot = await self.squeue.next_snapshot()
+        await self._first_good_tick.wait()
+        names = our_job_names(snapshot.jobs, self.settings.cluster_id)
+        tracked = self.dispatcher.tracked()
+        already = [n for n in names if n in tracked]
+        found = await self.runner.adopt_orphans(self.dispatcher, [n for n in names if n not in tracked])
+        self.adopted = sorted(already + found)
+        if self.adopted:
+            logger.info("adopted %d Slurm jobs left from a previous run", len(self.adopted))
+
+
+__all__ = ["DispatchLoop"]

@@ -1,0 +1,184 @@
+"""The service: the process concerns around the dispatch loop.
+
+``serve`` is what ``slurm-dispatch run`` runs: the single-instance file lock, the health and metrics endpoint,
+the PostgreSQL advisory lock 10005 shared with Arvados's Go dispatchers, sd_notify (READY, STATUS, STOPPING,
+WATCHDOG), signal handling and the process exit code. The dispatching itself is ``DispatchLoop``
+(``slurm_dispatch.assemble``); this module builds it with the service's one metered Slurm backend and metered
+API client, and watches it.
+
+Exit codes: 0 after a clean stop (SIGTERM/SIGINT); 1 when dispatching stopped on an error (the API refused
+our token, the squeue poller died, the PostgreSQL lock was lost), so systemd restarts the service. A config the
+service refuses to start with exits 2 earlier, in ``slurm_dispatch.cli.run`` (RestartPreventExitStatus=2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from slurm_dispatch.arvados.client import ArvadosClient
+from slurm_dispatch.assemble import DispatchLoop
+from slurm_dispatch.errors import ArvadosAuthError, DispatchError
+from slurm_dispatch.service.http import HealthServer
+from slurm_dispatch.service.locks import AdvisoryLock, FileLock, LockHeld, default_lock_path
+from slurm_dispatch.service.metered import MeteredBackend, MeteredClient
+from slurm_dispatch.service.metrics import Metrics
+from slurm_dispatch.service.notify import Notifier
+from slurm_dispatch.settings import Settings
+from slurm_dispatch.slurm.cli_backend import SlurmCLI
+from slurm_dispatch.slurm.sbatch import slurm_command_env
+
+logger = logging.getLogger("slurm_dispatch.service")
+
+LOCK_RETRY_S = 5.0
+"""Seconds between attempts at a lock another process holds (Go's lib/controller/dblock retries every 5 s)."""
+
+
+def stale_reason(last_good_tick: float | None, now: float, poll_interval: float) -> str | None:
+    """Return why the dispatcher is unhealthy if no poll has worked for a while, else None. Pure.
+
+    "A while" is three PollIntervals, and at least a minute, so that one slow or failed poll is not an alarm.
+    """
+    limit = max(3 * poll_interval, 60.0)
+    if last_good_tick is None:
+        return None  # still starting: READY=1 has not been sent either
+    age = now - last_good_tick
+    if age > limit:
+        return f"no successful poll of the Arvados API for {age:.0f} s (limit {limit:.0f} s)"
+    return None
+
+
+async def serve(
+    settings: Settings,
+    *,
+    environ: Mapping[str, str],
+    base_env: Mapping[str, str],
+    lock_path: str | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Run the service until SIGTERM/SIGINT (or ``stop``); return the process exit code. Blocks.
+
+    Order: take the local file lock (waiting while another instance holds it), start the health/metrics
+    endpoint, take the PostgreSQL advisory lock 10005 when ``PostgreSQL.Connection`` is configured (waiting,
+    retried every 5 s), then dispatch. sd_notify ``READY=1`` is sent only after the locks are held and the
+    first dispatch poll succeeded (Go sends it earlier, before holding the lock: lib/service/cmd.go sends READY=1
+    when its HTTP server is up, and crunch-dispatch-slurm.go again after dblock); ``STOPPING=1``
+    on shutdown; ``WATCHDOG=1`` at half of ``WatchdogSec`` while the loop is alive. Shutdown leaves every
+    Slurm job running for the next process to adopt.
+    """
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    notifier = Notifier(environ)
+    metrics = Metrics()
+    health_error: list[str] = []
+    dispatch: DispatchLoop | None = None
+    file_lock = FileLock(lock_path or default_lock_path(environ))
+    pg_lock = AdvisoryLock(settings.postgresql_connection) if settings.postgresql_connection else None
+
+    def health_check() -> str | None:
+        """Runs in the health server's thread: reads state only."""
+        if health_error:
+            return health_error[-1]
+        if dispatch is None:
+            return "waiting for the dispatch lock" if pg_lock is not None else "starting"
+        if dispatch.last_good_tick is None:
+            return "no successful poll of the Arvados API yet"
+        return stale_reason(dispatch.last_good_tick, time.monotonic(), settings.poll_interval)
+
+    health = HealthServer.from_settings(settings, health=health_check, registry=metrics.registry)
+    tasks: list[asyncio.Task[Any]] = []
+    try:
+        waiting_logged = False
+        while True:
+            try:
+                file_lock.acquire()
+                break
+            except LockHeld as exc:
+                notifier.status(f"waiting for another instance to exit: {exc}")
+                if not waiting_logged:
+                    logger.info("waiting for another instance to exit: %s", exc)
+                    waiting_logged = True
+            try:
+                await asyncio.wait_for(stop.wait(), LOCK_RETRY_S)
+                return 0
+            except TimeoutError:
+                pass
+        health.start()
+        if pg_lock is not None:
+            notifier.status("waiting for the PostgreSQL dispatch lock 10005")
+            if not await pg_lock.acquire(stop):
+                return 0
+
+        def ready() -> None:
+            notifier.ready()
+            notifier.status("dispatching")
+            logger.info("locks held and the first poll worked: ready")
+        dispatch = DispatchLoop(
+            settings,
+            base_env=base_env,
+            client=MeteredClient(ArvadosClient.from_settings(settings), metrics),
+            backend=MeteredBackend(SlurmCLI(env=slurm_command_env(settings, base_env)), metrics),
+            metrics=metrics,
+            on_first_tick=ready,
+        )
+        exit_code = 0
+
+        async def on_stop() -> None:
+            await stop.wait()
+            notifier.stopping()
+            dispatch.shutdown()
+
+        async def watchdog(interval: float) -> None:
+            # Ping only while polls keep working: a loop that is alive but stuck should be restarted.
+            while True:
+                await asyncio.sleep(interval / 2)
+                last = dispatch.last_good_tick if dispatch is not None else None
+                if stale_reason(last, time.monotonic(), settings.poll_interval) is None:
+                    notifier.watchdog()
+
+        async def watch_pg() -> None:
+            nonlocal exit_code
+            assert pg_lock is not None
+            lost = await pg_lock.monitor(stop)
+            if lost is not None:
+                logger.error("%s; stopping dispatch so that no other dispatcher runs beside us", lost)
+                health_error.append(str(lost))
+                exit_code = 1
+                dispatch.shutdown()
+
+        tasks.append(asyncio.create_task(on_stop(), name="stop"))
+        interval = notifier.watchdog_interval()
+        if interval:
+            tasks.append(asyncio.create_task(watchdog(interval), name="watchdog"))
+        if pg_lock is not None:
+            tasks.append(asyncio.create_task(watch_pg(), name="pg lock monitor"))
+        try:
+            await dispatch.run()
+        except ArvadosAuthError as exc:
+            logger.error("the Arvados API refused our token, stopping: %s", exc)
+            return 1
+        except DispatchError as exc:
+            logger.error("dispatching stopped: %s", exc)
+            return 1
+        if dispatch.failed is not None:
+            return 1
+        return exit_code
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if pg_lock is not None:
+            await asyncio.to_thread(pg_lock.release)
+        health.stop()
+        file_lock.release()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+__all__ = ["LOCK_RETRY_S", "serve", "stale_reason"]

@@ -1,0 +1,268 @@
+"""The Slurm dispatcher's decisions about one container, as pure functions with table tests.
+
+Arvados's Go dispatcher keeps its per-container ``switch`` in one place (services/crunch-dispatch-slurm/
+crunch-dispatch-slurm.go: ``run``, and lib/dispatchcloud/scheduler/sync.go for the cloud dispatcher); so does
+this module. The runner (``slurm_dispatch.runner``), the startup adoption and the admin commands (``status``,
+``adopt``, ``cancel``, ``explain``) all call these functions, so the service and what an admin is shown cannot
+drift apart. Nothing here does I/O or reads the clock.
+
+* ``is_our_job_name`` / ``our_job_names``: which Slurm jobs belong to this cluster's dispatcher.
+* ``next_step``: what the RunContainer of a tracked container does next, given the container's latest record,
+  whether it left this dispatcher, whether its job is in squeue, and what the runner already did.
+* ``gone_action``: what to do with the container once its job has left squeue.
+* ``orphan_action``: what startup adoption does with a job named like one of our containers.
+* ``after_sbatch_failure``: whether a refused sbatch is retried later or the container given up.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from slurm_dispatch.dispatch.decide import TrackDecision, track_decision
+from slurm_dispatch.errors import SlurmCommandError, SlurmUnavailable, UnsatisfiableContainer
+from slurm_dispatch.model import CONTAINER_UUID_RE, Container, ContainerState
+from slurm_dispatch.slurm.priority import container_want
+
+# -- whose job is it --------------------------------------------------------------------------------------
+
+
+def is_our_job_name(name: str, cluster_id: str) -> bool:
+    """Return True if a Slurm job of this name belongs to this cluster's dispatcher. Pure.
+
+    squeue shows every user's jobs (``--all``), so only names that are container uuids *and* carry this
+    cluster's prefix are ours: another cluster's dispatcher may share the Slurm cluster.
+    Port of services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: checkSqueueForOrphans (its name test).
+    """
+    return name.startswith(cluster_id + "-") and CONTAINER_UUID_RE.match(name) is not None
+
+
+def our_job_names(names: Iterable[str], cluster_id: str) -> list[str]:
+    """Return the names among ``names`` that are ours (``is_our_job_name``), sorted, without repeats. Pure."""
+    return sorted({n for n in names if is_our_job_name(n, cluster_id)})
+
+
+# -- a tracked container: the next step of its RunContainer ------------------------------------------------
+
+
+class StepKind(enum.Enum):
+    """What a container's RunContainer does next."""
+
+    SUBMIT = "submit"
+    """sbatch the container's job."""
+    FOLLOW = "follow"
+    """The job runs or waits as it should: keep its place in Slurm's order (the want) and wait for news."""
+    SCANCEL = "scancel"
+    """scancel the job (again after every squeue poll, until it has gone or the container wants it back)."""
+    SETTLE = "settle"
+    """The job has left squeue: settle the container's state (see ``gone_action``) and stop."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """A RunContainer's next step, with its reason in a few words."""
+
+    kind: StepKind
+    reason: str
+    want: int = 0
+    """For FOLLOW: the want to record for the job (0: unknown, never renice)."""
+
+
+def next_step(*, latest: Container, left: bool, job_present: bool, submitted: bool) -> Step:
+    """Return what the RunContainer of ``latest`` does next. Pure.
+
+    Args:
+        latest: the newest record of the container the RunContainer has read.
+        left: the container left this dispatcher (its update channel closed: finished, back to Queued, locked
+            by another dispatcher, or returned by no query).
+        job_present: whether the latest successful squeue poll the RunContainer waited for shows a job named
+            after the container (a failed poll is never an answer: the caller waits for a good one).
+        submitted: whether this RunContainer has already submitted the job.
+
+    The rule (port of services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: run, with its ``scancel``):
+
+    ========================  =============================================  ==========
+    job in squeue             container                                      step
+    ========================  =============================================  ==========
+    no, never submitted here  Locked, priority > 0, still ours               SUBMIT
+    no                        anything else                                  SETTLE
+    yes                       left this dispatcher                           SCANCEL
+    yes                       priority 0                                     SCANCEL
+    yes                       anything else                                  FOLLOW
+    ========================  =============================================  ==========
+
+    One difference from Go: a Locked container with priority 0 and no job is not submitted (Go submits it,
+    then scancels the job at once); it is settled, which unlocks it.
+    """
+    if not job_present:
+        if not submitted and not left and latest.state is ContainerState.LOCKED and latest.priority > 0:
+            return Step(StepKind.SUBMIT, "Locked by us and no job in squeue")
+        return Step(StepKind.SETTLE, "its job is not in squeue")
+    if left:
+        return Step(StepKind.SCANCEL, "the container left this dispatcher")
+    if latest.priority == 0:
+        return Step(StepKind.SCANCEL, "its priority is 0")
+    return Step(StepKind.FOLLOW, f"{latest.state.value}, job in squeue", want=container_want(latest))
+
+
+STUCK_CANCEL_WARNINGS = (10, 100)
+"""After this many scancel rounds without the job leaving squeue, warn (then every 100 rounds)."""
+
+
+def stuck_cancel_warning_due(rounds: int) -> bool:
+    """Return True if the ``rounds``-th scancel round without the job leaving squeue deserves a warning. Pure.
+
+    A job stuck COMPLETING on a dead node, or another user's job of that name that our scancel cannot touch,
+    keeps the container from being locked again until it has gone: an admin should know, but not every poll.
+    """
+    return rounds in STUCK_CANCEL_WARNINGS or (rounds > 0 and rounds % STUCK_CANCEL_WARNINGS[-1] == 0)
+
+
+# -- the job has gone ----------------------------------------------------------------------------------------
+
+
+class GoneKind(enum.Enum):
+    """What to do with a container whose job has left squeue."""
+
+    LEAVE = "leave"
+    """Another dispatcher holds the lock now: not ours to touch."""
+    UNLOCK = "unlock"
+    """Locked by us: unlock it (back to Queued, or Cancelled under Containers.MaxDispatchAttempts)."""
+    CANCEL = "cancel"
+    """Running by us with no job: crunch-run died without saying so; set it Cancelled."""
+    NOTHING = "nothing"
+    """Finished or re-queued already (crunch-run said so): nothing to do."""
+
+
+@dataclass(frozen=True)
+class GoneAction:
+    """The action for a container whose job has gone, with its reason."""
+
+    kind: GoneKind
+    reason: str
+
+
+def gone_action(current: Container, me: str) -> GoneAction:
+    """Return what to do with ``current`` (re-read after its job left squeue). Pure.
+
+    Port of services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: run (the ``ctx.Done()`` case).
+    """
+    if current.locked_by_uuid and current.locked_by_uuid != me:
+        return GoneAction(GoneKind.LEAVE, f"the container is now locked by {current.locked_by_uuid}")
+    if current.state is ContainerState.LOCKED:
+        return GoneAction(GoneKind.UNLOCK, "the job has gone while the container is Locked")
+    if current.state is ContainerState.RUNNING:
+        return GoneAction(GoneKind.CANCEL, "the job has gone while the container is Running")
+    return GoneAction(GoneKind.NOTHING, f"the container is {current.state.value}")
+
+
+# -- a job found at startup ----------------------------------------------------------------------------------
+
+
+class OrphanAction(str, enum.Enum):
+    """What the service does with a job named like one of our containers, found at startup."""
+
+    ADOPT = "adopt"
+    SCANCEL = "scancel leftover job"
+    LEAVE = "leave alone"
+
+
+@dataclass(frozen=True)
+class OrphanDecision:
+    """The decision for one job name, with the reason in a few words (it fits in a table column)."""
+
+    uuid: str
+    action: OrphanAction
+    reason: str
+
+
+def orphan_action(uuid: str, container: Container | None, *, my_token_uuid: str) -> OrphanDecision:
+    """Return what startup adoption does with the job named ``uuid``, given its container (None: not found).
+
+    Pure. The dispatch core's ``track_decision`` in Slurm's words: a container locked by another token is left
+    alone; a Queued, Cancelled or Complete one gets a tracker closed at once, so its job is scancelled; a
+    Locked or Running one is adopted. A uuid the API cannot find is left alone (Go's GET fails and it moves
+    on). Port of services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: checkSqueueForOrphans.
+    """
+    if container is None:
+        return OrphanDecision(uuid, OrphanAction.LEAVE, "container not found")
+    decision = track_decision(container, my_token_uuid)
+    if decision is TrackDecision.IGNORE:
+        return OrphanDecision(uuid, OrphanAction.LEAVE, f"locked by {container.locked_by_uuid}")
+    if decision is TrackDecision.TRACK_CLOSED:
+        return OrphanDecision(uuid, OrphanAction.SCANCEL, f"container is {container.state.value}")
+    return OrphanDecision(uuid, OrphanAction.ADOPT, f"{container.state.value} by this token")
+
+
+# -- sbatch refused the job ----------------------------------------------------------------------------------
+
+PERMANENT_SBATCH_ERRORS = (
+    "Invalid feature specification",
+    "Invalid partition name specified",
+    "Requested node configuration is not available",
+    "Memory specification can not be satisfied",
+    "Invalid generic resource",
+    "Invalid account",
+    "Invalid qos specification",
+)
+"""sbatch refusals that retrying cannot change on this cluster (seen with Slurm 22.05; docs/operations.md)."""
+
+PERMANENT_REFUSALS = 3
+"""Refusals in a row (of ``PERMANENT_SBATCH_ERRORS``) after which a container is cancelled, not retried."""
+
+
+def permanent_sbatch_failure(exc: SlurmCommandError) -> bool:
+    """Return True if sbatch refused the job for a reason no retry on this cluster can change. Pure."""
+    return not isinstance(exc, SlurmUnavailable) and any(m in exc.stderr_tail for m in PERMANENT_SBATCH_ERRORS)
+
+
+@dataclass(frozen=True)
+class SbatchVerdict:
+    """What follows a failed sbatch: the refusals in a row now counted, and the error to give up with."""
+
+    refusals: int
+    """Permanent-looking refusals in a row, this one included (0 when this failure was not one)."""
+    give_up: UnsatisfiableContainer | None
+    """Set when the container can never run here: cancel it with this reason instead of retrying."""
+
+
+def after_sbatch_failure(uuid: str, exc: SlurmCommandError, *, refusals_before: int) -> SbatchVerdict:
+    """Return whether a container whose sbatch failed is retried later or given up. Pure.
+
+    A failure that is not a permanent-looking refusal breaks the run ("in a row") and is retried as Go retries
+    every sbatch failure (unlock, lock again on a later tick). A permanent-looking refusal is retried too until
+    it has happened ``PERMANENT_REFUSALS`` times in a row: an ``instancetype=`` feature the node-feature step
+    has not set yet, or a partition during a Slurm reconfiguration, is refused only for a while. After that
+    the container is given up with Slurm's own words as the reason, instead of burning all of
+    Containers.MaxDispatchAttempts.
+    """
+    if not permanent_sbatch_failure(exc):
+        return SbatchVerdict(refusals=0, give_up=None)
+    refusals = refusals_before + 1
+    if refusals < PERMANENT_REFUSALS:
+        return SbatchVerdict(refusals=refusals, give_up=None)
+    reason = f"sbatch refused the job {refusals} times in a row: {exc.stderr_tail.strip()}"
+    return SbatchVerdict(refusals=refusals, give_up=UnsatisfiableContainer(uuid, reason, available=None))
+
+
+__all__ = [
+    "PERMANENT_REFUSALS",
+    "PERMANENT_SBATCH_ERRORS",
+    "STUCK_CANCEL_WARNINGS",
+    "GoneAction",
+    "GoneKind",
+    "OrphanAction",
+    "OrphanDecision",
+    "SbatchVerdict",
+    "Step",
+    "StepKind",
+    "after_sbatch_failure",
+    "gone_action",
+    "is_our_job_name",
+    "next_step",
+    "orphan_action",
+    "our_job_names",
+    "permanent_sbatch_failure",
+    "stuck_cancel_warning_due",
+]
