@@ -1,11 +1,12 @@
 """sd_notify without a systemd library: one datagram per message to ``$NOTIFY_SOCKET``.
 
 With ``Type=notify`` systemd waits for ``READY=1`` before it calls the unit started. The Go dispatcher sends
-``READY=1`` twice: from the service framework as soon as its HTTP server listens, and again once it holds the
-database lock (arvados-reference.md §6.1, §7 item 39). Our choice, for the daemon: send ``READY=1`` once, when
-the health endpoint listens, and report the lock through ``STATUS=`` ("waiting for dispatch lock held by ...",
-then "dispatching"). A standby dispatcher waiting for the lock is a healthy, started service; if READY waited
-for the lock, ``systemctl start`` would hang and systemd would kill the standby at ``TimeoutStartSec``.
+``READY=1`` twice: from the service framework as soon as its HTTP server listens (lib/service/cmd.go), and again
+once it holds the database lock (services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: run). Our choice
+(``slurm_dispatch.service.serve``): ``READY=1`` once, only after the locks are held and the first poll of the
+API worked, so "active" means "dispatching"; until then ``STATUS=`` says what the service waits for. A standby
+dispatcher waiting for another's lock therefore stays "activating", which is why the unit in contrib/systemd
+sets ``TimeoutStartSec=infinity`` (docs/operations.md).
 
 Sending never raises and never blocks for long (a non-blocking send on a datagram socket): a missing or broken
 notify socket must not stop a dispatcher. Everything here is a no-op when NOTIFY_SOCKET is unset.

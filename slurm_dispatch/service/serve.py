@@ -27,7 +27,7 @@ from slurm_dispatch.service.http import HealthServer
 from slurm_dispatch.service.locks import AdvisoryLock, FileLock, LockHeld, default_lock_path
 from slurm_dispatch.service.metered import MeteredBackend, MeteredClient
 from slurm_dispatch.service.metrics import Metrics
-from slurm_dispatch.service.notify import Notifier
+from slurm_dispatch.service.notify import Notifier, keep_alive
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.cli_backend import SlurmCLI
 from slurm_dispatch.slurm.sbatch import slurm_command_env
@@ -134,13 +134,9 @@ async def serve(
             notifier.stopping()
             dispatch.shutdown()
 
-        async def watchdog(interval: float) -> None:
-            # Ping only while polls keep working: a loop that is alive but stuck should be restarted.
-            while True:
-                await asyncio.sleep(interval / 2)
-                last = dispatch.last_good_tick if dispatch is not None else None
-                if stale_reason(last, time.monotonic(), settings.poll_interval) is None:
-                    notifier.watchdog()
+        def polls_work() -> bool:
+            # Ping the watchdog only while polls keep working: a loop that is alive but stuck should be restarted.
+            return stale_reason(dispatch.last_good_tick, time.monotonic(), settings.poll_interval) is None
 
         async def watch_pg() -> None:
             nonlocal exit_code
@@ -153,9 +149,7 @@ async def serve(
                 dispatch.shutdown()
 
         tasks.append(asyncio.create_task(on_stop(), name="stop"))
-        interval = notifier.watchdog_interval()
-        if interval:
-            tasks.append(asyncio.create_task(watchdog(interval), name="watchdog"))
+        tasks.append(asyncio.create_task(keep_alive(notifier, stop, healthy=polls_work), name="watchdog"))
         if pg_lock is not None:
             tasks.append(asyncio.create_task(watch_pg(), name="pg lock monitor"))
         try:

@@ -7,8 +7,8 @@ commands of node_type.go (sinfo/scontrol for node features) and a
 This is the only module of the package that imports ``subprocess``. Every
 command:
 
-- runs from an argv list (never a shell), prefixed by ``command_prefix`` (for
-  example ``("sudo", "-u", "slurm")``) when one is configured;
+- runs from an argv list (never a shell); the program is looked up on the PATH of
+  the constructor's ``env``;
 - gets an explicit environment: the constructor's ``env``, then ``LC_ALL=C`` so
   messages and numbers are in the C locale, then the per-call env of sbatch
   (``os.environ`` is never read or changed here). ``LC_ALL=C`` is therefore also
@@ -165,7 +165,6 @@ class SlurmCLI:
         env: Mapping[str, str],
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_concurrent: int = MAX_CONCURRENT,
-        command_prefix: Sequence[str] = (),
     ) -> None:
         """Build the backend. Does no I/O.
 
@@ -174,13 +173,11 @@ class SlurmCLI:
                 Copied; ``os.environ`` is never consulted.
             timeout_s: per-command timeout in seconds.
             max_concurrent: how many sbatch/scancel/scontrol commands may run at once.
-            command_prefix: argv prepended to every command (e.g. ``("sudo", "-u", "slurm")``).
         """
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
         self._env = dict(env)
         self._timeout_s = timeout_s
-        self._prefix = tuple(command_prefix)
         self._slots = threading.BoundedSemaphore(max_concurrent)
 
     # -- the SlurmBackend Protocol -------------------------------------------------
@@ -335,7 +332,7 @@ class SlurmCLI:
             SlurmUnavailable: the command timed out or stderr says slurmctld is unreachable.
             SlurmCommandError: the command could not start or exited non-zero.
         """
-        full = [*self._prefix, *argv]
+        full = list(argv)
         env = {**self._env, "LC_ALL": "C", **(extra_env or {})}
         capped = argv[0] in CAPPED_PROGRAMS
         if capped:

@@ -10,7 +10,7 @@ points at a port where nothing listens).
 
 The last part tests SlurmCLI's own plumbing (env, stdin, timeouts, error
 classification, the concurrency cap) with a stand-in executable given as
-``command_prefix``: a real child process, no patching of subprocess.
+a shim on its PATH: a real child process, no patching of subprocess.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import secrets
+import shlex
 import socket
 import string
 import sys
@@ -402,10 +403,18 @@ class StandIn:
         self.dir.mkdir()
         self.script = tmp_path / "standin.py"
         self.script.write_text(STAND_IN)
+        # One shim per Slurm program on the stand-in's PATH: SlurmCLI finds them as it finds the real ones.
+        self.bin = tmp_path / "bin"
+        self.bin.mkdir()
+        for prog in ("sbatch", "scancel", "scontrol", "squeue", "sinfo"):
+            shim = self.bin / prog
+            shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(self.script))} {prog} "$@"\n')
+            shim.chmod(0o755)
 
     def cli(self, mode: str = "ok", **kw: Any) -> SlurmCLI:
-        env = {"PATH": "/usr/bin:/bin", "STANDIN_DIR": str(self.dir), "STANDIN_MODE": mode, "LC_ALL": "de_DE"}
-        return SlurmCLI(env=env, command_prefix=(sys.executable, str(self.script)), **kw)
+        env = {"PATH": f"{self.bin}:/usr/bin:/bin", "STANDIN_DIR": str(self.dir), "STANDIN_MODE": mode,
+               "LC_ALL": "de_DE"}
+        return SlurmCLI(env=env, **kw)
 
     def calls(self) -> list[dict[str, Any]]:
         return sorted(
@@ -502,7 +511,7 @@ def test_cli_error_classes(stand_in: StandIn, mode: str, error: type, returncode
 
 
 def test_cli_missing_program_is_a_command_error() -> None:
-    cli = SlurmCLI(env={"PATH": "/nonexistent"}, command_prefix=("/nonexistent/slurm-wrapper",))
+    cli = SlurmCLI(env={"PATH": "/nonexistent"})
     with pytest.raises(SlurmCommandError) as info:
         cli.queue()
     assert info.value.returncode is None
