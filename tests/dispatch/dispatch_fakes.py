@@ -185,14 +185,6 @@ def _match(rec: Mapping[str, Any], f: Sequence[Any]) -> bool:
     raise ArvadosAPIError(422, "GET", "/arvados/v1/containers", f"fake does not know operator {op}")
 
 
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @dataclass
 class Recorder:
     """A test RunContainer: records what each container's tracker hears.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from dispatch_fakes import FakeClock
+from plugins.fake_time import FakeClock
 
 from slurm_dispatch.dispatch import Throttle, Tracker, UpdateChannel, failure_report
 from slurm_dispatch.errors import UnsatisfiableContainer

@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
-from dispatch_fakes import FakeClock, Recorder, until
+from dispatch_fakes import Recorder, until
+from plugins.fake_time import FakeClock
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.dispatch import DispatchClient, Dispatcher

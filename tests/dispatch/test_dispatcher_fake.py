@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from dispatch_fakes import ME, OTHER, FakeArvados, FakeClock, Recorder, until
+from dispatch_fakes import ME, OTHER, FakeArvados, Recorder, until
+from plugins.fake_time import FakeClock
 
 from slurm_dispatch.dispatch import Dispatcher
 from slurm_dispatch.errors import (

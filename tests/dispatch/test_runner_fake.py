@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 from plugins.fake_slurm import FakeSlurm
+from plugins.fake_time import FakeClock, InlineExecutor
 
 from slurm_dispatch.dispatch.tracker import UpdateChannel
 from slurm_dispatch.errors import (
@@ -31,6 +32,7 @@ T = TypeVar("T")
 ME = "zzzzz-gj3su-000000000000000"
 OTHER = "zzzzz-gj3su-someoneelse0000"
 UUID = "zzzzz-dz642-runnerfaketest1"
+INLINE = InlineExecutor()
 
 
 @dataclass
@@ -53,13 +55,14 @@ class FakeApi:
 
 @dataclass
 class FakeDispatch:
-    """The part of the Dispatcher a RunContainer uses."""
+    """The part of the Dispatcher a RunContainer uses; its blocking calls run inline, on virtual time."""
 
     api: FakeApi
+    clock: FakeClock
     token_uuid: str = ME
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        return fn(*args, **kwargs)
 
     async def unlock(self, uuid: str) -> None:
         self.api.calls.append(("unlock", uuid))
@@ -78,27 +81,31 @@ def record(state: str = "Locked", priority: int = 1, locked_by: str = ME) -> dic
             "created_at": "2026-12-01T00:00:00.000000000Z", "runtime_constraints": {"ram": 1 << 28, "vcpus": 1}}
 
 
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
-
-
 def scenario(slurm: FakeSlurm, api: FakeApi, body: Callable[[SlurmRunner, FakeDispatch, UpdateChannel, SqueueChecker],
                                                                   Awaitable[None]]) -> None:
+    """Run ``body`` with a runner and a squeue poller (PollInterval 10 s) on virtual time: no thread, no sleep."""
+    clock = FakeClock()
+
     async def main() -> None:
-        squeue = SqueueChecker(backend=slurm, poll_interval_s=0.01, first_poll_immediately=True)
+        squeue = SqueueChecker(backend=slurm, poll_interval_s=10, first_poll_immediately=True, clock=clock,
+                               sleep=clock.sleep, executor=INLINE)
         runner = SlurmRunner(settings=Settings(crunch_run_command="crunch-run"), backend=slurm, squeue=squeue,
-                             client=api, cancel_retry_s=0.01)
+                             client=api, sleep=clock.sleep, executor=INLINE)
         poller = asyncio.create_task(squeue.run())
         try:
             channel = UpdateChannel(Container.from_api(api.records[UUID]))
-            await body(runner, FakeDispatch(api), channel, squeue)
+            await body(runner, FakeDispatch(api, clock), channel, squeue)
         finally:
             poller.cancel()
             runner.close()
 
     asyncio.run(main())
+
+
+async def returned(d: FakeDispatch, task: asyncio.Task[None]) -> None:
+    """Wait (on virtual time) for the runner's task to return, and re-raise what it raised."""
+    await d.clock.run_until(task.done, "the runner to return")
+    task.result()
 
 
 def test_priority_zero_scancel_is_retried_until_the_job_is_gone(fake_slurm: FakeSlurm) -> None:
@@ -108,10 +115,10 @@ def test_priority_zero_scancel_is_retried_until_the_job_is_gone(fake_slurm: Fake
 
     async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
         task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
-        await until(lambda: fake_slurm.names() == [UUID], "the job to be submitted")
+        await d.clock.run_until(lambda: fake_slurm.names() == [UUID], "the job to be submitted")
         api.records[UUID]["priority"] = 0
         updates.put(Container.from_api(api.records[UUID]))  # one update, and no other: records don't change
-        await asyncio.wait_for(task, 10)
+        await returned(d, task)
         assert fake_slurm.count("cancel") == 3, "two failed scancels, then one that worked"
         assert fake_slurm.names() == []
         assert ("unlock", UUID) in api.calls
@@ -133,12 +140,12 @@ def test_sbatch_timeout_with_the_job_created_is_followed_not_failed() -> None:
 
     async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
         task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
-        await until(lambda: slurm.names() == [UUID], "the job to exist")
-        await until(lambda: squeue.snapshot().jobs.get(UUID) is not None, "squeue to show it")
+        await d.clock.run_until(lambda: slurm.names() == [UUID], "the job to exist")
+        await d.clock.run_until(lambda: squeue.snapshot().jobs.get(UUID) is not None, "squeue to show it")
         assert not task.done(), "the runner gave up on a job that exists"
         slurm.start(UUID)
         slurm.finish(UUID)
-        await asyncio.wait_for(task, 10)  # returned normally: no error, no second submission
+        await returned(d, task)  # returned normally: no error, no second submission
         assert slurm.count("submit") == 1
 
     scenario(slurm, api, body)
@@ -149,8 +156,9 @@ def test_sbatch_timeout_without_a_job_raises(fake_slurm: FakeSlurm) -> None:
     fake_slurm.fail("submit", error=SlurmUnavailable(["sbatch"], None, "no answer"))
 
     async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
+        task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
         try:
-            await asyncio.wait_for(runner.run_container(d, Container.from_api(api.records[UUID]), updates), 10)
+            await returned(d, task)
         except SlurmUnavailable:
             return
         raise AssertionError("expected SlurmUnavailable")
@@ -227,9 +235,9 @@ def test_gone_job_of_a_running_container_is_cancelled_despite_failing_gets(fake_
 
     async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
         task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
-        await until(lambda: squeue.snapshot().jobs.get(UUID) is not None, "squeue to show the job")
+        await d.clock.run_until(lambda: squeue.snapshot().jobs.get(UUID) is not None, "squeue to show the job")
         fake_slurm.finish(UUID, "FAILED")  # crunch-run died without a word
-        await asyncio.wait_for(task, 10)
+        await returned(d, task)
         assert api.records[UUID]["state"] == "Cancelled"
         assert [c for c in api.calls if c[0] == "get"] == [("get", UUID)] * 4
 
@@ -243,10 +251,10 @@ def test_gone_job_of_a_container_locked_by_another_dispatcher_is_left_alone(fake
 
     async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
         task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
-        await until(lambda: squeue.snapshot().jobs.get(UUID) is not None, "squeue to show the job")
+        await d.clock.run_until(lambda: squeue.snapshot().jobs.get(UUID) is not None, "squeue to show the job")
         api.records[UUID]["locked_by_uuid"] = OTHER  # another dispatcher took it over
         updates.close()
-        await asyncio.wait_for(task, 10)
+        await returned(d, task)
         assert api.records[UUID]["state"] == "Running"
         assert not [c for c in api.calls if c[0] != "get"]
 
@@ -268,16 +276,18 @@ class BrokenQueue(FakeSlurm):
 
 def test_an_unexpected_squeue_error_is_no_information_and_polling_goes_on() -> None:
     slurm = BrokenQueue()
+    clock = FakeClock()
 
     async def main() -> None:
-        squeue = SqueueChecker(backend=slurm, poll_interval_s=0.01, first_poll_immediately=True)
+        squeue = SqueueChecker(backend=slurm, poll_interval_s=10, first_poll_immediately=True, clock=clock,
+                               sleep=clock.sleep, executor=INLINE)
         assert await squeue.poll() is False
         poller = asyncio.create_task(squeue.run())
         try:
-            await until(lambda: slurm.tries >= 3, "a few more polls")
+            await clock.run_until(lambda: slurm.tries >= 3, "a few more polls")
             assert not poller.done(), "the poller died"
             slurm.broken = False
-            assert (await squeue.next_snapshot()).generation >= 1
+            await clock.run_until(lambda: squeue.snapshot().generation >= 1, "a good poll")
         finally:
             poller.cancel()
 
@@ -294,12 +304,12 @@ def test_a_job_that_never_leaves_after_scancel_is_reported(
 
     async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
         task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
-        await until(lambda: squeue.snapshot().jobs.get(UUID) is not None, "squeue to show the job")
+        await d.clock.run_until(lambda: squeue.snapshot().jobs.get(UUID) is not None, "squeue to show the job")
         updates.close()
-        await until(lambda: fake_slurm.count("cancel") >= 10, "ten scancel rounds")
-        await until(lambda: "still in squeue after 10 scancel rounds" in caplog.text, "the warning")
+        await d.clock.run_until(lambda: fake_slurm.count("cancel") >= 10, "ten scancel rounds")
+        await d.clock.run_until(lambda: "still in squeue after 10 scancel rounds" in caplog.text, "the warning")
         fake_slurm.finish(UUID)
-        await asyncio.wait_for(task, 10)
+        await returned(d, task)
 
     with caplog.at_level(logging.WARNING, logger="slurm_dispatch.runner"):
         scenario(fake_slurm, api, body)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import pytest
 from plugins.fake_slurm import Call, FakeSlurm
+from plugins.fake_time import FakeClock, InlineExecutor
 
 from slurm_dispatch.slurm.squeue import SqueueChecker
 
@@ -386,59 +387,49 @@ def test_unparsable_lines_are_logged_once_while_they_persist(
     run(go)
 
 
-class FakeTime:
-    """An injected clock and sleep: sleeping advances the clock at once and is recorded with the polls.
+def run_polls(fake: FakeSlurm, sq_kw: dict[str, Any], *, sleeps: int, squeue_s: float = 0.0) -> list[tuple[str, float]]:
+    """Run a checker's ``run()`` on virtual time until it has begun ``sleeps`` sleeps; return polls and sleeps.
 
-    The ``limit``-th sleep ends ``run()`` by raising CancelledError, as cancelling its task would.
+    Each squeue takes ``squeue_s`` virtual seconds.
     """
+    clock = FakeClock()
+    events: list[tuple[str, float]] = []
 
-    def __init__(self, fake: FakeSlurm, *, limit: int, squeue_s: float = 0.0) -> None:
-        self.now = 1000.0
-        self.events: list[tuple[str, float]] = []
-        self.limit = limit
-        self.squeue_s = squeue_s
-        fake.on_call = self._on_call
-
-    def _on_call(self, call: Call) -> None:
+    def on_call(call: Call) -> None:
         if call.kind == "queue":
-            self.events.append(("poll", self.now))
-            self.now += self.squeue_s
+            events.append(("poll", clock.now))
+            clock.advance(squeue_s)
 
-    def clock(self) -> float:
-        return self.now
+    async def sleep(seconds: float) -> None:
+        events.append(("sleep", seconds))
+        await clock.sleep(seconds)
 
-    def sleep(self, seconds: float) -> Awaitable[None]:
-        self.events.append(("sleep", seconds))
-        self.now += seconds
-        if sum(1 for kind, _ in self.events if kind == "sleep") >= self.limit:
-            raise asyncio.CancelledError
-        return asyncio.sleep(0)
+    fake.on_call = on_call
+    sq = checker(fake, clock=clock, sleep=sleep, executor=InlineExecutor(), **sq_kw)
 
-    def run(self, sq: SqueueChecker) -> None:
-        async def go() -> None:
-            with pytest.raises(asyncio.CancelledError):
-                await sq.run()
+    async def go() -> None:
+        task = asyncio.create_task(sq.run())
+        await clock.run_until(lambda: sum(1 for kind, _ in events if kind == "sleep") >= sleeps, "the sleeps")
+        task.cancel()
 
-        asyncio.run(asyncio.wait_for(go(), timeout=20))
+    asyncio.run(asyncio.wait_for(go(), timeout=20))
+    return events
 
 
 def test_run_first_poll_after_one_interval(fake_slurm: FakeSlurm) -> None:
-    t = FakeTime(fake_slurm, limit=3)
-    t.run(checker(fake_slurm, clock=t.clock, sleep=t.sleep))
-    assert t.events == [("sleep", 10), ("poll", 1010), ("sleep", 10), ("poll", 1020), ("sleep", 10)]
+    events = run_polls(fake_slurm, {}, sleeps=3)
+    assert events == [("sleep", 10), ("poll", 1010), ("sleep", 10), ("poll", 1020), ("sleep", 10)]
 
 
 def test_run_first_poll_immediately_when_asked(fake_slurm: FakeSlurm) -> None:
-    t = FakeTime(fake_slurm, limit=2)
-    t.run(checker(fake_slurm, first_poll_immediately=True, clock=t.clock, sleep=t.sleep))
-    assert t.events == [("poll", 1000), ("sleep", 10), ("poll", 1010), ("sleep", 10)]
+    events = run_polls(fake_slurm, {"first_poll_immediately": True}, sleeps=2)
+    assert events == [("poll", 1000), ("sleep", 10), ("poll", 1010), ("sleep", 10)]
 
 
 def test_run_skips_ticks_missed_by_a_slow_poll(fake_slurm: FakeSlurm) -> None:
-    t = FakeTime(fake_slurm, limit=2, squeue_s=25)  # each squeue takes 2.5 intervals
-    t.run(checker(fake_slurm, first_poll_immediately=True, clock=t.clock, sleep=t.sleep))
+    events = run_polls(fake_slurm, {"first_poll_immediately": True}, sleeps=2, squeue_s=25)  # 2.5 intervals each
     # The poll at 1000 ends at 1025: the ticks at 1010 and 1020 are dropped, the next is 1030.
-    assert t.events == [("poll", 1000), ("sleep", 5), ("poll", 1030), ("sleep", 5)]
+    assert events == [("poll", 1000), ("sleep", 5), ("poll", 1030), ("sleep", 5)]
 
 
 def test_held_jobs_are_not_reniced(fake_slurm: FakeSlurm) -> None:
@@ -460,24 +451,23 @@ def test_held_jobs_are_not_reniced(fake_slurm: FakeSlurm) -> None:
 def test_a_poll_asked_for_soon_comes_before_the_interval(fake_slurm: FakeSlurm) -> None:
     """A container about to be submitted need not wait a whole PollInterval to learn whether its job exists."""
 
-    async def sleep(seconds: float) -> None:
-        # the interval (an hour) never passes in this test; the early-poll gap (≤ 1 s) passes at once
-        await asyncio.sleep(0 if seconds <= 1.0 else 3600)
+    clock = FakeClock()
 
     async def go() -> None:
         sq = SqueueChecker(backend=fake_slurm, poll_interval_s=3600, first_poll_immediately=True,
-                           want_nice=rank_nice, sleep=sleep)
+                           want_nice=rank_nice, clock=clock, sleep=clock.sleep, executor=InlineExecutor())
         poller = asyncio.create_task(sq.run())
         try:
-            await until(lambda: sq.snapshot().generation == 1, "the first poll")
+            await clock.run_until(lambda: sq.snapshot().generation == 1, "the first poll")
             submit(fake_slurm, A)
-            try:
-                await asyncio.wait_for(sq.has_uuid(A), 0.2)
-                raise AssertionError("a poll came without being asked for")
-            except TimeoutError:
-                pass
-            assert await asyncio.wait_for(sq.has_uuid(A, soon=True), 5) is True
+            plain = asyncio.create_task(sq.has_uuid(A))
+            await clock.settle()
+            assert not plain.done(), "a poll came without being asked for"
+            soon = asyncio.create_task(sq.has_uuid(A, soon=True))
+            await clock.run_until(soon.done, "the early poll", limit_s=1.0)  # within the early-poll gap
+            assert soon.result() is True
             assert fake_slurm.count("queue") == 2
+            plain.cancel()
         finally:
             poller.cancel()
 
