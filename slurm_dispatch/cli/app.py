@@ -17,7 +17,7 @@ app = typer.Typer(
     help="Run Arvados containers on a Slurm cluster (a drop-in replacement for crunch-dispatch-slurm).",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals hold tokens
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
 )
 app.add_typer(sandbox_app, name="sandbox")
 app.command("run")(run)
@@ -51,5 +51,9 @@ def version() -> None:
 
 
 def main() -> None:
-    """Entry point of the ``slurm-dispatch`` console script."""
-    app()
+    """Entry point of the ``slurm-dispatch`` console script (and of ``python -m slurm_dispatch``).
+
+    The program name is fixed so that help texts and the completion script name the console script, whichever
+    way it was started.
+    """
+    app(prog_name="slurm-dispatch")

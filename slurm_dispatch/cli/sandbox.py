@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
@@ -20,24 +21,30 @@ sandbox_app = typer.Typer(
 def demo(
     ctx: typer.Context,
     cluster_dir: Annotated[
-        str,
-        typer.Option(help="The Slurm test cluster's directory (started there when it is not running)."),
-    ] = ".slurm-test",
+        Path | None,
+        typer.Option(
+            help="The Slurm test cluster's directory (started there when it is not running, and stopped again "
+            "afterwards). Default: $XDG_STATE_HOME/slurm-dispatch/sandbox-cluster, else "
+            "~/.local/state/slurm-dispatch/sandbox-cluster.",
+            show_default=False,
+        ),
+    ] = None,
     poll_interval: Annotated[float, typer.Option(help="PollInterval of the demo's dispatcher, in seconds.")] = 1.0,
 ) -> None:
     """Run the demo: emulated Arvados + the real Slurm test cluster + the dispatcher, until every container is final."""
     if ctx.invoked_subcommand is not None:
         return
-    from pathlib import Path
+    import os
 
     from slurm_dispatch.errors import DispatchError
-    from slurm_dispatch.sandbox.demo import run_demo, summary_table
+    from slurm_dispatch.sandbox.demo import default_cluster_dir, run_demo, summary_table
 
     def say(text: str) -> None:
         typer.echo(text)
 
     try:
-        rows = run_demo(cluster_dir=Path(cluster_dir).resolve(), poll_interval=poll_interval, say=say)
+        where = (cluster_dir or default_cluster_dir(os.environ)).resolve()
+        rows = run_demo(cluster_dir=where, poll_interval=poll_interval, say=say)
     except DispatchError as exc:
         typer.echo(f"slurm-dispatch sandbox: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -1,9 +1,12 @@
 """The demo: the emulated Arvados API, the project's real Slurm test cluster, and the real dispatcher.
 
 ``run_demo`` starts the emulator in a temporary directory, makes sure the Slurm test cluster runs (starting it with
-contrib/slurm/start-test-cluster.sh when it does not, and stopping it afterwards in that case), queues a handful of
-sample containers of different sizes and priorities whose CrunchRunCommand is the crunch-run stand-in, runs the
-dispatcher until every container is final, prints each state change as it happens, and ends with a summary.
+start-test-cluster.sh when it does not, and stopping it afterwards in that case), queues a handful of sample
+containers of different sizes and priorities whose CrunchRunCommand is the crunch-run stand-in, runs the dispatcher
+until every container is final, prints each state change as it happens, and ends with a summary.
+
+The cluster scripts are package data (``slurm_dispatch/sandbox/slurm/``, found with importlib.resources), so the
+demo works from an installed wheel as well as from a checkout.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from slurm_dispatch.arvados.client import ArvadosClient
@@ -23,10 +28,32 @@ from slurm_dispatch.sandbox.api.server import EmulatorServer
 from slurm_dispatch.sandbox.background import BackgroundDispatcher, sandbox_settings
 from slurm_dispatch.sandbox.control import SandboxControl
 
-REPO = Path(__file__).resolve().parents[2]
-CLUSTER_SCRIPTS = REPO / "contrib" / "slurm"
+CLUSTER_SCRIPTS = ("start-test-cluster.sh", "stop-test-cluster.sh")
+"""The Slurm test cluster scripts, shipped in this package's ``slurm/`` folder."""
 
 GB = 1_000_000_000
+
+
+def default_cluster_dir(env: Mapping[str, str]) -> Path:
+    """Return where the demo keeps its Slurm test cluster unless told otherwise. Pure but for ``Path.home()``.
+
+    ``$XDG_STATE_HOME/slurm-dispatch/sandbox-cluster``, else ``~/.local/state/slurm-dispatch/sandbox-cluster``
+    (for root on Debian: /root/.local/state/...): a state directory of the user's, since an installed demo has no
+    checkout to put it in, and not the current directory, which the cluster's state, spool and logs would litter.
+    The path stays short, as slurmd's per-step sockets in its spool directory must (108 bytes on Linux).
+
+    Raises:
+        DispatchError: XDG_STATE_HOME is unset and the home directory is unknown.
+    """
+    state = env.get("XDG_STATE_HOME", "")
+    if Path(state).is_absolute():  # the XDG Base Directory spec says to ignore a relative path
+        base = Path(state)
+    else:
+        try:
+            base = Path.home() / ".local" / "state"
+        except RuntimeError as exc:
+            raise DispatchError(f"cannot choose the test cluster's directory ({exc}); pass --cluster-dir") from exc
+    return base / "slurm-dispatch" / "sandbox-cluster"
 
 
 @dataclass(frozen=True)
@@ -76,18 +103,52 @@ def _cluster_running(conf_dir: Path) -> bool:
     return True
 
 
+@contextmanager
+def cluster_script(name: str) -> Iterator[Path]:
+    """Yield the file system path of one of the packaged cluster scripts (``CLUSTER_SCRIPTS``).
+
+    The path is the installed file itself (a temporary copy only if the package lies in a zip archive). Run it
+    with ``bash`` explicitly: an installer need not keep the executable bit.
+
+    Raises:
+        DispatchError: ``name`` is not one of them, or the installation lacks it.
+    """
+    if name not in CLUSTER_SCRIPTS:
+        raise DispatchError(f"{name!r} is not one of the test cluster scripts {CLUSTER_SCRIPTS}")
+    resource = resources.files("slurm_dispatch.sandbox").joinpath("slurm", name)
+    if not resource.is_file():
+        raise DispatchError(f"{name} is missing from the slurm_dispatch package; reinstall slurm-dispatch")
+    with resources.as_file(resource) as path:
+        yield path
+
+
+def _run_cluster_script(name: str, conf_dir: Path, *, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a packaged cluster script for ``conf_dir`` with bash; blocks until it exits. Returns its result.
+
+    Raises:
+        DispatchError: the script is missing, bash cannot be run, or the script ran past ``timeout`` seconds.
+    """
+    with cluster_script(name) as script:
+        try:
+            return subprocess.run(
+                ["bash", str(script), str(conf_dir)],
+                capture_output=True, text=True, errors="replace", timeout=timeout, check=False,
+            )
+        except OSError as exc:
+            raise DispatchError(f"could not run {script} with bash: {exc}") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise DispatchError(f"{script} {conf_dir} did not finish within {timeout:.0f} s") from exc
+
+
 def _start_cluster(conf_dir: Path, say: Callable[[str], None]) -> None:
-    script = CLUSTER_SCRIPTS / "start-test-cluster.sh"
-    if not script.exists():
-        raise DispatchError(f"{script} not found: the demo runs from a checkout of slurm-dispatch")
     say(f"starting the Slurm test cluster in {conf_dir} (slurmctld and two slurmd nodes on this host)")
-    result = subprocess.run([str(script), str(conf_dir)], capture_output=True, text=True, timeout=600, check=False)
+    result = _run_cluster_script("start-test-cluster.sh", conf_dir, timeout=600)
     if result.returncode != 0:
         raise DispatchError(f"the Slurm test cluster did not start:\n{result.stderr.strip()}")
 
 
 def _stop_cluster(conf_dir: Path) -> None:
-    subprocess.run([str(CLUSTER_SCRIPTS / "stop-test-cluster.sh"), str(conf_dir)], capture_output=True, timeout=120, check=False)
+    _run_cluster_script("stop-test-cluster.sh", conf_dir, timeout=120)
 
 
 def _squeue_jobs(env: dict[str, str]) -> dict[str, tuple[str, str]]:
