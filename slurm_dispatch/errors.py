@@ -101,11 +101,19 @@ class SlurmUnavailable(SlurmCommandError, TransientError):
 
 
 class SqueueParseError(DispatchError):
-    """One squeue line could not be parsed; the loop logs it and skips the line."""
+    """One squeue line could not be parsed; the loop logs it and skips the line.
 
-    def __init__(self, line: str, reason: str):
+    Attributes:
+        line: the line as squeue printed it.
+        reason: what was wrong with it.
+        about: the container uuid the line seems to be about, or None: a bad line about one of our jobs is "no
+            information" about that job, never "gone".
+    """
+
+    def __init__(self, line: str, reason: str, *, about: str | None = None):
         self.line = line
         self.reason = reason
+        self.about = about
         super().__init__(f"ignoring unparsed line in squeue output: {line!r}: {reason}")
 
 

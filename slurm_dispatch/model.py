@@ -270,4 +270,12 @@ class SlurmJob:
     nice: int
     slurm_priority: int
     state: str
+    """Slurm's job state, e.g. PENDING, RUNNING, COMPLETING (squeue's ``%T``)."""
     reason: str
+    """Why the job is in its state, whole ("None", "Resources", "ReqNodeNotAvail, UnavailableNodes:c1")."""
+    job_id: str = ""
+    """The job id as squeue prints it ("123"; another user's array job may print "123_4")."""
+    nodes: str = ""
+    """The nodes of a running job, as Slurm prints a node list ("c1", "c[1-2]"); "" while pending."""
+    time_left_s: int | None = None
+    """Seconds before the job's time limit (squeue's ``%L``); None when it has none or Slurm does not say."""

@@ -39,8 +39,7 @@ from slurm_dispatch.errors import ArvadosNotFound, SlurmCommandError
 from slurm_dispatch.model import Container
 from slurm_dispatch.slurm.backend import scancel_argvs
 from slurm_dispatch.slurm.decide import OrphanAction, OrphanDecision, orphan_action, our_job_names
-from slurm_dispatch.slurm.squeue import parse_squeue
-from slurm_dispatch.slurm.status import parse_queue_detail
+from slurm_dispatch.slurm.squeue import parse_squeue, parse_squeue_all
 
 _CANCEL_EFFECT = {
     "PENDING": "removed (it had not started)",
@@ -61,12 +60,12 @@ def cancel(
     """
     backend = slurm_backend()
     with errors_to_exit():
-        jobs, _ = parse_queue_detail(backend.queue_detail())
+        jobs, _ = parse_squeue_all(backend.queue())
     named = [j for j in jobs if j.name == uuid]
     if not named:
         typer.echo(f"No Slurm job is named {uuid}: nothing to cancel.")
         return
-    typer.echo(f"Slurm jobs named {uuid}: " + ", ".join(f"{j.job_id} ({j.job.state})" for j in named))
+    typer.echo(f"Slurm jobs named {uuid}: " + ", ".join(f"{j.job_id} ({j.state})" for j in named))
     if not yes:
         typer.confirm("scancel them?", abort=True)
     with errors_to_exit():
@@ -75,8 +74,8 @@ def cancel(
         typer.echo(f"ran: {shlex.join(argv)}")
     for job in named:
         effect = _CANCEL_EFFECT.get(
-            job.job.state, "left as it is (the passes only touch pending, running and suspended jobs)")
-        typer.echo(f"job {job.job_id} ({job.job.state}): {effect}")
+            job.state, "left as it is (the passes only touch pending, running and suspended jobs)")
+        typer.echo(f"job {job.job_id} ({job.state}): {effect}")
 
 
 def _decision_json(decision: OrphanDecision, container: Container | None, result: str, error: str | None

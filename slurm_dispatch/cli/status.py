@@ -35,7 +35,8 @@ from slurm_dispatch.cli.common import (
 )
 from slurm_dispatch.model import Container
 from slurm_dispatch.slurm.decide import our_job_names
-from slurm_dispatch.slurm.status import StatusRow, parse_queue_detail, status_rows
+from slurm_dispatch.slurm.squeue import parse_squeue_all
+from slurm_dispatch.slurm.status import StatusRow, status_rows
 
 UUID_BATCH = 20
 """Containers per ``uuid in [...]`` query, as the Go dispatcher batches its "still there?" queries."""
@@ -90,7 +91,7 @@ def status(
             me = client.current_token_uuid()
             mine = [c for page in client.list_all(filters=[["locked_by_uuid", "=", me]],
                                                   batch_size=settings.batch_size) for c in page]
-            jobs, skipped = parse_queue_detail(slurm_backend(settings=settings).queue_detail())
+            jobs, skipped = parse_squeue_all(slurm_backend(settings=settings).queue())
             known = {c.uuid for c in mine}
             named = [u for u in our_job_names((j.name for j in jobs), settings.cluster_id) if u not in known]
             others = containers_by_uuid(client, named, batch_size=settings.batch_size)

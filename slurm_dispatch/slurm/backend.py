@@ -23,15 +23,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
-SQUEUE_FORMAT = "%j %y %Q %T %r"
-"""squeue fields: job name, nice, priority (nice already applied), state, reason (§5.2)."""
+SQUEUE_SEPARATOR = "|"
+"""Between squeue's fields. No field but a job name (another user's) or the reason, which comes last and is read
+whole, can contain it."""
+
+SQUEUE_FIELDS = ("%i", "%y", "%Q", "%T", "%L", "%N", "%j", "%r")
+"""squeue fields: job id, nice, priority (nice already applied), state, time left, nodes, job name, reason.
+Without a width squeue neither pads nor truncates a field (squeue(1)); ``%r`` is the reason alone, whole."""
+
+SQUEUE_FORMAT = SQUEUE_SEPARATOR.join(SQUEUE_FIELDS)
 
 SQUEUE_ARGV: tuple[str, ...] = ("squeue", "--all", "--noheader", f"--format={SQUEUE_FORMAT}")
 """The one squeue command line; ``--all`` includes other users' jobs and jobs in hidden partitions, as Go's
-(services/crunch-dispatch-slurm/squeue.go: SqueueChecker.check)."""
-
-SQUEUE_DETAIL_ARGV: tuple[str, ...] = ("squeue", "--all", "--noheader", f"--format=%i {SQUEUE_FORMAT}")
-"""The admin commands' squeue: the job id, then the dispatcher's fields (``SlurmCLI.queue_detail``)."""
+(services/crunch-dispatch-slurm/squeue.go: SqueueChecker.check). Go reads ``%j %y %Q %T %r`` split on white
+space, which cuts the reason to its first word; this format keeps it whole, and adds what the failure reasons
+need: the job id (to ask Slurm how a vanished job ended), the nodes and the time left."""
 
 
 def scancel_argvs(name: str) -> list[list[str]]:

@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from slurm_dispatch.errors import SlurmCommandError, SlurmUnavailable
 from slurm_dispatch.slurm.backend import (
     SQUEUE_ARGV,
-    SQUEUE_DETAIL_ARGV,
     release_argv,
     renice_argv,
     scancel_argvs,
@@ -211,7 +210,7 @@ class SlurmCLI:
             self._run(argv)
 
     def queue(self) -> str:
-        """Return the output of ``squeue --all --noheader --format=%j %y %Q %T %r``.
+        """Return the output of ``SQUEUE_ARGV`` (parse it with ``slurm_dispatch.slurm.squeue.parse_squeue``).
 
         Port of slurm.go: slurmCLI.QueueCommand. Blocks; not capped.
 
@@ -277,19 +276,6 @@ class SlurmCLI:
         """
         joined = ",".join(features)
         self._run(["scontrol", "update", f"NodeName={node}", f"Features={joined}", f"ActiveFeatures={joined}"])
-
-    def queue_detail(self) -> str:
-        """Return the output of ``SQUEUE_DETAIL_ARGV``: the dispatcher's squeue with the job id first.
-
-        For the ``status`` admin command, which shows job ids; the dispatcher itself
-        addresses jobs by name and uses ``queue()``. Parse it with
-        ``slurm_dispatch.slurm.status.parse_queue_detail``. Blocks; not capped.
-
-        Raises:
-            SlurmUnavailable: slurmctld did not answer, or squeue timed out.
-            SlurmCommandError: squeue exited non-zero for another reason.
-        """
-        return self._run(list(SQUEUE_DETAIL_ARGV), log_stdout=False)
 
     def show_job(self, name: str) -> JobInfo | None:
         """Return what ``scontrol show job`` says about the newest job named ``name``, or None.

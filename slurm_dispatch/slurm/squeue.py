@@ -2,30 +2,30 @@
 
 Port of services/crunch-dispatch-slurm/squeue.go.
 
-Parsing (arvados-reference.md §5.2, gotcha 18): each non-empty line of
-``squeue --all --noheader --format=%j %y %Q %T %r`` is split on whitespace and
-exactly its first five tokens are read: job name, nice, Slurm priority, state and
-reason. Anything after the fifth token is ignored, so the reason ``launch failed
-requeued held`` is read as ``launch``. Bad lines are collected and skipped; for
+Parsing: each non-empty line of ``SQUEUE_ARGV``'s output (``backend.SQUEUE_FORMAT``: job id, nice, Slurm
+priority, state, time left, nodes, name and reason, separated by ``|``) becomes a ``SlurmJob``. Go splits
+``%j %y %Q %T %r`` on white space and reads five tokens, so the reason ``launch failed requeued held`` is read as
+``launch``; here the reason comes last and is kept whole. Bad lines are collected and skipped; a bad line about
+one of our containers keeps that job as it was (``SqueueParseError.about``): no information, never "gone". For
 duplicate names the last line wins.
 
 The SqueueChecker is the single observer of Slurm for the asyncio dispatcher:
 
 - ``run()`` polls every ``poll_interval_s``; the first poll comes one interval
-  after start, as in Go (gotcha 17), unless ``first_poll_immediately`` is set, as
+  after start, as in Go (squeue.go: SqueueChecker.start), unless ``first_poll_immediately`` is set, as
   the service sets it (``DispatchLoop(start_immediately=True)``). A caller may ask
   for a poll early (``has_uuid(uuid, soon=True)``: a container about to be
   submitted); early polls come at least ``SOON_POLL_GAP_S`` apart (the second poll
   of all is exempt: the first ran before anything was locked).
 - Each poll runs the blocking ``backend.queue()`` in an executor, ONE squeue for
-  all containers. A failed squeue is "no information" (gotcha 16): the previous
+  all containers. A failed squeue is "no information" (as in Go): the previous
   snapshot is kept, nobody is woken, and the warning is logged when the error
   changes, not on every poll.
 - ``has_uuid`` and ``next_snapshot`` answer from the next successful poll that
   *starts* after the call. Go answers from the next broadcast, which may come from
   a squeue that was already running before sbatch returned, and so can report a
   just-submitted job as gone; waiting for a poll that starts later closes that gap.
-- ``set_want`` records the wanted order of a job (§5.4); wants carry over
+- ``set_want`` records the wanted order of a job (squeue.go: SetPriority); wants carry over
   between polls while the job stays in squeue.
 - After each successful poll, waiters are woken, then a renice pass starts as a
   task of its own, beside the next polls (Go runs it inside the poll, so a long
@@ -59,7 +59,7 @@ from types import MappingProxyType
 
 from slurm_dispatch.errors import SlurmCommandError, SqueueParseError
 from slurm_dispatch.model import SlurmJob
-from slurm_dispatch.slurm.backend import SlurmBackend
+from slurm_dispatch.slurm.backend import SQUEUE_SEPARATOR, SlurmBackend
 from slurm_dispatch.slurm.priority import WantNice, renice_plan
 from slurm_dispatch.slurm.priority import want_nice as default_want_nice
 
@@ -73,11 +73,16 @@ squeue a second, and a submission no longer waits up to a whole PollInterval."""
 MAX_DEFERRED_RENICE_PASSES = 5
 """Renice passes skipped in a row while submissions are under way, before one runs anyway."""
 
+UNKNOWN_STATE = "UNKNOWN"
+"""The state given to a job of ours whose squeue line could not be read and that had no earlier line."""
+
 LOW_PRIORITY_THRESHOLD = 20000
 """Slurm priority at or below which a waiting job gets a warning: twice Slurm 15's nice limit of 10000."""
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _INT_RE = re.compile(r"[+-]?[0-9]+")
+_TIME_LEFT_RE = re.compile(r"(?:([0-9]+)-)?(?:([0-9]+):)?([0-9]+):([0-9]+)")
+_UUID_IN_LINE_RE = re.compile(r"[a-z0-9]{5}-dz642-[a-z0-9]{15}")
 
 # -- pure parsing -------------------------------------------------------------------
 
@@ -86,64 +91,116 @@ def _int64(token: str, what: str, line: str) -> int:
     # Go's strconv.ParseInt accepts ASCII digits and a sign only; Python's int() would
     # also take "1_000" and non-ASCII digits.
     if not _INT_RE.fullmatch(token):
-        raise SqueueParseError(line, f"{what} {token!r} is not an integer")
+        raise SqueueParseError(line, f"{what} {token!r} is not an integer", about=_about(line))
     value = int(token)
     if not _INT64_MIN <= value <= _INT64_MAX:
-        raise SqueueParseError(line, f"{what} {token!r} is out of int64 range")
+        raise SqueueParseError(line, f"{what} {token!r} is out of int64 range", about=_about(line))
     return value
 
 
-def parse_squeue_line(line: str) -> SlurmJob:
-    """Return the job described by one squeue line (its first five whitespace-separated tokens).
+def _about(line: str) -> str | None:
+    """Return the container uuid a line seems to be about (for a line that cannot be parsed), or None."""
+    m = _UUID_IN_LINE_RE.search(line)
+    return m.group(0) if m else None
 
-    Pure. Tokens after the fifth are ignored.
+
+def parse_time_left(text: str) -> int | None:
+    """Return squeue's ``%L`` (time left) in seconds, or None for no limit or an unknown value. Pure.
+
+    Slurm prints ``[days-][hours:]minutes:seconds`` ("0:58", "1:00:00", "2-03:04:05"), or ``UNLIMITED``,
+    ``NOT_SET`` or ``INVALID``.
+    """
+    m = _TIME_LEFT_RE.fullmatch(text.strip())
+    if not m:
+        return None
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in m.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def _format_time_left(seconds: int | None) -> str:
+    if seconds is None:
+        return "UNLIMITED"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+    return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}" if days else clock
+
+
+def parse_squeue_line(line: str) -> SlurmJob:
+    """Return the job described by one line of ``SQUEUE_ARGV``'s output. Pure.
+
+    The fields are separated by ``|``: job id, nice, Slurm priority, state, time left, nodes, name and
+    reason. The reason comes last and is kept whole, separators and spaces included ("launch failed requeued
+    held", "ReqNodeNotAvail, UnavailableNodes:c1"); a job name with a ``|`` in it (another user's) shifts the
+    reason, which is then that job's business, not ours.
 
     Raises:
-        SqueueParseError: fewer than five tokens, or nice/priority not an int64.
+        SqueueParseError: fewer than eight fields, nice/priority not an int64, or an empty name or state. Its
+            ``about`` names the container uuid the line seems to be about, so that a bad line about one of
+            our jobs is "no information", never "gone".
     """
-    tokens = line.split()
-    if len(tokens) < 5:
-        raise SqueueParseError(line, f"expected 5 fields, found {len(tokens)}")
-    name, nice, prio, state, reason = tokens[:5]
+    parts = line.rstrip("\r\n").split(SQUEUE_SEPARATOR, 7)
+    if len(parts) < 8:
+        raise SqueueParseError(line, f"expected 8 fields, found {len(parts)}", about=_about(line))
+    job_id, nice, prio, state, time_left, nodes, name, reason = (part.strip() for part in parts)
+    if not name or not state:
+        raise SqueueParseError(line, "empty job name or state", about=_about(line))
     return SlurmJob(
         name=name,
         nice=_int64(nice, "nice", line),
         slurm_priority=_int64(prio, "priority", line),
         state=state,
         reason=reason,
+        job_id=job_id,
+        nodes=nodes,
+        time_left_s=parse_time_left(time_left),
     )
 
 
 def parse_squeue(text: str) -> tuple[dict[str, SlurmJob], list[SqueueParseError]]:
     """Return the jobs in squeue output keyed by name, and the errors of the lines skipped.
 
-    Pure. Blank lines are ignored; for duplicate names the last line wins.
+    Pure. Blank lines are ignored; for duplicate names the last line wins (``parse_squeue_all`` keeps them).
     """
     jobs: dict[str, SlurmJob] = {}
+    all_jobs, errors = parse_squeue_all(text)
+    for job in all_jobs:
+        jobs[job.name] = job
+    return jobs, errors
+
+
+def parse_squeue_all(text: str) -> tuple[list[SlurmJob], list[SqueueParseError]]:
+    """Return every job in squeue output, in order (jobs sharing a name all kept), and the lines skipped. Pure."""
+    jobs: list[SlurmJob] = []
     errors: list[SqueueParseError] = []
     for line in text.splitlines():
         if not line.strip():
             continue
         try:
-            job = parse_squeue_line(line)
+            jobs.append(parse_squeue_line(line))
         except SqueueParseError as exc:
             errors.append(exc)
-            continue
-        jobs[job.name] = job
     return jobs, errors
 
 
 def format_squeue_line(job: SlurmJob) -> str:
-    """Return the squeue line (our ``--format``) that describes ``job``. Pure.
+    """Return the line ``SQUEUE_ARGV`` prints for ``job`` (for FakeSlurm and the round-trip tests). Pure.
 
     Raises:
-        ValueError: name, state or reason is empty or contains whitespace (squeue
-            never prints such a line in a form that parses back).
+        ValueError: a field other than the reason contains the separator or a line break, or the name or
+            state is empty (squeue never prints such a line in a form that parses back).
     """
-    for what, token in (("name", job.name), ("state", job.state), ("reason", job.reason)):
-        if not token or len(token.split()) != 1 or token.split()[0] != token:
-            raise ValueError(f"{what} {token!r} is not a single squeue token")
-    return f"{job.name} {job.nice} {job.slurm_priority} {job.state} {job.reason}"
+    fields = [job.job_id, str(job.nice), str(job.slurm_priority), job.state, _format_time_left(job.time_left_s),
+              job.nodes, job.name]
+    for text in [*fields, job.reason]:
+        if "\n" in text or "\r" in text or text != text.strip():
+            raise ValueError(f"squeue field {text!r} has a line break or surrounding space")
+    if any(SQUEUE_SEPARATOR in text for text in fields):
+        raise ValueError(f"a squeue field other than the reason contains {SQUEUE_SEPARATOR!r}")
+    if not job.name or not job.state:
+        raise ValueError("a squeue line needs a job name and a state")
+    return SQUEUE_SEPARATOR.join([*fields, job.reason])
 
 
 # -- the checker --------------------------------------------------------------------
@@ -371,6 +428,7 @@ class SqueueChecker:
                 self._note_failure(f"{type(exc).__name__}: {exc}")
                 return False
             self._note_success(errors)
+            self._keep_unreadable(jobs, errors)
             self._wants = {name: want for name, want in self._wants.items() if name in jobs}
             self._snapshot = SqueueSnapshot(
                 generation=self._snapshot.generation + 1,
@@ -392,6 +450,20 @@ class SqueueChecker:
                 self._deferred = 0
                 self._renice_task = asyncio.create_task(self._renice_all(jobs), name="renice pass")
         return True
+
+    def _keep_unreadable(self, jobs: dict[str, SlurmJob], errors: Sequence[SqueueParseError]) -> None:
+        """Keep a job whose line could not be read: an unreadable line is no information about it, never "gone".
+
+        The job keeps its previous line if it had one; otherwise it stands in as state UNKNOWN with Slurm
+        priority 0 (so it is not reniced, and is not submitted again).
+        """
+        for error in errors:
+            name = error.about
+            if name is None or name in jobs:
+                continue
+            jobs[name] = self._snapshot.jobs.get(name) or SlurmJob(
+                name=name, nice=0, slurm_priority=0, state=UNKNOWN_STATE, reason="squeue line could not be read"
+            )
 
     def _note_failure(self, message: str) -> None:
         if message != self._last_error:

@@ -3,9 +3,9 @@
 Used by the ``status`` and ``adopt`` admin commands (``slurm_dispatch.cli``), which fetch the two snapshots
 (containers from the API, jobs from squeue) and hand them here; nothing in this module does I/O.
 
-* ``parse_queue_detail``: ``SQUEUE_DETAIL_ARGV``'s output (``SlurmCLI.queue_detail``), which is the
-  dispatcher's format with the job id in front. Unlike ``parse_squeue`` it keeps every job, so two jobs
-  sharing one container's name both show up (the dispatcher would scancel both, and an operator should know).
+* the jobs come from ``parse_squeue_all`` (the dispatcher's own squeue), which, unlike ``parse_squeue``, keeps
+  every job, so two jobs sharing one container's name both show up (the dispatcher would scancel both, and an
+  operator should know).
 * ``status_rows``: one row per (container, job) with the mismatches an operator should look at.
 
 Which jobs are ours, and what the service does with them, is decided in ``slurm_dispatch.slurm.decide``; this
@@ -17,46 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from slurm_dispatch.errors import SqueueParseError
 from slurm_dispatch.model import Container, ContainerState, SlurmJob
 from slurm_dispatch.slurm.decide import is_our_job_name
-from slurm_dispatch.slurm.squeue import parse_squeue_line
-
-
-@dataclass(frozen=True)
-class JobDetail:
-    """One squeue line with its job id: a Slurm job as the ``status`` command shows it."""
-
-    job_id: int
-    job: SlurmJob
-
-    @property
-    def name(self) -> str:
-        """The job name (a container uuid, for our jobs)."""
-        return self.job.name
-
-
-def parse_queue_detail(text: str) -> tuple[list[JobDetail], list[SqueueParseError]]:
-    """Return every job in ``squeue --format=%i %j %y %Q %T %r`` output, in order, and the lines skipped.
-
-    Pure. Blank lines are ignored. After the id, a line is read exactly as the dispatcher reads its own
-    squeue line (``parse_squeue_line``: five tokens, the rest of the reason dropped). Jobs with the same
-    name are all kept.
-    """
-    jobs: list[JobDetail] = []
-    errors: list[SqueueParseError] = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        head, _, rest = line.strip().partition(" ")
-        if not head.isascii() or not head.isdigit():
-            errors.append(SqueueParseError(line, f"job id {head!r} is not a number"))
-            continue
-        try:
-            jobs.append(JobDetail(job_id=int(head), job=parse_squeue_line(rest)))
-        except SqueueParseError as exc:
-            errors.append(SqueueParseError(line, exc.reason))
-    return jobs, errors
 
 
 @dataclass(frozen=True)
@@ -69,7 +31,7 @@ class StatusRow:
     priority: int | None
     locked_by_uuid: str
     job_id: int | None
-    """None when no job is named after the container."""
+    """None when no job is named after the container (or squeue printed no number)."""
     slurm_state: str | None
     nice: int | None
     slurm_priority: int | None
@@ -78,11 +40,20 @@ class StatusRow:
     """Mismatches between the two views, one sentence each; empty when all is well."""
 
 
+def _job_number(job: SlurmJob) -> int | None:
+    return int(job.job_id) if job.job_id.isascii() and job.job_id.isdigit() else None
+
+
+def _job_id_order(job: SlurmJob) -> tuple[int, str]:
+    """Job ids in numeric order ("9" before "10"), whatever squeue printed."""
+    return (int(job.job_id), "") if job.job_id.isascii() and job.job_id.isdigit() else (1 << 62, job.job_id)
+
+
 _FINISHED_OR_QUEUED = (ContainerState.QUEUED, ContainerState.COMPLETE, ContainerState.CANCELLED)
 
 
 def _problems(
-    container: Container | None, jobs: Sequence[JobDetail], *, my_token_uuid: str
+    container: Container | None, jobs: Sequence[SlurmJob], *, my_token_uuid: str
 ) -> list[str]:
     """Return the mismatches for one container uuid and the jobs named after it. Pure."""
     problems: list[str] = []
@@ -107,7 +78,7 @@ def _problems(
 
 def status_rows(
     containers: Iterable[Container],
-    jobs: Iterable[JobDetail],
+    jobs: Iterable[SlurmJob],
     my_token_uuid: str,
     cluster_id: str,
 ) -> list[StatusRow]:
@@ -125,14 +96,14 @@ def status_rows(
     Rows are sorted by uuid, then job id.
     """
     by_uuid = {c.uuid: c for c in containers}
-    jobs_by_uuid: dict[str, list[JobDetail]] = {}
+    jobs_by_uuid: dict[str, list[SlurmJob]] = {}
     for job in jobs:
         if is_our_job_name(job.name, cluster_id):
             jobs_by_uuid.setdefault(job.name, []).append(job)
     rows: list[StatusRow] = []
     for uuid in sorted(set(by_uuid) | set(jobs_by_uuid)):
         container = by_uuid.get(uuid)
-        mine = sorted(jobs_by_uuid.get(uuid, []), key=lambda j: j.job_id)
+        mine = sorted(jobs_by_uuid.get(uuid, []), key=_job_id_order)
         problems = _problems(container, mine, my_token_uuid=my_token_uuid)
         state = container.state.value if container else None
         priority = container.priority if container else None
@@ -143,15 +114,13 @@ def status_rows(
                                   reason=None, problems=problems))
         for job in mine:
             rows.append(StatusRow(uuid=uuid, state=state, priority=priority, locked_by_uuid=locked_by,
-                                  job_id=job.job_id, slurm_state=job.job.state, nice=job.job.nice,
-                                  slurm_priority=job.job.slurm_priority, reason=job.job.reason,
+                                  job_id=_job_number(job), slurm_state=job.state, nice=job.nice,
+                                  slurm_priority=job.slurm_priority, reason=job.reason,
                                   problems=list(problems)))
     return rows
 
 
 __all__ = [
-    "JobDetail",
     "StatusRow",
-    "parse_queue_detail",
     "status_rows",
 ]

@@ -201,7 +201,7 @@ def test_slurm_not_installed_exits_3(cli: Any) -> None:
     result = cli("cancel", "--yes", A, env={"PATH": "/nonexistent"})
     assert result.exit_code == 3, result.output
     assert result.stdout == ""
-    assert result.stderr.startswith("error: squeue --all --noheader --format=%i %j %y %Q %T %r: timed out or did "
+    assert result.stderr.startswith("error: squeue --all --noheader --format=%i|%y|%Q|%T|%L|%N|%j|%r: timed out or did "
                                     "not start: cannot run: ")
     assert len(result.stderr.splitlines()) == 1
 

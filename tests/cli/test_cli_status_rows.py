@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from slurm_dispatch.cli.common import ExitCode, exit_code_for, one_line
 from slurm_dispatch.errors import (
@@ -18,14 +16,11 @@ from slurm_dispatch.errors import (
     SbatchTemplateError,
     SlurmCommandError,
     SlurmUnavailable,
-    SqueueParseError,
     UnsatisfiableContainer,
 )
 from slurm_dispatch.model import Container, SlurmJob
 from slurm_dispatch.slurm.status import (
-    JobDetail,
     StatusRow,
-    parse_queue_detail,
     status_rows,
 )
 
@@ -37,8 +32,8 @@ def ctr(uuid: str, state: str, locked_by: str = "", priority: int = 1) -> Contai
     return Container.from_api({"uuid": uuid, "state": state, "locked_by_uuid": locked_by, "priority": priority})
 
 
-def job(job_id: int, name: str, state: str = "RUNNING", reason: str = "None") -> JobDetail:
-    return JobDetail(job_id, SlurmJob(name=name, nice=0, slurm_priority=4294901759, state=state, reason=reason))
+def job(job_id: int, name: str, state: str = "RUNNING", reason: str = "None") -> SlurmJob:
+    return SlurmJob(name=name, nice=0, slurm_priority=4294901759, state=state, reason=reason, job_id=str(job_id))
 
 
 def u(tail: str) -> str:
@@ -46,38 +41,6 @@ def u(tail: str) -> str:
 
 
 # -- parse_queue_detail -------------------------------------------------------------
-
-
-SQUEUE_TEXT = """\
-101 zzzzz-dz642-queuedcontainer 10000 4294891759 PENDING Priority
-102 zzzzz-dz642-queuedcontainer 0 4294901758 RUNNING None
-
-103 interactive-shell 0 4294901757 RUNNING None
-104 zzzzz-dz642-heldcontainer00 0 0 PENDING launch failed requeued held
-x05 zzzzz-dz642-badjobid000000 0 0 PENDING None
-106 zzzzz-dz642-toofewfields000 0
-"""
-
-
-def test_parse_queue_detail_keeps_duplicates_and_reports_bad_lines() -> None:
-    jobs, errors = parse_queue_detail(SQUEUE_TEXT)
-    assert jobs == [
-        JobDetail(101, SlurmJob("zzzzz-dz642-queuedcontainer", 10000, 4294891759, "PENDING", "Priority")),
-        JobDetail(102, SlurmJob("zzzzz-dz642-queuedcontainer", 0, 4294901758, "RUNNING", "None")),
-        JobDetail(103, SlurmJob("interactive-shell", 0, 4294901757, "RUNNING", "None")),
-        JobDetail(104, SlurmJob("zzzzz-dz642-heldcontainer00", 0, 0, "PENDING", "launch")),
-    ]
-    assert [(e.line, e.reason) for e in errors] == [
-        ("x05 zzzzz-dz642-badjobid000000 0 0 PENDING None", "job id 'x05' is not a number"),
-        ("106 zzzzz-dz642-toofewfields000 0", "expected 5 fields, found 2"),
-    ]
-
-
-@given(st.text())
-def test_parse_queue_detail_never_raises(text: str) -> None:
-    jobs, errors = parse_queue_detail(text)
-    assert all(isinstance(e, SqueueParseError) for e in errors)
-    assert len(jobs) + len(errors) == sum(1 for line in text.splitlines() if line.strip())
 
 
 # -- status_rows --------------------------------------------------------------------
@@ -132,7 +95,7 @@ def row(uuid: str, state: str | None, jid: int | None, *problems: str, priority:
                      id="other-clusters-and-users-ignored-sorted"),
     ],
 )
-def test_status_rows(containers: list[Container], jobs: list[JobDetail], expected: list[StatusRow]) -> None:
+def test_status_rows(containers: list[Container], jobs: list[SlurmJob], expected: list[StatusRow]) -> None:
     assert status_rows(containers, jobs, ME, "zzzzz") == expected
 
 

@@ -327,12 +327,14 @@ def test_cli_recognises_slurmctld_down_messages(slurm_clean: Any, tmp_path: Path
 
 
 @pytest.mark.slurm
-def test_cli_queue_detail_has_job_ids(cli: SlurmCLI, tmp_path: Path) -> None:
+def test_cli_queue_has_job_ids_and_whole_reasons(cli: SlurmCLI, tmp_path: Path) -> None:
     name = new_uuid()
     args = [f"--job-name={name}", f"--chdir={tmp_path}", "--output=/dev/null", "--begin=now+3600", "--nice=10000"]
     job_id = cli.submit(args=args, script=SLEEPER, env={})
-    lines = [line.split() for line in cli.queue_detail().splitlines()]
-    assert [str(job_id), name, "10000"] in [line[:3] for line in lines]
+    jobs, errors = parse_squeue(cli.queue())
+    assert not [e for e in errors if e.about == name]
+    job = jobs[name]
+    assert (job.job_id, job.nice, job.state, job.reason, job.nodes) == (str(job_id), 10000, "PENDING", "BeginTime", "")
 
 
 @pytest.mark.slurm
@@ -445,7 +447,7 @@ def test_cli_submit_passes_script_on_stdin_and_env_explicitly(
     env = call["env"]
     assert env["LC_ALL"] == "C"
     assert env["ARVADOS_X"] == "1"
-    assert env["PATH"] == "/usr/bin:/bin"
+    assert env["PATH"] == f"{stand_in.bin}:/usr/bin:/bin", "the command environment's PATH, not ours"
     assert "HOME" not in env, "os.environ must not leak into the child"
     assert secret not in caplog.text
     assert "Submitted batch job 4242" in caplog.text, "output is logged when a command prints anything"
@@ -482,12 +484,10 @@ def test_cli_argv_of_the_other_commands(stand_in: StandIn) -> None:
     cli.queue()
     cli.renice("n", 12)
     cli.release("n")
-    cli.queue_detail()
     assert [[c["prog"], *c["args"]] for c in stand_in.calls()] == [
-        ["squeue", "--all", "--noheader", "--format=%j %y %Q %T %r"],
+        ["squeue", "--all", "--noheader", "--format=%i|%y|%Q|%T|%L|%N|%j|%r"],
         ["scontrol", "update", "JobName=n", "Nice=12"],
         ["scontrol", "release", "Name=n"],
-        ["squeue", "--all", "--noheader", "--format=%i %j %y %Q %T %r"],
     ]
 
 

@@ -372,7 +372,8 @@ def test_low_priority_warning_once_per_state_change(
 def test_unparsable_lines_are_logged_once_while_they_persist(
     fake_slurm: FakeSlurm, caplog: pytest.LogCaptureFixture
 ) -> None:
-    submit(fake_slurm, "my job")
+    submit(fake_slurm, "someone-elses-job")
+    fake_slurm.garbled.add("someone-elses-job")
     submit(fake_slurm, A)
     sq = checker(fake_slurm)
 
@@ -470,5 +471,48 @@ def test_a_poll_asked_for_soon_comes_before_the_interval(fake_slurm: FakeSlurm) 
             plain.cancel()
         finally:
             poller.cancel()
+
+    run(go)
+
+
+def test_an_unreadable_line_about_one_of_ours_is_no_information_not_gone(fake_slurm: FakeSlurm) -> None:
+    """Go skips a bad squeue line, so its container looks gone and is cancelled; here the job stays as it was."""
+    submit(fake_slurm, A)
+    sq = checker(fake_slurm)
+
+    async def go() -> None:
+        await polled(sq)
+        before = sq.snapshot().jobs[A]
+        fake_slurm.garbled.add(A)
+        gone = asyncio.create_task(sq.wait_gone(A))
+        assert await polled(sq) is True
+        await settle()
+        assert not gone.done(), "an unreadable line made the job look gone"
+        assert sq.snapshot().jobs[A] == before
+        present = asyncio.create_task(sq.has_uuid(A))
+        await settle()
+        await polled(sq)
+        assert await asyncio.wait_for(present, 5) is True, "a submission would follow"
+        fake_slurm.garbled.clear()
+        fake_slurm.finish(A)
+        await polled(sq)
+        await asyncio.wait_for(gone, 5)
+
+    run(go)
+
+
+def test_an_unreadable_line_about_a_job_never_seen_stands_in_as_unknown(fake_slurm: FakeSlurm) -> None:
+    """A job of ours first seen through a bad line is there (never submitted twice), with no Slurm priority."""
+    submit(fake_slurm, A)
+    fake_slurm.garbled.add(A)
+    sq = checker(fake_slurm)
+
+    async def go() -> None:
+        await polled(sq)
+        job = sq.snapshot().jobs[A]
+        assert (job.state, job.slurm_priority) == ("UNKNOWN", 0)
+        await sq.set_want(A, 100)
+        await polled(sq)
+        assert fake_slurm.calls_of("renice") == []
 
     run(go)

@@ -21,7 +21,7 @@ def test_a_job_name_in_latin1_does_not_break_squeue(slurm_clean: Any) -> None:
     assert job
     cli = SlurmCLI(env=slurm_clean.env)
     text = cli.queue()
-    assert "caf\ufffd-latin1 " in text
+    assert "|caf\ufffd-latin1|" in text
 
     async def poll() -> bool:
         return await SqueueChecker(backend=cli, poll_interval_s=1).poll()

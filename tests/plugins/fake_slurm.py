@@ -66,6 +66,8 @@ class FakeJob:
     reason: str = "None"
     held: bool = False
     signals: list[str] = field(default_factory=list)
+    nodes: str = ""
+    time_left_s: int | None = None
 
     @property
     def slurm_priority(self) -> int:
@@ -75,8 +77,15 @@ class FakeJob:
     def as_slurm_job(self) -> SlurmJob:
         """The job as a squeue line describes it."""
         return SlurmJob(
-            name=self.name, nice=self.nice, slurm_priority=self.slurm_priority, state=self.state, reason=self.reason
+            name=self.name, nice=self.nice, slurm_priority=self.slurm_priority, state=self.state, reason=self.reason,
+            job_id=str(self.job_id), nodes=self.nodes, time_left_s=self.time_left_s,
         )
+
+    def squeue_line(self) -> str:
+        """The raw line squeue prints for this job (``SQUEUE_ARGV``'s format), unescaped as squeue leaves it."""
+        left = "UNLIMITED" if self.time_left_s is None else f"{self.time_left_s // 60}:{self.time_left_s % 60:02d}"
+        return "|".join([str(self.job_id), str(self.nice), str(self.slurm_priority), self.state, left, self.nodes,
+                         self.name, self.reason])
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,8 @@ class FakeSlurm:
         self.calls: list[Call] = []
         self.unavailable = False
         self.queue_unavailable = False
+        self.garbled: set[str] = set()
+        """Names whose squeue line comes out unreadable (a field shifted), as a broken squeue might print it."""
         self._failures: dict[CallKind, dict[int, SlurmCommandError]] = {}
         self._counts: dict[CallKind, int] = {}
         self._gates: dict[CallKind, threading.Event] = {}
@@ -171,12 +182,12 @@ class FakeSlurm:
         with self._lock:
             return [j.name for j in self.jobs]
 
-    def start(self, name: str) -> None:
-        """Start every pending, unheld job named ``name`` (as the scheduler would)."""
+    def start(self, name: str, *, node: str = "c1") -> None:
+        """Start every pending, unheld job named ``name`` on ``node`` (as the scheduler would)."""
         with self._lock:
             for job in self._named(name):
                 if job.state == "PENDING" and not job.held:
-                    job.state, job.reason = "RUNNING", "None"
+                    job.state, job.reason, job.nodes = "RUNNING", "None", node
 
     def suspend(self, name: str) -> None:
         """Suspend every running job named ``name``."""
@@ -246,8 +257,9 @@ class FakeSlurm:
                 list(SQUEUE_ARGV), 1, "slurm_load_jobs error: Unable to contact slurm controller (connect failure)"
             )
         with self._lock:
-            # Raw fields, as squeue prints them: a name with a space makes an unparsable line.
-            text = "".join(f"{j.name} {j.nice} {j.slurm_priority} {j.state} {j.reason}\n" for j in self.jobs)
+            # Raw fields, as squeue prints them: a name with a "|" in it makes an unparsable line.
+            text = "".join(("GARBLED|" if job.name in self.garbled else "") + job.squeue_line() + "\n"
+                           for job in self.jobs)
         self._wait_gate("queue")
         return text
 

@@ -8,56 +8,78 @@ from hypothesis import strategies as st
 
 from slurm_dispatch.errors import SqueueParseError
 from slurm_dispatch.model import SlurmJob
-from slurm_dispatch.slurm.squeue import format_squeue_line, parse_squeue, parse_squeue_line
+from slurm_dispatch.slurm.backend import SQUEUE_FORMAT
+from slurm_dispatch.slurm.squeue import (
+    format_squeue_line,
+    parse_squeue,
+    parse_squeue_all,
+    parse_squeue_line,
+    parse_time_left,
+)
 
-# Captured from `squeue --all --noheader --format='%j %y %Q %T %r'` on the project's Slurm 22.05 test cluster.
+# Captured from `squeue --all --noheader --format='%i|%y|%Q|%T|%L|%N|%j|%r'` on the project's Slurm 22.05 test
+# cluster (nodes c1 and c2, 2 CPUs each): a hold, a --begin, the queue behind two running jobs, one of them with
+# a 5-minute limit, another user's job whose name has a space and a "|", and a job asking for a drained node.
 CAPTURED = """\
-zzzzz-dz642-exp2242211469 10000 0 PENDING JobHeldUser
-zzzzz-dz642-exp15391710 10000 4294891758 PENDING None
-zzzzz-dz642-capturebegin001 10000 4294891753 PENDING BeginTime
-zzzzz-dz642-exp15391710x 3 4294901755 RUNNING None
-sbatch 0 0 PENDING JobHeldUser
-my job 0 0 PENDING JobHeldUser
+182|0|934402|PENDING|UNLIMITED||my job|with bar|Resources
+183|0|934401|PENDING|UNLIMITED||zzzzz-dz642-capturerun00002|Priority
+184|0|934400|PENDING|UNLIMITED||zzzzz-dz642-captureres00001|Priority
+180|10000|924404|PENDING|UNLIMITED||zzzzz-dz642-capturebegin001|BeginTime
+178|0|0|PENDING|UNLIMITED||zzzzz-dz642-capturehold0001|JobHeldUser
+179|0|934405|RUNNING|UNLIMITED|c1|zzzzz-dz642-capturecpus0001|None
+181|0|934403|RUNNING|4:58|c2|zzzzz-dz642-capturerun00001|None
+186|0|934398|PENDING|UNLIMITED||zzzzz-dz642-capturenode0001|ReqNodeNotAvail, UnavailableNodes:c1
 """
+
+
+def test_the_format_is_the_captured_one() -> None:
+    assert SQUEUE_FORMAT == "%i|%y|%Q|%T|%L|%N|%j|%r"
 
 
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
         pytest.param(
-            "zzzzz-dz642-exp2242211469 10000 0 PENDING JobHeldUser",
-            SlurmJob("zzzzz-dz642-exp2242211469", 10000, 0, "PENDING", "JobHeldUser"),
+            "178|0|0|PENDING|UNLIMITED||zzzzz-dz642-capturehold0001|JobHeldUser",
+            SlurmJob("zzzzz-dz642-capturehold0001", 0, 0, "PENDING", "JobHeldUser", job_id="178"),
             id="held",
         ),
         pytest.param(
-            "zzzzz-dz642-exp15391710 10000 4294891758 PENDING None",
-            SlurmJob("zzzzz-dz642-exp15391710", 10000, 4294891758, "PENDING", "None"),
-            id="pending",
+            "180|10000|924404|PENDING|UNLIMITED||zzzzz-dz642-capturebegin001|BeginTime",
+            SlurmJob("zzzzz-dz642-capturebegin001", 10000, 924404, "PENDING", "BeginTime", job_id="180"),
+            id="pending-begin",
         ),
         pytest.param(
-            "zzzzz-dz642-exp15391710 3 4294901755 RUNNING None",
-            SlurmJob("zzzzz-dz642-exp15391710", 3, 4294901755, "RUNNING", "None"),
-            id="running-reniced",
+            "181|0|934403|RUNNING|4:58|c2|zzzzz-dz642-capturerun00001|None",
+            SlurmJob("zzzzz-dz642-capturerun00001", 0, 934403, "RUNNING", "None", job_id="181", nodes="c2",
+                     time_left_s=298),
+            id="running-with-a-limit",
         ),
         pytest.param(
-            "zzzzz-dz642-000000000000001 0 4294000000 PENDING launch failed requeued held",
-            SlurmJob("zzzzz-dz642-000000000000001", 0, 4294000000, "PENDING", "launch"),
-            id="reason-is-first-word",
+            "186|0|934398|PENDING|UNLIMITED||zzzzz-dz642-capturenode0001|ReqNodeNotAvail, UnavailableNodes:c1",
+            SlurmJob("zzzzz-dz642-capturenode0001", 0, 934398, "PENDING", "ReqNodeNotAvail, UnavailableNodes:c1",
+                     job_id="186"),
+            id="reason-with-comma-and-space-kept-whole",
         ),
         pytest.param(
-            "  zzzzz-dz642-000000000000002\t10\t4294000000   PENDING  Resources  ",
-            SlurmJob("zzzzz-dz642-000000000000002", 10, 4294000000, "PENDING", "Resources"),
-            id="any-whitespace",
+            "104|0|0|PENDING|UNLIMITED||zzzzz-dz642-000000000000001|launch failed requeued held",
+            SlurmJob("zzzzz-dz642-000000000000001", 0, 0, "PENDING", "launch failed requeued held", job_id="104"),
+            id="reason-with-spaces-kept-whole",
         ),
         pytest.param(
-            "zzzzz-dz642-000000000000003 -5 +7 PENDING Priority",
-            SlurmJob("zzzzz-dz642-000000000000003", -5, 7, "PENDING", "Priority"),
+            "7|-5|+7|PENDING|UNLIMITED||zzzzz-dz642-000000000000003|Priority",
+            SlurmJob("zzzzz-dz642-000000000000003", -5, 7, "PENDING", "Priority", job_id="7"),
             id="signed-ints",
         ),
         pytest.param(
-            "sbatch 0 0 PENDING JobHeldUser",
-            SlurmJob("sbatch", 0, 0, "PENDING", "JobHeldUser"),
-            id="not-arvados",
+            "12_3|0|1|RUNNING|1-02:03:04|c[1-2]|array-job|None",
+            SlurmJob("array-job", 0, 1, "RUNNING", "None", job_id="12_3", nodes="c[1-2]", time_left_s=93784),
+            id="another-users-array-job",
+        ),
+        pytest.param(
+            "182|0|934402|PENDING|UNLIMITED||my job|with bar|Resources",
+            SlurmJob("my job", 0, 934402, "PENDING", "with bar|Resources", job_id="182"),
+            id="a-bar-in-a-name-shifts-only-that-jobs-reason",
         ),
     ],
 )
@@ -66,80 +88,115 @@ def test_parse_line(line: str, expected: SlurmJob) -> None:
 
 
 @pytest.mark.parametrize(
-    ("line", "reason"),
+    ("line", "reason", "about"),
     [
-        pytest.param("my job 0 0 PENDING JobHeldUser", "nice 'job'", id="name-with-space"),
-        pytest.param("zzzzz-dz642-000000000000001 0 1 PENDING", "found 4", id="four-fields"),
-        pytest.param("zzzzz-dz642-000000000000001", "found 1", id="one-field"),
-        pytest.param("x 1.5 1 PENDING None", "nice '1.5'", id="float-nice"),
-        pytest.param("x 1 1_000 PENDING None", "priority '1_000'", id="underscore-int"),
-        pytest.param("x 1 \u0663 PENDING None", "priority", id="non-ascii-digit"),
-        pytest.param("x 1 9223372036854775808 PENDING None", "int64", id="overflow"),
+        pytest.param("1|0|1|PENDING|UNLIMITED||zzzzz-dz642-000000000000001", "found 7",
+                     "zzzzz-dz642-000000000000001", id="seven-fields-about-ours"),
+        pytest.param("zzzzz-dz642-000000000000001 0 1 PENDING None", "found 1", "zzzzz-dz642-000000000000001",
+                     id="gos-format"),
+        pytest.param("1|1.5|1|PENDING|UNLIMITED||x|None", "nice '1.5'", None, id="float-nice"),
+        pytest.param("1|1|1_000|PENDING|UNLIMITED||x|None", "priority '1_000'", None, id="underscore-int"),
+        pytest.param("1|1|\u0663|PENDING|UNLIMITED||x|None", "priority", None, id="non-ascii-digit"),
+        pytest.param("1|1|9223372036854775808|PENDING|UNLIMITED||x|None", "int64", None, id="overflow"),
+        pytest.param("1|1|1||UNLIMITED||x|None", "empty", None, id="no-state"),
+        pytest.param("1|x|1|RUNNING|UNLIMITED|c1|zzzzz-dz642-000000000000002|None", "nice 'x'",
+                     "zzzzz-dz642-000000000000002", id="bad-nice-about-ours"),
     ],
 )
-def test_parse_line_rejects(line: str, reason: str) -> None:
+def test_parse_line_rejects(line: str, reason: str, about: str | None) -> None:
     with pytest.raises(SqueueParseError) as info:
         parse_squeue_line(line)
     assert info.value.line == line
     assert reason in str(info.value)
+    assert info.value.about == about
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        pytest.param("4:58", 298, id="minutes-seconds"),
+        pytest.param("0:05", 5, id="seconds"),
+        pytest.param("1:00:00", 3600, id="hours"),
+        pytest.param("2-03:04:05", 183845, id="days"),
+        pytest.param("UNLIMITED", None, id="unlimited"),
+        pytest.param("NOT_SET", None, id="not-set"),
+        pytest.param("INVALID", None, id="invalid"),
+        pytest.param("", None, id="empty"),
+    ],
+)
+def test_parse_time_left(text: str, seconds: int | None) -> None:
+    assert parse_time_left(text) == seconds
 
 
 def test_parse_captured_output() -> None:
     jobs, errors = parse_squeue(CAPTURED)
+    assert errors == []
     assert sorted(jobs) == [
-        "sbatch",
+        "my job",
         "zzzzz-dz642-capturebegin001",
-        "zzzzz-dz642-exp15391710",
-        "zzzzz-dz642-exp15391710x",
-        "zzzzz-dz642-exp2242211469",
+        "zzzzz-dz642-capturecpus0001",
+        "zzzzz-dz642-capturehold0001",
+        "zzzzz-dz642-capturenode0001",
+        "zzzzz-dz642-captureres00001",
+        "zzzzz-dz642-capturerun00001",
+        "zzzzz-dz642-capturerun00002",
     ]
     assert jobs["zzzzz-dz642-capturebegin001"].reason == "BeginTime"
-    assert [e.line for e in errors] == ["my job 0 0 PENDING JobHeldUser"]
+    assert jobs["zzzzz-dz642-capturenode0001"].reason == "ReqNodeNotAvail, UnavailableNodes:c1"
+    assert jobs["zzzzz-dz642-capturerun00001"].nodes == "c2"
 
 
 def test_bad_lines_are_skipped_and_parsing_continues() -> None:
-    text = "garbage\n\n   \na 1 2 RUNNING None\nb x 2 PENDING None\nc 3 4 PENDING Resources\n"
+    text = ("garbage\n\n   \n1|1|2|RUNNING|UNLIMITED|c1|a|None\n2|x|2|PENDING|UNLIMITED||b|None\n"
+            "3|3|4|PENDING|UNLIMITED||c|Resources\n")
     jobs, errors = parse_squeue(text)
     assert list(jobs) == ["a", "c"]
-    assert [e.line for e in errors] == ["garbage", "b x 2 PENDING None"]
+    assert [e.line for e in errors] == ["garbage", "2|x|2|PENDING|UNLIMITED||b|None"]
 
 
-def test_duplicate_name_last_line_wins() -> None:
-    jobs, errors = parse_squeue("a 1 100 RUNNING None\na 2 200 PENDING Priority\n")
+def test_duplicate_name_last_line_wins_but_all_keeps_them() -> None:
+    text = "1|1|100|RUNNING|UNLIMITED|c1|a|None\n2|2|200|PENDING|UNLIMITED||a|Priority\n"
+    jobs, errors = parse_squeue(text)
     assert errors == []
-    assert jobs == {"a": SlurmJob("a", 2, 200, "PENDING", "Priority")}
+    assert jobs == {"a": SlurmJob("a", 2, 200, "PENDING", "Priority", job_id="2")}
+    every, _ = parse_squeue_all(text)
+    assert [j.job_id for j in every] == ["1", "2"]
 
 
 def test_empty_output() -> None:
     assert parse_squeue("") == ({}, [])
 
 
-def test_format_refuses_unparsable_tokens() -> None:
+def test_format_refuses_what_would_not_parse_back() -> None:
     with pytest.raises(ValueError):
-        format_squeue_line(SlurmJob("my job", 0, 0, "PENDING", "None"))
+        format_squeue_line(SlurmJob("my|job", 0, 0, "PENDING", "None"))
     with pytest.raises(ValueError):
-        format_squeue_line(SlurmJob("a", 0, 0, "PENDING", ""))
+        format_squeue_line(SlurmJob("a", 0, 0, "", "None"))
+    with pytest.raises(ValueError):
+        format_squeue_line(SlurmJob("a", 0, 0, "PENDING", "two\nlines"))
 
 
-# A token is what str.split() yields: non-empty, no whitespace (of any Unicode kind).
-tokens = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20).filter(
-    lambda s: s.split() == [s]
-)
+# A field squeue prints without padding: no separator, no line break, no surrounding space. The reason may hold
+# separators and inner spaces.
+fields = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="|\r\n\x0b\x0c\x1c\x1d\x1e\x85"
+                                                                                  "\u2028\u2029"),
+                 min_size=1, max_size=20).filter(lambda s: s == s.strip())
+reasons = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x0b\x0c\x1c\x1d\x1e\x85"
+                                                                                   "\u2028\u2029"),
+                  max_size=40).filter(lambda s: s == s.strip())
 int64s = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
-slurm_jobs = st.builds(SlurmJob, name=tokens, nice=int64s, slurm_priority=int64s, state=tokens, reason=tokens)
+slurm_jobs = st.builds(
+    SlurmJob, name=fields, nice=int64s, slurm_priority=int64s, state=fields, reason=reasons,
+    job_id=fields, nodes=st.one_of(st.just(""), fields), time_left_s=st.one_of(st.none(), st.integers(0, 10**7)),
+)
 
 
 @given(st.lists(slurm_jobs, max_size=20))
 def test_format_then_parse_round_trips(jobs: list[SlurmJob]) -> None:
     text = "".join(format_squeue_line(j) + "\n" for j in jobs)
-    parsed, errors = parse_squeue(text)
+    parsed, errors = parse_squeue_all(text)
     assert errors == []
-    assert parsed == {j.name: j for j in jobs}
-
-
-@given(slurm_jobs, st.lists(tokens, max_size=4))
-def test_extra_tokens_are_ignored(job: SlurmJob, extra: list[str]) -> None:
-    assert parse_squeue_line(" ".join([format_squeue_line(job), *extra])) == job
+    assert parsed == jobs
 
 
 @given(st.text())
@@ -149,7 +206,7 @@ def test_line_parser_raises_only_squeue_parse_error(text: str) -> None:
     except SqueueParseError as exc:
         assert exc.line == text
     else:
-        assert job.name == text.split()[0]
+        assert job.name
 
 
 @given(st.text())
