@@ -22,6 +22,33 @@ DEFAULT_SBATCH_ARGUMENTS: tuple[str, ...] = (
 )
 DEFAULT_SBATCH_GPU_ARGUMENTS: tuple[str, ...] = ("--gpus=%G",)
 
+DEFAULT_NEVER_RUNNABLE_REASONS: tuple[str, ...] = (
+    "BadConstraints",
+    "PartitionConfig",
+    "PartitionNodeLimit",
+    "PartitionTimeLimit",
+    "InvalidAccount",
+    "InvalidQOS",
+    "AccountNotAllowed",
+    "QOSNotAllowed",
+    "DependencyNeverSatisfied",
+    "JobHoldMaxRequeue",
+    "MaxMemPerLimit",
+)
+"""Pending reasons that waiting cannot clear: the job asks for what its partition, account or QOS never allows.
+
+From squeue(1) "JOB REASON CODES" (Slurm 22.05, 24.11) and ``job_reason_string`` in Slurm's
+src/common/slurm_protocol_defs.c. ``PartitionConfig`` is not in the man page but is what Slurm shows for a job
+asking for more than its partition's nodes have. The per-job QOS and association limits (``QOSMax*PerJob*``,
+``AssocMax*PerJob*``) count too (``slurm.reasons.never_runnable``). Holds (JobHeldUser, JobHeldAdmin), a down
+partition or node, and the group limits that clear when other jobs end are not in it: an admin can fix those
+without touching the container."""
+
+BROKEN_NODE_ACTIONS = ("exclude", "drain", "none")
+"""What the service does with a node crunch-run reported broken: keep new jobs off it with sbatch
+``--exclude``, drain it in Slurm (``scontrol update NodeName=... State=DRAIN``; needs Slurm admin rights), or
+only record it."""
+
 
 @dataclass(frozen=True)
 class InstanceTypeGPU:
@@ -106,6 +133,41 @@ class Settings:
     """``SystemLogs.LogLevel``."""
     log_format: str = "json"
     """``SystemLogs.Format``: ``json`` or ``text``."""
+
+    # -- slurm-dispatch's own settings (its own file, not Arvados keys: docs/configuration.md) --------------------
+
+    dispatch_config_path: str = ""
+    """The file the settings below came from ("" when none was read and all are defaults)."""
+    never_runnable_reasons: tuple[str, ...] = DEFAULT_NEVER_RUNNABLE_REASONS
+    """``FailureReasons.NeverRunnableReasons``: pending reasons after which a job is given up (empty: never)."""
+    never_runnable_grace: float = 300.0
+    """``FailureReasons.NeverRunnableGracePeriod``: how long a job may pend with such a reason before the
+    container is cancelled with it."""
+    max_run_time_overhead: float = 300.0
+    """``TimeLimit.Overhead``: added to max_run_time for Slurm's ``--time`` (``%W``), so crunch-run's own limit,
+    which counts from the container's start, comes first (as Arvados's LSF dispatcher's MaxRunTimeOverhead)."""
+    default_max_run_time: float = 0.0
+    """``TimeLimit.DefaultMaxRunTime``: the limit of containers whose max_run_time is 0 (0: none)."""
+    time_limit_signal: float = 120.0
+    """``TimeLimit.StopSignalBefore``: seconds before Slurm's time limit at which crunch-run gets SIGTERM
+    (``--signal=B:TERM@N``), so it stops the container and saves its logs (0: no signal)."""
+    max_containers_in_slurm: int = 0
+    """``Limits.MaxContainersInSlurm``: at most this many containers locked or running at once (0: no cap)."""
+    max_submits_per_minute: float = 0.0
+    """``Limits.MaxSubmitsPerMinute``: the sbatch rate limit (0: none)."""
+    supervisor_fraction: float = 0.5
+    """``Limits.SupervisorFraction``: with a cap, at most floor(cap × this) (at least 1) supervisors (workflow
+    runners) at once, as Arvados's cloud dispatcher's Containers.CloudVMs.SupervisorFraction."""
+    max_supervisors: int = 0
+    """``Limits.MaxSupervisors``: at most this many supervisors at once, cap or not (0: from the fraction)."""
+    supervisor_sbatch_arguments: tuple[str, ...] = ()
+    """``Limits.SupervisorSbatchArguments``: templated sbatch arguments added for supervisors (e.g. a partition)."""
+    broken_node_action: str = "exclude"
+    """``BrokenNodes.Action``: one of ``BROKEN_NODE_ACTIONS``."""
+    broken_node_hold: float = 3600.0
+    """``BrokenNodes.Hold``: how long a node reported broken is kept off (then it gets a new chance)."""
+    state_directory: str = "/var/lib/slurm-dispatch"
+    """``Service.StateDirectory``: where the service keeps what must survive a restart (drain, broken nodes)."""
 
     @property
     def api_host(self) -> str:

@@ -88,7 +88,7 @@ def template_values(container: Container, settings: Settings) -> dict[str, str]:
     """Return the value of every template token for this container (keys are token letters). Pure.
 
     ``%M`` is ceil((ram + keep_cache_ram + ReserveExtraRAM) / MiB); ``%T`` is
-    ceil(scratch estimate / MiB); ``%W`` is ceil(max_run_time / 60) minutes;
+    ceil(scratch estimate / MiB); ``%W`` is ceil(``time_limit_s`` / 60) minutes;
     ``%P`` is the partitions joined with ","; ``%I`` is the cheapest suitable
     instance type, or "" when none are configured.
 
@@ -107,8 +107,24 @@ def template_values(container: Container, settings: Settings) -> dict[str, str]:
         "P": ",".join(sp.partitions),
         "T": str(_ceil_div(estimate_scratch(container), MiB)),
         "U": container.uuid,
-        "W": str(_ceil_div(sp.max_run_time, 60)),
+        "W": str(_ceil_div(time_limit_s(container, settings), 60)),
     }
+
+
+def time_limit_s(container: Container, settings: Settings) -> int:
+    """Return the Slurm time limit of the container's job in seconds, 0 for none. Pure.
+
+    max_run_time (or ``TimeLimit.DefaultMaxRunTime`` when it is 0), plus ``TimeLimit.Overhead`` when there is a
+    limit at all: crunch-run enforces max_run_time itself from the moment the container starts (after the image
+    is loaded), so Slurm's limit must leave it room to stop the container cleanly. Port of lib/lsf/dispatch.go:
+    bsubArgs (MaxRunTimeDefault, MaxRunTimeOverhead); Go's crunch-dispatch-slurm adds nothing.
+    """
+    limit = container.scheduling_parameters.max_run_time or int(settings.default_max_run_time)
+    return limit + int(settings.max_run_time_overhead) if limit > 0 else 0
+
+
+def _mentions_signal(args: Sequence[str]) -> bool:
+    return any(a == "--signal" or a.startswith("--signal=") for a in args)
 
 
 def sbatch_args(container: Container, settings: Settings) -> list[str]:
@@ -117,7 +133,9 @@ def sbatch_args(container: Container, settings: Settings) -> list[str]:
     ``--nice=10000 --no-requeue`` always come first; the rest comes only from the
     templated SbatchArgumentsList, then SbatchGPUArgumentsList when the container
     asks for GPUs (``gpu.device_count > 0``; the deprecated ``cuda`` key is not
-    read). So a template without ``--job-name=%U`` submits jobs the dispatcher can
+    read), then ``Limits.SupervisorSbatchArguments`` for a supervisor. When a ``%W``
+    argument was kept (the job has a time limit), ``--signal=B:TERM@<StopSignalBefore>``
+    follows unless the template already sets ``--signal``. So a template without ``--job-name=%U`` submits jobs the dispatcher can
     never find in squeue. The script goes on stdin: there is no script path.
     Port of services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: sbatchArgs.
 
@@ -129,11 +147,19 @@ def sbatch_args(container: Container, settings: Settings) -> list[str]:
     template = list(settings.sbatch_arguments)
     if container.runtime_constraints.gpu.device_count > 0:
         template += settings.sbatch_gpu_arguments
+    if container.scheduling_parameters.supervisor:
+        template += settings.supervisor_sbatch_arguments
     args = [f"--nice={INITIAL_NICE}", "--no-requeue"]
+    limited = False
     for arg in template:
         out = substitute(arg, values)
         if out is not None:
             args.append(out)
+            limited = limited or "%W" in arg
+    if limited and settings.time_limit_signal > 0 and not _mentions_signal(args):
+        # SIGTERM to the batch shell (which execs crunch-run) before the hard kill at the limit, so crunch-run
+        # stops the container and saves its logs; Slurm may send it up to a minute early (sbatch(1) --signal).
+        args.append(f"--signal=B:TERM@{int(settings.time_limit_signal)}")
     return args
 
 

@@ -90,8 +90,8 @@ def test_explain_json_matches_the_pure_sbatch_args(cli: Any, container_file: Pat
         "warnings": [],
         "instance_type": "a1.large",
         "sbatch_args": ["--nice=10000", "--no-requeue", "--job-name=zzzzz-dz642-queuedcontainer", "--mem=11545",
-                        "--cpus-per-task=4", "--tmp=45777", "--partition=fast,slow", "--time=61",
-                        "--constraint=instancetype=a1.large"],
+                        "--cpus-per-task=4", "--tmp=45777", "--partition=fast,slow", "--time=66",
+                        "--constraint=instancetype=a1.large", "--signal=B:TERM@120"],
         "script": "#!/bin/sh\nGatewayAuthSecret='<redacted>' exec '/usr/bin/crunch-run' '--debug' "
                   "'--runtime-engine=singularity' 'zzzzz-dz642-queuedcontainer'\n",
     }

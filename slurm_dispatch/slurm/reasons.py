@@ -1,0 +1,332 @@
+"""Why a container waits or ended, in words a user understands: Slurm's pending reasons and end states. Pure.
+
+Three questions, each answered from what Slurm says and nothing else:
+
+* **Why is it waiting?** ``scheduling_status`` turns a job's squeue state and reason into a sentence
+  ("Waiting for resources to free up in Slurm (job 123, reason Resources).").
+* **Will it ever run?** ``never_runnable`` tells the pending reasons that waiting cannot clear (a partition
+  whose limits the job exceeds, constraints no node has, an invalid account or QOS) from those that clear by
+  themselves (Resources, Priority, BeginTime, Dependency, group limits). The list is a setting
+  (``Settings.never_runnable_reasons``; docs/troubleshooting.md); its default comes from squeue(1) "JOB REASON
+  CODES" and Slurm's ``job_reason_string``, checked on Slurm 22.05.
+* **How did it end?** ``end_reason`` turns Slurm's record of an ended job (``squeue --states=all --jobs=...``
+  while slurmctld still remembers it, for MinJobAge seconds; else ``sacct`` where accounting runs) into one
+  line for ``runtime_status.error`` and Slurm's own words for ``runtime_status.errorDetail``.
+
+The squeue format for ended jobs (``JOB_END_FORMAT``) and its parser are here too, beside the sacct ones, so
+that the words and the parsing of one answer live together.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from slurm_dispatch.errors import SqueueParseError
+from slurm_dispatch.model import SlurmJob
+from slurm_dispatch.settings import DEFAULT_NEVER_RUNNABLE_REASONS
+
+_PER_JOB_LIMIT_RE = re.compile(r"^(QOS|Assoc)Max\w*Per(Job|Node)\w*$")
+_REASON_CODE_RE = re.compile(r"[A-Za-z_]\w*")
+
+PENDING_WORDS: Mapping[str, str] = {
+    "Resources": "waiting for resources to free up",
+    "Priority": "waiting behind higher-priority jobs",
+    "BeginTime": "waiting for its start time",
+    "Dependency": "waiting for a job it depends on",
+    "JobHeldUser": "held (released by `scontrol release`)",
+    "JobHeldAdmin": "held by a Slurm administrator",
+    "PartitionDown": "its partition is down",
+    "PartitionInactive": "its partition is inactive",
+    "ReqNodeNotAvail": "the nodes it needs are not available",
+    "NodeDown": "a node it needs is down",
+    "Reservation": "waiting for its reservation",
+    "Licenses": "waiting for licenses",
+    "Cleaning": "Slurm is cleaning up a previous run of it",
+    "Prolog": "its prolog is running",
+    "None": "waiting to be scheduled",
+    "WaitingForScheduling": "waiting to be scheduled",
+}
+"""Pending reason codes in words; others are shown as "waiting (Slurm says: <reason>)"."""
+
+
+def reason_code(reason: str) -> str:
+    """Return the code that starts a Slurm reason ("ReqNodeNotAvail" of "ReqNodeNotAvail, UnavailableNodes:c1"). Pure."""
+    m = _REASON_CODE_RE.match(reason.strip())
+    return m.group(0) if m else reason.strip()
+
+
+def never_runnable(reason: str, configured: Iterable[str]) -> bool:
+    """Return True if a pending job with this reason can never start by waiting. Pure.
+
+    ``configured`` is the list of reason codes (``Settings.never_runnable_reasons``); the per-job QOS and
+    association limits (``QOSMaxCpuPerJobLimit``, ``AssocMaxNodesPerJobLimit``, ...) count too whenever the
+    list holds any of the defaults' limit entries (an empty list switches the check off).
+    """
+    codes = frozenset(configured)
+    if not codes:
+        return False
+    code = reason_code(reason)
+    return code in codes or bool(_PER_JOB_LIMIT_RE.match(code))
+
+
+def pending_words(reason: str) -> str:
+    """Return a pending reason in words ("waiting for resources to free up"). Pure."""
+    code = reason_code(reason)
+    words = PENDING_WORDS.get(code)
+    if words is None:
+        return f"waiting (Slurm says: {reason})"
+    if code == "ReqNodeNotAvail" and "UnavailableNodes:" in reason:
+        nodes = reason.split("UnavailableNodes:", 1)[1].strip() or "?"
+        return f"the nodes it needs are not available (down, drained or not responding: {nodes})"
+    return words
+
+
+def scheduling_status(container_state: str, job: SlurmJob | None, *, submitted: bool = True) -> str:
+    """Return where a tracked container stands in Slurm, as one sentence for users and admins. Pure.
+
+    ``job`` is the container's line in the latest squeue snapshot (None when it has no job).
+    """
+    if job is None:
+        if container_state == "Locked":
+            return ("Locked; its Slurm job is about to be submitted." if not submitted
+                    else "Locked; its Slurm job has left squeue and the container is being settled.")
+        return f"{container_state}; no Slurm job."
+    if job.state == "PENDING":
+        return f"Waiting in Slurm: {pending_words(job.reason)} (job {job.job_id}, reason {job.reason})."
+    if job.state == "RUNNING":
+        where = f" on {job.nodes}" if job.nodes else ""
+        if container_state == "Locked":
+            return f"Slurm job {job.job_id} is running{where}; crunch-run is preparing the container."
+        return f"Slurm job {job.job_id} is running{where}."
+    return f"Slurm job {job.job_id} is {job.state}{f' on {job.nodes}' if job.nodes else ''} (reason {job.reason})."
+
+
+# -- how a job ended -----------------------------------------------------------------------------------------
+
+JOB_END_FIELDS = ("JobID", "State", "Exit_Code", "NodeList", "StartTime", "EndTime", "TimeLimit", "Name", "Comment",
+                  "Reason")
+"""squeue ``--Format`` fields for ended jobs. ``Field:|`` prints the whole value followed by ``|`` (no width, no
+padding); the reason comes last, whole. ``Exit_Code`` is the raw wait status (768 = exit 3, 15 = signal 15)."""
+
+JOB_END_FORMAT = ",".join(f"{f}:|" for f in JOB_END_FIELDS[:-1]) + f",{JOB_END_FIELDS[-1]}:"
+
+SACCT_FIELDS = ("JobID", "State", "ExitCode", "NodeList", "Start", "End", "Timelimit", "JobName", "Comment", "Reason")
+"""sacct ``--format`` fields (``--parsable2`` separates them with ``|``); State may say ``CANCELLED by <uid>``."""
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    """How Slurm says a job ended."""
+
+    job_id: str
+    state: str
+    """Slurm's final state: COMPLETED, FAILED, CANCELLED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, PREEMPTED, ..."""
+    exit_status: int | None = None
+    """The batch script's exit status, when it exited."""
+    signal: int | None = None
+    """The signal that ended the batch script, when one did."""
+    nodes: str = ""
+    start: str = ""
+    end: str = ""
+    time_limit: str = ""
+    name: str = ""
+    comment: str = ""
+    reason: str = ""
+    cancelled_by: str = ""
+    """Who cancelled it, when Slurm says (sacct's ``CANCELLED by <uid>``; squeue does not keep it)."""
+    source: str = "squeue"
+    """Where the answer came from: ``squeue`` (slurmctld's memory) or ``sacct`` (accounting)."""
+
+
+def _blank(text: str) -> str:
+    text = text.strip()
+    return "" if text in ("(null)", "None", "Unknown", "N/A") else text
+
+
+def _wait_status(raw: str) -> tuple[int | None, int | None]:
+    """(exit status, signal) of a raw wait status (squeue's Exit_Code)."""
+    raw = raw.strip()
+    if not raw.isascii() or not raw.isdigit():
+        return None, None
+    status = int(raw)
+    signal = status & 0x7F
+    return (None, signal) if signal else (status >> 8, None)
+
+
+def _exit_code(text: str) -> tuple[int | None, int | None]:
+    """(exit status, signal) of Slurm's ``status:signal`` form (sacct's ExitCode, scontrol's ExitCode)."""
+    status, _, signal = text.strip().partition(":")
+    if not (status.isascii() and status.isdigit() and signal.isascii() and signal.isdigit()):
+        return None, None
+    return (None, int(signal)) if int(signal) else (int(status), None)
+
+
+def parse_job_ends(text: str) -> tuple[dict[str, JobEnd], list[SqueueParseError]]:
+    """Return the ended jobs in ``squeue --states=all --jobs=... --Format=JOB_END_FORMAT`` output, by job id. Pure."""
+    ends: dict[str, JobEnd] = {}
+    errors: list[SqueueParseError] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        parts = line.split("|", len(JOB_END_FIELDS) - 1)
+        if len(parts) < len(JOB_END_FIELDS) or not parts[0].strip() or not parts[1].strip():
+            errors.append(SqueueParseError(line, f"expected {len(JOB_END_FIELDS)} fields"))
+            continue
+        job_id, state, raw, nodes, start, end, limit, name, comment, reason = (p.strip() for p in parts)
+        status, signal = _wait_status(raw)
+        ends[job_id] = JobEnd(job_id=job_id, state=state, exit_status=status, signal=signal, nodes=_blank(nodes),
+                              start=_blank(start), end=_blank(end), time_limit=_blank(limit), name=name,
+                              comment=_blank(comment), reason=_blank(reason))
+    return ends, errors
+
+
+def parse_sacct(text: str) -> dict[str, JobEnd]:
+    """Return the jobs in ``sacct --parsable2 --noheader --format=SACCT_FIELDS`` output, by job id. Pure.
+
+    Step lines (``123.batch``, ``123.extern``) are skipped: the allocation's line says how the job ended.
+    """
+    ends: dict[str, JobEnd] = {}
+    for line in text.splitlines():
+        parts = line.split("|", len(SACCT_FIELDS) - 1)
+        if len(parts) < len(SACCT_FIELDS) or "." in parts[0] or not parts[0].strip():
+            continue
+        job_id, state, exit_code, nodes, start, end, limit, name, comment, reason = (p.strip() for p in parts)
+        by = ""
+        m = re.fullmatch(r"CANCELLED by (\S+)", state)
+        if m:
+            state, by = "CANCELLED", m.group(1)
+        status, signal = _exit_code(exit_code)
+        ends[job_id] = JobEnd(job_id=job_id, state=state, exit_status=status, signal=signal, nodes=_blank(nodes),
+                              start=_blank(start), end=_blank(end), time_limit=_blank(limit), name=name,
+                              comment=_blank(comment), reason=_blank(reason), cancelled_by=by, source="sacct")
+    return ends
+
+
+@dataclass(frozen=True)
+class EndReason:
+    """What to write on a container whose job ended without crunch-run finishing it."""
+
+    error: str
+    """One line for ``runtime_status.error``."""
+    detail: str
+    """Slurm's own words, for ``runtime_status.errorDetail`` and the dispatch log."""
+    state: str
+    """Slurm's final state, or "" when Slurm no longer knows the job."""
+
+
+_END_WORDS: Mapping[str, str] = {
+    "TIMEOUT": "reached its time limit",
+    "OUT_OF_MEMORY": "ran out of memory",
+    "NODE_FAIL": "was killed because its node failed",
+    "PREEMPTED": "was preempted",
+    "BOOT_FAIL": "could not start because its node failed to boot",
+    "DEADLINE": "reached its deadline",
+    "CANCELLED": "was cancelled in Slurm",
+    "REVOKED": "was revoked (federation)",
+    "SPECIAL_EXIT": "ended in Slurm's special exit state",
+}
+
+
+def _where(end: JobEnd) -> str:
+    return f" on node {end.nodes}" if end.nodes and "," not in end.nodes and "[" not in end.nodes else (
+        f" on nodes {end.nodes}" if end.nodes else "")
+
+
+def end_detail(end: JobEnd) -> str:
+    """Return Slurm's own words about an ended job, in one line (state, reason, exit code, nodes, times). Pure."""
+    parts = [f"JobId={end.job_id}", f"JobState={end.state}"]
+    if end.cancelled_by:
+        parts.append(f"CancelledBy={end.cancelled_by}")
+    if end.reason:
+        parts.append(f"Reason={end.reason}")
+    if end.exit_status is not None:
+        parts.append(f"ExitCode={end.exit_status}:0")
+    elif end.signal is not None:
+        parts.append(f"ExitCode=0:{end.signal}")
+    for key, value in (("NodeList", end.nodes), ("StartTime", end.start), ("EndTime", end.end),
+                       ("TimeLimit", end.time_limit), ("Comment", end.comment)):
+        if value:
+            parts.append(f"{key}={value}")
+    parts.append(f"(from {end.source})")
+    return " ".join(parts)
+
+
+def end_reason(end: JobEnd | None, *, job_id: str, container_state: str) -> EndReason:
+    """Return why the job of a container ended, for a container crunch-run did not finish. Pure.
+
+    ``end`` is Slurm's record of the job (None when neither slurmctld nor accounting remembers it);
+    ``container_state`` is the container's state when the job was found gone (Locked: crunch-run never got as
+    far as starting the container; Running: it was running).
+    """
+    what = "before crunch-run started the container" if container_state == "Locked" else "while the container ran"
+    if end is None:
+        return EndReason(
+            error=f"Slurm job {job_id or '?'} ended {what}, and Slurm no longer knows how "
+                  "(it forgets ended jobs after MinJobAge and no accounting is configured)",
+            detail=f"JobId={job_id or '?'}: not found by squeue --states=all, and sacct had no record",
+            state="",
+        )
+    where = _where(end)
+    state = end.state
+    if state in ("FAILED", "COMPLETED"):
+        if end.signal is not None:
+            how = f"was killed by signal {end.signal}"
+        elif end.exit_status is not None and (state == "FAILED" or end.exit_status):
+            how = f"failed with exit code {end.exit_status}"
+        else:
+            how = "ended (exit code 0)"
+        if end.reason and end.reason not in ("None", "NonZeroExitCode"):
+            how += f", reason {end.reason}"
+        error = f"Slurm job {end.job_id} {how}{where} {what}, without crunch-run recording a final state ({state})"
+    else:
+        words = _END_WORDS.get(state, f"ended in state {state}")
+        if state == "CANCELLED":
+            by = f" by {end.cancelled_by}" if end.cancelled_by else " (by an admin or the job's owner)"
+            words = f"was cancelled in Slurm{by}"
+        error = f"Slurm job {end.job_id} {words}{where} {what} ({state})"
+    return EndReason(error=error, detail=end_detail(end), state=state)
+
+
+def time_limit_reason(job: SlurmJob, *, max_run_time_s: int) -> EndReason:
+    """Return what to write on a container whose job is about to reach its Slurm time limit. Pure."""
+    where = f" on node {job.nodes}" if job.nodes else ""
+    left = "" if job.time_left_s is None else f" TimeLeft={job.time_left_s}s"
+    return EndReason(
+        error=f"Slurm job {job.job_id} reached the container's time limit (max_run_time {max_run_time_s} s){where}: "
+              "crunch-run was asked to stop the container and save its logs (TIMEOUT)",
+        detail=f"JobId={job.job_id} JobState={job.state} NodeList={job.nodes or '-'}{left}",
+        state="TIMEOUT",
+    )
+
+
+def never_runnable_reason(job: SlurmJob, *, waited_s: float) -> EndReason:
+    """Return what to write on a container whose job can never start (a never-runnable pending reason). Pure."""
+    return EndReason(
+        error=f"Slurm job {job.job_id} can never start: {job.reason} ({pending_words(job.reason)}); "
+              f"it was cancelled after waiting {waited_s:.0f} s",
+        detail=f"JobId={job.job_id} JobState={job.state} Reason={job.reason}",
+        state="PENDING",
+    )
+
+
+__all__ = [
+    "DEFAULT_NEVER_RUNNABLE_REASONS",
+    "JOB_END_FIELDS",
+    "JOB_END_FORMAT",
+    "PENDING_WORDS",
+    "SACCT_FIELDS",
+    "EndReason",
+    "JobEnd",
+    "end_detail",
+    "end_reason",
+    "never_runnable",
+    "never_runnable_reason",
+    "parse_job_ends",
+    "parse_sacct",
+    "pending_words",
+    "reason_code",
+    "scheduling_status",
+    "time_limit_reason",
+]
