@@ -925,6 +925,21 @@ def redacted(settings: Settings) -> dict[str, Any]:
         "preemptible_price_factor": s.preemptible_price_factor,
         "log_level": s.log_level,
         "log_format": s.log_format,
+        # slurm-dispatch's own settings (none of them is a secret)
+        "dispatch_config_path": s.dispatch_config_path,
+        "never_runnable_reasons": list(s.never_runnable_reasons),
+        "never_runnable_grace": s.never_runnable_grace,
+        "max_run_time_overhead": s.max_run_time_overhead,
+        "default_max_run_time": s.default_max_run_time,
+        "time_limit_signal": s.time_limit_signal,
+        "max_containers_in_slurm": s.max_containers_in_slurm,
+        "max_submits_per_minute": s.max_submits_per_minute,
+        "supervisor_fraction": s.supervisor_fraction,
+        "max_supervisors": s.max_supervisors,
+        "supervisor_sbatch_arguments": list(s.supervisor_sbatch_arguments),
+        "broken_node_action": s.broken_node_action,
+        "broken_node_hold": s.broken_node_hold,
+        "state_directory": s.state_directory,
     }
 
 

@@ -28,27 +28,35 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from slurm_dispatch.dispatch.tracker import UpdateChannel
 from slurm_dispatch.errors import ArvadosConflict, DispatchError, SlurmCommandError, SlurmUnavailable
-from slurm_dispatch.model import Container, ContainerState
+from slurm_dispatch.model import Container, ContainerState, SlurmJob
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.backend import SlurmBackend
 from slurm_dispatch.slurm.decide import (
     GoneKind,
+    Policy,
+    RunnerView,
+    Step,
     StepKind,
     after_sbatch_failure,
     gone_action,
+    never_runnable_since,
     next_step,
     our_job_names,
     stuck_cancel_warning_due,
 )
+from slurm_dispatch.slurm.end_reader import JobEndReader, JobEndSource
 from slurm_dispatch.slurm.jobs import job_for
+from slurm_dispatch.slurm.reasons import EndReason, end_reason, never_runnable_reason, time_limit_reason
+from slurm_dispatch.slurm.squeue import SqueueSnapshot
 
 logger = logging.getLogger("slurm_dispatch.runner")
 
@@ -86,6 +94,20 @@ class Squeue(Protocol):
         """Record the want of job ``uuid`` (may wait one poll); the renice pass applies it."""
         ...
 
+    async def job_after(self, uuid: str, *, soon: bool = False) -> SlurmJob | None:
+        """Return job ``uuid``'s line in the next successful squeue snapshot (None: no such job)."""
+        ...
+
+    def snapshot(self) -> SqueueSnapshot:
+        """Return the latest successful snapshot. Does not block."""
+        ...
+
+    async def wait_change(
+        self, uuid: str, seen: SlurmJob | None, *, time_left_below: int | None = None
+    ) -> SlurmJob | None:
+        """Return job ``uuid``'s line once a successful poll shows news about it (None: it has gone)."""
+        ...
+
 
 class Dispatch(Protocol):
     """What the runner needs of the dispatch core (``slurm_dispatch.dispatch.Dispatcher``)."""
@@ -99,6 +121,10 @@ class Dispatch(Protocol):
 
     async def update_state(self, uuid: str, state: ContainerState) -> None: ...
 
+    async def update(self, uuid: str, fields: Mapping[str, Any]) -> None: ...
+
+    async def log(self, uuid: str, text: str) -> None: ...
+
     async def track_container(self, uuid: str) -> None: ...
 
 
@@ -106,18 +132,6 @@ class ContainerGetter(Protocol):
     """The one API call the runner makes itself."""
 
     def get(self, uuid: str) -> Container: ...
-
-
-@dataclass(frozen=True)
-class _View:
-    """What one RunContainer knows of its container: the input of ``decide.next_step``."""
-
-    latest: Container
-    left: bool = False
-    job_present: bool = True
-    submitted: bool = False
-    want_set: int | None = None
-    cancel_rounds: int = 0
 
 
 class SlurmRunner:
@@ -133,37 +147,52 @@ class SlurmRunner:
         backend: SlurmBackend,
         squeue: Squeue,
         client: ContainerGetter,
+        ends: JobEndSource | None = None,
         cancel_retry_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         executor: Executor | None = None,
     ) -> None:
         """Create the runner; does no I/O.
 
         Args:
-            settings: the cluster's settings (templates, crunch-run command, token for the job env).
+            settings: the cluster's settings (templates, crunch-run command, token for the job env, and the
+                failure-reason and time-limit settings, through ``decide.Policy``).
             backend: runs the Slurm commands (blocking; called in ``executor``).
             squeue: the squeue poller shared by every container.
             client: the Arvados client, for the re-read after a job has gone.
+            ends: where to ask how a vanished job ended (default: ``backend``, when it can).
             cancel_retry_s: pause after a failed scancel before the next try, and the first pause between
                 tries at settling a container whose job has gone (doubling from there).
-            sleep: the coroutine that pauses (injected so tests need not wait on the wall clock).
+            clock: monotonic seconds (injected so tests run on virtual time).
+            sleep: the coroutine that pauses (likewise).
             executor: where blocking Slurm commands run (default: a pool of ``SLURM_WORKERS`` threads,
                 shut down by ``close()``).
         """
         self._settings = settings
+        self._policy = Policy.from_settings(settings)
         self._backend = backend
         self._squeue = squeue
         self._client = client
         self._cancel_retry_s = cancel_retry_s
+        self._clock = clock
         self._sleep = sleep
         self._own_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(max_workers=SLURM_WORKERS, thread_name_prefix="slurm")
+        source = ends if ends is not None else backend
+        self._ends = (JobEndReader(source, run=self._slurm, clock=clock, sleep=sleep)  # type: ignore[arg-type]
+                      if hasattr(source, "job_ends") else None)
         self.submitting = 0
         """sbatch commands under way (the squeue poller defers renice passes meanwhile)."""
-        self.states: dict[str, ContainerState] = {}
-        """The latest state seen of every container this runner is running (for the containers gauge)."""
+        self.views: dict[str, RunnerView] = {}
+        """What each RunContainer knows of its container (for status, metrics and the management endpoint)."""
         self._refusals: OrderedDict[str, int] = OrderedDict()
         """Permanent-looking sbatch refusals in a row, by container uuid (see ``decide.after_sbatch_failure``)."""
+
+    @property
+    def states(self) -> dict[str, ContainerState]:
+        """The latest state seen of every container this runner is running (for the containers gauge)."""
+        return {uuid: view.latest.state for uuid, view in self.views.items()}
 
     def close(self) -> None:
         """Release the thread pool (running commands finish on their own). Does not block."""
@@ -238,57 +267,91 @@ class SlurmRunner:
                 dispatch core logs it and applies the fallback state.
         """
         uuid = container.uuid
-        self.states[uuid] = container.state
+        self.views[uuid] = RunnerView(latest=container)
         try:
             await self._run(dispatcher, container, updates)
         finally:
-            self.states.pop(uuid, None)
+            self.views.pop(uuid, None)
+
+    def _set(self, uuid: str, view: RunnerView) -> RunnerView:
+        self.views[uuid] = view
+        return view
 
     async def _run(self, dispatcher: Dispatch, container: Container, updates: UpdateChannel) -> None:
         uuid = container.uuid
-        view = _View(latest=container)
-        if container.state is ContainerState.LOCKED:
-            # Only a squeue poll that starts now can say whether a job exists (a previous process may have
-            # submitted one just before it stopped); asked for early, so a burst of locks is not held up.
-            view = replace(view, job_present=await self._squeue.has_uuid(uuid, soon=True))
-        gone = asyncio.Event()
-        monitor: asyncio.Task[None] | None = None
+        # Only a squeue poll that starts now can say whether a job exists (a previous process may have submitted
+        # one just before it stopped); asked for early when a submission may follow, so a burst is not held up.
+        seen_before = self._squeue.snapshot().jobs.get(uuid)  # if the job is gone by the next poll: which it was
+        job = await self._squeue.job_after(uuid, soon=container.state is ContainerState.LOCKED)
+        view = self._set(uuid, self._with_job(RunnerView(latest=container, last_job=seen_before), job))
+        while True:
+            step = next_step(view, self._policy, self._clock())
+            if step.kind is StepKind.SETTLE:
+                break
+            if step.kind is StepKind.SUBMIT:
+                logger.info("Submitting container %s to slurm", uuid)
+                await self._submit_once(view.latest)
+                view = self._set(uuid, replace(view, submitted=True))
+                view = self._set(uuid, self._with_job(view, await self._squeue.job_after(uuid)))
+                if view.job is None:
+                    # sbatch said yes, yet the next poll shows no job: it has ended already (or was scancelled)
+                    logger.info("Slurm job of container %s is not in squeue right after its submission", uuid)
+                continue
+            if step.kind is StepKind.SCANCEL:
+                view = self._set(uuid, await self._scancel_round(uuid, view, updates))
+                continue
+            if step.kind is StepKind.GIVE_UP:
+                view = self._set(uuid, await self._give_up(dispatcher, uuid, view))
+                continue
+            if step.kind is StepKind.STOP_AT_LIMIT:
+                view = self._set(uuid, await self._stop_at_limit(dispatcher, uuid, view))
+                continue
+            # FOLLOW
+            if step.want != view.want_set:
+                await self._squeue.set_want(uuid, step.want)
+                view = self._set(uuid, replace(view, want_set=step.want))
+            event = await self._next_event(uuid, view, step, updates)
+            view = self._set(uuid, self._apply(view, event))
+        await self._settle(dispatcher, uuid, view, updates)
+
+    async def _next_event(self, uuid: str, view: RunnerView, step: Step, updates: UpdateChannel) -> _Event:
+        """Wait for the first of: a new record (or the channel closing), news of the job, the step's wake-up."""
+        waits: dict[asyncio.Future[Any], str] = {
+            asyncio.ensure_future(updates.next()): "update",
+            asyncio.ensure_future(self._squeue.wait_change(uuid, view.job,
+                                                           time_left_below=step.time_left_below)): "job",
+        }
+        if step.wake_at is not None:
+            waits[asyncio.ensure_future(self._sleep(max(0.0, step.wake_at - self._clock())))] = "timer"
         try:
-            while True:
-                step = next_step(latest=view.latest, left=view.left, job_present=view.job_present,
-                                 submitted=view.submitted)
-                if step.kind is StepKind.SETTLE:
-                    break
-                if step.kind is StepKind.SUBMIT:
-                    await self._submit_once(view.latest)
-                    view = replace(view, submitted=True, job_present=True)
-                    continue
-                if monitor is None:
-                    monitor = asyncio.create_task(self._watch(uuid, gone), name=f"squeue monitor {uuid}")
-                if step.kind is StepKind.SCANCEL:
-                    view = await self._scancel_round(uuid, view, gone, updates)
-                    continue
-                # FOLLOW
-                if step.want != view.want_set:
-                    await self._squeue.set_want(uuid, step.want)
-                    view = replace(view, want_set=step.want)
-                event = await _first(updates.next(), gone.wait())
-                view = self._apply(uuid, view, event)
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if monitor is not None:
-                monitor.cancel()
-        await self._settle(dispatcher, uuid, updates)
+            for future in waits:
+                if not future.done():
+                    future.cancel()  # the channel keeps an unread record when its wait is cancelled
+        by_kind = {waits[f]: f for f in done}
+        if "update" in by_kind:
+            return _Update(by_kind["update"].result())
+        if "job" in by_kind:
+            return _JobNews(by_kind["job"].result())
+        return _Tick()
 
-    def _apply(self, uuid: str, view: _View, event: Container | None | _Gone) -> _View:
-        """Return the view after one event: a new record, the channel closing, or the job leaving squeue."""
-        if isinstance(event, _Gone):
-            return replace(view, job_present=False)
-        if event is None:
-            return replace(view, left=True)
-        self.states[uuid] = event.state
-        return replace(view, latest=event, cancel_rounds=0 if event.priority else view.cancel_rounds)
+    def _apply(self, view: RunnerView, event: _Event) -> RunnerView:
+        """Return the view after one event: a new record, the channel closing, news of the job, or a wake-up."""
+        if isinstance(event, _JobNews):
+            return self._with_job(view, event.job)
+        if isinstance(event, _Update):
+            if event.container is None:
+                return replace(view, left=True)
+            return replace(view, latest=event.container,
+                           cancel_rounds=0 if event.container.priority else view.cancel_rounds)
+        return view
 
-    async def _scancel_round(self, uuid: str, view: _View, gone: asyncio.Event, updates: UpdateChannel) -> _View:
+    def _with_job(self, view: RunnerView, job: SlurmJob | None) -> RunnerView:
+        return replace(view, job=job, last_job=job or view.last_job,
+                       never_since=never_runnable_since(view, job, self._policy, self._clock()))
+
+    async def _scancel_round(self, uuid: str, view: RunnerView, updates: UpdateChannel) -> RunnerView:
         """scancel once, wait for the next poll, and take a record that came meanwhile (without blocking).
 
         Go scancels once per update; a failed or slow scancel would then never be retried, since an unchanged
@@ -296,21 +359,20 @@ class SlurmRunner:
         was for priority 0) a new record wants the job again.
         """
         rounds = view.cancel_rounds + 1
+        if rounds == 1:
+            why = "is done" if view.left else (f"has priority {view.latest.priority}" if not view.latest.priority
+                                                else "can never run here")
+            logger.info("container %s %s: cancel slurm job", uuid, why)
         if stuck_cancel_warning_due(rounds):
             logger.warning("Slurm job of container %s is still in squeue after %d scancel rounds; check it with "
                            "`scontrol show job` (a node down? another user's job?)", uuid, rounds)
         view = replace(view, cancel_rounds=rounds)
         present = await self.cancel(uuid)
-        if present is False:
-            await gone.wait()  # the poll that showed it gone wakes the monitor too
-            return replace(view, job_present=False)
+        if present is not None:
+            view = self._with_job(view, await self._squeue.job_after(uuid) if present else None)
         if not view.left and (updates.pending or updates.closed):
-            view = self._apply(uuid, view, await updates.next())
+            view = self._apply(view, _Update(await updates.next()))
         return view
-
-    async def _watch(self, uuid: str, gone: asyncio.Event) -> None:
-        await self._squeue.wait_gone(uuid)
-        gone.set()
 
     async def cancel(self, uuid: str) -> bool | None:
         """scancel the job of ``uuid`` (three passes), then wait for the next squeue poll.
@@ -333,26 +395,77 @@ class SlurmRunner:
             logger.info("container %s is still in squeue after scancel", uuid)
         return present
 
-    async def _settle(self, dispatcher: Dispatch, uuid: str, updates: UpdateChannel) -> None:
+    # -- failure reasons ---------------------------------------------------------------------------
+
+    async def _give_up(self, dispatcher: Dispatch, uuid: str, view: RunnerView) -> RunnerView:
+        """The job can never start: remember why (the container is cancelled with it once the job has gone)."""
+        assert view.job is not None and view.never_since is not None
+        reason = never_runnable_reason(view.job, waited_s=self._clock() - view.never_since)
+        logger.warning("container %s: %s", uuid, reason.error)
+        await dispatcher.log(uuid, f"{reason.error}\n{reason.detail}\n")
+        return replace(view, give_up=reason)
+
+    async def _stop_at_limit(self, dispatcher: Dispatch, uuid: str, view: RunnerView) -> RunnerView:
+        """Write why on the container, then SIGTERM crunch-run (the batch shell) before Slurm's hard kill."""
+        assert view.job is not None
+        limit = view.latest.scheduling_parameters.max_run_time or int(self._settings.default_max_run_time)
+        reason = time_limit_reason(view.job, max_run_time_s=limit)
+        logger.info("container %s: %s", uuid, reason.error)
+        await dispatcher.log(uuid, f"{reason.error}\n{reason.detail}\n")
+        try:
+            await dispatcher.update(uuid, {"runtime_status": _runtime_status(view.latest, reason)})
+        except DispatchError as exc:
+            logger.warning("writing the time-limit reason on container %s: %s", uuid, exc)
+        try:
+            await self._slurm(self._backend.cancel, uuid)
+        except SlurmCommandError as exc:
+            logger.warning("stopping the job of container %s at its time limit: %s (Slurm's own signal follows)",
+                           uuid, exc)
+        return replace(view, stop_sent=True)
+
+    async def _end_reason(self, view: RunnerView, container_state: ContainerState) -> EndReason:
+        """Ask Slurm how the job ended (batched with other vanished jobs) and put it in words."""
+        job_id = view.last_job.job_id if view.last_job is not None else ""
+        end = await self._ends.lookup(job_id) if self._ends is not None and job_id else None
+        return end_reason(end, job_id=job_id, container_state=container_state.value)
+
+    async def _settle(self, dispatcher: Dispatch, uuid: str, view: RunnerView, updates: UpdateChannel) -> None:
         """The job left squeue: make the container's state say so, as ``decide.gone_action`` says.
 
-        Re-reads the container first (its state may have moved since the last record). A failed call is
-        retried with backoff while the container may still be ours: giving up would leave a Running container
-        whose crunch-run is gone Running for ever. Blocks (asynchronously) on the API.
+        Re-reads the container first (its state may have moved since the last record). A container cancelled
+        here gets the reason in ``runtime_status`` (error, errorDetail) and a ``dispatch`` log record; one that is
+        unlocked gets the log record (the unlock clears ``runtime_status``). A failed call is retried with
+        backoff while the container may still be ours: giving up would leave a Running container whose
+        crunch-run is gone Running for ever. Blocks (asynchronously) on the API and, for the reason, on one
+        batched Slurm query.
         """
         delay = self._cancel_retry_s
+        said = False
         for attempt in range(1, JOB_GONE_ATTEMPTS + 1):
             try:
                 current = await dispatcher.call(self._client.get, uuid)
-                action = gone_action(current, dispatcher.token_uuid)
+                action = gone_action(current, dispatcher.token_uuid, gave_up=view.give_up is not None)
                 if action.kind is GoneKind.LEAVE:
                     logger.info("Slurm job of container %s has gone; %s: leaving it alone", uuid, action.reason)
                 elif action.kind is GoneKind.UNLOCK:
-                    logger.info("Slurm job of container %s has gone while Locked: unlocking it", uuid)
+                    if not said:
+                        reason = await self._end_reason(view, current.state)
+                        logger.info("Slurm job of container %s has gone while Locked (%s): unlocking it", uuid,
+                                    reason.error)
+                        await dispatcher.log(uuid, f"{reason.error}; unlocking the container so that it can be "
+                                                   f"dispatched again\n{reason.detail}\n")
+                        said = True
                     await dispatcher.unlock(uuid)
                 elif action.kind is GoneKind.CANCEL:
-                    logger.info("Slurm job of container %s has gone while Running: cancelling it", uuid)
-                    await dispatcher.update_state(uuid, ContainerState.CANCELLED)
+                    reason = view.give_up or await self._end_reason(view, current.state)
+                    if not said:
+                        logger.info("Slurm job of container %s has gone while %s: cancelling it (%s)", uuid,
+                                    current.state.value, reason.error)
+                        await dispatcher.log(uuid, f"{reason.error}\n{reason.detail}\n")
+                        said = True
+                    await dispatcher.update(uuid, {"state": ContainerState.CANCELLED.value,
+                                                   "runtime_status": _runtime_status(current, reason)})
+                logger.info("Done monitoring container %s", uuid)
                 return
             except ArvadosConflict as exc:
                 # 422: the state moved under us (crunch-run finished it meanwhile): read it again
@@ -395,23 +508,27 @@ class SlurmRunner:
         return [u for u in await asyncio.gather(*(adopt(n) for n in names)) if u is not None]
 
 
-class _Gone:
+@dataclass(frozen=True)
+class _Update:
+    container: Container | None
+    """The new record, or None once the channel has closed."""
+
+
+@dataclass(frozen=True)
+class _JobNews:
+    job: SlurmJob | None
+
+
+@dataclass(frozen=True)
+class _Tick:
     pass
 
 
-_GONE = _Gone()
+_Event = _Update | _JobNews | _Tick
 
 
-async def _first(next_update: Awaitable[Container | None], gone: Awaitable[Any]) -> Container | None | _Gone:
-    """Return the next update, or ``_GONE`` if the job disappears first (the update is then dropped unread)."""
-    update_task = asyncio.ensure_future(next_update)
-    gone_task = asyncio.ensure_future(gone)
-    try:
-        done, _ = await asyncio.wait({update_task, gone_task}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone_task.cancel()
-        if not update_task.done():
-            update_task.cancel()  # the channel keeps an unread record when its wait is cancelled
-    if update_task in done:
-        return update_task.result()
-    return _GONE
+def _runtime_status(container: Container, reason: EndReason) -> dict[str, Any]:
+    """Return the container's runtime_status with the reason as its error (other keys, e.g. a warning, kept)."""
+    status = {k: v for k, v in container.runtime_status.items() if k not in ("error", "errorDetail")}
+    status.update(error=reason.error, errorDetail=reason.detail)
+    return status

@@ -70,6 +70,10 @@ class DispatchClient(Protocol):
         """Set a container's state (``PUT containers/<uuid>``)."""
         ...
 
+    def update(self, uuid: str, fields: Mapping[str, Any]) -> Any:
+        """Change fields of a container (``PUT containers/<uuid>``), e.g. state and runtime_status together."""
+        ...
+
     def create_log(self, *, object_uuid: str, event_type: str, text: str) -> Any:
         """Create a log record on an object (``POST logs``)."""
         ...

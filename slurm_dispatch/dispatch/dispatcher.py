@@ -379,6 +379,29 @@ class Dispatcher:
             logger.warning("error unlocking container %s: %s", uuid, exc)
             raise
 
+    async def update(self, uuid: str, fields: Mapping[str, Any]) -> None:
+        """Change fields of container ``uuid`` (``PUT containers/<uuid>``). Blocks on one request.
+
+        Raises:
+            ArvadosAPIError: the update failed; it has been logged.
+        """
+        try:
+            await self.call(self._client.update, uuid, fields)
+        except DispatchError as exc:
+            logger.warning("error updating container %s (%s): %s", uuid, ", ".join(sorted(fields)), exc)
+            raise
+
+    async def log(self, uuid: str, text: str) -> None:
+        """Write ``text`` as a ``dispatch`` log record on container ``uuid`` (``POST logs``). Never raises.
+
+        Go's dispatcher writes its container log lines this way (sdk/go/dispatch/dispatch.go: start); a
+        failure is logged here and otherwise ignored, as there.
+        """
+        try:
+            await self.call(self._client.create_log, object_uuid=uuid, event_type="dispatch", text=text)
+        except DispatchError as exc:
+            logger.warning("error writing the dispatch log of container %s: %s", uuid, exc)
+
     # -- polling ----------------------------------------------------------------------------
 
     async def _wait_until(self, deadline: float) -> bool:
@@ -574,29 +597,38 @@ class Dispatcher:
         """Run the RunContainer, report its failure, then apply the fallback until closed."""
         uuid = tracker.uuid
         try:
-            fallback = ContainerState.QUEUED
+            fallback, status = ContainerState.QUEUED, None
             try:
                 await self._run_container(self, container, tracker.channel)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 tracker.draining = True
-                text, fallback = failure_report(uuid, exc)
-                logger.error("%s", text.rstrip("\n"), exc_info=not isinstance(exc, DispatchError))
-                try:
-                    await self.call(
-                        self._client.create_log, object_uuid=uuid, event_type="dispatch", text=text
-                    )
-                except DispatchError as log_exc:
-                    logger.warning("error writing the dispatch log of container %s: %s", uuid, log_exc)
+                report = failure_report(uuid, exc)
+                fallback, status = report.fallback, report.runtime_status
+                logger.error("%s", report.log_text.rstrip("\n"), exc_info=not isinstance(exc, DispatchError))
+                await self.log(uuid, report.log_text)
+                if fallback is ContainerState.CANCELLED:
+                    # It can never run here and nothing was submitted: say why and cancel it now (as Arvados's
+                    # LSF and cloud dispatchers do); the fallback below retries if this fails.
+                    try:
+                        await self.update(uuid, {"state": fallback.value, "runtime_status": status})
+                    except DispatchError:
+                        pass
             tracker.draining = True
-            await self._apply_fallback(tracker, fallback)
+            await self._apply_fallback(tracker, fallback, status)
         finally:
             if self._trackers.get(uuid) is tracker:
                 del self._trackers[uuid]
 
-    async def _apply_fallback(self, tracker: Tracker, fallback: ContainerState) -> None:
-        """Read updates until closed; from the 2nd one still Locked/Running, PUT ``fallback``."""
+    async def _apply_fallback(
+        self, tracker: Tracker, fallback: ContainerState, status: Mapping[str, str] | None = None
+    ) -> None:
+        """Read updates until closed; from the 2nd one still Locked/Running, PUT ``fallback``.
+
+        A Cancelled fallback carries ``status`` (the reason) as ``runtime_status``; Running→Queued is refused, so
+        a Running container is Cancelled.
+        """
         count = 0
         last_error = ""
         async for update in tracker.channel:
@@ -613,8 +645,11 @@ class Dispatcher:
                 update.state.value,
                 target.value,
             )
+            fields: dict[str, Any] = {"state": target.value}
+            if target is ContainerState.CANCELLED and status:
+                fields["runtime_status"] = dict(status)
             try:
-                await self.call(self._client.update_state, tracker.uuid, target)
+                await self.call(self._client.update, tracker.uuid, fields)
             except DispatchError as exc:
                 level = logging.DEBUG if str(exc) == last_error else logging.WARNING
                 last_error = str(exc)

@@ -1,8 +1,8 @@
 """SlurmCLI: the SlurmBackend that runs Slurm's command-line tools.
 
-Port of services/crunch-dispatch-slurm/slurm.go: slurmCLI, plus the admin-only
-commands of node_type.go (sinfo/scontrol for node features) and a
-``scontrol show job`` reader for "why did it fail" explanations.
+Port of services/crunch-dispatch-slurm/slurm.go: slurmCLI, plus the commands
+beyond Go's five: sinfo/scontrol for node features (node_type.go), and the
+end-of-job queries (``job_ends``, ``sacct``) behind the failure reasons.
 
 This is the only module of the package that imports ``subprocess``. Every
 command:
@@ -32,7 +32,6 @@ import re
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 from slurm_dispatch.errors import SlurmCommandError, SlurmUnavailable
 from slurm_dispatch.slurm.backend import (
@@ -41,6 +40,7 @@ from slurm_dispatch.slurm.backend import (
     renice_argv,
     scancel_argvs,
 )
+from slurm_dispatch.slurm.reasons import JOB_END_FORMAT, SACCT_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,6 @@ UNAVAILABLE_MARKERS: tuple[str, ...] = (
 
 _SUBMITTED_RE = re.compile(r"Submitted batch job (\d+)")
 _PARSABLE_RE = re.compile(r"^(\d+)(?:;\S*)?$")
-_FIELD_RE = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z0-9/:_]*)=")
 
 
 def trim(text: str, limit: int = OUTPUT_TRIM) -> str:
@@ -95,59 +94,6 @@ def parse_job_id(stdout: str) -> int | None:
         return int(m.group(1))
     m = _PARSABLE_RE.match(stdout.strip())
     return int(m.group(1)) if m else None
-
-
-def parse_show_job(text: str) -> dict[str, str]:
-    """Return the ``Key=Value`` fields of one ``scontrol show job --oneliner`` record. Pure.
-
-    Values may contain spaces (``Reason=launch failed requeued held``): a value
-    runs up to the next `` Key=``.
-    """
-    matches = list(_FIELD_RE.finditer(text))
-    fields: dict[str, str] = {}
-    for i, m in enumerate(matches):
-        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-        fields[m.group(1)] = text[m.end() : end].strip()
-    return fields
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    """What ``scontrol show job`` says about one job, for "why did it fail" explanations."""
-
-    job_id: int
-    name: str
-    state: str
-    """JobState, e.g. PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, NODE_FAIL."""
-    reason: str
-    exit_code: str
-    """ExitCode as Slurm prints it, ``<status>:<signal>``."""
-    node_list: str
-    slurm_priority: int
-    nice: int
-    fields: Mapping[str, str] = field(default_factory=dict, repr=False)
-    """Every field of the record, as text."""
-
-    @classmethod
-    def from_fields(cls, fields: Mapping[str, str]) -> JobInfo:
-        """Return the JobInfo of parsed ``scontrol show job`` fields. Pure.
-
-        Raises:
-            ValueError: JobId, Priority or Nice is missing or not an integer.
-        """
-        if "JobId" not in fields:
-            raise ValueError("no JobId field")
-        return cls(
-            job_id=int(fields["JobId"]),
-            name=fields.get("JobName", ""),
-            state=fields.get("JobState", ""),
-            reason=fields.get("Reason", ""),
-            exit_code=fields.get("ExitCode", ""),
-            node_list=fields.get("NodeList", ""),
-            slurm_priority=int(fields.get("Priority", "0")),
-            nice=int(fields.get("Nice", "0")),
-            fields=dict(fields),
-        )
 
 
 class SlurmCLI:
@@ -277,29 +223,34 @@ class SlurmCLI:
         joined = ",".join(features)
         self._run(["scontrol", "update", f"NodeName={node}", f"Features={joined}", f"ActiveFeatures={joined}"])
 
-    def show_job(self, name: str) -> JobInfo | None:
-        """Return what ``scontrol show job`` says about the newest job named ``name``, or None.
+    def job_ends(self, job_ids: Sequence[str]) -> str:
+        """Return how jobs ended, as far as slurmctld still remembers them (MinJobAge, 300 s by default).
 
-        Finds the job ids with ``squeue --states=all --name=<name>`` (finished jobs
-        stay visible for Slurm's MinJobAge, 300 s by default), then runs
-        ``scontrol show job --oneliner <id>`` on the highest. Blocks for two
-        commands (the second capped).
+        Runs ``squeue --states=all --jobs=<ids> --noheader --Format=<reasons.JOB_END_FORMAT>``: one job-info
+        request for all of them. Ids slurmctld has forgotten are left out of the output (squeue fails only when
+        a single id is asked and forgotten). Parse it with ``slurm_dispatch.slurm.reasons.parse_job_ends``.
+        Blocks; not capped (a query, like squeue).
 
         Raises:
-            SlurmUnavailable: slurmctld did not answer, or a command timed out.
-            SlurmCommandError: a command failed, or its output could not be parsed.
+            SlurmUnavailable: slurmctld did not answer, or squeue timed out.
+            SlurmCommandError: squeue failed ("Invalid job id specified" for a single forgotten id).
         """
-        squeue = ["squeue", "--all", "--states=all", f"--name={name}", "--noheader", "--format=%i"]
-        ids = [int(tok) for tok in self._run(squeue, log_stdout=False).split() if tok.isdigit()]
-        if not ids:
-            return None
-        argv = ["scontrol", "show", "job", "--oneliner", str(max(ids))]
-        out = self._run(argv, log_stdout=False)
-        record = next((line for line in out.splitlines() if line.strip()), "")
-        try:
-            return JobInfo.from_fields(parse_show_job(record))
-        except ValueError as exc:
-            raise SlurmCommandError(argv, 0, f"unparsable output: {trim(out)}") from exc
+        argv = ["squeue", "--states=all", f"--jobs={','.join(job_ids)}", "--noheader", f"--Format={JOB_END_FORMAT}"]
+        return self._run(argv, log_stdout=False, failure_level=logging.INFO)
+
+    def sacct(self, job_ids: Sequence[str]) -> str:
+        """Return what Slurm's accounting says about how jobs ended (``sacct --parsable2``, allocations only).
+
+        Works only where accounting runs (slurmdbd); elsewhere it fails with "Slurm accounting storage is
+        disabled". Parse it with ``slurm_dispatch.slurm.reasons.parse_sacct``. Blocks; not capped.
+
+        Raises:
+            SlurmUnavailable: sacct timed out.
+            SlurmCommandError: sacct failed (no accounting, for one).
+        """
+        argv = ["sacct", f"--jobs={','.join(job_ids)}", "--allocations", "--noheader", "--parsable2",
+                f"--format={','.join(SACCT_FIELDS)}"]
+        return self._run(argv, log_stdout=False, failure_level=logging.INFO)
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -311,6 +262,7 @@ class SlurmCLI:
         extra_env: Mapping[str, str] | None = None,
         log_stdout: bool = True,
         success_level: int = logging.INFO,
+        failure_level: int = logging.WARNING,
     ) -> str:
         """Run one Slurm command and return its stdout. Blocks (capped by program name).
 
@@ -349,7 +301,8 @@ class SlurmCLI:
                 self._slots.release()
         stdout, stderr = proc.stdout or "", proc.stderr or ""
         if proc.returncode != 0:
-            log.warning(
+            log.log(
+                failure_level,
                 "%s: exit %d: stdout %r, stderr %r",
                 " ".join(full),
                 proc.returncode,

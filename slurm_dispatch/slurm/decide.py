@@ -7,8 +7,9 @@ this module. The runner (``slurm_dispatch.runner``), the startup adoption and th
 drift apart. Nothing here does I/O or reads the clock.
 
 * ``is_our_job_name`` / ``our_job_names``: which Slurm jobs belong to this cluster's dispatcher.
-* ``next_step``: what the RunContainer of a tracked container does next, given the container's latest record,
-  whether it left this dispatcher, whether its job is in squeue, and what the runner already did.
+* ``next_step``: what the RunContainer of a tracked container does next, given what it knows (``RunnerView``: the
+  container's latest record, whether it left this dispatcher, its job's squeue line, what the runner already
+  did) and the settings (``Policy``).
 * ``gone_action``: what to do with the container once its job has left squeue.
 * ``orphan_action``: what startup adoption does with a job named like one of our containers.
 * ``after_sbatch_failure``: whether a refused sbatch is retried later or the container given up.
@@ -18,12 +19,15 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from slurm_dispatch.dispatch.decide import TrackDecision, track_decision
 from slurm_dispatch.errors import SlurmCommandError, SlurmUnavailable, UnsatisfiableContainer
-from slurm_dispatch.model import CONTAINER_UUID_RE, Container, ContainerState
+from slurm_dispatch.model import CONTAINER_UUID_RE, Container, ContainerState, SlurmJob
+from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.priority import container_want
+from slurm_dispatch.slurm.reasons import EndReason, never_runnable
+from slurm_dispatch.slurm.sbatch import time_limit_s
 
 # -- whose job is it --------------------------------------------------------------------------------------
 
@@ -57,6 +61,75 @@ class StepKind(enum.Enum):
     """scancel the job (again after every squeue poll, until it has gone or the container wants it back)."""
     SETTLE = "settle"
     """The job has left squeue: settle the container's state (see ``gone_action``) and stop."""
+    STOP_AT_LIMIT = "stop at limit"
+    """The job is about to reach its time limit: write why on the container, then SIGTERM crunch-run so it
+    stops the container and saves its logs before Slurm's hard kill."""
+    GIVE_UP = "give up"
+    """The job can never start (a never-runnable pending reason, past the grace period): write why, scancel
+    it, and cancel the container once the job has gone."""
+
+
+SLURM_SIGNAL_EARLY_S = 60
+"""Slurm may send ``--signal`` up to this much before the asked time (sbatch(1) --signal)."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The settings the per-container decisions read, derived once from ``Settings``."""
+
+    never_runnable_reasons: frozenset[str] = frozenset()
+    """Pending reason codes that waiting cannot clear (empty: never give up)."""
+    never_runnable_grace_s: float = 300.0
+    """How long a job may pend with such a reason before its container is given up."""
+    stop_before_limit_s: int | None = None
+    """With a stop signal configured: how many seconds before its time limit the dispatcher itself writes the
+    reason and sends SIGTERM, so that it comes before Slurm's own signal (which may come a minute early)."""
+    settings: Settings = field(default_factory=Settings)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        """Return the policy of ``settings``. Pure."""
+        stop = None
+        if settings.time_limit_signal > 0:
+            stop = int(settings.time_limit_signal + SLURM_SIGNAL_EARLY_S + 2 * settings.poll_interval)
+        return cls(
+            never_runnable_reasons=frozenset(settings.never_runnable_reasons),
+            never_runnable_grace_s=settings.never_runnable_grace,
+            stop_before_limit_s=stop,
+            settings=settings,
+        )
+
+    def has_time_limit(self, container: Container) -> bool:
+        """Return True if the container's job is submitted with a time limit (``sbatch.time_limit_s``)."""
+        return time_limit_s(container, self.settings) > 0
+
+
+@dataclass(frozen=True)
+class RunnerView:
+    """What one RunContainer knows of its container: the input of ``next_step``."""
+
+    latest: Container
+    """The newest record of the container the RunContainer has read."""
+    job: SlurmJob | None = None
+    """Its job's line in the latest successful squeue poll the RunContainer waited for (None: no job). A failed
+    poll is never an answer: the RunContainer waits for a good one."""
+    last_job: SlurmJob | None = None
+    """The last line seen of its job, kept after the job has gone (its id says which job to ask Slurm about)."""
+    left: bool = False
+    """The container left this dispatcher (its update channel closed: finished, back to Queued, locked by another
+    dispatcher, or returned by no query)."""
+    submitted: bool = False
+    """This RunContainer has already submitted the job."""
+    never_since: float | None = None
+    """When the job was first seen pending with a never-runnable reason (None: it is not)."""
+    give_up: EndReason | None = None
+    """Set once the container was given up: why (its job can never start here)."""
+    stop_sent: bool = False
+    """The dispatcher already stopped the job at its time limit."""
+    want_set: int | None = None
+    """The want last recorded for the job."""
+    cancel_rounds: int = 0
+    """scancel rounds without the job leaving squeue."""
 
 
 @dataclass(frozen=True)
@@ -67,43 +140,67 @@ class Step:
     reason: str
     want: int = 0
     """For FOLLOW: the want to record for the job (0: unknown, never renice)."""
+    wake_at: float | None = None
+    """For FOLLOW: when to decide again even if nothing happens (the end of a never-runnable grace period)."""
+    time_left_below: int | None = None
+    """For FOLLOW: wake when the running job has at most this many seconds left before its time limit."""
 
 
-def next_step(*, latest: Container, left: bool, job_present: bool, submitted: bool) -> Step:
-    """Return what the RunContainer of ``latest`` does next. Pure.
+def never_runnable_since(view: RunnerView, job: SlurmJob | None, policy: Policy, now: float) -> float | None:
+    """Return the new ``never_since`` once ``job`` is the container's latest job line. Pure."""
+    if job is None or job.state != "PENDING" or not never_runnable(job.reason, policy.never_runnable_reasons):
+        return None
+    return view.never_since if view.never_since is not None else now
 
-    Args:
-        latest: the newest record of the container the RunContainer has read.
-        left: the container left this dispatcher (its update channel closed: finished, back to Queued, locked
-            by another dispatcher, or returned by no query).
-        job_present: whether the latest successful squeue poll the RunContainer waited for shows a job named
-            after the container (a failed poll is never an answer: the caller waits for a good one).
-        submitted: whether this RunContainer has already submitted the job.
 
-    The rule (port of services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: run, with its ``scancel``):
+def next_step(view: RunnerView, policy: Policy, now: float) -> Step:
+    """Return what the RunContainer of ``view.latest`` does next. Pure.
 
-    ========================  =============================================  ==========
-    job in squeue             container                                      step
-    ========================  =============================================  ==========
-    no, never submitted here  Locked, priority > 0, still ours               SUBMIT
-    no                        anything else                                  SETTLE
-    yes                       left this dispatcher                           SCANCEL
-    yes                       priority 0                                     SCANCEL
-    yes                       anything else                                  FOLLOW
-    ========================  =============================================  ==========
+    The rule (port of services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: run, with its ``scancel``; the
+    last three rows go beyond Go):
 
-    One difference from Go: a Locked container with priority 0 and no job is not submitted (Go submits it,
-    then scancels the job at once); it is settled, which unlocks it.
+    =========================  ===============================================  ==============
+    job in squeue              container / job                                  step
+    =========================  ===============================================  ==============
+    no, none seen yet          Locked, priority > 0, still ours, not given up   SUBMIT
+    no                         anything else                                    SETTLE
+    yes                        left this dispatcher                             SCANCEL
+    yes                        priority 0                                       SCANCEL
+    yes                        given up                                         SCANCEL
+    yes, pending               a never-runnable reason for the grace period     GIVE_UP
+    yes, running               time limit within ``stop_before_limit_s``        STOP_AT_LIMIT
+    yes                        anything else                                    FOLLOW
+    =========================  ===============================================  ==============
+
+    Two differences from Go in the first rows: a Locked container with priority 0 and no job is not submitted
+    (Go submits it, then scancels the job at once), and neither is one whose job this RunContainer has seen
+    leave (Go submits again when the job of a container it adopts has just ended): both are settled, which
+    unlocks them, so the attempt counts against Containers.MaxDispatchAttempts.
     """
-    if not job_present:
-        if not submitted and not left and latest.state is ContainerState.LOCKED and latest.priority > 0:
+    latest, job = view.latest, view.job
+    if job is None:
+        fresh = not view.submitted and view.last_job is None and view.give_up is None
+        if fresh and not view.left and latest.state is ContainerState.LOCKED and latest.priority > 0:
             return Step(StepKind.SUBMIT, "Locked by us and no job in squeue")
         return Step(StepKind.SETTLE, "its job is not in squeue")
-    if left:
+    if view.left:
         return Step(StepKind.SCANCEL, "the container left this dispatcher")
     if latest.priority == 0:
         return Step(StepKind.SCANCEL, "its priority is 0")
-    return Step(StepKind.FOLLOW, f"{latest.state.value}, job in squeue", want=container_want(latest))
+    if view.give_up is not None:
+        return Step(StepKind.SCANCEL, "it can never run here")
+    wake_at = None
+    if view.never_since is not None:
+        wake_at = view.never_since + policy.never_runnable_grace_s
+        if now >= wake_at:
+            return Step(StepKind.GIVE_UP, f"pending for {now - view.never_since:.0f} s with reason {job.reason}")
+    watch_limit = (policy.stop_before_limit_s is not None and not view.stop_sent
+                   and policy.has_time_limit(latest) and job.state in ("PENDING", "RUNNING"))
+    if (watch_limit and job.state == "RUNNING" and job.time_left_s is not None
+            and policy.stop_before_limit_s is not None and job.time_left_s <= policy.stop_before_limit_s):
+        return Step(StepKind.STOP_AT_LIMIT, f"{job.time_left_s} s left before its time limit")
+    return Step(StepKind.FOLLOW, f"{latest.state.value}, job {job.state}", want=container_want(latest),
+                wake_at=wake_at, time_left_below=policy.stop_before_limit_s if watch_limit else None)
 
 
 STUCK_CANCEL_WARNINGS = (10, 100)
@@ -130,7 +227,8 @@ class GoneKind(enum.Enum):
     UNLOCK = "unlock"
     """Locked by us: unlock it (back to Queued, or Cancelled under Containers.MaxDispatchAttempts)."""
     CANCEL = "cancel"
-    """Running by us with no job: crunch-run died without saying so; set it Cancelled."""
+    """Running by us with no job (crunch-run died without saying so), or given up: set it Cancelled, with the
+    reason in ``runtime_status``."""
     NOTHING = "nothing"
     """Finished or re-queued already (crunch-run said so): nothing to do."""
 
@@ -143,13 +241,17 @@ class GoneAction:
     reason: str
 
 
-def gone_action(current: Container, me: str) -> GoneAction:
+def gone_action(current: Container, me: str, *, gave_up: bool = False) -> GoneAction:
     """Return what to do with ``current`` (re-read after its job left squeue). Pure.
 
+    ``gave_up``: the dispatcher gave the container up (its job could never start): a Locked container is then
+    cancelled, not unlocked to be dispatched again.
     Port of services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: run (the ``ctx.Done()`` case).
     """
     if current.locked_by_uuid and current.locked_by_uuid != me:
         return GoneAction(GoneKind.LEAVE, f"the container is now locked by {current.locked_by_uuid}")
+    if current.state is ContainerState.LOCKED and gave_up:
+        return GoneAction(GoneKind.CANCEL, "the container can never run here")
     if current.state is ContainerState.LOCKED:
         return GoneAction(GoneKind.UNLOCK, "the job has gone while the container is Locked")
     if current.state is ContainerState.RUNNING:
@@ -254,12 +356,15 @@ __all__ = [
     "GoneKind",
     "OrphanAction",
     "OrphanDecision",
+    "Policy",
+    "RunnerView",
     "SbatchVerdict",
     "Step",
     "StepKind",
     "after_sbatch_failure",
     "gone_action",
     "is_our_job_name",
+    "never_runnable_since",
     "next_step",
     "orphan_action",
     "our_job_names",

@@ -206,6 +206,25 @@ def format_squeue_line(job: SlurmJob) -> str:
 # -- the checker --------------------------------------------------------------------
 
 
+def _job_key(job: SlurmJob | None) -> tuple[str, str, str, str] | None:
+    """What a waiter compares: a change of any of these is news (nice, priority and time left are not)."""
+    return None if job is None else (job.job_id, job.state, job.reason, job.nodes)
+
+
+_GONE_ONLY = ("", "", "", "gone only")
+"""The ``seen`` of a ``wait_gone`` watch: only the job's absence is news."""
+
+
+@dataclass(eq=False)
+class _Watch:
+    """One ``wait_change`` call: from which poll it waits, what it saw, and its time-left threshold."""
+
+    wanted: int
+    seen: tuple[str, str, str, str] | None
+    time_left_below: int | None
+    future: asyncio.Future[SlurmJob | None]
+
+
 @dataclass(frozen=True)
 class SqueueSnapshot:
     """The jobs seen by one successful squeue poll."""
@@ -273,7 +292,7 @@ class SqueueChecker:
         self._last_error: str | None = None
         self._last_bad_lines: frozenset[str] = frozenset()
         self._low_warned: dict[str, tuple[str, str]] = {}
-        self._gone_waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
+        self._watches: dict[str, list[_Watch]] = {}
         self._renice_task: asyncio.Task[None] | None = None
         self._poll_soon = asyncio.Event()
         self._defer_renice = defer_renice or (lambda: False)
@@ -310,39 +329,66 @@ class SqueueChecker:
         Port of squeue.go: HasUUID. Blocks until the next successful poll that
         starts after this call (asked for early with ``soon``: a container about to be submitted).
         """
-        return uuid in (await self.next_snapshot(soon=soon)).jobs
+        return await self.job_after(uuid, soon=soon) is not None
+
+    async def job_after(self, uuid: str, *, soon: bool = False) -> SlurmJob | None:
+        """Return job ``uuid``'s line in the next successful snapshot (None: no such job); see ``has_uuid``."""
+        return (await self.next_snapshot(soon=soon)).jobs.get(uuid)
+
+    async def wait_change(
+        self, uuid: str, seen: SlurmJob | None, *, time_left_below: int | None = None
+    ) -> SlurmJob | None:
+        """Return job ``uuid``'s line once a successful poll that started after this call shows news about it.
+
+        News: the job has gone (None is returned), appeared (when ``seen`` is None), or its state, reason, nodes
+        or id differ from ``seen``'s; or, with ``time_left_below``, it is running with at most that many seconds
+        left before its time limit. Blocks until then. Unlike a loop over ``job_after``, a waiting container
+        costs no task wake-up per poll: after each poll only the waiters with news are woken.
+        """
+        return await self._watch(uuid, _Watch(self._polls_started + 1, _job_key(seen), time_left_below,
+                                              asyncio.get_running_loop().create_future()))
 
     async def wait_gone(self, uuid: str) -> None:
-        """Return once a successful poll that started after this call no longer shows job ``uuid``.
+        """Return once a successful poll that started after this call no longer shows job ``uuid``. Blocks."""
+        await self._watch(uuid, _Watch(self._polls_started + 1, _GONE_ONLY, None,
+                                       asyncio.get_running_loop().create_future()))
 
-        Blocks until then. Unlike a loop over ``has_uuid``, a waiting job costs no task wake-up per poll:
-        after each successful poll only the waiters whose job is absent are woken.
-        """
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (self._polls_started + 1, future)
-        self._gone_waiters.setdefault(uuid, []).append(entry)
+    async def _watch(self, uuid: str, watch: _Watch) -> SlurmJob | None:
+        future = watch.future
+        self._watches.setdefault(uuid, []).append(watch)
         try:
-            await future
+            return await future
         finally:
-            waiters = self._gone_waiters.get(uuid)
-            if waiters is not None and entry in waiters:
-                waiters.remove(entry)
-                if not waiters:
-                    del self._gone_waiters[uuid]
+            watches = self._watches.get(uuid)
+            if watches is not None and watch in watches:
+                watches.remove(watch)
+                if not watches:
+                    del self._watches[uuid]
 
-    def _wake_gone(self, jobs: Mapping[str, SlurmJob], seq: int) -> None:
-        for uuid in [u for u in self._gone_waiters if u not in jobs]:
+    def _wake_watchers(self, jobs: Mapping[str, SlurmJob], seq: int) -> None:
+        for uuid in list(self._watches):
+            job = jobs.get(uuid)
+            key = _job_key(job)
             keep = []
-            for wanted, future in self._gone_waiters[uuid]:
-                if wanted <= seq:
-                    if not future.done():
-                        future.set_result(None)
+            for watch in self._watches[uuid]:
+                if watch.wanted > seq or watch.future.done():
+                    keep.append(watch)
+                    continue
+                if watch.seen is _GONE_ONLY:
+                    due = job is None
                 else:
-                    keep.append((wanted, future))
+                    due = key != watch.seen or (
+                        watch.time_left_below is not None and job is not None and job.state == "RUNNING"
+                        and job.time_left_s is not None and job.time_left_s <= watch.time_left_below
+                    )
+                if due:
+                    watch.future.set_result(job)
+                else:
+                    keep.append(watch)
             if keep:
-                self._gone_waiters[uuid] = keep
+                self._watches[uuid] = keep
             else:
-                del self._gone_waiters[uuid]
+                del self._watches[uuid]
 
     async def set_want(self, uuid: str, want: int) -> None:
         """Record the wanted order of job ``uuid``; the renice pass after each poll uses it.
@@ -439,7 +485,7 @@ class SqueueChecker:
             self._warn_low_priority(jobs)
             event, self._updated = self._updated, asyncio.Event()
             event.set()
-            self._wake_gone(jobs, seq)
+            self._wake_watchers(jobs, seq)
         # The renice pass runs outside the poll lock and beside the next polls: a long pass (many scontrol
         # calls) must not delay the squeue that submissions and cancellations wait for. A pass still running
         # when the next snapshot comes is not doubled; the next poll after it ends starts a fresh one.

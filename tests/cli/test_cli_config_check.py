@@ -54,6 +54,31 @@ Effective settings (secrets redacted):
   preemptible_price_factor: 0.0
   log_level: info
   log_format: json
+  dispatch_config_path: ''
+  never_runnable_reasons:
+  - BadConstraints
+  - PartitionConfig
+  - PartitionNodeLimit
+  - PartitionTimeLimit
+  - InvalidAccount
+  - InvalidQOS
+  - AccountNotAllowed
+  - QOSNotAllowed
+  - DependencyNeverSatisfied
+  - JobHoldMaxRequeue
+  - MaxMemPerLimit
+  never_runnable_grace: 300.0
+  max_run_time_overhead: 300.0
+  default_max_run_time: 0.0
+  time_limit_signal: 120.0
+  max_containers_in_slurm: 0
+  max_submits_per_minute: 0.0
+  supervisor_fraction: 0.5
+  max_supervisors: 0
+  supervisor_sbatch_arguments: []
+  broken_node_action: exclude
+  broken_node_hold: 3600.0
+  state_directory: /var/lib/slurm-dispatch
 """
 
 

@@ -40,8 +40,8 @@ from slurm_dispatch.slurm.cli_backend import (
     SlurmCLI,
     is_unavailable_message,
     parse_job_id,
-    parse_show_job,
 )
+from slurm_dispatch.slurm.reasons import parse_job_ends
 from slurm_dispatch.slurm.squeue import parse_squeue
 
 WAIT_S = 180.0
@@ -338,19 +338,25 @@ def test_cli_queue_has_job_ids_and_whole_reasons(cli: SlurmCLI, tmp_path: Path) 
 
 
 @pytest.mark.slurm
-def test_cli_show_job_explains_a_finished_job(cli: SlurmCLI, tmp_path: Path) -> None:
-    name = new_uuid()
-    args = [f"--job-name={name}", f"--chdir={tmp_path}", "--output=/dev/null", "--mem=20"]
-    job_id = cli.submit(args=args, script="#!/bin/sh\nexit 3\n", env={})
-    assert cli.show_job(new_uuid()) is None
-    info = cli.show_job(name)
-    assert info is not None and info.job_id == job_id and info.name == name
-    live = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING")
-    wait_until(lambda: (i := cli.show_job(name)) is not None and i.state not in live, f"job {name} to end")
-    done = cli.show_job(name)
-    assert done is not None
-    assert (done.state, done.exit_code) == ("FAILED", "3:0"), done
-    assert done.node_list in ("c1", "c2")
+def test_cli_job_ends_says_how_finished_jobs_ended(cli: SlurmCLI, tmp_path: Path) -> None:
+    failed = cli.submit(args=[f"--job-name={new_uuid()}", f"--chdir={tmp_path}", "--output=/dev/null", "--mem=20"],
+                        script="#!/bin/sh\nexit 3\n", env={})
+    held_name = new_uuid()
+    held = cli.submit(args=[f"--job-name={held_name}", f"--chdir={tmp_path}", "--output=/dev/null", "--hold"],
+                      script=SLEEPER, env={})
+    ids = [str(failed), str(held)]
+    wait_until(lambda: parse_job_ends(cli.job_ends(ids))[0].get(str(failed), None) is not None
+               and parse_job_ends(cli.job_ends(ids))[0][str(failed)].state == "FAILED", f"job {failed} to fail")
+    cli.cancel(held_name)
+    wait_until(lambda: parse_job_ends(cli.job_ends(ids))[0][str(held)].state == "CANCELLED", f"job {held} to go")
+    ends, errors = parse_job_ends(cli.job_ends([*ids, "999999999"]))
+    assert errors == []
+    assert sorted(ends) == sorted(ids), "a forgotten id is left out, not an error"
+    assert (ends[str(failed)].exit_status, ends[str(failed)].reason) == (3, "NonZeroExitCode")
+    assert ends[str(failed)].nodes in ("c1", "c2")
+    assert ends[str(held)].reason == "JobHeldUser", "the pending reason is kept"
+    with pytest.raises(SlurmCommandError, match="Invalid job id"):
+        cli.job_ends(["999999999"])
 
 
 @pytest.mark.slurm
@@ -552,17 +558,6 @@ def test_cli_caps_concurrent_sbatch_scancel_scontrol(stand_in: StandIn) -> None:
 )
 def test_parse_job_id(stdout: str, job_id: int | None) -> None:
     assert parse_job_id(stdout) == job_id
-
-
-def test_parse_show_job_keeps_spaces_in_values() -> None:
-    line = (
-        "JobId=9 JobName=zzzzz-dz642-000000000000001 Priority=4294901752 Nice=7 JobState=PENDING "
-        "Reason=launch failed requeued held Dependency=(null) ExitCode=0:0 NodeList=c1 AllocNode:Sid=vm:1"
-    )
-    fields = parse_show_job(line)
-    assert fields["Reason"] == "launch failed requeued held"
-    assert fields["AllocNode:Sid"] == "vm:1"
-    assert fields["NodeList"] == "c1"
 
 
 @pytest.mark.parametrize(

@@ -165,6 +165,20 @@ class FakeArvados:
                 rec["locked_by_uuid"] = ""
             return dict(rec)
 
+    def update(self, uuid: str, fields: Mapping[str, Any]) -> Any:
+        """A PUT: a state change is recorded as ``update_state`` (as the state-only PUT it replaces), and
+        ``runtime_status`` is stored."""
+        fields = dict(fields)
+        status = fields.pop("runtime_status", None)
+        if set(fields) - {"state"}:
+            raise ArvadosAPIError(422, "PUT", f"/arvados/v1/containers/{uuid}", f"fake cannot change {fields}")
+        result = self.update_state(uuid, fields["state"]) if "state" in fields else dict(self.records[uuid])
+        if status is not None:
+            with self._mutex:
+                self.records[uuid]["runtime_status"] = dict(status)
+                result["runtime_status"] = dict(status)
+        return result
+
     def create_log(self, *, object_uuid: str, event_type: str, text: str) -> Any:
         with self._mutex:
             self._enter("create_log", object_uuid)

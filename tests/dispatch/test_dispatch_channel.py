@@ -145,4 +145,9 @@ def test_throttle_zero_hold_allows_everything_and_remembers_nothing() -> None:
     ],
 )
 def test_failure_report(error: BaseException, text: str, fallback: ContainerState) -> None:
-    assert failure_report(UUID, error) == (text, fallback)
+    report = failure_report(UUID, error)
+    assert (report.log_text, report.fallback) == (text, fallback)
+    if fallback is ContainerState.CANCELLED:
+        assert report.runtime_status == {"error": str(error), "errorDetail": text.rstrip("\n")}
+    else:
+        assert report.runtime_status is None

@@ -45,7 +45,7 @@ from slurm_dispatch.errors import SlurmCommandError, SlurmUnavailable
 from slurm_dispatch.model import SlurmJob
 from slurm_dispatch.slurm.backend import SQUEUE_ARGV, release_argv, renice_argv, scancel_argvs
 
-CallKind = Literal["submit", "cancel", "queue", "renice", "release"]
+CallKind = Literal["submit", "cancel", "queue", "renice", "release", "job_ends", "sacct"]
 
 FIRST_BASE_PRIORITY = 4294901759
 """priority/basic's first job priority on the test cluster; each submission gets one less."""
@@ -68,6 +68,10 @@ class FakeJob:
     signals: list[str] = field(default_factory=list)
     nodes: str = ""
     time_left_s: int | None = None
+    exit_status: int = 0
+    """How the batch script ended, as a raw wait status (768 = exit 3, 15 = signal 15)."""
+    forgotten: bool = False
+    """slurmctld no longer remembers it (past MinJobAge)."""
 
     @property
     def slurm_priority(self) -> int:
@@ -290,6 +294,38 @@ class FakeSlurm:
         self.jobs.remove(job)
         job.state = state
         self.finished.append(job)
+
+    def finish_with(self, name: str, state: str, *, reason: str = "None", exit_status: int = 0) -> None:
+        """End the jobs named ``name`` with ``state``, ``reason`` and a raw wait status (for end-of-job reasons)."""
+        with self._lock:
+            for job in self._named(name):
+                job.reason, job.exit_status = reason, exit_status
+                self._end(job, state)
+
+    def forget(self, name: str) -> None:
+        """slurmctld forgets the ended jobs named ``name`` (as after MinJobAge)."""
+        with self._lock:
+            for job in self.finished:
+                if job.name == name:
+                    job.forgotten = True
+
+    def job_ends(self, job_ids: Sequence[str]) -> str:
+        """``squeue --states=all --jobs=...`` in ``reasons.JOB_END_FORMAT``: queued and remembered ended jobs."""
+        self._enter(Call("job_ends", args=tuple(job_ids)), ["squeue", "--states=all"])
+        with self._lock:
+            known = [j for j in [*self.jobs, *self.finished] if str(j.job_id) in job_ids and not j.forgotten]
+            if len(job_ids) == 1 and not known:
+                raise SlurmCommandError(["squeue"], 1, "slurm_load_jobs error: Invalid job id specified")
+            return "".join(
+                f"{j.job_id}|{j.state}|{j.exit_status}|{j.nodes or '(null)'}|2026-12-07T10:00:00|"
+                f"2026-12-07T10:00:05|UNLIMITED|{j.name}|(null)|{j.reason}\n"
+                for j in known
+            )
+
+    def sacct(self, job_ids: Sequence[str]) -> str:
+        """Accounting is not configured, as on the test cluster."""
+        self._enter(Call("sacct", args=tuple(job_ids)), ["sacct"])
+        raise SlurmCommandError(["sacct"], 1, "sacct: error: Slurm accounting storage is disabled")
 
     def _enter(self, call: Call, argv: list[str], *, gate: bool = True) -> None:
         with self._lock:

@@ -20,7 +20,7 @@ from slurm_dispatch.config import (
     settings_from_documents,
 )
 from slurm_dispatch.errors import ConfigError
-from slurm_dispatch.settings import InstanceType, InstanceTypeGPU, Settings
+from slurm_dispatch.settings import DEFAULT_NEVER_RUNNABLE_REASONS, InstanceType, InstanceTypeGPU, Settings
 
 TOKEN = "s3cr3tRootTokenValue0123456789abcdefghijkl"
 MGMT = "s3cr3tManagementTokenValue0123456789abcdef"
@@ -86,6 +86,21 @@ DEFAULTS = [
     pytest.param("preemptible_price_factor", 0.0, id="Containers.PreemptiblePriceFactor"),
     pytest.param("log_level", "info", id="SystemLogs.LogLevel"),
     pytest.param("log_format", "json", id="SystemLogs.Format"),
+    # slurm-dispatch's own settings (its own file)
+    pytest.param("dispatch_config_path", "", id="own-file"),
+    pytest.param("never_runnable_reasons", DEFAULT_NEVER_RUNNABLE_REASONS, id="FailureReasons.NeverRunnableReasons"),
+    pytest.param("never_runnable_grace", 300.0, id="FailureReasons.NeverRunnableGracePeriod"),
+    pytest.param("max_run_time_overhead", 300.0, id="TimeLimit.Overhead"),
+    pytest.param("default_max_run_time", 0.0, id="TimeLimit.DefaultMaxRunTime"),
+    pytest.param("time_limit_signal", 120.0, id="TimeLimit.StopSignalBefore"),
+    pytest.param("max_containers_in_slurm", 0, id="Limits.MaxContainersInSlurm"),
+    pytest.param("max_submits_per_minute", 0.0, id="Limits.MaxSubmitsPerMinute"),
+    pytest.param("supervisor_fraction", 0.5, id="Limits.SupervisorFraction"),
+    pytest.param("max_supervisors", 0, id="Limits.MaxSupervisors"),
+    pytest.param("supervisor_sbatch_arguments", (), id="Limits.SupervisorSbatchArguments"),
+    pytest.param("broken_node_action", "exclude", id="BrokenNodes.Action"),
+    pytest.param("broken_node_hold", 3600.0, id="BrokenNodes.Hold"),
+    pytest.param("state_directory", "/var/lib/slurm-dispatch", id="Service.StateDirectory"),
 ]
 
 

@@ -6,17 +6,22 @@ hold whatever the input: one action per record, and nothing destructive without 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from slurm_dispatch.dispatch.decide import RecordAction, TrackDecision, record_action, track_decision
 from slurm_dispatch.errors import SlurmCommandError, SlurmUnavailable
-from slurm_dispatch.model import Container, ContainerState
+from slurm_dispatch.model import Container, ContainerState, SlurmJob
+from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.decide import (
     PERMANENT_REFUSALS,
     GoneKind,
     OrphanAction,
+    Policy,
+    RunnerView,
     StepKind,
     after_sbatch_failure,
     gone_action,
@@ -27,15 +32,16 @@ from slurm_dispatch.slurm.decide import (
     stuck_cancel_warning_due,
 )
 from slurm_dispatch.slurm.priority import container_want
+from slurm_dispatch.slurm.reasons import EndReason
 
 ME = "zzzzz-gj3su-000000000000000"
 OTHER = "zzzzz-gj3su-otherdispatcher"
 UUID = "zzzzz-dz642-aaaaaaaaaaaaaaa"
 
 
-def ctr(state: str, locked_by: str = "", priority: int = 1, uuid: str = UUID) -> Container:
+def ctr(state: str, locked_by: str = "", priority: int = 1, uuid: str = UUID, **extra: Any) -> Container:
     return Container.from_api({"uuid": uuid, "state": state, "locked_by_uuid": locked_by, "priority": priority,
-                               "created_at": "2026-12-01T00:00:00.000000000Z"})
+                               "created_at": "2026-12-01T00:00:00.000000000Z", **extra})
 
 
 # -- is_our_job_name ---------------------------------------------------------------------------------------
@@ -69,48 +75,114 @@ def test_our_job_names_are_sorted_unique_and_ours(names: list[str]) -> None:
 # -- next_step ----------------------------------------------------------------------------------------------
 
 
+def job(state: str = "RUNNING", reason: str = "None", time_left: int | None = None, job_id: str = "7") -> SlurmJob:
+    return SlurmJob(UUID, 0, 100, state, reason, job_id=job_id, nodes="c1" if state == "RUNNING" else "",
+                    time_left_s=time_left)
+
+
+def view(latest: Container, j: SlurmJob | None = None, **kw: Any) -> RunnerView:
+    return RunnerView(latest=latest, job=j, last_job=kw.pop("last_job", j), **kw)
+
+
+POLICY = Policy.from_settings(Settings(poll_interval=10, never_runnable_grace=300, time_limit_signal=120,
+                                       max_run_time_overhead=300))
+LIMITED = {"scheduling_parameters": {"max_run_time": 3600}}
+GIVEN_UP = EndReason(error="x", detail="y", state="PENDING")
+
+
 @pytest.mark.parametrize(
-    ("latest", "left", "present", "submitted", "kind"),
+    ("v", "now", "kind"),
     [
-        pytest.param(ctr("Locked", ME), False, False, False, StepKind.SUBMIT, id="locked-no-job: submit"),
-        pytest.param(ctr("Locked", ME), False, False, True, StepKind.SETTLE, id="submitted-job-gone: settle"),
-        pytest.param(ctr("Locked", ME, priority=0), False, False, False, StepKind.SETTLE,
+        pytest.param(view(ctr("Locked", ME), last_job=None), 0, StepKind.SUBMIT, id="locked-no-job: submit"),
+        pytest.param(view(ctr("Locked", ME), submitted=True), 0, StepKind.SETTLE,
+                     id="submitted-job-gone: settle"),
+        pytest.param(view(ctr("Locked", ME), last_job=job()), 0, StepKind.SETTLE,
+                     id="a-job-seen-then-gone: settle, not a second submission"),
+        pytest.param(view(ctr("Locked", ME, priority=0)), 0, StepKind.SETTLE,
                      id="locked-priority-0-no-job: settle, never submit"),
-        pytest.param(ctr("Locked", ME), True, False, False, StepKind.SETTLE, id="left-no-job: settle"),
-        pytest.param(ctr("Running", ME), False, False, False, StepKind.SETTLE, id="running-no-job: settle"),
-        pytest.param(ctr("Queued"), True, False, False, StepKind.SETTLE, id="orphan-of-queued-gone: settle"),
-        pytest.param(ctr("Locked", ME), False, True, False, StepKind.FOLLOW, id="locked-with-job: follow"),
-        pytest.param(ctr("Running", ME), False, True, True, StepKind.FOLLOW, id="running-with-job: follow"),
-        pytest.param(ctr("Running", ME, priority=0), False, True, True, StepKind.SCANCEL,
-                     id="priority-0: scancel"),
-        pytest.param(ctr("Complete", ME), True, True, True, StepKind.SCANCEL, id="left-with-job: scancel"),
-        pytest.param(ctr("Queued"), True, True, False, StepKind.SCANCEL, id="orphan-of-queued: scancel"),
+        pytest.param(view(ctr("Locked", ME), left=True), 0, StepKind.SETTLE, id="left-no-job: settle"),
+        pytest.param(view(ctr("Locked", ME), give_up=GIVEN_UP), 0, StepKind.SETTLE,
+                     id="given-up-no-job: settle, never submit"),
+        pytest.param(view(ctr("Running", ME)), 0, StepKind.SETTLE, id="running-no-job: settle"),
+        pytest.param(view(ctr("Queued"), left=True), 0, StepKind.SETTLE, id="orphan-of-queued-gone: settle"),
+        pytest.param(view(ctr("Locked", ME), job("PENDING", "Priority")), 0, StepKind.FOLLOW,
+                     id="locked-with-job: follow"),
+        pytest.param(view(ctr("Running", ME), job(), submitted=True), 0, StepKind.FOLLOW,
+                     id="running-with-job: follow"),
+        pytest.param(view(ctr("Running", ME, priority=0), job()), 0, StepKind.SCANCEL, id="priority-0: scancel"),
+        pytest.param(view(ctr("Complete", ME), job(), left=True), 0, StepKind.SCANCEL,
+                     id="left-with-job: scancel"),
+        pytest.param(view(ctr("Queued"), job(), left=True), 0, StepKind.SCANCEL, id="orphan-of-queued: scancel"),
+        pytest.param(view(ctr("Locked", ME), job("PENDING", "PartitionConfig"), give_up=GIVEN_UP), 0,
+                     StepKind.SCANCEL, id="given-up-with-job: scancel"),
+        pytest.param(view(ctr("Locked", ME), job("PENDING", "PartitionConfig"), never_since=100.0), 399,
+                     StepKind.FOLLOW, id="never-runnable-within-grace: follow"),
+        pytest.param(view(ctr("Locked", ME), job("PENDING", "PartitionConfig"), never_since=100.0), 400,
+                     StepKind.GIVE_UP, id="never-runnable-past-grace: give up"),
+        pytest.param(view(ctr("Locked", ME, priority=0), job("PENDING", "PartitionConfig"), never_since=100.0),
+                     400, StepKind.SCANCEL, id="priority-0-first: scancel, not give up"),
+        pytest.param(view(ctr("Running", ME, **LIMITED), job(time_left=200)), 0, StepKind.STOP_AT_LIMIT,
+                     id="time-limit-within-the-stop-window: stop"),
+        pytest.param(view(ctr("Running", ME, **LIMITED), job(time_left=201)), 0, StepKind.FOLLOW,
+                     id="time-limit-outside-the-window: follow"),
+        pytest.param(view(ctr("Running", ME, **LIMITED), job(time_left=10), stop_sent=True), 0, StepKind.FOLLOW,
+                     id="already-stopped: follow"),
+        pytest.param(view(ctr("Running", ME), job(time_left=10)), 0, StepKind.FOLLOW,
+                     id="no-max-run-time-no-stop: a site's own --time is not ours to act on"),
     ],
 )
-def test_next_step(latest: Container, left: bool, present: bool, submitted: bool, kind: StepKind) -> None:
-    step = next_step(latest=latest, left=left, job_present=present, submitted=submitted)
+def test_next_step(v: RunnerView, now: float, kind: StepKind) -> None:
+    step = next_step(v, POLICY, now)
     assert step.kind is kind, step.reason
-    assert step.want == (container_want(latest) if kind is StepKind.FOLLOW else 0)
+    assert step.want == (container_want(v.latest) if kind is StepKind.FOLLOW else 0)
+
+
+def test_follow_asks_to_wake_for_the_grace_period_and_the_time_limit() -> None:
+    pending = next_step(view(ctr("Locked", ME), job("PENDING", "BadConstraints"), never_since=50.0), POLICY, 60)
+    assert (pending.kind, pending.wake_at) == (StepKind.FOLLOW, 350.0)
+    running = next_step(view(ctr("Running", ME, **LIMITED), job(time_left=3000)), POLICY, 0)
+    assert (running.kind, running.time_left_below) == (StepKind.FOLLOW, 120 + 60 + 20)
+    plain = next_step(view(ctr("Running", ME), job(time_left=3000)), POLICY, 0)
+    assert (plain.wake_at, plain.time_left_below) == (None, None)
 
 
 @given(
     state=st.sampled_from(list(ContainerState)),
     priority=st.integers(0, 2000),
     left=st.booleans(),
-    present=st.booleans(),
+    slurm_state=st.sampled_from([None, "PENDING", "RUNNING", "COMPLETING", "UNKNOWN"]),
+    reason=st.sampled_from(["None", "Resources", "PartitionConfig", "BadConstraints", "JobHeldUser"]),
+    seen_before=st.booleans(),
     submitted=st.booleans(),
+    given_up=st.booleans(),
+    stop_sent=st.booleans(),
+    limited=st.booleans(),
+    time_left=st.one_of(st.none(), st.integers(0, 10_000)),
+    now=st.floats(0, 10_000),
+    never_since=st.one_of(st.none(), st.floats(0, 10_000)),
 )
-def test_next_step_properties(state: ContainerState, priority: int, left: bool, present: bool,
-                              submitted: bool) -> None:
-    step = next_step(latest=ctr(state.value, ME, priority), left=left, job_present=present, submitted=submitted)
-    if step.kind is StepKind.SUBMIT:  # never a second job, never for a container that left or needs no job
-        assert not present and not submitted and not left and state is ContainerState.LOCKED and priority > 0
-    if step.kind is StepKind.SCANCEL:  # only a job squeue shows is scancelled
-        assert present and (left or priority == 0)
+def test_next_step_properties(state: ContainerState, priority: int, left: bool, slurm_state: str | None,
+                              reason: str, seen_before: bool, submitted: bool, given_up: bool, stop_sent: bool,
+                              limited: bool, time_left: int | None, now: float, never_since: float | None) -> None:
+    j = None if slurm_state is None else job(slurm_state, reason, time_left)
+    latest = ctr(state.value, ME, priority, **(LIMITED if limited else {}))
+    v = RunnerView(latest=latest, job=j, last_job=j or (job() if seen_before else None), left=left,
+                   submitted=submitted, give_up=GIVEN_UP if given_up else None, stop_sent=stop_sent,
+                   never_since=never_since)
+    step = next_step(v, POLICY, now)
+    if step.kind is StepKind.SUBMIT:  # never a second job, never for a container that left, is given up or needs none
+        assert j is None and not seen_before and not submitted and not left and not given_up
+        assert state is ContainerState.LOCKED and priority > 0
+    if step.kind in (StepKind.SCANCEL, StepKind.GIVE_UP, StepKind.STOP_AT_LIMIT):  # only a job squeue shows
+        assert j is not None
+    if step.kind is StepKind.SCANCEL:
+        assert left or priority == 0 or given_up
+    if step.kind is StepKind.STOP_AT_LIMIT:
+        assert not stop_sent and limited and j is not None and j.state == "RUNNING"
     if step.kind is StepKind.FOLLOW:
-        assert present and not left and priority > 0
+        assert j is not None and not left and priority > 0 and not given_up
     if step.kind is StepKind.SETTLE:  # the container's state is settled only once its job is gone
-        assert not present
+        assert j is None
 
 
 def test_stuck_cancel_warnings_come_rarely() -> None:
@@ -135,6 +207,12 @@ def test_stuck_cancel_warnings_come_rarely() -> None:
 )
 def test_gone_action(current: Container, kind: GoneKind) -> None:
     assert gone_action(current, ME).kind is kind
+
+
+def test_a_container_given_up_is_cancelled_not_unlocked() -> None:
+    assert gone_action(ctr("Locked", ME), ME, gave_up=True).kind is GoneKind.CANCEL
+    assert gone_action(ctr("Locked", OTHER), ME, gave_up=True).kind is GoneKind.LEAVE
+    assert gone_action(ctr("Queued"), ME, gave_up=True).kind is GoneKind.NOTHING
 
 
 # -- orphan_action (a job found at startup) and the core's track_decision ---------------------------------------

@@ -1,0 +1,142 @@
+"""How did a vanished job end? One batched question to Slurm for many jobs, rate-limited.
+
+When a job of ours leaves squeue while its container is Locked or Running, the runner asks ``JobEndReader`` how it
+ended. Questions that arrive close together are answered by ONE ``squeue --states=all --jobs=<ids>`` (slurmctld
+keeps ended jobs for MinJobAge, 300 s by default, and squeue's cost is the same one job-info request as the
+regular poll), at most one such query every ``MIN_GAP_S``; jobs slurmctld no longer knows are asked of ``sacct``
+when accounting runs (once it has said it does not, it is not asked again). Never a query per job per tick.
+
+The answers are ``slurm_dispatch.slurm.reasons.JobEnd`` values; the words are in ``reasons.end_reason``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+from slurm_dispatch.errors import SlurmCommandError
+from slurm_dispatch.slurm.reasons import JobEnd, parse_job_ends, parse_sacct
+
+logger = logging.getLogger("slurm_dispatch.slurm.end_reader")
+
+MIN_GAP_S = 2.0
+"""Least time between two end-of-job queries: a burst of vanished jobs shares one."""
+
+GATHER_S = 0.2
+"""How long the first question waits for others to join it."""
+
+MAX_IDS_PER_QUERY = 200
+"""Job ids per command line (long id lists have hit E2BIG in other tools)."""
+
+
+class JobEndSource(Protocol):
+    """The two Slurm queries the reader runs; ``SlurmCLI`` implements them. Both block."""
+
+    def job_ends(self, job_ids: Sequence[str]) -> str:
+        """Return ``squeue --states=all --jobs=<ids>`` output in ``reasons.JOB_END_FORMAT`` ("" if none known)."""
+        ...
+
+    def sacct(self, job_ids: Sequence[str]) -> str:
+        """Return ``sacct --parsable2`` output in ``reasons.SACCT_FIELDS`` for the jobs."""
+        ...
+
+
+class JobEndReader:
+    """Answers "how did job N end?" in batches. Use it from one event loop."""
+
+    def __init__(
+        self,
+        source: JobEndSource,
+        *,
+        run: Callable[..., Awaitable[str]],
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """Create the reader; does no I/O.
+
+        Args:
+            source: runs the queries (blocking).
+            run: runs a blocking call off the loop (``run(fn, *args)``), e.g. the runner's executor.
+            clock: monotonic seconds.
+            sleep: the pause, injected for tests.
+        """
+        self._source = source
+        self._run = run
+        self._clock = clock
+        self._sleep = sleep
+        self._waiting: dict[str, list[asyncio.Future[JobEnd | None]]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._last_query: float | None = None
+        self._sacct_works: bool | None = None
+        self.queries = 0
+        """Queries run so far (squeue and sacct), for tests and metrics."""
+
+    async def lookup(self, job_id: str) -> JobEnd | None:
+        """Return how job ``job_id`` ended, or None when Slurm does not know (or could not be asked).
+
+        Blocks (asynchronously) until the batch it joins has been answered.
+        """
+        if not job_id:
+            return None
+        future: asyncio.Future[JobEnd | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(job_id, []).append(future)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="job end query")
+        return await future
+
+    async def _flush(self) -> None:
+        await self._sleep(GATHER_S)
+        if self._last_query is not None:
+            gap = self._last_query + MIN_GAP_S - self._clock()
+            if gap > 0:
+                await self._sleep(gap)
+        waiting, self._waiting = self._waiting, {}
+        ids = sorted(waiting)
+        answers: dict[str, JobEnd] = {}
+        try:
+            for start in range(0, len(ids), MAX_IDS_PER_QUERY):
+                answers.update(await self._squeue(ids[start : start + MAX_IDS_PER_QUERY]))
+            missing = [i for i in ids if i not in answers]
+            if missing and self._sacct_works is not False:
+                for start in range(0, len(missing), MAX_IDS_PER_QUERY):
+                    answers.update(await self._sacct(missing[start : start + MAX_IDS_PER_QUERY]))
+        finally:
+            self._last_query = self._clock()
+            for job_id, futures in waiting.items():
+                for future in futures:
+                    if not future.done():
+                        future.set_result(answers.get(job_id))
+            if self._waiting:  # questions that came while this batch was asked
+                self._flusher = asyncio.create_task(self._flush(), name="job end query")
+
+    async def _squeue(self, ids: list[str]) -> dict[str, JobEnd]:
+        self.queries += 1
+        try:
+            text = await self._run(self._source.job_ends, ids)
+        except SlurmCommandError as exc:
+            if "Invalid job id" in exc.stderr_tail:  # a single id slurmctld has forgotten
+                return {}
+            logger.warning("asking Slurm how %d job(s) ended: %s", len(ids), exc)
+            return {}
+        ends, errors = parse_job_ends(text)
+        for error in errors:
+            logger.warning("%s", error)
+        return ends
+
+    async def _sacct(self, ids: list[str]) -> dict[str, JobEnd]:
+        self.queries += 1
+        try:
+            text = await self._run(self._source.sacct, ids)
+        except SlurmCommandError as exc:
+            if self._sacct_works is None:
+                logger.info("sacct cannot say how jobs ended (%s); ended jobs are only known for Slurm's MinJobAge",
+                            exc.stderr_tail or exc)
+            self._sacct_works = False
+            return {}
+        self._sacct_works = True
+        return parse_sacct(text)
+
+
+__all__ = ["GATHER_S", "MAX_IDS_PER_QUERY", "MIN_GAP_S", "JobEndReader", "JobEndSource"]
