@@ -8,18 +8,23 @@ Slurm job whose name is the container uuid.
 
 The Arvados controller serialises through Go structs, so empty strings come back
 as ``""``, empty lists as ``null`` and a null ``exit_code`` as ``0``; Rails sends
-``null`` and may leave keys out. ``Container.from_api`` treats ``null``, ``""``,
-``[]`` and a missing key alike (arvados-reference.md §1.2, gotcha 11).
+``null`` and may leave keys out (lib/controller/router/response.go: mungeItemFields, and the
+``arvados.Container`` struct of sdk/go/arvados/container.go). ``Container.from_api`` treats ``null``,
+``""``, ``[]`` and a missing key alike.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+Filter = Sequence[Any]
+"""One Arvados list filter: an ``[attribute, operator, operand]`` triple such as ``["state", "=", "Queued"]``,
+or a bare expression string (doc/api/methods.html.textile.liquid, "Available list method filters")."""
 
 CONTAINER_UUID_RE = re.compile(r"^[a-z0-9]{5}-dz642-[a-z0-9]{15}$")
 """The pattern of a container uuid; also the name of its Slurm job."""
@@ -155,7 +160,8 @@ class RuntimeConstraints:
         """Return the constraints of a raw ``runtime_constraints`` object. Pure.
 
         The deprecated ``cuda`` key is ignored, as the Go dispatcher ignores it
-        (arvados-reference.md gotcha 27).
+        (services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: sbatchArgs reads only
+        ``RuntimeConstraints.GPU``).
         """
         d = _mapping(raw)
         return cls(
