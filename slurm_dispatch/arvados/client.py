@@ -6,6 +6,16 @@ returns plain values (dicts, ``Container``, ``ListPage``) or raises a typed erro
 error) is the transport's business: see ``transport.py`` and ``http_errors.py``. This module knows the API:
 paths, parameters, and the shape of each answer.
 
+Answers are checked where they enter: a list answer must hold an ``items`` list of objects, each with a
+container uuid, and an ``items_available`` count; a record must be a container (``Container.from_api``).
+Anything else is ``ArvadosMalformedAnswer`` for the whole call, which a caller treats as a failed call:
+no information, never "the container is gone" (see ``list``).
+
+Stopping: ``stop()`` (thread-safe, does not block) makes every call in progress raise
+``ArvadosShuttingDown`` at once, whether it was waiting to retry or waiting for an answer, and every later
+call raise it without sending anything. The service calls it when it receives SIGTERM, so that worker
+threads stuck on an unreachable API do not hold the process past systemd's TimeoutStopSec.
+
 Each method's docstring says how it is retried. ``create_log`` counts as non-idempotent: a repeated POST
 would write the same dispatch log line twice, and the dispatcher ignores log errors anyway (as
 sdk/go/dispatch/dispatch.go: start ignores the error of its ``logs`` Create), so it is better to drop a
@@ -20,27 +30,38 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote
 
 from slurm_dispatch.arvados.http_errors import SYSTEM_ROOT_HINT
 from slurm_dispatch.arvados.transport import (
     BACKOFF_BASE_S,
     BACKOFF_CAP_S,
+    DEFAULT_REQUEST_DEADLINE_S,
     DEFAULT_RETRY_DEADLINE_S,
     ERROR_TEXT_LIMIT,
+    MAX_BODY_BYTES,
     Retry,
     Session,
     Transport,
-    new_request_id,
-    parse_api_host,
 )
-from slurm_dispatch.errors import ArvadosAPIError
-from slurm_dispatch.model import Container, ContainerState, Filter
+from slurm_dispatch.arvados.wire import new_request_id, parse_api_host
+from slurm_dispatch.errors import ArvadosMalformedAnswer
+from slurm_dispatch.model import (
+    ARVADOS_UUID_RE,
+    CONTAINER_UUID_RE,
+    INT64_MAX,
+    Container,
+    ContainerState,
+    Filter,
+)
 
 __all__ = [
     "BACKOFF_BASE_S",
     "BACKOFF_CAP_S",
+    "DEFAULT_REQUEST_DEADLINE_S",
     "DEFAULT_RETRY_DEADLINE_S",
     "ERROR_TEXT_LIMIT",
+    "MAX_BODY_BYTES",
     "SYSTEM_ROOT_HINT",
     "ArvadosClient",
     "Count",
@@ -89,11 +110,13 @@ class ArvadosClient:
         read_timeout: float = 60.0,
         retry_deadline: float = DEFAULT_RETRY_DEADLINE_S,
         session: Session | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         pool_size: int = 10,
         ca_bundle: str | None = None,
+        request_deadline: float = DEFAULT_REQUEST_DEADLINE_S,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         """Prepare a client; does no I/O.
 
@@ -102,17 +125,23 @@ class ArvadosClient:
             token: the API token (SystemRootToken for a dispatcher). Never logged.
             insecure: skip TLS certificate verification (``TLS.Insecure``).
             connect_timeout: seconds to establish a connection, per attempt.
-            read_timeout: seconds to wait for the answer, per attempt.
+            read_timeout: seconds to wait for each read of the answer, per attempt.
             retry_deadline: seconds one call may spend retrying, from its first attempt.
-            session: a ``requests.Session`` to use (a new one when None).
-            sleep: how to wait between attempts (tests pass a fake).
-            clock: monotonic seconds (tests pass a fake).
+            session: a ``requests.Session`` to use (a new one when None). Only the client's own session
+                enforces ``request_deadline`` while a read is blocked and lets ``stop()`` abort a request
+                in flight; with another, they are checked between chunks of the answer.
+            sleep: how to wait between attempts (tests pass a fake); by default a wait that ``stop()`` ends.
+            clock: monotonic seconds, for the retry deadline (tests pass a fake).
             rng: jitter source (tests pass a seeded one).
             pool_size: connections kept per host when this client makes its own session.
             ca_bundle: a CA certificate file to verify the server with (default: certifi's).
+            request_deadline: seconds one attempt may take in all, from connecting to the answer's last
+                byte (real monotonic time, whatever ``clock`` is).
+            max_body_bytes: the largest answer accepted (after decompression).
 
         Raises:
-            ValueError: ``api_host`` is empty or not http(s), or ``token`` is empty.
+            ValueError: ``api_host`` is empty or not http(s), or ``token`` is empty or holds a character
+                that cannot go in an HTTP header (a space, a newline, ...); the message never shows it.
         """
         self._transport = Transport(
             api_host=api_host,
@@ -127,6 +156,8 @@ class ArvadosClient:
             rng=rng,
             pool_size=pool_size,
             ca_bundle=ca_bundle,
+            request_deadline=request_deadline,
+            max_body_bytes=max_body_bytes,
         )
         self.base_url = self._transport.base_url
         self.api_host = self._transport.api_host
@@ -180,8 +211,25 @@ class ArvadosClient:
         )
 
     def close(self) -> None:
-        """Close the pooled connections. Blocks briefly."""
+        """Close the pooled connections. Blocks briefly. The client can still be used (it reconnects)."""
         self._transport.close()
+
+    def stop(self) -> None:
+        """Stop the client for good, for a process that is shutting down. Thread-safe; does not block.
+
+        Every call in progress, in any thread, raises ``ArvadosShuttingDown`` at once: a call waiting to
+        retry stops waiting, and a request in flight is aborted (its connection is shut down; a lock or
+        update may or may not have reached the server, as after a timeout, and the next process's first
+        poll finds out). Every later call raises ``ArvadosShuttingDown`` without sending anything.
+        ``ArvadosShuttingDown`` is an ``ArvadosUnavailable``: callers that treat that as "no information"
+        need no change. Idempotent.
+        """
+        self._transport.stop()
+
+    @property
+    def stopped(self) -> bool:
+        """True once ``stop()`` was called."""
+        return self._transport.stopped
 
     # ------------------------------------------------------------------ API methods
 
@@ -194,15 +242,14 @@ class ArvadosClient:
         Raises:
             ArvadosAuthError: the token is refused (401 or 403 here).
             ArvadosUnavailable: the API stayed unreachable until the retry deadline.
+            ArvadosMalformedAnswer: the answer has no uuid, or not an Arvados uuid.
         """
-        body = self._transport.call(
-            "GET", "api_client_authorizations/current", retry=Retry.IDEMPOTENT, auth_call=True
-        )
+        rel = "api_client_authorizations/current"
+        body = self._transport.call("GET", rel, retry=Retry.IDEMPOTENT, auth_call=True)
         uuid = body.get("uuid")
-        if not isinstance(uuid, str) or not uuid:
-            raise ArvadosAPIError(
-                200, "GET", self._transport.path("api_client_authorizations/current"), "no uuid in answer"
-            )
+        if not isinstance(uuid, str) or not ARVADOS_UUID_RE.fullmatch(uuid):
+            problem = "no token uuid in the answer" if not uuid else "uuid: not an Arvados uuid"
+            raise self._malformed("GET", rel, problem)
         return uuid
 
     def list(
@@ -220,9 +267,19 @@ class ArvadosClient:
         Blocks; retried as an idempotent call. The server may return fewer items than
         ``limit`` (never none while more remain); page by ``offset += len(items)``.
 
+        The page's shape is checked, and the whole page refused (``ArvadosMalformedAnswer``) unless:
+        ``items`` is a list; every item is a JSON object whose ``uuid`` is a container uuid (when
+        ``select`` leaves it out, only that the item is an object); ``items_available`` is an integer
+        from 0 to 2**63-1, present when ``count="exact"``. A page failing this is no information at
+        all: the caller must treat it as a failed query, never as "these containers are gone". The rest
+        of each item is not checked here (a dispatcher reads 10,000 records a tick and parses only the
+        changed ones): ``Container.from_api(item)`` raises ValueError for a bad field, and a caller skips
+        that one item, knowing its uuid.
+
         Raises:
             ArvadosConflict: a bad filter, order, count or select (422).
             ArvadosUnavailable: the API stayed unreachable until the retry deadline.
+            ArvadosMalformedAnswer: the answer is not a list page of container records (see above).
             ArvadosAPIError: any other refusal.
         """
         params: dict[str, Any] = {"filters": [list(f) if not isinstance(f, str) else f for f in filters]}
@@ -236,13 +293,10 @@ class ArvadosClient:
         if select is not None:
             params["select"] = list(select)
         body = self._transport.call("GET", "containers", params=params, retry=Retry.IDEMPOTENT)
-        items = body.get("items")
-        if not isinstance(items, list):
-            raise ArvadosAPIError(
-                200, "GET", self._transport.path("containers"), "list answer has no items array"
-            )
-        available = body.get("items_available")
-        return ListPage(items=items, items_available=int(available) if available is not None else None)
+        problem = _page_problem(body, count=count, uuids=select is None or "uuid" in select)
+        if problem:
+            raise self._malformed("GET", "containers", f"not a container list: {problem}")
+        return ListPage(items=body["items"], items_available=body.get("items_available"))
 
     def list_all(
         self,
@@ -267,7 +321,8 @@ class ArvadosClient:
         (no pages); it must not treat a partial listing as complete.
 
         Raises:
-            ArvadosAPIError: as ``list``; also when a record is not a valid container.
+            ArvadosAPIError: as ``list``; ``ArvadosMalformedAnswer`` also when a record is not a valid
+                container.
         """
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -291,9 +346,11 @@ class ArvadosClient:
         Raises:
             ArvadosNotFound: no such container, or not readable with this token.
             ArvadosUnavailable: the API stayed unreachable until the retry deadline.
+            ArvadosMalformedAnswer: the answer is not a valid record of this container.
         """
-        path = f"containers/{uuid}"
-        return self._container(self._transport.call("GET", path, retry=Retry.IDEMPOTENT), "GET", path)
+        path = _container_path(uuid)
+        answer = self._transport.call("GET", path, retry=Retry.IDEMPOTENT)
+        return self._container(answer, "GET", path, uuid=uuid)
 
     def lock(self, uuid: str) -> dict[str, Any]:
         """Lock the container for our token (``POST containers/{uuid}/lock``); return the answer.
@@ -307,20 +364,21 @@ class ArvadosClient:
                 this can also mean *we* hold it: the next poll adopts it (see ``Retry``).
             ArvadosUnavailable: no answer, or 5xx/429; the lock may or may not have happened.
         """
-        return self._transport.call("POST", f"containers/{uuid}/lock", retry=Retry.NOT_SENT)
+        return self._transport.call("POST", _container_path(uuid, "lock"), retry=Retry.NOT_SENT)
 
     def unlock(self, uuid: str) -> dict[str, Any]:
         """Unlock the container (``POST containers/{uuid}/unlock``); return the answer.
 
         The answer's ``state`` is ``Queued``, or ``Cancelled`` when MaxDispatchAttempts
-        is reached (services/api/app/models/container.rb: unlock). Blocks. Retried only if the request never reached the server.
+        is reached (services/api/app/models/container.rb: unlock). Blocks. Retried only if
+        the request never reached the server.
 
         Raises:
             ArvadosConflict: the container is not Locked (422).
             ArvadosPermissionDenied: another token holds the lock (403).
             ArvadosUnavailable: no answer, or 5xx/429; the tracker retries on a later update.
         """
-        return self._transport.call("POST", f"containers/{uuid}/unlock", retry=Retry.NOT_SENT)
+        return self._transport.call("POST", _container_path(uuid, "unlock"), retry=Retry.NOT_SENT)
 
     def update(
         self, uuid: str, fields: Mapping[str, Any], *, select: Sequence[str] | None = None
@@ -339,7 +397,7 @@ class ArvadosClient:
         body: dict[str, Any] = {"container": dict(fields)}
         if select is not None:
             body["select"] = list(select)
-        return self._transport.call("PUT", f"containers/{uuid}", json_body=body, retry=Retry.NOT_SENT)
+        return self._transport.call("PUT", _container_path(uuid), json_body=body, retry=Retry.NOT_SENT)
 
     def update_state(self, uuid: str, state: ContainerState | str) -> Container:
         """Set the container's state (``PUT containers/{uuid}`` with ``{"state": ...}``); return it.
@@ -347,8 +405,7 @@ class ArvadosClient:
         Port of sdk/go/dispatch/dispatch.go: UpdateState. Blocks; errors as ``update``.
         """
         value = state.value if isinstance(state, ContainerState) else str(state)
-        path = f"containers/{uuid}"
-        return self._container(self.update(uuid, {"state": value}), "PUT", path)
+        return self._container(self.update(uuid, {"state": value}), "PUT", _container_path(uuid), uuid=uuid)
 
     def container_auth(self, uuid: str) -> dict[str, Any]:
         """Return the container's runtime token record (``GET containers/{uuid}/auth``).
@@ -360,7 +417,7 @@ class ArvadosClient:
             ArvadosPermissionDenied: our token does not hold the lock (403).
             ArvadosNotFound: no such container.
         """
-        return self._transport.call("GET", f"containers/{uuid}/auth", retry=Retry.IDEMPOTENT)
+        return self._transport.call("GET", _container_path(uuid, "auth"), retry=Retry.IDEMPOTENT)
 
     def create_log(self, *, object_uuid: str, event_type: str, text: str) -> dict[str, Any]:
         """Write a log entry about ``object_uuid`` (``POST logs``); return the new record.
@@ -375,10 +432,54 @@ class ArvadosClient:
         body = {"log": {"object_uuid": object_uuid, "event_type": event_type, "properties": {"text": text}}}
         return self._transport.call("POST", "logs", json_body=body, retry=Retry.NOT_SENT)
 
-    def _container(self, raw: Mapping[str, Any], method: str, rel: str) -> Container:
+    def _container(self, raw: Any, method: str, rel: str, *, uuid: str | None = None) -> Container:
+        """Return the container of an answer (of container ``uuid``, when given). Pure.
+
+        Raises:
+            ArvadosMalformedAnswer: not a valid container record, or another container's.
+        """
         try:
-            return Container.from_api(raw)
-        except (ValueError, TypeError) as exc:
-            raise ArvadosAPIError(
-                200, method, self._transport.path(rel), f"not a valid container record: {exc}"
-            ) from exc
+            container = Container.from_api(raw)
+        except ValueError as exc:
+            problem = f"not a valid container record: {exc}"
+        else:
+            if uuid is None or container.uuid == uuid:
+                return container
+            problem = f"the answer is about container {container.uuid}, not {uuid}"
+        raise self._malformed(method, rel, problem)
+
+    def _malformed(self, method: str, rel: str, problem: str) -> ArvadosMalformedAnswer:
+        text = f"{problem}; check the API server (or a proxy in front of it)"
+        return ArvadosMalformedAnswer(200, method, self._transport.path(rel), text)
+
+
+def _container_path(uuid: str, action: str = "") -> str:
+    """Return ``containers/<uuid>[/<action>]``, the uuid percent-encoded: no value can change the path. Pure."""
+    path = "containers/" + quote(uuid, safe="")
+    return f"{path}/{action}" if action else path
+
+
+def _page_problem(body: Mapping[str, Any], *, count: Count, uuids: bool) -> str:
+    """Return what makes ``body`` not a page of container records ("" when it is one). Pure.
+
+    Args:
+        body: the decoded answer.
+        count: the ``count`` asked for: with ``exact``, ``items_available`` must be there.
+        uuids: every item must carry a container uuid (False when ``select`` left ``uuid`` out).
+    """
+    items = body.get("items")
+    if not isinstance(items, list):
+        return "no items list" if items is None else "items is not a list"
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            return f"items[{i}] is not an object"
+        if uuids:
+            uuid = item.get("uuid")
+            if not isinstance(uuid, str) or not CONTAINER_UUID_RE.fullmatch(uuid):
+                return f"items[{i}].uuid is not a container uuid"
+    available = body.get("items_available")
+    if available is None:
+        return "no items_available in a count=exact answer" if count == "exact" else ""
+    if isinstance(available, bool) or not isinstance(available, int) or not 0 <= available <= INT64_MAX:
+        return "items_available is not a count"
+    return ""
