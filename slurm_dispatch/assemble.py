@@ -178,8 +178,12 @@ class DispatchLoop:
             self.runner.close()
 
     def shutdown(self) -> None:
-        """Stop polling; ``run()`` returns soon after. Does not block; call on the loop."""
+        """Stop polling and stop the API client (its retries end at once, no request starts); ``run()`` returns
+        soon after. Does not block; call on the loop."""
         self.dispatcher.shutdown()
+        stop = getattr(self.client, "stop", None)
+        if callable(stop):
+            stop()
 
     def _background_task_ended(self, task: asyncio.Task[Any]) -> None:
         """The squeue poller must run for as long as the loop does: if it ends, stop dispatching and say why."""

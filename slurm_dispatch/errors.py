@@ -79,6 +79,18 @@ class ArvadosPermissionDenied(ArvadosAPIError):
     """403 on a per-container rule (unlock by a token that does not hold the lock)."""
 
 
+class ArvadosMalformedAnswer(ArvadosAPIError, TransientError):
+    """The API answered, but not with what the call promises (a list without an ``items`` array, an item that
+    is not a container record, a count that is not a count): no information, like a failed call.
+
+    Not retried inside the call: the next poll asks again.
+    """
+
+
+class ArvadosShuttingDown(ArvadosUnavailable):
+    """The client was stopped (``ArvadosClient.stop()``): the call was not sent, or was abandoned mid-way."""
+
+
 class SlurmCommandError(DispatchError):
     """A Slurm command exited non-zero.
 

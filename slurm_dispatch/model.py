@@ -8,15 +8,17 @@ Slurm job whose name is the container uuid.
 
 The Arvados controller serialises through Go structs, so empty strings come back
 as ``""``, empty lists as ``null`` and a null ``exit_code`` as ``0``; Rails sends
-``null`` and may leave keys out. ``Container.from_api`` treats ``null``, ``""``,
-``[]`` and a missing key alike (arvados-reference.md §1.2, gotcha 11).
+``null`` and may leave keys out (lib/controller/router/response.go: mungeItemFields, and the
+``arvados.Container`` struct of sdk/go/arvados/container.go). ``Container.from_api`` treats ``null``
+and a missing key as the zero value of the field (``""``, ``[]``, 0, false, none), and so accepts both
+shapes; a value of the wrong type is refused, as Go refuses it (see ``Container.from_api``).
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,8 +26,15 @@ from typing import Any
 MiB = 1 << 20
 """Bytes in a mebibyte: the unit of sbatch's ``--mem`` and ``--tmp`` (``%M``, ``%T``)."""
 
+Filter = Sequence[Any]
+"""One Arvados list filter: an ``[attribute, operator, operand]`` triple such as ``["state", "=", "Queued"]``,
+or a bare expression string (doc/api/methods.html.textile.liquid, "Available list method filters")."""
+
 CONTAINER_UUID_RE = re.compile(r"^[a-z0-9]{5}-dz642-[a-z0-9]{15}\Z")
-"""The pattern of a container uuid; also the name of its Slurm job."""
+"""The pattern of a container uuid; also the name of its Slurm job.
+
+It ends in ``\\Z``, not ``$``: ``$`` also matches before a final newline, so ``.match`` would accept
+a uuid followed by a newline."""
 
 
 class ContainerState(str, enum.Enum):
@@ -48,36 +57,166 @@ class ContainerState(str, enum.Enum):
         return self in (ContainerState.LOCKED, ContainerState.RUNNING)
 
 
-def _blank(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == {}
+_STATE_VALUES = tuple(s.value for s in ContainerState)
 
 
-def _str(value: Any) -> str:
-    return "" if _blank(value) else str(value)
+INT64_MAX = 2**63 - 1
+"""The largest value of a Go ``int64``, the type of every integer field of ``arvados.Container``."""
+
+MAX_NAME_CHARS = 256
+"""The longest text accepted in a field that names something (a partition, a GPU stack, a mount kind, a uuid):
+such text ends up in sbatch arguments and log lines, and no real name comes near this."""
+
+MAX_IMAGE_CHARS = 1024
+"""The longest ``container_image`` accepted: a portable data hash is under 60 characters."""
+
+ARVADOS_UUID_RE = re.compile(r"^[a-z0-9]{5}-[a-z0-9]{5}-[a-z0-9]{15}\Z")
+"""The pattern of any Arvados object uuid (``locked_by_uuid`` and ``auth_uuid`` are token uuids)."""
+
+_SHOWN_CHARS = 40
 
 
-def _int(value: Any) -> int:
-    if _blank(value):
-        return 0
-    if isinstance(value, bool):
-        return int(value)
-    return int(value)
-
-
-def _opt_int(value: Any) -> int | None:
-    return None if value is None or value == "" else int(value)
-
-
-def _str_list(value: Any) -> tuple[str, ...]:
-    if _blank(value):
-        return ()
+def _shown(value: Any) -> str:
+    """Return a short description of a bad value for an error message: never the whole of it. Pure."""
     if isinstance(value, str):
-        return (value,)
-    return tuple(str(v) for v in value)
+        text = repr(value[:_SHOWN_CHARS]) + ("…" if len(value) > _SHOWN_CHARS else "")
+        return f"{text} ({len(value)} characters)" if len(value) > _SHOWN_CHARS else text
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        return f"an integer of {value.bit_length()} bits"
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return f"an object of {len(value)} keys"
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)} items"
+    return f"a {type(value).__name__}"
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+def _bad(where: str, problem: str, value: Any) -> ValueError:
+    return ValueError(f"{where}: {problem}, not {_shown(value)}")
+
+
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    """Return a nested object field; null or absent is empty. Pure.
+
+    Raises:
+        ValueError: any other JSON value.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _bad(where, "must be an object", value)
+    return value
+
+
+def _str(value: Any, where: str, *, limit: int | None = MAX_NAME_CHARS) -> str:
+    """Return a string field; null is ``""``. Pure.
+
+    Raises:
+        ValueError: not a string, or longer than ``limit``.
+    """
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _bad(where, "must be a string", value)
+    if limit is not None and len(value) > limit:
+        raise _bad(where, f"is longer than {limit} characters", value)
+    return value
+
+
+def _int(value: Any, where: str, *, minimum: int | None = 0) -> int:
+    """Return an integer field; null is 0. Pure.
+
+    As Go's encoding/json decoding into ``int64`` (the controller's types), a JSON number with a
+    fraction or an exponent is refused even when it is integral (``2.0``, ``1e3``), and so is one
+    that Python parsed to infinity (``1e400``) or NaN: the controller only ever sends integers.
+
+    Raises:
+        ValueError: a bool, a float, any other non-integer, below ``minimum`` or beyond int64.
+    """
+    if value is None:
+        return 0
+    return _opt_int(value, where, minimum=minimum) or 0
+
+
+def _opt_int(value: Any, where: str, *, minimum: int | None = 0) -> int | None:
+    """Return an integer field that may be null (None). Pure.
+
+    Raises:
+        ValueError: as ``_int``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(where, "must be an integer", value)
+    if minimum is not None and value < minimum:
+        raise _bad(where, f"must be at least {minimum}", value)
+    if not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise _bad(where, "must fit in a 64-bit integer", value)
+    return value
+
+
+def _bool(value: Any, where: str) -> bool:
+    """Return a boolean field; null is False. Pure.
+
+    Raises:
+        ValueError: anything but a JSON boolean or null.
+    """
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _bad(where, "must be true or false", value)
+    return value
+
+
+def _str_list(value: Any, where: str, *, limit: int | None = MAX_NAME_CHARS) -> tuple[str, ...]:
+    """Return a list-of-strings field; null is empty. Pure.
+
+    Raises:
+        ValueError: not a list, or an item that is not a string (or is longer than ``limit``).
+    """
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)):
+        raise _bad(where, "must be a list of strings", value)
+    return tuple(_str(v, f"{where}[{i}]", limit=limit) for i, v in enumerate(value))
+
+
+_PARTITION_FORBIDDEN = re.compile(r"[\s,\x00-\x1f\x7f]")
+
+
+def _partitions(value: Any, where: str) -> tuple[str, ...]:
+    """Return the partition names; empty names are dropped. Pure.
+
+    The names are joined with commas into sbatch's ``--partition=`` (``%P``): a name holding a comma
+    would name two partitions, and Slurm names hold no whitespace or control character.
+
+    Raises:
+        ValueError: not a list of strings, or a name with a comma, whitespace or a control character.
+    """
+    names = tuple(p for p in _str_list(value, where) if p)
+    for i, name in enumerate(names):
+        if _PARTITION_FORBIDDEN.search(name):
+            raise _bad(f"{where}[{i}]", "must be a partition name (no comma, space or control character)", name)
+    return names
+
+
+def _uuid(value: Any, where: str, pattern: re.Pattern[str], what: str) -> str:
+    """Return a uuid field; null or ``""`` is ``""``. Pure.
+
+    Raises:
+        ValueError: not a string matching ``pattern``.
+    """
+    text = _str(value, where)
+    if text and not pattern.fullmatch(text):
+        raise _bad(where, f"must be {what}", value)
+    return text
+
+
+_TIMESTAMP_RE = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[T ]([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]+))?(Z|[+-][0-9]{2}:?[0-9]{2})?"
+)
+_TIMESTAMP_MAX_CHARS = 64
 
 
 def parse_timestamp(value: Any) -> datetime | None:
@@ -88,22 +227,31 @@ def parse_timestamp(value: Any) -> datetime | None:
     digits past the sixth are dropped. Pure.
 
     Raises:
-        ValueError: the text is not a timestamp.
+        ValueError: ``value`` is not a timestamp (nor null, ``""`` or a datetime).
     """
-    if _blank(value):
+    if value is None or value == "":
         return None
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    text = str(value).strip()
-    m = re.fullmatch(
-        r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?", text
-    )
+    if not isinstance(value, str) or len(value) > _TIMESTAMP_MAX_CHARS:
+        raise ValueError(f"not an Arvados timestamp: {_shown(value)}")
+    m = _TIMESTAMP_RE.fullmatch(value.strip())
     if not m:
-        raise ValueError(f"not an Arvados timestamp: {text!r}")
+        raise ValueError(f"not an Arvados timestamp: {_shown(value)}")
     date, clock, frac, tz = m.groups()
     micro = (frac or "0")[:6].ljust(6, "0")
     tz = "+00:00" if tz in (None, "Z") else tz
-    return datetime.fromisoformat(f"{date}T{clock}.{micro}{tz}").astimezone(UTC)
+    try:
+        return datetime.fromisoformat(f"{date}T{clock}.{micro}{tz}").astimezone(UTC)
+    except (ValueError, OverflowError) as exc:  # month 13; year 1 or 9999 pushed out of range by its offset
+        raise ValueError(f"not an Arvados timestamp: {_shown(value)} ({exc})") from None
+
+
+def _timestamp(value: Any, where: str) -> datetime | None:
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def format_timestamp(value: datetime) -> str:
@@ -130,15 +278,19 @@ class GPU:
     vram: int = 0
 
     @classmethod
-    def from_api(cls, raw: Any) -> GPU:
-        """Return the GPU constraints of a raw ``gpu`` object (blank fields are zero). Pure."""
-        d = _mapping(raw)
+    def from_api(cls, raw: Any, *, where: str = "runtime_constraints.gpu") -> GPU:
+        """Return the GPU constraints of a raw ``gpu`` object (null fields are zero). Pure.
+
+        Raises:
+            ValueError: a field has the wrong type or range; the message names it (``where`` prefixes it).
+        """
+        d = _object(raw, where)
         return cls(
-            stack=_str(d.get("stack")),
-            device_count=_int(d.get("device_count")),
-            driver_version=_str(d.get("driver_version")),
-            hardware_target=_str_list(d.get("hardware_target")),
-            vram=_int(d.get("vram")),
+            stack=_str(d.get("stack"), f"{where}.stack"),
+            device_count=_int(d.get("device_count"), f"{where}.device_count"),
+            driver_version=_str(d.get("driver_version"), f"{where}.driver_version"),
+            hardware_target=_str_list(d.get("hardware_target"), f"{where}.hardware_target"),
+            vram=_int(d.get("vram"), f"{where}.vram"),
         )
 
 
@@ -154,20 +306,24 @@ class RuntimeConstraints:
     gpu: GPU = field(default_factory=GPU)
 
     @classmethod
-    def from_api(cls, raw: Any) -> RuntimeConstraints:
+    def from_api(cls, raw: Any, *, where: str = "runtime_constraints") -> RuntimeConstraints:
         """Return the constraints of a raw ``runtime_constraints`` object. Pure.
 
         The deprecated ``cuda`` key is ignored, as the Go dispatcher ignores it
-        (arvados-reference.md gotcha 27).
+        (services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: sbatchArgs reads only
+        ``RuntimeConstraints.GPU``).
+
+        Raises:
+            ValueError: a field has the wrong type or range (sizes and counts are int64 ≥ 0).
         """
-        d = _mapping(raw)
+        d = _object(raw, where)
         return cls(
-            ram=_int(d.get("ram")),
-            vcpus=_int(d.get("vcpus")),
-            keep_cache_ram=_int(d.get("keep_cache_ram")),
-            keep_cache_disk=_int(d.get("keep_cache_disk")),
-            api=bool(d.get("API") or False),
-            gpu=GPU.from_api(d.get("gpu")),
+            ram=_int(d.get("ram"), f"{where}.ram"),
+            vcpus=_int(d.get("vcpus"), f"{where}.vcpus"),
+            keep_cache_ram=_int(d.get("keep_cache_ram"), f"{where}.keep_cache_ram"),
+            keep_cache_disk=_int(d.get("keep_cache_disk"), f"{where}.keep_cache_disk"),
+            api=_bool(d.get("API"), f"{where}.API"),
+            gpu=GPU.from_api(d.get("gpu"), where=f"{where}.gpu"),
         )
 
 
@@ -181,14 +337,18 @@ class SchedulingParameters:
     supervisor: bool = False
 
     @classmethod
-    def from_api(cls, raw: Any) -> SchedulingParameters:
-        """Return the parameters of a raw ``scheduling_parameters`` object. Pure."""
-        d = _mapping(raw)
+    def from_api(cls, raw: Any, *, where: str = "scheduling_parameters") -> SchedulingParameters:
+        """Return the parameters of a raw ``scheduling_parameters`` object; empty partition names are dropped. Pure.
+
+        Raises:
+            ValueError: a field has the wrong type or range, or a partition name could not be one.
+        """
+        d = _object(raw, where)
         return cls(
-            partitions=tuple(p for p in _str_list(d.get("partitions")) if p),
-            max_run_time=_int(d.get("max_run_time")),
-            preemptible=bool(d.get("preemptible") or False),
-            supervisor=bool(d.get("supervisor") or False),
+            partitions=_partitions(d.get("partitions"), f"{where}.partitions"),
+            max_run_time=_int(d.get("max_run_time"), f"{where}.max_run_time"),
+            preemptible=_bool(d.get("preemptible"), f"{where}.preemptible"),
+            supervisor=_bool(d.get("supervisor"), f"{where}.supervisor"),
         )
 
 
@@ -200,10 +360,14 @@ class Mount:
     capacity: int = 0
 
     @classmethod
-    def from_api(cls, raw: Any) -> Mount:
-        """Return the mount of a raw mount object. Pure."""
-        d = _mapping(raw)
-        return cls(kind=_str(d.get("kind")), capacity=_int(d.get("capacity")))
+    def from_api(cls, raw: Any, *, where: str = "mounts") -> Mount:
+        """Return the mount of a raw mount object (the other keys are not read). Pure.
+
+        Raises:
+            ValueError: not an object, or ``kind`` or ``capacity`` has the wrong type or range.
+        """
+        d = _object(raw, where)
+        return cls(kind=_str(d.get("kind"), f"{where}.kind"), capacity=_int(d.get("capacity"), f"{where}.capacity"))
 
 
 @dataclass(frozen=True)
@@ -232,34 +396,77 @@ class Container:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_api(cls, raw: Mapping[str, Any]) -> Container:
+    def from_api(cls, raw: Any) -> Container:
         """Return a Container from an API record (full, selected, or a lock response). Pure.
 
+        ``raw`` may be any JSON value: everything a dispatcher reads is checked here, where the record
+        enters, so that nothing fails later in arithmetic, sbatch arguments or log lines. Null and a
+        missing key mean the zero value; other wrong types are refused, as Go's encoding/json refuses
+        them when it decodes into ``arvados.Container`` (sdk/go/arvados/container.go):
+
+        * ``uuid`` must be a container uuid (it becomes the Slurm job's name and crunch-run's argument);
+          ``state`` one of the five; ``locked_by_uuid``/``auth_uuid`` empty or an Arvados uuid.
+        * Integers must be JSON integers (no ``2.0``, ``1e3``, ``1e400`` or NaN) within int64; counts and
+          sizes (priority, lock_count, ram, vcpus, keep cache sizes, GPU count and VRAM, max_run_time,
+          mount capacity) must not be negative.
+        * Booleans must be JSON booleans; ``runtime_constraints``, ``scheduling_parameters``, ``gpu``,
+          ``mounts`` (and each mount) and ``runtime_status`` objects; ``command``, ``partitions`` and
+          ``hardware_target`` lists of strings.
+        * Partition names hold no comma, space or control character (they are comma-joined into
+          ``--partition=``); names and identifiers are at most ``MAX_NAME_CHARS`` long.
+
         Raises:
-            ValueError: ``uuid`` is missing, or ``state`` or a timestamp is not valid.
+            ValueError: the first problem found; the message names the field and what was wrong,
+                and shows at most a short excerpt of the value, never the record.
         """
-        uuid = _str(raw.get("uuid"))
-        if not uuid:
+        if isinstance(raw, Mapping) and raw.get("uuid") in (None, ""):
             raise ValueError("container record has no uuid")
-        mounts = {str(k): Mount.from_api(v) for k, v in _mapping(raw.get("mounts")).items()}
+        uuid, state, locked_by_uuid = routing_fields(raw)
+        mounts = {
+            str(k): Mount.from_api(v, where=f"mounts[{_shown(k)}]")
+            for k, v in _object(raw.get("mounts"), "mounts").items()
+        }
         return cls(
             uuid=uuid,
-            state=ContainerState(_str(raw.get("state"))),
-            priority=_int(raw.get("priority")),
-            locked_by_uuid=_str(raw.get("locked_by_uuid")),
-            auth_uuid=_str(raw.get("auth_uuid")),
-            lock_count=_int(raw.get("lock_count")),
-            created_at=parse_timestamp(raw.get("created_at")),
-            modified_at=parse_timestamp(raw.get("modified_at")),
-            container_image=_str(raw.get("container_image")),
-            command=_str_list(raw.get("command")),
+            state=state,
+            priority=_int(raw.get("priority"), "priority"),
+            locked_by_uuid=locked_by_uuid,
+            auth_uuid=_uuid(raw.get("auth_uuid"), "auth_uuid", ARVADOS_UUID_RE, "an Arvados uuid"),
+            lock_count=_int(raw.get("lock_count"), "lock_count"),
+            created_at=_timestamp(raw.get("created_at"), "created_at"),
+            modified_at=_timestamp(raw.get("modified_at"), "modified_at"),
+            container_image=_str(raw.get("container_image"), "container_image", limit=MAX_IMAGE_CHARS),
+            command=_str_list(raw.get("command"), "command", limit=None),
             runtime_constraints=RuntimeConstraints.from_api(raw.get("runtime_constraints")),
             scheduling_parameters=SchedulingParameters.from_api(raw.get("scheduling_parameters")),
             mounts=mounts,
-            exit_code=_opt_int(raw.get("exit_code")),
-            runtime_status=dict(_mapping(raw.get("runtime_status"))),
+            exit_code=_opt_int(raw.get("exit_code"), "exit_code", minimum=None),
+            runtime_status=dict(_object(raw.get("runtime_status"), "runtime_status")),
             raw=dict(raw),
         )
+
+
+def routing_fields(raw: Any) -> tuple[str, ContainerState, str]:
+    """Return ``(uuid, state, locked_by_uuid)`` of a raw container record, checked as ``Container.from_api``
+    checks them. Pure.
+
+    For a caller that sorts thousands of records per poll by these three fields and parses only the
+    changed ones whole (the dispatcher): reading them raw would let a bad ``locked_by_uuid`` (a number,
+    say) pass for another dispatcher's lock.
+
+    Raises:
+        ValueError: the record is not an object, or one of the three fields is not valid.
+    """
+    if not isinstance(raw, Mapping):
+        raise _bad("container record", "must be an object", raw)
+    uuid = raw.get("uuid")
+    if not isinstance(uuid, str) or not CONTAINER_UUID_RE.fullmatch(uuid):
+        raise _bad("uuid", "must be a container uuid (xxxxx-dz642-xxxxxxxxxxxxxxx)", uuid)
+    state = raw.get("state")
+    if not isinstance(state, str) or state not in _STATE_VALUES:
+        raise _bad("state", f"must be one of {', '.join(_STATE_VALUES)}", state)
+    locked_by = _uuid(raw.get("locked_by_uuid"), "locked_by_uuid", ARVADOS_UUID_RE, "an Arvados uuid")
+    return uuid, ContainerState(state), locked_by
 
 
 @dataclass(frozen=True)

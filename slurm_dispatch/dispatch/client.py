@@ -10,10 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol
 
-from slurm_dispatch.model import Container, ContainerState
-
-Filter = Sequence[Any]
-"""One Arvados filter, e.g. ``["state", "=", "Queued"]``."""
+from slurm_dispatch.model import Container, ContainerState, Filter
 
 
 class ListPageLike(Protocol):

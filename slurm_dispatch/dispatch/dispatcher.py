@@ -59,13 +59,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from slurm_dispatch.dispatch.client import DispatchClient, Filter
+from slurm_dispatch.dispatch.client import DispatchClient
 from slurm_dispatch.dispatch.decide import RecordAction, TrackDecision, record_action, track_decision
 from slurm_dispatch.dispatch.fallback import failure_report
 from slurm_dispatch.dispatch.throttle import Throttle
 from slurm_dispatch.dispatch.tracker import Tracker, UpdateChannel
 from slurm_dispatch.errors import ArvadosAuthError, ArvadosConflict, DispatchError
-from slurm_dispatch.model import Container, ContainerState
+from slurm_dispatch.model import Container, ContainerState, Filter, routing_fields
 
 logger = logging.getLogger("slurm_dispatch.dispatch")
 
@@ -509,16 +509,22 @@ class Dispatcher:
         """
         me = self._token_uuid
         for raw in items:
-            uuid = raw.get("uuid")
-            if not isinstance(uuid, str) or not uuid:
-                logger.warning("ignoring a container record without uuid in a list response")
+            try:
+                uuid, parsed_state, locked_by = routing_fields(raw)
+            except ValueError as exc:
+                # No information about this container: its tracker is neither offered nor closed this tick.
+                bad_uuid = raw.get("uuid") if isinstance(raw, Mapping) else None
+                if isinstance(bad_uuid, str) and bad_uuid:
+                    todo.discard(bad_uuid)
+                    self._malformed(bad_uuid, exc)
+                else:
+                    logger.warning("ignoring a container record without a usable uuid in a list response: %s", exc)
                 continue
             todo.discard(uuid)
             report.records += 1
-            state = raw.get("state")
+            state = parsed_state.value
             tracker = self._trackers.get(uuid)
-            decision = record_action(state=state, locked_by=str(raw.get("locked_by_uuid") or ""), me=me,
-                                     tracked=tracker is not None)
+            decision = record_action(state=state, locked_by=locked_by, me=me, tracked=tracker is not None)
             try:
                 if decision.action is RecordAction.CLOSE:
                     if tracker is not None and tracker.close():

@@ -6,9 +6,12 @@ what journald, Loki or jq want. ``text`` writes ``<time> <LEVEL> <logger>: <msg>
 
 Redaction is belt and braces: the code never logs a token in the first place. ``RedactingFilter`` sits on our
 handler (a filter on a handler sees records from every logger, a filter on a logger only that logger's own) and
-rewrites the formatted message, the exception text and string ``extra`` fields, replacing each configured
-secret (SystemRootToken, ManagementToken, the PostgreSQL password) and the secret part of anything shaped like an
-Arvados v2 token (``v2/<uuid>/<secret>``, the uuid is kept: it identifies without granting) with ``<redacted>``.
+rewrites the formatted message, the exception text (tracebacks, with their chained causes) and the ``extra``
+fields, replacing each configured secret (SystemRootToken, ManagementToken, the PostgreSQL password) and the
+secret part of anything shaped like an Arvados v2 token (``v2/<uuid>/<secret>``, the uuid is kept: it
+identifies without granting) with ``<redacted>``. A secret is found in every form a library may print it in:
+escaped by ``repr`` (``\\n``, ``\\\\n``, ``\\xe9``), as bytes, JSON-escaped, URL-quoted, or base64-encoded as in
+HTTP Basic auth (``slurm_dispatch.arvados.redaction.secret_forms``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+from slurm_dispatch.arvados.redaction import Redactor
 from slurm_dispatch.errors import ConfigError
 from slurm_dispatch.settings import Settings
 
@@ -38,7 +42,9 @@ LEVELS = {
 }
 FORMATS = ("json", "text")
 
-V2_TOKEN = re.compile(r"\b(v2/[a-z0-9]{5}-gj3su-[a-z0-9]{15}/)[A-Za-z0-9]+")
+_SLASH = r"(?:/|\\/|%2[Ff])"  # "/" as printed, JSON-escaped, or URL-quoted
+V2_TOKEN = re.compile(rf"\b(v2{_SLASH}[a-z0-9]{{5}}-gj3su-[a-z0-9]{{15}}{_SLASH})[A-Za-z0-9]+")
+"""The secret part of any v2 token (the uuid before it is kept)."""
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -64,14 +70,12 @@ class RedactingFilter(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        # longest first, so a secret that contains another is replaced whole
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        # Every form of every secret, longest first, so a secret that contains another is replaced whole.
+        self._redactor = Redactor(secrets, marker=REDACTED)
 
     def redact(self, text: str) -> str:
-        """Return ``text`` with every secret replaced by ``<redacted>``. Pure."""
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return V2_TOKEN.sub(r"\1" + REDACTED, text)
+        """Return ``text`` with every secret, in any form, replaced by ``<redacted>``. Pure."""
+        return V2_TOKEN.sub(r"\1" + REDACTED, self._redactor.redact(text))
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Redact ``record`` in place; always keeps it. Does no I/O."""

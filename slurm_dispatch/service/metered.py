@@ -17,7 +17,9 @@ from slurm_dispatch.errors import (
     ArvadosAPIError,
     ArvadosAuthError,
     ArvadosConflict,
+    ArvadosMalformedAnswer,
     ArvadosNotFound,
+    ArvadosShuttingDown,
     ArvadosUnavailable,
     SlurmCommandError,
 )
@@ -94,6 +96,8 @@ class MeteredClient:
         (ArvadosAuthError, "auth"),
         (ArvadosConflict, "conflict"),
         (ArvadosNotFound, "not_found"),
+        (ArvadosShuttingDown, "shutting_down"),
+        (ArvadosMalformedAnswer, "malformed"),
         (ArvadosUnavailable, "unavailable"),
     )
 

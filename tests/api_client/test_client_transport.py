@@ -11,7 +11,7 @@ import requests.adapters
 
 from slurm_dispatch.arvados.client import ArvadosClient
 
-UUID = "zzzzz-dz642-transporttest001"
+UUID = "zzzzz-dz642-transporttest01"
 
 
 class RecordingAdapter(requests.adapters.BaseAdapter):

@@ -198,7 +198,8 @@ def test_explain_rejects_a_bad_uuid(cli: Any) -> None:
                      "line 1 column 2 (char 1)", id="bad-json"),
         pytest.param("[1]", "not a JSON container record: expected an object", id="not-object"),
         pytest.param('{"uuid": "zzzzz-dz642-queuedcontainer", "state": "Waiting"}',
-                     "not a valid container record: 'Waiting' is not a valid ContainerState", id="bad-state"),
+                     "not a valid container record: state: must be one of Queued, Locked, Running, Complete, "
+                     "Cancelled, not 'Waiting'", id="bad-state"),
     ],
 )
 def test_explain_bad_container_file_exits_2(cli: Any, tmp_path: Path, text: str, message: str) -> None:

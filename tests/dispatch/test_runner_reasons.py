@@ -127,7 +127,7 @@ def test_a_locked_container_whose_job_ended_is_unlocked_with_the_reason_in_its_l
 
 def test_jobs_that_vanish_together_share_one_query(fake_slurm: FakeSlurm) -> None:
     """Ten containers whose jobs all leave in the same poll cost one squeue --jobs, not ten."""
-    uuids = [f"zzzzz-dz642-batchendtest{i:04d}" for i in range(10)]
+    uuids = [f"zzzzz-dz642-batchendtst{i:04d}" for i in range(10)]
     api = FakeApi({u: {**record(state="Running"), "uuid": u} for u in uuids})
     for u in uuids:
         fake_slurm.submit(args=[f"--job-name={u}"], script="", env={})

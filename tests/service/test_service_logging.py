@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
+import urllib.parse
 from collections.abc import Iterator
 
 import pytest
@@ -130,3 +132,63 @@ def test_unformattable_args_are_dropped_not_leaked() -> None:
 def test_longer_secret_is_replaced_whole() -> None:
     f = RedactingFilter(["abc", "abcdef"])
     assert f.redact("x abcdef y abc") == f"x {REDACTED} y {REDACTED}"
+
+
+HOSTILE_SECRETS = {
+    "newline": "s3cret-newline-0123456789\n",
+    "quote": 's3cret"quote\'0123456789',
+    "backslash": "s3cret\\backslash\\n0123456789",
+    "unicode": "s3cret-ünicode-☃-0123456789",
+    "url-chars": "s3cret/url+chars%20&=0123456789",
+}
+
+
+def escaped_forms(secret: str) -> list[str]:
+    """How libraries print a secret; written out here, not taken from the code under test."""
+    raw = secret.encode("utf-8")
+    return [
+        secret,
+        repr(secret)[1:-1],
+        repr(repr(secret))[1:-1],
+        ascii(secret)[1:-1],
+        repr(raw)[2:-1],
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote_plus(secret),
+        base64.b64encode(b"user:" + raw).decode(),
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+@pytest.mark.parametrize("secret", list(HOSTILE_SECRETS.values()), ids=list(HOSTILE_SECRETS))
+def test_escaped_forms_of_a_secret_are_redacted(stream: io.StringIO, fmt: str, secret: str) -> None:
+    configure_logging(level="debug", fmt=fmt, secrets=[secret], stream=stream)
+    log = logging.getLogger("slurm_dispatch.test")
+    raw = secret.encode("utf-8")
+    log.info("header %r and bytes %r", f"Bearer {secret}", b"Bearer " + raw)
+    log.info("as json %s", json.dumps({"token": secret}))
+    log.info("in a url %s", "https://h/x?api_token=" + urllib.parse.quote(secret, safe=""))
+    log.info("basic auth %s", "Basic " + base64.b64encode(b"user:" + raw).decode())
+    log.info("in extras", extra={"env": {"ARVADOS_API_TOKEN": secret}, "header": repr(secret)})
+    try:
+        try:
+            raise ValueError("Invalid header value %r" % (b"Bearer " + raw,))  # noqa: UP031 - as http.client says it
+        except ValueError as inner:
+            raise RuntimeError(f"request failed: {inner!r}") from inner
+    except RuntimeError:
+        log.exception("it failed")
+    text = stream.getvalue()
+    for form in escaped_forms(secret):
+        assert form not in text, f"the secret leaked as {form!r}"
+    assert text.count(REDACTED) >= 8
+
+
+def test_unknown_v2_token_secret_is_redacted_when_escaped() -> None:
+    f = RedactingFilter([])
+    secret = "anothersecretvalue1234567"
+    assert f.redact(json.dumps(OTHER_V2).replace("/", "\\/")) == json.dumps(
+        "v2/zzzzz-gj3su-abcdefghij01234/" + REDACTED
+    ).replace("/", "\\/")
+    assert secret not in f.redact(urllib.parse.quote(OTHER_V2, safe=""))
+    assert "zzzzz-gj3su-abcdefghij01234" in f.redact(urllib.parse.quote(OTHER_V2, safe=""))

@@ -1,0 +1,594 @@
+"""The HTTP transport of the Arvados API client: one request with its retries, answered by JSON or a typed error.
+
+This is the only module outside ``slurm_dispatch/sandbox`` that imports ``requests``. ``Transport.call``
+sends one API request, retries it as its ``Retry`` policy allows, and returns the decoded JSON object or
+raises a typed error from ``slurm_dispatch.errors`` (the status table is in ``http_errors.py``).
+
+Bounds (what a hostile or broken server cannot make it do):
+
+* Each attempt has a total wall-clock deadline (``request_deadline``: connect, send, status line, headers
+  and the whole body), enforced by ``deadline.py``; a trickled answer becomes ``ArvadosUnavailable``.
+* A body is read in chunks up to ``max_body_bytes`` (after decompression): a bigger one is
+  ``ArvadosUnavailable`` too, and is not retried. Error bodies are read up to ``ERROR_BODY_BYTES``.
+* JSON is strict: ``NaN``/``Infinity`` literals, invalid UTF-8 and absurd nesting are "not JSON".
+* ``stop()`` ends the waits between retries and aborts attempts in flight: the call raises
+  ``ArvadosShuttingDown``, and no request starts afterwards.
+* No error it raises carries the token, in any form (``redaction.py``): messages are scrubbed, and a
+  library exception whose text holds the token is not chained as the cause.
+
+What goes on the wire (built with ``wire.py``), as the Go SDK sends it
+(sdk/go/arvadosclient/arvadosclient.go: CallRaw, and sdk/go/arvados/client.go: Client.Do):
+``Authorization: Bearer <token>``; GET parameters in the query string, non-string values JSON-encoded;
+POST and PUT send a JSON body (the controller and the emulator accept JSON as well as forms). Each
+request carries a ``User-Agent`` and a fresh ``X-Request-Id: req-<20 base-36 chars>``, and has a connect
+and a read timeout. The token is only ever in the ``Authorization`` header: never in a URL, a log line
+or an exception.
+
+Retry policy (a narrower version of the Go SDK's, which retries everything including lock):
+
+* Idempotent calls (every GET) are retried on connection errors, timeouts, 429 and 5xx
+  other than 501, with exponential backoff and jitter (base 1 s, cap 30 s, honouring
+  ``Retry-After``), until ``retry_deadline`` seconds have passed since the call began.
+* Calls that change state (lock, unlock, update, create log) are retried only when the request
+  certainly never reached the server: the connection was refused, name resolution failed, or the
+  connect timed out. Once the request may have been sent (read timeout, dropped connection, any
+  5xx/429 answer) they raise ``ArvadosUnavailable`` at once; see ``Retry.NOT_SENT`` for why that is safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
+import urllib3.exceptions
+
+from slurm_dispatch import __version__
+from slurm_dispatch.arvados.deadline import Abort, Attempt, StopSignal, bind_current
+from slurm_dispatch.arvados.http_errors import error_text, retry_after_s, status_error
+from slurm_dispatch.arvados.redaction import Redactor, token_secrets
+from slurm_dispatch.arvados.wire import check_token, decode_json, encode_query, new_request_id, parse_api_host
+from slurm_dispatch.errors import (
+    ArvadosAPIError,
+    ArvadosMalformedAnswer,
+    ArvadosShuttingDown,
+    ArvadosUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETRY_DEADLINE_S = 60.0
+"""How long one call may keep retrying. The Go dispatcher uses 25 min (Retries=25 × 60 s); we
+choose much less because the poll loop retries on its next tick anyway, and a call blocked
+for 25 minutes would hold an executor thread and hide an outage from the operator."""
+BACKOFF_BASE_S = 1.0
+"""First retry delay (before jitter), as in the Go SDK."""
+BACKOFF_CAP_S = 30.0
+"""Longest delay between two attempts, unless the server's Retry-After asks for more."""
+ERROR_TEXT_LIMIT = 256
+"""Server error text is trimmed to this many characters (kopf caps bodies at 256)."""
+DEFAULT_REQUEST_DEADLINE_S = 120.0
+"""How long one attempt may take in all (connect, send, the whole answer). A healthy controller sends a page of
+1000 containers in well under a second; two minutes leaves room for a slow link and a big page, and bounds a
+server that trickles its answer (which the per-read ``read_timeout`` never catches)."""
+MAX_BODY_BYTES = 256 * 1024 * 1024
+"""The largest answer read (after decompression). The controller stops filling a page once it has read
+API.MaxIndexDatabaseRead (128 MiB by default, lib/config/config.default.yml) of large columns; twice that leaves
+room for the JSON around them."""
+ERROR_BODY_BYTES = 64 * 1024
+"""An error answer is read up to this much: its ``errors`` text is all we use, trimmed to ERROR_TEXT_LIMIT."""
+TOKEN_MARKER = "<token>"
+"""What the token (in any form) becomes in an error message."""
+_CHUNK_BYTES = 64 * 1024
+
+Session = requests.Session
+"""The session type a caller may inject (tests, a site's proxies): named here, so no other module imports requests."""
+
+class Retry(enum.Enum):
+    """Which failures a call may retry.
+
+    Why lock, unlock and update are not blindly retried (``NOT_SENT``): once a request may have
+    reached the server, repeating it is not safe to reason about. A repeated lock that had in fact
+    succeeded answers 422 "cannot lock when Locked" (services/api/app/models/container.rb: lock
+    refuses any state but Queued); a repeated unlock answers 422 too. Instead the call raises
+    ``ArvadosUnavailable`` and the dispatcher's next poll heals it: a lock that did succeed shows up
+    in the ``locked_by_uuid = <our token>`` query and the container is adopted like any orphan; a
+    lost unlock or update leaves the container Locked/Running, so the tracker sees it on a later
+    update and tries again.
+    """
+
+    IDEMPOTENT = "idempotent"
+    """Any transient failure: connection errors, timeouts, 429, 5xx other than 501."""
+    NOT_SENT = "not-sent"
+    """Only failures that prove the request never left this host (refused, DNS, connect timeout)."""
+
+
+class _GuardedHTTPConnection(urllib3.connection.HTTPConnection):
+    """An HTTP connection that binds itself to the attempt running in its thread (``deadline.py``)."""
+
+    def connect(self) -> None:
+        bind_current(self)
+        super().connect()
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        bind_current(self)
+        super().request(*args, **kwargs)
+
+
+class _GuardedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    """An HTTPS connection that binds itself to the attempt running in its thread (``deadline.py``)."""
+
+    def connect(self) -> None:
+        bind_current(self)
+        super().connect()
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        bind_current(self)
+        super().request(*args, **kwargs)
+
+
+class _GuardedHTTPConnectionPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSConnectionPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+class _GuardedAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, with connections an attempt's deadline or a stop can abort."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _GuardedHTTPConnectionPool,
+            "https": _GuardedHTTPSConnectionPool,
+        }
+
+
+class _TooLarge(Exception):
+    """The answer's body is bigger than allowed."""
+
+
+class _TooSlow(Exception):
+    """The attempt's deadline passed while its body was being read."""
+
+
+@dataclass
+class _Failure:
+    """A failed attempt: the error to raise, whether the policy allows another try, the server's delay."""
+
+    error: ArvadosAPIError
+    retryable: bool = False
+    delay: float | None = None
+    cause: BaseException | None = None
+
+
+class Transport:
+    """Sends Arvados API requests with retries; shared by the threads of a small executor.
+
+    It keeps no per-call state but the set of attempts in flight (for ``stop()``), and
+    ``requests.Session`` is used only for its connection pool.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_host: str,
+        token: str,
+        insecure: bool,
+        connect_timeout: float,
+        read_timeout: float,
+        retry_deadline: float,
+        session: Session | None,
+        sleep: Callable[[float], None] | None,
+        clock: Callable[[], float],
+        rng: random.Random | None,
+        pool_size: int,
+        ca_bundle: str | None,
+        request_deadline: float = DEFAULT_REQUEST_DEADLINE_S,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
+        """Prepare a transport; does no I/O. The arguments are ``ArvadosClient``'s, which documents them.
+
+        Raises:
+            ValueError: ``api_host`` is empty or not http(s), or ``token`` is empty or cannot go in an
+                HTTP header. The message never shows the token.
+        """
+        check_token(token)
+        self.base_url, self.api_host = parse_api_host(api_host)
+        self._token = token
+        self._redactor = Redactor(token_secrets(token), marker=TOKEN_MARKER)
+        self._timeout = (connect_timeout, read_timeout)
+        self._retry_deadline = retry_deadline
+        self._request_deadline = request_deadline
+        self._max_body_bytes = max_body_bytes
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._stop = StopSignal()
+        if session is None:
+            session = Session()
+            adapter = _GuardedAdapter(pool_connections=1, pool_maxsize=pool_size)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+            # Do not pick up proxies or a netrc from the environment: the token must go
+            # to the configured host only.
+            session.trust_env = False
+        # Passed on every request: a session-wide setting would lose to REQUESTS_CA_BUNDLE
+        # when an injected session trusts the environment.
+        self.verify: bool | str = False if insecure else (ca_bundle or True)
+        """What requests verifies the server's certificate with: False, True (certifi's CAs) or a CA file."""
+        if insecure:
+            # TLS.Insecure is the admin's explicit choice (a self-signed controller, the sandbox): urllib3's
+            # warning on every request would bury the log, so it is silenced once here.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        self._session = session
+
+    def close(self) -> None:
+        """Close the pooled connections. Blocks briefly."""
+        self._session.close()
+
+    def stop(self) -> None:
+        """Stop for good: end retry waits, abort requests in flight; later calls raise at once. Does not block."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        """True once ``stop()`` was called."""
+        return self._stop.is_set()
+
+    def path(self, rel: str) -> str:
+        """Return the request path of API path ``rel`` (``containers`` → ``/arvados/v1/containers``). Pure."""
+        return "/arvados/v1/" + rel
+
+    def scrub(self, text: str) -> str:
+        """Return ``text`` without our token in any form, trimmed to ERROR_TEXT_LIMIT characters. Pure."""
+        return self._redactor.trimmed(text, ERROR_TEXT_LIMIT)
+
+    def call(
+        self,
+        method: str,
+        rel: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Mapping[str, Any] | None = None,
+        retry: Retry,
+        auth_call: bool = False,
+    ) -> dict[str, Any]:
+        """Send one request, retrying as ``retry`` allows; return the decoded JSON object.
+
+        Blocks: each attempt for at most ``request_deadline`` seconds, and between attempts (through the
+        injected ``sleep``, or until ``stop()``).
+
+        Args:
+            method: the HTTP method.
+            rel: the API path below ``/arvados/v1/``.
+            params: query parameters (``encode_query``).
+            json_body: the JSON body of a POST or PUT.
+            retry: which failures may be retried.
+            auth_call: the call checks our own token: a 403 means the token is refused.
+
+        Raises:
+            ArvadosShuttingDown: ``stop()`` was called before or during the call.
+            ArvadosMalformedAnswer: a 2xx answer that is JSON but not an object.
+            ArvadosAPIError: the typed error of the answer (``http_errors.py``) or of the failure.
+        """
+        path = self.path(rel)
+        url = self.base_url + rel
+        query = encode_query(params or {})
+        started = self._clock()
+        attempt = 0
+        while True:
+            if self._stop.is_set():
+                raise ArvadosShuttingDown(0, method, path, "the client is stopped: request not sent")
+            outcome = self._attempt(method, url, path, query, json_body, retry=retry, auth_call=auth_call)
+            if not isinstance(outcome, _Failure):
+                return outcome
+            error = outcome.error
+            if not outcome.retryable:
+                raise error from outcome.cause
+            backoff = min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2**attempt)) * self._rng.uniform(0.5, 1.0)
+            wait = backoff if outcome.delay is None else max(outcome.delay, 0.0)
+            elapsed = self._clock() - started
+            if elapsed + wait > self._retry_deadline:
+                log.warning(
+                    "giving up on %s %s after %d attempts in %.1fs: %s",
+                    method,
+                    path,
+                    attempt + 1,
+                    elapsed,
+                    error,
+                )
+                raise error from outcome.cause
+            log.info("retrying %s %s in %.1fs (attempt %d): %s", method, path, wait, attempt + 1, error)
+            if self._sleep is None:
+                self._stop.wait(wait)
+            else:
+                self._sleep(wait)
+            if self._stop.is_set():
+                raise ArvadosShuttingDown(
+                    0, method, path, f"the client was stopped while waiting to retry after: {error.message}"
+                ) from None
+            attempt += 1
+
+    def _attempt(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        query: Mapping[str, str],
+        json_body: Mapping[str, Any] | None,
+        *,
+        retry: Retry,
+        auth_call: bool,
+    ) -> dict[str, Any] | _Failure:
+        """Send the request once; return the decoded JSON object, or what went wrong. Blocks, up to the deadline."""
+        failure: _Failure | None = None
+        with self._stop.attempt(self._request_deadline) as attempt:
+            response: requests.Response | None = None
+            try:
+                prepared = self._prepare(method, url, query, json_body)
+                options = {**self._send_options(prepared), "stream": True}
+                response = self._session.send(prepared, timeout=self._timeout, allow_redirects=False, **options)
+                ok = 200 <= response.status_code < 300
+                limit = self._max_body_bytes if ok else ERROR_BODY_BYTES
+                body = self._read_body(response, attempt, limit=limit, truncate=not ok)
+            except _TooLarge:
+                status = response.status_code if response is not None else 0
+                too_large = f"the answer is larger than {self._max_body_bytes} bytes; check the API server"
+                too_large += " (or a proxy in front of it)"
+                failure = _Failure(ArvadosUnavailable(status, method, path, too_large))
+            except _TooSlow:
+                failure = self._aborted(Abort.DEADLINE, method=method, path=path, retry=retry)
+            except Exception as exc:  # noqa: BLE001 - any failure of the HTTP libraries becomes a typed error
+                failure = self._exception_failure(exc, attempt, method=method, path=path, retry=retry)
+            else:
+                if attempt.reason is not None:  # cut short, yet the libraries saw a (truncated) answer
+                    failure = self._aborted(attempt.reason, method=method, path=path, retry=retry)
+            finally:
+                if response is not None:
+                    _close(response)
+        if failure is not None:
+            return failure
+        assert response is not None
+        if ok:
+            return self._decode(body, status=response.status_code, method=method, path=path)
+        error = self._status_error(response, body, method=method, path=path, auth_call=auth_call)
+        # A status answer proves the request reached the server: only idempotent
+        # calls may repeat it. See Retry for why this is safe.
+        if not (isinstance(error, ArvadosUnavailable) and retry is Retry.IDEMPOTENT):
+            return _Failure(error)
+        delay = retry_after_s(response.headers.get("Retry-After"), now_epoch=time.time())
+        return _Failure(error, retryable=True, delay=delay)
+
+    def _read_body(
+        self, response: requests.Response, attempt: Attempt, *, limit: int, truncate: bool
+    ) -> bytes:
+        """Return the (decompressed) body, at most ``limit`` bytes. Blocks until it is read.
+
+        Raises:
+            _TooLarge: the body is bigger than ``limit`` (and ``truncate`` is False).
+            _TooSlow: the attempt's deadline passed (the watchdog also aborts a read blocked for good).
+        """
+        if response.raw is None:  # an injected adapter built the answer in memory
+            content = response.content or b""
+            if len(content) > limit and not truncate:
+                raise _TooLarge
+            return content[:limit]
+        buf = bytearray()
+        for chunk in response.iter_content(_CHUNK_BYTES):
+            buf += chunk
+            if len(buf) > limit:
+                if truncate:
+                    return bytes(buf[:limit])
+                raise _TooLarge
+            if time.monotonic() > attempt.deadline:
+                raise _TooSlow
+        return bytes(buf)
+
+    def _prepare(
+        self, method: str, url: str, query: Mapping[str, str], json_body: Mapping[str, Any] | None
+    ) -> requests.PreparedRequest:
+        """Return the request to send, with the session's default headers (Accept-Encoding...) and ours. Pure.
+
+        Built with ``Request.prepare`` rather than ``Session.request``, which merges the session's cookies,
+        auth, hooks and environment settings into every request: none of which this client uses (the session
+        has no cookies, auth or hooks, and ignores the environment), and the merging was a third of a lock
+        request's CPU.
+        """
+        headers = {**self._session.headers, **self._headers()}
+        return requests.Request(method, url, params=query or None, json=json_body, headers=headers).prepare()
+
+    def _send_options(self, prepared: requests.PreparedRequest) -> dict[str, Any]:
+        """Return ``verify`` (and, for a session trusting the environment, what Session.request takes from it).
+
+        Our own session ignores the environment: ``verify`` is all it needs, and Session.send uses the
+        session's own proxies (none). An injected session that trusts the environment gets exactly what
+        Session.request would have given it (proxies, REQUESTS_CA_BUNDLE, ...). Pure but for reading the
+        environment in that case.
+        """
+        if not self._session.trust_env:
+            return {"verify": self.verify}
+        return dict(self._session.merge_environment_settings(prepared.url, {}, None, self.verify, None))
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self._token}",
+            "User-Agent": f"slurm-dispatch/{__version__}",
+            "X-Request-Id": new_request_id(),
+            "Accept": "application/json",
+        }
+
+    def _decode(self, body: bytes, *, status: int, method: str, path: str) -> dict[str, Any]:
+        """Return the JSON object of a 2xx answer. Pure.
+
+        Raises:
+            ArvadosUnavailable: not JSON (a proxy's error page, a truncated answer).
+            ArvadosMalformedAnswer: JSON, but not an object.
+        """
+        try:
+            value = decode_json(body)
+        except ValueError:
+            value = _NOT_JSON
+        if value is _NOT_JSON:
+            excerpt = self._redactor.trimmed(body[:4096].decode("utf-8", "replace"), 80)
+            raise ArvadosUnavailable(status, method, path, self.scrub(f"answer is not JSON: {excerpt!r}"))
+        if not isinstance(value, dict):
+            raise ArvadosMalformedAnswer(status, method, path, "answer is not a JSON object")
+        return value
+
+    def _status_error(
+        self, response: requests.Response, body: bytes, *, method: str, path: str, auth_call: bool
+    ) -> ArvadosAPIError:
+        """Return the typed error for a non-2xx answer. Pure."""
+        try:
+            value = decode_json(body)
+        except ValueError:
+            value = None
+        try:
+            text = error_text(value, reason=response.reason or "", status=response.status_code)
+        except RecursionError:
+            text = response.reason or f"HTTP {response.status_code}"
+        return status_error(
+            status=response.status_code,
+            method=method,
+            path=path,
+            text=self.scrub(text),
+            api_host=self.api_host,
+            auth_call=auth_call,
+            scrub=self.scrub,
+        )
+
+    def _aborted(self, reason: Abort, *, method: str, path: str, retry: Retry) -> _Failure:
+        """Return the failure of an attempt cut short by its deadline or by ``stop()``. Pure."""
+        if reason is Abort.STOPPED:
+            text = "the client was stopped during the request (it may have reached the server)"
+            return _Failure(ArvadosShuttingDown(0, method, path, text))
+        return _Failure(
+            ArvadosUnavailable(
+                0,
+                method,
+                path,
+                f"{self.api_host}: no complete answer within {self._request_deadline:g} s (the request may "
+                "have reached the server); the API server or a proxy is too slow or trickling its answer",
+            ),
+            retryable=retry is Retry.IDEMPOTENT,
+        )
+
+    def _exception_failure(
+        self, exc: Exception, attempt: Attempt, *, method: str, path: str, retry: Retry
+    ) -> _Failure:
+        """Return the failure for an exception raised while sending or reading. Pure, but cleans ``exc``."""
+        if attempt.reason is not None:
+            failure = self._aborted(attempt.reason, method=method, path=path, retry=retry)
+        elif isinstance(exc, requests.RequestException):
+            error, retryable = self._transport_error(exc, method=method, path=path, retry=retry)
+            failure = _Failure(error, retryable=retryable)
+        else:
+            # http.client and urllib3 raise a few plain errors (a bad header value, an encoding error).
+            failure = _Failure(ArvadosAPIError(0, method, path, self.scrub(f"{type(exc).__name__}: {exc}")))
+        failure.cause = self._clean_cause(exc)
+        return failure
+
+    def _clean_cause(self, exc: BaseException) -> BaseException | None:
+        """Return ``exc`` to chain as the cause of our error, or None when it would carry the token.
+
+        Walks the chain (causes, contexts, wrapped exceptions): if any of them shows the token in any form in
+        its ``str`` or ``repr``, nothing is chained. Otherwise the requests exceptions lose their ``request``
+        (whose headers hold the token). Pure but for that.
+        """
+        seen: set[int] = set()
+        todo: list[BaseException] = [exc]
+        while todo:
+            cur = todo.pop()
+            if id(cur) in seen:
+                continue
+            seen.add(id(cur))
+            try:
+                text = f"{cur}\n{cur!r}"
+            except Exception:  # noqa: BLE001 - an exception that cannot describe itself is not chained
+                return None
+            if self._redactor.found_in(text):
+                return None
+            if isinstance(cur, requests.RequestException):
+                cur.request = None
+                cur.response = None
+            linked = [cur.__cause__, cur.__context__, getattr(cur, "reason", None), *cur.args]
+            todo.extend(e for e in linked if isinstance(e, BaseException))
+        return exc
+
+    def _transport_error(
+        self, exc: requests.RequestException, *, method: str, path: str, retry: Retry
+    ) -> tuple[ArvadosAPIError, bool]:
+        """Return the typed error for a transport failure and whether ``retry`` allows another try."""
+        if isinstance(exc, requests.exceptions.SSLError):
+            # A certificate problem does not fix itself: fail at once.
+            return (
+                ArvadosAPIError(
+                    0,
+                    method,
+                    path,
+                    self.scrub(
+                        f"TLS handshake with {self.api_host} failed ({exc}): check the controller's "
+                        "certificate, or set TLS.Insecure / ARVADOS_API_HOST_INSECURE for a test cluster"
+                    ),
+                ),
+                False,
+            )
+        not_sent = never_sent(exc)
+        if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+            what = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
+            if not not_sent:
+                what += " (the request may have reached the server)"
+            error = ArvadosUnavailable(0, method, path, self.scrub(f"{self.api_host}: {what}: {exc}"))
+            return error, retry is Retry.IDEMPOTENT or not_sent
+        # InvalidURL, TooManyRedirects, ContentDecodingError, ...: the request or the answer is unusable.
+        return ArvadosAPIError(0, method, path, self.scrub(f"{type(exc).__name__}: {exc}")), False
+
+
+_NOT_JSON = object()
+
+
+def _close(response: requests.Response) -> None:
+    """Close ``response``: its connection goes back to the pool if the body was read, else is dropped."""
+    with contextlib.suppress(Exception):  # closing a broken answer must not hide why it broke
+        response.close()
+
+
+def never_sent(exc: requests.RequestException) -> bool:
+    """True when ``exc`` proves no byte of the request reached the server. Pure.
+
+    requests raises ``ConnectTimeout`` for a connect timeout, and ``ConnectionError``
+    wrapping urllib3's ``NewConnectionError`` (refused, unreachable, DNS failure) when
+    no connection was made. Every other ``ConnectionError`` (reset, remote closed,
+    protocol error) may come after the request was written.
+    """
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if not isinstance(exc, requests.ConnectionError):
+        return False
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        cur = todo.pop()
+        if cur is None or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)):
+            return True
+        if isinstance(cur, urllib3.exceptions.MaxRetryError):
+            todo.append(cur.reason)
+        todo.extend(a for a in cur.args if isinstance(a, BaseException))
+        todo.append(cur.__cause__)
+        todo.append(cur.__context__)
+    return False

@@ -1,0 +1,206 @@
+"""Every request has a total deadline and a bounded body: a trickling or huge answer cannot hold a call.
+
+The trickling server is a tiny local socket server that sends one byte per interval, for ever: requests'
+read timeout (per socket read) never fires on it. Huge bodies come from ``responses``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import responses
+
+from slurm_dispatch.arvados.client import ArvadosClient
+from slurm_dispatch.errors import ArvadosAPIError, ArvadosUnavailable
+
+UUID = "zzzzz-dz642-queuedcontainer"
+TOKEN = "v2/zzzzz-gj3su-000000000000000/deadline-test-token-0123456789"
+JOIN_S = 20.0
+"""How long a test waits for a call that must end within a few seconds (it hangs for ever without the fix)."""
+
+
+class TrickleServer:
+    """Accepts connections; to each, after reading its request, sends ``head`` at once and then ``tail``
+    one byte per ``interval`` seconds, repeating ``tail`` for ever, until closed."""
+
+    def __init__(self, head: bytes, tail: bytes, interval: float = 0.1) -> None:
+        self.head, self.tail, self.interval = head, tail, interval
+        self.requests = 0
+        self._stop = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                request += chunk
+            self.requests += 1
+            try:
+                conn.sendall(self.head)
+                while not self._stop.is_set():
+                    for byte in self.tail:
+                        if self._stop.wait(self.interval):
+                            return
+                        conn.sendall(bytes([byte]))
+            except OSError:
+                return  # the client gave up and closed: what the tests want
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def trickle() -> Iterator[Callable[[bytes, bytes], TrickleServer]]:
+    servers: list[TrickleServer] = []
+
+    def make(head: bytes, tail: bytes) -> TrickleServer:
+        servers.append(TrickleServer(head, tail))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+def outcome_within(seconds: float, fn: Callable[[], Any]) -> tuple[BaseException | None, float]:
+    """Run ``fn`` in a thread; return what it raised and how long it took. Fails if it is still running."""
+    result: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            fn()
+            result.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            result.append(exc)
+
+    started = time.monotonic()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"the call was still blocked after {seconds} s"
+    return result[0], time.monotonic() - started
+
+
+HEADERS_THEN_TRICKLED_BODY = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n",
+    b'{"uuid": "' + UUID.encode() + b'", "state": "Queued", "x": "' + b"y" * 100,
+)
+TRICKLED_HEADERS = (b"HTTP/1.1 200 OK\r\n", b"X-Trickle: " + b"z" * 1000)
+TRICKLED_STATUS_LINE = (b"", b"HTTP/1.1 200 OK" + b" " * 1000)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(HEADERS_THEN_TRICKLED_BODY, id="body"),
+        pytest.param(TRICKLED_HEADERS, id="headers"),
+        pytest.param(TRICKLED_STATUS_LINE, id="status-line"),
+    ],
+)
+def test_trickled_answer_ends_at_the_request_deadline(
+    trickle: Callable[[bytes, bytes], TrickleServer], answer: tuple[bytes, bytes]
+) -> None:
+    server = trickle(*answer)
+    client = ArvadosClient(
+        api_host=server.url, token=TOKEN, read_timeout=5.0, request_deadline=1.0, retry_deadline=0.0
+    )
+    error, took = outcome_within(JOIN_S, lambda: client.get(UUID))
+    assert isinstance(error, ArvadosUnavailable), error
+    assert "no complete answer within 1 s" in str(error)
+    assert "trickling" in str(error)
+    assert 1.0 <= took < 10.0
+    assert server.requests == 1
+
+
+def test_trickled_lock_is_not_repeated(trickle: Callable[[bytes, bytes], TrickleServer]) -> None:
+    server = trickle(*HEADERS_THEN_TRICKLED_BODY)
+    client = ArvadosClient(
+        api_host=server.url, token=TOKEN, read_timeout=5.0, request_deadline=1.0, retry_deadline=60.0
+    )
+    error, _ = outcome_within(JOIN_S, lambda: client.lock(UUID))
+    assert isinstance(error, ArvadosUnavailable)
+    assert "may have reached the server" in str(error)
+    assert server.requests == 1, "a lock that may have been applied is not sent again"
+
+
+def test_trickled_get_is_retried_until_the_retry_deadline(trickle: Callable[[bytes, bytes], TrickleServer]) -> None:
+    server = trickle(*HEADERS_THEN_TRICKLED_BODY)
+    slept: list[float] = []
+    client = ArvadosClient(
+        api_host=server.url,
+        token=TOKEN,
+        read_timeout=5.0,
+        request_deadline=0.5,
+        retry_deadline=2.5,
+        sleep=slept.append,  # no real wait between attempts
+    )
+    error, took = outcome_within(JOIN_S, lambda: client.get(UUID))
+    assert isinstance(error, ArvadosUnavailable)
+    assert server.requests == len(slept) + 1 >= 2
+    assert took < 10.0
+
+
+@pytest.fixture
+def mock() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as m:
+        yield m
+
+
+def test_huge_body_is_refused_and_not_retried(mock: responses.RequestsMock) -> None:
+    url = f"https://ctrl.example/arvados/v1/containers/{UUID}"
+    mock.get(url, body=b'{"uuid": "' + UUID.encode() + b'", "pad": "' + b"p" * 3_000_000 + b'"}')
+    client = ArvadosClient(api_host="ctrl.example", token=TOKEN, max_body_bytes=1_000_000, sleep=lambda s: None)
+    with pytest.raises(ArvadosUnavailable, match="the answer is larger than 1000000 bytes") as info:
+        client.get(UUID)
+    assert info.value.status == 200
+    assert len(mock.calls) == 1, "a body that is too big will not be smaller a second later"
+
+
+def test_compressed_huge_body_is_refused_before_it_is_all_decompressed(mock: responses.RequestsMock) -> None:
+    bomb = gzip.compress(b" " * 30_000_000, compresslevel=9)  # 30 MB of JSON whitespace in about 30 KB
+    assert len(bomb) < 1_000_000
+    mock.get("https://ctrl.example/arvados/v1/containers", body=bomb, headers={"Content-Encoding": "gzip"})
+    client = ArvadosClient(api_host="ctrl.example", token=TOKEN, max_body_bytes=1_000_000, sleep=lambda s: None)
+    with pytest.raises(ArvadosUnavailable, match="larger than 1000000 bytes"):
+        client.list(filters=[])
+
+
+def test_huge_error_body_is_cut_not_refused(mock: responses.RequestsMock) -> None:
+    mock.get(f"https://ctrl.example/arvados/v1/containers/{UUID}", status=400, body=b"x" * 5_000_000)
+    client = ArvadosClient(api_host="ctrl.example", token=TOKEN)
+    with pytest.raises(ArvadosAPIError) as info:
+        client.get(UUID)
+    assert info.value.status == 400 and len(str(info.value)) < 400
+
+
+def test_body_at_the_limit_is_read() -> None:
+    with responses.RequestsMock() as mock:
+        body = b'{"uuid": "' + UUID.encode() + b'", "state": "Queued"}'
+        mock.get(f"https://ctrl.example/arvados/v1/containers/{UUID}", body=body)
+        client = ArvadosClient(api_host="ctrl.example", token=TOKEN, max_body_bytes=len(body))
+        assert client.get(UUID).uuid == UUID
