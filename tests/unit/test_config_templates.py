@@ -1,4 +1,7 @@
-"""template_problems / startup_problems: sbatch templates the service refuses (gotchas 21 and 23)."""
+"""template_problems / startup_problems: sbatch templates the service refuses.
+
+The template rules are services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: sbatchArgs.
+"""
 
 from __future__ import annotations
 
