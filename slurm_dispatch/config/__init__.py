@@ -6,19 +6,22 @@ sdk/go/arvados (duration.go, byte_size.go, config.go). docs/configuration.md is 
 
 Modules, one concern each:
 
-* ``files``: ``load_settings``, the only I/O (which file, reading it); ``LoadedConfig``, ``PathSource``.
+* ``files``: ``load_settings``, the only I/O (which file, reading it at most 4 MiB); ``LoadedConfig``.
 * ``merge``: ``settings_from_documents``, the pure core: parsed documents + environment -> Settings.
 * ``cluster``: ``select_cluster`` and the cluster's keys read into Settings fields.
 * ``legacy``: the pre-2.0 crunch-dispatch-slurm.yml keys applied over the cluster config.
 * ``environment``: ARVADOS_API_TOKEN / ARVADOS_API_HOST fill empty keys.
 * ``schema``: the known keys, for unknown-key warnings.
+* ``safe_yaml``: YAML parsing bounded in depth and alias expansion.
 * ``document``: typed access to one parsed document, errors naming file and key.
+* ``limits``: the ranges and character rules added to Go's types (tokens, argv, durations, names).
 * ``units``: ``parse_duration`` / ``parse_byte_size``, Go's unit grammars.
 * ``checks``: ``template_problems`` / ``startup_problems``, what ``run`` and ``config check`` refuse.
 * ``redact``: which values are secrets; ``redacted`` for ``config check``.
 
-Error messages never contain a secret: SystemRootToken, ManagementToken, the PostgreSQL password and the
-legacy ``Client.AuthToken`` are shown as ``<redacted>``.
+Every failure is a ``ConfigError`` naming the file and the key, on one line; none contains a secret
+(SystemRootToken, ManagementToken, the PostgreSQL password and the legacy ``Client.AuthToken`` are shown as
+``<redacted>``). ``startup_problems`` is the one list of what ``run`` and ``config check`` refuse.
 """
 
 from __future__ import annotations

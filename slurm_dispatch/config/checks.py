@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from itertools import pairwise
 from urllib.parse import urlsplit
 
 from slurm_dispatch.errors import SbatchTemplateError
@@ -34,8 +35,8 @@ def _template_arg_problem(arg: str) -> str | None:
 
 
 def _has_job_name(args: Sequence[str]) -> bool:
-    pairs = zip(args, list(args[1:]) + [""], strict=True)
-    return any(a in ("--job-name=%U", "-J%U") or (a in ("--job-name", "-J") and b == "%U") for a, b in pairs)
+    return any(a in ("--job-name=%U", "-J%U") or (a in ("--job-name", "-J") and b == "%U")
+               for a, b in pairwise([*args, ""]))
 
 
 def template_problems(settings: Settings) -> list[str]:
@@ -57,7 +58,11 @@ def template_problems(settings: Settings) -> list[str]:
             if bad is not None:
                 problems.append(f"{prefix}.{key}[{i}] {arg!r}: unknown substitution parameter {bad!r} "
                                 "(known: %U %C %M %T %G %W %P %I %%); every sbatch would fail")
-    if not _has_job_name(settings.sbatch_arguments):
+    if not settings.sbatch_arguments:
+        problems.append(f"{prefix}.SbatchArgumentsList is empty: sbatch would get no --job-name=%U, so every job "
+                        "would look gone and its container would be unlocked and relocked endlessly (remove the "
+                        "key to use the default template)")
+    elif not _has_job_name(settings.sbatch_arguments):
         problems.append(f"{prefix}.SbatchArgumentsList lacks --job-name=%U: squeue finds jobs by that name, "
                         "so every job would look gone and its container would be unlocked and relocked "
                         "endlessly")
@@ -65,11 +70,21 @@ def template_problems(settings: Settings) -> list[str]:
 
 
 def startup_problems(settings: Settings) -> list[str]:
-    """Returns every reason the service must refuse to start: ``template_problems`` plus missing InternalURLs.
+    """Returns every reason the service must refuse to start with these settings, one line each.
 
-    Pure.
+    ``template_problems``, then a missing SystemRootToken or Services.Controller.ExternalURL (after the
+    ARVADOS_API_TOKEN / ARVADOS_API_HOST fill-ins: without them the API client cannot be built), then missing
+    or unusable Services.DispatchSLURM.InternalURLs (the health and metrics server). Everything else ``run``
+    needs from the config is refused by the loader. Pure.
     """
     problems = template_problems(settings)
+    cluster = f"Clusters.{settings.cluster_id}"
+    if not settings.system_root_token:
+        problems.append(f"{cluster}.SystemRootToken is empty: the dispatcher has no Arvados API token (set it, "
+                        "or ARVADOS_API_TOKEN in the service's environment)")
+    if not settings.controller_url:
+        problems.append(f"{cluster}.Services.Controller.ExternalURL is empty: the dispatcher does not know "
+                        "where the Arvados API is (set it, or ARVADOS_API_HOST in the service's environment)")
     key = f"Clusters.{settings.cluster_id}.Services.DispatchSLURM.InternalURLs"
     if not settings.dispatch_internal_urls:
         problems.append(f"{key} is empty: could "

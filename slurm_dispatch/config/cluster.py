@@ -1,13 +1,15 @@
 """The cluster section of the config: which cluster, and its keys read into Settings fields.
 
 Owns ``select_cluster`` (the ``Clusters.<id>`` to use), ``cluster_fields`` (every key the dispatcher reads,
-typed and range-checked through ``document``'s converters), the URL check shared with the legacy file, and
+typed and range-checked through ``document``'s and ``limits``'s converters), the URL check shared with the legacy file, and
 ``with_preemptible`` (the ``<name>.preemptible`` instance types Go's loader adds). Pure: takes parsed YAML.
 
-Deliberate differences from Go, all refusing a config Go would misread:
+Deliberate differences from Go, all refusing a config Go would misread or that would fail later:
 
-* ``Containers.CloudVMs.PollInterval <= 0`` (Go's ticker would panic) and a negative
-  ``API.MaxItemsPerResponse`` are errors.
+* The ranges and character rules of ``limits`` (a PollInterval from 100ms to 24h, where Go's ticker panics
+  on 0; tokens of printable ASCII; no control characters in what becomes argv or an environment; instance
+  type names usable as Slurm features; PrioritySpread and API.MaxItemsPerResponse bounded).
+* ``PostgreSQL.Connection`` keys must be libpq keywords, each once in any case (Go's checkKeyConflict).
 * ``PostgreSQL.Connection`` values may be integers (``port: 5432``); they become strings. Empty values are
   dropped, so an unset connection is ``{}``.
 * When ``Services.DispatchSLURM.InternalURLs.<url>.ListenURL`` is set, that is the address recorded in
@@ -26,18 +28,28 @@ from slurm_dispatch.config.document import (
     Doc,
     T,
     as_bool,
-    as_duration,
     as_enum,
-    as_int,
     as_map,
     as_nonneg_float,
     as_nonneg_int,
     as_size,
     as_str,
-    as_str_list,
-    as_str_map,
 )
-from slurm_dispatch.config.redact import show
+from slurm_dispatch.config.limits import (
+    MAX_ITEMS_PER_RESPONSE,
+    MAX_PRICE_FACTOR,
+    MAX_PRIORITY_SPREAD,
+    as_command,
+    as_env_map,
+    as_feature_name,
+    as_int_in,
+    as_poll_interval,
+    as_retry_period,
+    as_text,
+    as_text_list,
+    as_token,
+)
+from slurm_dispatch.config.redact import SECRET_CONNECTION_KEYS, printable, show
 from slurm_dispatch.errors import ConfigError
 from slurm_dispatch.settings import InstanceType, InstanceTypeGPU
 
@@ -46,6 +58,22 @@ LOG_LEVELS = ("error", "warn", "warning", "info", "debug", "trace")
 LOG_FORMATS = ("json", "text")
 CLUSTER_ID_RE = re.compile(r"^[a-z0-9]{5}$")
 """lib/config/load.go: Loader.checkClusterID."""
+_LIBPQ_KEYWORD_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+"""What service.locks.conninfo accepts as a keyword (lower-cased): anything else could inject settings."""
+
+as_spread = as_int_in(low=None, high=MAX_PRIORITY_SPREAD,
+                      reason="larger spreads push a long queue's nice values past Slurm's limit")
+"""PrioritySpread: any integer up to MAX_PRIORITY_SPREAD (0 or less means 10)."""
+as_page_size = as_int_in(low=0, high=MAX_ITEMS_PER_RESPONSE, reason="no Arvados server returns pages that large")
+"""API.MaxItemsPerResponse and its old names: 0 (meaning 100) to MAX_ITEMS_PER_RESPONSE."""
+
+
+def as_price_factor(doc: Doc, rel: str, value: Any) -> float:
+    """Returns MaximumPriceFactor / PreemptiblePriceFactor: a number from 0 to 1000. Raises ConfigError."""
+    factor = as_nonneg_float(doc, rel, value)
+    if factor > MAX_PRICE_FACTOR:
+        raise doc.error(rel, f"must be at most {MAX_PRICE_FACTOR:g}, got {show(value)}", value)
+    return factor
 
 
 def select_cluster(document: object, *, source: str, cluster_id: str | None = None) -> tuple[str, Mapping[str, Any]]:
@@ -67,15 +95,15 @@ def select_cluster(document: object, *, source: str, cluster_id: str | None = No
     ids = ", ".join(sorted(clusters))
     if cluster_id is None:
         if len(clusters) > 1:
-            raise ConfigError(f"the file defines several clusters ({ids}); choose one with --cluster-id",
+            raise ConfigError(f"the file defines several clusters ({printable(ids)}); choose one with --cluster-id",
                               path=source, key="Clusters")
         cluster_id = next(iter(clusters))
     elif cluster_id not in clusters:
-        raise ConfigError(f"cluster {cluster_id!r} is not defined here (clusters: {ids})", path=source,
-                          key=f"Clusters.{cluster_id}")
+        raise ConfigError(f"cluster {cluster_id!r} is not defined here (clusters: {printable(ids)})",
+                          path=source, key=printable(f"Clusters.{cluster_id}"))
     if not CLUSTER_ID_RE.match(cluster_id):
         raise ConfigError("cluster ID should be 5 lowercase alphanumeric characters", path=source,
-                          key=f"Clusters.{cluster_id}", value=show(cluster_id))
+                          key=printable(f"Clusters.{cluster_id}"), value=show(cluster_id))
     body = clusters[cluster_id]
     if body is None:
         body = {}
@@ -86,12 +114,19 @@ def select_cluster(document: object, *, source: str, cluster_id: str | None = No
 
 
 def check_url(doc: Doc, rel: str, url: str) -> str:
-    """Returns ``url`` if it is ``http(s)://host...`` with no ``user:password@``. Pure.
+    """Returns ``url`` if it is ``http(s)://host[:port]...`` with no ``user:password@``. Pure.
 
     Raises:
-        ConfigError: naming ``rel``; a URL with a password is not shown.
+        ConfigError: naming ``rel``: unparsable, no scheme or host, a port out of range, whitespace or a
+            control character; a URL with a password is not shown.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- parsing the port raises ValueError when it is not 0-65535
+    except ValueError as exc:
+        raise doc.error(rel, f"expected a URL like https://host[:port]/, got {show(url)} ({exc})", url) from None
+    if any(ch.isspace() for ch in url) or not url.isprintable():
+        raise doc.error(rel, f"a URL must not contain whitespace or control characters, got {show(url)}", url)
     if parts.username is not None or parts.password is not None:
         # requests would turn user:password into Basic auth in place of our Bearer token, and the URL is logged
         # and handed to every job as ARVADOS_API_HOST: refuse it, without echoing it.
@@ -125,12 +160,19 @@ def _postgresql(doc: Doc) -> dict[str, str]:
     if raw is MISSING:
         return {}
     out: dict[str, str] = {}
+    seen: set[str] = set()
     for key, value in raw.items():
+        if not _LIBPQ_KEYWORD_RE.match(key.lower()):
+            raise doc.error(f"{rel}.{key}", "not a libpq connection keyword (letters, digits and _)", key)
+        if key.lower() in seen:
+            # lib/config/load.go: checkKeyConflict; libpq would take one of them, unpredictably.
+            raise doc.error(rel, f"multiple entries for {key.lower()!r} (keywords are case-insensitive)", key)
+        seen.add(key.lower())
         if value is None or value == "":
             continue
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)  # `port: 5432` is common; Go would refuse it, libpq wants text anyway.
-        out[key] = as_str(doc, f"{rel}.{key}", value)
+        out[key] = as_text(doc, f"{rel}.{key}", value, secret=key.lower() in SECRET_CONNECTION_KEYS)
     return out
 
 
@@ -143,6 +185,7 @@ def _instance_types(doc: Doc) -> dict[str, InstanceType]:
     types: dict[str, InstanceType] = {}
     for name, body in as_map(doc, "InstanceTypes", raw).items():
         rel = f"InstanceTypes.{name}"
+        as_feature_name(doc, rel, name)
         sub = Doc(as_map(doc, rel, body if body is not None else {}), source=doc.source,
                   prefix=doc.full(rel), warnings=doc.warnings)
 
@@ -151,15 +194,15 @@ def _instance_types(doc: Doc) -> dict[str, InstanceType]:
             return default if value is MISSING else value
 
         gpu = InstanceTypeGPU(
-            stack=opt("GPU.Stack", as_str, ""),
-            driver_version=opt("GPU.DriverVersion", as_str, ""),
-            hardware_target=opt("GPU.HardwareTarget", as_str, ""),
+            stack=opt("GPU.Stack", as_text, ""),
+            driver_version=opt("GPU.DriverVersion", as_text, ""),
+            hardware_target=opt("GPU.HardwareTarget", as_text, ""),
             device_count=opt("GPU.DeviceCount", as_nonneg_int, 0),
             vram=opt("GPU.VRAM", as_size, 0),
         )
         types[name] = InstanceType(
             name=name,
-            provider_type=opt("ProviderType", as_str, "") or name,
+            provider_type=opt("ProviderType", as_text, "") or name,
             vcpus=opt("VCPUs", as_nonneg_int, 0),
             ram=opt("RAM", as_size, 0),
             included_scratch=opt("IncludedScratch", as_size, 0),
@@ -187,8 +230,8 @@ def cluster_fields(doc: Doc) -> dict[str, Any]:
         if value is not MISSING:
             f[name] = value
 
-    put("system_root_token", "SystemRootToken", as_str)
-    put("management_token", "ManagementToken", as_str)
+    put("system_root_token", "SystemRootToken", as_token)
+    put("management_token", "ManagementToken", as_token)
     if doc.typed("Services.Controller.ExternalURL", as_str) not in (MISSING, ""):
         f["controller_url"] = check_url(doc, "Services.Controller.ExternalURL",
                                         doc.get("Services.Controller.ExternalURL"))
@@ -196,32 +239,26 @@ def cluster_fields(doc: Doc) -> dict[str, Any]:
     f["dispatch_internal_urls"] = _internal_urls(doc)
     f["postgresql_connection"] = _postgresql(doc)
     doc.typed("PostgreSQL.ConnectionPool", as_nonneg_int)  # validated; the dispatcher uses one connection
-    put("batch_size", "API.MaxItemsPerResponse", as_nonneg_int)
-    old_batch = doc.typed("RequestLimits.MaxItemsPerResponse", as_nonneg_int)
+    put("batch_size", "API.MaxItemsPerResponse", as_page_size)
+    old_batch = doc.typed("RequestLimits.MaxItemsPerResponse", as_page_size)
     if old_batch is not MISSING:
         f["batch_size"] = old_batch
         doc.warnings.append(f"{doc.full('RequestLimits.MaxItemsPerResponse')} is deprecated; using its value "
                             f"{old_batch} for API.MaxItemsPerResponse (rename the key)")
-    put("poll_interval", "Containers.CloudVMs.PollInterval", as_duration)
-    if f.get("poll_interval", 1.0) <= 0:
-        bad = doc.get("Containers.CloudVMs.PollInterval")
-        raise doc.error("Containers.CloudVMs.PollInterval",
-                        f"must be greater than 0, got {show(bad)} (e.g. \"10s\")", bad)
-    put("min_retry_period", "Containers.MinRetryPeriod", as_duration)
+    put("poll_interval", "Containers.CloudVMs.PollInterval", as_poll_interval)
+    put("min_retry_period", "Containers.MinRetryPeriod", as_retry_period)
     put("reserve_extra_ram", "Containers.ReserveExtraRAM", as_size)
-    put("crunch_run_command", "Containers.CrunchRunCommand", as_str)
-    if f.get("crunch_run_command") == "":
-        raise doc.error("Containers.CrunchRunCommand", "must not be empty, got ''", "")
-    put("crunch_run_arguments", "Containers.CrunchRunArgumentsList", as_str_list)
+    put("crunch_run_command", "Containers.CrunchRunCommand", as_command)
+    put("crunch_run_arguments", "Containers.CrunchRunArgumentsList", as_text_list)
     put("runtime_engine", "Containers.RuntimeEngine", as_enum(RUNTIME_ENGINES))
-    put("priority_spread", "Containers.SLURM.PrioritySpread", as_int)
-    put("sbatch_arguments", "Containers.SLURM.SbatchArgumentsList", as_str_list)
-    put("sbatch_gpu_arguments", "Containers.SLURM.SbatchGPUArgumentsList", as_str_list)
-    put("sbatch_environment", "Containers.SLURM.SbatchEnvironmentVariables", as_str_map)
+    put("priority_spread", "Containers.SLURM.PrioritySpread", as_spread)
+    put("sbatch_arguments", "Containers.SLURM.SbatchArgumentsList", as_text_list)
+    put("sbatch_gpu_arguments", "Containers.SLURM.SbatchGPUArgumentsList", as_text_list)
+    put("sbatch_environment", "Containers.SLURM.SbatchEnvironmentVariables", as_env_map)
     f["instance_types"] = _instance_types(doc)
-    put("maximum_price_factor", "Containers.MaximumPriceFactor", as_nonneg_float)
+    put("maximum_price_factor", "Containers.MaximumPriceFactor", as_price_factor)
     put("local_keep_blob_buffers_per_vcpu", "Containers.LocalKeepBlobBuffersPerVCPU", as_nonneg_int)
-    put("preemptible_price_factor", "Containers.PreemptiblePriceFactor", as_nonneg_float)
+    put("preemptible_price_factor", "Containers.PreemptiblePriceFactor", as_price_factor)
     put("log_level", "SystemLogs.LogLevel", as_enum(LOG_LEVELS + ("",)))
     put("log_format", "SystemLogs.Format", as_enum(LOG_FORMATS + ("",)))
     for name in ("log_level", "log_format"):

@@ -13,9 +13,14 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from slurm_dispatch.config.redact import is_secret, show
+from slurm_dispatch.config.redact import is_secret, printable, show
 from slurm_dispatch.config.units import parse_byte_size, parse_duration
 from slurm_dispatch.errors import ConfigError
+
+INT64_MAX = (1 << 63) - 1
+"""Go's int and int64: every integer key is one, so larger values are refused, as Go's decoder does."""
+MAX_FLOAT = 1e15
+"""No price or factor is this large; a larger one (up to 1e308) is a typo, and multiplied it becomes inf."""
 
 MISSING: Any = object()
 """What ``Doc.get`` returns for an absent or null key."""
@@ -32,8 +37,8 @@ class Doc:
         self.warnings = warnings
 
     def full(self, rel: str) -> str:
-        """Returns the full dotted key of ``rel`` (``Clusters.<id>.`` prefixed, for the cluster document)."""
-        return f"{self.prefix}.{rel}" if self.prefix else rel
+        """Returns the full dotted key of ``rel`` (``Clusters.<id>.`` prefixed), escaped for one line."""
+        return printable(f"{self.prefix}.{rel}" if self.prefix else rel)
 
     def error(self, rel: str, message: str, value: object) -> ConfigError:
         """Returns the ConfigError for ``rel`` (file, full key, value shown unless it is a secret)."""
@@ -84,11 +89,13 @@ def as_bool(doc: Doc, rel: str, value: Any) -> bool:
 
 
 def as_int(doc: Doc, rel: str, value: Any) -> int:
-    """Returns ``value`` as an int (a whole float is accepted). Raises ConfigError otherwise."""
+    """Returns ``value`` as an int64 (a whole float is accepted). Raises ConfigError otherwise."""
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise doc.error(rel, f"expected an integer, got {show(value)}", value)
+    if not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise doc.error(rel, f"out of range: an integer here is at most {INT64_MAX} in size", value)
     return value
 
 
@@ -106,6 +113,8 @@ def as_nonneg_float(doc: Doc, rel: str, value: Any) -> float:
         raise doc.error(rel, f"expected a number, got {show(value)}", value)
     if value < 0:
         raise doc.error(rel, f"must not be negative, got {show(value)}", value)
+    if value > MAX_FLOAT:
+        raise doc.error(rel, f"too large: at most {MAX_FLOAT:g}, got {show(value)}", value)
     return float(value)
 
 
@@ -134,15 +143,6 @@ def as_map(doc: Doc, rel: str, value: Any) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise doc.error(rel, f"expected a map, got {show(value, secret=is_secret(rel))}", value)
     return value
-
-
-def as_str_map(doc: Doc, rel: str, value: Any) -> dict[str, str]:
-    """Returns ``value`` as a map of strings (a null value becomes ``""``). Raises ConfigError."""
-    out: dict[str, str] = {}
-    for k, v in as_map(doc, rel, value).items():
-        # Go decodes a null in a map[string]string as "": the variable is set, empty (e.g. to clear a proxy).
-        out[k] = "" if v is None else as_str(doc, f"{rel}.{k}", v)
-    return out
 
 
 def as_enum(allowed: Sequence[str]) -> Callable[[Doc, str, Any], str]:

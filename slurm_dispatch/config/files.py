@@ -10,6 +10,7 @@ key read as the legacy file as lib/config/load.go: Loader.MungeLegacyConfigArgs 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -18,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from slurm_dispatch.config.merge import settings_from_documents
+from slurm_dispatch.config.safe_yaml import parse_yaml
 from slurm_dispatch.errors import ConfigError
 from slurm_dispatch.settings import Settings
 
@@ -25,6 +27,8 @@ DEFAULT_CONFIG_PATH = Path("/etc/arvados/config.yml")
 """Where Arvados services look for the cluster config unless told otherwise."""
 DEFAULT_LEGACY_PATH = Path("/etc/arvados/crunch-dispatch-slurm/crunch-dispatch-slurm.yml")
 """The pre-2.0 standalone crunch-dispatch-slurm config; skipped when missing."""
+MAX_CONFIG_BYTES = 4 << 20
+"""Largest config file read. A full cluster config is around 100 KB; a larger file is a mistake or an attack."""
 
 
 class PathSource(str, Enum):
@@ -66,25 +70,41 @@ def resolve_config_path(path: str | Path | None, environ: Mapping[str, str]) -> 
 
 
 def read_yaml(path: Path, *, what: str, hint: str) -> object:
-    """Returns the parsed YAML in ``path``. Reads the file.
+    """Returns the parsed YAML in ``path`` (``safe_yaml.parse_yaml``). Reads the file, never waits on it.
+
+    The file is opened without blocking and must be a regular file of at most MAX_CONFIG_BYTES: a FIFO or a
+    device (``--config /dev/zero``) would otherwise block or never end.
 
     Raises:
-        ConfigError: missing or unreadable file, or a YAML syntax error (with line and column).
+        ConfigError: missing, unreadable, not a regular file, too large, not UTF-8, or invalid YAML (with
+            line and column; see ``parse_yaml`` for the bounds).
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise ConfigError(f"{what} not found; {hint}", path=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what}: {exc.strerror or exc}", path=str(path)) from None
+    try:
+        with os.fdopen(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise ConfigError(f"cannot read {what}: not a regular file", path=str(path))
+            data = file.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"cannot read {what}: larger than {MAX_CONFIG_BYTES >> 20} MiB", path=str(path))
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(f"cannot read {what}: {reason}", path=str(path)) from None
     try:
-        return yaml.safe_load(text)
+        return parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"invalid YAML: {where}{problem}", path=str(path)) from None
+    except RecursionError:  # not expected past parse_yaml's depth bound; kept so no traceback can escape
+        raise ConfigError("invalid YAML: nested too deeply", path=str(path)) from None
 
 
 def load_settings(

@@ -16,7 +16,7 @@ from slurm_dispatch.config.cluster import CLUSTER_ID_RE, cluster_fields, select_
 from slurm_dispatch.config.document import Doc
 from slurm_dispatch.config.environment import env_fill
 from slurm_dispatch.config.legacy import apply_legacy
-from slurm_dispatch.config.redact import show
+from slurm_dispatch.config.redact import printable, show
 from slurm_dispatch.config.schema import CLUSTER_SCHEMA, unknown_key_warnings, without_samples
 from slurm_dispatch.errors import ConfigError
 from slurm_dispatch.settings import Settings
@@ -61,7 +61,7 @@ def settings_from_documents(
         if isinstance(cluster_document, Mapping):
             for key in cluster_document:
                 if key not in ("Clusters", "SourceTimestamp", "SourceSHA256"):
-                    warnings.append(f"deprecated or unknown config entry: {key}")
+                    warnings.append(f"deprecated or unknown config entry: {printable(str(key))}")
         cid, body = select_cluster(cluster_document, source=source, cluster_id=cluster_id)
     body = without_samples(body)
     prefix = f"Clusters.{cid}"

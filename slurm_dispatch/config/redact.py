@@ -33,8 +33,21 @@ def show(value: object, *, secret: bool = False) -> str:
     """
     if secret:
         return REDACTED
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int of more than sys.get_int_max_str_digits() digits
+        return "<a number too long to show>"
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def printable(name: str) -> str:
+    """Returns a key name as it can be shown on one line: control characters escaped, cut to 200 characters.
+
+    Key names come from the file, like values: an escape sequence or a newline in one must not reach a
+    terminal or split a log line. Pure.
+    """
+    text = name if name.isprintable() else repr(name)[1:-1]
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def is_secret(rel_key: str) -> bool:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from slurm_dispatch.config.redact import printable
+
 
 class _EachKey:
     """Schema node for a map whose keys are names (InstanceTypes, InternalURLs): each value has ``schema``."""
@@ -91,11 +93,11 @@ def unknown_key_warnings(data: Mapping[str, Any], schema: Schema, prefix: str, r
             continue
         hint = _SPECIAL_HINTS.get(child_rel)
         if hint:
-            out.append(f"config entry {prefix}.{key} {hint}")
+            out.append(f"config entry {printable(f'{prefix}.{key}')} {hint}")
             continue
         similar = [k for k in schema if k.lower() == key.lower()]
         maybe = f" (perhaps you meant {similar[0]}?)" if similar else ""
-        out.append(f"deprecated or unknown config entry: {prefix}.{key}{maybe}")
+        out.append(f"deprecated or unknown config entry: {printable(f'{prefix}.{key}')}{maybe}")
     return out
 
 

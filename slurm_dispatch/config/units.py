@@ -31,6 +31,8 @@ _SIZE_PREFIX = {
     "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50, "Ei": 1 << 60,
 }
 _INT64_MAX = (1 << 63) - 1
+_MAX_DURATION_S = _INT64_MAX / 1e9
+"""Go's time.Duration is int64 nanoseconds (about 292 years); time.ParseDuration refuses longer ones."""
 
 
 def parse_duration(value: object, *, key: str = "", path: str = "") -> float:
@@ -40,7 +42,8 @@ def parse_duration(value: object, *, key: str = "", path: str = "") -> float:
     Pure.
 
     Raises:
-        ConfigError: a bare number other than 0, an unknown unit, a negative duration, or a non-string.
+        ConfigError: a bare number other than 0, an unknown unit, a negative duration, one longer than
+            Go's int64 nanoseconds, or a non-string.
     """
     shown = show(value)
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -69,6 +72,9 @@ def parse_duration(value: object, *, key: str = "", path: str = "") -> float:
         pos = match.end()
     if negative and total > 0:
         raise ConfigError(f"negative duration {shown} is not allowed", path=path, key=key, value=shown)
+    if total > _MAX_DURATION_S:
+        raise ConfigError(f"invalid duration {shown}: too large (Go's limit is about 292 years)",
+                          path=path, key=key, value=shown)
     return total
 
 
@@ -80,7 +86,8 @@ def parse_byte_size(value: object, *, key: str = "", path: str = "") -> int:
     Unlike Go, a quoted number with no unit other than ``"0"`` is refused (Go reads it as 0). Pure.
 
     Raises:
-        ConfigError: an unparsable or negative size, a unitless quoted number, or a non-integral float.
+        ConfigError: an unparsable, negative or over-int64 size, a unitless quoted number, or a
+            non-integral float.
     """
     shown = show(value)
     if isinstance(value, bool):
@@ -106,6 +113,9 @@ def parse_byte_size(value: object, *, key: str = "", path: str = "") -> int:
                 f"read it as 0); write it unquoted, or with a unit such as \"{digits}B\"",
                 path=path, key=key, value=shown)
         scale = _SIZE_PREFIX[prefix]
+        if not float(digits) * scale <= _INT64_MAX * 2:
+            # checked in floating point first: int() of a few thousand digits raises ValueError
+            raise ConfigError(f"byte size {shown} is too large", path=path, key=key, value=shown)
         if re.fullmatch(r"[+-]?[0-9]+", digits):
             number = int(digits) * scale
         else:
