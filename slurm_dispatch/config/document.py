@@ -95,7 +95,8 @@ def as_int(doc: Doc, rel: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise doc.error(rel, f"expected an integer, got {show(value)}", value)
     if not -INT64_MAX - 1 <= value <= INT64_MAX:
-        raise doc.error(rel, f"out of range: an integer here is at most {INT64_MAX} in size", value)
+        raise doc.error(rel, f"out of range, got {show(value)}: integers here are 64-bit (at most {INT64_MAX})",
+                        value)
     return value
 
 
