@@ -1,4 +1,7 @@
-"""The legacy standalone crunch-dispatch-slurm.yml (arvados-reference.md §4.2), one row per legacy key."""
+"""The legacy standalone crunch-dispatch-slurm.yml, one row per legacy key.
+
+The mapping is lib/config/deprecated.go: Loader.loadOldCrunchDispatchSlurmConfig.
+"""
 
 from __future__ import annotations
 

@@ -1,11 +1,19 @@
-"""template_problems / startup_problems: sbatch templates the service refuses (gotchas 21 and 23)."""
+"""template_problems / startup_problems: sbatch templates the service refuses.
+
+The template rules are services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: sbatchArgs.
+"""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 
 from slurm_dispatch.config import startup_problems, template_problems
 from slurm_dispatch.settings import DEFAULT_SBATCH_ARGUMENTS, Settings
+
+API = Settings(system_root_token="t" * 32, controller_url="https://ctrl.example/")
+"""A token and a controller, so that startup_problems reports only what a test is about."""
 
 
 @pytest.mark.parametrize(
@@ -54,10 +62,10 @@ def test_every_problem_is_reported() -> None:
 
 
 def test_startup_problems_include_missing_internal_urls() -> None:
-    problems = startup_problems(Settings())
+    problems = startup_problems(API)
     assert len(problems) == 1
     assert "Services.DispatchSLURM.InternalURLs is empty" in problems[0]
-    assert startup_problems(Settings(dispatch_internal_urls=("http://localhost:9006",))) == []
+    assert startup_problems(replace(API, dispatch_internal_urls=("http://localhost:9006",))) == []
 
 
 @pytest.mark.parametrize(
@@ -70,7 +78,7 @@ def test_startup_problems_include_missing_internal_urls() -> None:
     ],
 )
 def test_startup_problems_check_internal_urls(url: str, ok: bool) -> None:
-    problems = startup_problems(Settings(dispatch_internal_urls=(url,)))
+    problems = startup_problems(replace(API, dispatch_internal_urls=(url,)))
     assert (problems == []) == ok, problems
     if not ok:
         assert "InternalURLs" in problems[0] and url in problems[0]

@@ -1,4 +1,4 @@
-"""Tables for the Go duration and Arvados byte-size spellings (arvados-reference.md §4)."""
+"""Tables for the Go duration and Arvados byte-size spellings (sdk/go/arvados: duration.go, byte_size.go)."""
 
 from __future__ import annotations
 

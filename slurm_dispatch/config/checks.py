@@ -1,0 +1,102 @@
+"""What the service refuses to start with: the checks ``run`` and ``config check`` share.
+
+Owns ``template_problems`` (the sbatch templates) and ``startup_problems`` (everything ``run`` refuses; it
+includes ``template_problems``). Each returns one human line per problem; ``run`` and ``config check`` call
+the same function, so they refuse exactly the same configs (both exit 2). Pure.
+
+The template grammar is not repeated here: every argument is run through ``slurm.sbatch.substitute``, the
+function that builds each real sbatch command, with a value for every token it knows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from itertools import pairwise
+from urllib.parse import urlsplit
+
+from slurm_dispatch.errors import SbatchTemplateError
+from slurm_dispatch.settings import Settings
+from slurm_dispatch.slurm.sbatch import TEMPLATE_TOKENS, substitute
+
+_EVERY_TOKEN = {letter: "1" for letter in TEMPLATE_TOKENS if letter != "%"}
+"""A value for every template token, so ``substitute`` fails only on a token it does not know."""
+_UNKNOWN_TOKEN_RE = re.compile(r"parameter (%.) in ")
+
+
+def _template_arg_problem(arg: str) -> str | None:
+    """Returns the unknown ``%x`` that ``substitute`` refuses in one argument, or None when it accepts it."""
+    try:
+        substitute(arg, _EVERY_TOKEN)
+    except SbatchTemplateError as exc:
+        found = _UNKNOWN_TOKEN_RE.search(str(exc))
+        return found.group(1) if found else str(exc)
+    return None
+
+
+def _has_job_name(args: Sequence[str]) -> bool:
+    return any(a in ("--job-name=%U", "-J%U") or (a in ("--job-name", "-J") and b == "%U")
+               for a, b in pairwise([*args, ""]))
+
+
+def template_problems(settings: Settings) -> list[str]:
+    """Returns human messages for sbatch templates the service must refuse.
+
+    Checks SbatchArgumentsList and SbatchGPUArgumentsList for an unknown ``%x`` (anything
+    ``slurm.sbatch.substitute`` refuses: all but ``%U %C %M %T %G %W %P %I %%``; a lone trailing ``%`` is
+    fine) and SbatchArgumentsList for ``--job-name=%U``: the Go dispatcher builds sbatch's arguments only from
+    the template (services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: sbatchArgs) and finds jobs in
+    squeue by that name (squeue.go: SqueueChecker.check), so without it every job looks gone and its
+    container is unlocked and relocked endlessly. Pure.
+    """
+    prefix = f"Clusters.{settings.cluster_id}.Containers.SLURM"
+    problems: list[str] = []
+    for key, args in (("SbatchArgumentsList", settings.sbatch_arguments),
+                      ("SbatchGPUArgumentsList", settings.sbatch_gpu_arguments)):
+        for i, arg in enumerate(args):
+            bad = _template_arg_problem(arg)
+            if bad is not None:
+                problems.append(f"{prefix}.{key}[{i}] {arg!r}: unknown substitution parameter {bad!r} "
+                                "(known: %U %C %M %T %G %W %P %I %%); every sbatch would fail")
+    if not settings.sbatch_arguments:
+        problems.append(f"{prefix}.SbatchArgumentsList is empty: sbatch would get no --job-name=%U, so every job "
+                        "would look gone and its container would be unlocked and relocked endlessly (remove the "
+                        "key to use the default template)")
+    elif not _has_job_name(settings.sbatch_arguments):
+        problems.append(f"{prefix}.SbatchArgumentsList lacks --job-name=%U: squeue finds jobs by that name, "
+                        "so every job would look gone and its container would be unlocked and relocked "
+                        "endlessly")
+    return problems
+
+
+def startup_problems(settings: Settings) -> list[str]:
+    """Returns every reason the service must refuse to start with these settings, one line each.
+
+    ``template_problems``, then a missing SystemRootToken or Services.Controller.ExternalURL (after the
+    ARVADOS_API_TOKEN / ARVADOS_API_HOST fill-ins: without them the API client cannot be built), then missing
+    or unusable Services.DispatchSLURM.InternalURLs (the health and metrics server). Everything else ``run``
+    needs from the config is refused by the loader. Pure.
+    """
+    problems = template_problems(settings)
+    cluster = f"Clusters.{settings.cluster_id}"
+    if not settings.system_root_token:
+        problems.append(f"{cluster}.SystemRootToken is empty: the dispatcher has no Arvados API token (set it, "
+                        "or ARVADOS_API_TOKEN in the service's environment)")
+    if not settings.controller_url:
+        problems.append(f"{cluster}.Services.Controller.ExternalURL is empty: the dispatcher does not know "
+                        "where the Arvados API is (set it, or ARVADOS_API_HOST in the service's environment)")
+    key = f"Clusters.{settings.cluster_id}.Services.DispatchSLURM.InternalURLs"
+    if not settings.dispatch_internal_urls:
+        problems.append(f"{key} is empty: could "
+                        "not enable the \"crunch-dispatch-slurm\" service (add e.g. "
+                        "\"http://localhost:9006\": {})")
+    for url in settings.dispatch_internal_urls:
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme != "http" or port is None:
+            problems.append(f"{key}: {url!r} cannot serve the health and metrics endpoint: it must be "
+                            "http:// with an explicit port (e.g. \"http://localhost:9006\")")
+    return problems

@@ -1,0 +1,172 @@
+"""The only I/O of the package: which file to read, reading it, and ``load_settings``.
+
+Owns ``resolve_config_path`` (``--config``, else ``$ARVADOS_CONFIG``, else /etc/arvados/config.yml, as
+lib/config/load.go: Loader.SetupFlags), ``read_yaml`` (one file, YAML errors with line and column),
+``load_settings`` (the cluster config, the legacy file when present or named, a file with no ``Clusters``
+key read as the legacy file as lib/config/load.go: Loader.MungeLegacyConfigArgs does) and its result
+``LoadedConfig``. Reads at most three files and never writes.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import yaml
+
+from slurm_dispatch.config.merge import settings_from_documents
+from slurm_dispatch.config.safe_yaml import parse_yaml
+from slurm_dispatch.errors import ConfigError
+from slurm_dispatch.settings import Settings
+
+DEFAULT_CONFIG_PATH = Path("/etc/arvados/config.yml")
+"""Where Arvados services look for the cluster config unless told otherwise."""
+DEFAULT_LEGACY_PATH = Path("/etc/arvados/crunch-dispatch-slurm/crunch-dispatch-slurm.yml")
+"""The pre-2.0 standalone crunch-dispatch-slurm config; skipped when missing."""
+MAX_CONFIG_BYTES = 4 << 20
+"""Largest config file read. A full cluster config is around 100 KB; a larger file is a mistake or an attack."""
+
+
+class PathSource(str, Enum):
+    """Why a config path was chosen, so the CLI can say so."""
+
+    ARGUMENT = "--config"
+    ENVIRONMENT = "$ARVADOS_CONFIG"
+    DEFAULT = "default"
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """The result of ``load_settings``: settings plus everything worth telling the operator."""
+
+    settings: Settings
+    warnings: list[str] = field(default_factory=list)
+    """Unknown or deprecated keys, legacy-mapping caveats, environment fill-ins: log each at startup."""
+    path: Path = DEFAULT_CONFIG_PATH
+    """The file named by --config / $ARVADOS_CONFIG / the default."""
+    path_source: PathSource = PathSource.DEFAULT
+    """Why ``path`` was chosen."""
+    legacy_path: Path | None = None
+    """The legacy standalone file that was actually read, if any."""
+    cluster_path: Path | None = None
+    """The cluster config that was actually read: ``path``, or (when ``path`` was a legacy file) the
+    $ARVADOS_CONFIG/default file, or None when there was none and ``cluster_id`` supplied the id."""
+
+
+def resolve_config_path(path: str | Path | None, environ: Mapping[str, str]) -> tuple[Path, PathSource]:
+    """Returns the cluster config path and why: an explicit path, else $ARVADOS_CONFIG, else the default.
+
+    Pure.
+    """
+    if path is not None and str(path) != "":
+        return Path(path), PathSource.ARGUMENT
+    if environ.get("ARVADOS_CONFIG"):
+        return Path(environ["ARVADOS_CONFIG"]), PathSource.ENVIRONMENT
+    return DEFAULT_CONFIG_PATH, PathSource.DEFAULT
+
+
+def read_yaml(path: Path, *, what: str, hint: str) -> object:
+    """Returns the parsed YAML in ``path`` (``safe_yaml.parse_yaml``). Reads the file, never waits on it.
+
+    The file is opened without blocking and must be a regular file of at most MAX_CONFIG_BYTES: a FIFO or a
+    device (``--config /dev/zero``) would otherwise block or never end.
+
+    Raises:
+        ConfigError: missing, unreadable, not a regular file, too large, not UTF-8, or invalid YAML (with
+            line and column; see ``parse_yaml`` for the bounds).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found; {hint}", path=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what}: {exc.strerror or exc}", path=str(path)) from None
+    try:
+        with os.fdopen(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise ConfigError(f"cannot read {what}: not a regular file", path=str(path))
+            data = file.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"cannot read {what}: larger than {MAX_CONFIG_BYTES >> 20} MiB", path=str(path))
+        text = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot read {what}: {reason}", path=str(path)) from None
+    try:
+        return parse_yaml(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"invalid YAML: {where}{problem}", path=str(path)) from None
+    except RecursionError:  # not expected past parse_yaml's depth bound; kept so no traceback can escape
+        raise ConfigError("invalid YAML: nested too deeply", path=str(path)) from None
+
+
+def load_settings(
+    *,
+    path: str | Path | None = None,
+    cluster_id: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    legacy_path: str | Path | None = None,
+    skip_legacy: bool = False,
+) -> LoadedConfig:
+    """Returns the validated settings of one cluster, read once from the config file(s).
+
+    Reads (never writes) the cluster config, and the legacy standalone file when present; otherwise pure.
+
+    Args:
+        path: the cluster config (``--config``). None means ``$ARVADOS_CONFIG``, else /etc/arvados/config.yml.
+            A file with no ``Clusters`` key is read as the legacy file (with a warning), and the cluster
+            config then comes from ``$ARVADOS_CONFIG`` or the default path if that exists.
+        cluster_id: which cluster, when the file defines several.
+        environ: the environment (default ``os.environ``) for ARVADOS_CONFIG and ARVADOS_API_*.
+        legacy_path: the legacy file; None means DEFAULT_LEGACY_PATH, skipped when missing. A path given
+            here must exist.
+        skip_legacy: do not look for the legacy file at all (Go's ``-skip-legacy``).
+
+    Raises:
+        ConfigError: missing/unreadable file, bad YAML, or any invalid key (naming file, key and value).
+    """
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    main_path, main_source = resolve_config_path(path, env)
+    document = read_yaml(main_path, what="config file",
+                          hint="pass --config <file> or set ARVADOS_CONFIG to the cluster config")
+    if document is None:
+        raise ConfigError("the config file is empty; expected Clusters: {<ClusterID>: {...}}",
+                          path=str(main_path))
+    warnings: list[str] = []
+    cluster_doc: object = document
+    cluster_path = main_path
+    legacy_doc: object = None
+    legacy_read: Path | None = None
+    if isinstance(document, Mapping) and "Clusters" not in document:
+        if legacy_path is not None:
+            raise ConfigError("this is not a cluster config file (no Clusters key), and a legacy file was "
+                              f"also given ({legacy_path}); pass the cluster config as --config",
+                              path=str(main_path))
+        warnings.append(f"{main_path} is not a cluster config file (no Clusters key): reading it as the legacy "
+                        "crunch-dispatch-slurm config (please migrate your config!)")
+        legacy_doc, legacy_read = document, main_path
+        fallback, _ = resolve_config_path(None, env)
+        cluster_doc = None
+        if fallback != main_path and fallback.exists():
+            cluster_path = fallback
+            cluster_doc = read_yaml(fallback, what="config file", hint="")
+    elif not skip_legacy:
+        candidate = DEFAULT_LEGACY_PATH if legacy_path is None else Path(legacy_path)
+        if legacy_path is not None or candidate.exists():
+            legacy_doc = read_yaml(candidate, what="legacy crunch-dispatch-slurm config file",
+                                    hint="check --legacy-crunch-dispatch-slurm-config")
+            legacy_read = candidate
+            if legacy_doc is None:
+                legacy_doc = {}
+    settings, more = settings_from_documents(
+        cluster_doc, source=str(cluster_path), cluster_id=cluster_id, environ=env,
+        legacy_document=legacy_doc, legacy_source=str(legacy_read or ""))
+    return LoadedConfig(settings=settings, warnings=warnings + more, path=main_path, path_source=main_source,
+                        legacy_path=legacy_read, cluster_path=cluster_path if cluster_doc is not None else None)

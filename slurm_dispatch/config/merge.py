@@ -1,0 +1,85 @@
+"""The merge: parsed cluster config + parsed legacy file + environment -> Settings and warnings.
+
+Owns ``settings_from_documents``, the pure core of ``load_settings``. The order follows Go's loader
+(lib/config/load.go: Loader.Load): defaults (Settings' own), then the cluster file, then deprecated keys
+(``RequestLimits.MaxItemsPerResponse``, lib/config/deprecated.go: Loader.applyDeprecatedConfig), then the
+environment fills empty keys (``environment.env_fill``), then the legacy file overrides (``legacy``), then
+``<name>.preemptible`` instance types are added (``cluster.with_preemptible``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from slurm_dispatch.config.cluster import CLUSTER_ID_RE, cluster_fields, select_cluster, with_preemptible
+from slurm_dispatch.config.document import Doc
+from slurm_dispatch.config.environment import env_fill
+from slurm_dispatch.config.legacy import apply_legacy
+from slurm_dispatch.config.redact import printable, show
+from slurm_dispatch.config.schema import CLUSTER_SCHEMA, unknown_key_warnings, without_samples
+from slurm_dispatch.errors import ConfigError
+from slurm_dispatch.settings import Settings
+
+
+def settings_from_documents(
+    cluster_document: object,
+    *,
+    source: str,
+    cluster_id: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    legacy_document: object = None,
+    legacy_source: str = "",
+) -> tuple[Settings, list[str]]:
+    """Returns the Settings and warnings for parsed YAML documents: the core of ``load_settings``.
+
+    Pure: takes what ``yaml.safe_load`` returned, does no I/O and reads no globals.
+
+    Args:
+        cluster_document: the parsed cluster config, or None when there is none (then ``cluster_id`` is
+            required and every key takes its default).
+        source: the cluster config's path, for messages.
+        cluster_id: which cluster to use when the file defines several.
+        environ: ARVADOS_API_TOKEN / ARVADOS_API_HOST / ARVADOS_API_HOST_INSECURE fill empty keys.
+        legacy_document: the parsed legacy standalone file, or None.
+        legacy_source: the legacy file's path, for messages.
+
+    Raises:
+        ConfigError: naming the file, the full key and the bad value (never a secret).
+    """
+    warnings: list[str] = []
+    body: Mapping[str, Any]
+    if cluster_document is None:
+        if cluster_id is None:
+            raise ConfigError("no cluster config to read the cluster ID from; pass --config <cluster config> "
+                              "or --cluster-id", path=source)
+        if not CLUSTER_ID_RE.match(cluster_id):
+            raise ConfigError("cluster ID should be 5 lowercase alphanumeric characters", path=source,
+                              key="--cluster-id", value=show(cluster_id))
+        cid, body = cluster_id, {}
+    else:
+        if isinstance(cluster_document, Mapping):
+            for key in cluster_document:
+                if key not in ("Clusters", "SourceTimestamp", "SourceSHA256"):
+                    warnings.append(f"deprecated or unknown config entry: {printable(str(key))}")
+        cid, body = select_cluster(cluster_document, source=source, cluster_id=cluster_id)
+    body = without_samples(body)
+    prefix = f"Clusters.{cid}"
+    warnings += unknown_key_warnings(body, CLUSTER_SCHEMA, prefix, "")
+    doc = Doc(body, source=source, prefix=prefix, warnings=warnings)
+    fields = cluster_fields(doc)
+    env_fill(fields, environ or {}, warnings)
+    if legacy_document is not None:
+        if not isinstance(legacy_document, Mapping):
+            raise ConfigError(f"expected a map of legacy keys, got {show(legacy_document)}", path=legacy_source)
+        warnings.append(f"you should remove the legacy crunch-dispatch-slurm config file ({legacy_source}) "
+                        f"after migrating its keys to the cluster configuration file ({source})")
+        apply_legacy(fields, without_samples(legacy_document), source=legacy_source, warnings=warnings)
+    if fields.get("batch_size") == 0:
+        fields["batch_size"] = 100  # Go's dispatcher: 0 means its own default page size
+    fields["instance_types"] = with_preemptible(
+        fields["instance_types"], fields.get("preemptible_price_factor", 0.0), label=prefix, warnings=warnings)
+    if not fields["dispatch_internal_urls"]:
+        warnings.append(f"{prefix}.Services.DispatchSLURM.InternalURLs is empty: the service will refuse to "
+                        "start (it needs the address for its health/metrics server)")
+    return Settings(cluster_id=cid, **fields), warnings

@@ -1,0 +1,130 @@
+"""YAML parsing with bounds: nesting depth, expanded size (alias bombs), recursive aliases, bad scalars.
+
+Owns ``parse_yaml``. ``yaml.safe_load`` alone has three ways to fail on a hostile file: deep nesting raises
+RecursionError, an alias bomb ("billion laughs") loads quickly into shared references but then takes forever
+(or all memory) to walk, and a recursive alias builds a structure that contains itself. A scalar can also
+raise a plain ValueError (an integer of 5,000 digits, the date 2001-02-30). Here the composer counts every
+node as it would be after alias expansion, refuses past ``MAX_NODES`` or ``MAX_DEPTH`` and refuses an alias
+to a node still being composed; scalar conversion errors become YAML errors with their line. Every failure is
+a ``yaml.YAMLError`` with a mark. Pure (takes the text).
+
+When PyYAML has libyaml, its C parser produces the events (fast) and the Python composer below builds the
+nodes, so the bounds apply either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from yaml.composer import Composer, ComposerError
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.events import AliasEvent
+from yaml.nodes import Node
+from yaml.parser import Parser
+from yaml.reader import Reader
+from yaml.resolver import Resolver
+from yaml.scanner import Scanner
+
+MAX_DEPTH = 50
+"""Deepest nesting accepted; the deepest key the dispatcher reads is 7 levels down
+(``Clusters.<id>.Services.DispatchSLURM.InternalURLs.<url>.ListenURL``)."""
+MAX_NODES = 100_000
+"""Most nodes a document may have once its aliases are expanded. A full cluster config (every Arvados
+default written out, hundreds of instance types) has a few thousand; a billion-laughs document has 10**9."""
+
+class _BoundedComposer(Composer):
+    """The composer (and construct hook) of both loaders: MAX_DEPTH, MAX_NODES, no recursive aliases."""
+
+    _depth = 0
+    _expanded = 0
+    _sizes: dict[int, int]
+
+    if TYPE_CHECKING:  # provided by the parser class it is mixed with
+        def check_event(self, *choices: Any) -> bool: ...
+        def peek_event(self) -> Any: ...
+
+    def _count(self, nodes: int, mark: Any) -> None:
+        self._expanded += nodes
+        if self._expanded > MAX_NODES:
+            what = "expands to" if self.anchors else "has"
+            hint = " (a YAML alias bomb?)" if self.anchors else ""
+            raise ComposerError(None, None, f"the document {what} more than {MAX_NODES} nodes{hint}", mark)
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        if not hasattr(self, "_sizes"):
+            self._sizes = {}
+        if self.check_event(AliasEvent):
+            event = self.peek_event()
+            anchored = self.anchors.get(event.anchor)
+            if anchored is not None:
+                size = self._sizes.get(id(anchored))
+                if size is None:
+                    raise ComposerError(None, None, f"the alias *{event.anchor} is recursive (it refers to a "
+                                        "node that contains it)", event.start_mark)
+                self._count(size, event.start_mark)
+            return super().compose_node(parent, index)
+        if self._depth >= MAX_DEPTH:
+            raise ComposerError(None, None, f"nesting deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
+        self._depth += 1
+        before = self._expanded
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if node is not None:
+            self._count(1, node.start_mark)
+            self._sizes[id(node)] = self._expanded - before
+        return node
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)  # type: ignore[misc]
+        except (ValueError, OverflowError, TypeError) as exc:
+            text = str(exc).split(";")[0].strip()
+            detail = text.splitlines()[0][:100] if text else type(exc).__name__
+            raise ConstructorError(None, None, f"cannot convert this value: {detail}", node.start_mark) from None
+
+
+class _PyLoader(_BoundedComposer, Reader, Scanner, Parser, SafeConstructor, Resolver):
+    """Pure-Python events (PyYAML without libyaml)."""
+
+    def __init__(self, stream: str) -> None:
+        Reader.__init__(self, stream)
+        Scanner.__init__(self)
+        Parser.__init__(self)
+        Composer.__init__(self)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
+
+
+_LOADER: Callable[[str], Any] = _PyLoader
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
+
+    class _CLoader(_BoundedComposer, CParser, SafeConstructor, Resolver):
+        """libyaml's parser for the events (about 50 times faster on large scalars)."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+    _LOADER = _CLoader
+
+
+def parse_yaml(text: str) -> Any:
+    """Returns the one YAML document in ``text`` as Python values (SafeLoader's types). Pure.
+
+    Raises:
+        yaml.YAMLError: a syntax error, a tag SafeLoader does not know, more than one document, nesting deeper
+            than MAX_DEPTH, more than MAX_NODES nodes after alias expansion, a recursive alias, or a scalar
+            that cannot be converted; each with its line and column.
+    """
+    loader = _LOADER(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()

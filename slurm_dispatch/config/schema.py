@@ -1,0 +1,113 @@
+"""The shape of the cluster config: which keys exist, for the unknown-key warnings.
+
+Owns ``CLUSTER_SCHEMA`` (every key of a cluster that Arvados defines and this dispatcher may meet; sections
+it does not read are listed without their contents), ``unknown_key_warnings`` (a warning per key the schema
+does not know, with a "perhaps you meant" hint for a case slip, as lib/config/load.go: Loader.logExtraKeys
+logs) and ``without_samples`` (the ``SAMPLE`` entries that lib/config/config.default.yml uses as templates
+are dropped before reading). Unknown keys are warnings, never errors: Go carries on too. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from slurm_dispatch.config.redact import printable
+
+
+class _EachKey:
+    """Schema node for a map whose keys are names (InstanceTypes, InternalURLs): each value has ``schema``."""
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+
+
+# None: a leaf, or a section this dispatcher does not read (its contents are not checked).
+Schema = dict[str, "Schema | _EachKey | None"] | _EachKey | None
+
+_API_KEYS = ("AsyncPermissionsUpdateInterval DisabledAPIs FreezeProjectRequiresDescription "
+             "FreezeProjectRequiresProperties KeepServiceRequestTimeout LockBeforeUpdate MaxConcurrentRailsRequests "
+             "MaxConcurrentRequests MaxGatewayTunnels MaxIndexDatabaseRead MaxItemsPerResponse MaxKeepBlobBuffers "
+             "MaxQueueTimeForLockRequests MaxQueuedRequests MaxRequestAmplification MaxRequestSize "
+             "MaxTokenLifetime RequestTimeout SendTimeout UnfreezeProjectRequiresAdmin VocabularyPath "
+             "WebsocketClientEventQueue WebsocketServerEventQueue")
+_CONTAINERS_KEYS = ("AlwaysUsePreemptibleInstances CrunchRunArgumentsList CrunchRunCommand DefaultKeepCacheRAM "
+                    "DispatchPrivateKey LSF LocalKeepBlobBuffersPerVCPU LocalKeepLogsToContainerLog "
+                    "LogReuseDecisions Logging MaxDispatchAttempts MaxRetryAttempts MaximumPriceFactor "
+                    "MinRetryPeriod PreemptiblePriceFactor ReserveExtraRAM RuntimeEngine ShellAccess "
+                    "StaleLockTimeout SupportedDockerImageFormats")
+_SERVICES = ("Composer ContainerWebServices Controller DispatchCloud DispatchLSF Health Keepbalance "
+             "Keepproxy Keepstore RailsAPI WebDAV WebDAVDownload WebShell Websocket Workbench1 Workbench2")
+_OTHER_SECTIONS = "AuditLogs Collections Login RemoteClusters StorageClasses Users Volumes Workbench"
+
+
+def _leaves(names: str) -> dict[str, Schema | _EachKey | None]:
+    return dict.fromkeys(names.split())
+
+
+CLUSTER_SCHEMA: dict[str, Schema | _EachKey | None] = {
+    **_leaves(_OTHER_SECTIONS),
+    "SystemRootToken": None,
+    "ManagementToken": None,
+    "API": _leaves(_API_KEYS),
+    "TLS": {"Certificate": None, "Key": None, "Insecure": None, "ACME": None},
+    "PostgreSQL": {"Connection": None, "ConnectionPool": None},
+    "SystemLogs": _leaves("LogLevel Format MaxRequestLogParamsSize RequestQueueDumpDirectory"),
+    "Services": {**_leaves(_SERVICES),
+                 "DispatchSLURM": {"InternalURLs": _EachKey({"ListenURL": None}), "ExternalURL": None}},
+    "Containers": {**_leaves(_CONTAINERS_KEYS),
+                   "CloudVMs": None,
+                   "SLURM": _leaves("PrioritySpread SbatchArgumentsList SbatchEnvironmentVariables "
+                                    "SbatchGPUArgumentsList")},
+    "InstanceTypes": _EachKey({
+        **_leaves("ProviderType VCPUs RAM IncludedScratch AddedScratch Price Preemptible"),
+        "GPU": _leaves("Stack DriverVersion HardwareTarget DeviceCount VRAM"),
+    }),
+}
+
+_SPECIAL_HINTS = {
+    "Containers.PollInterval": "is ignored: the documentation's name is wrong, the poll period is "
+                               "Containers.CloudVMs.PollInterval",
+    "RequestLimits": "is deprecated: use API.MaxItemsPerResponse",
+    "InstanceTypes.*.Scratch": "is ignored: Scratch is computed as IncludedScratch + AddedScratch",
+}
+
+
+def unknown_key_warnings(data: Mapping[str, Any], schema: Schema, prefix: str, rel: str) -> list[str]:
+    """Returns a warning for each key in ``data`` that ``schema`` does not know, with a case hint. Pure.
+
+    Port of lib/config/load.go: Loader.logExtraKeys.
+    """
+    if schema is None or not isinstance(data, Mapping):
+        return []
+    out: list[str] = []
+    if isinstance(schema, _EachKey):
+        for name, value in data.items():
+            star = f"{rel}.*" if rel else "*"
+            out += unknown_key_warnings(value, schema.schema, f"{prefix}.{name}", star)
+        return out
+    for key, value in data.items():
+        child_rel = f"{rel}.{key}" if rel else key
+        if key in schema:
+            out += unknown_key_warnings(value, schema[key], f"{prefix}.{key}", child_rel)
+            continue
+        hint = _SPECIAL_HINTS.get(child_rel)
+        if hint:
+            out.append(f"config entry {printable(f'{prefix}.{key}')} {hint}")
+            continue
+        similar = [k for k in schema if k.lower() == key.lower()]
+        maybe = f" (perhaps you meant {similar[0]}?)" if similar else ""
+        out.append(f"deprecated or unknown config entry: {printable(f'{prefix}.{key}')}{maybe}")
+    return out
+
+
+def without_samples(node: Any) -> Any:
+    """Returns ``node`` with every ``SAMPLE`` key removed and every map key made a string. Pure.
+
+    Port of lib/config/load.go: removeSampleKeys.
+    """
+    if isinstance(node, Mapping):
+        return {str(k): without_samples(v) for k, v in node.items() if k != "SAMPLE"}
+    if isinstance(node, list):
+        return [without_samples(v) for v in node]
+    return node
