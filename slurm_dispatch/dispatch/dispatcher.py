@@ -1,52 +1,32 @@
 """Dispatcher: polls the container queue and keeps exactly one tracker per container it runs.
 
-Port of sdk/go/dispatch/dispatch.go (``Dispatcher``, ``Run``, ``checkForUpdates``,
-``checkListForUpdates``, ``start``, ``TrackContainer``), in asyncio. It knows nothing of
-Slurm: a backend supplies a RunContainer coroutine, started once per container.
+Port of sdk/go/dispatch/dispatch.go (``Dispatcher``, ``Run``, ``checkForUpdates``, ``checkListForUpdates``,
+``start``, ``TrackContainer``), in asyncio. It knows nothing of Slurm: a backend supplies a RunContainer coroutine,
+started once per container. What to do with each record is ``decide.record_action``; which Queued containers to
+lock this tick is ``admission.admit``; what follows a RunContainer's return is ``fallback.py``.
 
-Each tick (arvados-reference.md §6.2):
+Each tick:
 
 1. ``todo`` = the uuids of open trackers.
-2. Query A ``locked_by_uuid = <my token>`` and query B ``state = Queued AND priority > 0``,
-   each as a count probe (``limit=0, count=exact``) then pages of ``batch_size``
-   (``count=none``), ordered ``priority desc``. Every returned uuid leaves ``todo``.
+2. Query A ``locked_by_uuid = <my token>`` and query B ``state = Queued AND priority > 0``
+   (``queries.QueueReader``: a count probe, then pages). Every returned uuid leaves ``todo``.
 3. If A or B failed, stop here: nothing is closed on the strength of a failed query.
 4. Query the uuids left in ``todo`` by ``uuid in [...]``, 20 at a time.
 5. If all of those succeeded, close the trackers still in ``todo``.
 
-Per record: a container locked by another token is ignored (and an open tracker on it is
-closed, see below); a tracked Locked/Running container is offered to its tracker (which
-wakes only if the record changed, see ``tracker.py``); a tracked Queued/Cancelled/Complete
-one has its tracker closed; an untracked Queued one is throttled, locked and tracked as
-Locked; an untracked Locked/Running one (ours: adoption after a restart) is throttled and
-tracked.
-
 Deliberate differences from Go, each for a promise Go does not keep:
 
-* A tracker stays registered until its RunContainer task has finished, even after it is
-  closed. Go forgets it at once, so a re-queued container can be locked again and get a
-  second RunContainer while the first is still cleaning up (for Slurm: the old tracker's
-  scancel would hit the new job, which has the same name). Here the uuid is locked again
-  on the first tick after the old task ends.
-* A tracked container now locked by another token has left this dispatcher, so its
-  tracker is closed. Go ignores the record and leaves the tracker open for ever.
+* A tracker stays registered until its RunContainer task has finished, even after it is closed. Go forgets it at
+  once, so a re-queued container can be locked again and get a second RunContainer while the first is still
+  cleaning up (for Slurm: the old tracker's scancel would hit the new job, which has the same name).
+* A tracked container now locked by another token is closed; Go leaves its tracker open for ever.
 * Closed trackers are not queried again (Go keeps querying uuids it closed but never forgot).
-* Locks run concurrently in the bounded executor (Go locks one at a time under a mutex), once
-  the whole query has been read: locking mid-paging shifts the offset-paged Queued query past
-  containers not yet seen (Go skips some every tick when more than a page is queued).
-* Shutdown (``shutdown()``) stops polling and cancels the tracker tasks, which means
-  "abandon"; it never closes a tracker. Go closes every tracker when its context is
-  cancelled, which would scancel every job on a restart.
-
-Fallback (§6.3): when a RunContainer returns, the tracker keeps reading updates until it is
-closed; from the second update on, each one still showing Locked/Running makes it set the
-container to the fallback state (Queued, or Cancelled for ``UnsatisfiableContainer``). One
-difference from Go: a container still Running is set to Cancelled, since Running→Queued is
-refused (Go repeats that refused PUT on every tick for as long as the container lives).
-If the RunContainer raised, the error is first logged and written as a ``dispatch`` log
-record on the container.
+* Locks run concurrently in the bounded executor once the whole query has been read: locking mid-paging shifts
+  the offset-paged Queued query past containers not yet seen (Go skips some every tick when more than a page is
+  queued). A record that cannot be read is never locked.
+* Shutdown (``shutdown()``) stops polling and cancels the tracker tasks, which means "abandon"; it never closes a
+  tracker. Go closes every tracker when its context is cancelled, which would scancel every job on a restart.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -57,11 +37,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
+from slurm_dispatch.dispatch.admission import Admission, Drain, Limits, Verdict, admit
 from slurm_dispatch.dispatch.client import DispatchClient
 from slurm_dispatch.dispatch.decide import RecordAction, TrackDecision, record_action, track_decision
-from slurm_dispatch.dispatch.fallback import failure_report
+from slurm_dispatch.dispatch.fallback import apply_fallback, failure_report
+from slurm_dispatch.dispatch.queries import QueueReader, is_overload
 from slurm_dispatch.dispatch.throttle import Throttle
 from slurm_dispatch.dispatch.tracker import Tracker, UpdateChannel
 from slurm_dispatch.errors import ArvadosAuthError, ArvadosConflict, DispatchError
@@ -90,7 +72,8 @@ BLOCKING_WORKERS = 8
 UUID_BATCH = 20
 """uuids per ``uuid in [...]`` query for tracked containers missing from queries A and B (as Go)."""
 
-ORDER = ("priority desc",)
+QUEUED_QUERY = "queued"
+"""The name of the query for Queued containers with priority > 0 (the ones the dispatcher may lock)."""
 
 MAX_REMEMBERED_BAD_RECORDS = 10_000
 """Malformed records are logged once per uuid; this bounds the memory of which were logged."""
@@ -140,6 +123,10 @@ class Dispatcher:
         freeze_gc: bool = False,
         start_immediately: bool = False,
         after_tick: Callable[[TickReport], None] | None = None,
+        admission: Admission | None = None,
+        drain: Callable[[], Drain | None] = lambda: None,
+        busy: Callable[[Container], str | None] = lambda container: None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         """Create a dispatcher; does no I/O.
 
@@ -163,6 +150,10 @@ class Dispatcher:
                 ``poll_period`` first, which delays dispatching by that much after every restart.
             after_tick: called with each tick's report when the tick ends (health, sd_notify READY,
                 gauges). Must not block.
+            admission: the caps, rate limit and overload backoff on locking (``admission.py``); None: none.
+            drain: returns the drain state (None: not drained); asked once per tick. Must not block.
+            busy: why a Queued container cannot be locked yet (its previous attempt is still alive), or None.
+            wall_clock: seconds since the epoch, for when a waiting container was first seen.
         """
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, not {batch_size}")
@@ -179,11 +170,23 @@ class Dispatcher:
         self._locking: set[str] = set()
         self._token_uuid = ""
         self._stop = asyncio.Event()
-        self._query_errors: dict[str, str] = {}
+        self._reader = QueueReader(lambda: self._client, call=self.call, batch_size=batch_size, stopping=self._stop.is_set)
         self._bad_records: dict[str, str] = {}
         self._freeze_gc = freeze_gc
         self._ticks_since_refreeze = 0
         self._after_tick = after_tick
+        self._admission = admission
+        self._drain = drain
+        self._busy = busy
+        self._wall_clock = wall_clock
+        self._overloaded = False
+        self._locks_tried = 0
+        self._waiting_seen = False
+        self._waiting_next: dict[str, Waiting] = {}
+        self.waiting: dict[str, Waiting] = {}
+        """The Queued containers the latest complete tick held back, and why (their scheduling status)."""
+        self.capped: frozenset[str] | set[str] = frozenset()
+        """Which limits held containers back in the latest tick (drain, cap, supervisors, rate, overload, busy)."""
         self.last_tick = TickReport()
         """The report of the most recent tick."""
 
@@ -287,13 +290,25 @@ class Dispatcher:
         await self.prepare()
         cpu0 = time.process_time()
         report = TickReport()
+        self._reader.overloaded = False
+        self._overloaded = False
+        self._locks_tried = 0
+        self._waiting_seen = False
+        self._waiting_next = {}
+        self.capped = set()
         todo = {uuid for uuid, tracker in self._trackers.items() if not tracker.closed}
         me = self._token_uuid
         ok = await self._check("locked by me", [["locked_by_uuid", "=", me]], todo, report)
         ok = (
-            await self._check("queued", [["state", "=", "Queued"], ["priority", ">", "0"]], todo, report)
+            await self._check(QUEUED_QUERY, [["state", "=", "Queued"], ["priority", ">", "0"]], todo, report)
             and ok
         )
+        if self._waiting_seen:  # the Queued query worked: its view of who waits, and why, replaces the last one
+            self.waiting = self._waiting_next
+            self.capped = frozenset(self.capped)
+        if self._admission is not None:
+            self._admission.tick_ended(overloaded=self._overloaded or self._reader.overloaded,
+                                       locks_tried=self._locks_tried)
         if ok and todo and not self._stop.is_set():
             missed = sorted(todo)
             batches = [missed[i : i + UUID_BATCH] for i in range(0, len(missed), UUID_BATCH)]
@@ -427,11 +442,20 @@ class Dispatcher:
         ``batch_size`` are queued). Containers seen before a failed page are still locked:
         a lock acts on a successful observation and destroys nothing.
         """
-        to_lock: list[Mapping[str, Any]] = []
+        to_lock: list[tuple[Mapping[str, Any], Container]] = []
         # An exception here (the token refused, or cancellation) locks nothing: it propagates at once.
-        ok = await self._read_pages(name, filters, todo, report, to_lock)
+        ok = await self._reader.read(name, filters, lambda items: self._check_list(items, todo, report, to_lock))
+        if name == QUEUED_QUERY and ok:
+            self._waiting_seen = True
         if to_lock and not self._stop.is_set():
-            tasks = [asyncio.ensure_future(self._lock_and_start(raw)) for raw in to_lock]
+            verdict = self._admit([c for _, c in to_lock])
+            admitted = {c.uuid for c in verdict.lock}
+            self._note_waiting(to_lock, verdict)
+            chosen = [raw for raw, c in to_lock if c.uuid in admitted and self._throttle.check(c.uuid)]
+            self._locks_tried += len(chosen)
+            if self._admission is not None:
+                self._admission.locked(len(chosen))
+            tasks = [asyncio.ensure_future(self._lock_and_start(raw)) for raw in chosen]
             try:
                 results = await asyncio.gather(*tasks)
             except BaseException:
@@ -442,66 +466,37 @@ class Dispatcher:
             report.started += sum(results)
         return ok
 
-    async def _read_pages(
-        self,
-        name: str,
-        filters: Sequence[Filter],
-        todo: set[str],
-        report: TickReport,
-        to_lock: list[Mapping[str, Any]],
-    ) -> bool:
-        """Read the count probe and every page of one query; False if a request failed."""
-        try:
-            probe = await self.call(
-                self._client.list, filters=filters, order=ORDER, limit=0, offset=0, count="exact"
-            )
-        except ArvadosAuthError:
-            raise
-        except DispatchError as exc:
-            self._query_failed(name, "count", exc)
-            return False
-        available = probe.items_available or 0
-        offset = 0
-        while offset < available:
-            if self._stop.is_set():
-                return False
-            try:
-                page = await self.call(
-                    self._client.list,
-                    filters=filters,
-                    order=ORDER,
-                    limit=self._batch_size,
-                    offset=offset,
-                    count="none",
-                )
-            except ArvadosAuthError:
-                raise
-            except DispatchError as exc:
-                self._query_failed(name, "list", exc)
-                return False
-            if not page.items:
-                break
-            offset += len(page.items)
-            self._check_list(page.items, todo, report, to_lock)
-        if self._query_errors.pop(name, None) is not None:
-            logger.info("container query %r works again", name)
-        return True
-
-    def _query_failed(self, name: str, what: Literal["count", "list"], exc: DispatchError) -> None:
-        """Log a failed query: at warning when its error changed, at debug when it repeats."""
-        text = f"error getting {what} of containers ({name} query): {exc}"
-        level = logging.DEBUG if self._query_errors.get(name) == text else logging.WARNING
-        self._query_errors[name] = text
-        logger.log(
-            level, "%s; skipping the rest of this tick, no tracker is closed; check the API server", text
+    def _admit(self, candidates: list[Container]) -> Verdict:
+        """Decide which candidates to lock this tick (``admission.admit``), with this dispatcher's counts."""
+        open_trackers = [t for t in self._trackers.values() if not t.closed]
+        limits = self._admission.limits if self._admission is not None else Limits()
+        return admit(
+            candidates,
+            in_slurm=len(open_trackers),
+            supervisors_in_slurm=sum(1 for t in open_trackers if t.supervisor),
+            limits=limits,
+            drain=self._drain(),
+            budget=self._admission.budget() if self._admission is not None else None,
+            busy=self._busy,
+            overloaded=self._admission is not None and self._admission.overloaded,
         )
+
+    def _note_waiting(self, to_lock: list[tuple[Mapping[str, Any], Container]], verdict: Verdict) -> None:
+        now = self._wall_clock()
+        for _, container in to_lock:
+            reason = verdict.waiting.get(container.uuid)
+            if reason is not None:
+                previous = self._waiting_next.get(container.uuid) or self.waiting.get(container.uuid)
+                first_seen = previous.first_seen if previous is not None else now
+                self._waiting_next[container.uuid] = Waiting(container, reason, first_seen)
+        self.capped |= verdict.capped
 
     def _check_list(
         self,
         items: Sequence[Mapping[str, Any]],
         todo: set[str],
         report: TickReport,
-        to_lock: list[Mapping[str, Any]],
+        to_lock: list[tuple[Mapping[str, Any], Container]],
     ) -> None:
         """Handle one page of records (port of ``checkListForUpdates``); Queued ones go to ``to_lock``.
 
@@ -534,9 +529,9 @@ class Dispatcher:
                     if tracker is not None:
                         report.woken += tracker.offer(raw, Container.from_api)
                 elif decision.action is RecordAction.LOCK:
-                    if uuid not in self._locking and not self._stop.is_set() and self._throttle.check(uuid):
-                        Container.from_api(raw)  # a record that cannot be read is never locked
-                        to_lock.append(raw)
+                    if uuid not in self._locking and not self._stop.is_set() and self._throttle.allows(uuid):
+                        # a record that cannot be read is never locked (ValueError below)
+                        to_lock.append((raw, Container.from_api(raw)))
                 elif decision.action is RecordAction.ADOPT and self._throttle.check(uuid):
                     container = Container.from_api(raw)
                     logger.info("adopting container %s (state %s, locked by us)", uuid, state)
@@ -572,6 +567,8 @@ class Dispatcher:
             logger.info("did not lock container %s (lost a race, or it is no longer lockable): %s", uuid, exc)
             return False
         except DispatchError as exc:
+            if is_overload(exc):
+                self._overloaded = True
             logger.warning("error locking container %s: %s; will retry on a later tick", uuid, exc)
             return False
         finally:
@@ -593,7 +590,8 @@ class Dispatcher:
 
     def _start(self, container: Container, raw: Mapping[str, Any]) -> Tracker:
         """Register a tracker for ``container`` and start its task. Does not block."""
-        tracker = Tracker(container.uuid, UpdateChannel(container), raw)
+        tracker = Tracker(container.uuid, UpdateChannel(container), raw,
+                          supervisor=container.scheduling_parameters.supervisor)
         self._trackers[container.uuid] = tracker
         tracker.task = asyncio.create_task(self._track(tracker, container), name=f"tracker {container.uuid}")
         tracker.task.add_done_callback(_log_task_failure)
@@ -622,46 +620,21 @@ class Dispatcher:
                     except DispatchError:
                         pass
             tracker.draining = True
-            await self._apply_fallback(tracker, fallback, status)
+            await apply_fallback(tracker.channel, uuid=uuid, fallback=fallback, status=status,
+                                 update=functools.partial(self.call, self._client.update))
         finally:
             if self._trackers.get(uuid) is tracker:
                 del self._trackers[uuid]
 
-    async def _apply_fallback(
-        self, tracker: Tracker, fallback: ContainerState, status: Mapping[str, str] | None = None
-    ) -> None:
-        """Read updates until closed; from the 2nd one still Locked/Running, PUT ``fallback``.
 
-        A Cancelled fallback carries ``status`` (the reason) as ``runtime_status``; Running→Queued is refused, so
-        a Running container is Cancelled.
-        """
-        count = 0
-        last_error = ""
-        async for update in tracker.channel:
-            count += 1
-            # The first update may predate the RunContainer's return: skip it (as Go does).
-            if count < 2 or not update.state.is_locked:
-                continue
-            # Running cannot go back to Queued (422, on every tick for ever, in Go): with its RunContainer
-            # finished nothing runs it any more, so it is Cancelled.
-            target = ContainerState.CANCELLED if update.state is ContainerState.RUNNING else fallback
-            logger.info(
-                "container %s state is still %s, changing to %s",
-                tracker.uuid,
-                update.state.value,
-                target.value,
-            )
-            fields: dict[str, Any] = {"state": target.value}
-            if target is ContainerState.CANCELLED and status:
-                fields["runtime_status"] = dict(status)
-            try:
-                await self.call(self._client.update, tracker.uuid, fields)
-            except DispatchError as exc:
-                level = logging.DEBUG if str(exc) == last_error else logging.WARNING
-                last_error = str(exc)
-                logger.log(
-                    level, "error updating container %s to state %s: %s", tracker.uuid, target.value, exc
-                )
+@dataclass(frozen=True)
+class Waiting:
+    """A Queued container the dispatcher holds back, why, and since when (for the management API)."""
+
+    container: Container
+    reason: str
+    first_seen: float
+    """Wall-clock seconds when it was first held back."""
 
 
 def _log_task_failure(task: asyncio.Task[None]) -> None:

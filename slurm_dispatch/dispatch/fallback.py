@@ -1,15 +1,27 @@
-"""What a tracker writes, and which state it falls back to, when its RunContainer fails.
+"""What a tracker does after its RunContainer returns: the report of a failure, and the fallback state.
 
-Port of the error branch of sdk/go/dispatch/dispatch.go ``start``. Pure.
+Port of sdk/go/dispatch/dispatch.go ``start`` (its error branch and the loop after RunContainer returns).
+``failure_report`` is pure; ``apply_fallback`` reads the tracker's updates until it is closed.
+
+Fallback: when a RunContainer returns, the tracker keeps reading updates until it is closed; from the second
+update on, each one still showing Locked/Running makes it set the container to the fallback state (Queued, or
+Cancelled for ``UnsatisfiableContainer``, with the reason as ``runtime_status``). One difference from Go: a
+container still Running is set to Cancelled, since Running→Queued is refused (Go repeats that refused PUT on every
+tick for as long as the container lives).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from slurm_dispatch.errors import UnsatisfiableContainer
+from slurm_dispatch.dispatch.tracker import UpdateChannel
+from slurm_dispatch.errors import DispatchError, UnsatisfiableContainer
 from slurm_dispatch.model import ContainerState
+
+logger = logging.getLogger("slurm_dispatch.dispatch")
 
 
 @dataclass(frozen=True)
@@ -39,3 +51,37 @@ def failure_report(uuid: str, error: BaseException) -> FailureReport:
         status = {"error": str(error), "errorDetail": text.rstrip("\n")}
         return FailureReport(text, ContainerState.CANCELLED, status)
     return FailureReport(f"Error running container {uuid}: {error}", ContainerState.QUEUED, None)
+
+
+async def apply_fallback(
+    channel: UpdateChannel,
+    *,
+    uuid: str,
+    fallback: ContainerState,
+    status: Mapping[str, str] | None,
+    update: Callable[[str, Mapping[str, Any]], Awaitable[Any]],
+) -> None:
+    """Read updates until the channel closes; from the 2nd one still Locked/Running, PUT ``fallback``.
+
+    A Cancelled fallback carries ``status`` (the reason) as ``runtime_status``; a Running container is Cancelled
+    (Running→Queued is refused). Blocks until the channel closes; ``update`` errors are logged (once per
+    distinct error at warning) and retried on the next update.
+    """
+    count = 0
+    last_error = ""
+    async for current in channel:
+        count += 1
+        # The first update may predate the RunContainer's return: skip it (as Go does).
+        if count < 2 or not current.state.is_locked:
+            continue
+        target = ContainerState.CANCELLED if current.state is ContainerState.RUNNING else fallback
+        logger.info("container %s state is still %s, changing to %s", uuid, current.state.value, target.value)
+        fields: dict[str, Any] = {"state": target.value}
+        if target is ContainerState.CANCELLED and status:
+            fields["runtime_status"] = dict(status)
+        try:
+            await update(uuid, fields)
+        except DispatchError as exc:
+            level = logging.DEBUG if str(exc) == last_error else logging.WARNING
+            last_error = str(exc)
+            logger.log(level, "error updating container %s to state %s: %s", uuid, target.value, exc)

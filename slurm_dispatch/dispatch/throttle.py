@@ -42,6 +42,13 @@ class Throttle:
         self._last[uuid] = now
         return True
 
+    def allows(self, uuid: str) -> bool:
+        """Return True if an attempt on ``uuid`` would be allowed now, without recording one. Does not block."""
+        if self._hold <= 0:
+            return True
+        last = self._last.get(uuid)
+        return last is None or self._clock() - last >= self._hold
+
     def sweep(self) -> None:
         """Forget uuids whose last allowed attempt is older than the hold. Does not block."""
         if not self._last:

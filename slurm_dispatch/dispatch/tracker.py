@@ -120,11 +120,13 @@ class Tracker:
     Use it from the dispatcher's event loop only.
     """
 
-    __slots__ = ("_last_raw", "channel", "draining", "task", "uuid")
+    __slots__ = ("_last_raw", "channel", "draining", "supervisor", "task", "uuid")
 
-    def __init__(self, uuid: str, channel: UpdateChannel, raw: Mapping[str, Any]) -> None:
+    def __init__(self, uuid: str, channel: UpdateChannel, raw: Mapping[str, Any], *, supervisor: bool = False) -> None:
         """Create a tracker whose channel already holds the record built from ``raw``."""
         self.uuid = uuid
+        self.supervisor = supervisor
+        """The container is a supervisor (a workflow runner): it counts against the supervisor cap."""
         self.channel = channel
         self.task: asyncio.Task[None] | None = None
         self.draining = False

@@ -1,7 +1,9 @@
 """The health and metrics endpoint, on ``Services.DispatchSLURM.InternalURLs``.
 
 ``GET /_health/ping`` answers ``{"health":"OK"}`` or ``{"health":"ERROR","error":"..."}`` (status 200 either
-way, as Arvados's sdk/go/health does), and ``GET /metrics`` the Prometheus text exposition of a registry.
+way, as Arvados's sdk/go/health does), and ``GET /metrics`` the Prometheus text exposition of a registry. The
+management API (``slurm_dispatch.service.management``: the queue with scheduling status, drain and resume) is
+served on the same port.
 Authentication is Arvados's: ``Authorization: Bearer <ManagementToken>``; no header → 401, a wrong one → 403,
 compared in constant time. Everything else is 404.
 
@@ -25,16 +27,17 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Self
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from slurm_dispatch.errors import ConfigError
+from slurm_dispatch.service.management import ManagementAPI
 from slurm_dispatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -83,7 +86,13 @@ class HealthServer:
     """
 
     def __init__(
-        self, *, urls: Sequence[str], management_token: str, health: HealthCheck, registry: CollectorRegistry
+        self,
+        *,
+        urls: Sequence[str],
+        management_token: str,
+        health: HealthCheck,
+        registry: CollectorRegistry,
+        management: ManagementAPI | None = None,
     ) -> None:
         if not urls:
             raise ConfigError("no InternalURL: cannot start the health/metrics endpoint", key=URLS_KEY)
@@ -92,18 +101,22 @@ class HealthServer:
         self.management_token = management_token
         self.health = health
         self.registry = registry
+        self.management = management
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, health: HealthCheck, registry: CollectorRegistry) -> HealthServer:
+    def from_settings(
+        cls, settings: Settings, *, health: HealthCheck, registry: CollectorRegistry,
+        management: ManagementAPI | None = None,
+    ) -> HealthServer:
         """Build one from ``Settings`` (dispatch_internal_urls, management_token). Does no I/O.
 
         Raises:
             ConfigError: no usable InternalURL.
         """
         return cls(urls=settings.dispatch_internal_urls, management_token=settings.management_token,
-                   health=health, registry=registry)
+                   health=health, registry=registry, management=management)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -156,20 +169,37 @@ class HealthServer:
 
     # -- request handling (server threads) -------------------------------------------------------------
 
-    def respond(self, path: str, authorization: str | None) -> tuple[int, str, bytes]:
-        """Return ``(status, content type, body)`` for a GET of ``path``. Runs the health callback or a scrape."""
-        if path not in (HEALTH_PATH, METRICS_PATH):
+    def respond(self, path: str, authorization: str | None, *, method: str = "GET",
+                query: Mapping[str, list[str]] | None = None) -> tuple[int, str, bytes]:
+        """Return ``(status, content type, body)`` for a request. Runs the health callback, a scrape, or a
+        management request (which waits for the dispatch loop)."""
+        if self.management is not None and self.management.handles(path):
+            # lib/dispatchcloud: the whole management mux is behind RequireLiteralToken; with no token configured
+            # every request is refused.
+            if not self.management_token:
+                return 403, "text/plain; charset=utf-8", b"Management API authentication is not configured\n"
+            denied = self._denied(authorization)
+            if denied is not None:
+                return denied
+            return self.management.respond(method, path, query or {})
+        if path not in (HEALTH_PATH, METRICS_PATH) or method not in ("GET", "HEAD"):
             return 404, "text/plain; charset=utf-8", b"404 page not found\n"
         if not self.management_token:
             return 404, "text/plain; charset=utf-8", b"disabled\n"
+        denied = self._denied(authorization)
+        if denied is not None:
+            return denied
+        if path == METRICS_PATH:
+            return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
+        return 200, "application/json", (json.dumps(self._health()) + "\n").encode()
+
+    def _denied(self, authorization: str | None) -> tuple[int, str, bytes] | None:
         if not authorization:
             return 401, "text/plain; charset=utf-8", b"authorization required\n"
         expected = ("Bearer " + self.management_token).encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(authorization.encode("utf-8", "surrogateescape"), expected):
             return 403, "text/plain; charset=utf-8", b"authorization error\n"
-        if path == METRICS_PATH:
-            return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
-        return 200, "application/json", (json.dumps(self._health()) + "\n").encode()
+        return None
 
     def _health(self) -> dict[str, str]:
         try:
@@ -191,19 +221,30 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
 
     def do_GET(self) -> None:
-        self._serve(head=False)
+        self._serve("GET", head=False)
 
     def do_HEAD(self) -> None:
-        self._serve(head=True)
+        self._serve("HEAD", head=True)
+
+    def do_POST(self) -> None:
+        self._serve("POST", head=False)
 
     def _not_found(self) -> None:
         self._send(404, "text/plain; charset=utf-8", b"404 page not found\n", head=False)
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_found  # everything else is 404
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_found  # everything else is 404
 
-    def _serve(self, *, head: bool) -> None:
-        path = urlsplit(self.path).path
-        status, ctype, body = self.server.app.respond(path, self.headers.get("Authorization"))
+    def _serve(self, method: str, *, head: bool) -> None:
+        parts = urlsplit(self.path)
+        query = parse_qs(parts.query, max_num_fields=20)
+        if method == "POST":  # a form body may carry the parameters too (reason=...); a few KB at most
+            length = min(int(self.headers.get("Content-Length") or 0), 4096)
+            if length > 0:
+                for key, values in parse_qs(self.rfile.read(length).decode("utf-8", "replace"),
+                                            max_num_fields=20).items():
+                    query.setdefault(key, values)
+        status, ctype, body = self.server.app.respond(parts.path, self.headers.get("Authorization"), method=method,
+                                                      query=query)
         self._send(status, ctype, body, head=head)
 
     def _send(self, status: int, ctype: str, body: bytes, *, head: bool) -> None:

@@ -1,0 +1,107 @@
+"""Reading one container query from the API: a count probe, then pages, with failures logged once.
+
+Port of the paging half of sdk/go/dispatch/dispatch.go (``checkForUpdates``): ``count=exact&limit=0`` for
+``items_available``, then pages of ``count=none`` ordered ``priority desc``, ``offset += len(items)``, stopping on an
+empty page or once ``offset >= items_available``. A failed request makes the whole query "failed": the dispatcher
+then closes nothing on its strength (a partial observation is never read as "absent").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Literal
+
+from slurm_dispatch.dispatch.client import DispatchClient
+from slurm_dispatch.errors import ArvadosAPIError, ArvadosAuthError, DispatchError
+from slurm_dispatch.model import Filter
+
+logger = logging.getLogger("slurm_dispatch.dispatch")
+
+ORDER = ("priority desc",)
+
+
+def is_overload(exc: DispatchError) -> bool:
+    """Return True for an API answer that means "too busy": 503 or 429. Pure."""
+    return isinstance(exc, ArvadosAPIError) and exc.status in (429, 503)
+
+
+class QueueReader:
+    """Reads container queries page by page. Use it from the dispatcher's event loop.
+
+    ``overloaded`` is set when a request got 503 or 429 (the dispatcher resets it each tick).
+    """
+
+    def __init__(
+        self,
+        client: Callable[[], DispatchClient],
+        *,
+        call: Callable[..., Awaitable[Any]],
+        batch_size: int,
+        stopping: Callable[[], bool],
+    ) -> None:
+        """Create the reader; does no I/O.
+
+        Args:
+            client: returns the API client (its ``list``); asked at each request.
+            call: runs a blocking call in the dispatcher's bounded executor.
+            batch_size: the page size (``API.MaxItemsPerResponse``).
+            stopping: True once shutdown began: reading stops between pages.
+        """
+        self._client = client
+        self._call = call
+        self._batch_size = batch_size
+        self._stopping = stopping
+        self._errors: dict[str, str] = {}
+        self.overloaded = False
+
+    async def read(
+        self, name: str, filters: Sequence[Filter], on_page: Callable[[Sequence[Mapping[str, Any]]], None]
+    ) -> bool:
+        """Read the count probe and every page of one query, handing each page to ``on_page``.
+
+        Blocks (asynchronously) on the requests. Returns False if a request failed (or shutdown began).
+
+        Raises:
+            ArvadosAuthError: the API refused our token (fatal to the dispatcher).
+        """
+        try:
+            probe = await self._call(self._client().list, filters=filters, order=ORDER, limit=0, offset=0,
+                                     count="exact")
+        except ArvadosAuthError:
+            raise
+        except DispatchError as exc:
+            self._failed(name, "count", exc)
+            return False
+        available = probe.items_available or 0
+        offset = 0
+        while offset < available:
+            if self._stopping():
+                return False
+            try:
+                page = await self._call(self._client().list, filters=filters, order=ORDER, limit=self._batch_size,
+                                        offset=offset, count="none")
+            except ArvadosAuthError:
+                raise
+            except DispatchError as exc:
+                self._failed(name, "list", exc)
+                return False
+            if not page.items:
+                break
+            offset += len(page.items)
+            on_page(page.items)
+        if self._errors.pop(name, None) is not None:
+            logger.info("container query %r works again", name)
+        return True
+
+    def _failed(self, name: str, what: Literal["count", "list"], exc: DispatchError) -> None:
+        """Log a failed query: at warning when its error changed, at debug when it repeats."""
+        if is_overload(exc):
+            self.overloaded = True
+        text = f"error getting {what} of containers ({name} query): {exc}"
+        level = logging.DEBUG if self._errors.get(name) == text else logging.WARNING
+        self._errors[name] = text
+        logger.log(level, "%s; skipping the rest of this tick, no tracker is closed; check the API server", text)
+
+
+__all__ = ["ORDER", "QueueReader", "is_overload"]
