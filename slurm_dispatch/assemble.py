@@ -33,12 +33,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from slurm_dispatch.arvados.client import ArvadosClient
+from slurm_dispatch.dispatch.admission import PREVIOUS_ATTEMPT, Admission, Drain, Limits
 from slurm_dispatch.dispatch.client import DispatchClient
 from slurm_dispatch.dispatch.dispatcher import Dispatcher, TickReport
 from slurm_dispatch.errors import DispatchError
+from slurm_dispatch.model import Container, ContainerState
 from slurm_dispatch.runner import SlurmRunner
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.backend import SlurmBackend
+from slurm_dispatch.slurm.broken_nodes import BrokenNodes
 from slurm_dispatch.slurm.cli_backend import SlurmCLI
 from slurm_dispatch.slurm.decide import is_our_job_name, our_job_names
 from slurm_dispatch.slurm.node_features import (
@@ -47,6 +50,7 @@ from slurm_dispatch.slurm.node_features import (
     keep_node_features,
     sync_node_features,
 )
+from slurm_dispatch.slurm.queue_view import QueueEntry, tracked_entry, waiting_entry
 from slurm_dispatch.slurm.sbatch import slurm_command_env
 from slurm_dispatch.slurm.squeue import SqueueChecker
 
@@ -67,6 +71,8 @@ class DispatchLoop:
         start_immediately: bool = True,
         on_first_tick: Callable[[], None] | None = None,
         feature_cli: NodeFeatureCLI | None = None,
+        drain: Callable[[], Drain | None] = lambda: None,
+        broken: BrokenNodes | None = None,
     ) -> None:
         """Build the components; does no I/O.
 
@@ -84,6 +90,9 @@ class DispatchLoop:
             on_first_tick: called once after the first successful dispatch tick (sd_notify READY).
             feature_cli: what runs the node-type feature step (default: the backend, when InstanceTypes are
                 configured and it can).
+            drain: returns the drain (None: not drained); asked every tick (the service reads its state file).
+            broken: the nodes crunch-run reported broken (default: an in-memory registry with the settings'
+                action and hold).
         """
         self.settings = settings
         self.client: DispatchClient = client or ArvadosClient.from_settings(settings)
@@ -98,7 +107,19 @@ class DispatchLoop:
             first_poll_immediately=start_immediately,
             defer_renice=lambda: self.runner.submitting > 0,
         )
-        self.runner = SlurmRunner(settings=settings, backend=self.backend, squeue=self.squeue, client=self.client)
+        self.broken = broken or BrokenNodes(action=settings.broken_node_action, hold_s=settings.broken_node_hold,
+                                            clock=time.time)
+        self._metrics = metrics
+        self.runner = SlurmRunner(settings=settings, backend=self.backend, squeue=self.squeue, client=self.client,
+                                  broken=self.broken, on_submitted=self._submitted)
+        self._drain = drain
+        self.admission = Admission(
+            Limits.from_settings(max_in_slurm=settings.max_containers_in_slurm,
+                                 max_supervisors=settings.max_supervisors,
+                                 supervisor_fraction=settings.supervisor_fraction,
+                                 locks_per_minute=settings.max_submits_per_minute),
+            clock=time.monotonic,
+        )
         self.dispatcher = Dispatcher(
             self.client,
             self.runner.run_container,
@@ -110,9 +131,11 @@ class DispatchLoop:
             # full passes halves the CPU of an idle tick at 10,000 containers (docs/benchmarks.md).
             freeze_gc=True,
             start_immediately=start_immediately,
+            admission=self.admission,
+            drain=drain,
+            busy=self._busy,
         )
         self._on_first_tick = on_first_tick
-        self._metrics = metrics
         self._pending_since: dict[str, float] = {}
         self._pending_generation = -1
         self.adopted: list[str] | None = None
@@ -123,12 +146,24 @@ class DispatchLoop:
         self.failed: BaseException | None = None
         """Set when a background task (the squeue poller) died: the loop then shuts down."""
 
+    def _busy(self, container: Container) -> str | None:
+        """A container whose previous job is still in squeue (being scancelled) is not locked again yet."""
+        return PREVIOUS_ATTEMPT if container.uuid in self.squeue.snapshot().jobs else None
+
+    def _submitted(self, container: Container) -> None:
+        if self._metrics is not None and container.created_at is not None:
+            self._metrics.queued_to_sbatch(time.time() - container.created_at.timestamp())
+
     def _after_tick(self, report: TickReport) -> None:
         if report.ok:
             self.last_good_tick = time.monotonic()
             self._first_good_tick.set()
         if self._metrics is not None:
-            self._metrics.set_containers(Counter(self.runner.states.values()))
+            states = Counter(self.runner.states.values())
+            states[ContainerState.QUEUED] += len(self.dispatcher.waiting)  # held back by the admission rules
+            self._metrics.set_containers(states)
+            self._metrics.set_admission(drained=self._drain() is not None, limits=self.dispatcher.capped)
+            self._metrics.set_broken_nodes(len(self.broken.current()))
             self._note_pending_jobs()
         if report.ok and self._on_first_tick is not None:
             callback, self._on_first_tick = self._on_first_tick, None
@@ -176,6 +211,31 @@ class DispatchLoop:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.runner.close()
+
+    async def queue_entries(self) -> list[QueueEntry]:
+        """Return every container this dispatcher runs or holds back, with its scheduling status. On the loop."""
+        entries = [tracked_entry(view, settings=self.settings, first_seen=self.runner.first_seen.get(uuid))
+                   for uuid, view in list(self.runner.views.items())]
+        entries += [waiting_entry(w.container, w.reason, settings=self.settings, first_seen=w.first_seen)
+                    for w in self.dispatcher.waiting.values()]
+        return entries
+
+    async def status(self) -> dict[str, Any]:
+        """Return the dispatcher's own state: drain, limits, what holds containers back, broken nodes. On the loop."""
+        drain = self._drain()
+        limits = self.admission.limits
+        return {
+            "drained": drain is not None,
+            "drain_reason": drain.reason if drain else "",
+            "drained_since": drain.since if drain else "",
+            "containers_in_slurm": len(self.runner.views),
+            "containers_waiting": len(self.dispatcher.waiting),
+            "limits": {"max_containers_in_slurm": limits.max_in_slurm, "max_supervisors": limits.max_supervisors,
+                       "max_submits_per_minute": limits.locks_per_minute},
+            "limits_reached": sorted(self.dispatcher.capped),
+            "api_overloaded": self.admission.overloaded,
+            "broken_nodes": {n: {"since": b.since, "reason": b.reason} for n, b in self.broken.current().items()},
+        }
 
     def shutdown(self) -> None:
         """Stop polling and stop the API client (its retries end at once, no request starts); ``run()`` returns

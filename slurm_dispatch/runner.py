@@ -40,6 +40,7 @@ from slurm_dispatch.errors import ArvadosConflict, DispatchError, SlurmCommandEr
 from slurm_dispatch.model import Container, ContainerState, SlurmJob
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.backend import SlurmBackend
+from slurm_dispatch.slurm.broken_nodes import BrokenNodes, broken_node_of
 from slurm_dispatch.slurm.decide import (
     GoneKind,
     Policy,
@@ -55,7 +56,13 @@ from slurm_dispatch.slurm.decide import (
 )
 from slurm_dispatch.slurm.end_reader import JobEndReader, JobEndSource
 from slurm_dispatch.slurm.jobs import job_for
-from slurm_dispatch.slurm.reasons import EndReason, end_reason, never_runnable_reason, time_limit_reason
+from slurm_dispatch.slurm.reasons import (
+    EndReason,
+    JobEnd,
+    end_reason,
+    never_runnable_reason,
+    time_limit_reason,
+)
 from slurm_dispatch.slurm.squeue import SqueueSnapshot
 
 logger = logging.getLogger("slurm_dispatch.runner")
@@ -148,8 +155,11 @@ class SlurmRunner:
         squeue: Squeue,
         client: ContainerGetter,
         ends: JobEndSource | None = None,
+        broken: BrokenNodes | None = None,
+        on_submitted: Callable[[Container], None] | None = None,
         cancel_retry_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         executor: Executor | None = None,
     ) -> None:
@@ -162,9 +172,12 @@ class SlurmRunner:
             squeue: the squeue poller shared by every container.
             client: the Arvados client, for the re-read after a job has gone.
             ends: where to ask how a vanished job ended (default: ``backend``, when it can).
+            broken: the nodes crunch-run reported broken (their jobs' Comment); new jobs avoid them.
+            on_submitted: called after each successful sbatch (metrics: the time from queue to sbatch).
             cancel_retry_s: pause after a failed scancel before the next try, and the first pause between
                 tries at settling a container whose job has gone (doubling from there).
             clock: monotonic seconds (injected so tests run on virtual time).
+            wall_clock: seconds since the epoch (when a container was first seen).
             sleep: the coroutine that pauses (likewise).
             executor: where blocking Slurm commands run (default: a pool of ``SLURM_WORKERS`` threads,
                 shut down by ``close()``).
@@ -176,7 +189,10 @@ class SlurmRunner:
         self._client = client
         self._cancel_retry_s = cancel_retry_s
         self._clock = clock
+        self._wall_clock = wall_clock
         self._sleep = sleep
+        self._broken = broken
+        self._on_submitted = on_submitted
         self._own_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(max_workers=SLURM_WORKERS, thread_name_prefix="slurm")
         source = ends if ends is not None else backend
@@ -186,6 +202,8 @@ class SlurmRunner:
         """sbatch commands under way (the squeue poller defers renice passes meanwhile)."""
         self.views: dict[str, RunnerView] = {}
         """What each RunContainer knows of its container (for status, metrics and the management endpoint)."""
+        self.first_seen: dict[str, float] = {}
+        """Wall-clock seconds when each RunContainer started."""
         self._refusals: OrderedDict[str, int] = OrderedDict()
         """Permanent-looking sbatch refusals in a row, by container uuid (see ``decide.after_sbatch_failure``)."""
 
@@ -215,7 +233,7 @@ class SlurmRunner:
                 (``UnsatisfiableContainer`` also when sbatch refused it too often in a row).
             SlurmCommandError: sbatch failed (``SlurmUnavailable`` when slurmctld did not answer).
         """
-        job = job_for(container, self._settings)
+        job = job_for(container, self._settings, exclude=self._broken.excluded() if self._broken else ())
         self.submitting += 1
         try:
             job_id = await self._slurm(self._backend.submit, args=job.args, script=job.script, env=job.env)
@@ -234,16 +252,21 @@ class SlurmRunner:
             self.submitting -= 1
         self._refusals.pop(container.uuid, None)
         logger.info("submitted container %s as Slurm job %s", container.uuid, job_id)
+        if self._on_submitted is not None:
+            self._on_submitted(container)
         return job_id
 
-    async def _submit_once(self, container: Container) -> None:
+    async def _submit_once(self, container: Container) -> int | None:
         """Submit; after an sbatch that timed out, find out from squeue whether it went through.
+
+        Returns:
+            The job id, when known.
 
         Raises:
             as ``submit``, and SlurmUnavailable when the job did not appear in the next two polls.
         """
         try:
-            await self.submit(container)
+            return await self.submit(container)
         except SlurmUnavailable:
             # slurmctld may have created the job after sbatch gave up: raising now would unlock a
             # container whose job exists (and a second submission would follow). Ask squeue first.
@@ -251,7 +274,7 @@ class SlurmRunner:
                 if await self._squeue.has_uuid(container.uuid):
                     logger.info("sbatch for container %s timed out, but its job is in squeue: following it",
                                 container.uuid)
-                    return
+                    return None
             raise
 
     # -- RunContainer ---------------------------------------------------------------------------
@@ -268,10 +291,15 @@ class SlurmRunner:
         """
         uuid = container.uuid
         self.views[uuid] = RunnerView(latest=container)
+        self.first_seen[uuid] = self._wall_clock()
+        # Go's operator lines (crunch-dispatch-slurm.go: runContainer), kept word for word for existing log searches
+        logger.info('Start monitoring container %s in state "%s"', uuid, container.state.value)
         try:
             await self._run(dispatcher, container, updates)
+            logger.info("Done monitoring container %s", uuid)
         finally:
             self.views.pop(uuid, None)
+            self.first_seen.pop(uuid, None)
 
     def _set(self, uuid: str, view: RunnerView) -> RunnerView:
         self.views[uuid] = view
@@ -290,7 +318,10 @@ class SlurmRunner:
                 break
             if step.kind is StepKind.SUBMIT:
                 logger.info("Submitting container %s to slurm", uuid)
-                await self._submit_once(view.latest)
+                job_id = await self._submit_once(view.latest)
+                if job_id is not None:  # which job to ask Slurm about, even if it ends before the next poll
+                    view = replace(view, last_job=SlurmJob(name=uuid, nice=0, slurm_priority=0, state="PENDING",
+                                                           reason="submitted", job_id=str(job_id)))
                 view = self._set(uuid, replace(view, submitted=True))
                 view = self._set(uuid, self._with_job(view, await self._squeue.job_after(uuid)))
                 if view.job is None:
@@ -359,10 +390,14 @@ class SlurmRunner:
         was for priority 0) a new record wants the job again.
         """
         rounds = view.cancel_rounds + 1
-        if rounds == 1:
-            why = "is done" if view.left else (f"has priority {view.latest.priority}" if not view.latest.priority
-                                                else "can never run here")
-            logger.info("container %s %s: cancel slurm job", uuid, why)
+        if rounds == 1:  # Go's words (crunch-dispatch-slurm.go: runContainer)
+            if view.left:
+                logger.info("container %s is done: cancel slurm job", uuid)
+            elif not view.latest.priority:
+                logger.info('container %s has state "%s", priority %d: cancel slurm job', uuid,
+                            view.latest.state.value, view.latest.priority)
+            else:
+                logger.info("container %s can never run here: cancel slurm job", uuid)
         if stuck_cancel_warning_due(rounds):
             logger.warning("Slurm job of container %s is still in squeue after %d scancel rounds; check it with "
                            "`scontrol show job` (a node down? another user's job?)", uuid, rounds)
@@ -423,11 +458,39 @@ class SlurmRunner:
                            uuid, exc)
         return replace(view, stop_sent=True)
 
-    async def _end_reason(self, view: RunnerView, container_state: ContainerState) -> EndReason:
-        """Ask Slurm how the job ended (batched with other vanished jobs) and put it in words."""
+    async def _job_end(self, view: RunnerView) -> JobEnd | None:
+        """Ask Slurm how the job ended (batched with other vanished jobs); note a node reported broken."""
         job_id = view.last_job.job_id if view.last_job is not None else ""
         end = await self._ends.lookup(job_id) if self._ends is not None and job_id else None
+        if end is not None:
+            await self._note_broken(view.latest.uuid, end)
+        return end
+
+    async def _end_reason(self, view: RunnerView, container_state: ContainerState) -> EndReason:
+        """Ask Slurm how the job ended and put it in words."""
+        job_id = view.last_job.job_id if view.last_job is not None else ""
+        end = await self._job_end(view)
         return end_reason(end, job_id=job_id, container_state=container_state.value)
+
+    async def _note_broken(self, uuid: str, end: JobEnd) -> None:
+        """If the job's Comment says crunch-run found its node broken, keep new jobs off that node."""
+        node = broken_node_of(end.comment, end.nodes)
+        if node is None or self._broken is None:
+            return
+        reason = f"crunch-run reported node {node} broken (Slurm job {end.job_id}, container {uuid})"
+        if not self._broken.report(node, reason):
+            return
+        logger.warning("%s: %s", reason, {"exclude": "new jobs avoid it (--exclude)",
+                                          "drain": "draining it in Slurm",
+                                          "none": "recorded only"}.get(self._broken.action, ""))
+        if self._broken.action == "drain":
+            drain = getattr(self._backend, "drain_node", None)
+            try:
+                if drain is None:
+                    raise SlurmCommandError(["scontrol"], None, "this backend cannot drain nodes")
+                await self._slurm(drain, node, f"slurm-dispatch: {reason}")
+            except SlurmCommandError as exc:
+                logger.warning("draining node %s failed (%s); new jobs still avoid it (--exclude)", node, exc)
 
     async def _settle(self, dispatcher: Dispatch, uuid: str, view: RunnerView, updates: UpdateChannel) -> None:
         """The job left squeue: make the container's state say so, as ``decide.gone_action`` says.
@@ -456,6 +519,11 @@ class SlurmRunner:
                                                    f"dispatched again\n{reason.detail}\n")
                         said = True
                     await dispatcher.unlock(uuid)
+                elif action.kind is GoneKind.NOTHING and current.state is ContainerState.QUEUED and not said:
+                    # crunch-run put it back in the queue itself: a broken node is the usual cause (its hook
+                    # marked the job); one batched question to Slurm tells.
+                    said = True
+                    await self._job_end(view)
                 elif action.kind is GoneKind.CANCEL:
                     reason = view.give_up or await self._end_reason(view, current.state)
                     if not said:
@@ -465,7 +533,6 @@ class SlurmRunner:
                         said = True
                     await dispatcher.update(uuid, {"state": ContainerState.CANCELLED.value,
                                                    "runtime_status": _runtime_status(current, reason)})
-                logger.info("Done monitoring container %s", uuid)
                 return
             except ArvadosConflict as exc:
                 # 422: the state moved under us (crunch-run finished it meanwhile): read it again

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from slurm_dispatch import __version__
-from slurm_dispatch.cli import explain, jobs, status
+from slurm_dispatch.cli import control, explain, jobs, status
 from slurm_dispatch.cli.config_cmd import config_app
 from slurm_dispatch.cli.run import run
 from slurm_dispatch.cli.sandbox import sandbox_app
@@ -26,6 +26,8 @@ app.command("explain")(explain.explain)
 app.command("status")(status.status)
 app.command("cancel")(jobs.cancel)
 app.command("adopt")(jobs.adopt)
+app.command("drain")(control.drain)
+app.command("resume")(control.resume)
 
 
 def _print_version(value: bool) -> None:

@@ -1,8 +1,9 @@
 """``slurm-dispatch cancel`` and ``slurm-dispatch adopt``: act on Slurm jobs the way the service does.
 
-``cancel UUID`` runs the service's own three scancel passes (``SlurmCLI.cancel``) on the jobs named UUID. It
-only removes the Slurm job: the service then unlocks a Locked container (which is dispatched again) and
-crunch-run records Cancelled for a Running one. To stop a container for good, cancel it in Arvados.
+``cancel UUID`` cancels the container in Arvados (with the reason in its runtime_status, so it is not dispatched
+again) and runs the service's own three scancel passes (``SlurmCLI.cancel``) on the jobs named UUID;
+``--slurm-only`` only removes the Slurm job, as before (the service then unlocks a Locked container, which is
+dispatched again, and crunch-run records Cancelled for a Running one).
 
 ``adopt`` is the startup orphan scan, once: one squeue, the job names of our cluster's containers
 (``our_job_names``), one GET per container, and the service's decision for each (``orphan_action``). With
@@ -35,8 +36,9 @@ from slurm_dispatch.cli.common import (
     slurm_backend,
     table_text,
 )
+from slurm_dispatch.cli.control import who
 from slurm_dispatch.errors import ArvadosNotFound, SlurmCommandError
-from slurm_dispatch.model import Container
+from slurm_dispatch.model import Container, ContainerState
 from slurm_dispatch.slurm.backend import scancel_argvs
 from slurm_dispatch.slurm.decide import OrphanAction, OrphanDecision, orphan_action, our_job_names
 from slurm_dispatch.slurm.squeue import parse_squeue, parse_squeue_all
@@ -52,22 +54,61 @@ def cancel(
     uuid: Annotated[str, typer.Argument(help="The container uuid: the name of its Slurm job(s).",
                                         callback=container_uuid, show_default=False)],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    slurm_only: Annotated[bool, typer.Option(
+        "--slurm-only", help="Only scancel the Slurm job(s): the service then unlocks a Locked container, which is "
+                             "dispatched again, and crunch-run marks a Running one Cancelled.")] = False,
+    reason: Annotated[str, typer.Option("--reason", help="Why, written on the container (runtime_status.error).")
+                      ] = "",
+    config: ConfigOption = None,
+    cluster_id: ClusterIdOption = None,
+    legacy: LegacyConfigOption = None,
+    skip_legacy: SkipLegacyOption = False,
 ) -> None:
-    """scancel the Slurm job(s) of a container, with the service's three passes.
+    """Cancel a container in Arvados (so it is not dispatched again) and scancel its Slurm job(s).
 
-    Only the Slurm job goes: the service then unlocks a Locked container (it is dispatched again), and
-    crunch-run marks a Running one Cancelled.
+    The reason goes into the container's runtime_status.error. The container request that made it may still make
+    a new one (Arvados retries a cancelled container while the request wants it): to stop a workflow for good,
+    cancel the request. With --slurm-only, only the Slurm job goes (the old behaviour). Asks first unless --yes.
     """
-    backend = slurm_backend()
     with errors_to_exit():
+        settings = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy).settings
+        backend = slurm_backend(settings=settings)
         jobs, _ = parse_squeue_all(backend.queue())
     named = [j for j in jobs if j.name == uuid]
-    if not named:
-        typer.echo(f"No Slurm job is named {uuid}: nothing to cancel.")
+    container: Container | None = None
+    if not slurm_only:
+        with errors_to_exit():
+            client = api_client(settings)
+            try:
+                container = client.get(uuid)
+            finally:
+                client.close()
+    if named:
+        typer.echo(f"Slurm jobs named {uuid}: " + ", ".join(f"{j.job_id} ({j.state})" for j in named))
+    else:
+        typer.echo(f"No Slurm job is named {uuid}.")
+    cancel_in_arvados = container is not None and not container.state.is_final
+    if container is not None:
+        typer.echo(f"Container {uuid}: {container.state.value}, priority {container.priority}"
+                   + ("" if cancel_in_arvados else " (already final: nothing to cancel in Arvados)"))
+    if not named and not cancel_in_arvados:
+        typer.echo("Nothing to cancel.")
         return
-    typer.echo(f"Slurm jobs named {uuid}: " + ", ".join(f"{j.job_id} ({j.state})" for j in named))
     if not yes:
-        typer.confirm("scancel them?", abort=True)
+        what = " and ".join(w for w in ("cancel the container in Arvados" if cancel_in_arvados else "",
+                                         "scancel the jobs" if named else "") if w)
+        typer.confirm(f"{what[0].upper()}{what[1:]}?", abort=True)
+    if cancel_in_arvados:
+        text = reason.strip() or f"cancelled by {who()} with `slurm-dispatch cancel`"
+        with errors_to_exit():
+            client = api_client(settings)
+            try:
+                client.update(uuid, {"state": ContainerState.CANCELLED.value, "runtime_status": {"error": text}})
+            finally:
+                client.close()
+        typer.echo(f"cancelled container {uuid} in Arvados: {text}")
+    if not named:
+        return
     with errors_to_exit():
         backend.cancel(uuid)
     for argv in scancel_argvs(uuid):

@@ -26,11 +26,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from slurm_dispatch.model import Container, format_timestamp
 from slurm_dispatch.settings import InstanceType
+from slurm_dispatch.slurm.queue_view import QueueEntry
 
 CONTAINERS_PATH = "/arvados/v1/dispatch/containers"
 CONTAINER_PATH = "/arvados/v1/dispatch/container"
@@ -40,19 +40,6 @@ STATUS_PATH = "/arvados/v1/dispatch/status"
 
 LOOP_TIMEOUT_S = 10.0
 """How long a request waits for the dispatch loop; a wedged loop gives 503, never a hung request."""
-
-
-@dataclass(frozen=True)
-class QueueEntry:
-    """One container as the management API shows it."""
-
-    container: Container
-    scheduling_status: str
-    instance_types: tuple[InstanceType, ...] = ()
-    first_seen_at: float | None = None
-    """Wall-clock seconds when this dispatcher first saw the container (None: unknown)."""
-    running: bool = False
-    """Its job runs (sorted first)."""
 
 
 def instance_type_json(it: InstanceType) -> dict[str, Any]:

@@ -80,6 +80,20 @@ class MeteredBackend:
         """scontrol update NodeName= Features=, counted (see ``SlurmCLI.set_node_features``)."""
         self._counted("node_features_set", self._features().set_node_features, node, features)
 
+    def job_ends(self, job_ids: Sequence[str]) -> str:
+        """squeue --states=all for ended jobs, counted (see ``SlurmCLI.job_ends``)."""
+        result: str = self._counted("job_ends", getattr(self._inner, "job_ends"), job_ids)  # noqa: B009
+        return result
+
+    def sacct(self, job_ids: Sequence[str]) -> str:
+        """sacct for ended jobs, counted (see ``SlurmCLI.sacct``)."""
+        result: str = self._counted("sacct", getattr(self._inner, "sacct"), job_ids)  # noqa: B009
+        return result
+
+    def drain_node(self, node: str, reason: str) -> None:
+        """scontrol update NodeName= State=DRAIN, counted (see ``SlurmCLI.drain_node``)."""
+        self._counted("drain_node", getattr(self._inner, "drain_node"), node, reason)  # noqa: B009
+
     def _features(self) -> NodeFeatureCLI:
         if not isinstance(self._inner, NodeFeatureCLI):
             raise TypeError(f"{type(self._inner).__name__} cannot run the node-feature step")
@@ -116,6 +130,8 @@ class MeteredClient:
             except ArvadosAPIError as exc:
                 kind = next((k for cls, k in self._KINDS if isinstance(exc, cls)), "other")
                 self._metrics.api_error(kind)
+                if exc.status in (429, 503):
+                    self._metrics.api_overloaded(time.time())
                 raise
 
         return counted

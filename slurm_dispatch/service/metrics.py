@@ -22,12 +22,19 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from slurm_dispatch import __version__
 from slurm_dispatch.model import ContainerState
 
 PREFIX = "arvados_dispatchslurm_"
 
 SQUEUE_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """squeue answers in well under a second on a healthy slurmctld; the long buckets show one under load."""
+
+QUEUE_TO_SBATCH_BUCKETS_S = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
+"""From a few seconds (an idle dispatcher) to a day (a container held back by a cap or a drain)."""
+
+LIMITS = ("drain", "cap", "supervisors", "rate", "overload", "busy")
+"""What can hold a Queued container back (``dispatch.admission``), one label value each."""
 
 
 class Metrics:
@@ -59,6 +66,30 @@ class Metrics:
             PREFIX + "slurm_operations", "Slurm operations run, by operation and outcome (ok, failed).",
             ["operation", "outcome"], registry=r,
         )
+        self._queue_to_sbatch = Histogram(
+            PREFIX + "queue_to_sbatch_seconds",
+            "Time from a container's creation (Queued) to the sbatch of its job.", buckets=QUEUE_TO_SBATCH_BUCKETS_S,
+            registry=r,
+        )
+        self._drained = Gauge(PREFIX + "drained", "1 while the dispatcher is drained (locks no new container).",
+                              registry=r)
+        self._limit_reached = Gauge(
+            PREFIX + "limit_reached", "1 while this limit holds Queued containers back, by limit.", ["limit"],
+            registry=r,
+        )
+        for limit in LIMITS:
+            self._limit_reached.labels(limit=limit).set(0)
+        self._broken_nodes = Gauge(PREFIX + "broken_nodes", "Nodes crunch-run reported broken, kept off.",
+                                   registry=r)
+        self._api_overloads = Counter(
+            PREFIX + "api_overloads", "API answers meaning 'too busy' (503, 429).", registry=r
+        )
+        self._last_overload = Gauge(
+            PREFIX + "api_last_overload_time_seconds", "When the API last answered 503 or 429 (Unix time; 0: never).",
+            registry=r,
+        )
+        version = Gauge("arvados_version_running", "Indicated version is running.", ["version"], registry=r)
+        version.labels(version=__version__).set(1)
         self._api_errors = Counter(
             PREFIX + "api_errors", "Failed Arvados API calls, by kind of failure.", ["kind"], registry=r
         )
@@ -88,6 +119,25 @@ class Metrics:
             self._renices.inc()
         elif operation == "cancel" and ok:
             self._scancels.inc()
+
+    def queued_to_sbatch(self, seconds: float) -> None:
+        """Record how long a container waited from its creation to its sbatch."""
+        self._queue_to_sbatch.observe(max(0.0, seconds))
+
+    def set_admission(self, *, drained: bool, limits: frozenset[str] | set[str]) -> None:
+        """Set the drained gauge and which limits held containers back in the latest tick."""
+        self._drained.set(1 if drained else 0)
+        for limit in LIMITS:
+            self._limit_reached.labels(limit=limit).set(1 if limit in limits else 0)
+
+    def set_broken_nodes(self, count: int) -> None:
+        """Set how many nodes are held off as broken."""
+        self._broken_nodes.set(count)
+
+    def api_overloaded(self, when: float) -> None:
+        """Count one API answer meaning "too busy" (503 or 429), at Unix time ``when``."""
+        self._api_overloads.inc()
+        self._last_overload.set(when)
 
     def set_oldest_pending_age(self, seconds: float) -> None:
         """Set the age of the oldest pending job (pass 0 when none is pending)."""

@@ -18,18 +18,25 @@ import logging
 import signal
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.assemble import DispatchLoop
+from slurm_dispatch.dispatch.admission import Drain
 from slurm_dispatch.errors import ArvadosAuthError, DispatchError
+from slurm_dispatch.model import format_timestamp
 from slurm_dispatch.service.http import HealthServer
 from slurm_dispatch.service.locks import AdvisoryLock, FileLock, LockHeld, default_lock_path
+from slurm_dispatch.service.management import ManagementAPI
 from slurm_dispatch.service.metered import MeteredBackend, MeteredClient
 from slurm_dispatch.service.metrics import Metrics
 from slurm_dispatch.service.notify import Notifier, keep_alive
+from slurm_dispatch.service.state import StateError, StateStore
 from slurm_dispatch.settings import Settings
+from slurm_dispatch.slurm.broken_nodes import BrokenNode, BrokenNodes
 from slurm_dispatch.slurm.cli_backend import SlurmCLI
+from slurm_dispatch.slurm.queue_view import QueueEntry
 from slurm_dispatch.slurm.sbatch import slurm_command_env
 
 logger = logging.getLogger("slurm_dispatch.service")
@@ -91,7 +98,31 @@ async def serve(
             return "no successful poll of the Arvados API yet"
         return stale_reason(dispatch.last_good_tick, time.monotonic(), settings.poll_interval)
 
-    health = HealthServer.from_settings(settings, health=health_check, registry=metrics.registry)
+    state = StateStore(settings.state_directory)
+
+    async def drain(reason: str) -> dict[str, Any]:
+        await asyncio.to_thread(state.set_drain, Drain(reason=reason, since=format_timestamp(datetime.now(UTC))))
+        logger.warning("drained through the management API: %s; no new container is locked", reason)
+        return await dispatcher_status()
+
+    async def resume() -> dict[str, Any]:
+        await asyncio.to_thread(state.set_drain, None)
+        logger.warning("resumed through the management API: locking new containers again")
+        return await dispatcher_status()
+
+    async def dispatcher_status() -> dict[str, Any]:
+        if dispatch is None:
+            current = await asyncio.to_thread(state.read)
+            return {"starting": True, "drained": current.drain is not None,
+                    "drain_reason": current.drain.reason if current.drain else ""}
+        return await dispatch.status()
+
+    async def entries() -> list[QueueEntry]:
+        return [] if dispatch is None else await dispatch.queue_entries()
+
+    management = ManagementAPI(loop=loop, entries=entries, drain=drain, resume=resume, status=dispatcher_status)
+    health = HealthServer.from_settings(settings, health=health_check, registry=metrics.registry,
+                                        management=management)
     tasks: list[asyncio.Task[Any]] = []
     try:
         waiting_logged = False
@@ -119,6 +150,16 @@ async def serve(
             notifier.ready()
             notifier.status("dispatching")
             logger.info("locks held and the first poll worked: ready")
+        def persist_broken(nodes: dict[str, BrokenNode]) -> None:
+            try:
+                state.set_broken(nodes)
+            except StateError as exc:
+                logger.warning("%s: the broken nodes are kept in memory only", exc)
+
+        known = await asyncio.to_thread(state.read)
+        if known.drain is not None:
+            logger.warning("starting drained (since %s: %s): no new container is locked until `slurm-dispatch "
+                           "resume`", known.drain.since, known.drain.reason)
         dispatch = DispatchLoop(
             settings,
             base_env=base_env,
@@ -126,6 +167,9 @@ async def serve(
             backend=MeteredBackend(SlurmCLI(env=slurm_command_env(settings, base_env)), metrics),
             metrics=metrics,
             on_first_tick=ready,
+            drain=state.drain,
+            broken=BrokenNodes(action=settings.broken_node_action, hold_s=settings.broken_node_hold, clock=time.time,
+                               known=known.broken, persist=persist_broken),
         )
         exit_code = 0
 

@@ -223,6 +223,18 @@ class SlurmCLI:
         joined = ",".join(features)
         self._run(["scontrol", "update", f"NodeName={node}", f"Features={joined}", f"ActiveFeatures={joined}"])
 
+    def drain_node(self, node: str, reason: str) -> None:
+        """Drain ``node`` in Slurm with ``reason``: ``scontrol update NodeName=<node> State=DRAIN Reason=<reason>``.
+
+        Needs Slurm admin rights (root, SlurmUser or an admin account): "Invalid user id" otherwise. Undo with
+        ``scontrol update NodeName=<node> State=RESUME``. Blocks (capped).
+
+        Raises:
+            SlurmUnavailable: slurmctld did not answer, or scontrol timed out.
+            SlurmCommandError: scontrol refused (no rights, no such node).
+        """
+        self._run(["scontrol", "update", f"NodeName={node}", "State=DRAIN", f"Reason={reason}"])
+
     def job_ends(self, job_ids: Sequence[str]) -> str:
         """Return how jobs ended, as far as slurmctld still remembers them (MinJobAge, 300 s by default).
 

@@ -6,11 +6,12 @@ redacted), so the two cannot disagree. Pure: no runner, backend or API client is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from slurm_dispatch.model import Container
 from slurm_dispatch.settings import Settings
+from slurm_dispatch.slurm.broken_nodes import with_exclude
 from slurm_dispatch.slurm.sbatch import (
     batch_script,
     crunch_run_argv,
@@ -33,19 +34,20 @@ class SbatchJob:
     among them) and SbatchEnvironmentVariables, which sbatch exports into the job."""
 
 
-def job_for(container: Container, settings: Settings) -> SbatchJob:
+def job_for(container: Container, settings: Settings, *, exclude: Sequence[str] = ()) -> SbatchJob:
     """Return the sbatch arguments, job script and extra environment for ``container``. Pure.
 
     Port of services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: submit (sbatchArgs, execScript, and the
     environment its configure step puts in the process environment). The backend already starts every Slurm
     command from PATH, SLURM_CONF and SbatchEnvironmentVariables (``slurm_command_env``); ``env`` repeats
-    SbatchEnvironmentVariables so that they also win over the backend's ``LC_ALL=C``.
+    SbatchEnvironmentVariables so that they also win over the backend's ``LC_ALL=C``. ``exclude`` are nodes
+    reported broken (``slurm.broken_nodes``): they join the job's ``--exclude``.
 
     Raises:
         SbatchTemplateError: the template has an unknown ``%x``.
         UnsatisfiableContainer: instance types are configured and none fits.
     """
-    args = sbatch_args(container, settings)
+    args = with_exclude(sbatch_args(container, settings), exclude)
     secret = gateway_auth_secret(settings.system_root_token, container.uuid)
     script = batch_script(crunch_run_argv(container.uuid, settings), {"GatewayAuthSecret": secret})
     return SbatchJob(args=tuple(args), script=script, env=sbatch_environment(settings, {}))

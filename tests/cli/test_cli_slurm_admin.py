@@ -150,12 +150,14 @@ def test_adopt_scancels_only_leftovers(cli: Any, world: dict[str, Any]) -> None:
     assert {A, D, F, Z} <= set(names)
 
 
-def test_cancel_with_yes_removes_the_pending_job(cli: Any, world: dict[str, Any]) -> None:
-    result = cli("cancel", "--yes", A)
+def test_cancel_with_yes_cancels_in_arvados_and_removes_the_pending_job(cli: Any, world: dict[str, Any]) -> None:
+    result = cli("cancel", "--yes", "--reason", "bad input data", A)
     assert result.exit_code == 0, result.output
     job = world["jobs"][A]
     assert result.stdout == (
         f"Slurm jobs named {A}: {job} (PENDING)\n"
+        f"Container {A}: Locked, priority 1\n"
+        f"cancelled container {A} in Arvados: bad input data\n"
         f"ran: scancel --name={A} --state=pending\n"
         f"ran: scancel --name={A} --batch --signal=TERM --state=running\n"
         f"ran: scancel --name={A} --batch --signal=TERM --state=suspended\n"
@@ -163,19 +165,42 @@ def test_cancel_with_yes_removes_the_pending_job(cli: Any, world: dict[str, Any]
     )
     assert A not in squeue_names(world["slurm"])
     assert {C, D, F, Z} <= set(squeue_names(world["slurm"]))
+    record = world["server"].api.store.container(A)
+    assert record["state"] == "Cancelled", "so that it is not dispatched again"
+    assert record["runtime_status"] == {"error": "bad input data"}
+
+
+def test_cancel_slurm_only_leaves_the_container_alone(cli: Any, world: dict[str, Any]) -> None:
+    result = cli("cancel", "--yes", "--slurm-only", A)
+    assert result.exit_code == 0, result.output
+    assert "in Arvados" not in result.stdout
+    assert A not in squeue_names(world["slurm"])
+    assert world["server"].api.store.container(A)["state"] == "Locked"
 
 
 def test_cancel_asks_and_can_be_refused(cli: Any, world: dict[str, Any]) -> None:
     result = cli("cancel", A, input="n\n")
     assert result.exit_code == 1, result.output
-    assert result.stdout.startswith(f"Slurm jobs named {A}: {world['jobs'][A]} (PENDING)\nscancel them? [y/N]: ")
+    assert result.stdout.startswith(
+        f"Slurm jobs named {A}: {world['jobs'][A]} (PENDING)\nContainer {A}: Locked, priority 1\n"
+        "Cancel the container in Arvados and scancel the jobs? [y/N]: ")
     assert A in squeue_names(world["slurm"])
+    assert world["server"].api.store.container(A)["state"] == "Locked"
 
 
-def test_cancel_of_nothing(cli: Any, slurm_clean: Any) -> None:
-    result = cli("cancel", "--yes", E, env={"SLURM_CONF": str(slurm_clean.conf_path)})
+def test_cancel_of_a_final_container_with_no_job(cli: Any, world: dict[str, Any]) -> None:
+    store = world["server"].api.store
+    store.put_container({**store.container(E), "state": "Complete"})
+    result = cli("cancel", "--yes", E)
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"No Slurm job is named {E}: nothing to cancel.\n"
+    assert result.stdout == (f"No Slurm job is named {E}.\nContainer {E}: Complete, priority 1 (already final: "
+                             "nothing to cancel in Arvados)\nNothing to cancel.\n")
+
+
+def test_cancel_slurm_only_of_nothing(cli: Any, slurm_clean: Any) -> None:
+    result = cli("cancel", "--yes", "--slurm-only", E, env={"SLURM_CONF": str(slurm_clean.conf_path)})
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"No Slurm job is named {E}.\nNothing to cancel.\n"
 
 
 def test_cancel_running_job_signals_its_batch_shell(cli: Any, slurm_clean: Any) -> None:
@@ -189,7 +214,7 @@ def test_cancel_running_job_signals_its_batch_shell(cli: Any, slurm_clean: Any) 
     # The cluster is shared with other test sessions: wait for a free CPU, however long that takes.
     slurm_clean.wait_for(lambda: slurm_clean.show_job(job).get("JobState") == "RUNNING", timeout=240,
                          what=f"job {job} to start")
-    result = cli("cancel", "--yes", name, env={"SLURM_CONF": str(slurm_clean.conf_path)})
+    result = cli("cancel", "--yes", "--slurm-only", name, env={"SLURM_CONF": str(slurm_clean.conf_path)})
     assert result.exit_code == 0, result.output
     assert result.stdout.endswith(
         f"job {job} (RUNNING): SIGTERM sent to its batch shell (crunch-run stops the container and records the "

@@ -45,7 +45,7 @@ from slurm_dispatch.errors import SlurmCommandError, SlurmUnavailable
 from slurm_dispatch.model import SlurmJob
 from slurm_dispatch.slurm.backend import SQUEUE_ARGV, release_argv, renice_argv, scancel_argvs
 
-CallKind = Literal["submit", "cancel", "queue", "renice", "release", "job_ends", "sacct"]
+CallKind = Literal["submit", "cancel", "queue", "renice", "release", "job_ends", "sacct", "drain_node"]
 
 FIRST_BASE_PRIORITY = 4294901759
 """priority/basic's first job priority on the test cluster; each submission gets one less."""
@@ -72,6 +72,8 @@ class FakeJob:
     """How the batch script ended, as a raw wait status (768 = exit 3, 15 = signal 15)."""
     forgotten: bool = False
     """slurmctld no longer remembers it (past MinJobAge)."""
+    comment: str = ""
+    """The job's Comment (crunch-run-wrapper marks a broken node there)."""
 
     @property
     def slurm_priority(self) -> int:
@@ -131,6 +133,8 @@ class FakeSlurm:
         self.calls: list[Call] = []
         self.unavailable = False
         self.queue_unavailable = False
+        self.drained: dict[str, str] = {}
+        """Nodes drained through ``drain_node``, with the reason."""
         self.garbled: set[str] = set()
         """Names whose squeue line comes out unreadable (a field shifted), as a broken squeue might print it."""
         self._failures: dict[CallKind, dict[int, SlurmCommandError]] = {}
@@ -318,9 +322,14 @@ class FakeSlurm:
                 raise SlurmCommandError(["squeue"], 1, "slurm_load_jobs error: Invalid job id specified")
             return "".join(
                 f"{j.job_id}|{j.state}|{j.exit_status}|{j.nodes or '(null)'}|2026-12-07T10:00:00|"
-                f"2026-12-07T10:00:05|UNLIMITED|{j.name}|(null)|{j.reason}\n"
+                f"2026-12-07T10:00:05|UNLIMITED|{j.name}|{j.comment or '(null)'}|{j.reason}\n"
                 for j in known
             )
+
+    def drain_node(self, node: str, reason: str) -> None:
+        """Drain a node (recorded in ``drained``)."""
+        self._enter(Call("drain_node", name=node), ["scontrol", "update", f"NodeName={node}", "State=DRAIN"])
+        self.drained[node] = reason
 
     def sacct(self, job_ids: Sequence[str]) -> str:
         """Accounting is not configured, as on the test cluster."""

@@ -3,6 +3,7 @@ stateful rate limiter and overload backoff, on a fake clock."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -164,6 +165,6 @@ def test_overload_halves_and_recovers_after_a_quiet_minute() -> None:
         adm.tick_ended(overloaded=False, locks_tried=adm.budget() or 0)
         budgets.append(adm.budget())
     assert budgets[:3] == [11, 12, 13], "a tenth at a time (at least one)"
-    assert all(b is not None and a is not None and b >= a for a, b in zip(budgets, budgets[1:], strict=False))
+    assert all(b is not None and a is not None and b >= a for a, b in itertools.pairwise(budgets))
     adm.tick_ended(overloaded=False, locks_tried=1)
     assert adm.budget() is None, "no longer binding: back to no limit"

@@ -1,0 +1,168 @@
+"""What the service keeps across restarts: the drain, and the nodes reported broken. One small JSON file.
+
+``<Service.StateDirectory>/state.json`` (default /var/lib/slurm-dispatch/state.json; systemd's
+``StateDirectory=slurm-dispatch`` makes the directory). ``slurm-dispatch drain`` and ``resume``, the management
+API and the service all read and write it, so a drain survives a restart until resumed, and an admin can drain a
+dispatcher that is not running (before an upgrade, say).
+
+Reads cost one ``stat`` when nothing changed (the service asks every tick). Writes replace the file atomically
+(a temporary file and ``rename``), so a reader never sees half a file; a missing file is "not drained, no broken
+node"; an unreadable or malformed file is reported once and read as that too for broken nodes, but as DRAINED
+for the drain (missing information never unlocks the gates: an admin who drained must not be surprised).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slurm_dispatch.dispatch.admission import Drain
+from slurm_dispatch.errors import DispatchError
+from slurm_dispatch.slurm.broken_nodes import BrokenNode
+
+logger = logging.getLogger("slurm_dispatch.service.state")
+
+STATE_FILE = "state.json"
+MAX_BYTES = 1 << 20
+"""A state file larger than this is refused (it holds a few lines)."""
+
+
+class StateError(DispatchError):
+    """The state file could not be written (permissions, disk): the change did not happen."""
+
+
+@dataclass(frozen=True)
+class State:
+    """The contents of the state file."""
+
+    drain: Drain | None = None
+    broken: dict[str, BrokenNode] = field(default_factory=dict)
+    problem: str = ""
+    """Why the file could not be read ("" when it could, or does not exist)."""
+
+
+class _BadState(ValueError):
+    """The state file's contents are not what this module writes."""
+
+
+def _parse(data: Any) -> State:
+    if not isinstance(data, dict):
+        raise _BadState("not a JSON object")
+    drain = None
+    raw_drain = data.get("drain")
+    if raw_drain is not None:
+        if not isinstance(raw_drain, dict):
+            raise _BadState("drain: not an object")
+        drain = Drain(reason=str(raw_drain.get("reason", "")), since=str(raw_drain.get("since", "")))
+    broken: dict[str, BrokenNode] = {}
+    raw_broken = data.get("broken_nodes") or {}
+    if not isinstance(raw_broken, dict):
+        raise _BadState("broken_nodes: not an object")
+    for node, entry in raw_broken.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("since"), int | float):
+            raise _BadState(f"broken_nodes.{node}: not an object with a numeric 'since'")
+        broken[str(node)] = BrokenNode(node=str(node), since=float(entry["since"]), reason=str(entry.get("reason", "")))
+    return State(drain=drain, broken=broken)
+
+
+def _dump(state: State) -> dict[str, Any]:
+    return {
+        "drain": None if state.drain is None else {"reason": state.drain.reason, "since": state.drain.since},
+        "broken_nodes": {n: {"since": b.since, "reason": b.reason} for n, b in sorted(state.broken.items())},
+    }
+
+
+class StateStore:
+    """Reads and writes the state file. Blocking (small file I/O); cheap when nothing changed."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.path = Path(directory) / STATE_FILE
+        self._seen: tuple[int, int] | None = None
+        self._state = State()
+        self._logged = ""
+
+    def read(self) -> State:
+        """Return the current state, reading the file only when it changed. Blocks on one stat (and a read)."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            self._seen, self._state = None, State()
+            return self._state
+        except OSError as exc:
+            return self._unreadable(f"cannot stat {self.path}: {exc.strerror or exc}")
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp == self._seen:
+            return self._state
+        try:
+            if st.st_size > MAX_BYTES:
+                raise ValueError(f"larger than {MAX_BYTES} bytes")
+            state = _parse(json.loads(self.path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            return self._unreadable(f"cannot read {self.path}: {exc}")
+        self._seen, self._state, self._logged = stamp, state, ""
+        return state
+
+    def _unreadable(self, problem: str) -> State:
+        if problem != self._logged:
+            logger.error("%s; treating the dispatcher as drained until it can be read", problem)
+            self._logged = problem
+        self._seen = None
+        self._state = State(drain=Drain(reason=f"the state file is unreadable: {problem}", since="?"),
+                            problem=problem)
+        return self._state
+
+    def write(self, state: State) -> None:
+        """Replace the file with ``state``, atomically. Blocks.
+
+        Raises:
+            StateError: the directory or file could not be written.
+        """
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".state.", dir=self.path.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as out:
+                    json.dump(_dump(state), out, indent=2, sort_keys=True)
+                    out.write("\n")
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise StateError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+        self._seen = None
+
+    def drain(self) -> Drain | None:
+        """Return the drain (None: not drained). Blocks on one stat."""
+        return self.read().drain
+
+    def set_drain(self, drain: Drain | None) -> State:
+        """Drain (or resume, with None) and return the new state. Blocks.
+
+        Raises:
+            StateError: the file could not be written.
+        """
+        current = self.read()
+        state = State(drain=drain, broken=dict(current.broken) if not current.problem else {})
+        self.write(state)
+        return state
+
+    def set_broken(self, broken: dict[str, BrokenNode]) -> None:
+        """Record the broken nodes (the drain is kept). Blocks.
+
+        Raises:
+            StateError: the file could not be written.
+        """
+        current = self.read()
+        if current.problem:
+            raise StateError(f"not recording broken nodes: {current.problem}")
+        self.write(State(drain=current.drain, broken=dict(broken)))
+
+
+__all__ = ["MAX_BYTES", "STATE_FILE", "BrokenNode", "State", "StateError", "StateStore"]
