@@ -81,6 +81,11 @@ JOB_GONE_ATTEMPTS = 6
 JOB_GONE_BACKOFF_CAP_S = 30.0
 """The longest pause between two tries at settling a container whose job has gone."""
 
+SLURM_ENDED_STATES = frozenset({"CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "BOOT_FAIL",
+                                "DEADLINE"})
+"""End states that mean Slurm (or an admin through Slurm) ended the job. The dispatcher's own scancel of a running
+job signals the batch shell only, and such a job ends COMPLETED or FAILED, never CANCELLED."""
+
 REFUSALS_REMEMBERED = 10_000
 """Containers whose refusal count is kept (oldest forgotten first): a cancelled container's count is never
 cleared otherwise."""
@@ -472,6 +477,16 @@ class SlurmRunner:
         end = await self._job_end(view)
         return end_reason(end, job_id=job_id, container_state=container_state.value)
 
+    async def _log_slurm_end(self, dispatcher: Dispatch, uuid: str, view: RunnerView) -> None:
+        """Write a dispatch log record when Slurm, not crunch-run, ended the job of a container now Cancelled."""
+        end = await self._job_end(view)
+        if end is None or end.state not in SLURM_ENDED_STATES:
+            return
+        reason = end_reason(end, job_id=end.job_id, container_state=ContainerState.RUNNING.value)
+        logger.info("container %s was cancelled by crunch-run after Slurm ended its job: %s", uuid, reason.error)
+        await dispatcher.log(uuid, f"{reason.error}; crunch-run stopped the container and recorded Cancelled\n"
+                                   f"{reason.detail}\n")
+
     async def _note_broken(self, uuid: str, end: JobEnd) -> None:
         """If the job's Comment says crunch-run found its node broken, keep new jobs off that node."""
         node = broken_node_of(end.comment, end.nodes)
@@ -524,6 +539,12 @@ class SlurmRunner:
                     # marked the job); one batched question to Slurm tells.
                     said = True
                     await self._job_end(view)
+                elif (action.kind is GoneKind.NOTHING and current.state is ContainerState.CANCELLED and not said
+                      and view.give_up is None and not view.stop_sent):
+                    # crunch-run recorded Cancelled itself: if Slurm ended the job (an admin's scancel, the time
+                    # limit, a node failure), say so in the container's log; its runtime_status is final now.
+                    said = True
+                    await self._log_slurm_end(dispatcher, uuid, view)
                 elif action.kind is GoneKind.CANCEL:
                     reason = view.give_up or await self._end_reason(view, current.state)
                     if not said:

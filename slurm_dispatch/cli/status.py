@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime
 
 import typer
 from rich import box
@@ -33,7 +34,8 @@ from slurm_dispatch.cli.common import (
     slurm_backend,
     table_text,
 )
-from slurm_dispatch.model import Container
+from slurm_dispatch.model import Container, format_timestamp
+from slurm_dispatch.service.state import StateStore
 from slurm_dispatch.slurm.decide import our_job_names
 from slurm_dispatch.slurm.squeue import parse_squeue_all
 from slurm_dispatch.slurm.status import StatusRow, status_rows
@@ -56,6 +58,10 @@ def containers_by_uuid(client: ArvadosClient, uuids: Sequence[str], *, batch_siz
         for page in client.list_all(filters=[["uuid", "in", batch]], batch_size=batch_size):
             found.extend(page)
     return found
+
+
+def _when(epoch: float) -> str:
+    return format_timestamp(datetime.fromtimestamp(epoch, UTC))
 
 
 def _text(value: object) -> str:
@@ -99,13 +105,23 @@ def status(
             client.close()
     for err in skipped:
         typer.echo(f"warning: {one_line(str(err))}", err=True)
+    state = StateStore(settings.state_directory).read()
     rows = status_rows([*mine, *others], jobs, me, settings.cluster_id)
     flagged = [row for row in rows if row.problems]
     if json_:
         print_json({"token_uuid": me, "cluster_id": settings.cluster_id,
+                    "drained": state.drain is not None,
+                    "drain_reason": state.drain.reason if state.drain else "",
+                    "drained_since": state.drain.since if state.drain else "",
+                    "broken_nodes": {n: {"since": b.since, "reason": b.reason} for n, b in state.broken.items()},
                     "containers": [asdict(row) for row in rows], "problems": len(flagged)})
     else:
         typer.echo(f"Cluster {settings.cluster_id}, token {me}: {len(rows)} row(s), {len(flagged)} with problems")
+        if state.drain is not None:
+            typer.echo(f"Drained since {state.drain.since} ({state.drain.reason}): no new container is locked "
+                       "until `slurm-dispatch resume`.")
+        for node, broken in sorted(state.broken.items()):
+            typer.echo(f"Broken node {node} (since {_when(broken.since)}): {broken.reason}")
         if rows:
             typer.echo("")
             typer.echo(table_text(_table(rows)))
@@ -114,5 +130,11 @@ def status(
         for row in flagged:
             for problem in row.problems:
                 typer.echo(f"! {row.uuid}{f' (job {row.job_id})' if row.job_id else ''}: {problem}")
+        described = [row for row in rows if row.scheduling_status]
+        if described:
+            typer.echo("")
+            typer.echo("Scheduling status:")
+        for row in described:
+            typer.echo(f"  {row.uuid}: {row.scheduling_status}")
     if flagged:
         raise typer.Exit(ExitCode.PROBLEM)

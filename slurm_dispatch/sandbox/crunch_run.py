@@ -57,6 +57,13 @@ Behaviour is chosen by the container record, so the dispatcher need not know:
         as when crunch-run is killed or its node dies before the container starts.
     ``exit-silently-while-running``
         after step 3, exit 1 without touching the record: the container stays Running.
+    ``wait-for``
+        Running, then wait until every container named in ``environment["SANDBOX_WAIT_FOR"]``
+        (space-separated uuids) is Complete or Cancelled, as a workflow runner waits for its
+        children; then Complete.
+    ``broken-node``
+        after step 2, act as crunch-run on a broken node: run ``--broken-node-hook=<cmd>`` when
+        given (no arguments, the stub's environment), then ``PUT {state: Queued}``.
     An unknown value is reported on stdout and treated as ``complete``.
 
 Exit status: 0 when the final state was written (Complete or Cancelled), 1 when the
@@ -70,6 +77,7 @@ import hashlib
 import math
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
@@ -83,6 +91,10 @@ from slurm_dispatch.errors import ArvadosAPIError
 from slurm_dispatch.model import CONTAINER_UUID_RE, ContainerState
 
 MODE_KEY = "SANDBOX_CRUNCH_RUN"
+
+WAIT_FOR_KEY = "SANDBOX_WAIT_FOR"
+"""With mode ``wait-for``: the container uuid (or space-separated uuids) the stub waits for, as a workflow
+runner waits for its children, before it completes."""
 """The ``environment`` key of the container record that selects the stub's behaviour."""
 GATEWAY_SECRET_VAR = "GatewayAuthSecret"
 """Set by the dispatcher in the job script (§4.4); read and unset, never printed."""
@@ -101,6 +113,8 @@ class Mode(str, enum.Enum):
     HANG_BEFORE_RUNNING = "hang-before-running"
     EXIT_SILENTLY = "exit-silently"
     EXIT_SILENTLY_WHILE_RUNNING = "exit-silently-while-running"
+    WAIT_FOR = "wait-for"
+    BROKEN_NODE = "broken-node"
 
 
 @dataclass(frozen=True)
@@ -110,6 +124,8 @@ class Behaviour:
     mode: Mode = Mode.COMPLETE
     duration: float = 0.0
     warning: str = ""
+    wait_for: tuple[str, ...] = ()
+    """With mode ``wait-for``: the containers to wait for."""
 
 
 def behaviour_of(record: Mapping[str, Any]) -> Behaviour:
@@ -133,7 +149,11 @@ def behaviour_of(record: Mapping[str, Any]) -> Behaviour:
             duration = 0.0
     if mode in (Mode.HANG, Mode.HANG_BEFORE_RUNNING):
         duration = math.inf
-    return Behaviour(mode=mode, duration=duration, warning=warning)
+    wait_for: tuple[str, ...] = ()
+    if mode is Mode.WAIT_FOR:
+        raw = env.get(WAIT_FOR_KEY) if isinstance(env, Mapping) else None
+        wait_for = tuple(u for u in str(raw or "").split() if CONTAINER_UUID_RE.match(u))
+    return Behaviour(mode=mode, duration=duration, warning=warning, wait_for=wait_for)
 
 
 def uuid_from_argv(argv: Sequence[str]) -> str:
@@ -186,7 +206,9 @@ class Stub:
         stopper: Stopper,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        broken_node_hook: str = "",
     ) -> None:
+        self.broken_node_hook = broken_node_hook
         self.client = client
         self.uuid = uuid
         self.out = out
@@ -258,6 +280,8 @@ class Stub:
             self.say("waiting for a signal before Running")
             self.work(behaviour.duration)
             return self.requeue(f"{self.stopper.signal_name} before Running")
+        if mode is Mode.BROKEN_NODE:
+            return self.broken_node()
         try:
             self.client.update(self.uuid, {"state": "Running", "log": self.log_pdh}, select=["uuid"])
         except ArvadosAPIError as exc:
@@ -268,10 +292,45 @@ class Stub:
             return 1
         return self.finish(behaviour)
 
+    def broken_node(self) -> int:
+        """Act as crunch-run on a broken node: run the hook (or write the lock file's stand-in), then requeue.
+
+        crunch-run runs ``--broken-node-hook`` with no arguments and its own environment
+        (lib/crunchrun/crunchrun.go: runBrokenNodeHook), then puts the container back to Queued.
+        """
+        self.say("Error suggests node is unable to run containers: Cannot connect to the Docker daemon (simulated)")
+        if self.broken_node_hook:
+            self.say(f'Running broken node hook "{self.broken_node_hook}"')
+            try:
+                done = subprocess.run([self.broken_node_hook], timeout=60, check=False, capture_output=True,
+                                      text=True)
+                for line in (done.stdout + done.stderr).splitlines():
+                    self.say(f"hook: {line}")
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                self.say(f"Error running broken node hook: {exc}")
+        return self.requeue("broken node")
+
+    def wait_for(self, uuids: Sequence[str]) -> bool:
+        """Wait until every container in ``uuids`` is final (a workflow runner waiting for its children), or a
+        stop signal; return True if stopped. Blocks, polling the API."""
+        self.say(f"waiting for {' '.join(uuids) or 'nothing'} to finish")
+        while not self.stopper.requested:
+            try:
+                states = [self.client.get(u).state.value for u in uuids]
+            except ArvadosAPIError as exc:
+                self.say(f"cannot read a child: {exc}")
+                states = []
+            if states and all(s in ("Complete", "Cancelled") for s in states):
+                return False
+            self.sleep(POLL_S)
+        return True
+
     def finish(self, behaviour: Behaviour) -> int:
         """Work, then write the final state (Complete, or Cancelled); return the exit status. Blocks."""
         try:
-            if self.work(behaviour.duration):
+            stopped = (self.wait_for(behaviour.wait_for) if behaviour.mode is Mode.WAIT_FOR
+                       else self.work(behaviour.duration))
+            if stopped:
                 self.say(f"{self.stopper.signal_name}: stopping; setting state Cancelled")
                 self.client.update(self.uuid, {"state": "Cancelled", "log": self.log_pdh}, select=["uuid"])
                 self.say("state Cancelled")
@@ -327,7 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"crunch-run-stub: {exc}", file=sys.stderr)
         return 1
-    stub = Stub(client=client, uuid=uuid, out=sys.stdout, err=sys.stderr, stopper=stopper)
+    hook = next((a.split("=", 1)[1] for a in args if a.startswith("--broken-node-hook=")), "")
+    stub = Stub(client=client, uuid=uuid, out=sys.stdout, err=sys.stderr, stopper=stopper, broken_node_hook=hook)
     engine = next((a.split("=", 1)[1] for a in args if a.startswith("--runtime-engine=")), "docker")
     stub.say(f"crunch-run-stub starting on {client.api_host}, runtime engine {engine}")
     stub.say(f"GatewayAuthSecret: {'received, ' + str(len(secret)) + ' characters' if secret else 'not set'}")

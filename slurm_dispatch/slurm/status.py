@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from slurm_dispatch.model import Container, ContainerState, SlurmJob
 from slurm_dispatch.slurm.decide import is_our_job_name
+from slurm_dispatch.slurm.reasons import scheduling_status
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class StatusRow:
     reason: str | None
     problems: list[str] = field(default_factory=list)
     """Mismatches between the two views, one sentence each; empty when all is well."""
+    scheduling_status: str = ""
+    """Where the container stands in Slurm, in words (``reasons.scheduling_status``); "" when Arvados does not
+    know it."""
 
 
 def _job_number(job: SlurmJob) -> int | None:
@@ -111,12 +115,14 @@ def status_rows(
         if not mine:
             rows.append(StatusRow(uuid=uuid, state=state, priority=priority, locked_by_uuid=locked_by,
                                   job_id=None, slurm_state=None, nice=None, slurm_priority=None,
-                                  reason=None, problems=problems))
+                                  reason=None, problems=problems,
+                                  scheduling_status=scheduling_status(state, None) if state else ""))
         for job in mine:
             rows.append(StatusRow(uuid=uuid, state=state, priority=priority, locked_by_uuid=locked_by,
                                   job_id=_job_number(job), slurm_state=job.state, nice=job.nice,
                                   slurm_priority=job.slurm_priority, reason=job.reason,
-                                  problems=list(problems)))
+                                  problems=list(problems),
+                                  scheduling_status=scheduling_status(state, job) if state else ""))
     return rows
 
 

@@ -85,6 +85,12 @@ def test_status_flags_mismatches(cli: Any, world: dict[str, Any]) -> None:
         f"! {C} (job {j[C]}): Slurm job for a Complete container (a leftover: the dispatcher scancels it)",
         f"! {D} (job {j[D]}): Slurm job of ours for a container locked by another token ({other})",
         f"! {F} (job {j[F]}): a Slurm job is named after this container, but the API does not know it",
+        "",
+        "Scheduling status:",
+        f"{A}: Waiting in Slurm: held (released by `scontrol release`) (job {j[A]}, reason JobHeldUser).",
+        f"{B}: Running; no Slurm job.",
+        f"{C}: Waiting in Slurm: held (released by `scontrol release`) (job {j[C]}, reason JobHeldUser).",
+        f"{D}: Waiting in Slurm: held (released by `scontrol release`) (job {j[D]}, reason JobHeldUser).",
     ]
     assert result.stderr == ""
 
@@ -98,7 +104,10 @@ def test_status_json(cli: Any, world: dict[str, Any]) -> None:
     assert sorted(by_uuid) == [A, B, C, D, F]
     assert by_uuid[A] == {"uuid": A, "state": "Locked", "priority": 1, "locked_by_uuid": ME,
                           "job_id": int(world["jobs"][A]), "slurm_state": "PENDING", "nice": 0,
-                          "slurm_priority": 0, "reason": "JobHeldUser", "problems": []}
+                          "slurm_priority": 0, "reason": "JobHeldUser", "problems": [],
+                          "scheduling_status": f"Waiting in Slurm: held (released by `scontrol release`) (job "
+                                               f"{world['jobs'][A]}, reason JobHeldUser)."}
+    assert data["drained"] is False and data["broken_nodes"] == {}
     assert by_uuid[B]["job_id"] is None and len(by_uuid[B]["problems"]) == 1
 
 

@@ -46,12 +46,24 @@ def u(tail: str) -> str:
 # -- status_rows --------------------------------------------------------------------
 
 
+def expected_status(state: str | None, jid: int | None) -> str:
+    """The scheduling status these rows should show (the job() helper's jobs all run on no named node)."""
+    if state is None:
+        return ""
+    if jid is None:
+        return ("Locked; its Slurm job has left squeue and the container is being settled." if state == "Locked"
+                else f"{state}; no Slurm job.")
+    if state == "Locked":
+        return f"Slurm job {jid} is running; crunch-run is preparing the container."
+    return f"Slurm job {jid} is running."
+
+
 def row(uuid: str, state: str | None, jid: int | None, *problems: str, priority: int | None = 1,
         locked_by: str = "") -> StatusRow:
     return StatusRow(uuid=uuid, state=state, priority=priority if state else None, locked_by_uuid=locked_by,
                      job_id=jid, slurm_state="RUNNING" if jid else None, nice=0 if jid else None,
                      slurm_priority=4294901759 if jid else None, reason="None" if jid else None,
-                     problems=list(problems))
+                     problems=list(problems), scheduling_status=expected_status(state, jid))
 
 
 @pytest.mark.parametrize(

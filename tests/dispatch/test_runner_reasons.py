@@ -253,3 +253,31 @@ def test_at_its_time_limit_the_reason_is_written_before_crunch_run_gets_sigterm(
         "asked to stop the container and save its logs (TIMEOUT)")
     assert status["errorDetail"] == f"JobId={job_id} JobState=RUNNING NodeList=c1 TimeLeft=200s"
     assert api.logs[0].startswith(status["error"])
+
+
+@pytest.mark.parametrize(("state", "logged"), [("CANCELLED", True), ("TIMEOUT", True), ("COMPLETED", False)])
+def test_when_slurm_ended_the_job_and_crunch_run_recorded_cancelled_the_log_says_why(
+    fake_slurm: FakeSlurm, state: str, logged: bool
+) -> None:
+    """An admin's scancel: crunch-run gets SIGTERM, stops the container and records Cancelled itself, so
+    runtime_status is final; the dispatch log record says what Slurm did."""
+    api = FakeApi({UUID: record(state="Running")})
+    job_id = running_job(fake_slurm, api, node="c1")
+
+    async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
+        task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
+        await d.clock.run_until(lambda: seen_by(runner, UUID), "the runner to see the job")
+        fake_slurm.finish_with(UUID, state, reason="None", exit_status=15)
+        api.records[UUID].update(state="Cancelled", locked_by_uuid="")
+        updates.put(Container.from_api(api.records[UUID]))
+        updates.close()
+        await returned(d, task)
+
+    scenario(fake_slurm, api, body)
+    assert api.records[UUID]["state"] == "Cancelled"
+    assert ("runtime_status", UUID) not in api.calls, "a final container's runtime_status is never written"
+    if logged:
+        assert len(api.logs) == 1 and api.logs[0].startswith(f"Slurm job {job_id} ")
+        assert "; crunch-run stopped the container and recorded Cancelled\n" in api.logs[0]
+    else:
+        assert api.logs == []

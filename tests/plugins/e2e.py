@@ -56,15 +56,26 @@ class E2E:
     started: list[RunningDispatcher]
     api: ArvadosClient
 
-    def dispatcher(self, **changes: Any) -> RunningDispatcher:
-        """Start a dispatcher with these settings changes; it is stopped after the test."""
-        d = RunningDispatcher(replace(self.settings, **changes), self.slurm.env).start()
+    def dispatcher(self, loop_kwargs: dict[str, Any] | None = None, **changes: Any) -> RunningDispatcher:
+        """Start a dispatcher with these settings changes (and ``DispatchLoop`` arguments); it is stopped after
+        the test."""
+        d = RunningDispatcher(replace(self.settings, **changes), self.slurm.env, **(loop_kwargs or {})).start()
         self.started.append(d)
         return d
 
     def container(self, uuid: str) -> Container:
         """The container record as the API shows it now."""
         return self.api.get(uuid)
+
+    def logs(self, uuid: str) -> list[str]:
+        """The texts of the ``dispatch`` log records written on container ``uuid``, oldest first."""
+        return [str(r.get("properties", {}).get("text", "")) for r in self.emulator.api.store.logs()
+                if r.get("object_uuid") == uuid and r.get("event_type") == "dispatch"]
+
+    def output(self, job_id: str) -> str:
+        """The job's output file (the template writes ``<output_dir>/<job id>.out``), "" before it exists."""
+        path = self.output_dir / f"{job_id}.out"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def jobs_named(self, name: str, *, states: str = "all") -> list[str]:
         """Slurm job ids named ``name`` (finished ones included while MinJobAge lasts)."""

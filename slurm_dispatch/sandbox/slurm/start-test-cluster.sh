@@ -3,6 +3,8 @@
 # slurmd "nodes" (c1 with Features=instancetype=a1.small, c2 with instancetype=a1.large), all configured by a
 # slurm.conf written into DIR and reached through SLURM_CONF, on ports of its own. It never reads or writes
 # /etc/slurm, so it cannot disturb a production cluster on the same host.
+#   Partitions: debug (the default, no time limit) and short (MaxTime=1 minute: a job asking for more pends for
+#   ever with reason PartitionTimeLimit, which the failure-reason tests use).
 #
 # Usage: start-test-cluster.sh DIR
 #   Environment: SLURM_TEST_CTLD_PORT (default: a free port, kept across restarts in DIR/ports),
@@ -136,6 +138,7 @@ JobCompType=jobcomp/none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 ${node_lines}PartitionName=debug Nodes=$node_names Default=YES MaxTime=INFINITE State=UP
+PartitionName=short Nodes=$node_names MaxTime=1 State=UP
 CONF
 )
 if [ ! -f "$CONF" ] || [ "$(cat "$CONF")" != "$new_conf" ]; then
