@@ -168,7 +168,7 @@ def next_step(view: RunnerView, policy: Policy, now: float) -> Step:
     yes                        priority 0                                       SCANCEL
     yes                        given up                                         SCANCEL
     yes, pending               a never-runnable reason for the grace period     GIVE_UP
-    yes, running               time limit within ``stop_before_limit_s``        STOP_AT_LIMIT
+    yes, running               Running, time limit within the stop window      STOP_AT_LIMIT
     yes                        anything else                                    FOLLOW
     =========================  ===============================================  ==============
 
@@ -196,8 +196,11 @@ def next_step(view: RunnerView, policy: Policy, now: float) -> Step:
             return Step(StepKind.GIVE_UP, f"pending for {now - view.never_since:.0f} s with reason {job.reason}")
     watch_limit = (policy.stop_before_limit_s is not None and not view.stop_sent
                    and policy.has_time_limit(latest) and job.state in ("PENDING", "RUNNING"))
-    if (watch_limit and job.state == "RUNNING" and job.time_left_s is not None
-            and policy.stop_before_limit_s is not None and job.time_left_s <= policy.stop_before_limit_s):
+    # Only once crunch-run has started the container (Running): stopped while still Locked, crunch-run would put
+    # it back in the queue, and the next attempt would meet the same limit.
+    if (watch_limit and job.state == "RUNNING" and latest.state is ContainerState.RUNNING
+            and job.time_left_s is not None and policy.stop_before_limit_s is not None
+            and job.time_left_s <= policy.stop_before_limit_s):
         return Step(StepKind.STOP_AT_LIMIT, f"{job.time_left_s} s left before its time limit")
     return Step(StepKind.FOLLOW, f"{latest.state.value}, job {job.state}", want=container_want(latest),
                 wake_at=wake_at, time_left_below=policy.stop_before_limit_s if watch_limit else None)
@@ -344,7 +347,8 @@ def after_sbatch_failure(uuid: str, exc: SlurmCommandError, *, refusals_before: 
     refusals = refusals_before + 1
     if refusals < PERMANENT_REFUSALS:
         return SbatchVerdict(refusals=refusals, give_up=None)
-    reason = f"sbatch refused the job {refusals} times in a row: {exc.stderr_tail.strip()}"
+    said = "; ".join(line.strip() for line in exc.stderr_tail.splitlines() if line.strip())
+    reason = f"sbatch refused the job {refusals} times in a row: {said}"
     return SbatchVerdict(refusals=refusals, give_up=UnsatisfiableContainer(uuid, reason, available=None))
 
 

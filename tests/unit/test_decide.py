@@ -129,6 +129,8 @@ GIVEN_UP = EndReason(error="x", detail="y", state="PENDING")
                      id="already-stopped: follow"),
         pytest.param(view(ctr("Running", ME), job(time_left=10)), 0, StepKind.FOLLOW,
                      id="no-max-run-time-no-stop: a site's own --time is not ours to act on"),
+        pytest.param(view(ctr("Locked", ME, **LIMITED), job(time_left=10)), 0, StepKind.FOLLOW,
+                     id="still-locked-at-the-limit: Slurm's limit, not a requeue loop"),
     ],
 )
 def test_next_step(v: RunnerView, now: float, kind: StepKind) -> None:
@@ -179,6 +181,7 @@ def test_next_step_properties(state: ContainerState, priority: int, left: bool, 
         assert left or priority == 0 or given_up
     if step.kind is StepKind.STOP_AT_LIMIT:
         assert not stop_sent and limited and j is not None and j.state == "RUNNING"
+        assert state is ContainerState.RUNNING
     if step.kind is StepKind.FOLLOW:
         assert j is not None and not left and priority > 0 and not given_up
     if step.kind is StepKind.SETTLE:  # the container's state is settled only once its job is gone

@@ -1,0 +1,160 @@
+"""End to end, on the real Slurm cluster: every failure is explained where users look (issue "Explain every
+failure"). For each case: the container's final state, the exact reason on the container (runtime_status) and in
+its dispatch log."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from plugins.e2e import E2E, RunningDispatcher, wait_until
+from plugins.slurm_cluster import SlurmCluster, start_cluster, stop_cluster
+
+from slurm_dispatch.model import ContainerState
+
+pytestmark = pytest.mark.slurm
+
+FINAL = (ContainerState.COMPLETE, ContainerState.CANCELLED)
+
+
+def _new(e2e: E2E, *, mode: str = "complete", seconds: float = 0.5, **sched: Any) -> str:
+    record = e2e.control.create_container(
+        priority=5, command=["sleep", str(seconds)], environment={"SANDBOX_CRUNCH_RUN": mode},
+        runtime_constraints={"ram": 100_000_000, "vcpus": 1}, scheduling_parameters=sched,
+    )
+    return str(record["uuid"])
+
+
+def _job(e2e: E2E, uuid: str, slurm: SlurmCluster | None = None) -> tuple[str, str, str]:
+    """(job id, state, nodes) of the container's job in squeue, or ("", "", "")."""
+    out = (slurm or e2e.slurm).run(["squeue", "--all", "--noheader", "--format=%i|%T|%N|%j"], check=True).stdout
+    for line in out.splitlines():
+        job_id, state, nodes, name = line.split("|", 3)
+        if name == uuid:
+            return job_id, state, nodes
+    return "", "", ""
+
+
+def _status(e2e: E2E, uuid: str) -> dict[str, Any]:
+    return dict(e2e.container(uuid).runtime_status)
+
+
+def test_a_job_at_its_time_limit_is_stopped_cleanly_and_says_why(e2e: E2E) -> None:
+    uuid = _new(e2e, mode="hang", max_run_time=60)
+    e2e.dispatcher(sbatch_arguments=(*e2e.settings.sbatch_arguments, "--time=%W"), max_run_time_overhead=0,
+                   time_limit_signal=1)
+    job_id = wait_until(lambda: _job(e2e, uuid)[1] == "RUNNING" and _job(e2e, uuid)[0], what="the job to run")
+    wait_until(lambda: e2e.container(uuid).state in FINAL, timeout=120, what="the container to end")
+    container = e2e.container(uuid)
+    assert container.state is ContainerState.CANCELLED
+    error = container.runtime_status["error"]
+    assert error.startswith(f"Slurm job {job_id} reached the container's time limit (max_run_time 60 s) on node c")
+    assert error.endswith(": crunch-run was asked to stop the container and save its logs (TIMEOUT)")
+    assert e2e.logs(uuid)[0].startswith(error)
+    # crunch-run (the stand-in) got SIGTERM and recorded Cancelled itself, before any SIGKILL
+    output = wait_until(lambda: "state Cancelled" in e2e.output(job_id) and e2e.output(job_id), what="its output")
+    assert "SIGTERM: stopping; setting state Cancelled" in output
+    submitted = e2e.slurm.show_job(job_id)
+    assert submitted["TimeLimit"] == "00:01:00"
+
+
+def test_a_job_scancelled_by_an_admin_says_so(e2e: E2E) -> None:
+    uuid = _new(e2e, mode="hang")
+    e2e.dispatcher()
+    job_id = wait_until(lambda: e2e.container(uuid).state is ContainerState.RUNNING and _job(e2e, uuid)[0],
+                        what="the container to run")
+    e2e.slurm.run(["scancel", job_id], check=True)  # an admin's plain scancel: SIGTERM to every step
+    wait_until(lambda: e2e.container(uuid).state in FINAL, timeout=60, what="the container to end")
+    assert e2e.container(uuid).state is ContainerState.CANCELLED
+    log = wait_until(lambda: [t for t in e2e.logs(uuid) if "cancelled in Slurm" in t], what="the dispatch log")
+    assert log[0].startswith(f"Slurm job {job_id} was cancelled in Slurm (by an admin or the job's owner) on node c")
+    assert "while the container ran (CANCELLED); crunch-run stopped the container and recorded Cancelled\n" in log[0]
+
+
+def test_a_job_that_can_never_start_is_cancelled_after_the_grace_period(e2e: E2E) -> None:
+    # The test cluster's partition "short" allows one minute: an hour can never start there (PartitionTimeLimit).
+    uuid = _new(e2e, partitions=["short"], max_run_time=3600)
+    e2e.dispatcher(sbatch_arguments=(*e2e.settings.sbatch_arguments, "--time=%W"), never_runnable_grace=2)
+    job_id = wait_until(lambda: _job(e2e, uuid)[0], what="the job to be submitted")
+    wait_until(lambda: e2e.container(uuid).state in FINAL, timeout=60, what="the container to be cancelled")
+    container = e2e.container(uuid)
+    assert container.state is ContainerState.CANCELLED
+    assert container.runtime_status["error"].startswith(
+        f"Slurm job {job_id} can never start: PartitionTimeLimit (waiting (Slurm says: PartitionTimeLimit)); it was "
+        "cancelled after waiting ")
+    assert container.runtime_status["errorDetail"] == f"JobId={job_id} JobState=PENDING Reason=PartitionTimeLimit"
+    assert e2e.logs(uuid)[0].startswith(container.runtime_status["error"])
+    wait_until(lambda: not _job(e2e, uuid)[0], what="the job to be scancelled")
+
+
+def test_a_partition_that_does_not_exist_cancels_with_slurms_message(e2e: E2E) -> None:
+    uuid = _new(e2e, partitions=["nope"])
+    e2e.dispatcher()
+    wait_until(lambda: e2e.container(uuid).state in FINAL, timeout=90, what="the container to be cancelled")
+    container = e2e.container(uuid)
+    assert container.state is ContainerState.CANCELLED
+    assert container.runtime_status["error"] == (
+        f"cannot run container {uuid}: sbatch refused the job 3 times in a row: sbatch: error: invalid partition "
+        "specified: nope; sbatch: error: Batch job submission failed: Invalid partition name specified")
+    assert container.lock_count == 3
+    assert e2e.logs(uuid)[-1].startswith(container.runtime_status["error"])
+
+
+def _kill_leftovers(uuid: str, job_id: str) -> None:
+    """SIGKILL what a killed slurmd leaves behind: the job's slurmstepd and the stand-in (by pid)."""
+    for proc in psutil.process_iter(["pid", "cmdline", "name"]):
+        cmd = " ".join(proc.info.get("cmdline") or [])
+        if uuid in cmd or f"[{job_id}." in cmd or f"[{job_id}]" in cmd:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+
+
+def test_a_node_that_fails_cancels_with_the_node_failure_named(e2e: E2E, tmp_path: Path) -> None:
+    """slurmd of the job's node killed: slurmctld marks the node DOWN (SlurmdTimeout) and the job NODE_FAIL. On a
+    private cluster: killing a node of the shared one would disturb other tests."""
+    conf_dir = tmp_path / "private-cluster"
+    started = start_cluster(conf_dir)
+    assert started.returncode == 0, started.stderr
+    private = SlurmCluster(conf_dir=conf_dir)
+    uuid = _new(e2e, mode="hang")
+    job_id = ""
+    try:
+        d = RunningDispatcher(e2e.settings, private.env).start()
+        e2e.started.append(d)
+        job_id, _, node = wait_until(lambda: (j := _job(e2e, uuid, private))[1] == "RUNNING" and j,
+                                     what="the job to run")
+        wait_until(lambda: e2e.container(uuid).state is ContainerState.RUNNING, what="the container to run")
+        os.kill(int((conf_dir / f"slurmd-{node}.pid").read_text()), signal.SIGKILL)
+        _kill_leftovers(uuid, job_id)
+        wait_until(lambda: e2e.container(uuid).state in FINAL, timeout=150, what="the node failure to end the job")
+        container = e2e.container(uuid)
+        assert container.state is ContainerState.CANCELLED
+        assert container.runtime_status["error"] == (
+            f"Slurm job {job_id} was killed because its node failed on node {node} while the container ran "
+            "(NODE_FAIL)")
+        assert container.runtime_status["errorDetail"].startswith(f"JobId={job_id} JobState=NODE_FAIL")
+        assert e2e.logs(uuid)[0].startswith(container.runtime_status["error"])
+    finally:
+        for d in list(e2e.started):
+            d.stop()
+            e2e.started.remove(d)
+        if job_id:
+            _kill_leftovers(uuid, job_id)
+        stop_cluster(conf_dir)
+
+
+def _get(url: str, token: str) -> tuple[int, Any]:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
