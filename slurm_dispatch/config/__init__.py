@@ -27,7 +27,13 @@ Every failure is a ``ConfigError`` naming the file and the key, on one line; non
 from __future__ import annotations
 
 from slurm_dispatch.config.checks import startup_problems, template_problems
-from slurm_dispatch.config.cluster import LOG_FORMATS, LOG_LEVELS, RUNTIME_ENGINES, select_cluster
+from slurm_dispatch.config.cluster import (
+    LIBPQ_KEYWORD_RE,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    RUNTIME_ENGINES,
+    select_cluster,
+)
 from slurm_dispatch.config.files import (
     DEFAULT_CONFIG_PATH,
     DEFAULT_LEGACY_PATH,
@@ -43,6 +49,7 @@ from slurm_dispatch.config.units import parse_byte_size, parse_duration
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "DEFAULT_LEGACY_PATH",
+    "LIBPQ_KEYWORD_RE",
     "LOG_FORMATS",
     "LOG_LEVELS",
     "REDACTED",

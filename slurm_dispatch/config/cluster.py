@@ -18,6 +18,7 @@ Deliberate differences from Go, all refusing a config Go would misread or that w
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -54,18 +55,39 @@ from slurm_dispatch.errors import ConfigError
 from slurm_dispatch.settings import InstanceType, InstanceTypeGPU
 
 RUNTIME_ENGINES = ("docker", "singularity")
-LOG_LEVELS = ("error", "warn", "warning", "info", "debug", "trace")
+LOG_LEVELS: Mapping[str, int] = {
+    "panic": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": logging.DEBUG,  # logrus has a level below debug; Python's logging does not
+}
+"""SystemLogs.LogLevel: the names Go accepts (sdk/go/ctxlog: setLevel calls logrus.ParseLevel, in any case) and
+the Python level each becomes. The one list: service.logging_setup uses it too."""
 LOG_FORMATS = ("json", "text")
 CLUSTER_ID_RE = re.compile(r"^[a-z0-9]{5}$")
 """lib/config/load.go: Loader.checkClusterID."""
-_LIBPQ_KEYWORD_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
-"""What service.locks.conninfo accepts as a keyword (lower-cased): anything else could inject settings."""
+LIBPQ_KEYWORD_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+"""A libpq connection keyword (lower-cased). The one definition: the loader refuses other
+PostgreSQL.Connection keys, and service.locks.conninfo refuses them too, since anything else in a conninfo
+string could inject other settings."""
 
 as_spread = as_int_in(low=None, high=MAX_PRIORITY_SPREAD,
                       reason="larger spreads push a long queue's nice values past Slurm's limit")
 """PrioritySpread: any integer up to MAX_PRIORITY_SPREAD (0 or less means 10)."""
 as_page_size = as_int_in(low=0, high=MAX_ITEMS_PER_RESPONSE, reason="no Arvados server returns pages that large")
 """API.MaxItemsPerResponse and its old names: 0 (meaning 100) to MAX_ITEMS_PER_RESPONSE."""
+
+
+def as_log_level(doc: Doc, rel: str, value: Any) -> str:
+    """Returns SystemLogs.LogLevel lower-cased: one of LOG_LEVELS in any case, or ``""``. Raises ConfigError."""
+    text = as_str(doc, rel, value)
+    if text != "" and text.lower() not in LOG_LEVELS:
+        raise doc.error(rel, f"{show(text)} is not one of {', '.join(LOG_LEVELS)}", text)
+    return text.lower()
 
 
 def as_price_factor(doc: Doc, rel: str, value: Any) -> float:
@@ -162,7 +184,7 @@ def _postgresql(doc: Doc) -> dict[str, str]:
     out: dict[str, str] = {}
     seen: set[str] = set()
     for key, value in raw.items():
-        if not _LIBPQ_KEYWORD_RE.match(key.lower()):
+        if not LIBPQ_KEYWORD_RE.match(key.lower()):
             raise doc.error(f"{rel}.{key}", "not a libpq connection keyword (letters, digits and _)", key)
         if key.lower() in seen:
             # lib/config/load.go: checkKeyConflict; libpq would take one of them, unpredictably.
@@ -259,7 +281,7 @@ def cluster_fields(doc: Doc) -> dict[str, Any]:
     put("maximum_price_factor", "Containers.MaximumPriceFactor", as_price_factor)
     put("local_keep_blob_buffers_per_vcpu", "Containers.LocalKeepBlobBuffersPerVCPU", as_nonneg_int)
     put("preemptible_price_factor", "Containers.PreemptiblePriceFactor", as_price_factor)
-    put("log_level", "SystemLogs.LogLevel", as_enum(LOG_LEVELS + ("",)))
+    put("log_level", "SystemLogs.LogLevel", as_log_level)
     put("log_format", "SystemLogs.Format", as_enum(LOG_FORMATS + ("",)))
     for name in ("log_level", "log_format"):
         if f.get(name) == "":

@@ -28,13 +28,13 @@ import errno
 import fcntl
 import logging
 import os
-import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+from slurm_dispatch.config import LIBPQ_KEYWORD_RE
 from slurm_dispatch.errors import ConfigError, DispatchError, TransientError
 
 if TYPE_CHECKING:  # psycopg is the optional ``postgres`` extra: imported lazily at connect time
@@ -56,8 +56,6 @@ CONNECT_TIMEOUT_S = 10
 
 _KEEPALIVE_DEFAULTS = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
 """TCP keepalives unless configured, so ``check()`` cannot hang forever on a silently dropped connection."""
-
-_CONNINFO_KEY = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 class LockError(DispatchError):
@@ -196,7 +194,7 @@ def conninfo(connection: Mapping[str, str]) -> str:
     parts = []
     for key in sorted(connection, key=str.lower):
         name = key.lower()
-        if not _CONNINFO_KEY.match(name):
+        if not LIBPQ_KEYWORD_RE.match(name):  # the loader's rule: it refuses these keys first
             raise ConfigError("not a libpq connection keyword", key=f"PostgreSQL.Connection.{key}")
         value = str(connection[key]).replace("\\", "\\\\").replace("'", "\\'")
         parts.append(f"{name}='{value}'")

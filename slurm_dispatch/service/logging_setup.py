@@ -25,21 +25,15 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 from slurm_dispatch.arvados.redaction import Redactor
+from slurm_dispatch.config import LOG_LEVELS
 from slurm_dispatch.errors import ConfigError
 from slurm_dispatch.settings import Settings
 
 REDACTED = "<redacted>"
 
-LEVELS = {
-    "trace": logging.DEBUG,  # logrus has a level below debug; logging does not
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "fatal": logging.CRITICAL,
-    "panic": logging.CRITICAL,
-}
+LEVELS = LOG_LEVELS
+"""The loader's list of SystemLogs.LogLevel names (and their Python levels): one list, so a level the loader
+accepts is one this module accepts, and the reverse."""
 FORMATS = ("json", "text")
 
 _SLASH = r"(?:/|\\/|%2[Ff])"  # "/" as printed, JSON-escaped, or URL-quoted
