@@ -22,10 +22,12 @@ from slurm_dispatch.slurm.sbatch import TEMPLATE_TOKENS, substitute
 _EVERY_TOKEN = {letter: "1" for letter in TEMPLATE_TOKENS if letter != "%"}
 """A value for every template token, so ``substitute`` fails only on a token it does not know."""
 _UNKNOWN_TOKEN_RE = re.compile(r"parameter (%.) in ")
+KNOWN_TOKENS = "%U %C %M %T %G %W %P %I %%"
+"""The template tokens, as messages list them."""
 
 
-def _template_arg_problem(arg: str) -> str | None:
-    """Returns the unknown ``%x`` that ``substitute`` refuses in one argument, or None when it accepts it."""
+def template_arg_problem(arg: str) -> str | None:
+    """Returns the unknown ``%x`` that ``substitute`` refuses in one argument, or None when it accepts it. Pure."""
     try:
         substitute(arg, _EVERY_TOKEN)
     except SbatchTemplateError as exc:
@@ -34,9 +36,25 @@ def _template_arg_problem(arg: str) -> str | None:
     return None
 
 
-def _has_job_name(args: Sequence[str]) -> bool:
-    return any(a in ("--job-name=%U", "-J%U") or (a in ("--job-name", "-J") and b == "%U")
-               for a, b in pairwise([*args, ""]))
+def job_names(args: Sequence[str]) -> list[tuple[int, str, str]]:
+    """Returns ``(index, text, name)`` for each argument that sets sbatch's job name, in order. Pure.
+
+    The forms are ``--job-name=N``, ``--job-name N``, ``-JN`` and ``-J N`` (``text`` joins a pair). sbatch
+    takes the last one; squeue finds jobs by the name ``%U`` gives them.
+    """
+    found: list[tuple[int, str, str]] = []
+    for i, (arg, following) in enumerate(pairwise([*args, ""])):
+        if arg in ("--job-name", "-J"):
+            found.append((i, f"{arg} {following}".rstrip(), following))
+        elif arg.startswith("--job-name="):
+            found.append((i, arg, arg.removeprefix("--job-name=")))
+        elif arg.startswith("-J"):
+            found.append((i, arg, arg[2:]))
+    return found
+
+
+RENAMED_JOB = "sbatch takes the last --job-name, and squeue finds jobs by --job-name=%U"
+"""Why a job name other than %U after the template's is refused."""
 
 
 def template_problems(settings: Settings) -> list[str]:
@@ -47,25 +65,34 @@ def template_problems(settings: Settings) -> list[str]:
     fine) and SbatchArgumentsList for ``--job-name=%U``: the Go dispatcher builds sbatch's arguments only from
     the template (services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: sbatchArgs) and finds jobs in
     squeue by that name (squeue.go: SqueueChecker.check), so without it every job looks gone and its
-    container is unlocked and relocked endlessly. Pure.
+    container is unlocked and relocked endlessly. The last job name either list sets must be ``%U`` too: sbatch
+    takes the last, so a later ``--job-name`` (or ``-J``) with another name renames every job. Pure.
     """
     prefix = f"Clusters.{settings.cluster_id}.Containers.SLURM"
     problems: list[str] = []
     for key, args in (("SbatchArgumentsList", settings.sbatch_arguments),
                       ("SbatchGPUArgumentsList", settings.sbatch_gpu_arguments)):
         for i, arg in enumerate(args):
-            bad = _template_arg_problem(arg)
+            bad = template_arg_problem(arg)
             if bad is not None:
                 problems.append(f"{prefix}.{key}[{i}] {arg!r}: unknown substitution parameter {bad!r} "
-                                "(known: %U %C %M %T %G %W %P %I %%); every sbatch would fail")
+                                f"(known: {KNOWN_TOKENS}); every sbatch would fail")
     if not settings.sbatch_arguments:
         problems.append(f"{prefix}.SbatchArgumentsList is empty: sbatch would get no --job-name=%U, so every job "
                         "would look gone and its container would be unlocked and relocked endlessly (remove the "
                         "key to use the default template)")
-    elif not _has_job_name(settings.sbatch_arguments):
+    elif not any(name == "%U" for _, _, name in job_names(settings.sbatch_arguments)):
         problems.append(f"{prefix}.SbatchArgumentsList lacks --job-name=%U: squeue finds jobs by that name, "
                         "so every job would look gone and its container would be unlocked and relocked "
                         "endlessly")
+    else:
+        for key, args in (("SbatchArgumentsList", settings.sbatch_arguments),
+                          ("SbatchGPUArgumentsList", settings.sbatch_gpu_arguments)):
+            names = job_names(args)
+            if names and names[-1][2] != "%U":
+                i, text, _ = names[-1]
+                problems.append(f"{prefix}.{key}[{i}] {text!r} would rename the job: {RENAMED_JOB}, so every "
+                                "job would look gone and its container would be unlocked and relocked endlessly")
     return problems
 
 

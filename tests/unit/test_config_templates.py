@@ -27,6 +27,7 @@ API = Settings(system_root_token="t" * 32, controller_url="https://ctrl.example/
         pytest.param(("-J%U",), (), id="short-job-name-joined"),
         pytest.param(("--job-name=%U", "--comment=%%X"), (), id="escaped-percent-then-letter"),
         pytest.param(("--job-name=%U", "--comment=a%\nb"), (), id="percent-newline-like-go-regexp"),
+        pytest.param(("--job-name=first", "--job-name=%U"), ("-J", "%U"), id="last-job-name-is-%U"),
     ],
 )
 def test_good_templates_have_no_problems(sbatch: tuple[str, ...], gpu: tuple[str, ...]) -> None:
@@ -46,6 +47,13 @@ def test_good_templates_have_no_problems(sbatch: tuple[str, ...], gpu: tuple[str
         pytest.param(("--mem=%M",), (), ["SbatchArgumentsList lacks --job-name=%U", "relocked"], id="no-job-name"),
         pytest.param(("--job-name=%C",), (), ["lacks --job-name=%U"], id="job-name-not-uuid"),
         pytest.param(("--job-name=x%U",), (), ["lacks --job-name=%U"], id="job-name-prefixed"),
+        pytest.param(("--job-name=%U", "--mem=%M", "-J", "other"), (),
+                     ["SbatchArgumentsList[2] '-J other' would rename the job: sbatch takes the last --job-name"],
+                     id="renamed-after-%U"),
+        pytest.param(("--job-name=%U",), ("--gpus=%G", "--job-name=gpu"),
+                     ["SbatchGPUArgumentsList[1] '--job-name=gpu' would rename the job", "relocked"],
+                     id="renamed-by-gpu-list"),
+        pytest.param(("-J%U", "-Jx"), (), ["SbatchArgumentsList[1] '-Jx' would rename the job"], id="renamed-joined"),
     ],
 )
 def test_bad_templates_are_reported(sbatch: tuple[str, ...], gpu: tuple[str, ...], fragments: list[str]) -> None:
