@@ -3,7 +3,8 @@
 Owns ``env_fill``: as Go's loader does (lib/config/deprecated.go: Loader.loadOldEnvironmentVariables), these
 variables fill only keys the cluster config leaves empty (SystemRootToken, Services.Controller.ExternalURL,
 TLS.Insecure), each with a warning; they never override the file. The legacy file is applied after them.
-Pure: the environment is passed in.
+And ``unused_env_warnings``: Go's warnings for such a variable that is set but not used, because the
+config says otherwise. Pure: the environment is passed in.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 from slurm_dispatch.config.limits import check_token
 from slurm_dispatch.config.redact import show
 from slurm_dispatch.errors import ConfigError
+from slurm_dispatch.settings import Settings
 
 
 def env_fill(f: dict[str, Any], environ: Mapping[str, str], warnings: list[str]) -> None:
@@ -54,3 +56,25 @@ def _hostname(url: str) -> str | None:
     except ValueError:
         return None
     return parts.hostname
+
+
+def unused_env_warnings(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """Returns Go's warning, word for word, for each ARVADOS_API_* variable that is set but not used. Pure.
+
+    Port of lib/service/cmd.go: Command.RunCommand, which compares the final config with the environment:
+    ARVADOS_API_HOST that is not the controller's ``host[:port]`` (compared after the trimming ``env_fill``
+    does, so a variable that filled the URL never warns), ARVADOS_API_HOST_INSECURE whose truth (anything
+    but ``0``) differs from TLS.Insecure, ARVADOS_API_TOKEN that is not SystemRootToken. The service never
+    uses them: the config (after the fill-ins) is what it and its jobs get. No warning shows a value.
+    """
+    out: list[str] = []
+    host = environ.get("ARVADOS_API_HOST", "")
+    if host and host.strip().rstrip("/") != settings.api_host:
+        out.append("ARVADOS_API_HOST environment variable is present, but will not be used")
+    insecure = environ.get("ARVADOS_API_HOST_INSECURE", "")
+    if insecure and (insecure != "0") != settings.tls_insecure:
+        out.append("ARVADOS_API_HOST_INSECURE environment variable is present, but will not be used")
+    token = environ.get("ARVADOS_API_TOKEN", "")
+    if token and token != settings.system_root_token:
+        out.append("ARVADOS_API_TOKEN environment variable is present, but will not be used")
+    return out

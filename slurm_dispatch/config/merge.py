@@ -4,7 +4,8 @@ Owns ``settings_from_documents``, the pure core of ``load_settings``. The order 
 (lib/config/load.go: Loader.Load): defaults (Settings' own), then the cluster file, then deprecated keys
 (``RequestLimits.MaxItemsPerResponse``, lib/config/deprecated.go: Loader.applyDeprecatedConfig), then the
 environment fills empty keys (``environment.env_fill``), then the legacy file overrides (``legacy``), then
-``<name>.preemptible`` instance types are added (``cluster.with_preemptible``).
+``<name>.preemptible`` instance types are added (``cluster.with_preemptible``). Last, Go's warnings for
+ARVADOS_API_* variables that are set but not used (``environment.unused_env_warnings``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from slurm_dispatch.config.cluster import CLUSTER_ID_RE, cluster_fields, select_cluster, with_preemptible
 from slurm_dispatch.config.document import Doc
-from slurm_dispatch.config.environment import env_fill
+from slurm_dispatch.config.environment import env_fill, unused_env_warnings
 from slurm_dispatch.config.legacy import apply_legacy
 from slurm_dispatch.config.redact import printable, show
 from slurm_dispatch.config.schema import CLUSTER_SCHEMA, unknown_key_warnings, without_samples
@@ -82,4 +83,5 @@ def settings_from_documents(
     if not fields["dispatch_internal_urls"]:
         warnings.append(f"{prefix}.Services.DispatchSLURM.InternalURLs is empty: the service will refuse to "
                         "start (it needs the address for its health/metrics server)")
-    return Settings(cluster_id=cid, **fields), warnings
+    settings = Settings(cluster_id=cid, **fields)
+    return settings, warnings + unused_env_warnings(settings, environ or {})
