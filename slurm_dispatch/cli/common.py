@@ -95,6 +95,16 @@ SkipLegacyOption = Annotated[
     bool,
     typer.Option("--skip-legacy", help="Do not read the legacy standalone config file at all (as Go's -skip-legacy)."),
 ]
+DispatchConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--dispatch-config",
+        metavar="PATH",
+        help="slurm-dispatch's own settings file (default: $SLURM_DISPATCH_CONFIG, else "
+        "/etc/arvados/slurm-dispatch/slurm-dispatch.yml when it exists).",
+        show_default=False,
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")]
 
 
@@ -147,16 +157,20 @@ def load(
     *,
     legacy: Path | None = None,
     skip_legacy: bool = False,
+    dispatch_config: Path | None = None,
 ) -> LoadedConfig:
     """Return the loaded settings of ``--config`` / ``$ARVADOS_CONFIG`` / the default path. Reads files.
 
-    ``legacy`` and ``skip_legacy`` are ``--legacy-crunch-dispatch-slurm-config`` and ``--skip-legacy``.
+    ``legacy`` and ``skip_legacy`` are ``--legacy-crunch-dispatch-slurm-config`` and ``--skip-legacy``;
+    ``dispatch_config`` is ``--dispatch-config`` (None: ``$SLURM_DISPATCH_CONFIG``, else the default file when
+    it exists). ``run``, ``config check`` and the other admin commands all load through here, so they read the
+    same files the same way.
 
     Raises:
-        ConfigError: the file is missing or invalid (naming file, key and value).
+        ConfigError: a file is missing or invalid (naming file, key and value).
     """
     return load_settings(path=config, cluster_id=cluster_id, environ=os.environ if environ is None else environ,
-                         legacy_path=legacy, skip_legacy=skip_legacy)
+                         legacy_path=legacy, skip_legacy=skip_legacy, dispatch_config=dispatch_config)
 
 
 def api_client(settings: Settings) -> ArvadosClient:

@@ -1,12 +1,18 @@
 """``slurm-dispatch config check``: validate the config and print the effective settings, secrets redacted.
 
+Reads what ``run`` reads, through the same ``cli.common.load``: the Arvados cluster config (and the legacy
+file), and slurm-dispatch's own file (``--dispatch-config``, ``$SLURM_DISPATCH_CONFIG``, or the default path
+when it exists). The settings are printed in two groups, each saying which file it came from.
+
 Exit 0 when the service would start with this config; 2 on a ``ConfigError`` (one line naming the file, the
 key and the value) or when ``startup_problems`` lists anything the service refuses to start with (a bad sbatch
 template, no ``--job-name=%U``, no ``Services.DispatchSLURM.InternalURLs``). Loader warnings (unknown keys,
-legacy file, environment fill-ins) are shown but do not fail the check.
+legacy file, environment fill-ins, ARVADOS_API_* variables that go unused) are shown but do not fail the check.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import typer
 import yaml
@@ -14,6 +20,7 @@ import yaml
 from slurm_dispatch.cli.common import (
     ClusterIdOption,
     ConfigOption,
+    DispatchConfigOption,
     ExitCode,
     JsonOption,
     LegacyConfigOption,
@@ -22,7 +29,7 @@ from slurm_dispatch.cli.common import (
     load,
     print_json,
 )
-from slurm_dispatch.config import LoadedConfig, redacted, startup_problems
+from slurm_dispatch.config import OWN_FIELDS, LoadedConfig, redacted, startup_problems
 
 config_app = typer.Typer(help="Inspect the dispatcher's configuration.", no_args_is_help=True)
 
@@ -35,6 +42,32 @@ def _warnings(loaded: LoadedConfig, problems: list[str]) -> list[str]:
     return list(loaded.warnings)
 
 
+def _arvados_files(loaded: LoadedConfig) -> list[str]:
+    files = [str(loaded.cluster_path)] if loaded.cluster_path else []
+    return files + ([str(loaded.legacy_path)] if loaded.legacy_path else [])
+
+
+def _arvados_from(loaded: LoadedConfig) -> str:
+    if loaded.cluster_path is None:
+        return f"from the legacy file {loaded.legacy_path} only"
+    if loaded.legacy_path:
+        return f"from {loaded.cluster_path}, with the legacy file {loaded.legacy_path} over it"
+    return f"from {loaded.cluster_path}"
+
+
+def _dispatch_file_line(loaded: LoadedConfig) -> str:
+    if loaded.dispatch_read is None:
+        return f"{loaded.dispatch_path} (default; not there, so its settings take their defaults)"
+    return f"{loaded.dispatch_path} (from {loaded.dispatch_path_source.value})"
+
+
+def _print_settings(title: str, settings: dict[str, Any]) -> None:
+    typer.echo(title)
+    text = yaml.safe_dump(settings, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1000)
+    for line in text.splitlines():
+        typer.echo(f"  {line}")
+
+
 @config_app.command("check")
 def check(
     config: ConfigOption = None,
@@ -42,36 +75,44 @@ def check(
     json_: JsonOption = False,
     legacy: LegacyConfigOption = None,
     skip_legacy: SkipLegacyOption = False,
+    dispatch_config: DispatchConfigOption = None,
 ) -> None:
     """Validate the config and print the effective settings (secrets redacted).
 
     Exit 2 when the config cannot be read or the service would refuse to start with it.
     """
     with errors_to_exit():
-        loaded = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy)
+        loaded = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy, dispatch_config=dispatch_config)
     problems = startup_problems(loaded.settings)
     warnings = _warnings(loaded, problems)
+    every = redacted(loaded.settings)
     if json_:
         print_json({
             "ok": not problems,
             "config_file": str(loaded.path),
             "config_file_source": loaded.path_source.value,
             "legacy_file": str(loaded.legacy_path) if loaded.legacy_path else None,
+            "dispatch_config_file": str(loaded.dispatch_read) if loaded.dispatch_read else None,
+            "dispatch_config_file_source": loaded.dispatch_path_source.value,
+            "sources": {"arvados": _arvados_files(loaded),
+                        "slurm_dispatch": str(loaded.dispatch_read) if loaded.dispatch_read else None},
             "warnings": warnings,
             "problems": problems,
-            "settings": redacted(loaded.settings),
+            "settings": every,
         })
     else:
         typer.echo(f"Config file: {loaded.path} (from {loaded.path_source.value})")
         if loaded.legacy_path:
             typer.echo(f"Legacy file: {loaded.legacy_path}")
+        typer.echo(f"slurm-dispatch file: {_dispatch_file_line(loaded)}")
         typer.echo(f"Cluster: {loaded.settings.cluster_id}")
         typer.echo("")
-        typer.echo("Effective settings (secrets redacted):")
-        text = yaml.safe_dump(redacted(loaded.settings), sort_keys=False, default_flow_style=False,
-                              allow_unicode=True, width=1000)
-        for line in text.splitlines():
-            typer.echo(f"  {line}")
+        _print_settings(f"Arvados settings, {_arvados_from(loaded)} (secrets redacted):",
+                        {k: v for k, v in every.items() if k not in OWN_FIELDS})
+        typer.echo("")
+        own_from = (f"from {loaded.dispatch_read}" if loaded.dispatch_read
+                    else f"all defaults (no file at {loaded.dispatch_path})")
+        _print_settings(f"slurm-dispatch settings, {own_from}:", {k: every[k] for k in OWN_FIELDS})
         if warnings:
             typer.echo("")
             typer.echo("Warnings:")

@@ -1,4 +1,9 @@
-"""``slurm-dispatch run``: the service (what systemd's ExecStart runs)."""
+"""``slurm-dispatch run``: the service (what systemd's ExecStart runs).
+
+Before the service starts, ``run`` refuses (exit 2, ``EXIT_CONFIG``, which the systemd unit's
+RestartPreventExitStatus stops on) what ``config check`` refuses, loading the config through the same
+``cli.common.load``.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,15 @@ from typing import Annotated
 
 import typer
 
-from slurm_dispatch.cli.common import LegacyConfigOption, SkipLegacyOption
-from slurm_dispatch.config import load_settings, startup_problems
+from slurm_dispatch.cli.common import (
+    ClusterIdOption,
+    ConfigOption,
+    DispatchConfigOption,
+    LegacyConfigOption,
+    SkipLegacyOption,
+    load,
+)
+from slurm_dispatch.config import startup_problems
 from slurm_dispatch.errors import ConfigError, DispatchError
 
 logger = logging.getLogger("slurm_dispatch.cli.run")
@@ -38,19 +50,15 @@ def job_base_env(environ: dict[str, str]) -> dict[str, str]:
 
 
 def run(
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", help="The Arvados cluster config (default: $ARVADOS_CONFIG, else /etc/arvados/config.yml)."),
-    ] = None,
-    cluster_id: Annotated[
-        str | None, typer.Option("--cluster-id", help="Which cluster of the config, when it has several.")
-    ] = None,
+    config: ConfigOption = None,
+    cluster_id: ClusterIdOption = None,
     lock_file: Annotated[
         Path | None,
         typer.Option("--lock-file", help="The single-instance lock file (default: $RUNTIME_DIRECTORY/lock, else /run/slurm-dispatch/lock)."),
     ] = None,
     legacy: LegacyConfigOption = None,
     skip_legacy: SkipLegacyOption = False,
+    dispatch_config: DispatchConfigOption = None,
 ) -> None:
     """Run the dispatcher service until SIGTERM; Slurm jobs keep running for the next start to adopt."""
     from slurm_dispatch.service.logging_setup import configure_from_settings
@@ -58,8 +66,8 @@ def run(
 
     environ = dict(os.environ)
     try:
-        loaded = load_settings(path=config, cluster_id=cluster_id, environ=environ, legacy_path=legacy,
-                               skip_legacy=skip_legacy)
+        loaded = load(config, cluster_id, environ, legacy=legacy, skip_legacy=skip_legacy,
+                      dispatch_config=dispatch_config)
         problems = startup_problems(loaded.settings)
         if problems:
             for problem in problems:
@@ -72,7 +80,8 @@ def run(
         raise typer.Exit(EXIT_CONFIG) from None
     for warning in loaded.warnings:
         logger.warning("config: %s", warning)
-    logger.info("starting for cluster %s with %s", loaded.settings.cluster_id, loaded.path)
+    own = loaded.settings.dispatch_config_path or f"no {loaded.dispatch_path}, so its defaults"
+    logger.info("starting for cluster %s with %s and %s", loaded.settings.cluster_id, loaded.path, own)
     try:
         code = asyncio.run(
             serve(

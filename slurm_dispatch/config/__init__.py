@@ -6,11 +6,13 @@ sdk/go/arvados (duration.go, byte_size.go, config.go). docs/configuration.md is 
 
 Modules, one concern each:
 
-* ``files``: ``load_settings``, the only I/O (which file, reading it at most 4 MiB); ``LoadedConfig``.
+* ``files``: ``load_settings``, the only I/O (which files, reading each at most 4 MiB); ``LoadedConfig``.
+* ``dispatch_file``: slurm-dispatch's own file (/etc/arvados/slurm-dispatch/slurm-dispatch.yml), the settings
+  Arvados does not define; ``KEYS``, its one table of keys.
 * ``merge``: ``settings_from_documents``, the pure core: parsed documents + environment -> Settings.
 * ``cluster``: ``select_cluster`` and the cluster's keys read into Settings fields.
 * ``legacy``: the pre-2.0 crunch-dispatch-slurm.yml keys applied over the cluster config.
-* ``environment``: ARVADOS_API_TOKEN / ARVADOS_API_HOST fill empty keys.
+* ``environment``: ARVADOS_API_TOKEN / ARVADOS_API_HOST fill empty keys; Go's warnings when they go unused.
 * ``schema``: the known keys, for unknown-key warnings.
 * ``safe_yaml``: YAML parsing bounded in depth and alias expansion.
 * ``document``: typed access to one parsed document, errors naming file and key.
@@ -34,6 +36,16 @@ from slurm_dispatch.config.cluster import (
     RUNTIME_ENGINES,
     select_cluster,
 )
+from slurm_dispatch.config.dispatch_file import (
+    DEFAULT_DISPATCH_CONFIG_PATH,
+    DISPATCH_CONFIG_ENV,
+    KEYS,
+    OWN_FIELDS,
+    DispatchPathSource,
+    OwnKey,
+    dispatch_fields,
+    resolve_dispatch_config_path,
+)
 from slurm_dispatch.config.files import (
     DEFAULT_CONFIG_PATH,
     DEFAULT_LEGACY_PATH,
@@ -48,19 +60,27 @@ from slurm_dispatch.config.units import parse_byte_size, parse_duration
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
+    "DEFAULT_DISPATCH_CONFIG_PATH",
     "DEFAULT_LEGACY_PATH",
+    "DISPATCH_CONFIG_ENV",
+    "KEYS",
     "LIBPQ_KEYWORD_RE",
     "LOG_FORMATS",
     "LOG_LEVELS",
+    "OWN_FIELDS",
     "REDACTED",
     "RUNTIME_ENGINES",
+    "DispatchPathSource",
     "LoadedConfig",
+    "OwnKey",
     "PathSource",
+    "dispatch_fields",
     "load_settings",
     "parse_byte_size",
     "parse_duration",
     "redacted",
     "resolve_config_path",
+    "resolve_dispatch_config_path",
     "select_cluster",
     "settings_from_documents",
     "startup_problems",

@@ -3,21 +3,27 @@
 Owns ``resolve_config_path`` (``--config``, else ``$ARVADOS_CONFIG``, else /etc/arvados/config.yml, as
 lib/config/load.go: Loader.SetupFlags), ``read_yaml`` (one file, YAML errors with line and column),
 ``load_settings`` (the cluster config, the legacy file when present or named, a file with no ``Clusters``
-key read as the legacy file as lib/config/load.go: Loader.MungeLegacyConfigArgs does) and its result
-``LoadedConfig``. Reads at most three files and never writes.
+key read as the legacy file as lib/config/load.go: Loader.MungeLegacyConfigArgs does, and slurm-dispatch's
+own file, ``dispatch_file``) and its result ``LoadedConfig``. Reads at most four files and never writes.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
 import yaml
 
+from slurm_dispatch.config.dispatch_file import (
+    DEFAULT_DISPATCH_CONFIG_PATH,
+    DISPATCH_CONFIG_ENV,
+    DispatchPathSource,
+    resolve_dispatch_config_path,
+)
 from slurm_dispatch.config.merge import settings_from_documents
 from slurm_dispatch.config.safe_yaml import parse_yaml
 from slurm_dispatch.errors import ConfigError
@@ -55,6 +61,12 @@ class LoadedConfig:
     cluster_path: Path | None = None
     """The cluster config that was actually read: ``path``, or (when ``path`` was a legacy file) the
     $ARVADOS_CONFIG/default file, or None when there was none and ``cluster_id`` supplied the id."""
+    dispatch_path: Path = DEFAULT_DISPATCH_CONFIG_PATH
+    """The slurm-dispatch file named by --dispatch-config / $SLURM_DISPATCH_CONFIG / the default."""
+    dispatch_path_source: DispatchPathSource = DispatchPathSource.DEFAULT
+    """Why ``dispatch_path`` was chosen."""
+    dispatch_read: Path | None = None
+    """``dispatch_path`` when it was read; None when the default file does not exist (every default)."""
 
 
 def resolve_config_path(path: str | Path | None, environ: Mapping[str, str]) -> tuple[Path, PathSource]:
@@ -67,6 +79,39 @@ def resolve_config_path(path: str | Path | None, environ: Mapping[str, str]) -> 
     if environ.get("ARVADOS_CONFIG"):
         return Path(environ["ARVADOS_CONFIG"]), PathSource.ENVIRONMENT
     return DEFAULT_CONFIG_PATH, PathSource.DEFAULT
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Returns whether two paths name the same file (after symlinks). Reads the file system, never blocks."""
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def read_dispatch_config(
+    path: str | Path | None, environ: Mapping[str, str], *, arvados_files: Sequence[tuple[Path | None, str]]
+) -> tuple[object, Path, DispatchPathSource, Path | None]:
+    """Returns ``(document, path, why, path read or None)`` for slurm-dispatch's own file. Reads it.
+
+    The default path is skipped, silently, when nothing is there; a path given by ``--dispatch-config`` or
+    $SLURM_DISPATCH_CONFIG must exist. It may not be one of ``arvados_files`` (``(path, what it is)``: the
+    cluster config, the legacy crunch-dispatch-slurm file): Arvados reads those and warns about, or fails
+    on, keys it does not know.
+
+    Raises:
+        ConfigError: a named file is missing, the file is one of ``arvados_files``, or ``read_yaml`` refuses it.
+    """
+    chosen, why = resolve_dispatch_config_path(path, environ)
+    if why is DispatchPathSource.DEFAULT and not os.path.lexists(chosen):
+        return None, chosen, why, None
+    for other, what in arvados_files:
+        if other is not None and _same_file(chosen, other):
+            raise ConfigError(f"this is {what}, which Arvados reads too (and warns about keys it does not know); "
+                              f"put slurm-dispatch's own settings in a file of their own, by default "
+                              f"{DEFAULT_DISPATCH_CONFIG_PATH}", path=str(chosen),
+                              key="" if why is DispatchPathSource.DEFAULT else why.value)
+    document = read_yaml(chosen, what="slurm-dispatch config file",
+                         hint=f"check --dispatch-config and ${DISPATCH_CONFIG_ENV} (without either, the default "
+                         f"{DEFAULT_DISPATCH_CONFIG_PATH} is read if it exists)")
+    return document, chosen, why, chosen
 
 
 def read_yaml(path: Path, *, what: str, hint: str) -> object:
@@ -114,10 +159,12 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     legacy_path: str | Path | None = None,
     skip_legacy: bool = False,
+    dispatch_config: str | Path | None = None,
 ) -> LoadedConfig:
     """Returns the validated settings of one cluster, read once from the config file(s).
 
-    Reads (never writes) the cluster config, and the legacy standalone file when present; otherwise pure.
+    Reads (never writes) the cluster config, the legacy standalone file when present, and slurm-dispatch's
+    own file when present or named; otherwise pure.
 
     Args:
         path: the cluster config (``--config``). None means ``$ARVADOS_CONFIG``, else /etc/arvados/config.yml.
@@ -128,6 +175,8 @@ def load_settings(
         legacy_path: the legacy file; None means DEFAULT_LEGACY_PATH, skipped when missing. A path given
             here must exist.
         skip_legacy: do not look for the legacy file at all (Go's ``-skip-legacy``).
+        dispatch_config: slurm-dispatch's own file (``--dispatch-config``). None means
+            ``$SLURM_DISPATCH_CONFIG``, else /etc/arvados/slurm-dispatch/slurm-dispatch.yml, skipped when missing.
 
     Raises:
         ConfigError: missing/unreadable file, bad YAML, or any invalid key (naming file, key and value).
@@ -165,8 +214,14 @@ def load_settings(
             legacy_read = candidate
             if legacy_doc is None:
                 legacy_doc = {}
+    own_doc, own_path, own_source, own_read = read_dispatch_config(dispatch_config, env, arvados_files=(
+        (cluster_path, "the Arvados cluster config"), (main_path, "the file given as the cluster config"),
+        (legacy_read, "the legacy crunch-dispatch-slurm config file"),
+        (DEFAULT_LEGACY_PATH, "the legacy crunch-dispatch-slurm config file's path")))
     settings, more = settings_from_documents(
         cluster_doc, source=str(cluster_path), cluster_id=cluster_id, environ=env,
-        legacy_document=legacy_doc, legacy_source=str(legacy_read or ""))
+        legacy_document=legacy_doc, legacy_source=str(legacy_read or ""),
+        dispatch_document=own_doc, dispatch_source=str(own_read or ""))
     return LoadedConfig(settings=settings, warnings=warnings + more, path=main_path, path_source=main_source,
-                        legacy_path=legacy_read, cluster_path=cluster_path if cluster_doc is not None else None)
+                        legacy_path=legacy_read, cluster_path=cluster_path if cluster_doc is not None else None,
+                        dispatch_path=own_path, dispatch_path_source=own_source, dispatch_read=own_read)

@@ -1,11 +1,12 @@
-"""The merge: parsed cluster config + parsed legacy file + environment -> Settings and warnings.
+"""The merge: parsed cluster config + legacy file + slurm-dispatch file + environment -> Settings and warnings.
 
 Owns ``settings_from_documents``, the pure core of ``load_settings``. The order follows Go's loader
 (lib/config/load.go: Loader.Load): defaults (Settings' own), then the cluster file, then deprecated keys
 (``RequestLimits.MaxItemsPerResponse``, lib/config/deprecated.go: Loader.applyDeprecatedConfig), then the
 environment fills empty keys (``environment.env_fill``), then the legacy file overrides (``legacy``), then
-``<name>.preemptible`` instance types are added (``cluster.with_preemptible``). Last, Go's warnings for
-ARVADOS_API_* variables that are set but not used (``environment.unused_env_warnings``).
+``<name>.preemptible`` instance types are added (``cluster.with_preemptible``). slurm-dispatch's own file
+(``dispatch_file``) sets fields no other source touches. Last, Go's warnings for ARVADOS_API_* variables
+that are set but not used (``environment.unused_env_warnings``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from slurm_dispatch.config.cluster import CLUSTER_ID_RE, cluster_fields, select_cluster, with_preemptible
+from slurm_dispatch.config.dispatch_file import dispatch_fields
 from slurm_dispatch.config.document import Doc
 from slurm_dispatch.config.environment import env_fill, unused_env_warnings
 from slurm_dispatch.config.legacy import apply_legacy
@@ -31,6 +33,8 @@ def settings_from_documents(
     environ: Mapping[str, str] | None = None,
     legacy_document: object = None,
     legacy_source: str = "",
+    dispatch_document: object = None,
+    dispatch_source: str = "",
 ) -> tuple[Settings, list[str]]:
     """Returns the Settings and warnings for parsed YAML documents: the core of ``load_settings``.
 
@@ -44,6 +48,8 @@ def settings_from_documents(
         environ: ARVADOS_API_TOKEN / ARVADOS_API_HOST / ARVADOS_API_HOST_INSECURE fill empty keys.
         legacy_document: the parsed legacy standalone file, or None.
         legacy_source: the legacy file's path, for messages.
+        dispatch_document: the parsed slurm-dispatch file (None when empty or not read: every default).
+        dispatch_source: the slurm-dispatch file that was read ("" when none): ``Settings.dispatch_config_path``.
 
     Raises:
         ConfigError: naming the file, the full key and the bad value (never a secret).
@@ -83,5 +89,7 @@ def settings_from_documents(
     if not fields["dispatch_internal_urls"]:
         warnings.append(f"{prefix}.Services.DispatchSLURM.InternalURLs is empty: the service will refuse to "
                         "start (it needs the address for its health/metrics server)")
-    settings = Settings(cluster_id=cid, **fields)
+    own, own_warnings = dispatch_fields(dispatch_document, source=dispatch_source)
+    warnings += own_warnings
+    settings = Settings(cluster_id=cid, **fields, **own, dispatch_config_path=dispatch_source)
     return settings, warnings + unused_env_warnings(settings, environ or {})

@@ -73,31 +73,40 @@ _SPECIAL_HINTS = {
 }
 
 
-def unknown_key_warnings(data: Mapping[str, Any], schema: Schema, prefix: str, rel: str) -> list[str]:
+def unknown_key_warnings(data: Mapping[str, Any], schema: Schema, prefix: str, rel: str, *,
+                         unknown: str = "deprecated or unknown config entry",
+                         hints: Mapping[str, str] | None = None) -> list[str]:
     """Returns a warning for each key in ``data`` that ``schema`` does not know, with a case hint. Pure.
 
-    Port of lib/config/load.go: Loader.logExtraKeys.
+    Each warning is ``<unknown>: <prefix>.<key>`` (plus `` (perhaps you meant X?)``), or ``config entry <key>
+    <hint>`` for a key in ``hints`` (by default the cluster config's special cases); an empty ``prefix`` names
+    keys from the top of the document. Port of lib/config/load.go: Loader.logExtraKeys.
     """
     if schema is None or not isinstance(data, Mapping):
         return []
+    special = _SPECIAL_HINTS if hints is None else hints
     out: list[str] = []
+
+    def below(key: str) -> str:
+        return f"{prefix}.{key}" if prefix else key
+
     if isinstance(schema, _EachKey):
         for name, value in data.items():
             star = f"{rel}.*" if rel else "*"
-            out += unknown_key_warnings(value, schema.schema, f"{prefix}.{name}", star)
+            out += unknown_key_warnings(value, schema.schema, below(name), star, unknown=unknown, hints=hints)
         return out
     for key, value in data.items():
         child_rel = f"{rel}.{key}" if rel else key
         if key in schema:
-            out += unknown_key_warnings(value, schema[key], f"{prefix}.{key}", child_rel)
+            out += unknown_key_warnings(value, schema[key], below(key), child_rel, unknown=unknown, hints=hints)
             continue
-        hint = _SPECIAL_HINTS.get(child_rel)
+        hint = special.get(child_rel)
         if hint:
-            out.append(f"config entry {printable(f'{prefix}.{key}')} {hint}")
+            out.append(f"config entry {printable(below(key))} {hint}")
             continue
         similar = [k for k in schema if k.lower() == key.lower()]
         maybe = f" (perhaps you meant {similar[0]}?)" if similar else ""
-        out.append(f"deprecated or unknown config entry: {printable(f'{prefix}.{key}')}{maybe}")
+        out.append(f"{unknown}: {printable(below(key))}{maybe}")
     return out
 
 

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
+
+import pytest
+
+from slurm_dispatch.config import DEFAULT_DISPATCH_CONFIG_PATH
 
 SECRETS = ("systemusertesttoken1234567890aoeuidhtnsqjkxbmwvzpy", "mgmttoken123456789", "dbsecretpassword",
            "envsecret")
@@ -17,8 +22,7 @@ def secret_cluster(cli: Any) -> dict[str, Any]:
     return body
 
 
-EXPECTED_SETTINGS = """\
-Effective settings (secrets redacted):
+ARVADOS_SETTINGS = """\
   cluster_id: zzzzz
   system_root_token: <redacted>
   controller_url: https://ctrl.example:8443/
@@ -54,6 +58,8 @@ Effective settings (secrets redacted):
   preemptible_price_factor: 0.0
   log_level: info
   log_format: json
+"""
+OWN_DEFAULTS = """\
   dispatch_config_path: ''
   never_runnable_reasons:
   - BadConstraints
@@ -82,15 +88,26 @@ Effective settings (secrets redacted):
 """
 
 
+NO_DISPATCH_FILE = pytest.mark.skipif(DEFAULT_DISPATCH_CONFIG_PATH.exists(),
+                                      reason=f"this machine has {DEFAULT_DISPATCH_CONFIG_PATH}")
+
+
+@NO_DISPATCH_FILE
 def test_config_check_prints_redacted_settings_and_warnings(cli: Any) -> None:
     path = cli.write_config(secret_cluster(cli))
-    result = cli("config", "check")
+    result = cli("config", "check", env={"SLURM_DISPATCH_CONFIG": None})
     assert result.exit_code == 0, result.output
     assert result.stdout == (
         f"Config file: {path} (from $ARVADOS_CONFIG)\n"
+        f"slurm-dispatch file: {DEFAULT_DISPATCH_CONFIG_PATH} (default; not there, so its settings take their "
+        "defaults)\n"
         "Cluster: zzzzz\n"
         "\n"
-        + EXPECTED_SETTINGS
+        f"Arvados settings, from {path} (secrets redacted):\n"
+        + ARVADOS_SETTINGS
+        + "\n"
+        f"slurm-dispatch settings, all defaults (no file at {DEFAULT_DISPATCH_CONFIG_PATH}):\n"
+        + OWN_DEFAULTS
         + "\n"
         "Warnings:\n"
         "  - deprecated or unknown config entry: Clusters.zzzzz.Containers.Bogus\n"
@@ -104,7 +121,9 @@ def test_config_check_prints_redacted_settings_and_warnings(cli: Any) -> None:
 
 def test_config_check_json_is_redacted(cli: Any, tmp_path: Any) -> None:
     path = cli.write_config(secret_cluster(cli))
-    result = cli("config", "check", "--json", "--config", str(path))
+    own = tmp_path / "slurm-dispatch.yml"
+    own.write_text("Limits: {MaxContainersInSlurm: 100}\n", encoding="utf-8")
+    result = cli("config", "check", "--json", "--config", str(path), "--dispatch-config", str(own))
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert {k: v for k, v in data.items() if k != "settings"} == {
@@ -112,6 +131,9 @@ def test_config_check_json_is_redacted(cli: Any, tmp_path: Any) -> None:
         "config_file": str(path),
         "config_file_source": "--config",
         "legacy_file": None,
+        "dispatch_config_file": str(own),
+        "dispatch_config_file_source": "--dispatch-config",
+        "sources": {"arvados": [str(path)], "slurm_dispatch": str(own)},
         "warnings": ["deprecated or unknown config entry: Clusters.zzzzz.Containers.Bogus"],
         "problems": [],
     }
@@ -196,3 +218,100 @@ def test_config_check_missing_legacy_file_named_on_the_command_line_exits_2(cli:
     result = cli("config", "check", "--config", str(path), "--legacy-crunch-dispatch-slurm-config", str(missing))
     assert result.exit_code == 2
     assert str(missing) in result.output
+
+
+OWN_FILE = """\
+FailureReasons:
+  NeverRunnableReasons: [BadConstraints, InvalidQOS]
+  NeverRunnableGracePeriod: 10m
+TimeLimit: {Overhead: 1m, DefaultMaxRunTime: 12h, StopSignalBefore: 5m}
+Limits:
+  MaxContainersInSlurm: 200
+  MaxSubmitsPerMinute: 60
+  SupervisorFraction: 0.25
+  MaxSupervisors: 10
+  SupervisorSbatchArguments: [--partition=workflows]
+  Bogus: 1
+BrokenNodes: {Action: drain, Hold: 30m}
+Service: {StateDirectory: /srv/slurm-dispatch}
+"""
+
+
+def test_config_check_shows_the_own_file_and_where_each_group_came_from(cli: Any, tmp_path: Path) -> None:
+    path = cli.write_config(cli.cluster())
+    legacy = tmp_path / "crunch-dispatch-slurm.yml"
+    legacy.write_text("PrioritySpread: 7\n", encoding="utf-8")
+    own = tmp_path / "slurm-dispatch.yml"
+    own.write_text(OWN_FILE, encoding="utf-8")
+    result = cli("config", "check", "--legacy-crunch-dispatch-slurm-config", str(legacy),
+                 env={"SLURM_DISPATCH_CONFIG": str(own), "ARVADOS_API_HOST": "elsewhere.example",
+                      "ARVADOS_API_TOKEN": "someOtherToken"})
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.startswith(
+        f"Config file: {path} (from $ARVADOS_CONFIG)\n"
+        f"Legacy file: {legacy}\n"
+        f"slurm-dispatch file: {own} (from $SLURM_DISPATCH_CONFIG)\n"
+        "Cluster: zzzzz\n"
+        "\n"
+        f"Arvados settings, from {path}, with the legacy file {legacy} over it (secrets redacted):\n"
+        "  cluster_id: zzzzz\n"
+    ), out
+    assert "  priority_spread: 7\n" in out
+    assert (
+        "  log_format: json\n"
+        "\n"
+        f"slurm-dispatch settings, from {own}:\n"
+        f"  dispatch_config_path: {own}\n"
+        "  never_runnable_reasons:\n"
+        "  - BadConstraints\n"
+        "  - InvalidQOS\n"
+        "  never_runnable_grace: 600.0\n"
+        "  max_run_time_overhead: 60.0\n"
+        "  default_max_run_time: 43200.0\n"
+        "  time_limit_signal: 300.0\n"
+        "  max_containers_in_slurm: 200\n"
+        "  max_submits_per_minute: 60.0\n"
+        "  supervisor_fraction: 0.25\n"
+        "  max_supervisors: 10\n"
+        "  supervisor_sbatch_arguments:\n"
+        "  - --partition=workflows\n"
+        "  broken_node_action: drain\n"
+        "  broken_node_hold: 1800.0\n"
+        "  state_directory: /srv/slurm-dispatch\n"
+        "\n"
+        "Warnings:\n"
+        f"  - you should remove the legacy crunch-dispatch-slurm config file ({legacy}) after migrating its keys "
+        f"to the cluster configuration file ({path})\n"
+        f"  - {own}: unknown config entry: Limits.Bogus\n"
+        "  - ARVADOS_API_HOST environment variable is present, but will not be used\n"
+        "  - ARVADOS_API_TOKEN environment variable is present, but will not be used\n"
+        "\n"
+        "OK: the service can start with this config.\n"
+    ) in out, out
+    assert "someOtherToken" not in result.output and cli.root_token not in result.output
+
+
+def test_config_check_json_groups_the_settings_by_file(cli: Any, tmp_path: Path) -> None:
+    path = cli.write_config(cli.cluster())
+    own = tmp_path / "slurm-dispatch.yml"
+    own.write_text(OWN_FILE, encoding="utf-8")
+    result = cli("config", "check", "--json", "--skip-legacy", env={"SLURM_DISPATCH_CONFIG": str(own)})
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["dispatch_config_file"], data["dispatch_config_file_source"]) == (str(own), "$SLURM_DISPATCH_CONFIG")
+    assert data["sources"] == {"arvados": [str(path)], "slurm_dispatch": str(own)}
+    assert data["settings"]["dispatch_config_path"] == str(own)
+    assert data["settings"]["broken_node_action"] == "drain"
+    assert data["warnings"] == [f"{own}: unknown config entry: Limits.Bogus"]
+
+
+@NO_DISPATCH_FILE
+def test_config_check_json_without_an_own_file(cli: Any) -> None:
+    cli.write_config(cli.cluster())
+    result = cli("config", "check", "--json", "--skip-legacy", env={"SLURM_DISPATCH_CONFIG": None})
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["dispatch_config_file"], data["dispatch_config_file_source"]) == (None, "default")
+    assert data["sources"]["slurm_dispatch"] is None
+    assert data["settings"]["dispatch_config_path"] == ""

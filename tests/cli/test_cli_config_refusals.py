@@ -105,3 +105,79 @@ def test_an_alias_bomb_fails_check_and_run_with_one_line(cli: Any) -> None:
     levels = "".join(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]\n" for i in range(1, 10))
     cli.config_path.write_text("l0: &l0 [lol]\n" + levels + "Clusters:\n  zzzzz:\n    X: *l9\n", encoding="utf-8")
     check_and_run_both_fail_to_load(cli, "invalid YAML")
+
+
+# --- slurm-dispatch's own file: config check and run refuse the same files with the same line ----------------
+
+OWN_FILE_REFUSALS = [
+    pytest.param("FailureReasons: {NeverRunnableReasons: [Bad Constraints]}\n",
+                 "FailureReasons.NeverRunnableReasons[0]: 'Bad Constraints' is not a Slurm reason code", id="reason"),
+    pytest.param("FailureReasons: {NeverRunnableGracePeriod: -1m}\n",
+                 "FailureReasons.NeverRunnableGracePeriod: negative duration", id="grace"),
+    pytest.param("TimeLimit: {Overhead: 2.5s}\n", "TimeLimit.Overhead: must be a whole number of seconds",
+                 id="overhead"),
+    pytest.param("TimeLimit: {DefaultMaxRunTime: 3600}\n", "TimeLimit.DefaultMaxRunTime: missing unit",
+                 id="default-limit"),
+    pytest.param("TimeLimit: {StopSignalBefore: 20h}\n", "TimeLimit.StopSignalBefore: must be at most 65535s",
+                 id="signal"),
+    pytest.param("Limits: {MaxContainersInSlurm: -5}\n", "Limits.MaxContainersInSlurm: must not be negative",
+                 id="cap"),
+    pytest.param("Limits: {MaxSubmitsPerMinute: .inf}\n", "Limits.MaxSubmitsPerMinute: expected a number, got inf",
+                 id="rate"),
+    pytest.param("Limits: {SupervisorFraction: 2}\n", "Limits.SupervisorFraction: must be from 0 to 1", id="fraction"),
+    pytest.param("Limits: {MaxSupervisors: many}\n", "Limits.MaxSupervisors: expected an integer", id="supervisors"),
+    pytest.param("Limits: {SupervisorSbatchArguments: ['--qos=%q']}\n",
+                 "Limits.SupervisorSbatchArguments[0]: unknown substitution parameter '%q'", id="template"),
+    pytest.param("Limits: {SupervisorSbatchArguments: ['--job-name=wf']}\n",
+                 "Limits.SupervisorSbatchArguments[0]: '--job-name=wf' would rename the job", id="job-name"),
+    pytest.param("BrokenNodes: {Action: reboot}\n", "BrokenNodes.Action: 'reboot' is not one of exclude, drain, none",
+                 id="action"),
+    pytest.param("BrokenNodes: {Hold: forever}\n", "BrokenNodes.Hold: invalid duration 'forever'", id="hold"),
+    pytest.param("Service: {StateDirectory: relative/dir}\n", "Service.StateDirectory: must be an absolute path",
+                 id="state-directory"),
+    pytest.param("Limits: [1, 2]\n", "Limits: expected a map, got [1, 2]", id="section"),
+    pytest.param("Limits: {MaxSupervisors: 1\n", "invalid YAML: line 2, column 1", id="yaml"),
+]
+
+
+@pytest.mark.parametrize(("text", "fragment"), OWN_FILE_REFUSALS)
+def test_own_file_refusals_fail_check_and_run_with_the_same_line(cli: Any, tmp_path: Path, text: str,
+                                                                 fragment: str) -> None:
+    own = tmp_path / "slurm-dispatch.yml"
+    own.write_text(text, encoding="utf-8")
+    cli.env["SLURM_DISPATCH_CONFIG"] = str(own)
+    check_and_run_both_fail_to_load(cli, f"{own}: {fragment}")
+    checked = cli("config", "check", "--skip-legacy")
+    ran = run(cli)
+    assert checked.stderr == f"error: {own}: " + ran.stderr.removeprefix(f"slurm-dispatch: {own}: ")
+
+
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_a_missing_own_file_named_explicitly_fails_check_and_run(cli: Any, tmp_path: Path, how: str) -> None:
+    missing = tmp_path / "nope.yml"
+    args: tuple[str, ...] = ("--dispatch-config", str(missing)) if how == "option" else ()
+    if how == "env":
+        cli.env["SLURM_DISPATCH_CONFIG"] = str(missing)
+    expected = (f"{missing}: slurm-dispatch config file not found; check --dispatch-config and $SLURM_DISPATCH_CONFIG "
+                "(without either, the default /etc/arvados/slurm-dispatch/slurm-dispatch.yml is read if it exists)")
+    checked = cli("config", "check", "--skip-legacy", *args)
+    assert checked.exit_code == EXIT_CONFIG, checked.output
+    assert checked.stderr == f"error: {expected}\n"
+    ran = cli("run", "--skip-legacy", "--lock-file", str(tmp_path / "lock"), *args)
+    assert ran.exit_code == EXIT_CONFIG, ran.output
+    assert ran.stderr == f"slurm-dispatch: {expected}\n"
+
+
+def test_the_option_wins_over_the_environment_in_check_and_run(cli: Any, tmp_path: Path) -> None:
+    """The environment names a bad file, the option a good one: both commands read the option's."""
+    bad = tmp_path / "bad.yml"
+    bad.write_text("BrokenNodes: {Action: reboot}\n", encoding="utf-8")
+    good = tmp_path / "good.yml"
+    good.write_text("Limits: {SupervisorSbatchArguments: ['--qos=%X']}\n", encoding="utf-8")
+    cli.env["SLURM_DISPATCH_CONFIG"] = str(bad)
+    checked = cli("config", "check", "--skip-legacy", "--dispatch-config", str(good))
+    ran = cli("run", "--skip-legacy", "--lock-file", str(tmp_path / "lock"), "--dispatch-config", str(good))
+    for result in (checked, ran):
+        assert result.exit_code == EXIT_CONFIG, result.output
+        assert f"{good}: Limits.SupervisorSbatchArguments[0]: unknown substitution parameter '%X'" in result.stderr
+        assert str(bad) not in result.stderr
