@@ -2,14 +2,22 @@
 
 Before the service starts, ``run`` refuses (exit 2, ``EXIT_CONFIG``, which the systemd unit's
 RestartPreventExitStatus stops on) what ``config check`` refuses, loading the config through the same
-``cli.common.load``.
+``cli.common.load``, and then two things only this host can tell, each on one line: PostgreSQL.Connection is
+set but psycopg cannot be imported (``database_driver_problem``), and no Services.DispatchSLURM.InternalURLs
+entry is an address of this host (``internal_url_problem``, one bind attempt per address, as Go's
+lib/service/cmd.go: getListenAddr tries them). Both would otherwise stop ``serve`` with exit 1, and systemd
+would restart it forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import importlib
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +33,7 @@ from slurm_dispatch.cli.common import (
 )
 from slurm_dispatch.config import startup_problems
 from slurm_dispatch.errors import ConfigError, DispatchError
+from slurm_dispatch.settings import Settings
 
 logger = logging.getLogger("slurm_dispatch.cli.run")
 
@@ -37,6 +46,11 @@ SERVICE_MANAGER_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "
 CONFIGURED_API_VARIABLES = ("ARVADOS_API_HOST", "ARVADOS_API_TOKEN", "ARVADOS_API_HOST_INSECURE")
 """What the config sets for sbatch (and so the jobs): an inherited value must not reach any Slurm command."""
 
+_NOT_HERE_GAI = frozenset(
+    code for code in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None)) if code is not None
+)
+"""getaddrinfo errors that mean the name has no address at all (a temporary DNS failure is left to serve)."""
+
 
 def job_base_env(environ: dict[str, str]) -> dict[str, str]:
     """Return the environment sbatch (and so each job) starts from: ours, less the service manager's. Pure.
@@ -47,6 +61,91 @@ def job_base_env(environ: dict[str, str]) -> dict[str, str]:
     other Slurm commands (squeue, scancel, ...), which also start from this environment, need no token.
     """
     return {k: v for k, v in environ.items() if k not in SERVICE_MANAGER_VARIABLES and k not in CONFIGURED_API_VARIABLES}
+
+
+def database_driver_problem(settings: Settings) -> str | None:
+    """Return why the PostgreSQL lock cannot work here (psycopg cannot be imported), or None. Imports psycopg.
+
+    Only when PostgreSQL.Connection is set: without it there is no lock and no need for psycopg.
+    """
+    if not settings.postgresql_connection:
+        return None
+    try:
+        importlib.import_module("psycopg")
+    except ImportError as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0].strip()
+        return (f"Clusters.{settings.cluster_id}.PostgreSQL.Connection is set, but psycopg cannot be imported "
+                f"({reason}): install the postgres extra (pip install 'slurm-dispatch[postgres]'), or remove "
+                "PostgreSQL.Connection to run without the dispatch lock")
+    return None
+
+
+def _address_is_here(host: str, port: int) -> bool:
+    """Return False when ``host`` has no address this host can listen on; True otherwise. Binds, then closes.
+
+    An address in use (another instance, a restart while the old socket lingers) or any other error counts as
+    this host's: ``serve`` then waits for the lock or reports the error itself.
+    """
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return exc.errno not in _NOT_HERE_GAI
+    for family, kind, proto, _, sockaddr in infos:
+        with contextlib.closing(socket.socket(family, kind, proto)) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as http.server does
+            try:
+                sock.bind(sockaddr)
+            except OSError as exc:
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    continue
+            return True
+    return False
+
+
+def internal_url_problem(settings: Settings) -> str | None:
+    """Return why no Services.DispatchSLURM.InternalURLs entry can be served on this host, or None.
+
+    Binds each address once and closes it again (as Go's lib/service/cmd.go: getListenAddr does): an entry
+    whose address is not this host's (EADDRNOTAVAIL, or a name with no address) is another host's. Blocks on
+    name resolution.
+
+    Raises:
+        ConfigError: an entry is not a usable http URL (``startup_problems`` refuses those first).
+    """
+    from slurm_dispatch.service.http import parse_internal_url  # the service's modules load only for run
+
+    urls = settings.dispatch_internal_urls
+    if any(_address_is_here(*parse_internal_url(url)) for url in urls):
+        return None
+    return (f"Clusters.{settings.cluster_id}.Services.DispatchSLURM.InternalURLs: configuration does not enable "
+            f"the \"crunch-dispatch-slurm\" service on this host: none of {', '.join(urls)} is an address of this "
+            "host (add this host's URL, or set ListenURL)")
+
+
+def host_problems(settings: Settings) -> list[str]:
+    """Return what only this host can tell the service will fail on, one line each (see the module).
+
+    Imports psycopg, binds sockets and resolves names; see ``database_driver_problem`` and
+    ``internal_url_problem``.
+
+    Raises:
+        ConfigError: from ``internal_url_problem``.
+    """
+    return [p for p in (database_driver_problem(settings), internal_url_problem(settings)) if p is not None]
+
+
+def _refuse(problems: list[str]) -> None:
+    """Print each problem and ``refusing to start`` on stderr and exit EXIT_CONFIG; return when there are none.
+
+    Raises:
+        typer.Exit: with EXIT_CONFIG, when ``problems`` is not empty.
+    """
+    if not problems:
+        return
+    for problem in problems:
+        typer.echo(f"slurm-dispatch: {problem}", err=True)
+    typer.echo("slurm-dispatch: refusing to start; fix the config (slurm-dispatch config check)", err=True)
+    raise typer.Exit(EXIT_CONFIG)
 
 
 def run(
@@ -68,18 +167,14 @@ def run(
     try:
         loaded = load(config, cluster_id, environ, legacy=legacy, skip_legacy=skip_legacy,
                       dispatch_config=dispatch_config)
-        problems = startup_problems(loaded.settings)
-        if problems:
-            for problem in problems:
-                typer.echo(f"slurm-dispatch: {problem}", err=True)
-            typer.echo("slurm-dispatch: refusing to start; fix the config (slurm-dispatch config check)", err=True)
-            raise typer.Exit(EXIT_CONFIG)
+        _refuse(startup_problems(loaded.settings))
         configure_from_settings(loaded.settings)
+        for warning in loaded.warnings:
+            logger.warning("config: %s", warning)
+        _refuse(host_problems(loaded.settings))
     except ConfigError as exc:
         typer.echo(f"slurm-dispatch: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
-    for warning in loaded.warnings:
-        logger.warning("config: %s", warning)
     own = loaded.settings.dispatch_config_path or f"no {loaded.dispatch_path}, so its defaults"
     logger.info("starting for cluster %s with %s and %s", loaded.settings.cluster_id, loaded.path, own)
     try:

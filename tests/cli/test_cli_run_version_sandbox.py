@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from slurm_dispatch import __version__
+from slurm_dispatch.cli.run import database_driver_problem, internal_url_problem
+from slurm_dispatch.settings import Settings
 
 
 def test_version_command_and_option(cli: Any) -> None:
@@ -67,3 +75,98 @@ def test_sandbox_demo_runs_every_sample_to_a_final_state(cli: Any, slurm_cluster
         assert words[1:3] == [state, exit_code], rows[label]
     assert "sbatch refused the job" in rows["asks for 64 GB: no node has it"]
     assert "Queued → Locked" in out and "Running → Complete" in out
+
+
+# --- what only the service's host can tell: refused before serving, with exit 2 -------------------------------
+# These run ``python -m slurm_dispatch run`` in a child process: it configures logging for the whole process,
+# and the fake psycopg below must shadow the real one there only.
+
+REFUSING = "slurm-dispatch: refusing to start; fix the config (slurm-dispatch config check)"
+
+
+def _foreign_address() -> str:
+    """Returns a documentation address (RFC 5737) that this host does not have: binding it fails (EADDRNOTAVAIL).
+
+    Some test machines do use a TEST-NET address of their own, so each candidate is tried.
+    """
+    for candidate in ("203.0.113.77", "198.51.100.77", "192.0.2.77", "192.0.2.1"):
+        with socket.socket() as sock:
+            try:
+                sock.bind((candidate, 0))
+            except OSError:
+                return candidate
+    raise AssertionError("every RFC 5737 candidate address is this host's: add another candidate")
+
+
+FOREIGN = _foreign_address()
+NOT_HERE = f"http://{FOREIGN}:9006"
+
+
+def run_service(tmp_path: Path, cluster: dict[str, Any], *, env: dict[str, str] | None = None,
+                own_file: str = "") -> subprocess.CompletedProcess[str]:
+    """Runs ``slurm-dispatch run`` on ``cluster`` in a child process; blocks until it exits (at most 60 s)."""
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"Clusters": {"zzzzz": cluster}}), encoding="utf-8")
+    own = tmp_path / "slurm-dispatch.yml"
+    own.write_text(own_file, encoding="utf-8")
+    argv = [sys.executable, "-m", "slurm_dispatch", "run", "--config", str(config), "--skip-legacy",
+            "--dispatch-config", str(own), "--lock-file", str(tmp_path / "lock")]
+    environ = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", **(env or {})}
+    return subprocess.run(argv, env=environ, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_run_refuses_internal_urls_of_another_host_after_logging_the_config_warnings(cli: Any,
+                                                                                    tmp_path: Path) -> None:
+    cluster = cli.cluster()
+    cluster["Services"]["DispatchSLURM"]["InternalURLs"] = {NOT_HERE: {}}
+    done = run_service(tmp_path, cluster, env={"ARVADOS_API_HOST": "elsewhere.example"}, own_file="Bogus: 1\n")
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[-2:] == [
+        ("slurm-dispatch: Clusters.zzzzz.Services.DispatchSLURM.InternalURLs: configuration does not enable the "
+         f"\"crunch-dispatch-slurm\" service on this host: none of {NOT_HERE} is an address of this host (add "
+         "this host's URL, or set ListenURL)"),
+        REFUSING,
+    ]
+    logged = [json.loads(line) for line in lines[:-2]]
+    assert [(r["level"], r["msg"]) for r in logged] == [
+        ("warning", f"config: {tmp_path / 'slurm-dispatch.yml'}: unknown config entry: Bogus"),
+        ("warning", "config: ARVADOS_API_HOST environment variable is present, but will not be used"),
+    ]
+    assert cli.root_token not in done.stderr + done.stdout
+
+
+def test_run_refuses_a_postgresql_lock_without_psycopg(cli: Any, tmp_path: Path) -> None:
+    fake = tmp_path / "fake" / "psycopg"
+    fake.mkdir(parents=True)
+    # What psycopg itself raises when it finds no libpq.
+    (fake / "__init__.py").write_text('raise ImportError("no pq wrapper available.\\nAttempts made:\\n- ...")\n')
+    cluster = cli.cluster()
+    cluster["Services"]["DispatchSLURM"]["InternalURLs"] = {"http://127.0.0.1:0": {}}
+    cluster["PostgreSQL"] = {"Connection": {"host": "db.example", "password": "dbsecretpassword"}}
+    done = run_service(tmp_path, cluster, env={"PYTHONPATH": str(fake.parent)})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-2:] == [
+        ("slurm-dispatch: Clusters.zzzzz.PostgreSQL.Connection is set, but psycopg cannot be imported (no pq wrapper "
+         "available.): install the postgres extra (pip install 'slurm-dispatch[postgres]'), or remove "
+         "PostgreSQL.Connection to run without the dispatch lock"),
+        REFUSING,
+    ]
+    assert "dbsecretpassword" not in done.stderr + done.stdout
+
+
+def test_an_internal_url_of_this_host_is_no_problem_even_when_in_use() -> None:
+    """In use means another instance (or a lingering socket) on this host: serve waits for the lock instead."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for urls in ((f"http://127.0.0.1:{port}",), ("http://127.0.0.1:0",), (NOT_HERE, f"http://127.0.0.1:{port}")):
+            assert internal_url_problem(Settings(dispatch_internal_urls=urls)) is None, urls
+    problem = internal_url_problem(Settings(dispatch_internal_urls=(NOT_HERE, f"http://{FOREIGN}:9007/")))
+    assert problem is not None and f"none of {NOT_HERE}, http://{FOREIGN}:9007/ is an address" in problem
+
+
+def test_psycopg_is_needed_only_with_a_postgresql_connection() -> None:
+    assert database_driver_problem(Settings()) is None
+    assert database_driver_problem(Settings(postgresql_connection={"host": "db"})) is None  # installed here
