@@ -2,11 +2,12 @@
 
 Hypothesis writes documents with random YAML-able values (nested maps and lists, strings with NUL, newlines
 and odd Unicode, huge and non-finite numbers, wrong types) at every key the dispatcher reads, in the cluster
-config, the legacy file and the environment fill-ins, plus raw YAML-ish text and alias structures. For each,
-``load_settings`` must return Settings or raise ConfigError (one line, no secret), quickly; and when
-``startup_problems`` then finds nothing, everything ``run`` builds from the settings must work: the API
-client, the health server's addresses, the libpq connection string, the log level, and the sbatch
-arguments, job script and environment of a container (so no accepted config fails every container).
+config, the legacy file, slurm-dispatch's own file and the environment fill-ins, plus raw YAML-ish text and
+alias structures. For each, ``load_settings`` must return Settings or raise ConfigError (one line, no
+secret), quickly; and when ``startup_problems`` then finds nothing, everything ``run`` builds from the
+settings must work: the API client, the health server's addresses, the libpq connection string, the log
+level, the per-container policy, and the sbatch arguments (a supervisor's too, still named by its uuid), job
+script and environment of a container (so no accepted config fails every container).
 
 ``check_case`` and ``cases`` are shared with benchmarks/fuzz_config.py, which runs thousands of cases and
 prints figures (docs/robustness.md).
@@ -15,6 +16,7 @@ prints figures (docs/robustness.md).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,13 +28,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from slurm_dispatch.arvados.client import ArvadosClient
-from slurm_dispatch.config import load_settings, redacted, startup_problems
+from slurm_dispatch.config import KEYS, load_settings, redacted, startup_problems
 from slurm_dispatch.errors import ConfigError, UnsatisfiableContainer
 from slurm_dispatch.model import Container
 from slurm_dispatch.service.http import parse_internal_url
 from slurm_dispatch.service.locks import conninfo
 from slurm_dispatch.service.logging_setup import FORMATS, LEVELS
-from slurm_dispatch.settings import Settings
+from slurm_dispatch.settings import BROKEN_NODE_ACTIONS, Settings
+from slurm_dispatch.slurm.decide import Policy
 from slurm_dispatch.slurm.sbatch import batch_script, crunch_run_argv, sbatch_args, sbatch_environment
 
 TOKEN = "fuzzRootToken0123456789abcdefghijklmnopqrstuvw"
@@ -65,6 +68,11 @@ LEGACY_KEYS = [
     "SbatchArguments", "PollPeriod", "PrioritySpread", "CrunchRunCommand", "ReserveExtraRAM", "MinRetryPeriod",
     "BatchSize", "Bogus",
 ]
+OWN_KEYS = [k.key for k in KEYS] + [
+    "FailureReasons", "TimeLimit", "Limits", "BrokenNodes", "Service", "FailureReasons.NeverRunnableReasons.1",
+    "Limits.SupervisorSbatchArguments.0", "Limits.SupervisorSbatchArguments.1", "Limits.Bogus", "Clusters",
+]
+"""Every key of slurm-dispatch's own file (and its sections, items and unknown keys)."""
 ENV_KEYS = ["ARVADOS_API_TOKEN", "ARVADOS_API_HOST", "ARVADOS_API_HOST_INSECURE"]
 
 HOSTILE_STRINGS = [
@@ -74,6 +82,8 @@ HOSTILE_STRINGS = [
     "https://", "https:///", "http://localhost:9006", "http://[::1", "https://u:p@h/", "https://h:99999/",
     "ftp://h/", "h:1", "docker", "singularity", "json", "text", "debug", "fatal", "a,b", "a|b", "a b", "A=B",
     "v2/zzzzz-gj3su-000000000000000/secret", "x" * 300,
+    "65535s", "65536s", "18h12m15s", "1.5s", "0.5s", "-J", "%U", "--job-name=x", "-Jx", "--signal=B:USR1@60",
+    "drain", "exclude", "none", "/var/lib/x", "relative/dir", "/", "BadConstraints", "Bad Constraints", "QOS_1",
 ]
 SECRET_KEYS = ["SystemRootToken", "ManagementToken", "PostgreSQL.Connection.password"]
 SECRETS = st.sampled_from([TOKEN + "\n", TOKEN + " ", " " + TOKEN, TOKEN + "\0", TOKEN + "é", TOKEN[:9] + "\t" + TOKEN,
@@ -136,8 +146,14 @@ def structured(draw: st.DrawFn) -> dict[str, Any]:
     environ = {k: draw(SECRETS if k == "ARVADOS_API_TOKEN" else st.sampled_from(HOSTILE_STRINGS + ["ctrl.example"]))
                for k in draw(st.lists(st.sampled_from(ENV_KEYS), unique=True, max_size=3))}
     environ = {k: v for k, v in environ.items() if "\0" not in v}  # no process environment can hold a NUL
+    own: Any = None
+    if draw(st.booleans()):
+        own = {}
+        for _ in range(draw(st.integers(0, 5))):
+            own = put(own, draw(st.sampled_from(OWN_KEYS)), draw(VALUES))
     return {"cluster": yaml.safe_dump({"Clusters": {"zzzzz": body}}),
-            "legacy": None if legacy is None else yaml.safe_dump(legacy), "environ": environ}
+            "legacy": None if legacy is None else yaml.safe_dump(legacy), "environ": environ,
+            "dispatch": None if own is None else yaml.safe_dump(own)}
 
 
 def _alias_text(levels: int, width: int) -> str:
@@ -157,10 +173,16 @@ RAW_TEXT = st.one_of(
 )
 
 
+BASE_TEXT = yaml.safe_dump({"Clusters": {"zzzzz": base_cluster()}})
+
+
 def cases() -> st.SearchStrategy[dict[str, Any]]:
-    """Every kind of case: mostly structured documents, some raw text."""
-    return st.one_of(structured(), structured(), structured(),
-                     st.builds(lambda text: {"cluster": text, "legacy": None, "environ": {}}, RAW_TEXT))
+    """Every kind of case: mostly structured documents, some raw text (as the cluster config or the own file)."""
+    return st.one_of(
+        structured(), structured(), structured(),
+        st.builds(lambda text: {"cluster": text, "legacy": None, "environ": {}, "dispatch": None}, RAW_TEXT),
+        st.builds(lambda text: {"cluster": BASE_TEXT, "legacy": None, "environ": {}, "dispatch": text}, RAW_TEXT),
+    )
 
 
 CONTAINER = Container.from_api({
@@ -171,6 +193,26 @@ CONTAINER = Container.from_api({
     "mounts": {"/tmp": {"kind": "tmp", "capacity": 1 << 30}},
 })
 """A container that asks for a GPU, partitions and a run time, so every template token has a value."""
+SUPERVISOR = Container.from_api({
+    "uuid": "zzzzz-dz642-supervisor00001", "state": "Locked", "priority": 1,
+    "created_at": "2016-01-11T11:11:11.111111000Z", "container_image": "test",
+    "runtime_constraints": {"ram": 1 << 30, "vcpus": 1},
+    "scheduling_parameters": {"supervisor": True},
+})
+"""A workflow runner: Limits.SupervisorSbatchArguments are added to its sbatch arguments."""
+
+
+def job_names(args: list[str]) -> list[str]:
+    """Returns every job name an sbatch argv sets (sbatch keeps the last)."""
+    names = []
+    for arg, following in zip(args, [*args[1:], ""], strict=True):
+        if arg in ("--job-name", "-J"):
+            names.append(following)
+        elif arg.startswith("--job-name="):
+            names.append(arg.removeprefix("--job-name="))
+        elif arg.startswith("-J") and len(arg) > 2:
+            names.append(arg[2:])
+    return names
 
 
 def _one_line(text: str) -> None:
@@ -191,9 +233,31 @@ def usable(s: Settings) -> None:
     except UnsatisfiableContainer:
         args = []
     assert all("\0" not in a for a in args), args
+    assert not args or job_names(args)[-1] == CONTAINER.uuid, args
     batch_script(crunch_run_argv(CONTAINER.uuid, s), {"GatewayAuthSecret": "x"})
     for name, value in sbatch_environment(s, {"PATH": "/bin"}).items():
         assert name and "=" not in name and "\0" not in name + value, name
+    own_file_usable(s)
+
+
+def own_file_usable(s: Settings) -> None:
+    """Checks what slurm-dispatch's own file set: in range, and a supervisor's job still found by its uuid."""
+    Policy.from_settings(s)
+    assert all(code and code.replace("_", "").isalnum() and code.isascii() for code in s.never_runnable_reasons)
+    assert s.never_runnable_grace >= 0 and s.broken_node_hold >= 0
+    for seconds in (s.max_run_time_overhead, s.default_max_run_time, s.time_limit_signal):
+        assert seconds >= 0 and float(seconds).is_integer(), seconds
+    assert s.time_limit_signal <= 65535
+    assert s.max_containers_in_slurm >= 0 and s.max_supervisors >= 0
+    assert math.isfinite(s.max_submits_per_minute) and s.max_submits_per_minute >= 0
+    assert 0 <= s.supervisor_fraction <= 1
+    assert s.broken_node_action in BROKEN_NODE_ACTIONS and s.state_directory.startswith("/")
+    try:
+        args = sbatch_args(SUPERVISOR, s)
+    except UnsatisfiableContainer:
+        return
+    assert all("\0" not in a and "\n" not in a for a in args), args
+    assert job_names(args)[-1:] == [SUPERVISOR.uuid], args
 
 
 def check_case(case: Mapping[str, Any], tmp_path: Path) -> str:
@@ -208,8 +272,11 @@ def check_case(case: Mapping[str, Any], tmp_path: Path) -> str:
     if case["legacy"] is not None:
         legacy = tmp_path / "legacy.yml"
         legacy.write_text(case["legacy"], encoding="utf-8")
+    own = tmp_path / "slurm-dispatch.yml"  # always named, so the machine's default file never counts
+    own.write_text(case.get("dispatch") or "", encoding="utf-8")
     try:
-        loaded = load_settings(path=config, environ=case["environ"], legacy_path=legacy, skip_legacy=legacy is None)
+        loaded = load_settings(path=config, environ=case["environ"], legacy_path=legacy, skip_legacy=legacy is None,
+                               dispatch_config=own)
     except ConfigError as exc:
         _one_line(str(exc))
         return f"ConfigError: {exc}"
@@ -237,5 +304,15 @@ def test_hostile_configs_load_or_fail_cleanly(case: dict[str, Any], tmp_path: Pa
 
 
 def test_the_base_document_is_usable(tmp_path: Path) -> None:
-    case = {"cluster": yaml.safe_dump({"Clusters": {"zzzzz": base_cluster()}}), "legacy": None, "environ": {}}
+    case = {"cluster": BASE_TEXT, "legacy": None, "environ": {}, "dispatch": None}
+    assert check_case(case, tmp_path) == "usable"
+
+
+def test_a_full_own_file_is_usable(tmp_path: Path) -> None:
+    own = {"FailureReasons": {"NeverRunnableReasons": ["BadConstraints"], "NeverRunnableGracePeriod": "5m"},
+           "TimeLimit": {"Overhead": "5m", "DefaultMaxRunTime": "24h", "StopSignalBefore": "65535s"},
+           "Limits": {"MaxContainersInSlurm": 10, "MaxSubmitsPerMinute": 60, "SupervisorFraction": 1,
+                      "MaxSupervisors": 2, "SupervisorSbatchArguments": ["--partition=wf", "--job-name=%U"]},
+           "BrokenNodes": {"Action": "none", "Hold": "0s"}, "Service": {"StateDirectory": "/"}}
+    case = {"cluster": BASE_TEXT, "legacy": None, "environ": {}, "dispatch": yaml.safe_dump(own)}
     assert check_case(case, tmp_path) == "usable"
