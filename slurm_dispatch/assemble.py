@@ -33,7 +33,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from slurm_dispatch.arvados.client import ArvadosClient
-from slurm_dispatch.dispatch.admission import PREVIOUS_ATTEMPT, Admission, Drain, Limits
+from slurm_dispatch.dispatch.admission import (
+    PREVIOUS_ATTEMPT,
+    QUIET_AFTER_OVERLOAD_S,
+    Admission,
+    Drain,
+    Limits,
+)
 from slurm_dispatch.dispatch.client import DispatchClient
 from slurm_dispatch.dispatch.dispatcher import Dispatcher, TickReport
 from slurm_dispatch.errors import DispatchError
@@ -73,6 +79,7 @@ class DispatchLoop:
         feature_cli: NodeFeatureCLI | None = None,
         drain: Callable[[], Drain | None] = lambda: None,
         broken: BrokenNodes | None = None,
+        overload_quiet_s: float = QUIET_AFTER_OVERLOAD_S,
     ) -> None:
         """Build the components; does no I/O.
 
@@ -93,6 +100,8 @@ class DispatchLoop:
             drain: returns the drain (None: not drained); asked every tick (the service reads its state file).
             broken: the nodes crunch-run reported broken (default: an in-memory registry with the settings'
                 action and hold).
+            overload_quiet_s: after an API overload, how long without another before locking grows again (the
+                cloud dispatcher's minute; tests shorten it).
         """
         self.settings = settings
         self.client: DispatchClient = client or ArvadosClient.from_settings(settings)
@@ -119,6 +128,7 @@ class DispatchLoop:
                                  supervisor_fraction=settings.supervisor_fraction,
                                  locks_per_minute=settings.max_submits_per_minute),
             clock=time.monotonic,
+            quiet_s=overload_quiet_s,
         )
         self.dispatcher = Dispatcher(
             self.client,

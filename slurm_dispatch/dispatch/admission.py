@@ -150,9 +150,11 @@ def admit(
 class Admission:
     """The stateful half: the lock rate limiter and the overload backoff, on an injected clock. Not thread-safe."""
 
-    def __init__(self, limits: Limits, *, clock: Callable[[], float]) -> None:
+    def __init__(self, limits: Limits, *, clock: Callable[[], float],
+                 quiet_s: float = QUIET_AFTER_OVERLOAD_S) -> None:
         self.limits = limits
         self._clock = clock
+        self._quiet_s = quiet_s
         burst = max(1.0, limits.locks_per_minute / 6)  # ten seconds' worth at most
         self._burst = burst
         self._tokens = burst
@@ -195,7 +197,7 @@ class Admission:
             return
         if self._overload_budget is None or self._last_overload is None:
             return
-        if now - self._last_overload >= QUIET_AFTER_OVERLOAD_S:
+        if now - self._last_overload >= self._quiet_s:
             self._overload_budget += max(1, self._overload_budget // 10)
             if locks_tried < self._overload_budget // 2:  # the budget no longer binds: back to no limit
                 self._overload_budget = None

@@ -188,6 +188,8 @@ class Dispatcher:
         self.capped: frozenset[str] | set[str] = frozenset()
         """Which limits held containers back in the latest tick (drain, cap, supervisors, rate, overload, busy)."""
         self.last_tick = TickReport()
+        self.ticks = 0
+        """How many ticks have finished (whatever their outcome); tests and status wait on it."""
         """The report of the most recent tick."""
 
     # -- public API -------------------------------------------------------------------------
@@ -330,6 +332,7 @@ class Dispatcher:
         report.ok = ok
         report.cpu_s = time.process_time() - cpu0
         self.last_tick = report
+        self.ticks += 1
         if self._after_tick is not None:
             self._after_tick(report)
         return report

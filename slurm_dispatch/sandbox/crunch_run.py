@@ -64,6 +64,9 @@ Behaviour is chosen by the container record, so the dispatcher need not know:
     ``broken-node``
         after step 2, act as crunch-run on a broken node: run ``--broken-node-hook=<cmd>`` when
         given (no arguments, the stub's environment), then ``PUT {state: Queued}``.
+    ``ignore-term``
+        Running, then ignore SIGTERM and SIGINT for ever (a crunch-run stuck on a dead container
+        engine): only SIGKILL ends it, and its job lingers in squeue after scancel.
     An unknown value is reported on stdout and treated as ``complete``.
 
 Exit status: 0 when the final state was written (Complete or Cancelled), 1 when the
@@ -115,6 +118,7 @@ class Mode(str, enum.Enum):
     EXIT_SILENTLY_WHILE_RUNNING = "exit-silently-while-running"
     WAIT_FOR = "wait-for"
     BROKEN_NODE = "broken-node"
+    IGNORE_TERM = "ignore-term"
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,7 @@ def behaviour_of(record: Mapping[str, Any]) -> Behaviour:
             warning = warning or f"cannot read a duration in {command!r}, working 0 s"
         if not math.isfinite(duration) or duration < 0:
             duration = 0.0
-    if mode in (Mode.HANG, Mode.HANG_BEFORE_RUNNING):
+    if mode in (Mode.HANG, Mode.HANG_BEFORE_RUNNING, Mode.IGNORE_TERM):
         duration = math.inf
     wait_for: tuple[str, ...] = ()
     if mode is Mode.WAIT_FOR:
@@ -287,6 +291,12 @@ class Stub:
         except ArvadosAPIError as exc:
             return self.requeue(f"cannot set state Running: {exc}")
         self.say("state Running")
+        if mode is Mode.IGNORE_TERM:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            self.say("ignoring SIGTERM and SIGINT from now on")
+            while True:
+                self.sleep(POLL_S)
         if mode is Mode.EXIT_SILENTLY_WHILE_RUNNING:
             self.say("exiting without updating the record (state stays Running)")
             return 1
