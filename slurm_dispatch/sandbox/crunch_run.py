@@ -1,12 +1,12 @@
 """crunch-run-stub: a stand-in for Arvados's crunch-run, for the sandbox and the tests.
 
-It does to the container record what crunch-run does (arvados-reference.md §6.8,
-gotcha 42), runs nothing, and prints one line on stdout per step so that the Slurm
+It does to the container record what crunch-run does (lib/crunchrun/crunchrun.go:
+ContainerRunner.Run), runs nothing, and prints one line on stdout per step so that the Slurm
 job's output file shows its progress. It talks to the API with the dispatcher's token
 from ``ARVADOS_API_HOST`` / ``ARVADOS_API_TOKEN`` / ``ARVADOS_API_HOST_INSECURE`` (the
 host may carry ``http://`` for a plain-HTTP emulator), like crunch-run.
 
-Usage, as in the job script (§4.4)::
+Usage, as in the job script (slurm_dispatch/slurm/sbatch.py: crunch_run_argv)::
 
     crunch-run-stub [--runtime-engine=docker] [any other -flag or --flag=value] <container uuid>
 
@@ -64,6 +64,10 @@ Behaviour is chosen by the container record, so the dispatcher need not know:
     ``broken-node``
         after step 2, act as crunch-run on a broken node: run ``--broken-node-hook=<cmd>`` when
         given (no arguments, the stub's environment), then ``PUT {state: Queued}``.
+        ``environment["SANDBOX_BROKEN_NODES"]`` (space-separated node names) limits this to those
+        nodes: on any other node the stub behaves as ``complete``, so that a container breaks on its
+        first node and completes once the dispatcher has sent it elsewhere. The stub's node is
+        ``SLURMD_NODENAME``, else the host name up to the first dot. Unset: every node is broken.
     ``ignore-term``
         Running, then ignore SIGTERM and SIGINT for ever (a crunch-run stuck on a dead container
         engine): only SIGKILL ends it, and its job lingers in squeue after scancel.
@@ -79,12 +83,14 @@ import enum
 import hashlib
 import math
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any, TextIO
@@ -94,13 +100,16 @@ from slurm_dispatch.errors import ArvadosAPIError
 from slurm_dispatch.model import CONTAINER_UUID_RE, ContainerState
 
 MODE_KEY = "SANDBOX_CRUNCH_RUN"
-
+"""The ``environment`` key of the container record that selects the stub's behaviour."""
 WAIT_FOR_KEY = "SANDBOX_WAIT_FOR"
 """With mode ``wait-for``: the container uuid (or space-separated uuids) the stub waits for, as a workflow
 runner waits for its children, before it completes."""
-"""The ``environment`` key of the container record that selects the stub's behaviour."""
+BROKEN_NODES_KEY = "SANDBOX_BROKEN_NODES"
+"""With mode ``broken-node``: the nodes (space-separated names) that are broken; elsewhere the stub completes."""
+NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+"""A node name the stub accepts in ``SANDBOX_BROKEN_NODES`` (as crunch-run-wrapper accepts one in a Comment)."""
 GATEWAY_SECRET_VAR = "GatewayAuthSecret"
-"""Set by the dispatcher in the job script (§4.4); read and unset, never printed."""
+"""Set by the dispatcher in the job script (slurm_dispatch/slurm/sbatch.py); read and unset, never printed."""
 POLL_S = 0.05
 """How often the "work" loop looks for a signal."""
 
@@ -130,6 +139,8 @@ class Behaviour:
     warning: str = ""
     wait_for: tuple[str, ...] = ()
     """With mode ``wait-for``: the containers to wait for."""
+    broken_nodes: tuple[str, ...] | None = None
+    """With mode ``broken-node``: the only nodes that are broken (None: every node)."""
 
 
 def behaviour_of(record: Mapping[str, Any]) -> Behaviour:
@@ -157,7 +168,29 @@ def behaviour_of(record: Mapping[str, Any]) -> Behaviour:
     if mode is Mode.WAIT_FOR:
         raw = env.get(WAIT_FOR_KEY) if isinstance(env, Mapping) else None
         wait_for = tuple(u for u in str(raw or "").split() if CONTAINER_UUID_RE.match(u))
-    return Behaviour(mode=mode, duration=duration, warning=warning, wait_for=wait_for)
+    broken_nodes: tuple[str, ...] | None = None
+    raw_nodes = env.get(BROKEN_NODES_KEY) if isinstance(env, Mapping) else None
+    if mode is Mode.BROKEN_NODE and raw_nodes is not None:
+        names = str(raw_nodes).split()
+        broken_nodes = tuple(n for n in names if NODE_NAME_RE.match(n))
+        if len(broken_nodes) != len(names):
+            warning = warning or f"ignoring what is not a node name in {BROKEN_NODES_KEY}={str(raw_nodes)[:80]!r}"
+    return Behaviour(mode=mode, duration=duration, warning=warning, wait_for=wait_for, broken_nodes=broken_nodes)
+
+
+def on_node(behaviour: Behaviour, node: str) -> Behaviour:
+    """Return the behaviour on ``node``: ``broken-node`` becomes ``complete`` where the node is not broken. Pure."""
+    if behaviour.mode is not Mode.BROKEN_NODE or behaviour.broken_nodes is None or node in behaviour.broken_nodes:
+        return behaviour
+    listed = " ".join(behaviour.broken_nodes) or "none"
+    return replace(behaviour, mode=Mode.COMPLETE,
+                   warning=f"node {node or '?'} is not broken ({BROKEN_NODES_KEY}: {listed}); behaving as "
+                           f"{Mode.COMPLETE.value!r}")
+
+
+def node_name(environ: Mapping[str, str]) -> str:
+    """Return the name of the node the stub runs on: ``SLURMD_NODENAME``, else the short host name."""
+    return environ.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0]
 
 
 def uuid_from_argv(argv: Sequence[str]) -> str:
@@ -211,8 +244,10 @@ class Stub:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         broken_node_hook: str = "",
+        node: str = "",
     ) -> None:
         self.broken_node_hook = broken_node_hook
+        self.node = node
         self.client = client
         self.uuid = uuid
         self.out = out
@@ -266,6 +301,10 @@ class Stub:
         behaviour = behaviour_of(container.raw)
         if behaviour.warning:
             self.say(behaviour.warning)
+        here = on_node(behaviour, self.node)
+        if here is not behaviour:
+            self.say(here.warning)
+            behaviour = here
         self.say(f"container is Locked; mode {behaviour.mode.value}, work {behaviour.duration:g} s")
         try:
             auth = self.client.container_auth(self.uuid)
@@ -397,7 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"crunch-run-stub: {exc}", file=sys.stderr)
         return 1
     hook = next((a.split("=", 1)[1] for a in args if a.startswith("--broken-node-hook=")), "")
-    stub = Stub(client=client, uuid=uuid, out=sys.stdout, err=sys.stderr, stopper=stopper, broken_node_hook=hook)
+    stub = Stub(client=client, uuid=uuid, out=sys.stdout, err=sys.stderr, stopper=stopper, broken_node_hook=hook,
+                node=node_name(os.environ))
     engine = next((a.split("=", 1)[1] for a in args if a.startswith("--runtime-engine=")), "docker")
     stub.say(f"crunch-run-stub starting on {client.api_host}, runtime engine {engine}")
     stub.say(f"GatewayAuthSecret: {'received, ' + str(len(secret)) + ' characters' if secret else 'not set'}")

@@ -76,7 +76,8 @@ def client(emulator: EmulatorServer) -> Iterator[ArvadosClient]:
 def start_stub(emulator: EmulatorServer) -> Iterator[Callable[..., StubRun]]:
     runs: list[StubRun] = []
 
-    def start(uuid: str, *, argv0: list[str] | None = None) -> StubRun:
+    def start(uuid: str, *, argv0: list[str] | None = None, flags: tuple[str, ...] = (),
+              env_extra: dict[str, str] | None = None) -> StubRun:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "ARVADOS_API_HOST": emulator.api_host,
@@ -84,10 +85,11 @@ def start_stub(emulator: EmulatorServer) -> Iterator[Callable[..., StubRun]]:
             "ARVADOS_API_HOST_INSECURE": "1",
             "GatewayAuthSecret": SECRET,
             "PYTHONUNBUFFERED": "1",
+            **(env_extra or {}),
         }
         cmd = argv0 or [sys.executable, "-m", "slurm_dispatch.sandbox.crunch_run"]
         proc = subprocess.Popen(
-            [*cmd, "--runtime-engine=docker", "--some-other-flag", uuid],
+            [*cmd, "--runtime-engine=docker", "--some-other-flag", *flags, uuid],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -230,6 +232,31 @@ def test_exit_silently_leaves_the_record(
     uuid = locked_container(emulator_control, client, **mode(name))
     status, _, _ = start_stub(uuid).finish()
     assert (status, client.get(uuid).state) == (1, state)
+
+
+@pytest.mark.parametrize(
+    ("node", "broken"), [pytest.param("c1", True, id="on-a-broken-node"), pytest.param("c2", False, id="elsewhere")]
+)
+def test_broken_node_runs_the_hook_and_requeues_only_on_the_nodes_listed(
+    client: ArvadosClient, emulator_control: SandboxControl, start_stub: Callable[..., StubRun], tmp_path: Path,
+    node: str, broken: bool,
+) -> None:
+    hook = tmp_path / "hook"
+    hook.write_text(f'#!/bin/sh\necho "hook ran on $SLURMD_NODENAME" > {tmp_path}/ran\necho marked\n')
+    hook.chmod(0o755)
+    uuid = locked_container(emulator_control, client, environment={"SANDBOX_CRUNCH_RUN": "broken-node",
+                                                                   "SANDBOX_BROKEN_NODES": "c1 c3"})
+    status, out, err = start_stub(uuid, flags=(f"--broken-node-hook={hook}",),
+                                  env_extra={"SLURMD_NODENAME": node}).finish()
+    ctr = client.get(uuid)
+    if broken:
+        assert (status, ctr.state, ctr.locked_by_uuid) == (1, ContainerState.QUEUED, ""), err
+        assert (tmp_path / "ran").read_text() == "hook ran on c1\n"
+        assert "hook: marked" in out and "broken node: setting state Queued" in out
+    else:
+        assert (status, ctr.state, ctr.exit_code) == (0, ContainerState.COMPLETE, 0), err
+        assert not (tmp_path / "ran").exists(), "no hook where the node is fine"
+        assert "node c2 is not broken (SANDBOX_BROKEN_NODES: c1 c3); behaving as 'complete'" in out
 
 
 def test_console_script(

@@ -13,6 +13,8 @@ from slurm_dispatch.sandbox.crunch_run import (
     Mode,
     behaviour_of,
     fake_pdh,
+    node_name,
+    on_node,
     take_gateway_secret,
     uuid_from_argv,
 )
@@ -55,6 +57,14 @@ def test_uuid_from_argv_rejects(argv: list[str]) -> None:
             id="fail-before-running",
         ),
         pytest.param({"environment": None, "command": None}, Behaviour(), id="nulls"),
+        pytest.param({"environment": {"SANDBOX_CRUNCH_RUN": "broken-node"}}, Behaviour(mode=Mode.BROKEN_NODE),
+                     id="broken-everywhere"),
+        pytest.param({"environment": {"SANDBOX_CRUNCH_RUN": "broken-node", "SANDBOX_BROKEN_NODES": " c1  c3 "}},
+                     Behaviour(mode=Mode.BROKEN_NODE, broken_nodes=("c1", "c3")), id="broken-on-some"),
+        pytest.param({"environment": {"SANDBOX_CRUNCH_RUN": "broken-node", "SANDBOX_BROKEN_NODES": ""}},
+                     Behaviour(mode=Mode.BROKEN_NODE, broken_nodes=()), id="broken-nowhere"),
+        pytest.param({"environment": {"SANDBOX_CRUNCH_RUN": "complete", "SANDBOX_BROKEN_NODES": "c1"}},
+                     Behaviour(), id="broken-nodes-only-with-its-mode"),
         pytest.param({"command": ["sleep", "-5"]}, Behaviour(), id="negative"),
     ],
 )
@@ -91,3 +101,39 @@ def test_take_gateway_secret_unsets_it() -> None:
     assert take_gateway_secret(env) == "ab" * 32
     assert env == {"PATH": "/bin"}
     assert take_gateway_secret(env) == ""
+
+
+def test_broken_nodes_that_are_not_node_names_are_dropped_with_a_warning() -> None:
+    got = behaviour_of({"environment": {"SANDBOX_CRUNCH_RUN": "broken-node",
+                                        "SANDBOX_BROKEN_NODES": "c1 ;rm -rf c2 -x"}})
+    assert got.broken_nodes == ("c1", "c2")
+    assert got.warning.startswith("ignoring what is not a node name in SANDBOX_BROKEN_NODES=")
+
+
+BROKEN_ON_C1 = Behaviour(mode=Mode.BROKEN_NODE, broken_nodes=("c1",))
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "node", "mode", "warning"),
+    [
+        pytest.param(BROKEN_ON_C1, "c1", Mode.BROKEN_NODE, "", id="listed"),
+        pytest.param(BROKEN_ON_C1, "c2", Mode.COMPLETE,
+                     "node c2 is not broken (SANDBOX_BROKEN_NODES: c1); behaving as 'complete'", id="not-listed"),
+        pytest.param(BROKEN_ON_C1, "c", Mode.COMPLETE,
+                     "node c is not broken (SANDBOX_BROKEN_NODES: c1); behaving as 'complete'", id="not-a-prefix"),
+        pytest.param(Behaviour(mode=Mode.BROKEN_NODE), "c2", Mode.BROKEN_NODE, "", id="every-node"),
+        pytest.param(Behaviour(mode=Mode.BROKEN_NODE, broken_nodes=()), "c1", Mode.COMPLETE,
+                     "node c1 is not broken (SANDBOX_BROKEN_NODES: none); behaving as 'complete'", id="no-node"),
+        pytest.param(Behaviour(mode=Mode.FAIL), "c2", Mode.FAIL, "", id="other-mode"),
+    ],
+)
+def test_on_node(behaviour: Behaviour, node: str, mode: Mode, warning: str) -> None:
+    got = on_node(behaviour, node)
+    assert (got.mode, got.warning) == (mode, warning)
+    assert got.duration == behaviour.duration
+
+
+def test_node_name_is_slurms_else_the_short_host_name() -> None:
+    assert node_name({"SLURMD_NODENAME": "c7"}) == "c7"
+    short = node_name({})
+    assert short and "." not in short
