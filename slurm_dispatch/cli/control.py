@@ -18,6 +18,7 @@ import typer
 from slurm_dispatch.cli.common import (
     ClusterIdOption,
     ConfigOption,
+    DispatchConfigOption,
     JsonOption,
     LegacyConfigOption,
     SkipLegacyOption,
@@ -45,13 +46,15 @@ def drain(
     json_: JsonOption = False,
     legacy: LegacyConfigOption = None,
     skip_legacy: SkipLegacyOption = False,
+    dispatch_config: DispatchConfigOption = None,
 ) -> None:
     """Stop locking new containers; everything already locked or running is followed to the end.
 
     Survives restarts until `slurm-dispatch resume`.
     """
     with errors_to_exit():
-        settings = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy).settings
+        settings = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy,
+                        dispatch_config=dispatch_config).settings
         store = StateStore(settings.state_directory)
         text = reason.strip() or f"drained by {who()}"
         state = store.set_drain(Drain(reason=text, since=format_timestamp(datetime.now(UTC))))
@@ -71,10 +74,12 @@ def resume(
     json_: JsonOption = False,
     legacy: LegacyConfigOption = None,
     skip_legacy: SkipLegacyOption = False,
+    dispatch_config: DispatchConfigOption = None,
 ) -> None:
     """Resume locking new containers after `slurm-dispatch drain`."""
     with errors_to_exit():
-        settings = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy).settings
+        settings = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy,
+                        dispatch_config=dispatch_config).settings
         store = StateStore(settings.state_directory)
         was = store.read().drain
         store.set_drain(None)

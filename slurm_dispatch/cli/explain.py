@@ -21,6 +21,7 @@ import typer
 from slurm_dispatch.cli.common import (
     ClusterIdOption,
     ConfigOption,
+    DispatchConfigOption,
     ExitCode,
     JsonOption,
     LegacyConfigOption,
@@ -143,6 +144,7 @@ def explain(
     json_: JsonOption = False,
     legacy: LegacyConfigOption = None,
     skip_legacy: SkipLegacyOption = False,
+    dispatch_config: DispatchConfigOption = None,
 ) -> None:
     """Show the sbatch arguments and job script the dispatcher would use for a container, or why it cannot.
 
@@ -153,7 +155,8 @@ def explain(
     if uuid is not None:
         uuid = container_uuid(uuid)
     with errors_to_exit():
-        settings = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy).settings
+        settings = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy,
+                        dispatch_config=dispatch_config).settings
         if container_file is not None:
             container = _read_container_file(container_file)
         else:

@@ -23,6 +23,7 @@ from rich.table import Table
 from slurm_dispatch.cli.common import (
     ClusterIdOption,
     ConfigOption,
+    DispatchConfigOption,
     ExitCode,
     JsonOption,
     LegacyConfigOption,
@@ -63,6 +64,7 @@ def cancel(
     cluster_id: ClusterIdOption = None,
     legacy: LegacyConfigOption = None,
     skip_legacy: SkipLegacyOption = False,
+    dispatch_config: DispatchConfigOption = None,
 ) -> None:
     """Cancel a container in Arvados (so it is not dispatched again) and scancel its Slurm job(s).
 
@@ -71,7 +73,8 @@ def cancel(
     cancel the request. With --slurm-only, only the Slurm job goes (the old behaviour). Asks first unless --yes.
     """
     with errors_to_exit():
-        settings = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy).settings
+        settings = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy,
+                        dispatch_config=dispatch_config).settings
         backend = slurm_backend(settings=settings)
         jobs, _ = parse_squeue_all(backend.queue())
     named = [j for j in jobs if j.name == uuid]
@@ -139,6 +142,7 @@ def adopt(
     json_: JsonOption = False,
     legacy: LegacyConfigOption = None,
     skip_legacy: SkipLegacyOption = False,
+    dispatch_config: DispatchConfigOption = None,
 ) -> None:
     """Scan squeue once for our cluster's jobs and do what the service does at startup.
 
@@ -147,7 +151,8 @@ def adopt(
     unless --dry-run, scancels the leftovers. Exit 1 if a scancel failed.
     """
     with errors_to_exit():
-        settings = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy).settings
+        settings = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy,
+                        dispatch_config=dispatch_config).settings
         backend = slurm_backend(settings=settings)
         client = api_client(settings)
         try:

@@ -22,6 +22,7 @@ from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.cli.common import (
     ClusterIdOption,
     ConfigOption,
+    DispatchConfigOption,
     ExitCode,
     JsonOption,
     LegacyConfigOption,
@@ -88,10 +89,12 @@ def status(
     json_: JsonOption = False,
     legacy: LegacyConfigOption = None,
     skip_legacy: SkipLegacyOption = False,
+    dispatch_config: DispatchConfigOption = None,
 ) -> None:
     """Show our containers and their Slurm jobs side by side, and flag mismatches (exit 1 if any)."""
     with errors_to_exit():
-        settings = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy).settings
+        settings = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy,
+                        dispatch_config=dispatch_config).settings
         client = api_client(settings)
         try:
             me = client.current_token_uuid()
