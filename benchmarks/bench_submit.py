@@ -34,12 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import multiprocessing
-import multiprocessing.connection
 import os
-import re
-import resource
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -47,244 +42,39 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+from benchlib import (
+    CLUSTER_ID,
+    PENDING_ARG,
+    SAFE_ARG_RE,
+    STOP_CLUSTER,
+    SUBMITTED_RE,
+    Cluster,
+    CountingSlurm,
+    Cpu,
+    Emulator,
+    api_stats,
+    cancel_leftovers,
+    cluster_running,
+    create_containers,
+    crunch_run_stub,
+    ensure_cluster,
+    thread_cpu,
+)
+
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.assemble import DispatchLoop
 from slurm_dispatch.model import Container, MiB
-from slurm_dispatch.sandbox.control import SandboxControl
 from slurm_dispatch.settings import DEFAULT_SBATCH_ARGUMENTS, Settings
 from slurm_dispatch.slurm.cli_backend import SlurmCLI
 from slurm_dispatch.slurm.jobs import job_for
 from slurm_dispatch.slurm.sbatch import sbatch_environment
 
-REPO = Path(__file__).resolve().parents[1]
-START_CLUSTER = REPO / "contrib" / "slurm" / "start-test-cluster.sh"
-STOP_CLUSTER = REPO / "contrib" / "slurm" / "stop-test-cluster.sh"
-CLUSTER_ID = "bench"
-"""The emulator's cluster id: our jobs are named ``bench-dz642-...``, unlike any test's (``zzzzz``)."""
-PENDING_ARG = "--begin=now+3600"
-"""Keeps every job pending (reason BeginTime) with a normal priority. Not ``--hold``: on Slurm 22.05 the
-dispatcher's renice (``scontrol update JobName=... Nice=...``) releases a held job, which then runs."""
-NAME_RE = re.compile(rf"^{CLUSTER_ID}-dz642-[a-z0-9]{{15}}$")
-SUBMITTED_RE = re.compile(r"Submitted batch job (\d+)")
-SAFE_ARG_RE = re.compile(r"^[A-Za-z0-9=%,._:/+-]+$")
-"""Arguments xargs can take unquoted (our template produces only such)."""
-
-
-# -- the cluster ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Cluster:
-    """The Slurm test cluster, reached through its slurm.conf."""
-
-    conf_dir: Path
-
-    @property
-    def env(self) -> dict[str, str]:
-        """The explicit environment for Slurm commands (and the dispatcher's base_env)."""
-        return {
-            "SLURM_CONF": str(self.conf_dir / "slurm.conf"),
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "LC_ALL": "C",
-        }
-
-    def run(self, argv: Sequence[str], *, timeout: float = 120) -> str:
-        """Run a Slurm command; return its stdout. Blocks. Raises CalledProcessError on failure."""
-        return subprocess.run(
-            list(argv), env=self.env, capture_output=True, text=True, check=True, timeout=timeout
-        ).stdout
-
-    def daemon_cpu(self) -> float:
-        """CPU seconds slurmctld and munged (found by their pid files in ``conf_dir``) have used so far."""
-        import psutil
-
-        total = 0.0
-        for pidfile in ("slurmctld.pid", "munged.pid"):
-            try:
-                t = psutil.Process(int((self.conf_dir / pidfile).read_text().strip())).cpu_times()
-            except (OSError, ValueError, psutil.Error):
-                continue
-            total += t.user + t.system
-        return total
-
-    def names(self) -> dict[str, str]:
-        """Return job name -> job id of every job squeue lists (pending/running). Blocks on one squeue."""
-        out = self.run(["squeue", "--all", "--noheader", "--format=%i %j"])
-        jobs = {}
-        for line in out.splitlines():
-            parts = line.split()
-            if len(parts) == 2:
-                jobs[parts[1]] = parts[0]
-        return jobs
-
-    def cancel_ids(self, ids: Sequence[str]) -> None:
-        """scancel these job ids, 200 per command. Blocks."""
-        for i in range(0, len(ids), 200):
-            subprocess.run(
-                ["scancel", *ids[i : i + 200]], env=self.env, capture_output=True, timeout=120, check=False
-            )
-
-    def wait_gone(self, names: set[str], *, timeout: float = 300) -> float:
-        """Wait until no job in squeue has one of ``names``; return the seconds waited. Blocks."""
-        t0 = time.monotonic()
-        while True:
-            left = names & set(self.names())
-            if not left:
-                return time.monotonic() - t0
-            if time.monotonic() - t0 > timeout:
-                raise RuntimeError(f"{len(left)} benchmark jobs still in squeue after {timeout} s")
-            time.sleep(0.5)
-
-
-def cluster_running(conf_dir: Path | None) -> bool:
-    """True if a slurmctld started from ``conf_dir`` is alive."""
-    if conf_dir is None:
-        return False
-    try:
-        os.kill(int((conf_dir / "slurmctld.pid").read_text().strip()), 0)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def ensure_cluster(conf_dir: Path) -> Cluster:
-    """Start the test cluster in ``conf_dir`` (or reuse the running one). Blocks until its nodes are idle."""
-    # Each round leaves 2000 cancelled jobs that slurmctld keeps for MinJobAge (600 s): room for 25 rounds.
-    env = {**os.environ, "SLURM_TEST_MAX_JOB_COUNT": os.environ.get("SLURM_TEST_MAX_JOB_COUNT", "50000")}
-    result = subprocess.run(
-        [str(START_CLUSTER), str(conf_dir)], capture_output=True, text=True, timeout=600, check=False, env=env
-    )
-    if result.returncode != 0:
-        # stop what did start (by pid file), so a failed run leaves no daemons behind
-        subprocess.run([str(START_CLUSTER.with_name("stop-test-cluster.sh")), str(conf_dir)],
-                       capture_output=True, timeout=120, check=False)
-        sys.exit(f"the Slurm test cluster did not start:\n{result.stderr.strip()}")
-    return Cluster(conf_dir)
-
-
-def cancel_leftovers(cluster: Cluster) -> None:
-    """scancel jobs a crashed earlier run of this benchmark left (named ``bench-dz642-...``). Blocks."""
-    jobs = cluster.names()
-    mine = {name: job_id for name, job_id in jobs.items() if NAME_RE.match(name)}
-    if mine:
-        print(f"cancelling {len(mine)} jobs left by an earlier run", file=sys.stderr)
-        cluster.cancel_ids(sorted(mine.values()))
-        cluster.wait_gone(set(mine))
-
-
-# -- the emulator ---------------------------------------------------------------------------------------------
-
-
-def _serve_emulator(conn: multiprocessing.connection.Connection, root_token: str) -> None:
-    """Child process: serve an emulator until the parent sends anything (or goes away)."""
-    from slurm_dispatch.sandbox.api import EmulatorServer
-
-    server = EmulatorServer(root_token=root_token, cluster_id=CLUSTER_ID).start()
-    conn.send(server.base_url)
-    try:
-        conn.recv()
-    except EOFError:
-        pass
-    server.stop()
-
-
-class Emulator:
-    """An emulator in a child process (``in_process=False``) or on a thread of this one."""
-
-    def __init__(self, *, in_process: bool) -> None:
-        self.root_token = secrets.token_hex(25)
-        """The emulator's SystemRootToken: made for this run, never written down."""
-        self._server: Any = None
-        self._proc: Any = None
-        self._conn: Any = None
-        if in_process:
-            from slurm_dispatch.sandbox.api import EmulatorServer
-
-            self._server = EmulatorServer(root_token=self.root_token, cluster_id=CLUSTER_ID).start()
-            self.base_url: str = self._server.base_url
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            self._conn, child = ctx.Pipe()
-            self._proc = ctx.Process(target=_serve_emulator, args=(child, self.root_token), name="bench-emulator", daemon=True)
-            self._proc.start()
-            if not self._conn.poll(60):
-                raise RuntimeError("the emulator process did not start")
-            self.base_url = self._conn.recv()
-
-    def cpu_seconds(self) -> float | None:
-        """CPU seconds (user + system) the emulator's process has used so far; None when in this process."""
-        if self._proc is None:
-            return None
-        import psutil
-
-        t = psutil.Process(self._proc.pid).cpu_times()
-        return float(t.user + t.system)
-
-    def cpu_note(self) -> str:
-        return "in this process" if self._server is not None else f"in process {self._proc.pid}"
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-        if self._proc is not None:
-            self._conn.send("stop")
-            self._proc.join(30)
-            if self._proc.is_alive():
-                self._proc.terminate()
-                self._proc.join(10)
-
-
-def create_containers(base_url: str, n: int) -> list[str]:
-    """Create ``n`` Queued containers (1 CPU, 100 MB, priority 1..10) in the emulator; return their uuids."""
-    def one(i: int) -> str:
-        return str(control.create_container(
-            priority=1 + i % 10,
-            command=["true"],
-            runtime_constraints={"ram": 100_000_000, "vcpus": 1},
-        )["uuid"])
-
-    control = SandboxControl(base_url)
-    try:
-        with ThreadPoolExecutor(4) as pool:
-            return list(pool.map(one, range(n)))
-    finally:
-        control.close()
-
-
-def api_stats(base_url: str) -> dict[str, int]:
-    control = SandboxControl(base_url)
-    try:
-        stats: Mapping[str, Any] = control.stats()
-        counters = stats.get("requests", stats)
-        return {k: int(v) for k, v in counters.items()}
-    finally:
-        control.close()
-
-
 # -- measurement ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Cpu:
-    """CPU seconds: this process (all threads) and its waited-for children."""
-
-    own: float
-    children: float
-
-    @classmethod
-    def now(cls) -> Cpu:
-        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return cls(time.process_time(), kids.ru_utime + kids.ru_stime)
-
-    def __sub__(self, other: Cpu) -> Cpu:
-        return Cpu(self.own - other.own, self.children - other.children)
 
 
 @dataclass
@@ -329,21 +119,6 @@ class BusySampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def thread_cpu() -> dict[str, float]:
-    """CPU seconds (user + system) of each live thread of this process, summed by name without its ``_N``."""
-    tick = os.sysconf("SC_CLK_TCK")
-    names = {t.native_id: t.name for t in threading.enumerate()}
-    out: Counter[str] = Counter()
-    for tid, name in names.items():
-        try:
-            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        out[re.sub(r"_\d+$", "", name)] += (int(fields[11]) + int(fields[12])) / tick
-    return dict(out)
 
 
 def confirm_all(cluster: Cluster, names: set[str], t0: float) -> float:
@@ -402,60 +177,6 @@ def run_baseline(cluster: Cluster, settings: Settings, containers: list[Containe
         raise RuntimeError(f"xargs exit {proc.returncode}, {len(ids)} jobs: {proc.stderr[-500:]}")
     return Result(seen, submitted, cpu, {"sbatch": len(ids), "cleanup_s": cleanup, "daemons_cpu_s": daemons,
                                          "busy": [round(b, 2) for b in sampler.busy]})
-
-
-class CountingSlurm:
-    """A SlurmBackend that counts the commands of the one it wraps and signals the N-th sbatch."""
-
-    def __init__(self, inner: SlurmCLI, *, expect: int) -> None:
-        self._inner = inner
-        self._expect = expect
-        self._lock = threading.Lock()
-        self.counts: Counter[str] = Counter()
-        self.job_ids: list[int] = []
-        self.first_submit: float | None = None
-        self.submit_times: list[float] = []
-        self.squeue_times: list[tuple[float, float]] = []
-        self.all_submitted = threading.Event()
-
-    def _count(self, what: str) -> None:
-        with self._lock:
-            self.counts[what] += 1
-
-    def submit(self, *, args: Sequence[str], script: str, env: Mapping[str, str]) -> int | None:
-        job_id = self._inner.submit(args=args, script=script, env=env)
-        with self._lock:
-            self.counts["sbatch"] += 1
-            now = time.monotonic()
-            self.submit_times.append(now)
-            if self.first_submit is None:
-                self.first_submit = now
-            if job_id is not None:
-                self.job_ids.append(job_id)
-            if self.counts["sbatch"] >= self._expect:
-                self.all_submitted.set()
-        return job_id
-
-    def cancel(self, name: str) -> None:
-        self._count("scancel")
-        self._inner.cancel(name)
-
-    def queue(self) -> str:
-        self._count("squeue")
-        t0 = time.monotonic()
-        try:
-            return self._inner.queue()
-        finally:
-            with self._lock:
-                self.squeue_times.append((t0, time.monotonic()))
-
-    def renice(self, name: str, nice: int) -> None:
-        self._count("scontrol renice")
-        self._inner.renice(name, nice)
-
-    def release(self, name: str) -> None:
-        self._count("scontrol release")
-        self._inner.release(name)
 
 
 class DispatcherThread:
@@ -541,11 +262,6 @@ def run_dispatcher(cluster: Cluster, settings: Settings, containers: list[Contai
 
 
 # -- main ------------------------------------------------------------------------------------------------------
-
-
-def crunch_run_stub() -> str:
-    found = Path(sys.executable).with_name("crunch-run-stub")
-    return str(found) if found.exists() else (shutil.which("crunch-run-stub") or "crunch-run-stub")
 
 
 def one_round(args: argparse.Namespace, cluster: Cluster, work: Path) -> tuple[Result, Result]:
