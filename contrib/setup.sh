@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what slurm-dispatch's tests and demo need on a Debian 12 machine, idempotently:
 #   - Debian packages (as root): slurm-wlm and munge (the real test cluster), postgresql (the advisory-lock tests),
-#     python3-venv;
+#     prometheus (the dashboard and alerting-rule tests), python3-venv;
 #   - a virtualenv (default: .venv in the repository, or $SLURM_DISPATCH_VENV) with slurm-dispatch installed
 #     editable, plus its test extra.
 # Prints the virtualenv's path on its last line of stdout. Progress goes to stderr.
@@ -15,6 +15,7 @@ want=()
 command -v slurmctld >/dev/null || want+=(slurm-wlm)
 command -v munged >/dev/null || want+=(munge)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || want+=(postgresql)
+command -v prometheus >/dev/null && command -v promtool >/dev/null || want+=(prometheus)
 python3 -c 'import ensurepip, venv' 2>/dev/null || want+=(python3-venv)
 if [ ${#want[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
