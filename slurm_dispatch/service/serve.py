@@ -6,9 +6,18 @@ WATCHDOG), signal handling and the process exit code. The dispatching itself is 
 (``slurm_dispatch.assemble``); this module builds it with the service's one metered Slurm backend and metered
 API client, and watches it.
 
-Exit codes: 0 after a clean stop (SIGTERM/SIGINT); 1 when dispatching stopped on an error (the API refused
-our token, the squeue poller died, the PostgreSQL lock was lost), so systemd restarts the service. A config the
-service refuses to start with exits 2 earlier, in ``slurm_dispatch.cli.run`` (RestartPreventExitStatus=2).
+Signals (docs/operations.md, "Signals"): SIGTERM and SIGINT stop the service, leaving every Slurm job running
+for the next process to adopt: polling stops, API calls in flight and their retries are cut short (the client's
+``stop``), Slurm queries under way are not waited for (``StoppableQueries``), and an sbatch, scancel or scontrol
+already running finishes within its own timeout. SIGHUP does not stop it: the config is read only at start
+(``run`` never re-reads it: a changed config takes a restart, which is safe, since jobs are adopted), and logs go
+to stderr, so there is no file to reopen. The service logs one line saying so, with what the state file says
+now (read again at once: drained or not, broken nodes), the one thing it does pick up while running.
+
+Exit codes: 0 after a clean stop (SIGTERM/SIGINT, whatever the API was doing meanwhile: a call cut short by
+the stop is not an error); 1 when dispatching stopped on an error (the API refused our token, the squeue poller
+died, the PostgreSQL lock was lost), so systemd restarts the service. A config the service refuses to start
+with exits 2 earlier, in ``slurm_dispatch.cli.run`` (RestartPreventExitStatus=2).
 """
 
 from __future__ import annotations
@@ -32,7 +41,8 @@ from slurm_dispatch.service.management import ManagementAPI
 from slurm_dispatch.service.metered import MeteredBackend, MeteredClient
 from slurm_dispatch.service.metrics import Metrics
 from slurm_dispatch.service.notify import Notifier, keep_alive
-from slurm_dispatch.service.state import StateError, StateStore
+from slurm_dispatch.service.state import State, StateError, StateStore
+from slurm_dispatch.service.stoppable import StoppableQueries
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.broken_nodes import BrokenNode, BrokenNodes
 from slurm_dispatch.slurm.cli_backend import SlurmCLI
@@ -43,6 +53,23 @@ logger = logging.getLogger("slurm_dispatch.service")
 
 LOCK_RETRY_S = 5.0
 """Seconds between attempts at a lock another process holds (Go's lib/controller/dblock retries every 5 s)."""
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+"""The signals that stop the service (systemd's KillSignal=SIGTERM; SIGINT is Ctrl-C in a shell)."""
+
+
+def hangup_message(state: State, path: str) -> str:
+    """Return the line logged on SIGHUP: what it did (re-read the state file) and did not (the config). Pure."""
+    if state.problem:
+        now = f"unreadable ({state.problem}), so drained"
+    elif state.drain is not None:
+        now = f"drained since {state.drain.since} ({state.drain.reason})"
+    else:
+        now = "not drained"
+    broken = f", {len(state.broken)} broken node(s) recorded" if state.broken else ""
+    return (f"SIGHUP: re-read the state file {path}: {now}{broken}; the config is read only at start (restart "
+            "to apply a change: Slurm jobs keep running and are adopted); logs go to stderr, nothing to reopen")
 
 
 def stale_reason(last_good_tick: float | None, now: float, poll_interval: float) -> str | None:
@@ -79,8 +106,20 @@ async def serve(
     """
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    state = StateStore(settings.state_directory)
+
+    def on_stop_signal(sig: signal.Signals) -> None:
+        if not stop.is_set():
+            logger.info("%s: stopping; Slurm jobs keep running, the next start adopts them", sig.name)
+        stop.set()
+
+    def on_hangup() -> None:
+        # The read is one stat and a small file (the service reads it every tick anyway).
+        logger.info("%s", hangup_message(state.read(), str(state.path)))
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, on_stop_signal, sig)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     notifier = Notifier(environ)
     metrics = Metrics()
     health_error: list[str] = []
@@ -97,8 +136,6 @@ async def serve(
         if dispatch.last_good_tick is None:
             return "no successful poll of the Arvados API yet"
         return stale_reason(dispatch.last_good_tick, time.monotonic(), settings.poll_interval)
-
-    state = StateStore(settings.state_directory)
 
     async def drain(reason: str) -> dict[str, Any]:
         await asyncio.to_thread(state.set_drain, Drain(reason=reason, since=format_timestamp(datetime.now(UTC))))
@@ -156,6 +193,7 @@ async def serve(
             except StateError as exc:
                 logger.warning("%s: the broken nodes are kept in memory only", exc)
 
+        queries = StoppableQueries(SlurmCLI(env=slurm_command_env(settings, base_env)))
         known = await asyncio.to_thread(state.read)
         if known.drain is not None:
             logger.warning("starting drained (since %s: %s): no new container is locked until `slurm-dispatch "
@@ -164,7 +202,7 @@ async def serve(
             settings,
             base_env=base_env,
             client=MeteredClient(ArvadosClient.from_settings(settings), metrics),
-            backend=MeteredBackend(SlurmCLI(env=slurm_command_env(settings, base_env)), metrics),
+            backend=MeteredBackend(queries, metrics),
             metrics=metrics,
             on_first_tick=ready,
             drain=state.drain,
@@ -177,6 +215,7 @@ async def serve(
             await stop.wait()
             notifier.stopping()
             dispatch.shutdown()
+            queries.stop()
 
         def polls_work() -> bool:
             # Ping the watchdog only while polls keep working: a loop that is alive but stuck should be restarted.
@@ -198,11 +237,15 @@ async def serve(
             tasks.append(asyncio.create_task(watch_pg(), name="pg lock monitor"))
         try:
             await dispatch.run()
-        except ArvadosAuthError as exc:
-            logger.error("the Arvados API refused our token, stopping: %s", exc)
-            return 1
         except DispatchError as exc:
-            logger.error("dispatching stopped: %s", exc)
+            if stop.is_set():
+                # Stopping cut short what was under way (the first API call, say): not an error.
+                logger.info("stopped; what was under way was cut short: %s", exc)
+                return exit_code
+            if isinstance(exc, ArvadosAuthError):
+                logger.error("the Arvados API refused our token, stopping: %s", exc)
+            else:
+                logger.error("dispatching stopped: %s", exc)
             return 1
         if dispatch.failed is not None:
             return 1
@@ -215,8 +258,8 @@ async def serve(
             await asyncio.to_thread(pg_lock.release)
         health.stop()
         file_lock.release()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (*STOP_SIGNALS, signal.SIGHUP):
             loop.remove_signal_handler(sig)
 
 
-__all__ = ["LOCK_RETRY_S", "serve", "stale_reason"]
+__all__ = ["LOCK_RETRY_S", "STOP_SIGNALS", "hangup_message", "serve", "stale_reason"]
