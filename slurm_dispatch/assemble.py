@@ -144,6 +144,8 @@ class DispatchLoop:
             admission=self.admission,
             drain=drain,
             busy=self._busy,
+            # The runner reads mounts only to choose an instance type (a tmp mount's capacity), and never the command.
+            read_before_lock=("mounts",) if settings.instance_types else (),
         )
         self._on_first_tick = on_first_tick
         self._pending_since: dict[str, float] = {}

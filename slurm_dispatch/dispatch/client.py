@@ -47,8 +47,9 @@ class DispatchClient(Protocol):
         limit: int,
         offset: int,
         count: Literal["exact", "none"],
+        select: Sequence[str] | None = None,
     ) -> ListPageLike:
-        """Return one page of ``GET containers``."""
+        """Return one page of ``GET containers``; with ``select``, each record holds only those fields."""
         ...
 
     def get(self, uuid: str) -> Container:

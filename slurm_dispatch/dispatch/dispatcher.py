@@ -9,7 +9,9 @@ Each tick:
 
 1. ``todo`` = the uuids of open trackers.
 2. Query A ``locked_by_uuid = <my token>`` and query B ``state = Queued AND priority > 0``
-   (``queries.QueueReader``: a count probe, then pages). Every returned uuid leaves ``todo``.
+   (``queries.QueueReader``: a count probe, then pages, selecting the fields that change). Every returned uuid
+   leaves ``todo``. Containers to adopt (A) get their whole record read once; containers to lock (B) are locked once
+   the query is read, after their mounts were read when instance types need them.
 3. If A or B failed, stop here: nothing is closed on the strength of a failed query.
 4. Query the uuids left in ``todo`` by ``uuid in [...]``, 20 at a time.
 5. If all of those succeeded, close the trackers still in ``todo``.
@@ -24,6 +26,7 @@ Deliberate differences from Go, each for a promise Go does not keep:
 * Locks run concurrently in the bounded executor once the whole query has been read: locking mid-paging shifts
   the offset-paged Queued query past containers not yet seen (Go skips some every tick when more than a page is
   queued). A record that cannot be read is never locked.
+* The queries select fields (``queries``) where Go reads whole records, about a tenth of the bytes at steady state.
 * Shutdown (``shutdown()``) stops polling and cancels the tracker tasks, which means "abandon"; it never closes a
   tracker. Go closes every tracker when its context is cancelled, which would scancel every job on a restart.
 """
@@ -43,7 +46,14 @@ from slurm_dispatch.dispatch.admission import Admission, Drain, Limits, Verdict,
 from slurm_dispatch.dispatch.client import DispatchClient
 from slurm_dispatch.dispatch.decide import RecordAction, TrackDecision, record_action, track_decision
 from slurm_dispatch.dispatch.fallback import apply_fallback, failure_report
-from slurm_dispatch.dispatch.queries import QueueReader, is_overload
+from slurm_dispatch.dispatch.queries import (
+    FULL_RECORD_FIELDS,
+    LARGE_FIELDS,
+    QUEUED_FIELDS,
+    TRACKED_FIELDS,
+    QueueReader,
+    is_overload,
+)
 from slurm_dispatch.dispatch.throttle import Throttle
 from slurm_dispatch.dispatch.tracker import Tracker, UpdateChannel
 from slurm_dispatch.errors import ArvadosAuthError, ArvadosConflict, DispatchError
@@ -57,7 +67,9 @@ RunContainer = Callable[["Dispatcher", Container, UpdateChannel], Awaitable[None
 """``async def run_container(dispatcher, container, updates) -> None``.
 
 Runs (or resumes watching) one container until it is finished. ``container`` is the first
-record (state Locked when we just locked it; it is also the first item of ``updates``).
+record (state Locked when we just locked it; it is also the first item of ``updates``). Every
+record holds ``queries.QUEUED_FIELDS`` and, of ``queries.LARGE_FIELDS``, those the dispatcher
+was told to read (``read_before_lock``; all of them for an adopted container).
 ``updates.next()`` returns the newest record, or None once the container left this
 dispatcher (finished, re-queued, locked by someone else, or returned by no query): then
 stop the container's work if it is still going, and return. Raising an exception reports
@@ -127,6 +139,7 @@ class Dispatcher:
         drain: Callable[[], Drain | None] = lambda: None,
         busy: Callable[[Container], str | None] = lambda container: None,
         wall_clock: Callable[[], float] = time.time,
+        read_before_lock: Sequence[str] = LARGE_FIELDS,
     ) -> None:
         """Create a dispatcher; does no I/O.
 
@@ -154,6 +167,9 @@ class Dispatcher:
             drain: returns the drain state (None: not drained); asked once per tick. Must not block.
             busy: why a Queued container cannot be locked yet (its previous attempt is still alive), or None.
             wall_clock: seconds since the epoch, for when a waiting container was first seen.
+            read_before_lock: the fields a tick does not read (``queries.LARGE_FIELDS``) that the RunContainer
+                needs, read just before locking (one list request per ``UUID_BATCH`` locks; none when empty). The
+                Slurm runner needs only ``mounts``, and only to choose an instance type (a tmp mount's capacity).
         """
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, not {batch_size}")
@@ -179,6 +195,7 @@ class Dispatcher:
         self._drain = drain
         self._busy = busy
         self._wall_clock = wall_clock
+        self._read_before_lock = tuple(read_before_lock)
         self._overloaded = False
         self._locks_tried = 0
         self._waiting_seen = False
@@ -300,9 +317,10 @@ class Dispatcher:
         self.capped = set()
         todo = {uuid for uuid, tracker in self._trackers.items() if not tracker.closed}
         me = self._token_uuid
-        ok = await self._check("locked by me", [["locked_by_uuid", "=", me]], todo, report)
+        ok = await self._check("locked by me", [["locked_by_uuid", "=", me]], TRACKED_FIELDS, todo, report)
         ok = (
-            await self._check(QUEUED_QUERY, [["state", "=", "Queued"], ["priority", ">", "0"]], todo, report)
+            await self._check(QUEUED_QUERY, [["state", "=", "Queued"], ["priority", ">", "0"]], QUEUED_FIELDS,
+                              todo, report)
             and ok
         )
         if self._waiting_seen:  # the Queued query worked: its view of who waits, and why, replaces the last one
@@ -315,7 +333,7 @@ class Dispatcher:
             missed = sorted(todo)
             batches = [missed[i : i + UUID_BATCH] for i in range(0, len(missed), UUID_BATCH)]
             results = await asyncio.gather(
-                *(self._check("tracked by uuid", [["uuid", "in", b]], todo, report) for b in batches)
+                *(self._check("tracked by uuid", [["uuid", "in", b]], TRACKED_FIELDS, todo, report) for b in batches)
             )
             ok = all(results)
         if not ok:
@@ -436,8 +454,10 @@ class Dispatcher:
             stopper.cancel()
         return self._stop.is_set()
 
-    async def _check(self, name: str, filters: Sequence[Filter], todo: set[str], report: TickReport) -> bool:
-        """Run one query (count probe, then pages) and handle every record; False if it failed.
+    async def _check(
+        self, name: str, filters: Sequence[Filter], select: Sequence[str], todo: set[str], report: TickReport
+    ) -> bool:
+        """Run one query (count probe, then pages, ``select``-ed fields) and handle every record; False if it failed.
 
         Locks wait until the last page has been read: each lock takes a container out of
         the Queued query's result, which would shift the offset-paged rest past containers
@@ -446,15 +466,22 @@ class Dispatcher:
         a lock acts on a successful observation and destroys nothing.
         """
         to_lock: list[tuple[Mapping[str, Any], Container]] = []
+        to_adopt: list[str] = []
         # An exception here (the token refused, or cancellation) locks nothing: it propagates at once.
-        ok = await self._reader.read(name, filters, lambda items: self._check_list(items, todo, report, to_lock))
+        ok = await self._reader.read(
+            name, filters, lambda items: self._check_list(items, todo, report, to_lock, to_adopt), select=select
+        )
         if name == QUEUED_QUERY and ok:
             self._waiting_seen = True
+        if to_adopt and not self._stop.is_set():
+            report.started += await self._adopt(to_adopt)
         if to_lock and not self._stop.is_set():
             verdict = self._admit([c for _, c in to_lock])
             admitted = {c.uuid for c in verdict.lock}
             self._note_waiting(to_lock, verdict)
             chosen = [raw for raw, c in to_lock if c.uuid in admitted and self._throttle.check(c.uuid)]
+            if self._read_before_lock and chosen:
+                chosen = await self._with_large_fields(chosen)
             self._locks_tried += len(chosen)
             if self._admission is not None:
                 self._admission.locked(len(chosen))
@@ -500,8 +527,10 @@ class Dispatcher:
         todo: set[str],
         report: TickReport,
         to_lock: list[tuple[Mapping[str, Any], Container]],
+        to_adopt: list[str],
     ) -> None:
-        """Handle one page of records (port of ``checkListForUpdates``); Queued ones go to ``to_lock``.
+        """Handle one page of records (port of ``checkListForUpdates``); Queued ones go to ``to_lock``, ours that
+        no tracker follows to ``to_adopt``.
 
         Does not block.
         """
@@ -536,12 +565,85 @@ class Dispatcher:
                         # a record that cannot be read is never locked (ValueError below)
                         to_lock.append((raw, Container.from_api(raw)))
                 elif decision.action is RecordAction.ADOPT and self._throttle.check(uuid):
-                    container = Container.from_api(raw)
-                    logger.info("adopting container %s (state %s, locked by us)", uuid, state)
-                    self._start(container, raw)
-                    report.started += 1
+                    Container.from_api(raw)  # a record that cannot be read is not adopted (ValueError below)
+                    to_adopt.append(uuid)
             except ValueError as exc:
                 self._malformed(uuid, exc)
+
+    async def _whole_records(
+        self, uuids: Sequence[str], select: Sequence[str], why: str
+    ) -> dict[str, Mapping[str, Any]] | None:
+        """Read these containers' records (``uuid in [...]``, ``UUID_BATCH`` at a time); None if a request failed.
+
+        Blocks (asynchronously) on the requests. Records that cannot be read are left out (and logged).
+
+        Raises:
+            ArvadosAuthError: the API refused our token.
+        """
+        found: dict[str, Mapping[str, Any]] = {}
+        for i in range(0, len(uuids), UUID_BATCH):
+            batch = list(uuids[i : i + UUID_BATCH])
+            try:
+                page = await self.call(self._client.list, filters=[["uuid", "in", batch]], order=("uuid",),
+                                       limit=len(batch), offset=0, count="none", select=select)
+            except ArvadosAuthError:
+                raise
+            except DispatchError as exc:
+                if is_overload(exc):
+                    self._overloaded = True
+                logger.warning("error reading %s of %d containers: %s; will retry on a later tick", why, len(batch),
+                               exc)
+                return None
+            wanted = set(batch)
+            for raw in page.items:
+                uuid = raw.get("uuid") if isinstance(raw, Mapping) else None
+                if isinstance(uuid, str) and uuid in wanted:
+                    found[uuid] = raw
+        return found
+
+    async def _adopt(self, uuids: list[str]) -> int:
+        """Start trackers for containers locked by us that none follows (left by a previous process), from their
+        whole records; return how many started. Blocks (asynchronously) on the reads."""
+        records = await self._whole_records(uuids, FULL_RECORD_FIELDS, "the whole records")
+        started = 0
+        for uuid in uuids:
+            raw = (records or {}).get(uuid)
+            if raw is None or uuid in self._trackers or self._stop.is_set():
+                continue
+            try:
+                container = Container.from_api(raw)
+            except ValueError as exc:
+                self._malformed(uuid, exc)
+                continue
+            decision = track_decision(container, self._token_uuid)
+            if decision is not TrackDecision.TRACK:  # it changed since the query: the next tick sees it anew
+                continue
+            logger.info("adopting container %s (state %s, locked by us)", uuid, container.state.value)
+            self._start(container, raw)
+            started += 1
+        return started
+
+    async def _with_large_fields(self, chosen: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """Return the chosen Queued records with the ``read_before_lock`` fields (read now); those that could not be
+        read are left out, to be locked on a later tick. Blocks (asynchronously) on the reads."""
+        fields = self._read_before_lock
+        extra = await self._whole_records([str(raw["uuid"]) for raw in chosen], ("uuid", *fields),
+                                          "the " + " and ".join(fields))
+        if extra is None:
+            return []
+        whole: list[Mapping[str, Any]] = []
+        for raw in chosen:
+            uuid = str(raw["uuid"])
+            if uuid not in extra:
+                continue
+            record = {**raw, **{k: extra[uuid].get(k) for k in fields}}
+            try:
+                Container.from_api(record)  # a record that cannot be read is never locked
+            except ValueError as exc:
+                self._malformed(uuid, exc)
+                continue
+            whole.append(record)
+        return whole
 
     def _malformed(self, uuid: str, exc: ValueError) -> None:
         """Log an unreadable record: at warning the first time (or when the reason changes)."""

@@ -4,6 +4,13 @@ Port of the paging half of sdk/go/dispatch/dispatch.go (``checkForUpdates``): ``
 ``items_available``, then pages of ``count=none`` ordered ``priority desc``, ``offset += len(items)``, stopping on an
 empty page or once ``offset >= items_available``. A failed request makes the whole query "failed": the dispatcher
 then closes nothing on its strength (a partial observation is never read as "absent").
+
+Unlike Go's crunch-dispatch-slurm, which reads whole records every tick, the queries ``select`` the fields that can
+change (as Arvados's cloud dispatcher does, lib/dispatchcloud/container/queue.go): the rest of a container record
+(command, mounts, runtime constraints, scheduling parameters, image, creation time) cannot be modified once the
+container exists (services/api/app/models/container.rb: ``validate_change`` permits only priority, state, the
+progress fields, runtime_status and log), so the dispatcher reads it once per container and merges each tick's
+fields over it (``Tracker``).
 """
 
 from __future__ import annotations
@@ -19,6 +26,23 @@ from slurm_dispatch.model import Filter
 logger = logging.getLogger("slurm_dispatch.dispatch")
 
 ORDER = ("priority desc",)
+
+TRACKED_FIELDS: tuple[str, ...] = ("uuid", "state", "priority", "locked_by_uuid", "runtime_status")
+"""What a tick reads of a container it runs or may adopt: what the runner acts on (``runtime_status`` too, because
+the reasons the runner writes keep its other keys). About 150 bytes a record, a tenth of a whole one."""
+
+QUEUED_FIELDS: tuple[str, ...] = (
+    *TRACKED_FIELDS, "created_at", "container_image", "runtime_constraints", "scheduling_parameters",
+)
+"""What a tick reads of a Queued container: enough to decide whether to lock it (``admission``) and to build its
+job, except ``LARGE_FIELDS``."""
+
+LARGE_FIELDS: tuple[str, ...] = ("command", "mounts")
+"""The fields that do not change but can be large (a workflow's inputs as a JSON mount, a long command): no tick
+reads them; the dispatcher reads those its RunContainer needs once, just before locking."""
+
+FULL_RECORD_FIELDS: tuple[str, ...] = (*QUEUED_FIELDS, *LARGE_FIELDS)
+"""The fields a RunContainer's records hold (``Container.from_api`` reads no other that matters to it)."""
 
 
 def is_overload(exc: DispatchError) -> bool:
@@ -56,9 +80,16 @@ class QueueReader:
         self.overloaded = False
 
     async def read(
-        self, name: str, filters: Sequence[Filter], on_page: Callable[[Sequence[Mapping[str, Any]]], None]
+        self,
+        name: str,
+        filters: Sequence[Filter],
+        on_page: Callable[[Sequence[Mapping[str, Any]]], None],
+        *,
+        select: Sequence[str] | None = None,
     ) -> bool:
         """Read the count probe and every page of one query, handing each page to ``on_page``.
+
+        ``select``: the fields each record holds (None: all of them).
 
         Blocks (asynchronously) on the requests. Returns False if a request failed (or shutdown began).
 
@@ -80,7 +111,7 @@ class QueueReader:
                 return False
             try:
                 page = await self._call(self._client().list, filters=filters, order=ORDER, limit=self._batch_size,
-                                        offset=offset, count="none")
+                                        offset=offset, count="none", select=select)
             except ArvadosAuthError:
                 raise
             except DispatchError as exc:
@@ -104,4 +135,4 @@ class QueueReader:
         logger.log(level, "%s; skipping the rest of this tick, no tracker is closed; check the API server", text)
 
 
-__all__ = ["ORDER", "QueueReader", "is_overload"]
+__all__ = ["FULL_RECORD_FIELDS", "LARGE_FIELDS", "ORDER", "QUEUED_FIELDS", "TRACKED_FIELDS", "QueueReader", "is_overload"]

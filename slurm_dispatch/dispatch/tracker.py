@@ -18,11 +18,14 @@ Semantics, as in Go:
   cancelled (``asyncio.CancelledError`` inside the RunContainer), which means "abandon:
   leave the work running for the next process to adopt".
 
+Records: a tick's queries select only the fields that change (``queries.TRACKED_FIELDS``); the tracker keeps the
+whole record it started from and merges each tick's fields over it, so the RunContainer always sees a whole record.
+
 Wake-ups: the dispatcher hands every listed record to ``Tracker.offer``. While the
-RunContainer runs, a record equal to the last one delivered (the raw JSON objects compare
-equal) is dropped without waking the task, so an idle tick costs one dict comparison
-per container. We compare the whole raw record, not ``modified_at`` or an etag, because
-it needs no assumption about which fields bump ``modified_at`` and costs about the same.
+RunContainer runs, a record whose fields all equal those already known is dropped without
+waking the task, so an idle tick costs a few comparisons per container. The ``etag`` is
+not compared: Arvados changes it with any field, including the ones a tick does not read
+(log, progress, output), which would wake the task for nothing.
 Once the RunContainer has returned, the tracker is *draining* and every record is
 delivered, because the fallback counts updates (see ``Dispatcher``).
 """
@@ -120,10 +123,10 @@ class Tracker:
     Use it from the dispatcher's event loop only.
     """
 
-    __slots__ = ("_last_raw", "channel", "draining", "supervisor", "task", "uuid")
+    __slots__ = ("_whole", "channel", "draining", "supervisor", "task", "uuid")
 
     def __init__(self, uuid: str, channel: UpdateChannel, raw: Mapping[str, Any], *, supervisor: bool = False) -> None:
-        """Create a tracker whose channel already holds the record built from ``raw``."""
+        """Create a tracker whose channel already holds the record built from ``raw`` (a whole record)."""
         self.uuid = uuid
         self.supervisor = supervisor
         """The container is a supervisor (a workflow runner): it counts against the supervisor cap."""
@@ -131,7 +134,7 @@ class Tracker:
         self.task: asyncio.Task[None] | None = None
         self.draining = False
         """True once the RunContainer returned: every record is then delivered (for the fallback)."""
-        self._last_raw: Mapping[str, Any] = raw
+        self._whole: Mapping[str, Any] = raw
 
     @property
     def closed(self) -> bool:
@@ -139,7 +142,8 @@ class Tracker:
         return self.channel.closed
 
     def offer(self, raw: Mapping[str, Any], build: Callable[[Mapping[str, Any]], Container]) -> bool:
-        """Deliver ``raw`` (built with ``build``) unless it is unchanged or the tracker is closed.
+        """Deliver ``raw`` merged over the whole record (built with ``build``) unless it is unchanged or the tracker
+        is closed. ``raw`` may hold some fields only (a selected record).
 
         Does not block.
 
@@ -151,11 +155,20 @@ class Tracker:
         """
         if self.channel.closed:
             return False
-        if not self.draining and raw == self._last_raw:
+        if not self.draining and self._known(raw):
             return False
-        container = build(raw)
-        self._last_raw = raw
+        whole = {**self._whole, **raw}
+        container = build(whole)
+        self._whole = whole
         return self.channel.put(container)
+
+    def _known(self, raw: Mapping[str, Any]) -> bool:
+        """True if every field of ``raw`` but the etag has the value already known. Does not block."""
+        whole = self._whole
+        for key, value in raw.items():
+            if key != "etag" and (key not in whole or whole[key] != value):
+                return False
+        return True
 
     def close(self) -> bool:
         """Close the channel. Does not block.

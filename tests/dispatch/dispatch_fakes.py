@@ -112,11 +112,15 @@ class FakeArvados:
         limit: int | None = None,
         offset: int = 0,
         count: str = "exact",
+        select: Sequence[str] | None = None,
     ) -> Page:
         with self._mutex:
-            self._enter("list", (filters, limit, offset, count))
+            self._enter("list", (filters, limit, offset, count, select))
             rows = [dict(r) for r in self.records.values() if all(_match(r, f) for f in filters)]
             rows.sort(key=lambda r: (-int(r["priority"]), r["uuid"]))
+            if select is not None:  # as the API: the selected fields (those the record has), kind and etag
+                rows = [{"kind": "arvados#container", "etag": r["modified_at"], **{k: r[k] for k in select if k in r}}
+                        for r in rows]
             limit = 1000 if limit is None else min(limit, 1000)
             return Page(
                 items=rows[offset : offset + limit],
