@@ -13,7 +13,9 @@ Deliberate differences from Go, all refusing a config Go would misread or that w
 * ``PostgreSQL.Connection`` values may be integers (``port: 5432``); they become strings. Empty values are
   dropped, so an unset connection is ``{}``.
 * When ``Services.DispatchSLURM.InternalURLs.<url>.ListenURL`` is set, that is the address recorded in
-  ``dispatch_internal_urls`` (it is where Go's service listens); otherwise the ``<url>`` key itself.
+  ``dispatch_internal_urls`` (it is where Go's service listens); otherwise the ``<url>`` key itself
+  (``internal_url_entries``; ``environment.service_url_override`` narrows it to one entry when
+  ARVADOS_SERVICE_INTERNAL_URL is set).
 """
 
 from __future__ import annotations
@@ -158,12 +160,18 @@ def check_url(doc: Doc, rel: str, url: str) -> str:
     return url
 
 
-def _internal_urls(doc: Doc) -> tuple[str, ...]:
+def internal_url_entries(doc: Doc) -> dict[str, str]:
+    """Returns each ``Services.DispatchSLURM.InternalURLs`` key with the URL its process listens on: its
+    ``ListenURL`` when set, else the key itself. Pure.
+
+    Raises:
+        ConfigError: a key or a ListenURL is not a usable URL (``check_url``), or an entry is not a map.
+    """
     rel = "Services.DispatchSLURM.InternalURLs"
     raw = doc.typed(rel, as_map)
     if raw is MISSING:
-        return ()
-    urls: set[str] = set()
+        return {}
+    entries: dict[str, str] = {}
     for key, value in raw.items():
         check_url(doc, f"{rel}.{key}", key)
         listen = ""
@@ -172,8 +180,12 @@ def _internal_urls(doc: Doc) -> tuple[str, ...]:
             if entry.get("ListenURL") not in (None, ""):
                 listen = check_url(doc, f"{rel}.{key}.ListenURL",
                                    as_str(doc, f"{rel}.{key}.ListenURL", entry["ListenURL"]))
-        urls.add(listen or key)
-    return tuple(sorted(urls))
+        entries[key] = listen or key
+    return entries
+
+
+def _internal_urls(doc: Doc) -> tuple[str, ...]:
+    return tuple(sorted(set(internal_url_entries(doc).values())))
 
 
 def _postgresql(doc: Doc) -> dict[str, str]:

@@ -1,22 +1,27 @@
-"""Environment fill-ins: ARVADOS_API_TOKEN, ARVADOS_API_HOST and ARVADOS_API_HOST_INSECURE.
+"""The environment: ARVADOS_API_TOKEN, ARVADOS_API_HOST, ARVADOS_API_HOST_INSECURE, ARVADOS_SERVICE_INTERNAL_URL.
 
 Owns ``env_fill``: as Go's loader does (lib/config/deprecated.go: Loader.loadOldEnvironmentVariables), these
 variables fill only keys the cluster config leaves empty (SystemRootToken, Services.Controller.ExternalURL,
 TLS.Insecure), each with a warning; they never override the file. The legacy file is applied after them.
 And ``unused_env_warnings``: Go's warnings for such a variable that is set but not used, because the
-config says otherwise. Pure: the environment is passed in.
+config says otherwise. And ``service_url_override``: ARVADOS_SERVICE_INTERNAL_URL names which
+Services.DispatchSLURM.InternalURLs entry this process is, as in every Go service. Pure: the environment is
+passed in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from slurm_dispatch.config.limits import check_token
 from slurm_dispatch.config.redact import show
 from slurm_dispatch.errors import ConfigError
 from slurm_dispatch.settings import Settings
+
+SERVICE_URL_ENV = "ARVADOS_SERVICE_INTERNAL_URL"
+"""Names the InternalURLs entry this process serves (lib/service/cmd.go: getListenAddr)."""
 
 
 def env_fill(f: dict[str, Any], environ: Mapping[str, str], warnings: list[str]) -> None:
@@ -78,3 +83,61 @@ def unused_env_warnings(settings: Settings, environ: Mapping[str, str]) -> list[
     if token and token != settings.system_root_token:
         out.append("ARVADOS_API_TOKEN environment variable is present, but will not be used")
     return out
+
+
+def _same_url_form(url: str) -> str:
+    """Returns ``url`` as Go compares InternalURLs: scheme in lower case, an empty path as ``/``. Pure.
+
+    Go parses both sides with url.Parse (which lowers the scheme) and makes an empty path ``/``
+    (sdk/go/arvados/config.go: URL.UnmarshalText for the keys, getListenAddr for the variable).
+    """
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme.lower(), parts.netloc, parts.path or "/", parts.query, parts.fragment))
+
+
+def service_url_override(entries: Mapping[str, str], environ: Mapping[str, str],
+                         warnings: list[str]) -> tuple[str, ...] | None:
+    """Returns the one URL to listen on when ARVADOS_SERVICE_INTERNAL_URL is set, else None. Pure.
+
+    Port of lib/service/cmd.go: getListenAddr. ``entries`` maps each Services.DispatchSLURM.InternalURLs key to
+    where it listens (``cluster.internal_url_entries``). An empty variable counts as unset. When the variable
+    names a key (compared as Go does: scheme case and a missing ``/`` path do not matter), the answer is that
+    entry's listen URL (its ListenURL, else the key). When it names none, Go listens on the variable's URL
+    anyway with a warning, and so do we, with Go's warning word for word appended to ``warnings``.
+
+    Two deliberate differences from Go, both refusing at startup what would otherwise fail later: a value that
+    is not ``http(s)://host[:port][/path]`` is refused (Go's url.Parse accepts almost any text, and the service
+    then exits 1, which systemd restarts); and a value that names no entry must be ``http://`` with an explicit
+    port, the only endpoint this service can serve.
+
+    Raises:
+        ConfigError: naming ARVADOS_SERVICE_INTERNAL_URL and its value.
+    """
+    want = environ.get(SERVICE_URL_ENV, "")
+    if want == "":
+        return None
+
+    def refuse(reason: str) -> ConfigError:
+        return ConfigError(f"{reason}, got {show(want)}", key=SERVICE_URL_ENV, value=show(want))
+
+    if not want.isprintable() or any(ch.isspace() for ch in want):
+        raise refuse("must not contain whitespace or control characters")
+    try:
+        parts = urlsplit(want)
+        port = parts.port
+    except ValueError as exc:
+        raise refuse(f"expected a URL like http://host:port/ ({exc})") from None
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError("a URL with user:password@ is not supported", key=SERVICE_URL_ENV, value="<redacted>")
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise refuse("expected a URL like http://host:port/ naming one of Services.DispatchSLURM.InternalURLs")
+    wanted = _same_url_form(want)
+    for key, listen in entries.items():
+        if _same_url_form(key) == wanted:
+            return (listen,)
+    if parts.scheme.lower() != "http" or port is None:
+        raise refuse("names no Services.DispatchSLURM.InternalURLs entry, so it is where the health and metrics "
+                     "endpoint listens, and that must be http:// with an explicit port")
+    warnings.append(f"possible configuration error: listening on {wanted} (from ${SERVICE_URL_ENV}) even though "
+                    "configuration does not have a matching InternalURLs entry")
+    return (want,)

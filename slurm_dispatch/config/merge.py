@@ -4,9 +4,10 @@ Owns ``settings_from_documents``, the pure core of ``load_settings``. The order 
 (lib/config/load.go: Loader.Load): defaults (Settings' own), then the cluster file, then deprecated keys
 (``RequestLimits.MaxItemsPerResponse``, lib/config/deprecated.go: Loader.applyDeprecatedConfig), then the
 environment fills empty keys (``environment.env_fill``), then the legacy file overrides (``legacy``), then
-``<name>.preemptible`` instance types are added (``cluster.with_preemptible``). slurm-dispatch's own file
-(``dispatch_file``) sets fields no other source touches. Last, Go's warnings for ARVADOS_API_* variables
-that are set but not used (``environment.unused_env_warnings``).
+``<name>.preemptible`` instance types are added (``cluster.with_preemptible``), then
+ARVADOS_SERVICE_INTERNAL_URL picks this process's InternalURLs entry (``environment.service_url_override``).
+slurm-dispatch's own file (``dispatch_file``) sets fields no other source touches. Last, Go's warnings for
+ARVADOS_API_* variables that are set but not used (``environment.unused_env_warnings``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from slurm_dispatch.config.cluster import CLUSTER_ID_RE, cluster_fields, select_cluster, with_preemptible
+from slurm_dispatch.config.cluster import (
+    CLUSTER_ID_RE,
+    cluster_fields,
+    internal_url_entries,
+    select_cluster,
+    with_preemptible,
+)
 from slurm_dispatch.config.dispatch_file import dispatch_fields
 from slurm_dispatch.config.document import Doc
-from slurm_dispatch.config.environment import env_fill, unused_env_warnings
+from slurm_dispatch.config.environment import env_fill, service_url_override, unused_env_warnings
 from slurm_dispatch.config.legacy import apply_legacy
 from slurm_dispatch.config.redact import printable, show
 from slurm_dispatch.config.schema import CLUSTER_SCHEMA, unknown_key_warnings, without_samples
@@ -45,7 +52,8 @@ def settings_from_documents(
             required and every key takes its default).
         source: the cluster config's path, for messages.
         cluster_id: which cluster to use when the file defines several.
-        environ: ARVADOS_API_TOKEN / ARVADOS_API_HOST / ARVADOS_API_HOST_INSECURE fill empty keys.
+        environ: ARVADOS_API_TOKEN / ARVADOS_API_HOST / ARVADOS_API_HOST_INSECURE fill empty keys;
+            ARVADOS_SERVICE_INTERNAL_URL picks one of Services.DispatchSLURM.InternalURLs.
         legacy_document: the parsed legacy standalone file, or None.
         legacy_source: the legacy file's path, for messages.
         dispatch_document: the parsed slurm-dispatch file (None when empty or not read: every default).
@@ -86,6 +94,9 @@ def settings_from_documents(
         fields["batch_size"] = 100  # Go's dispatcher: 0 means its own default page size
     fields["instance_types"] = with_preemptible(
         fields["instance_types"], fields.get("preemptible_price_factor", 0.0), label=prefix, warnings=warnings)
+    chosen = service_url_override(internal_url_entries(doc), environ or {}, warnings)
+    if chosen is not None:
+        fields["dispatch_internal_urls"] = chosen
     if not fields["dispatch_internal_urls"]:
         warnings.append(f"{prefix}.Services.DispatchSLURM.InternalURLs is empty: the service will refuse to "
                         "start (it needs the address for its health/metrics server)")
