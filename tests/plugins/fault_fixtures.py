@@ -1,0 +1,108 @@
+"""Fixtures of the fault suite (tests/fault/): its own Slurm cluster, its seed, a rig per test, its figures.
+
+* ``fault_seed``: the seed of every random choice of the suite, from ``SLURM_DISPATCH_FAULT_SEED`` (to replay a
+  run) or drawn at random; printed in the session summary and in every failure.
+* ``fault_cluster``: a private Slurm cluster (contrib/slurm/start-test-cluster.sh in a directory of this
+  session), never the session cluster other tests share: the suite stops its slurmctld and its nodes. Stopped
+  at the end of the session. Also holds the foreign jobs (other names, submitted by the test) that the
+  dispatcher must never touch. Where Slurm cannot start, the tests skip, except under ``CI=true``, where they
+  fail.
+* ``fault_rig``: the emulator, the service process and the watcher for one test (``fault_rig.Rig``); its
+  figures go to the session summary, to stdout (``pytest -s``) and, when ``SLURM_DISPATCH_FAULT_REPORT`` names a
+  file, to that file.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fault.fault_figures import Figures
+from fault.fault_rig import Rig
+from fault.fault_slurm import ForeignJobs, PrivateCluster
+
+SEED_VAR = "SLURM_DISPATCH_FAULT_SEED"
+REPORT_VAR = "SLURM_DISPATCH_FAULT_REPORT"
+
+
+
+def _in_ci() -> bool:
+    # as plugins.slurm_cluster.in_ci; not imported, so that pytest can still rewrite that plugin's asserts
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+_REPORTS = pytest.StashKey[list[str]]()
+_TOTAL = pytest.StashKey[Figures]()
+_SEED = pytest.StashKey[int]()
+
+
+@pytest.fixture(scope="session")
+def fault_seed(pytestconfig: pytest.Config) -> int:
+    """The fault suite's seed: ``$SLURM_DISPATCH_FAULT_SEED``, else a random one (printed in the summary)."""
+    raw = os.environ.get(SEED_VAR, "").strip()
+    try:
+        seed = int(raw) if raw else random.SystemRandom().randrange(1, 2**31)
+    except ValueError:
+        pytest.fail(f"{SEED_VAR}={raw!r} is not an integer", pytrace=False)
+    pytestconfig.stash[_SEED] = seed
+    return seed
+
+
+@pytest.fixture(scope="session")
+def fault_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PrivateCluster, ForeignJobs]]:
+    """A private Slurm cluster for the fault suite, with the foreign jobs submitted; stopped afterwards."""
+    conf_dir = tmp_path_factory.mktemp("fault-slurm")
+    try:
+        cluster = PrivateCluster.start(conf_dir)
+    except RuntimeError as exc:
+        if _in_ci():
+            pytest.fail(f"CI=true and real Slurm is required: the fault suite's cluster did not start: {exc}",
+                        pytrace=False)
+        pytest.skip(f"the fault suite's Slurm cluster did not start: {exc}")
+    try:
+        foreign = ForeignJobs.submit(cluster, out_dir=conf_dir, node="c2")
+        yield cluster, foreign
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def fault_rig(request: pytest.FixtureRequest, fault_cluster: tuple[PrivateCluster, ForeignJobs], fault_seed: int,
+              tmp_path: Path) -> Iterator[Rig]:
+    """A rig for one scenario (the service is not started yet); closed afterwards, its figures reported once
+    the test has called ``finish()``."""
+    cluster, foreign = fault_cluster
+    rig = Rig.create(name=request.node.name, seed=fault_seed, workdir=tmp_path, cluster=cluster, foreign=foreign)
+    try:
+        yield rig
+    finally:
+        rig.close()
+        if rig.figures.seconds:  # finish() ran
+            known_bug = request.node.get_closest_marker("xfail") is not None
+            report = rig.report() + ("\n  (an xfail test: a known bug, left out of the totals)" if known_bug else "")
+            print(f"\n{report}")
+            config = request.config
+            config.stash.setdefault(_REPORTS, []).append(report)
+            if not known_bug:
+                config.stash.setdefault(_TOTAL, Figures("all fault scenarios")).merge(rig.figures)
+            path = os.environ.get(REPORT_VAR)
+            if path:
+                with open(path, "a") as f:
+                    f.write(report + "\n")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Print the fault suite's figures (when it ran) at the end of the session."""
+    reports = config.stash.get(_REPORTS, [])
+    if not reports:
+        return
+    terminalreporter.write_sep("=", f"fault suite (seed {config.stash.get(_SEED, '?')}; replay with {SEED_VAR})")
+    for report in reports:
+        terminalreporter.write_line(report)
+    total = config.stash.get(_TOTAL, None)
+    if total is not None and len(reports) > 1:
+        for line in total.lines():
+            terminalreporter.write_line(line)
