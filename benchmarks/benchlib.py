@@ -550,6 +550,14 @@ class CountingSlurm:
         self._count("scontrol release")
         self._inner.release(name)
 
+    def cancel_jobs(self, job_ids: Sequence[str], *, running: bool) -> None:
+        self._count("scancel")
+        self._inner.cancel_jobs(job_ids, running=running)
+
+    def renice_jobs(self, job_ids: Sequence[str], nice: int) -> None:
+        self._count("scontrol renice")
+        self._inner.renice_jobs(job_ids, nice)
+
 
 def sum_windows(windows: Iterable[Mapping[str, Sequence[int]]]) -> dict[str, list[int]]:
     """Add up ``Emulator.api_windows`` intervals: route -> [requests, bytes in, bytes out]. Pure."""

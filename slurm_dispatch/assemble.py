@@ -115,6 +115,7 @@ class DispatchLoop:
             priority_spread=settings.priority_spread,
             first_poll_immediately=start_immediately,
             defer_renice=lambda: self.runner.submitting > 0,
+            submissions=lambda: self.runner.submissions,
         )
         self.broken = broken or BrokenNodes(action=settings.broken_node_action, hold_s=settings.broken_node_hold,
                                             clock=time.time)

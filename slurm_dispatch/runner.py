@@ -12,8 +12,9 @@ channel closing, its job leaving squeue, a scancel round ending) the runner asks
 * SUBMIT: sbatch the job (``job_for``), once; an sbatch that timed out is looked for in squeue before it
   counts as failed, since slurmctld may have created the job after sbatch gave up.
 * FOLLOW: record the job's want for the renice pass, then wait for the next record or for the job to leave.
-* SCANCEL: three scancel passes, then wait for the next squeue poll; again after every poll until the job
-  has gone, or (for priority 0) a new record wants it back.
+* SCANCEL: scancel the job by its id (``cancels``: one command for the jobs cancelled together; Go's three
+  passes by name when squeue gave no id), then wait for the next squeue poll; again after every poll until the
+  job has gone, or (for priority 0) a new record wants it back.
 * SETTLE: re-read the container and do what ``gone_action`` says (unlock, set Cancelled, or nothing),
   retrying failed API calls with backoff (``JOB_GONE_ATTEMPTS``) before the tracker's fallback takes over.
 
@@ -41,6 +42,7 @@ from slurm_dispatch.model import Container, ContainerState, SlurmJob
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.backend import SlurmBackend
 from slurm_dispatch.slurm.broken_nodes import BrokenNodes, broken_node_of
+from slurm_dispatch.slurm.cancels import CancelBatcher, CancelMode, cancel_mode
 from slurm_dispatch.slurm.decide import (
     GoneKind,
     Policy,
@@ -203,8 +205,11 @@ class SlurmRunner:
         source = ends if ends is not None else backend
         self._ends = (JobEndReader(source, run=self._slurm, clock=clock, sleep=sleep)  # type: ignore[arg-type]
                       if hasattr(source, "job_ends") else None)
+        self._cancels = CancelBatcher(backend, run=self._slurm)
         self.submitting = 0
         """sbatch commands under way (the squeue poller defers renice passes meanwhile)."""
+        self.submissions = 0
+        """sbatch commands started so far (the squeue poller backs its early polls off while it does not grow)."""
         self.views: dict[str, RunnerView] = {}
         """What each RunContainer knows of its container (for status, metrics and the management endpoint)."""
         self.first_seen: dict[str, float] = {}
@@ -240,6 +245,7 @@ class SlurmRunner:
         """
         job = job_for(container, self._settings, exclude=self._broken.excluded() if self._broken else ())
         self.submitting += 1
+        self.submissions += 1
         try:
             job_id = await self._slurm(self._backend.submit, args=job.args, script=job.script, env=job.env)
         except SlurmCommandError as exc:
@@ -415,25 +421,52 @@ class SlurmRunner:
         return view
 
     async def cancel(self, uuid: str) -> bool | None:
-        """scancel the job of ``uuid`` (three passes), then wait for the next squeue poll.
+        """scancel the job of ``uuid`` (``_scancel``), then wait for the next squeue poll.
 
         Port of crunch-dispatch-slurm.go ``scancel``: on error, log and pause ``cancel_retry_s``;
-        if the job is still there after the next poll, log it (the caller tries again).
-        Blocks (asynchronously) on scancel and one squeue poll.
+        if the job is still there after the next poll, log it (the caller tries again). A scancel by id
+        that exits non-zero (a job that ended meanwhile, with ``--state=pending``) is only noted: the poll
+        tells whether the job has gone. Blocks (asynchronously) on scancel and one squeue poll.
 
         Returns:
             Whether the job is still in squeue afterwards; None when scancel itself failed.
         """
         try:
-            await self._slurm(self._backend.cancel, uuid)
+            refused = await self._scancel(uuid)
         except SlurmCommandError as exc:
             logger.warning("scancel of container %s failed: %s", uuid, exc)
             await self._sleep(self._cancel_retry_s)
             return None
+        if refused is not None:
+            logger.info("scancel of container %s by job id said: %s; the next squeue tells whether it has gone",
+                        uuid, refused)
         present = await self._squeue.has_uuid(uuid)
         if present:
             logger.info("container %s is still in squeue after scancel", uuid)
         return present
+
+    async def _scancel(self, uuid: str) -> SlurmCommandError | None:
+        """scancel the job of ``uuid``: by its id when the latest squeue snapshot shows it (``cancels``, batched
+        with other runners'), otherwise Go's three passes by name. Blocks (asynchronously) on the command.
+
+        Returns:
+            The error of a scancel by id that exited non-zero (not a failure to reach slurmctld), else None.
+
+        Raises:
+            SlurmCommandError: the scancel passes by name failed, or slurmctld did not answer.
+        """
+        job = self._squeue.snapshot().jobs.get(uuid)
+        mode = cancel_mode(job)
+        if job is None or mode is CancelMode.BY_NAME:
+            await self._slurm(self._backend.cancel, uuid)
+            return None
+        try:
+            await self._cancels.cancel(job.job_id, running=mode is CancelMode.RUNNING)
+        except SlurmUnavailable:
+            raise
+        except SlurmCommandError as exc:
+            return exc
+        return None
 
     # -- failure reasons ---------------------------------------------------------------------------
 
@@ -457,7 +490,7 @@ class SlurmRunner:
         except DispatchError as exc:
             logger.warning("writing the time-limit reason on container %s: %s", uuid, exc)
         try:
-            await self._slurm(self._backend.cancel, uuid)
+            await self._scancel(uuid)
         except SlurmCommandError as exc:
             logger.warning("stopping the job of container %s at its time limit: %s (Slurm's own signal follows)",
                            uuid, exc)

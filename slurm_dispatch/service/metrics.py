@@ -104,9 +104,9 @@ class Metrics:
             self._containers.labels(state=other).set(n)
 
     def slurm_operation(self, operation: str, *, ok: bool, seconds: float) -> None:
-        """Count one Slurm operation (``submit``, ``cancel``, ``queue``, ``renice``, ``release``,
-        ``node_features_read``, ``node_features_set``) that took ``seconds``; also feeds the per-command
-        counters and the squeue histogram below."""
+        """Count one Slurm operation (``submit``, ``cancel``, ``cancel_jobs``, ``queue``, ``renice``,
+        ``renice_jobs``, ``release``, ``node_features_read``, ``node_features_set``, ...) that took ``seconds``; also
+        feeds the per-command counters and the squeue histogram below."""
         self._slurm_operations.labels(operation=operation, outcome="ok" if ok else "failed").inc()
         if operation == "submit":
             (self._submits if ok else self._submit_failures).inc()
@@ -115,9 +115,9 @@ class Metrics:
                 self._squeue_duration.observe(seconds)
             else:
                 self._squeue_failures.inc()
-        elif operation == "renice" and ok:
+        elif operation in ("renice", "renice_jobs") and ok:
             self._renices.inc()
-        elif operation == "cancel" and ok:
+        elif operation in ("cancel", "cancel_jobs") and ok:
             self._scancels.inc()
 
     def queued_to_sbatch(self, seconds: float) -> None:

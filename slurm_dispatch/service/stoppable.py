@@ -121,6 +121,14 @@ class StoppableQueries:
         """scontrol update Nice= (see ``SlurmBackend.renice``)."""
         self._inner.renice(name, nice)
 
+    def cancel_jobs(self, job_ids: Sequence[str], *, running: bool) -> None:
+        """scancel by job ids (see ``SlurmBackend.cancel_jobs``)."""
+        self._inner.cancel_jobs(job_ids, running=running)
+
+    def renice_jobs(self, job_ids: Sequence[str], nice: int) -> None:
+        """scontrol update JobId=a,b Nice= (see ``SlurmBackend.renice_jobs``)."""
+        self._inner.renice_jobs(job_ids, nice)
+
     def release(self, name: str) -> None:
         """scontrol release (see ``SlurmBackend.release``)."""
         self._inner.release(name)

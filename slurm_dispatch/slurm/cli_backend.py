@@ -38,7 +38,9 @@ from slurm_dispatch.slurm.backend import (
     SQUEUE_ARGV,
     release_argv,
     renice_argv,
+    renice_jobs_argv,
     scancel_argvs,
+    scancel_jobs_argv,
 )
 from slurm_dispatch.slurm.reasons import JOB_END_FORMAT, SACCT_FIELDS
 
@@ -154,6 +156,26 @@ class SlurmCLI:
         """
         for argv in scancel_argvs(name):
             self._run(argv)
+
+    def cancel_jobs(self, job_ids: Sequence[str], *, running: bool) -> None:
+        """Run ``scancel_jobs_argv(job_ids, running=running)`` (see ``SlurmBackend.cancel_jobs``). Blocks (capped).
+
+        Raises:
+            ValueError: an id is not a plain job id.
+            SlurmUnavailable: slurmctld did not answer, or scancel timed out.
+            SlurmCommandError: scancel exited non-zero.
+        """
+        self._run(scancel_jobs_argv(job_ids, running=running))
+
+    def renice_jobs(self, job_ids: Sequence[str], nice: int) -> None:
+        """Run ``renice_jobs_argv(job_ids, nice)`` (see ``SlurmBackend.renice_jobs``). Blocks (capped).
+
+        Raises:
+            ValueError: an id is not a plain job id.
+            SlurmUnavailable: slurmctld did not answer, or scontrol timed out.
+            SlurmCommandError: scontrol exited non-zero.
+        """
+        self._run(renice_jobs_argv(job_ids, nice))
 
     def queue(self) -> str:
         """Return the output of ``SQUEUE_ARGV`` (parse it with ``slurm_dispatch.slurm.squeue.parse_squeue``).

@@ -1,8 +1,10 @@
 """Arvados priority to Slurm order: the "want" of a container, the renice order, and nice values.
 
 Pure functions; the squeue poller calls them after every snapshot and runs
-``scontrol update JobName=<uuid> Nice=<n>`` for each job whose nice changes
-(arvados-reference.md §5).
+``scontrol update JobId=<ids> Nice=<n>`` for the jobs whose nice changes, one
+command per nice value (``renice_commands``). Go runs ``scontrol update
+JobName=<uuid> Nice=<n>`` per job (services/crunch-dispatch-slurm/squeue.go:
+reniceAll, priority.go).
 
 Why not a straight port of Go's wantNice
 -----------------------------------------
@@ -44,6 +46,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from slurm_dispatch.model import Container, SlurmJob, timestamp_ns
+from slurm_dispatch.slurm.backend import JOB_ID_RE, MAX_JOB_IDS_PER_COMMAND
 
 DEFAULT_SPREAD = 10
 """PrioritySpread used when the configured one is below 1."""
@@ -236,14 +239,57 @@ def renice_plan(
     return [(job.name, nice) for job, nice in zip(ordered, nices, strict=True) if nice != job.nice]
 
 
+@dataclass(frozen=True)
+class Renice:
+    """One renice command: several jobs by id, or one job by name (when squeue gave no plain job id)."""
+
+    nice: int
+    job_ids: tuple[str, ...] = ()
+    name: str = ""
+
+
+def renice_commands(
+    plan: Sequence[tuple[str, int]], jobs: Mapping[str, SlurmJob], *, per_command: int = MAX_JOB_IDS_PER_COMMAND
+) -> list[Renice]:
+    """Return the commands that apply ``plan`` (``renice_plan``'s pairs), jobs with the same nice together. Pure.
+
+    Jobs are named by their id from the snapshot ``jobs`` (no job table read by slurmctld, several jobs per
+    command); a job whose id is not a plain one keeps a command by name of its own. Commands come in the order of
+    the plan's first job of each nice value, at most ``per_command`` ids each.
+    """
+    by_nice: dict[int, list[str]] = {}
+    commands: list[Renice | int] = []  # an int: the place of that nice's id commands
+    for name, nice in plan:
+        job = jobs.get(name)
+        job_id = job.job_id if job is not None else ""
+        if not JOB_ID_RE.match(job_id):
+            commands.append(Renice(nice=nice, name=name))
+            continue
+        if nice not in by_nice:
+            by_nice[nice] = []
+            commands.append(nice)
+        by_nice[nice].append(job_id)
+    result: list[Renice] = []
+    for command in commands:
+        if isinstance(command, Renice):
+            result.append(command)
+            continue
+        ids = by_nice[command]
+        result.extend(Renice(nice=command, job_ids=tuple(ids[i : i + per_command]))
+                      for i in range(0, len(ids), per_command))
+    return result
+
+
 __all__ = [
     "DEFAULT_SPREAD",
     "KEEP_NICE_LIMIT",
     "MAX_NICE",
     "NicedJob",
+    "Renice",
     "ReniceCandidate",
     "WantNice",
     "container_want",
+    "renice_commands",
     "renice_order",
     "renice_plan",
     "want_nice",

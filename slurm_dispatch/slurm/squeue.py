@@ -35,10 +35,11 @@ The SqueueChecker is the single observer of Slurm for the asyncio dispatcher:
   jobs with a known want ≠ 0 (running ones included, held ones with Slurm priority
   0 not: with Slurm 22.05 a renice releases a hold) sorted by want descending,
   ties by name descending, so the order is stable between polls and no renice
-  churn comes from equal wants; ``want_nice`` computes their nice values and
-  ``backend.renice`` runs only where the value changes, one job at a time in that
-  order (the cap on concurrent scontrol lives in ``SlurmCLI``). Renice errors are
-  logged and ignored.
+  churn comes from equal wants; ``want_nice`` computes their nice values and only
+  the jobs whose value changes are reniced: by job id, one ``backend.renice_jobs``
+  per nice value (``priority.renice_commands``), in that order, one command at a
+  time (the cap on concurrent scontrol lives in ``SlurmCLI``). Renice errors are
+  logged and ignored: the next pass renices what is still wrong.
 - Jobs that are not running, have Slurm priority ≤ 20000 and a want > 0 get the
   low-priority warning of §5.2, once per change of their state or reason.
 
@@ -60,7 +61,7 @@ from types import MappingProxyType
 from slurm_dispatch.errors import SlurmCommandError, SqueueParseError
 from slurm_dispatch.model import SlurmJob
 from slurm_dispatch.slurm.backend import SQUEUE_SEPARATOR, SlurmBackend
-from slurm_dispatch.slurm.priority import WantNice, renice_plan
+from slurm_dispatch.slurm.priority import WantNice, renice_commands, renice_plan
 from slurm_dispatch.slurm.priority import want_nice as default_want_nice
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,8 @@ log = logging.getLogger(__name__)
 SOON_POLL_GAP_S = 0.5
 """Least time between two squeue polls when one is asked for early (a container was just locked and waits
 to learn whether its job already exists before submitting): a burst of locks costs slurmctld at most two
-squeue a second, and a submission no longer waits up to a whole PollInterval."""
+squeue a second, and a submission no longer waits up to a whole PollInterval. While early polls are followed by
+no sbatch (``submissions``), the gap doubles at each one, up to PollInterval."""
 
 MAX_DEFERRED_RENICE_PASSES = 5
 """Renice passes skipped in a row while submissions are under way, before one runs anyway."""
@@ -260,6 +262,7 @@ class SqueueChecker:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         defer_renice: Callable[[], bool] | None = None,
+        submissions: Callable[[], int] | None = None,
     ) -> None:
         """Build the checker. Does no I/O and does not start polling.
 
@@ -275,6 +278,8 @@ class SqueueChecker:
             defer_renice: when it returns True (submissions are under way), a poll skips its renice pass,
                 at most ``MAX_DEFERRED_RENICE_PASSES`` polls in a row; the order can wait a few seconds,
                 a burst of sbatch should not.
+            submissions: how many sbatch commands have started so far; early polls back off while it does not
+                grow between polls (see ``SOON_POLL_GAP_S``). None: they never back off.
         """
         self._backend = backend
         self._interval = poll_interval_s
@@ -297,6 +302,10 @@ class SqueueChecker:
         self._poll_soon = asyncio.Event()
         self._defer_renice = defer_renice or (lambda: False)
         self._deferred = 0
+        self._submissions = submissions
+        self._submissions_seen: int | None = None  # read at the first poll: the counter may not exist yet
+        self.soon_gap_s = SOON_POLL_GAP_S
+        """The least gap before the next early poll (grows while early polls lead to no sbatch)."""
 
     # -- observing -------------------------------------------------------------
 
@@ -419,14 +428,16 @@ class SqueueChecker:
                 delay = next_at - self._clock()
                 if delay > 0:
                     await self._pause(delay)
-                if self._clock() < next_at and last_start is not None and self._polls_started > 1:
-                    # woken early: poll, but never closer than SOON_POLL_GAP_S to the previous poll (the
-                    # second poll of all is exempt: at startup the first one ran before anything was locked)
-                    gap = min(last_start + SOON_POLL_GAP_S, next_at) - self._clock()
+                early = self._clock() < next_at
+                if early and last_start is not None and self._polls_started > 1:
+                    # woken early: poll, but never closer than soon_gap_s to the previous poll (the second poll
+                    # of all is exempt: at startup the first one ran before anything was locked)
+                    gap = min(last_start + self.soon_gap_s, next_at) - self._clock()
                     if gap > 0:
                         await self._sleep(gap)
                 self._poll_soon.clear()
                 last_start = self._clock()
+                self._note_submissions(early=early)
                 await self.poll()
                 next_at = max(next_at, last_start)
                 while next_at <= self._clock():
@@ -434,6 +445,19 @@ class SqueueChecker:
         finally:
             if self._renice_task is not None:
                 self._renice_task.cancel()
+
+    def _note_submissions(self, *, early: bool) -> None:
+        """Before a poll: back early polls off while none of them is followed by an sbatch, reset otherwise."""
+        if self._submissions is None:
+            return
+        count, seen = self._submissions(), self._submissions_seen
+        self._submissions_seen = count
+        if seen is None:  # the first poll
+            return
+        if count != seen:
+            self.soon_gap_s = SOON_POLL_GAP_S
+        elif early:
+            self.soon_gap_s = min(self.soon_gap_s * 2, max(self._interval, SOON_POLL_GAP_S))
 
     async def _pause(self, delay: float) -> None:
         """Sleep ``delay`` seconds, or less if someone asked for a poll soon."""
@@ -558,9 +582,14 @@ class SqueueChecker:
 
     async def _renice_all(self, jobs: Mapping[str, SlurmJob]) -> None:
         loop = asyncio.get_running_loop()
-        for name, nice in self.renice_plan(jobs):
-            call = functools.partial(self._backend.renice, name, nice)
+        for command in renice_commands(self.renice_plan(jobs), jobs):
+            if command.job_ids:
+                call = functools.partial(self._backend.renice_jobs, command.job_ids, command.nice)
+                what = "jobs " + ",".join(command.job_ids)
+            else:
+                call = functools.partial(self._backend.renice, command.name, command.nice)
+                what = "job " + command.name
             try:
                 await loop.run_in_executor(self._executor, call)
-            except SlurmCommandError as exc:
-                log.info("renice of job %s to %d failed (ignored): %s", name, nice, exc)
+            except SlurmCommandError as exc:  # a job that just ended; the others were reniced
+                log.info("renice of %s to %d failed (ignored): %s", what, command.nice, exc)

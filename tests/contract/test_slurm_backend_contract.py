@@ -288,6 +288,60 @@ def test_cancel_of_a_missing_name_is_a_no_op(harness: Harness) -> None:
     harness.backend.cancel(new_uuid())
 
 
+def test_renice_jobs_by_id_renices_each_and_fails_only_for_an_ended_one(harness: Harness) -> None:
+    a, b, gone = new_uuid(), new_uuid(), new_uuid()
+    for name in (a, b, gone):
+        harness.submit_pending(name)
+    jobs = harness.jobs()
+    harness.backend.cancel(gone)
+    harness.wait_for_job(gone, lambda j: j is None, "to leave squeue")
+    harness.backend.renice_jobs([jobs[a].job_id, jobs[b].job_id], 3)
+    after = harness.jobs()
+    assert (after[a].nice, after[b].nice) == (3, 3)
+    with pytest.raises(SlurmCommandError) as info:  # the ended job fails the command, after the others
+        harness.backend.renice_jobs([jobs[a].job_id, jobs[gone].job_id, jobs[b].job_id], 4)
+    assert not isinstance(info.value, SlurmUnavailable)
+    after = harness.jobs()
+    assert (after[a].nice, after[b].nice) == (4, 4)
+
+
+def test_cancel_jobs_pending_leaves_a_running_job_alone(harness: Harness) -> None:
+    pending, other, running = new_uuid(), new_uuid(), new_uuid()
+    harness.submit_pending(pending)
+    harness.submit_pending(other)
+    harness.submit(running, "--nice=0", script=term_trapping_script(harness.tmp_path), env={"SD_CONTRACT_VALUE": "x"})
+    harness.run_job(running)
+    jobs = harness.jobs()
+    harness.backend.cancel_jobs([jobs[pending].job_id, jobs[running].job_id], running=False)
+    harness.wait_for_job(pending, lambda j: j is None, "to leave squeue")
+    after = harness.jobs()
+    assert after[running].state == "RUNNING" and not harness.saw_term(running), "--state=pending only"
+    assert other in after
+    harness.backend.cancel_jobs([jobs[running].job_id], running=True)
+    harness.wait_for_job(running, lambda j: j is None, "to leave squeue after SIGTERM")
+    wait_until(lambda: harness.saw_term(running), "the batch script to record SIGTERM", timeout=10)
+
+
+def test_cancel_jobs_of_a_job_that_has_ended(harness: Harness) -> None:
+    name = new_uuid()
+    harness.submit_pending(name)
+    job_id = harness.jobs()[name].job_id
+    harness.backend.cancel(name)
+    harness.wait_for_job(name, lambda j: j is None, "to leave squeue")
+    for running in (False, True):  # even with --quiet, scancel exits 1 (silently) for an ended job (22.05)
+        with pytest.raises(SlurmCommandError) as info:
+            harness.backend.cancel_jobs([job_id], running=running)
+        assert not isinstance(info.value, SlurmUnavailable)
+
+
+def test_cancel_jobs_refuses_what_is_not_a_job_id(harness: Harness) -> None:
+    for bad in (["--help"], ["12_3"], ["-1"], []):
+        with pytest.raises(ValueError):
+            harness.backend.cancel_jobs(bad, running=False)
+        with pytest.raises(ValueError):
+            harness.backend.renice_jobs(bad, 1)
+
+
 def test_sbatch_refusal_raises_command_error_with_stderr(harness: Harness) -> None:
     name = new_uuid()
     with pytest.raises(SlurmCommandError) as info:
@@ -490,10 +544,16 @@ def test_cli_argv_of_the_other_commands(stand_in: StandIn) -> None:
     cli.queue()
     cli.renice("n", 12)
     cli.release("n")
+    cli.renice_jobs(["12", "13"], 5)
+    cli.cancel_jobs(["12", "13"], running=False)
+    cli.cancel_jobs(["14"], running=True)
     assert [[c["prog"], *c["args"]] for c in stand_in.calls()] == [
         ["squeue", "--all", "--noheader", "--format=%i|%y|%Q|%T|%L|%N|%j|%r"],
         ["scontrol", "update", "JobName=n", "Nice=12"],
         ["scontrol", "release", "Name=n"],
+        ["scontrol", "update", "JobId=12,13", "Nice=5"],
+        ["scancel", "--quiet", "--state=pending", "12", "13"],
+        ["scancel", "--quiet", "--batch", "--signal=TERM", "14"],
     ]
 
 

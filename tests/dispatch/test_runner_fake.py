@@ -27,8 +27,8 @@ from slurm_dispatch.slurm.squeue import SqueueChecker
 
 def test_priority_zero_scancel_is_retried_until_the_job_is_gone(fake_slurm: FakeSlurm) -> None:
     api = FakeApi({UUID: record()})
-    fake_slurm.fail("cancel", nth=1)
-    fake_slurm.fail("cancel", nth=2)
+    fake_slurm.fail("cancel_jobs", nth=1)
+    fake_slurm.fail("cancel_jobs", nth=2)
 
     async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
         task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
@@ -36,7 +36,7 @@ def test_priority_zero_scancel_is_retried_until_the_job_is_gone(fake_slurm: Fake
         api.records[UUID]["priority"] = 0
         updates.put(Container.from_api(api.records[UUID]))  # one update, and no other: records don't change
         await returned(d, task)
-        assert fake_slurm.count("cancel") == 3, "two failed scancels, then one that worked"
+        assert fake_slurm.count("cancel_jobs") == 3, "two failed scancels, then one that worked"
         assert fake_slurm.names() == []
         assert ("unlock", UUID) in api.calls
 
@@ -223,7 +223,7 @@ def test_a_job_that_never_leaves_after_scancel_is_reported(
         task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
         await d.clock.run_until(lambda: squeue.snapshot().jobs.get(UUID) is not None, "squeue to show the job")
         updates.close()
-        await d.clock.run_until(lambda: fake_slurm.count("cancel") >= 10, "ten scancel rounds")
+        await d.clock.run_until(lambda: fake_slurm.count("cancel_jobs") >= 10, "ten scancel rounds")
         await d.clock.run_until(lambda: "still in squeue after 10 scancel rounds" in caplog.text, "the warning")
         fake_slurm.finish(UUID)
         await returned(d, task)

@@ -160,7 +160,7 @@ def test_a_job_that_can_never_start_is_cancelled_after_the_grace_period(fake_slu
         task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
         await d.clock.run_until(lambda: seen_by(runner, UUID), "the runner to see the job")
         started = d.clock.now
-        await d.clock.run_until(lambda: fake_slurm.count("cancel") > 0, "the scancel")
+        await d.clock.run_until(lambda: fake_slurm.count("cancel_jobs") > 0, "the scancel")
         waited = d.clock.now - started
         assert 60 <= waited <= 60 + 2 * 10, waited
         await returned(d, task)
@@ -184,7 +184,7 @@ def test_a_job_that_may_start_later_is_never_given_up(fake_slurm: FakeSlurm, rea
     async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
         task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
         await d.clock.run_until(lambda: d.clock.elapsed > 3600, "an hour of virtual time", limit_s=4000)
-        assert not task.done() and fake_slurm.count("cancel") == 0
+        assert not task.done() and fake_slurm.count("cancel_jobs") == 0
         view = runner.views[UUID]
         assert view.job is not None and view.job.reason == reason
         task.cancel()
@@ -205,7 +205,7 @@ def test_a_reason_that_clears_restarts_the_grace_period(fake_slurm: FakeSlurm) -
         fake_slurm.jobs[0].reason = "Resources"  # an admin fixed the node features
         await d.clock.run_until(lambda: runner.views[UUID].never_since is None, "the reason to clear")
         await d.clock.run_until(lambda: d.clock.elapsed > 600, "ten minutes")
-        assert not task.done() and fake_slurm.count("cancel") == 0
+        assert not task.done() and fake_slurm.count("cancel_jobs") == 0
         task.cancel()
 
     scenario(fake_slurm, api, body, settings=GRACE)
@@ -219,7 +219,7 @@ def test_at_its_time_limit_the_reason_is_written_before_crunch_run_gets_sigterm(
     job_id = running_job(fake_slurm, api, node="c1")
     fake_slurm.jobs[0].time_left_s = 3900
     order: list[str] = []
-    fake_slurm.on_call = lambda call: order.append("scancel") if call.kind == "cancel" else None
+    fake_slurm.on_call = lambda call: order.append("scancel") if call.kind == "cancel_jobs" else None
 
     async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
         real_update = d.update

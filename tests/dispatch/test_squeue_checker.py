@@ -7,6 +7,7 @@ Polls are driven by the test (``await checker.poll()``), so nothing here sleeps;
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -193,7 +194,7 @@ def test_set_priority_waits_one_poll_for_a_just_submitted_job(fake_slurm: FakeSl
         await setter
         assert sq.want(A) == 5
         await polled(sq)  # the renice pass of the next poll uses it
-        assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(A, 0)]
+        assert fake_slurm.reniced() == [(A, 0)]
 
     run(go)
 
@@ -210,7 +211,7 @@ def test_set_priority_gives_up_silently_when_the_job_stays_missing(fake_slurm: F
         submit(fake_slurm, A)  # arrives too late for that call
         await polled(sq)
         assert sq.want(A) == 0
-        assert fake_slurm.calls_of("renice") == []
+        assert fake_slurm.reniced() == []
 
     run(go)
 
@@ -225,14 +226,14 @@ def test_renice_only_where_nice_changes(fake_slurm: FakeSlurm) -> None:
         for name, want in ((A, 30), (B, 20), (C, 10)):
             await sq.set_want(name, want)
         await polled(sq)
-        assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(A, 0), (B, 10), (C, 20)]
+        assert fake_slurm.reniced() == [(A, 0), (B, 10), (C, 20)]
         await polled(sq)
-        assert len(fake_slurm.calls_of("renice")) == 3, "nothing changes once applied"
+        assert len(fake_slurm.reniced()) == 3, "nothing changes once applied"
         submit(fake_slurm, D)
         await polled(sq)
         await sq.set_want(D, 40)
         await polled(sq)
-        assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")[3:]] == [
+        assert fake_slurm.reniced()[3:] == [
             (D, 0),
             (A, 10),
             (B, 20),
@@ -252,7 +253,7 @@ def test_renice_ties_break_by_uuid_descending(fake_slurm: FakeSlurm) -> None:
         for name in (A, B, C):
             await sq.set_want(name, 7)
         await polled(sq)
-        assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(C, 0), (B, 10), (A, 20)]
+        assert fake_slurm.reniced() == [(C, 0), (B, 10), (A, 20)]
 
     run(go)
 
@@ -270,14 +271,15 @@ def test_renice_skips_want_zero_and_unknown_jobs_and_includes_running(fake_slurm
         await sq.set_want(B, 0)
         await sq.set_want(C, 3)
         await polled(sq)
-        assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(A, 0), (C, 10)]
+        assert fake_slurm.reniced() == [(A, 0), (C, 10)]
 
     run(go)
 
 
 def test_renice_uses_the_real_want_nice_by_default(fake_slurm: FakeSlurm) -> None:
-    # Like the worked example of arvados-reference.md §5.3, except that priority/basic gives each later
-    # submission a base one lower, so B and C need 1 and 2 less nice than 10 and 20 to land 10 apart.
+    # Go's wantNice (services/crunch-dispatch-slurm/priority.go) on three jobs just submitted, except that
+    # priority/basic gives each later submission a base one lower, so B and C need 1 and 2 less nice than 10 and 20
+    # to land 10 apart.
     for name in (A, B, C):
         submit(fake_slurm, name)
     sq = SqueueChecker(backend=fake_slurm, poll_interval_s=10)
@@ -287,11 +289,11 @@ def test_renice_uses_the_real_want_nice_by_default(fake_slurm: FakeSlurm) -> Non
         for name, want in ((A, 3), (B, 2), (C, 1)):
             await sq.set_want(name, want)
         await polled(sq)
-        assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(A, 0), (B, 9), (C, 18)]
+        assert fake_slurm.reniced() == [(A, 0), (B, 9), (C, 18)]
         prios = [fake_slurm.job(n).slurm_priority for n in (A, B, C)]
         assert prios[0] - prios[1] == prios[1] - prios[2] == 10
         await polled(sq)
-        assert len(fake_slurm.calls_of("renice")) == 3
+        assert len(fake_slurm.reniced()) == 3
 
     run(go)
 
@@ -299,7 +301,7 @@ def test_renice_uses_the_real_want_nice_by_default(fake_slurm: FakeSlurm) -> Non
 def test_failed_renice_is_ignored_and_the_pass_goes_on(fake_slurm: FakeSlurm) -> None:
     for name in (A, B):
         submit(fake_slurm, name)
-    fake_slurm.fail("renice", nth=1)
+    fake_slurm.fail("renice_jobs", nth=1)
     sq = checker(fake_slurm)
 
     async def go() -> None:
@@ -307,7 +309,7 @@ def test_failed_renice_is_ignored_and_the_pass_goes_on(fake_slurm: FakeSlurm) ->
         await sq.set_want(A, 2)
         await sq.set_want(B, 1)
         assert await polled(sq) is True
-        assert [c.name for c in fake_slurm.calls_of("renice")] == [A, B]
+        assert [name for name, _ in fake_slurm.reniced()] == [A, B]
         assert fake_slurm.job(A).nice == 10000
         assert fake_slurm.job(B).nice == 10
         await polled(sq)  # tried again at the next poll
@@ -444,7 +446,7 @@ def test_held_jobs_are_not_reniced(fake_slurm: FakeSlurm) -> None:
         await sq.set_want(A, 100)
         await sq.set_want(B, 200)  # wanted first, but held by someone
         await polled(sq)
-        assert [(c.name, c.nice) for c in fake_slurm.calls_of("renice")] == [(A, 0)]
+        assert fake_slurm.reniced() == [(A, 0)]
 
     run(go)
 
@@ -469,6 +471,41 @@ def test_a_poll_asked_for_soon_comes_before_the_interval(fake_slurm: FakeSlurm) 
             assert soon.result() is True
             assert fake_slurm.count("queue") == 2
             plain.cancel()
+        finally:
+            poller.cancel()
+
+    run(go)
+
+
+def test_early_polls_back_off_while_no_sbatch_follows_them_and_come_back_when_one_does(fake_slurm: FakeSlurm) -> None:
+    """Early polls serve submissions: while they lead to none, each comes twice as late (up to PollInterval)."""
+    clock = FakeClock()
+    submissions = [0]
+
+    async def go() -> None:
+        sq = SqueueChecker(backend=fake_slurm, poll_interval_s=3600, first_poll_immediately=True,
+                           want_nice=rank_nice, clock=clock, sleep=clock.sleep, executor=InlineExecutor(),
+                           submissions=lambda: submissions[0])
+        poller = asyncio.create_task(sq.run())
+        starts: list[float] = []
+        fake_slurm.on_call = lambda call: starts.append(clock()) if call.kind == "queue" else None
+        async def early() -> None:
+            asked = asyncio.create_task(sq.has_uuid(A, soon=True))
+            await clock.run_until(asked.done, "the early poll", limit_s=60)
+
+        try:
+            await clock.run_until(lambda: sq.snapshot().generation == 1, "the first poll")
+            for _ in range(6):  # a caller asks for an early poll again and again, and nothing is submitted
+                await early()
+            gaps = [round(b - a, 3) for a, b in itertools.pairwise(starts[1:])]
+            assert gaps == [1.0, 2.0, 4.0, 8.0, 16.0]
+            assert sq.soon_gap_s == 32
+            submissions[0] += 1  # an sbatch came after the last early poll: the gap is short again
+            await early()
+            assert sq.soon_gap_s == 0.5
+            before = len(starts)
+            await early()
+            assert round(starts[before] - starts[before - 1], 3) == 0.5
         finally:
             poller.cancel()
 
@@ -513,6 +550,6 @@ def test_an_unreadable_line_about_a_job_never_seen_stands_in_as_unknown(fake_slu
         assert (job.state, job.slurm_priority) == ("UNKNOWN", 0)
         await sq.set_want(A, 100)
         await polled(sq)
-        assert fake_slurm.calls_of("renice") == []
+        assert fake_slurm.reniced() == []
 
     run(go)

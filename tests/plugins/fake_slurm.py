@@ -16,8 +16,15 @@ What it models, as measured on the real test cluster:
 - ``cancel`` acts like the three scancel passes: pending jobs of that name go
   away; running and suspended ones get SIGTERM on their batch shell, which ends
   them (unless the test called ``ignore_term(name)``). A missing name is a no-op.
+- ``cancel_jobs`` acts like ``scancel --quiet`` by id: with ``running=False``
+  (``--state=pending``) pending jobs go away and others are left alone; with
+  ``running=True`` (``--batch --signal=TERM``) running and suspended jobs get
+  SIGTERM and a pending one fails the command ("Job can not be altered now").
+  In both, an id no longer queued makes the command exit 1 after the rest were
+  done (measured on 22.05: silently, despite ``--quiet``).
 - ``renice`` changes nice (and so Slurm priority); a missing name fails like
-  scontrol ("No jobs with name"). ``release`` un-holds and, as Slurm 22.05 does,
+  scontrol ("No jobs with name"). ``renice_jobs`` renices every queued job of
+  the list, then fails if an id was not queued ("Invalid job id specified"). ``release`` un-holds and, as Slurm 22.05 does,
   resets nice to 0; a missing name is a no-op.
 - ``start``/``suspend``/``finish`` let a test move jobs along, as the scheduler would.
 
@@ -43,9 +50,17 @@ import pytest
 
 from slurm_dispatch.errors import SlurmCommandError, SlurmUnavailable
 from slurm_dispatch.model import SlurmJob
-from slurm_dispatch.slurm.backend import SQUEUE_ARGV, release_argv, renice_argv, scancel_argvs
+from slurm_dispatch.slurm.backend import (
+    SQUEUE_ARGV,
+    release_argv,
+    renice_argv,
+    renice_jobs_argv,
+    scancel_argvs,
+    scancel_jobs_argv,
+)
 
-CallKind = Literal["submit", "cancel", "queue", "renice", "release", "job_ends", "sacct", "drain_node"]
+CallKind = Literal["submit", "cancel", "cancel_jobs", "queue", "renice", "renice_jobs", "release", "job_ends", "sacct",
+                   "drain_node"]
 
 FIRST_BASE_PRIORITY = 4294901759
 """priority/basic's first job priority on the test cluster; each submission gets one less."""
@@ -177,6 +192,18 @@ class FakeSlurm:
         with self._lock:
             return [c for c in self.calls if c.kind == kind]
 
+    def reniced(self) -> list[tuple[str, int]]:
+        """``(job name, nice)`` for every job a renice call named (by name, or by id in ``renice_jobs``), in order."""
+        with self._lock:
+            names = {str(j.job_id): j.name for j in [*self.jobs, *self.finished]}
+            result: list[tuple[str, int]] = []
+            for c in self.calls:
+                if c.kind == "renice" and c.nice is not None:
+                    result.append((c.name, c.nice))
+                elif c.kind == "renice_jobs" and c.nice is not None:
+                    result.extend((names.get(i, i), c.nice) for i in c.name.split(","))
+            return result
+
     def job(self, name: str) -> FakeJob:
         """The newest queued job named ``name`` (KeyError if none)."""
         with self._lock:
@@ -256,6 +283,44 @@ class FakeSlurm:
                         job.signals.append("TERM")
                         if name not in self._ignore_term:
                             self._end(job, "CANCELLED")
+
+    def cancel_jobs(self, job_ids: Sequence[str], *, running: bool) -> None:
+        """Act like ``scancel --quiet`` by id (see the module docstring)."""
+        argv = scancel_jobs_argv(job_ids, running=running)
+        self._enter(Call("cancel_jobs", name=",".join(job_ids), args=tuple(argv)), argv)
+        errors: list[str] = []
+        with self._lock:
+            for job_id in job_ids:
+                job = next((j for j in self.jobs if str(j.job_id) == job_id), None)
+                if job is None:
+                    errors.append("")  # scancel --quiet exits 1 and says nothing
+                elif not running:
+                    if job.state == "PENDING":
+                        self._end(job, "CANCELLED")
+                elif job.state in ("RUNNING", "SUSPENDED"):
+                    job.signals.append("TERM")
+                    if job.name not in self._ignore_term:
+                        self._end(job, "CANCELLED")
+                else:
+                    errors.append(f"scancel: error: Kill job error on job id {job_id}: Job can not be altered now, "
+                                  "try again later")
+        if errors:
+            raise SlurmCommandError(argv, 1, "\n".join(errors))
+
+    def renice_jobs(self, job_ids: Sequence[str], nice: int) -> None:
+        """Renice every queued job of the list; fail like scontrol when an id is not queued."""
+        argv = renice_jobs_argv(job_ids, nice)
+        self._enter(Call("renice_jobs", name=",".join(job_ids), nice=nice, args=tuple(argv)), argv)
+        errors: list[str] = []
+        with self._lock:
+            for job_id in job_ids:
+                job = next((j for j in self.jobs if str(j.job_id) == job_id), None)
+                if job is None:
+                    errors.append(f"Invalid job id specified for job {job_id}")
+                else:
+                    job.nice = nice
+        if errors:
+            raise SlurmCommandError(argv, 1, "\n".join(errors))
 
     def queue(self) -> str:
         """Return squeue lines (our format) for every queued job, in submission order."""

@@ -57,6 +57,12 @@ class Slurm:
     def release(self, name: str) -> None:
         self.calls.append(f"release {name}")
 
+    def cancel_jobs(self, job_ids: Sequence[str], *, running: bool) -> None:
+        self.calls.append(f"cancel_jobs {','.join(job_ids)} {running}")
+
+    def renice_jobs(self, job_ids: Sequence[str], nice: int) -> None:
+        self.calls.append(f"renice_jobs {','.join(job_ids)} {nice}")
+
     def drain_node(self, node: str, reason: str) -> None:
         self.calls.append(f"drain_node {node} {reason}")
 
