@@ -97,8 +97,11 @@ class Figures:
         if self.faults:
             out.append("  faults: " + ", ".join(f"{f} {n}" for f, n in sorted(self.faults.items())))
         if self.sigterms:
-            worst = max(self.sigterms, key=lambda t: t[1])
-            out.append(f"  SIGTERMs: {len(self.sigterms)}, exit in max {worst[1]:.1f} s ({worst[0]}); "
-                       + "; ".join(f"{what} {s:.1f} s" for what, s in self.sigterms))
+            by_what: dict[str, list[float]] = {}
+            for what, seconds in self.sigterms:
+                by_what.setdefault(what, []).append(seconds)
+            out.append(f"  SIGTERMs: {len(self.sigterms)}, exit within " + "; ".join(
+                f"{max(times):.1f} s ({what}" + (f", {len(times)}×)" if len(times) > 1 else ")")
+                for what, times in sorted(by_what.items())))
         out.append(f"  invariant violations: {self.violations}")
         return out

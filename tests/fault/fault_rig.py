@@ -330,7 +330,8 @@ class Rig:
             return None
 
         problems = final_state_problems(records.values(), may_cancel=may_cancel)
-        problems += job_problems(records.values(), jobs, trails, self.watcher.double_jobs, strict=self.strict)
+        doubles = [text for name, text in self.watcher.double_jobs if name in records]
+        problems += job_problems(records.values(), jobs, trails, doubles, strict=self.strict)
         problems += crunch_run_problems(records.values(), trails, self.history.transitions())
         if self.foreign is not None:
             problems += self.foreign.problems(self.cluster, ctld_log_text=self.cluster.ctld_log_since(0))

@@ -258,7 +258,8 @@ def node_failure(rig: Rig) -> None:
     for uuid in victims:
         rig.explained[uuid] = f"its job was running on node {NODE} when the node died"
     killed = rig.cluster.stop_node(NODE)
-    rig.figures.faults[f"slurmd stopped, its job steps SIGKILLed ({len(killed)} processes)"] += 1
+    rig.figures.faults["slurmd stopped under running jobs"] += 1
+    rig.figures.faults["job-step processes SIGKILLed with it"] += len(killed)
     hold(rng.uniform(0.5, 2.0))
     rig.sigterm(f"node {NODE} down")
     rig.restart()

@@ -352,8 +352,8 @@ class SlurmWatcher:
         self.cluster = cluster
         self.interval = interval
         self.jobs: dict[str, JobRecord] = {}
-        self.double_jobs: list[str] = []
-        """One line per snapshot in which two live jobs had the same name (a container with two jobs)."""
+        self.double_jobs: list[tuple[str, str]] = []
+        """(name, what was seen) for each snapshot in which two live jobs had the same name."""
         self.polls = 0
         self.failed_polls = 0
         self._latest: Snapshot | None = None
@@ -412,8 +412,8 @@ class SlurmWatcher:
             rec.last_seen = snap.at
         for name, ids in snap.live_by_name().items():
             if len(ids) > 1:
-                self.double_jobs.append(f"{time.strftime('%H:%M:%S', time.localtime(snap.at))}: "
-                                        f"{len(ids)} live jobs named {name}: {', '.join(sorted(ids))}")
+                when = time.strftime("%H:%M:%S", time.localtime(snap.at))
+                self.double_jobs.append((name, f"{when}: {len(ids)} live jobs named {name}: {', '.join(sorted(ids))}"))
 
     def latest(self) -> Snapshot | None:
         """The newest successful snapshot."""
