@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from fault.fault_slurm import ForeignJobs, PrivateCluster, wait_for
 
+from slurm_dispatch.errors import SlurmCommandError
 from slurm_dispatch.slurm.cli_backend import SlurmCLI
 
 pytestmark = pytest.mark.slurm
@@ -16,6 +17,7 @@ NAME = "zzzzz-dz642-resubmittedjob1"
 
 @pytest.mark.xfail(
     strict=True,
+    raises=SlurmCommandError,
     reason="bug: SlurmCLI.renice runs `scontrol update JobName=<uuid> Nice=N`, which exits 1 with 'Job has already "
     "finished for job <old id>' when an ended job of that name is still in slurmctld (MinJobAge), although the "
     "live job IS reniced; the service then logs a WARNING and 'renice ... failed (ignored)' on every renice of a "
