@@ -148,14 +148,16 @@ class Rig:
 
     # -- containers ---------------------------------------------------------------------------------------
 
-    def create_containers(self, n: int, *, priority: int | None = None) -> list[str]:
-        """Create ``n`` Queued containers (seeded work time and priority); return their uuids."""
+    def create_containers(self, n: int, *, priority: int | None = None, mode: str = "complete") -> list[str]:
+        """Create ``n`` Queued containers (seeded work time and priority; ``mode``: what crunch-run-stub does,
+        e.g. ``hang``: run until signalled); return their uuids."""
         made = []
         for _ in range(n):
             record = self.emulator.create_container({
                 "priority": self.rng.randint(1, 1000) if priority is None else priority,
                 "command": ["sleep", f"{self.rng.uniform(*self.duration):.1f}"],
                 "runtime_constraints": {"ram": 100_000_000, "vcpus": 1},
+                "environment": {"SANDBOX_CRUNCH_RUN": mode},
             })
             made.append(record["uuid"])
         self.uuids += made

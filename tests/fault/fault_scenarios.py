@@ -240,9 +240,13 @@ def slurmctld_outages(rig: Rig, *, outages: int = 1) -> None:
 
 def node_failure(rig: Rig) -> None:
     """Stop slurmd of ``NODE`` and SIGKILL its job steps while our jobs run there, SIGTERM the service while the
-    node is down, wait for Slurm to fail its jobs, restart the node; then drain. Blocks."""
+    node is down, wait for Slurm to fail its jobs, restart the node; then drain. Blocks.
+
+    The first containers run until signalled (crunch-run-stub's ``hang``), so that jobs are certainly running on
+    the node when it dies; those that did not land there are cancelled (priority 0) once it is down.
+    """
     rng = rig.rng
-    rig.top_up(TARGET_OPEN)
+    hanging = rig.create_containers(3, mode="hang")  # 3 free CPUs: c1's two come first
     rig.start_service()
 
     def on_node() -> dict[str, str]:
@@ -252,7 +256,9 @@ def node_failure(rig: Rig) -> None:
         return {job.name: job_id for job_id, job in snap.jobs.items()
                 if job.nodes == NODE and job.state == "RUNNING" and job.name in set(rig.uuids)}
 
-    wait_for(lambda: on_node() and _any_running(rig), timeout=60, what=f"our jobs running on {NODE}")
+    wait_for(lambda: on_node() and all(rig.history.current()[u].state == "Running" for u in on_node()),
+             timeout=60, what=f"our containers running on {NODE}")
+    rig.top_up(TARGET_OPEN)  # these pend: every CPU is taken
     rig.watcher.fresh()
     victims = on_node()
     for uuid in victims:
@@ -268,6 +274,9 @@ def node_failure(rig: Rig) -> None:
     wait_for(lambda: not (set(victims.values()) & {r.job_id for recs in rig.watcher.by_name().values()
                                                     for r in recs if r.live}),
              timeout=60, what=f"the jobs on {NODE} to end")
+    for uuid in hanging:
+        if uuid not in victims:
+            rig.cancel_request(uuid)
     rig.cluster.restart_nodes()
     rig.drain()
 

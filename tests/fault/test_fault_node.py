@@ -16,3 +16,9 @@ def test_fault_node_stopped_under_running_jobs(fault_rig: Rig) -> None:
     report = fault_rig.report()
     assert not violations, report
     assert len(fault_rig.figures.sigterms) == 2, report
+    assert fault_rig.figures.faults["job-step processes SIGKILLed with it"] > 0, report
+    # the containers that were running on the node are the ones that ended Cancelled, with Slurm's reason
+    on_node = {u for u, why in fault_rig.explained.items() if "node" in why}
+    records = fault_rig.records()
+    assert on_node and all(records[u]["state"] == "Cancelled" for u in on_node), report
+    assert all("NODE_FAIL" in records[u]["runtime_status"]["error"] for u in on_node), report
