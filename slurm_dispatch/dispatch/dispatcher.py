@@ -33,6 +33,7 @@ Deliberate differences from Go, each for a promise Go does not keep:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import gc
 import logging
@@ -479,13 +480,13 @@ class Dispatcher:
             verdict = self._admit([c for _, c in to_lock])
             admitted = {c.uuid for c in verdict.lock}
             self._note_waiting(to_lock, verdict)
-            chosen = [raw for raw, c in to_lock if c.uuid in admitted and self._throttle.check(c.uuid)]
+            chosen = [(raw, c) for raw, c in to_lock if c.uuid in admitted and self._throttle.check(c.uuid)]
             if self._read_before_lock and chosen:
                 chosen = await self._with_large_fields(chosen)
             self._locks_tried += len(chosen)
             if self._admission is not None:
                 self._admission.locked(len(chosen))
-            tasks = [asyncio.ensure_future(self._lock_and_start(raw)) for raw in chosen]
+            tasks = [asyncio.ensure_future(self._lock_and_start(raw, container)) for raw, container in chosen]
             try:
                 results = await asyncio.gather(*tasks)
             except BaseException:
@@ -623,26 +624,26 @@ class Dispatcher:
             started += 1
         return started
 
-    async def _with_large_fields(self, chosen: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    async def _with_large_fields(
+        self, chosen: list[tuple[Mapping[str, Any], Container]]
+    ) -> list[tuple[Mapping[str, Any], Container]]:
         """Return the chosen Queued records with the ``read_before_lock`` fields (read now); those that could not be
         read are left out, to be locked on a later tick. Blocks (asynchronously) on the reads."""
         fields = self._read_before_lock
-        extra = await self._whole_records([str(raw["uuid"]) for raw in chosen], ("uuid", *fields),
+        extra = await self._whole_records([c.uuid for _, c in chosen], ("uuid", *fields),
                                           "the " + " and ".join(fields))
         if extra is None:
             return []
-        whole: list[Mapping[str, Any]] = []
-        for raw in chosen:
-            uuid = str(raw["uuid"])
+        whole: list[tuple[Mapping[str, Any], Container]] = []
+        for raw, container in chosen:
+            uuid = container.uuid
             if uuid not in extra:
                 continue
             record = {**raw, **{k: extra[uuid].get(k) for k in fields}}
             try:
-                Container.from_api(record)  # a record that cannot be read is never locked
+                whole.append((record, Container.from_api(record)))  # a record that cannot be read is never locked
             except ValueError as exc:
                 self._malformed(uuid, exc)
-                continue
-            whole.append(record)
         return whole
 
     def _malformed(self, uuid: str, exc: ValueError) -> None:
@@ -658,9 +659,9 @@ class Dispatcher:
             "ignoring malformed record of container %s: %s; check the API server's answer for it", uuid, text
         )
 
-    async def _lock_and_start(self, raw: Mapping[str, Any]) -> bool:
-        """Lock a Queued container and start its tracker as Locked; True on success."""
-        uuid = str(raw["uuid"])
+    async def _lock_and_start(self, raw: Mapping[str, Any], queued: Container) -> bool:
+        """Lock a Queued container (``raw``, read as ``queued``) and start its tracker as Locked; True on success."""
+        uuid = queued.uuid
         if uuid in self._locking or uuid in self._trackers:  # listed twice (offset paging)
             return False
         self._locking.add(uuid)
@@ -680,14 +681,10 @@ class Dispatcher:
             self._locking.discard(uuid)
         if uuid in self._trackers:  # track_container() got there while we waited
             return False
-        record = dict(raw)
-        record["state"] = ContainerState.LOCKED.value
-        record["locked_by_uuid"] = self._token_uuid
-        try:
-            container = Container.from_api(record)
-        except ValueError as exc:
-            logger.warning("locked container %s but cannot read its record: %s", uuid, exc)
-            return False
+        record = {**raw, "state": ContainerState.LOCKED.value, "locked_by_uuid": self._token_uuid}
+        # The record was read before the lock; only the state and the lock holder changed (both valid).
+        container = dataclasses.replace(queued, state=ContainerState.LOCKED, locked_by_uuid=self._token_uuid,
+                                        raw=record)
         self._start(container, record)
         return True
 
