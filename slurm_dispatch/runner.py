@@ -583,7 +583,8 @@ class SlurmRunner:
                     if not said:
                         logger.info("Slurm job of container %s has gone while %s: cancelling it (%s)", uuid,
                                     current.state.value, reason.error)
-                        await dispatcher.log(uuid, f"{reason.error}\n{reason.detail}\n")
+                        if view.give_up is None:  # a given-up container's log got the reason when it was given up
+                            await dispatcher.log(uuid, f"{reason.error}\n{reason.detail}\n")
                         said = True
                     await dispatcher.update(uuid, {"state": ContainerState.CANCELLED.value,
                                                    "runtime_status": _runtime_status(current, reason)})

@@ -27,7 +27,7 @@ from slurm_dispatch.model import CONTAINER_UUID_RE, Container, ContainerState, S
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.priority import container_want
 from slurm_dispatch.slurm.reasons import EndReason, never_runnable
-from slurm_dispatch.slurm.sbatch import time_limit_s
+from slurm_dispatch.slurm.sbatch import has_time_limit
 
 # -- whose job is it --------------------------------------------------------------------------------------
 
@@ -100,8 +100,8 @@ class Policy:
         )
 
     def has_time_limit(self, container: Container) -> bool:
-        """Return True if the container's job is submitted with a time limit (``sbatch.time_limit_s``)."""
-        return time_limit_s(container, self.settings) > 0
+        """Return True if the container's job is submitted with its time limit (``sbatch.has_time_limit``)."""
+        return has_time_limit(container, self.settings)
 
 
 @dataclass(frozen=True)

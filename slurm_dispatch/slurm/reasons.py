@@ -47,8 +47,20 @@ PENDING_WORDS: Mapping[str, str] = {
     "Prolog": "its prolog is running",
     "None": "waiting to be scheduled",
     "WaitingForScheduling": "waiting to be scheduled",
+    # the codes that mean the job can never start as it is (Settings.never_runnable_reasons' defaults)
+    "BadConstraints": "no node can ever satisfy its constraints",
+    "PartitionConfig": "it asks for more than its partition's limits allow",
+    "PartitionNodeLimit": "it asks for more nodes than its partition allows",
+    "PartitionTimeLimit": "its time limit is longer than its partition's MaxTime",
+    "InvalidAccount": "its account is not valid",
+    "InvalidQOS": "its QOS is not valid",
+    "AccountNotAllowed": "its account may not use its partition",
+    "QOSNotAllowed": "its QOS may not use its partition",
+    "DependencyNeverSatisfied": "a job it depends on ended in a way that can never satisfy it",
+    "JobHoldMaxRequeue": "held after being requeued too many times",
+    "MaxMemPerLimit": "it asks for more memory than a node or CPU may be given",
 }
-"""Pending reason codes in words; others are shown as "waiting (Slurm says: <reason>)"."""
+"""Pending reason codes in words (squeue(1), JOB REASON CODES); others are shown as "waiting (Slurm says: <reason>)"."""
 
 
 def reason_code(reason: str) -> str:
@@ -75,6 +87,8 @@ def pending_words(reason: str) -> str:
     """Return a pending reason in words ("waiting for resources to free up"). Pure."""
     code = reason_code(reason)
     words = PENDING_WORDS.get(code)
+    if words is None and _PER_JOB_LIMIT_RE.match(code):
+        words = "it asks for more than a per-job limit of its QOS or association allows"
     if words is None:
         return f"waiting (Slurm says: {reason})"
     if code == "ReqNodeNotAvail" and "UnavailableNodes:" in reason:
@@ -83,16 +97,30 @@ def pending_words(reason: str) -> str:
     return words
 
 
-def scheduling_status(container_state: str, job: SlurmJob | None, *, submitted: bool = True) -> str:
-    """Return where a tracked container stands in Slurm, as one sentence for users and admins. Pure.
+LEFTOVER = ("a leftover: the dispatcher that follows the container scancels it; one that no dispatcher follows is "
+            "scancelled by `slurm-dispatch adopt` or at the service's next start")
+"""What becomes of a job whose container has finished (for ``status`` and its problems column)."""
 
-    ``job`` is the container's line in the latest squeue snapshot (None when it has no job).
+
+def scheduling_status(container_state: str, job: SlurmJob | None, *, submitted: bool | None = True) -> str:
+    """Return where a container stands in Slurm, as one sentence for users and admins. Pure.
+
+    ``job`` is the container's line in the latest squeue snapshot (None when it has no job). ``submitted``: whether
+    this dispatcher has submitted its job (None: not known, as in the admin commands' view).
     """
     if job is None:
         if container_state == "Locked":
+            if submitted is None:
+                return ("Locked; no Slurm job in squeue: one is about to be submitted, or it has just left squeue "
+                        "and the container is being settled.")
             return ("Locked; its Slurm job is about to be submitted." if not submitted
                     else "Locked; its Slurm job has left squeue and the container is being settled.")
         return f"{container_state}; no Slurm job."
+    if container_state in ("Complete", "Cancelled"):
+        return f"{container_state}; its Slurm job {job.job_id} is still in squeue ({job.state}): {LEFTOVER}."
+    if container_state == "Queued":
+        return (f"Queued; the Slurm job {job.job_id} of an earlier attempt is still in squeue ({job.state}): the "
+                "container is not dispatched again until that job has gone.")
     if job.state == "PENDING":
         return f"Waiting in Slurm: {pending_words(job.reason)} (job {job.job_id}, reason {job.reason})."
     if job.state == "RUNNING":
@@ -315,6 +343,7 @@ __all__ = [
     "DEFAULT_NEVER_RUNNABLE_REASONS",
     "JOB_END_FIELDS",
     "JOB_END_FORMAT",
+    "LEFTOVER",
     "PENDING_WORDS",
     "SACCT_FIELDS",
     "EndReason",

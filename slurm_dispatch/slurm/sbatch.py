@@ -144,11 +144,7 @@ def sbatch_args(container: Container, settings: Settings) -> list[str]:
         UnsatisfiableContainer: InstanceTypes is configured and none fits.
     """
     values = template_values(container, settings)
-    template = list(settings.sbatch_arguments)
-    if container.runtime_constraints.gpu.device_count > 0:
-        template += settings.sbatch_gpu_arguments
-    if container.scheduling_parameters.supervisor:
-        template += settings.supervisor_sbatch_arguments
+    template = _template(container, settings)
     args = [f"--nice={INITIAL_NICE}", "--no-requeue"]
     limited = False
     for arg in template:
@@ -161,6 +157,23 @@ def sbatch_args(container: Container, settings: Settings) -> list[str]:
         # stops the container and saves its logs; Slurm may send it up to a minute early (sbatch(1) --signal).
         args.append(f"--signal=B:TERM@{int(settings.time_limit_signal)}")
     return args
+
+
+def _template(container: Container, settings: Settings) -> list[str]:
+    """The template arguments that apply to this container (see ``sbatch_args``). Pure."""
+    template = list(settings.sbatch_arguments)
+    if container.runtime_constraints.gpu.device_count > 0:
+        template += settings.sbatch_gpu_arguments
+    if container.scheduling_parameters.supervisor:
+        template += settings.supervisor_sbatch_arguments
+    return template
+
+
+def has_time_limit(container: Container, settings: Settings) -> bool:
+    """Return True if this container's job gets its time limit from us: a ``%W`` template argument is kept (the
+    container has a limit, ``time_limit_s``). A fixed ``--time`` in the template is the site's, not the
+    container's max_run_time. Pure."""
+    return time_limit_s(container, settings) > 0 and any("%W" in arg for arg in _template(container, settings))
 
 
 def gateway_auth_secret(root_token: str, uuid: str) -> str:
@@ -265,6 +278,7 @@ __all__ = [
     "batch_script",
     "crunch_run_argv",
     "gateway_auth_secret",
+    "has_time_limit",
     "sbatch_args",
     "sbatch_environment",
     "slurm_command_env",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from slurm_dispatch.model import Container, ContainerState, SlurmJob
 from slurm_dispatch.slurm.decide import is_our_job_name
-from slurm_dispatch.slurm.reasons import scheduling_status
+from slurm_dispatch.slurm.reasons import LEFTOVER, scheduling_status
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,11 @@ def _problems(
         problems.append(f"{len(jobs)} Slurm jobs share this container's name")
     if other:
         problems.append(f"Slurm job of ours for a container locked by another token ({container.locked_by_uuid})")
+    elif state is ContainerState.QUEUED:
+        problems.append("Slurm job for a Queued container (an earlier attempt's: the container is not dispatched "
+                        "again until it has gone)")
     elif state in _FINISHED_OR_QUEUED:
-        problems.append(f"Slurm job for a {state.value} container (a leftover: the dispatcher scancels it)")
+        problems.append(f"Slurm job for a {state.value} container ({LEFTOVER})")
     return problems
 
 
@@ -116,7 +119,8 @@ def status_rows(
             rows.append(StatusRow(uuid=uuid, state=state, priority=priority, locked_by_uuid=locked_by,
                                   job_id=None, slurm_state=None, nice=None, slurm_priority=None,
                                   reason=None, problems=problems,
-                                  scheduling_status=scheduling_status(state, None) if state else ""))
+                                  scheduling_status=scheduling_status(state, None, submitted=None) if state
+                                  else ""))
         for job in mine:
             rows.append(StatusRow(uuid=uuid, state=state, priority=priority, locked_by_uuid=locked_by,
                                   job_id=_job_number(job), slurm_state=job.state, nice=job.nice,

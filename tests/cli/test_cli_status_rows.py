@@ -19,6 +19,7 @@ from slurm_dispatch.errors import (
     UnsatisfiableContainer,
 )
 from slurm_dispatch.model import Container, SlurmJob
+from slurm_dispatch.slurm.reasons import LEFTOVER
 from slurm_dispatch.slurm.status import (
     StatusRow,
     status_rows,
@@ -50,9 +51,14 @@ def expected_status(state: str | None, jid: int | None) -> str:
     """The scheduling status these rows should show (the job() helper's jobs all run on no named node)."""
     if state is None:
         return ""
-    if jid is None:
-        return ("Locked; its Slurm job has left squeue and the container is being settled." if state == "Locked"
-                else f"{state}; no Slurm job.")
+    if jid is None:  # the admin view cannot know whether a job was submitted
+        return ("Locked; no Slurm job in squeue: one is about to be submitted, or it has just left squeue and the "
+                "container is being settled." if state == "Locked" else f"{state}; no Slurm job.")
+    if state in ("Complete", "Cancelled"):
+        return f"{state}; its Slurm job {jid} is still in squeue (RUNNING): {LEFTOVER}."
+    if state == "Queued":
+        return (f"Queued; the Slurm job {jid} of an earlier attempt is still in squeue (RUNNING): the container is "
+                "not dispatched again until that job has gone.")
     if state == "Locked":
         return f"Slurm job {jid} is running; crunch-run is preparing the container."
     return f"Slurm job {jid} is running."
@@ -82,14 +88,14 @@ def row(uuid: str, state: str | None, jid: int | None, *problems: str, priority:
                           "submission this lasts at most one poll; otherwise the dispatcher unlocks or cancels it)",
                           locked_by=ME)], id="running-no-job"),
         pytest.param([ctr(u("a"), "Complete")], [job(1, u("a"))],
-                     [row(u("a"), "Complete", 1, "Slurm job for a Complete container (a leftover: the dispatcher "
-                          "scancels it)")], id="complete-with-job"),
+                     [row(u("a"), "Complete", 1, f"Slurm job for a Complete container ({LEFTOVER})")],
+                     id="complete-with-job"),
         pytest.param([ctr(u("a"), "Queued")], [job(1, u("a"))],
-                     [row(u("a"), "Queued", 1, "Slurm job for a Queued container (a leftover: the dispatcher "
-                          "scancels it)")], id="queued-with-job"),
+                     [row(u("a"), "Queued", 1, "Slurm job for a Queued container (an earlier attempt's: the "
+                          "container is not dispatched again until it has gone)")], id="queued-with-job"),
         pytest.param([ctr(u("a"), "Cancelled")], [job(1, u("a"))],
-                     [row(u("a"), "Cancelled", 1, "Slurm job for a Cancelled container (a leftover: the "
-                          "dispatcher scancels it)")], id="cancelled-with-job"),
+                     [row(u("a"), "Cancelled", 1, f"Slurm job for a Cancelled container ({LEFTOVER})")],
+                     id="cancelled-with-job"),
         pytest.param([ctr(u("a"), "Locked", OTHER)], [job(1, u("a"))],
                      [row(u("a"), "Locked", 1, f"Slurm job of ours for a container locked by another token "
                           f"({OTHER})", locked_by=OTHER)], id="locked-by-other"),

@@ -16,7 +16,7 @@ from runner_fakes import UUID, FakeApi, FakeDispatch, record, returned, scenario
 from slurm_dispatch.dispatch.tracker import UpdateChannel
 from slurm_dispatch.model import Container
 from slurm_dispatch.runner import SlurmRunner
-from slurm_dispatch.settings import Settings
+from slurm_dispatch.settings import DEFAULT_SBATCH_ARGUMENTS, Settings
 from slurm_dispatch.slurm.squeue import SqueueChecker
 
 
@@ -170,8 +170,9 @@ def test_a_job_that_can_never_start_is_cancelled_after_the_grace_period(fake_slu
     assert final["state"] == "Cancelled", "given up: cancelled, not unlocked to be dispatched again"
     assert ("unlock", UUID) not in api.calls
     assert final["runtime_status"]["error"].startswith(
-        f"Slurm job {job_id} can never start: PartitionTimeLimit (waiting (Slurm says: PartitionTimeLimit)); "
-        "it was cancelled after waiting 6")
+        f"Slurm job {job_id} can never start: PartitionTimeLimit (its time limit is longer than its partition's "
+        "MaxTime); it was cancelled after waiting 6")
+    assert sum("can never start" in text for text in api.logs) == 1, "the reason is logged once"
     assert final["runtime_status"]["errorDetail"] == f"JobId={job_id} JobState=PENDING Reason=PartitionTimeLimit"
 
 
@@ -211,7 +212,8 @@ def test_a_reason_that_clears_restarts_the_grace_period(fake_slurm: FakeSlurm) -
     scenario(fake_slurm, api, body, settings=GRACE)
 
 
-LIMIT = Settings(crunch_run_command="crunch-run", poll_interval=10, max_run_time_overhead=300, time_limit_signal=120)
+LIMIT = Settings(crunch_run_command="crunch-run", poll_interval=10, max_run_time_overhead=300, time_limit_signal=120,
+                 sbatch_arguments=(*DEFAULT_SBATCH_ARGUMENTS, "--time=%W"))
 
 
 def test_at_its_time_limit_the_reason_is_written_before_crunch_run_gets_sigterm(fake_slurm: FakeSlurm) -> None:

@@ -86,10 +86,11 @@ def test_a_job_that_can_never_start_is_cancelled_after_the_grace_period(e2e: E2E
     container = e2e.container(uuid)
     assert container.state is ContainerState.CANCELLED
     assert container.runtime_status["error"].startswith(
-        f"Slurm job {job_id} can never start: PartitionTimeLimit (waiting (Slurm says: PartitionTimeLimit)); it was "
-        "cancelled after waiting ")
+        f"Slurm job {job_id} can never start: PartitionTimeLimit (its time limit is longer than its partition's "
+        "MaxTime); it was cancelled after waiting ")
     assert container.runtime_status["errorDetail"] == f"JobId={job_id} JobState=PENDING Reason=PartitionTimeLimit"
     assert e2e.logs(uuid)[0].startswith(container.runtime_status["error"])
+    assert sum("can never start" in text for text in e2e.logs(uuid)) == 1, "the reason is logged once"
     wait_until(lambda: not _job(e2e, uuid)[0], what="the job to be scancelled")
 
 

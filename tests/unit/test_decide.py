@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from slurm_dispatch.dispatch.decide import RecordAction, TrackDecision, record_action, track_decision
 from slurm_dispatch.errors import SlurmCommandError, SlurmUnavailable
 from slurm_dispatch.model import Container, ContainerState, SlurmJob
-from slurm_dispatch.settings import Settings
+from slurm_dispatch.settings import DEFAULT_SBATCH_ARGUMENTS, Settings
 from slurm_dispatch.slurm.decide import (
     PERMANENT_REFUSALS,
     GoneKind,
@@ -85,7 +85,8 @@ def view(latest: Container, j: SlurmJob | None = None, **kw: Any) -> RunnerView:
 
 
 POLICY = Policy.from_settings(Settings(poll_interval=10, never_runnable_grace=300, time_limit_signal=120,
-                                       max_run_time_overhead=300))
+                                       max_run_time_overhead=300,
+                                       sbatch_arguments=(*DEFAULT_SBATCH_ARGUMENTS, "--time=%W")))
 LIMITED = {"scheduling_parameters": {"max_run_time": 3600}}
 GIVEN_UP = EndReason(error="x", detail="y", state="PENDING")
 
@@ -320,3 +321,12 @@ def test_permanent_refusals_give_up_after_a_run_of_them() -> None:
 def test_other_sbatch_failures_break_the_run(exc: SlurmCommandError) -> None:
     verdict = after_sbatch_failure(UUID, exc, refusals_before=PERMANENT_REFUSALS - 1)
     assert (verdict.refusals, verdict.give_up) == (0, None)
+
+
+def test_a_site_s_fixed_time_in_the_template_is_not_the_container_s_limit() -> None:
+    """Without %W in the template the job's limit is the site's --time, not max_run_time: no stop in its name."""
+    fixed = Policy.from_settings(Settings(poll_interval=10, time_limit_signal=120,
+                                          sbatch_arguments=("--job-name=%U", "--time=60")))
+    v = view(ctr("Running", ME, **LIMITED), job(time_left=10))
+    assert next_step(v, fixed, 0).kind is StepKind.FOLLOW
+    assert next_step(v, POLICY, 0).kind is StepKind.STOP_AT_LIMIT
