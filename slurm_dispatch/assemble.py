@@ -247,7 +247,7 @@ class DispatchLoop:
                        "max_submits_per_minute": limits.locks_per_minute},
             "limits_reached": sorted(self.dispatcher.capped),
             "api_overloaded": self.admission.overloaded,
-            "broken_nodes": {n: {"since": b.since, "reason": b.reason} for n, b in self.broken.current().items()},
+            "broken_nodes": self.broken.shown(),
         }
 
     def shutdown(self) -> None:

@@ -10,6 +10,7 @@ named), so a container that changes in between may be flagged once; run it again
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -65,6 +66,10 @@ def _when(epoch: float) -> str:
     return format_timestamp(datetime.fromtimestamp(epoch, UTC))
 
 
+def _minutes(seconds: object) -> str:
+    return f"{float(seconds or 0) / 60:.0f} min" if isinstance(seconds, (int, float)) else "?"
+
+
 def _text(value: object) -> str:
     return "" if value is None else str(value)
 
@@ -109,6 +114,10 @@ def status(
     for err in skipped:
         typer.echo(f"warning: {one_line(str(err))}", err=True)
     state = StateStore(settings.state_directory).read()
+    now = time.time()
+    # The state file keeps what the service last wrote: a stopped service leaves nodes whose hold has ended.
+    broken = {n: b.shown(settings.broken_node_hold, now) for n, b in sorted(state.broken.items())
+              if b.held(settings.broken_node_hold, now)}
     rows = status_rows([*mine, *others], jobs, me, settings.cluster_id)
     flagged = [row for row in rows if row.problems]
     if json_:
@@ -116,15 +125,18 @@ def status(
                     "drained": state.drain is not None,
                     "drain_reason": state.drain.reason if state.drain else "",
                     "drained_since": state.drain.since if state.drain else "",
-                    "broken_nodes": {n: {"since": b.since, "reason": b.reason} for n, b in state.broken.items()},
+                    "broken_nodes": broken,
                     "containers": [asdict(row) for row in rows], "problems": len(flagged)})
     else:
         typer.echo(f"Cluster {settings.cluster_id}, token {me}: {len(rows)} row(s), {len(flagged)} with problems")
         if state.drain is not None:
             typer.echo(f"Drained since {state.drain.since} ({state.drain.reason}): no new container is locked "
                        "until `slurm-dispatch resume`.")
-        for node, broken in sorted(state.broken.items()):
-            typer.echo(f"Broken node {node} (since {_when(broken.since)}): {broken.reason}")
+        for node, shown in broken.items():
+            until = shown["until"]
+            held = ("held off for good: BrokenNodes.Hold is 0" if not isinstance(until, float)
+                    else f"held off until {_when(until)}, {_minutes(shown['hold_left_s'])} left")
+            typer.echo(f"Broken node {node} (since {_when(float(shown['since'] or 0))}, {held}): {shown['reason']}")
         if rows:
             typer.echo("")
             typer.echo(table_text(_table(rows)))

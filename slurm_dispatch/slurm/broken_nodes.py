@@ -34,6 +34,21 @@ class BrokenNode:
     """Wall-clock seconds when it was reported."""
     reason: str
 
+    def until(self, hold_s: float) -> float | None:
+        """Wall-clock seconds when the hold ends (None: a hold of 0 or less never ends). Pure."""
+        return self.since + hold_s if hold_s > 0 else None
+
+    def shown(self, hold_s: float, now: float) -> dict[str, float | str | None]:
+        """The node as ``status`` and the management API show it: since, reason, until, hold_left_s. Pure."""
+        until = self.until(hold_s)
+        return {"since": self.since, "reason": self.reason, "until": until,
+                "hold_left_s": None if until is None else max(0.0, until - now)}
+
+    def held(self, hold_s: float, now: float) -> bool:
+        """True while the hold lasts. Pure."""
+        until = self.until(hold_s)
+        return until is None or now < until
+
 
 def broken_node_of(comment: str, nodes: str) -> str | None:
     """Return the node a job's Comment reports broken, or None. Pure.
@@ -76,7 +91,8 @@ class BrokenNodes:
         persist: Callable[[dict[str, BrokenNode]], None] | None = None,
     ) -> None:
         self.action = action
-        self._hold = hold_s
+        self.hold_s = hold_s
+        """How long a node is held off after its report (0 or less: until an admin forgets it)."""
         self._clock = clock
         self._nodes: dict[str, BrokenNode] = dict(known or {})
         self._persist = persist
@@ -93,7 +109,7 @@ class BrokenNodes:
     def expire(self) -> None:
         """Forget the nodes reported longer than the hold ago."""
         now = self._clock()
-        stale = [n for n, b in self._nodes.items() if self._hold > 0 and now - b.since >= self._hold]
+        stale = [n for n, b in self._nodes.items() if not b.held(self.hold_s, now)]
         for node in stale:
             del self._nodes[node]
         if stale and self._persist is not None:
@@ -103,6 +119,11 @@ class BrokenNodes:
         """Return the nodes currently held off (or recorded), by name."""
         self.expire()
         return dict(self._nodes)
+
+    def shown(self) -> dict[str, dict[str, float | str | None]]:
+        """Return the nodes held off, as ``status`` and the management API show them (``BrokenNode.shown``)."""
+        now = self._clock()
+        return {n: b.shown(self.hold_s, now) for n, b in sorted(self.current().items())}
 
     def excluded(self) -> list[str]:
         """Return the nodes new jobs must avoid (sorted; empty with action ``none``)."""

@@ -8,10 +8,15 @@ and reason JobHeldUser, so whole outputs are stable; only job ids vary.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+
+from slurm_dispatch.service.state import StateStore
+from slurm_dispatch.slurm.broken_nodes import BrokenNode
+from slurm_dispatch.slurm.reasons import LEFTOVER
 
 pytestmark = pytest.mark.slurm
 
@@ -82,14 +87,14 @@ def test_status_flags_mismatches(cli: Any, world: dict[str, Any]) -> None:
         "",
         (f"! {B}: Running by this dispatcher with no Slurm job (after a submission this lasts at most one poll; "
         "otherwise the dispatcher unlocks or cancels it)"),
-        f"! {C} (job {j[C]}): Slurm job for a Complete container (a leftover: the dispatcher scancels it)",
+        f"! {C} (job {j[C]}): Slurm job for a Complete container ({LEFTOVER})",
         f"! {D} (job {j[D]}): Slurm job of ours for a container locked by another token ({other})",
         f"! {F} (job {j[F]}): a Slurm job is named after this container, but the API does not know it",
         "",
         "Scheduling status:",
         f"{A}: Waiting in Slurm: held (released by `scontrol release`) (job {j[A]}, reason JobHeldUser).",
         f"{B}: Running; no Slurm job.",
-        f"{C}: Waiting in Slurm: held (released by `scontrol release`) (job {j[C]}, reason JobHeldUser).",
+        f"{C}: Complete; its Slurm job {j[C]} is still in squeue (PENDING): {LEFTOVER}.",
         f"{D}: Waiting in Slurm: held (released by `scontrol release`) (job {j[D]}, reason JobHeldUser).",
     ]
     assert result.stderr == ""
@@ -109,6 +114,24 @@ def test_status_json(cli: Any, world: dict[str, Any]) -> None:
                                                f"{world['jobs'][A]}, reason JobHeldUser)."}
     assert data["drained"] is False and data["broken_nodes"] == {}
     assert by_uuid[B]["job_id"] is None and len(by_uuid[B]["problems"]) == 1
+
+
+def test_status_shows_broken_nodes_with_their_hold_and_not_those_whose_hold_ended(
+    cli: Any, world: dict[str, Any]
+) -> None:
+    now = time.time()
+    StateStore(cli.state_dir).set_broken({
+        "c1": BrokenNode(node="c1", since=now - 600, reason="crunch-run reported it broken"),
+        "c2": BrokenNode(node="c2", since=now - 7200, reason="an old report"),  # the default hold is 1 h
+    })
+    data = json.loads(cli("status", "--json").stdout)
+    assert list(data["broken_nodes"]) == ["c1"], "a hold that has ended is not shown"
+    c1 = data["broken_nodes"]["c1"]
+    assert c1["until"] == pytest.approx(now - 600 + 3600)
+    assert 2990 < c1["hold_left_s"] <= 3000
+    text = cli("status").stdout
+    assert "Broken node c1 (since " in text and ", held off until " in text and "50 min left" in text
+    assert "c2" not in text
 
 
 def test_adopt_dry_run_changes_nothing(cli: Any, world: dict[str, Any]) -> None:

@@ -12,8 +12,8 @@ To know where the first job runs, a plain job of the test holds node c2 whole (`
 only go to c1. While the blocker holds c2, an excluded job pends although c1 is idle, which is the proof that the
 exclusion is Slurm's and not luck; the test then ends the blocker and the container completes on c2.
 
-The dispatcher reads the node's hold in ``DispatchLoop.status()``, which the management API serves
-(``GET /arvados/v1/dispatch/status``); that it does not yet say when the hold ends is marked xfail below.
+The dispatcher shows the node, with when its hold ends, in ``DispatchLoop.status()``, which the management API
+serves (``GET /arvados/v1/dispatch/status``).
 """
 
 from __future__ import annotations
@@ -166,10 +166,6 @@ def test_a_broken_node_is_excluded_from_the_next_job_which_completes_elsewhere(
     assert list(_status(d)["broken_nodes"]) == [BROKEN], "held for the hour"
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError,
-                   reason="DispatchLoop.status() (slurm_dispatch/assemble.py) gives a broken node's 'since' and "
-                          "'reason' but not when its hold ends, and BrokenNodes (slurm/broken_nodes.py) keeps the "
-                          "hold to itself")
 def test_status_shows_how_long_a_broken_node_is_still_held_off(
     e2e: E2E, tmp_path: Path, blocker: str,
 ) -> None:
