@@ -25,10 +25,12 @@ RECORD_PREFIX = "slurm-dispatch-exit: "
 
 
 def exit_record(output: str) -> dict[str, object]:
-    """The exit record of a job's output file: its last line, as docs/crunch-run-wrapper.md says."""
-    last = output.splitlines()[-1]
-    assert last.startswith(RECORD_PREFIX), output
-    return json.loads(last[len(RECORD_PREFIX):])  # type: ignore[no-any-return]
+    """The exit record of a job's output file: the last line with the record's prefix, as docs/crunch-run-wrapper.md
+    says (slurmstepd may write after it, e.g. ``*** JOB n ON c1 CANCELLED ***`` when the dispatcher scancels the
+    job of a container that has already finished)."""
+    records = [line for line in output.splitlines() if line.startswith(RECORD_PREFIX)]
+    assert records, output
+    return json.loads(records[-1][len(RECORD_PREFIX):])  # type: ignore[no-any-return]
 
 
 def test_dispatch_through_the_wrapper_completes(e2e: E2E) -> None:
