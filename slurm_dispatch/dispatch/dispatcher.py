@@ -57,7 +57,7 @@ from slurm_dispatch.dispatch.queries import (
 )
 from slurm_dispatch.dispatch.throttle import Throttle
 from slurm_dispatch.dispatch.tracker import Tracker, UpdateChannel
-from slurm_dispatch.errors import ArvadosAuthError, ArvadosConflict, DispatchError
+from slurm_dispatch.errors import ArvadosAuthError, ArvadosConflict, ArvadosShuttingDown, DispatchError
 from slurm_dispatch.model import Container, ContainerState, Filter, routing_fields
 
 logger = logging.getLogger("slurm_dispatch.dispatch")
@@ -246,7 +246,10 @@ class Dispatcher:
         try:
             self._token_uuid = await self.call(self._client.current_token_uuid)
         except DispatchError as exc:
-            logger.error("error getting my token UUID: %s; check the API host and the token", exc)
+            if isinstance(exc, ArvadosShuttingDown) or self._stop.is_set():
+                logger.info("getting my token UUID was cut short by the shutdown: %s", exc)
+            else:
+                logger.error("error getting my token UUID: %s; check the API host and the token", exc)
             raise
 
     async def run(self) -> None:

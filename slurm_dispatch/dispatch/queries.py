@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from slurm_dispatch.dispatch.client import DispatchClient
-from slurm_dispatch.errors import ArvadosAPIError, ArvadosAuthError, DispatchError
+from slurm_dispatch.errors import ArvadosAPIError, ArvadosAuthError, ArvadosShuttingDown, DispatchError
 from slurm_dispatch.model import Filter
 
 logger = logging.getLogger("slurm_dispatch.dispatch")
@@ -126,10 +126,14 @@ class QueueReader:
         return True
 
     def _failed(self, name: str, what: Literal["count", "list"], exc: DispatchError) -> None:
-        """Log a failed query: at warning when its error changed, at debug when it repeats."""
+        """Log a failed query: at warning when its error changed, at debug when it repeats, at info when the
+        service is stopping (the stop cut it short: nothing for an operator to check)."""
         if is_overload(exc):
             self.overloaded = True
         text = f"error getting {what} of containers ({name} query): {exc}"
+        if isinstance(exc, ArvadosShuttingDown) or self._stopping():
+            logger.info("%s; the service is stopping", text)
+            return
         level = logging.DEBUG if self._errors.get(name) == text else logging.WARNING
         self._errors[name] = text
         logger.log(level, "%s; skipping the rest of this tick, no tracker is closed; check the API server", text)
