@@ -359,10 +359,11 @@ class SlurmRunner:
     async def _next_event(self, uuid: str, view: RunnerView, step: Step, updates: UpdateChannel) -> _Event:
         """Wait for the first of: a new record (or the channel closing), news of the job, the step's wake-up."""
         waits: dict[asyncio.Future[Any], str] = {
-            asyncio.ensure_future(updates.next()): "update",
             asyncio.ensure_future(self._squeue.wait_change(uuid, view.job,
                                                            time_left_below=step.time_left_below)): "job",
         }
+        if not view.left:  # a closed channel answers at once, for ever
+            waits[asyncio.ensure_future(updates.next())] = "update"
         if step.wake_at is not None:
             waits[asyncio.ensure_future(self._sleep(max(0.0, step.wake_at - self._clock())))] = "timer"
         try:
@@ -384,7 +385,7 @@ class SlurmRunner:
             return self._with_job(view, event.job)
         if isinstance(event, _Update):
             if event.container is None:
-                return replace(view, left=True)
+                return replace(view, left=True, left_at=self._clock())
             return replace(view, latest=event.container,
                            cancel_rounds=0 if event.container.priority else view.cancel_rounds)
         return view

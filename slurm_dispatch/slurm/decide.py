@@ -118,6 +118,8 @@ class RunnerView:
     left: bool = False
     """The container left this dispatcher (its update channel closed: finished, back to Queued, locked by another
     dispatcher, or returned by no query)."""
+    left_at: float | None = None
+    """When it left (by the runner's clock)."""
     submitted: bool = False
     """This RunContainer has already submitted the job."""
     never_since: float | None = None
@@ -130,6 +132,11 @@ class RunnerView:
     """The want last recorded for the job."""
     cancel_rounds: int = 0
     """scancel rounds without the job leaving squeue."""
+
+
+FINISHED_JOB_GRACE_S = 60.0
+"""How long the job of a container crunch-run has set Complete may stay in squeue before it is scancelled: crunch-run
+exits right after, and crunch-run-wrapper then gives what it left behind up to 30 s (CRUNCH_RUN_WRAPPER_GRACE)."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +171,7 @@ def next_step(view: RunnerView, policy: Policy, now: float) -> Step:
     =========================  ===============================================  ==============
     no, none seen yet          Locked, priority > 0, still ours, not given up   SUBMIT
     no                         anything else                                    SETTLE
+    yes, not pending           Complete, left less than FINISHED_JOB_GRACE_S    FOLLOW
     yes                        left this dispatcher                             SCANCEL
     yes                        priority 0                                       SCANCEL
     yes                        given up                                         SCANCEL
@@ -171,6 +179,10 @@ def next_step(view: RunnerView, policy: Policy, now: float) -> Step:
     yes, running               Running, time limit within the stop window      STOP_AT_LIMIT
     yes                        anything else                                    FOLLOW
     =========================  ===============================================  ==============
+
+    Go scancels the job of a container that has left at once, even one crunch-run has just set Complete and is
+    about to exit from: Slurm then records a successful job as CANCELLED, and crunch-run-wrapper has no time to
+    clean up what crunch-run left behind. Here such a job gets ``FINISHED_JOB_GRACE_S`` to end by itself first.
 
     Two differences from Go in the first rows: a Locked container with priority 0 and no job is not submitted
     (Go submits it, then scancels the job at once), and neither is one whose job this RunContainer has seen
@@ -184,6 +196,10 @@ def next_step(view: RunnerView, policy: Policy, now: float) -> Step:
             return Step(StepKind.SUBMIT, "Locked by us and no job in squeue")
         return Step(StepKind.SETTLE, "its job is not in squeue")
     if view.left:
+        if (latest.state is ContainerState.COMPLETE and job.state != "PENDING" and view.left_at is not None
+                and now < view.left_at + FINISHED_JOB_GRACE_S):
+            return Step(StepKind.FOLLOW, "its container is Complete: the job may end by itself",
+                        wake_at=view.left_at + FINISHED_JOB_GRACE_S)
         return Step(StepKind.SCANCEL, "the container left this dispatcher")
     if latest.priority == 0:
         return Step(StepKind.SCANCEL, "its priority is 0")
@@ -353,6 +369,7 @@ def after_sbatch_failure(uuid: str, exc: SlurmCommandError, *, refusals_before: 
 
 
 __all__ = [
+    "FINISHED_JOB_GRACE_S",
     "PERMANENT_REFUSALS",
     "PERMANENT_SBATCH_ERRORS",
     "STUCK_CANCEL_WARNINGS",

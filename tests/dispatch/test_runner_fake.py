@@ -21,7 +21,7 @@ from slurm_dispatch.errors import (
 )
 from slurm_dispatch.model import Container
 from slurm_dispatch.runner import SlurmRunner
-from slurm_dispatch.slurm.decide import PERMANENT_REFUSALS
+from slurm_dispatch.slurm.decide import FINISHED_JOB_GRACE_S, PERMANENT_REFUSALS
 from slurm_dispatch.slurm.squeue import SqueueChecker
 
 
@@ -230,3 +230,36 @@ def test_a_job_that_never_leaves_after_scancel_is_reported(
 
     with caplog.at_level(logging.WARNING, logger="slurm_dispatch.runner"):
         scenario(fake_slurm, api, body)
+
+
+@pytest.mark.parametrize("ends_by_itself_after", [20.0, None])
+def test_the_job_of_a_completed_container_gets_time_to_end_by_itself(
+    fake_slurm: FakeSlurm, ends_by_itself_after: float | None
+) -> None:
+    """crunch-run set Complete and is exiting: no scancel (Slurm would record the job CANCELLED) unless the job is
+    still there after the grace period."""
+    api = FakeApi({UUID: record(state="Running")})
+    fake_slurm.submit(args=[f"--job-name={UUID}"], script="", env={})
+    fake_slurm.start(UUID)
+
+    async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
+        task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
+        await d.clock.run_until(lambda: squeue.snapshot().jobs.get(UUID) is not None, "squeue to show the job")
+        api.records[UUID]["state"] = "Complete"
+        updates.put(Container.from_api(api.records[UUID]))
+        updates.close()
+        closed = d.clock.now
+        if ends_by_itself_after is not None:
+            await d.clock.run_until(lambda: d.clock.now >= closed + ends_by_itself_after, "the job to finish")
+            fake_slurm.finish(UUID)
+        await returned(d, task)
+        if ends_by_itself_after is None:
+            assert d.clock.now - closed >= FINISHED_JOB_GRACE_S
+
+    scenario(fake_slurm, api, body)
+    if ends_by_itself_after is not None:
+        assert fake_slurm.count("cancel_jobs") == fake_slurm.count("cancel") == 0
+        assert fake_slurm.finished[-1].state == "COMPLETED"
+    else:
+        assert fake_slurm.count("cancel_jobs") == 1
+    assert api.records[UUID]["state"] == "Complete"

@@ -48,7 +48,8 @@ def test_dispatch_through_the_wrapper_completes(e2e: E2E) -> None:
     assert f"for container {uuid}" in output
     assert e2e.settings.system_root_token not in output
     record = exit_record(output)
-    assert (record["container"], record["job"], record["exit_status"], record["broken_node"]) == (uuid, job, 0, False)
+    assert (record["container"], record["job"], record["exit_status"], record["broken_node"]) == (uuid, job, 0, False), \
+        output
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from slurm_dispatch.errors import SlurmCommandError, SlurmUnavailable
 from slurm_dispatch.model import Container, ContainerState, SlurmJob
 from slurm_dispatch.settings import DEFAULT_SBATCH_ARGUMENTS, Settings
 from slurm_dispatch.slurm.decide import (
+    FINISHED_JOB_GRACE_S,
     PERMANENT_REFUSALS,
     GoneKind,
     OrphanAction,
@@ -330,3 +331,24 @@ def test_a_site_s_fixed_time_in_the_template_is_not_the_container_s_limit() -> N
     v = view(ctr("Running", ME, **LIMITED), job(time_left=10))
     assert next_step(v, fixed, 0).kind is StepKind.FOLLOW
     assert next_step(v, POLICY, 0).kind is StepKind.STOP_AT_LIMIT
+
+
+@pytest.mark.parametrize(
+    ("latest", "j", "now", "kind"),
+    [
+        pytest.param(ctr("Complete"), job("RUNNING"), 159.0, StepKind.FOLLOW, id="complete-within-grace: wait"),
+        pytest.param(ctr("Complete"), job("COMPLETING"), 100.0, StepKind.FOLLOW, id="completing-within-grace"),
+        pytest.param(ctr("Complete"), job("RUNNING"), 160.0, StepKind.SCANCEL, id="complete-past-grace: scancel"),
+        pytest.param(ctr("Complete"), job("PENDING"), 100.0, StepKind.SCANCEL, id="complete-but-pending: scancel"),
+        pytest.param(ctr("Cancelled"), job("RUNNING"), 100.0, StepKind.SCANCEL, id="cancelled: scancel at once"),
+        pytest.param(ctr("Queued"), job("RUNNING"), 100.0, StepKind.SCANCEL, id="requeued: scancel at once"),
+    ],
+)
+def test_the_job_of_a_container_crunch_run_completed_may_end_by_itself(
+    latest: Container, j: SlurmJob, now: float, kind: StepKind
+) -> None:
+    """Go scancels it at once, so Slurm records a successful job as CANCELLED; here it gets a grace period."""
+    step = next_step(view(latest, j, left=True, left_at=100.0), POLICY, now)
+    assert step.kind is kind, step.reason
+    if kind is StepKind.FOLLOW:
+        assert step.wake_at == 100.0 + FINISHED_JOB_GRACE_S
