@@ -5,6 +5,10 @@ build the adapters here, call the pure core, print. Errors raised on purpose are
 subclasses; ``errors_to_exit`` turns each into ONE line on stderr and an exit code from ``ExitCode``.
 Anything else is a bug and shows typer's traceback (without locals, which may hold tokens).
 
+The library's own log lines are written for the service's log, and say before the error what its message says
+again (the transport's "giving up on GET ... after N attempts", a Slurm command's exit code and stderr). An admin
+command shows only those at ERROR and above (``admin_log_lines``), so a failure prints one line: the command's.
+
 Exit codes (also in docs/admin-commands.md):
 
 ====  ============================================================================
@@ -21,6 +25,7 @@ import contextlib
 import enum
 import io
 import json
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -107,6 +112,12 @@ DispatchConfigOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")]
 
+LIBRARY_LOGGER = "slurm_dispatch"
+"""The logger every module of the package logs under (the service's log)."""
+
+ADMIN_LOG_LEVEL = logging.ERROR
+"""The least level of the library's log records an admin command shows; warnings repeat the error it prints."""
+
 
 def one_line(message: str) -> str:
     """Return ``message`` with its lines joined by "; " (stderr gets exactly one line per error). Pure."""
@@ -138,12 +149,38 @@ def abort(message: str, code: int = ExitCode.PROBLEM) -> NoReturn:
     raise typer.Exit(int(code))
 
 
+class AdminLogLines(logging.Handler):
+    """Writes a library log record as one ``error: <message>`` line on the current stderr (typer's, when tested)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            typer.echo(f"{record.levelname.lower()}: {one_line(self.format(record))}", err=True)
+        except (OSError, ValueError):  # a closed or broken stderr: logging's own contract, a handler never raises
+            self.handleError(record)
+
+
+def admin_log_lines() -> None:
+    """Show the library's log records of ``ADMIN_LOG_LEVEL`` and above on stderr, one line each, and no others,
+    for the rest of the process (an admin command's process runs one command). Does nothing the second time.
+
+    Without a handler of our own, Python's last-resort handler prints every WARNING bare on stderr: a failed API
+    call or Slurm command would print the library's line and then the command's ``error:`` line. The loggers'
+    levels are left alone (other handlers, such as pytest's, still get every record), and ``run`` never calls
+    this: the service's log is configured from SystemLogs.
+    """
+    logger = logging.getLogger(LIBRARY_LOGGER)
+    if not any(isinstance(h, AdminLogLines) for h in logger.handlers):
+        logger.addHandler(AdminLogLines(ADMIN_LOG_LEVEL))
+
+
 @contextlib.contextmanager
 def errors_to_exit() -> Iterator[None]:
     """Turn a ``DispatchError`` raised inside the block into ``abort`` with its exit code.
 
-    Other exceptions pass through (a bug: typer prints the traceback, without locals).
+    Other exceptions pass through (a bug: typer prints the traceback, without locals). Sets up the command's
+    log lines first (``admin_log_lines``): every admin command enters this block before it does any work.
     """
+    admin_log_lines()
     try:
         yield
     except DispatchError as exc:

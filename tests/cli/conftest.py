@@ -6,12 +6,14 @@ the ARVADOS_API_* variables, ARVADOS_SERVICE_INTERNAL_URL and SLURM_CONF of the 
 ``SLURM_DISPATCH_CONFIG`` names the test's own slurm-dispatch file, whose ``Service.StateDirectory`` is a
 temporary directory: an outer value never leaks in, and ``drain``, ``resume``, ``status`` and ``run`` read and
 write the test's state file, never /var/lib/slurm-dispatch. A test that needs no own file at all sets
-``SLURM_DISPATCH_CONFIG`` to None.
+``SLURM_DISPATCH_CONFIG`` to None. The admin commands' log handler (``cli.common.admin_log_lines``, installed for
+the rest of the process, as a command's process runs one command) is removed after each test.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from slurm_dispatch.cli.app import app
+from slurm_dispatch.cli.common import LIBRARY_LOGGER, AdminLogLines
 
 ROOT_TOKEN = "systemusertesttoken1234567890aoeuidhtnsqjkxbmwvzpy"
 """The SystemRootToken of the test configs (and of the emulator): it must never appear in any output."""
@@ -82,7 +85,7 @@ def base_cluster(**containers: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
+def cli(tmp_path: Path) -> Iterator[Cli]:
     """A Cli with a valid default config (cluster zzzzz) at ``tmp_path/config.yml``, and its own settings at
     ``tmp_path/slurm-dispatch.yml`` with the state in ``tmp_path/state``."""
     path = tmp_path / "config.yml"
@@ -102,4 +105,7 @@ def cli(tmp_path: Path) -> Cli:
     })
     runner.write_config(base_cluster())
     runner.write_own()
-    return runner
+    yield runner
+    library = logging.getLogger(LIBRARY_LOGGER)
+    for handler in [h for h in library.handlers if isinstance(h, AdminLogLines)]:
+        library.removeHandler(handler)
