@@ -18,6 +18,7 @@ import importlib
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -32,6 +33,8 @@ from slurm_dispatch.cli.common import (
     load,
 )
 from slurm_dispatch.config import startup_problems
+from slurm_dispatch.config.environment import SERVICE_URL_ENV
+from slurm_dispatch.config.redact import show
 from slurm_dispatch.errors import ConfigError, DispatchError
 from slurm_dispatch.settings import Settings
 
@@ -102,12 +105,13 @@ def _address_is_here(host: str, port: int) -> bool:
     return False
 
 
-def internal_url_problem(settings: Settings) -> str | None:
+def internal_url_problem(settings: Settings, environ: Mapping[str, str] | None = None) -> str | None:
     """Return why no Services.DispatchSLURM.InternalURLs entry can be served on this host, or None.
 
     Binds each address once and closes it again (as Go's lib/service/cmd.go: getListenAddr does): an entry
     whose address is not this host's (EADDRNOTAVAIL, or a name with no address) is another host's. Blocks on
-    name resolution.
+    name resolution. When ARVADOS_SERVICE_INTERNAL_URL (in ``environ``) picked the one address to listen on, the
+    message names the variable: changing InternalURLs alone would not help.
 
     Raises:
         ConfigError: an entry is not a usable http URL (``startup_problems`` refuses those first).
@@ -117,13 +121,19 @@ def internal_url_problem(settings: Settings) -> str | None:
     urls = settings.dispatch_internal_urls
     if any(_address_is_here(*parse_internal_url(url)) for url in urls):
         return None
+    picked = (environ or {}).get(SERVICE_URL_ENV, "")
+    if picked:
+        return (f"{SERVICE_URL_ENV} is {show(picked)}, so the service would listen on {', '.join(urls)}, which is not "
+                f"an address of this host (set {SERVICE_URL_ENV} to this host's Clusters.{settings.cluster_id}."
+                "Services.DispatchSLURM.InternalURLs entry, fix that entry's ListenURL, or unset the variable)")
     return (f"Clusters.{settings.cluster_id}.Services.DispatchSLURM.InternalURLs: configuration does not enable "
             f"the \"crunch-dispatch-slurm\" service on this host: none of {', '.join(urls)} is an address of this "
             "host (add this host's URL, or set ListenURL)")
 
 
-def host_problems(settings: Settings) -> list[str]:
-    """Return what only this host can tell the service will fail on, one line each (see the module).
+def host_problems(settings: Settings, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Return what only this host can tell the service will fail on, one line each (see the module); ``environ``
+    is the service's environment (ARVADOS_SERVICE_INTERNAL_URL).
 
     Imports psycopg, binds sockets and resolves names; see ``database_driver_problem`` and
     ``internal_url_problem``.
@@ -131,7 +141,7 @@ def host_problems(settings: Settings) -> list[str]:
     Raises:
         ConfigError: from ``internal_url_problem``.
     """
-    return [p for p in (database_driver_problem(settings), internal_url_problem(settings)) if p is not None]
+    return [p for p in (database_driver_problem(settings), internal_url_problem(settings, environ)) if p is not None]
 
 
 def _refuse(problems: list[str]) -> None:
@@ -171,7 +181,7 @@ def run(
         configure_from_settings(loaded.settings)
         for warning in loaded.warnings:
             logger.warning("config: %s", warning)
-        _refuse(host_problems(loaded.settings))
+        _refuse(host_problems(loaded.settings, environ))
     except ConfigError as exc:
         typer.echo(f"slurm-dispatch: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None

@@ -136,6 +136,35 @@ def test_run_refuses_internal_urls_of_another_host_after_logging_the_config_warn
     assert cli.root_token not in done.stderr + done.stdout
 
 
+def test_run_names_the_variable_when_arvados_service_internal_url_picked_another_host_s_address(
+        cli: Any, tmp_path: Path) -> None:
+    """The variable chose the one address to listen on: the InternalURLs advice alone would not help."""
+    cluster = cli.cluster()
+    cluster["Services"]["DispatchSLURM"]["InternalURLs"] = {"http://127.0.0.1:0": {}, NOT_HERE: {}}
+    done = run_service(tmp_path, cluster, env={"ARVADOS_SERVICE_INTERNAL_URL": NOT_HERE})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-2:] == [
+        (f"slurm-dispatch: ARVADOS_SERVICE_INTERNAL_URL is '{NOT_HERE}', so the service would listen on {NOT_HERE}, "
+         "which is not an address of this host (set ARVADOS_SERVICE_INTERNAL_URL to this host's Clusters.zzzzz."
+         "Services.DispatchSLURM.InternalURLs entry, fix that entry's ListenURL, or unset the variable)"),
+        REFUSING,
+    ]
+
+
+def test_the_internal_url_problem_names_the_variable_only_when_it_is_set() -> None:
+    other = f"http://{FOREIGN}:9007/"
+    settings = Settings(dispatch_internal_urls=(other,))
+    for environ in (None, {}, {"ARVADOS_SERVICE_INTERNAL_URL": ""}):
+        problem = internal_url_problem(settings, environ)
+        assert problem is not None and problem.startswith("Clusters.zzzzz.Services.DispatchSLURM.InternalURLs: "), \
+            problem
+        assert "ARVADOS_SERVICE_INTERNAL_URL" not in problem
+    # a URL that names no entry is listened on anyway (Go's warning): it is the variable that must change
+    problem = internal_url_problem(settings, {"ARVADOS_SERVICE_INTERNAL_URL": other})
+    assert problem is not None and problem.startswith(f"ARVADOS_SERVICE_INTERNAL_URL is '{other}', so the service "
+                                                      f"would listen on {other}, which is not an address"), problem
+
+
 def test_run_refuses_a_postgresql_lock_without_psycopg(cli: Any, tmp_path: Path) -> None:
     fake = tmp_path / "fake" / "psycopg"
     fake.mkdir(parents=True)
