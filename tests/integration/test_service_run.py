@@ -1,5 +1,10 @@
 """``slurm-dispatch run`` as a real process: sd_notify, SIGTERM, the PostgreSQL advisory lock takeover, and the
-authenticated /metrics endpoint, with the emulated Arvados API and the real Slurm test cluster."""
+authenticated /metrics endpoint, with the emulated Arvados API and the real Slurm test cluster.
+
+Each process gets slurm-dispatch's own file with ``Service.StateDirectory`` in the test's tmp (never the default
+/var/lib/slurm-dispatch, where a drain left by another run would hold every container back), and skips the legacy
+file, as tests/plugins/service_process.py does.
+"""
 
 from __future__ import annotations
 
@@ -82,14 +87,19 @@ class Notifications:
 
 
 class Service:
-    """One ``slurm-dispatch run`` process."""
+    """One ``slurm-dispatch run`` process, its state in ``<log>.state`` next to its log."""
 
     def __init__(self, config: Path, *, lock: Path, notify: Path, slurm_env: dict[str, str], log: Path) -> None:
         env = {**os.environ, **slurm_env, "NOTIFY_SOCKET": str(notify)}
-        env.pop("ARVADOS_API_TOKEN", None)
+        for name in ("ARVADOS_API_TOKEN", "SLURM_DISPATCH_CONFIG"):
+            env.pop(name, None)
         self.log = log
+        self.state_dir = log.with_suffix(".state")
+        self.own = own = log.with_suffix(".own.yml")
+        own.write_text(yaml.safe_dump({"Service": {"StateDirectory": str(self.state_dir)}}), encoding="utf-8")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "slurm_dispatch", "run", "--config", str(config), "--lock-file", str(lock)],
+            [sys.executable, "-m", "slurm_dispatch", "run", "--config", str(config), "--skip-legacy",
+             "--dispatch-config", str(own), "--lock-file", str(lock)],
             env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"),
         )
 
@@ -121,6 +131,7 @@ def test_ready_after_first_poll_stopping_on_sigterm_and_metrics_auth(
     svc = Service(config, lock=tmp_path / "lock", notify=notify.path, slurm_env=slurm_clean.env, log=tmp_path / "svc.log")
     services.append(svc)
     wait_until(lambda: notify.seen("READY=1"), timeout=30, what=f"READY=1 (log: {tmp_path / 'svc.log'})")
+    assert f"starting for cluster zzzzz with {config} and {svc.own}" in svc.logs(), "the test's own file, its state"
     api = ArvadosClient(api_host=emulator.base_url, token=emulator.root_token, insecure=True)
     assert emulator_control.stats(), "the service polled the API before READY"
     url = f"http://127.0.0.1:{port}"
