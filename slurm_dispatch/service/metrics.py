@@ -9,6 +9,10 @@ service (``Services.DispatchSLURM``), as the Go services name theirs (``arvados_
 that select ``{__name__=~"arvados_.*"}`` pick them up. Counters end in ``_total`` and durations are in seconds,
 as Prometheus conventions ask.
 
+No ``_created`` series: ``disable_created_metrics`` is called where the registry is built, so a counter or histogram
+is exposed without the extra creation-time series the client library would add to each (nothing reads them; see
+docs/monitoring.md).
+
 The process collector reads ``psutil.Process()`` at scrape time (resident memory, CPU seconds, open file
 descriptors, threads), so the numbers are never older than the scrape.
 """
@@ -18,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 import psutil
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -41,7 +45,12 @@ class Metrics:
     """The dispatcher's metrics, in a registry of their own. Every method is cheap and does no I/O."""
 
     def __init__(self, *, process: psutil.Process | None = None) -> None:
-        """Create the metrics; ``process`` is what the process collector reads (default: this process)."""
+        """Create the metrics; ``process`` is what the process collector reads (default: this process).
+
+        Turns the client library's ``_created`` series off, for the whole process (a switch of the library's own:
+        every registry of this process is the service's).
+        """
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # the library leaves it unannotated
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self._containers = Gauge(
@@ -82,10 +91,12 @@ class Metrics:
         self._broken_nodes = Gauge(PREFIX + "broken_nodes", "Nodes crunch-run reported broken, kept off.",
                                    registry=r)
         self._api_overloads = Counter(
-            PREFIX + "api_overloads", "API answers meaning 'too busy' (503, 429).", registry=r
+            PREFIX + "api_overloads", "API calls that failed with 503 or 429 ('too busy') after the client's retries.",
+            registry=r,
         )
         self._last_overload = Gauge(
-            PREFIX + "api_last_overload_time_seconds", "When the API last answered 503 or 429 (Unix time; 0: never).",
+            PREFIX + "api_last_overload_time_seconds",
+            "When an API call last failed with 503 or 429 after the client's retries (Unix time; 0: never).",
             registry=r,
         )
         version = Gauge("arvados_version_running", "Indicated version is running.", ["version"], registry=r)
@@ -135,7 +146,8 @@ class Metrics:
         self._broken_nodes.set(count)
 
     def api_overloaded(self, when: float) -> None:
-        """Count one API answer meaning "too busy" (503 or 429), at Unix time ``when``."""
+        """Count one API call that failed with "too busy" (503 or 429) after the client's retries, at Unix time
+        ``when``."""
         self._api_overloads.inc()
         self._last_overload.set(when)
 

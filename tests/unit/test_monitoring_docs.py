@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from slurm_dispatch.service.metrics import Metrics
+from slurm_dispatch.service.metrics import PREFIX, Metrics
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "monitoring.md"
@@ -22,7 +22,7 @@ DASHBOARD = REPO / "contrib" / "grafana" / "slurm-dispatch.json"
 RULES = REPO / "contrib" / "prometheus" / "slurm-dispatch.rules.yml"
 
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
-"""The sample names each type of family is exposed as (``_created`` series left out: nothing should use them)."""
+"""The sample names each type of family is exposed as (no ``_created``: the service turns those series off)."""
 
 
 def registry_families() -> dict[str, tuple[str, set[str]]]:
@@ -63,6 +63,15 @@ def documented() -> dict[str, tuple[str, set[str]]]:
 
 def test_the_doc_table_lists_every_metric_with_its_type_and_labels() -> None:
     assert documented() == registry_families()
+
+
+def test_no_counter_or_histogram_has_a_created_series() -> None:
+    metrics = Metrics()
+    metrics.api_error("unavailable")
+    metrics.queued_to_sbatch(1.0)
+    samples = {s.name for family in metrics.registry.collect() for s in family.samples}
+    assert PREFIX + "api_errors_total" in samples and PREFIX + "queue_to_sbatch_seconds_count" in samples
+    assert not [name for name in samples if name.endswith("_created")]
 
 
 def dashboard_exprs(node: Any) -> list[str]:
