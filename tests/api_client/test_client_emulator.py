@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from plugins.fake_time import FakeTime
+from plugins.fake_time import FakeClock
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.errors import (
@@ -29,14 +29,14 @@ QUEUED = [["state", "=", "Queued"], ["priority", ">", "0"]]
 
 
 @pytest.fixture
-def make_client(emulator: EmulatorServer, fake_time: FakeTime) -> Iterator[Callable[..., ArvadosClient]]:
+def make_client(emulator: EmulatorServer, fake_clock: FakeClock) -> Iterator[Callable[..., ArvadosClient]]:
     made: list[ArvadosClient] = []
 
     def make(**kwargs: Any) -> ArvadosClient:
         kwargs.setdefault("token", emulator.root_token)
         kwargs.setdefault("read_timeout", 10.0)
         c = ArvadosClient(
-            api_host=emulator.api_host, insecure=True, sleep=fake_time.sleep, clock=fake_time.clock, **kwargs
+            api_host=emulator.api_host, insecure=True, sleep=fake_clock.blocking_sleep, clock=fake_clock.clock, **kwargs
         )
         made.append(c)
         return c
@@ -56,7 +56,7 @@ def test_current_token_uuid_is_the_system_root_token(client: ArvadosClient) -> N
 
 
 def test_bad_token_is_a_fatal_error_naming_the_host(
-    make_client: Callable[..., ArvadosClient], emulator: EmulatorServer, fake_time: FakeTime
+    make_client: Callable[..., ArvadosClient], emulator: EmulatorServer, fake_clock: FakeClock
 ) -> None:
     c = make_client(token="not-a-valid-token")
     with pytest.raises(ArvadosAuthError) as info:
@@ -64,13 +64,13 @@ def test_bad_token_is_a_fatal_error_naming_the_host(
     assert f"Arvados API at {emulator.api_host} refused our token" in str(info.value)
     assert "SystemRootToken" in str(info.value)
     assert "not-a-valid-token" not in str(info.value)
-    assert fake_time.sleeps == [], "a 401 is not retried"
+    assert fake_clock.sleeps == [], "a 401 is not retried"
     with pytest.raises(ArvadosAuthError):
         list(c.list_all(filters=QUEUED, batch_size=10))
 
 
 def test_list_all_pages_through_many_containers(
-    make_emulator: Callable[..., tuple[EmulatorServer, Any]], fake_time: FakeTime
+    make_emulator: Callable[..., tuple[EmulatorServer, Any]], fake_clock: FakeClock
 ) -> None:
     # A server that clamps pages to 7 rows, so the client must page by len(items).
     server, _ = make_emulator(max_items_per_response=7, root_token="tok-paging-test-0123456789")
@@ -167,7 +167,7 @@ def test_update_with_select_returns_only_those_fields(
 
 @pytest.mark.parametrize("mode", ["status", "drop"])
 def test_get_is_retried_through_faults(
-    client: ArvadosClient, emulator_control: SandboxControl, fake_time: FakeTime, mode: str
+    client: ArvadosClient, emulator_control: SandboxControl, fake_clock: FakeClock, mode: str
 ) -> None:
     uuid = emulator_control.create_container()["uuid"]
     emulator_control.faults(
@@ -176,43 +176,43 @@ def test_get_is_retried_through_faults(
     emulator_control.reset_stats()
     assert client.get(uuid).uuid == uuid
     assert emulator_control.stats() == {"GET /arvados/v1/containers/{uuid}": 4}
-    assert len(fake_time.sleeps) == 3
+    assert len(fake_clock.sleeps) == 3
 
 
 def test_get_gives_up_at_the_deadline(
-    make_client: Callable[..., ArvadosClient], emulator_control: SandboxControl, fake_time: FakeTime
+    make_client: Callable[..., ArvadosClient], emulator_control: SandboxControl, fake_clock: FakeClock
 ) -> None:
     c = make_client(retry_deadline=10.0)
     emulator_control.faults(mode="status", status=502, method="GET")
     with pytest.raises(ArvadosUnavailable) as info:
         c.list(filters=QUEUED)
     assert info.value.status == 502
-    assert 0 < sum(fake_time.sleeps) <= 10.0
+    assert 0 < sum(fake_clock.sleeps) <= 10.0
 
 
 def test_429_retry_after_is_honoured(
-    client: ArvadosClient, emulator_control: SandboxControl, fake_time: FakeTime
+    client: ArvadosClient, emulator_control: SandboxControl, fake_clock: FakeClock
 ) -> None:
     emulator_control.faults(mode="status", status=429, retry_after=4, count=1, method="GET")
     assert client.list(filters=QUEUED).items_available == 0
-    assert fake_time.sleeps == [4.0]
+    assert fake_clock.sleeps == [4.0]
 
 
 def test_501_is_not_retried(
-    client: ArvadosClient, emulator_control: SandboxControl, fake_time: FakeTime
+    client: ArvadosClient, emulator_control: SandboxControl, fake_clock: FakeClock
 ) -> None:
     emulator_control.faults(mode="status", status=501, count=1, method="GET")
     with pytest.raises(Exception) as info:
         client.list(filters=QUEUED)
     assert not isinstance(info.value, ArvadosUnavailable)
-    assert fake_time.sleeps == []
+    assert fake_clock.sleeps == []
 
 
 @pytest.mark.parametrize(
     ("mode", "status"), [("status", 503), ("status", 500), ("status", 429), ("drop", 0), ("drop_after", 0)]
 )
 def test_lock_is_never_repeated_once_sent(
-    client: ArvadosClient, emulator_control: SandboxControl, fake_time: FakeTime, mode: str, status: int
+    client: ArvadosClient, emulator_control: SandboxControl, fake_clock: FakeClock, mode: str, status: int
 ) -> None:
     uuid = emulator_control.create_container(priority=1)["uuid"]
     emulator_control.faults(mode=mode, status=status or 503, count=1, method="POST")
@@ -221,7 +221,7 @@ def test_lock_is_never_repeated_once_sent(
         client.lock(uuid)
     assert info.value.status == status
     assert emulator_control.stats() == {"POST /arvados/v1/containers/{uuid}/lock": 1}
-    assert fake_time.sleeps == []
+    assert fake_clock.sleeps == []
 
 
 def test_lock_that_succeeded_unseen_is_healed_by_the_next_poll(
@@ -246,7 +246,7 @@ def test_lock_that_succeeded_unseen_is_healed_by_the_next_poll(
 
 
 def test_unlock_and_update_are_not_repeated_on_read_timeout(
-    make_client: Callable[..., ArvadosClient], emulator_control: SandboxControl, fake_time: FakeTime
+    make_client: Callable[..., ArvadosClient], emulator_control: SandboxControl, fake_clock: FakeClock
 ) -> None:
     c = make_client(read_timeout=0.3)
     uuid = emulator_control.create_container(priority=1)["uuid"]
@@ -257,5 +257,5 @@ def test_unlock_and_update_are_not_repeated_on_read_timeout(
         c.unlock(uuid)
     with pytest.raises(ArvadosUnavailable, match="may have reached the server"):
         c.update(uuid, {"priority": 3})
-    assert fake_time.sleeps == []
+    assert fake_clock.sleeps == []
     assert sum(emulator_control.stats().values()) == 2

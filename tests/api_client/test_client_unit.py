@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
-from plugins.fake_time import FakeTime
+from plugins.fake_time import FakeClock
 
 from slurm_dispatch.arvados.client import (
     BACKOFF_CAP_S,
@@ -45,9 +45,9 @@ UUID = "zzzzz-dz642-queuedcontainer"
 
 
 @pytest.fixture
-def client(fake_time: FakeTime) -> Iterator[ArvadosClient]:
+def client(fake_clock: FakeClock) -> Iterator[ArvadosClient]:
     c = ArvadosClient(
-        api_host=HOST, token=TOKEN, sleep=fake_time.sleep, clock=fake_time.clock, retry_deadline=60.0
+        api_host=HOST, token=TOKEN, sleep=fake_clock.blocking_sleep, clock=fake_clock.clock, retry_deadline=60.0
     )
     yield c
     c.close()
@@ -286,61 +286,61 @@ def test_invalid_container_record_is_an_api_error(
 
 
 def test_get_retries_5xx_with_growing_capped_backoff(
-    mock: responses.RequestsMock, fake_time: FakeTime
+    mock: responses.RequestsMock, fake_clock: FakeClock
 ) -> None:
-    client = make(HOST, fake_time, retry_deadline=600.0)
+    client = make(HOST, fake_clock, retry_deadline=600.0)
     url = BASE + f"containers/{UUID}"
     for _ in range(7):
         mock.get(url, status=503, json={"errors": ["down"]})
     mock.get(url, json=record())
     assert client.get(UUID).uuid == UUID
     assert len(mock.calls) == 8
-    assert len(fake_time.sleeps) == 7
-    for attempt, slept in enumerate(fake_time.sleeps):
+    assert len(fake_clock.sleeps) == 7
+    for attempt, slept in enumerate(fake_clock.sleeps):
         nominal = min(BACKOFF_CAP_S, 2.0**attempt)
         assert nominal * 0.5 <= slept <= nominal
 
 
 def test_get_gives_up_at_the_deadline(
-    client: ArvadosClient, mock: responses.RequestsMock, fake_time: FakeTime
+    client: ArvadosClient, mock: responses.RequestsMock, fake_clock: FakeClock
 ) -> None:
     mock.get(BASE + f"containers/{UUID}", status=500, json={"errors": ["boom"]})
-    start = fake_time.now
+    start = fake_clock.now
     with pytest.raises(ArvadosUnavailable, match="boom"):
         client.get(UUID)
-    assert fake_time.now - start <= 60.0
-    assert len(mock.calls) == len(fake_time.sleeps) + 1 >= 4
+    assert fake_clock.now - start <= 60.0
+    assert len(mock.calls) == len(fake_clock.sleeps) + 1 >= 4
 
 
 def test_429_retry_after_is_honoured(
-    client: ArvadosClient, mock: responses.RequestsMock, fake_time: FakeTime
+    client: ArvadosClient, mock: responses.RequestsMock, fake_clock: FakeClock
 ) -> None:
     url = BASE + "containers"
     mock.get(url, status=429, json={"errors": ["slow down"]}, headers={"Retry-After": "7"})
     mock.get(url, json={"items": [], "items_available": 0})
     assert client.list(filters=[]).items_available == 0
-    assert fake_time.sleeps == [7.0]
+    assert fake_clock.sleeps == [7.0]
 
 
 def test_retry_after_beyond_deadline_fails_at_once(
-    client: ArvadosClient, mock: responses.RequestsMock, fake_time: FakeTime
+    client: ArvadosClient, mock: responses.RequestsMock, fake_clock: FakeClock
 ) -> None:
     mock.get(BASE + "containers", status=429, json={"errors": ["later"]}, headers={"Retry-After": "3600"})
     with pytest.raises(ArvadosUnavailable) as info:
         client.list(filters=[])
     assert info.value.status == 429
-    assert fake_time.sleeps == []
+    assert fake_clock.sleeps == []
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 429])
 def test_lock_is_not_repeated_once_the_server_answered(
-    client: ArvadosClient, mock: responses.RequestsMock, fake_time: FakeTime, status: int
+    client: ArvadosClient, mock: responses.RequestsMock, fake_clock: FakeClock, status: int
 ) -> None:
     mock.post(BASE + f"containers/{UUID}/lock", status=status, json={"errors": ["maybe"]})
     with pytest.raises(ArvadosUnavailable):
         client.lock(UUID)
     assert len(mock.calls) == 1
-    assert fake_time.sleeps == []
+    assert fake_clock.sleeps == []
 
 
 # ---------------------------------------------------------------- transport failures on real sockets
@@ -364,33 +364,33 @@ def silent_host() -> Iterator[str]:
         yield f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
-def make(host: str, fake_time: FakeTime, **kw: float) -> ArvadosClient:
-    return ArvadosClient(api_host=host, token=TOKEN, sleep=fake_time.sleep, clock=fake_time.clock, **kw)
+def make(host: str, fake_clock: FakeClock, **kw: float) -> ArvadosClient:
+    return ArvadosClient(api_host=host, token=TOKEN, sleep=fake_clock.blocking_sleep, clock=fake_clock.clock, **kw)
 
 
 @pytest.mark.parametrize("call", ["lock", "unlock", "get"])
 def test_refused_connection_is_retried_for_every_call(
-    refused_host: str, fake_time: FakeTime, call: str
+    refused_host: str, fake_clock: FakeClock, call: str
 ) -> None:
-    c = make(refused_host, fake_time, retry_deadline=20.0)
+    c = make(refused_host, fake_clock, retry_deadline=20.0)
     with pytest.raises(ArvadosUnavailable) as info:
         getattr(c, call)(UUID)
     assert info.value.status == 0
-    assert len(fake_time.sleeps) >= 3, "a request that never left may be sent again"
+    assert len(fake_clock.sleeps) >= 3, "a request that never left may be sent again"
     assert "may have reached" not in info.value.message
     assert TOKEN not in str(info.value)
 
 
-def test_read_timeout_is_not_retried_for_lock(silent_host: str, fake_time: FakeTime) -> None:
-    c = make(silent_host, fake_time, read_timeout=0.2, retry_deadline=20.0)
+def test_read_timeout_is_not_retried_for_lock(silent_host: str, fake_clock: FakeClock) -> None:
+    c = make(silent_host, fake_clock, read_timeout=0.2, retry_deadline=20.0)
     with pytest.raises(ArvadosUnavailable, match="may have reached the server") as info:
         c.lock(UUID)
     assert isinstance(info.value.__cause__, requests.ReadTimeout)
-    assert fake_time.sleeps == []
+    assert fake_clock.sleeps == []
 
 
-def test_read_timeout_is_retried_for_get(silent_host: str, fake_time: FakeTime) -> None:
-    c = make(silent_host, fake_time, read_timeout=0.2, retry_deadline=3.0)
+def test_read_timeout_is_retried_for_get(silent_host: str, fake_clock: FakeClock) -> None:
+    c = make(silent_host, fake_clock, read_timeout=0.2, retry_deadline=3.0)
     with pytest.raises(ArvadosUnavailable, match="timed out"):
         c.get(UUID)
-    assert len(fake_time.sleeps) >= 1
+    assert len(fake_clock.sleeps) >= 1

@@ -1,7 +1,5 @@
-"""Fake time for the tests: ``FakeClock`` (fixture ``fake_clock``) and ``InlineExecutor``.
-
-``FakeTime`` (fixture ``fake_time``) is the API client tests' older, synchronous clock.
-"""
+"""Fake time for the tests: ``FakeClock`` (fixture ``fake_clock``), the one clock of every test, and
+``InlineExecutor``."""
 
 from __future__ import annotations
 
@@ -12,27 +10,6 @@ from concurrent.futures import Executor, Future
 from typing import Any
 
 import pytest
-
-
-class FakeTime:
-    """A monotonic clock that only moves when ``sleep`` is called; records every sleep."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@pytest.fixture
-def fake_time() -> FakeTime:
-    """A fresh FakeTime for the client's injected clock and sleep."""
-    return FakeTime()
 
 
 class FakeClock:
