@@ -99,6 +99,11 @@ class Metrics:
             "When an API call last failed with 503 or 429 after the client's retries (Unix time; 0: never).",
             registry=r,
         )
+        self._dispatching = Gauge(
+            PREFIX + "dispatching",
+            "1 while this instance holds its locks and dispatches; 0 while it waits for a lock (a standby), and "
+            "once it stops.", registry=r,
+        )
         version = Gauge("arvados_version_running", "Indicated version is running.", ["version"], registry=r)
         version.labels(version=__version__).set(1)
         self._api_errors = Counter(
@@ -144,6 +149,10 @@ class Metrics:
     def set_broken_nodes(self, count: int) -> None:
         """Set how many nodes are held off as broken."""
         self._broken_nodes.set(count)
+
+    def set_dispatching(self, dispatching: bool) -> None:
+        """Say whether this instance dispatches (holds its locks and its first poll worked) or not."""
+        self._dispatching.set(1 if dispatching else 0)
 
     def api_overloaded(self, when: float) -> None:
         """Count one API call that failed with "too busy" (503 or 429) after the client's retries, at Unix time

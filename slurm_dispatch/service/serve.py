@@ -14,6 +14,9 @@ already running finishes within its own timeout. SIGHUP does not stop it: the co
 to stderr, so there is no file to reopen. The service logs one line saying so, with what the state file says
 now (read again at once: drained or not, broken nodes), the one thing it does pick up while running.
 
+The ``dispatching`` gauge is 1 from READY (the locks held, the first poll worked) until the service stops or loses
+the PostgreSQL lock; 0 before, so a standby waiting for the lock shows it dispatches nothing.
+
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT, whatever the API was doing meanwhile: a call cut short by
 the stop is not an error); 1 when dispatching stopped on an error (the API refused our token, the squeue poller
 died, the PostgreSQL lock was lost), so systemd restarts the service. A config the service refuses to start
@@ -184,6 +187,7 @@ async def serve(
                 return 0
 
         def ready() -> None:
+            metrics.set_dispatching(True)
             notifier.ready()
             notifier.status("dispatching")
             logger.info("locks held and the first poll worked: ready")
@@ -213,6 +217,7 @@ async def serve(
 
         async def on_stop() -> None:
             await stop.wait()
+            metrics.set_dispatching(False)
             notifier.stopping()
             dispatch.shutdown()
             queries.stop()
@@ -228,6 +233,7 @@ async def serve(
             if lost is not None:
                 logger.error("%s; stopping dispatch so that no other dispatcher runs beside us", lost)
                 health_error.append(str(lost))
+                metrics.set_dispatching(False)
                 exit_code = 1
                 dispatch.shutdown()
 
@@ -251,6 +257,7 @@ async def serve(
             return 1
         return exit_code
     finally:
+        metrics.set_dispatching(False)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

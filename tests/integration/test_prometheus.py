@@ -70,7 +70,7 @@ def test_promtool_accepts_the_rules() -> None:
     result = subprocess.run([_program("promtool"), "check", "rules", str(RULES)], capture_output=True, text=True,
                             timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 8 rules found" in result.stdout
 
 
 def test_the_rules_unit_tests_pass() -> None:
@@ -253,6 +253,8 @@ def test_every_dashboard_query_answers_from_a_real_dispatcher(
                timeout=30, what="Prometheus to have scraped the overload")
     up = prometheus.vector(f"up{selector}")
     assert [s["value"][1] for s in up] == ["1"], f"the scrape fails: {up}"
+    dispatching = prometheus.vector(f"arvados_dispatchslurm_dispatching{selector}")
+    assert [s["value"][1] for s in dispatching] == ["1"], f"the one instance must say it dispatches: {dispatching}"
 
     instance = f"127.0.0.1:{port}"
     for variables in ({"job": JOB, "instance": instance},  # one instance chosen
@@ -288,6 +290,6 @@ def test_every_dashboard_query_answers_from_a_real_dispatcher(
         return rules if rules and all(r["health"] != "unknown" for r in rules) else []
 
     rules = wait_until(evaluated, timeout=30, what="every rule to be evaluated")
-    assert len(rules) == 7
+    assert len(rules) == 8
     assert [(r["name"], r["health"], r.get("lastError", "")) for r in rules if r["health"] != "ok"] == []
     assert [r["name"] for r in rules if r["state"] == "firing"] == []

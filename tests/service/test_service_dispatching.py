@@ -1,0 +1,66 @@
+"""A running ``slurm-dispatch run`` says whether it dispatches.
+
+The ``dispatching`` gauge: 1 on the instance that holds the locks and polls, 0 on a standby waiting for the
+PostgreSQL dispatch lock (whose other gauges are all 0 too, so without it a standby looks like a dispatcher with
+nothing to do). The real service runs as a child process against the emulated API, with fake Slurm commands (no
+real Slurm needed).
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from plugins.e2e import wait_until
+from plugins.service_process import (
+    ServiceFactory,
+    ServiceProcess,
+    cluster_config,
+    fake_slurm_commands,
+    free_port,
+)
+
+GAUGE = "arvados_dispatchslurm_dispatching"
+
+
+def gauge(svc: ServiceProcess) -> float | None:
+    """The ``dispatching`` gauge of one scrape (None while the endpoint does not answer)."""
+    if not svc.answers("/metrics"):
+        return None
+    found = re.findall(rf"^{GAUGE} (\S+)$", svc.request("GET", "/metrics").text, re.MULTILINE)
+    assert len(found) == 1, found
+    return float(found[0])
+
+
+def healthy(svc: ServiceProcess) -> None:
+    wait_until(lambda: not svc.alive() or (svc.answers() and svc.request("GET", "/_health/ping").json()
+                                           == {"health": "OK"}),
+               timeout=60, what=f"the service to be healthy (log: {svc.log})")
+    assert svc.alive(), svc.logs()
+
+
+@pytest.mark.postgres
+def test_only_the_instance_holding_the_lock_says_it_dispatches(
+    service_process: ServiceFactory, emulator: Any, postgres_server: Any, tmp_path: Path,
+) -> None:
+    env = fake_slurm_commands(tmp_path / "bin")
+    ports = {name: free_port() for name in ("first", "second")}
+    configs = {name: cluster_config(emulator=emulator, port=port, out_dir=tmp_path,
+                                    PostgreSQL={"Connection": postgres_server.connection})
+               for name, port in ports.items()}
+    first = service_process(slurm_env=env, name="first", port=ports["first"], cluster=configs["first"])
+    healthy(first)
+    second = service_process(slurm_env=env, name="second", port=ports["second"], cluster=configs["second"])
+    wait_until(lambda: not second.alive() or second.answers("/metrics"), timeout=30,
+               what="the standby's metrics endpoint")
+    assert second.request("GET", "/_health/ping").json()["health"] == "ERROR", second.logs()
+    assert (gauge(first), gauge(second)) == (1.0, 0.0)
+
+    code, _ = first.stop(signal.SIGTERM, within=15)
+    assert code == 0, first.logs()
+    wait_until(lambda: gauge(second) == 1.0, timeout=30, what=f"the standby to take over (log: {second.log})")
+    code, _ = second.stop(signal.SIGTERM, within=15)
+    assert code == 0, second.logs()
