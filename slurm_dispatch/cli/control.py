@@ -1,9 +1,9 @@
 """``slurm-dispatch drain`` and ``slurm-dispatch resume``: stop or resume locking new containers.
 
-Both write the service's state file (``<Service.StateDirectory>/state.json``), which the service reads every tick:
-a running service stops locking within one tick, keeps following everything already locked or running, and stays
-drained across restarts until resumed. The service's management API offers the same
-(``POST /arvados/v1/dispatch/drain`` and ``.../resume``, behind the ManagementToken).
+Both write the service's state file (``<Service.StateDirectory>/state.json``, with who drained), which the service
+reads every tick: a running service stops locking within one tick and logs the change, keeps following everything
+already locked or running, and stays drained across restarts until resumed. The service's management API offers
+the same (``POST /arvados/v1/dispatch/drain`` and ``.../resume``, behind the ManagementToken).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def who() -> str:
 
 
 def drain(
-    reason: Annotated[str, typer.Option("--reason", help="Why (shown by status, the API and the metrics).")] = "",
+    reason: Annotated[str, typer.Option("--reason", help="Why (shown by status and the management API).")] = "",
     config: ConfigOption = None,
     cluster_id: ClusterIdOption = None,
     json_: JsonOption = False,
@@ -56,8 +56,9 @@ def drain(
         settings = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy,
                         dispatch_config=dispatch_config).settings
         store = StateStore(settings.state_directory)
-        text = reason.strip() or f"drained by {who()}"
-        state = store.set_drain(Drain(reason=text, since=format_timestamp(datetime.now(UTC))))
+        by = who()
+        text = reason.strip() or f"drained by {by}"
+        state = store.set_drain(Drain(reason=text, since=format_timestamp(datetime.now(UTC))), by=by)
     assert state.drain is not None
     if json_:
         print_json({"drained": True, "reason": state.drain.reason, "since": state.drain.since,

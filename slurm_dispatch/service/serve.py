@@ -14,6 +14,10 @@ already running finishes within its own timeout. SIGHUP does not stop it: the co
 to stderr, so there is no file to reopen. The service logs one line saying so, with what the state file says
 now (read again at once: drained or not, broken nodes), the one thing it does pick up while running.
 
+Drain changes: the service reads the state file every tick (``StateWatch``) and logs one INFO line when the drain
+it reads changes, whoever changed it (``slurm-dispatch drain``/``resume`` from another process); a drain or resume
+through the management API is logged by its handler, once.
+
 The ``dispatching`` gauge is 1 from READY (the locks held, the first poll worked) until the service stops or loses
 the PostgreSQL lock; 0 before, so a standby waiting for the lock shows it dispatches nothing.
 
@@ -44,7 +48,7 @@ from slurm_dispatch.service.management import ManagementAPI
 from slurm_dispatch.service.metered import MeteredBackend, MeteredClient
 from slurm_dispatch.service.metrics import Metrics
 from slurm_dispatch.service.notify import Notifier, keep_alive
-from slurm_dispatch.service.state import State, StateError, StateStore
+from slurm_dispatch.service.state import MANAGEMENT_API, State, StateError, StateStore, StateWatch
 from slurm_dispatch.service.stoppable import StoppableQueries
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.broken_nodes import BrokenNode, BrokenNodes
@@ -109,7 +113,7 @@ async def serve(
     """
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
-    state = StateStore(settings.state_directory)
+    state = StateWatch(StateStore(settings.state_directory))
 
     def on_stop_signal(sig: signal.Signals) -> None:
         if not stop.is_set():
@@ -141,12 +145,13 @@ async def serve(
         return stale_reason(dispatch.last_good_tick, time.monotonic(), settings.poll_interval)
 
     async def drain(reason: str) -> dict[str, Any]:
-        await asyncio.to_thread(state.set_drain, Drain(reason=reason, since=format_timestamp(datetime.now(UTC))))
+        await asyncio.to_thread(state.set_drain, Drain(reason=reason, since=format_timestamp(datetime.now(UTC))),
+                                by=MANAGEMENT_API)
         logger.warning("drained through the management API: %s; no new container is locked", reason)
         return await dispatcher_status()
 
     async def resume() -> dict[str, Any]:
-        await asyncio.to_thread(state.set_drain, None)
+        await asyncio.to_thread(state.set_drain, None, by=MANAGEMENT_API)
         logger.warning("resumed through the management API: locking new containers again")
         return await dispatcher_status()
 
@@ -200,8 +205,9 @@ async def serve(
         queries = StoppableQueries(SlurmCLI(env=slurm_command_env(settings, base_env)))
         known = await asyncio.to_thread(state.read)
         if known.drain is not None:
-            logger.warning("starting drained (since %s: %s): no new container is locked until `slurm-dispatch "
-                           "resume`", known.drain.since, known.drain.reason)
+            by = f" by {known.drained_by}" if known.drained_by else ""
+            logger.warning("starting drained%s (since %s: %s): no new container is locked until `slurm-dispatch "
+                           "resume`", by, known.drain.since, known.drain.reason)
         dispatch = DispatchLoop(
             settings,
             base_env=base_env,

@@ -5,7 +5,8 @@
 API and the service all read and write it, so a drain survives a restart until resumed, and an admin can drain a
 dispatcher that is not running (before an upgrade, say).
 
-Reads cost one ``stat`` when nothing changed (the service asks every tick). Writes replace the file atomically
+Reads cost one ``stat`` when nothing changed (the service asks every tick, through ``StateWatch``, which logs each
+change of the drain once, whoever made it). Writes replace the file atomically
 (a temporary file and ``rename``), so a reader never sees half a file; a missing file is "not drained, no broken
 node"; an unreadable or malformed file is reported once and read as that too for broken nodes, but as DRAINED
 for the drain (missing information never unlocks the gates: an admin who drained must not be surprised).
@@ -17,6 +18,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,8 @@ class State:
 
     drain: Drain | None = None
     broken: dict[str, BrokenNode] = field(default_factory=dict)
+    drained_by: str = ""
+    """Who drained: ``user@host`` of ``slurm-dispatch drain``, or ``MANAGEMENT_API`` ("" when not recorded)."""
     problem: str = ""
     """Why the file could not be read ("" when it could, or does not exist)."""
 
@@ -53,12 +57,13 @@ class _BadState(ValueError):
 def _parse(data: Any) -> State:
     if not isinstance(data, dict):
         raise _BadState("not a JSON object")
-    drain = None
+    drain, drained_by = None, ""
     raw_drain = data.get("drain")
     if raw_drain is not None:
         if not isinstance(raw_drain, dict):
             raise _BadState("drain: not an object")
         drain = Drain(reason=str(raw_drain.get("reason", "")), since=str(raw_drain.get("since", "")))
+        drained_by = str(raw_drain.get("by", ""))
     broken: dict[str, BrokenNode] = {}
     raw_broken = data.get("broken_nodes") or {}
     if not isinstance(raw_broken, dict):
@@ -67,12 +72,13 @@ def _parse(data: Any) -> State:
         if not isinstance(entry, dict) or not isinstance(entry.get("since"), int | float):
             raise _BadState(f"broken_nodes.{node}: not an object with a numeric 'since'")
         broken[str(node)] = BrokenNode(node=str(node), since=float(entry["since"]), reason=str(entry.get("reason", "")))
-    return State(drain=drain, broken=broken)
+    return State(drain=drain, broken=broken, drained_by=drained_by)
 
 
 def _dump(state: State) -> dict[str, Any]:
     return {
-        "drain": None if state.drain is None else {"reason": state.drain.reason, "since": state.drain.since},
+        "drain": None if state.drain is None else {"reason": state.drain.reason, "since": state.drain.since,
+                                                   "by": state.drained_by},
         "broken_nodes": {n: {"since": b.since, "reason": b.reason} for n, b in sorted(state.broken.items())},
     }
 
@@ -142,14 +148,15 @@ class StateStore:
         """Return the drain (None: not drained). Blocks on one stat."""
         return self.read().drain
 
-    def set_drain(self, drain: Drain | None) -> State:
-        """Drain (or resume, with None) and return the new state. Blocks.
+    def set_drain(self, drain: Drain | None, *, by: str = "") -> State:
+        """Drain (or resume, with None) and return the new state; ``by`` says who drained. Blocks.
 
         Raises:
             StateError: the file could not be written.
         """
         current = self.read()
-        state = State(drain=drain, broken=dict(current.broken) if not current.problem else {})
+        state = State(drain=drain, broken=dict(current.broken) if not current.problem else {},
+                      drained_by=by if drain is not None else "")
         self.write(state)
         return state
 
@@ -162,7 +169,87 @@ class StateStore:
         current = self.read()
         if current.problem:
             raise StateError(f"not recording broken nodes: {current.problem}")
-        self.write(State(drain=current.drain, broken=dict(broken)))
+        self.write(State(drain=current.drain, broken=dict(broken), drained_by=current.drained_by))
 
 
-__all__ = ["MAX_BYTES", "STATE_FILE", "BrokenNode", "State", "StateError", "StateStore"]
+MANAGEMENT_API = "the management API"
+"""``State.drained_by`` of a drain made through the service's management API."""
+
+
+def drain_change(before: State | None, after: State) -> str | None:
+    """Return the line to log when the drain read from the state file changed, None when it did not. Pure.
+
+    ``before`` is the state read last (None: nothing read yet, so nothing to compare with). The broken nodes are
+    not the drain: their changes are logged where they happen. An unreadable file is logged by ``StateStore``.
+    """
+    if before is None or after.problem:
+        return None
+    if (before.drain, before.drained_by, before.problem) == (after.drain, after.drained_by, after.problem):
+        return None
+    if after.drain is not None:
+        by = after.drained_by
+        who = f" by {by}" if by and by not in after.drain.reason else ""
+        return (f"drained{who} since {after.drain.since}: {after.drain.reason}; no new container is locked until "
+                "`slurm-dispatch resume`")
+    if before.drain is None or before.problem:
+        return "the state file is readable again and says not drained: locking new containers again"
+    return (f"resumed (was drained since {before.drain.since}: {before.drain.reason}): locking new containers "
+            "again")
+
+
+class StateWatch:
+    """The service's view of the state file: every read compares the drain with the last one and logs a change
+    once (``drain_change``), whoever made it: ``slurm-dispatch drain``/``resume`` from another process, or the
+    management API in this one (which logs its own line, so its changes are not logged again here).
+
+    Thread-safe: the dispatch loop reads every tick, the management API writes from a worker thread, and one
+    lock keeps a write and the read after it in order. Blocks as ``StateStore`` does.
+    """
+
+    def __init__(self, store: StateStore) -> None:
+        """Watch ``store``; does no I/O (the first read is the one nothing is compared with)."""
+        self.store = store
+        self._lock = threading.Lock()
+        self._last: State | None = None
+
+    @property
+    def path(self) -> Path:
+        """The state file."""
+        return self.store.path
+
+    def read(self) -> State:
+        """Return the current state, logging a change of the drain since the last read at INFO. Blocks."""
+        with self._lock:
+            state = self.store.read()
+            line = drain_change(self._last, state)
+            self._last = state
+        if line is not None:
+            logger.info("%s", line)
+        return state
+
+    def drain(self) -> Drain | None:
+        """Return the drain (None: not drained), as ``read``. Blocks on one stat."""
+        return self.read().drain
+
+    def set_drain(self, drain: Drain | None, *, by: str) -> State:
+        """Drain (or resume, with None) on behalf of ``by`` and return the new state; the caller logs it. Blocks.
+
+        Raises:
+            StateError: the file could not be written.
+        """
+        with self._lock:
+            self._last = self.store.set_drain(drain, by=by)
+            return self._last
+
+    def set_broken(self, broken: dict[str, BrokenNode]) -> None:
+        """Record the broken nodes (the drain is kept). Blocks.
+
+        Raises:
+            StateError: the file could not be written.
+        """
+        with self._lock:
+            self.store.set_broken(broken)
+
+
+__all__ = ["MANAGEMENT_API", "MAX_BYTES", "STATE_FILE", "BrokenNode", "State", "StateError", "StateStore", "StateWatch",
+           "drain_change"]

@@ -1,15 +1,17 @@
-"""A running ``slurm-dispatch run`` says whether it dispatches.
+"""A running ``slurm-dispatch run`` says whether it dispatches, and logs every drain change once.
 
 The ``dispatching`` gauge: 1 on the instance that holds the locks and polls, 0 on a standby waiting for the
 PostgreSQL dispatch lock (whose other gauges are all 0 too, so without it a standby looks like a dispatcher with
-nothing to do). The real service runs as a child process against the emulated API, with fake Slurm commands (no
-real Slurm needed).
+nothing to do). Drain changes: ``slurm-dispatch drain``/``resume`` write the state file from another process; the
+service reads it every tick and logs one INFO line per change, not one per tick. The real service runs as a child
+process against the emulated API, with fake Slurm commands (no real Slurm needed).
 """
 
 from __future__ import annotations
 
 import re
 import signal
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,10 @@ from plugins.service_process import (
     fake_slurm_commands,
     free_port,
 )
+
+from slurm_dispatch.dispatch.admission import Drain
+from slurm_dispatch.model import format_timestamp
+from slurm_dispatch.service.state import StateStore
 
 GAUGE = "arvados_dispatchslurm_dispatching"
 
@@ -40,6 +46,46 @@ def healthy(svc: ServiceProcess) -> None:
                                            == {"health": "OK"}),
                timeout=60, what=f"the service to be healthy (log: {svc.log})")
     assert svc.alive(), svc.logs()
+
+
+def more_polls(emulator_control: Any, count: int = 3) -> None:
+    """Wait until the service has sent ``count`` more requests to the API (a few more ticks)."""
+    before = sum(emulator_control.stats().values())
+    wait_until(lambda: sum(emulator_control.stats().values()) >= before + count, timeout=30,
+               what="more polls of the API")
+
+
+def test_drain_changes_from_another_process_are_logged_once_each(
+    service_process: ServiceFactory, emulator_control: Any, tmp_path: Path,
+) -> None:
+    svc = service_process(slurm_env=fake_slurm_commands(tmp_path / "bin"))
+    healthy(svc)
+    assert gauge(svc) == 1.0
+
+    since = format_timestamp(datetime.now(UTC))
+    drained = (f"INFO slurm_dispatch.service.state: drained by alice@head since {since}: kernel upgrade; no new "
+               "container is locked until `slurm-dispatch resume`")
+    StateStore(svc.state_dir).set_drain(Drain(reason="kernel upgrade", since=since), by="alice@head")
+    wait_until(lambda: drained in svc.logs(), timeout=10, what="the drained line")
+    more_polls(emulator_control)
+    assert svc.logs().count(drained) == 1, svc.logs()
+
+    resumed = (f"INFO slurm_dispatch.service.state: resumed (was drained since {since}: kernel upgrade): locking "
+               "new containers again")
+    StateStore(svc.state_dir).set_drain(None)
+    wait_until(lambda: resumed in svc.logs(), timeout=10, what="the resumed line")
+    more_polls(emulator_control)
+    assert svc.logs().count(resumed) == 1, svc.logs()
+
+    # a drain through the management API: its handler's line, and no second one from the watch
+    assert svc.request("POST", "/arvados/v1/dispatch/drain", data={"reason": "api drain"}).status_code == 200
+    more_polls(emulator_control)
+    logs = svc.logs()
+    assert logs.count("drained through the management API: api drain") == 1, logs
+    assert "drained by the management API" not in logs, logs
+
+    code, _ = svc.stop(signal.SIGTERM, within=15)
+    assert code == 0, svc.logs()
 
 
 @pytest.mark.postgres
