@@ -42,7 +42,7 @@ from slurm_dispatch.errors import ArvadosNotFound, SlurmCommandError
 from slurm_dispatch.model import Container, ContainerState
 from slurm_dispatch.slurm.backend import scancel_argvs
 from slurm_dispatch.slurm.decide import OrphanAction, OrphanDecision, orphan_action, our_job_names
-from slurm_dispatch.slurm.squeue import parse_squeue, parse_squeue_all
+from slurm_dispatch.slurm.squeue_lines import parse_squeue, parse_squeue_all
 
 _CANCEL_EFFECT = {
     "PENDING": "removed (it had not started)",

@@ -39,7 +39,7 @@ from slurm_dispatch.cli.common import (
 from slurm_dispatch.model import Container, format_timestamp
 from slurm_dispatch.service.state import StateStore
 from slurm_dispatch.slurm.decide import our_job_names
-from slurm_dispatch.slurm.squeue import parse_squeue_all
+from slurm_dispatch.slurm.squeue_lines import parse_squeue_all
 from slurm_dispatch.slurm.status import StatusRow, status_rows
 
 UUID_BATCH = 20

@@ -178,7 +178,7 @@ class SlurmCLI:
         self._run(renice_jobs_argv(job_ids, nice))
 
     def queue(self) -> str:
-        """Return the output of ``SQUEUE_ARGV`` (parse it with ``slurm_dispatch.slurm.squeue.parse_squeue``).
+        """Return the output of ``SQUEUE_ARGV`` (parse it with ``slurm_dispatch.slurm.squeue_lines.parse_squeue``).
 
         Port of slurm.go: slurmCLI.QueueCommand. Blocks; not capped.
 

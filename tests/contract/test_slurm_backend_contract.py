@@ -42,7 +42,7 @@ from slurm_dispatch.slurm.cli_backend import (
     parse_job_id,
 )
 from slurm_dispatch.slurm.reasons import parse_job_ends
-from slurm_dispatch.slurm.squeue import parse_squeue
+from slurm_dispatch.slurm.squeue_lines import parse_squeue
 
 WAIT_S = 180.0
 """Deadline for a real cluster to reach a state (a job to start, or to leave squeue). Usually seconds; long

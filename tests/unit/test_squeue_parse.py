@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from slurm_dispatch.errors import SqueueParseError
 from slurm_dispatch.model import SlurmJob
 from slurm_dispatch.slurm.backend import SQUEUE_FORMAT
-from slurm_dispatch.slurm.squeue import (
+from slurm_dispatch.slurm.squeue_lines import (
     format_squeue_line,
     parse_squeue,
     parse_squeue_all,

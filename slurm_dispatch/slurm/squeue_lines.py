@@ -1,0 +1,152 @@
+"""squeue's lines as ``SlurmJob``s, and back (for the fakes). Pure.
+
+Each non-empty line of ``SQUEUE_ARGV``'s output (``backend.SQUEUE_FORMAT``: job id, nice, Slurm priority, state,
+time left, nodes, name and reason, separated by ``|``) becomes a ``SlurmJob``. Go (services/crunch-dispatch-slurm/
+squeue.go: SqueueChecker.check) splits ``%j %y %Q %T %r`` on white space and reads five tokens, so the reason
+``launch failed requeued held`` is read as ``launch``; here the reason comes last and is kept whole. Bad lines are
+collected and skipped, each with the container uuid it is about when one can be seen in it
+(``SqueueParseError.about``). For duplicate names the last line wins.
+"""
+
+from __future__ import annotations
+
+import re
+
+from slurm_dispatch.errors import SqueueParseError
+from slurm_dispatch.model import SlurmJob
+from slurm_dispatch.slurm.backend import SQUEUE_SEPARATOR
+
+UNKNOWN_STATE = "UNKNOWN"
+"""The state given to a job of ours whose squeue line could not be read and that had no earlier line."""
+
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+_TIME_LEFT_RE = re.compile(r"(?:([0-9]+)-)?(?:([0-9]+):)?([0-9]+):([0-9]+)")
+_UUID_IN_LINE_RE = re.compile(r"[a-z0-9]{5}-dz642-[a-z0-9]{15}")
+
+
+
+def _int64(token: str, what: str, line: str) -> int:
+    # Go's strconv.ParseInt accepts ASCII digits and a sign only; Python's int() would
+    # also take "1_000" and non-ASCII digits.
+    if not _INT_RE.fullmatch(token):
+        raise SqueueParseError(line, f"{what} {token!r} is not an integer", about=_about(line))
+    value = int(token)
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise SqueueParseError(line, f"{what} {token!r} is out of int64 range", about=_about(line))
+    return value
+
+
+def _about(line: str) -> str | None:
+    """Return the container uuid a line seems to be about (for a line that cannot be parsed), or None."""
+    m = _UUID_IN_LINE_RE.search(line)
+    return m.group(0) if m else None
+
+
+def parse_time_left(text: str) -> int | None:
+    """Return squeue's ``%L`` (time left) in seconds, or None for no limit or an unknown value. Pure.
+
+    Slurm prints ``[days-][hours:]minutes:seconds`` ("0:58", "1:00:00", "2-03:04:05"), or ``UNLIMITED``,
+    ``NOT_SET`` or ``INVALID``.
+    """
+    m = _TIME_LEFT_RE.fullmatch(text.strip())
+    if not m:
+        return None
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in m.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def _format_time_left(seconds: int | None) -> str:
+    if seconds is None:
+        return "UNLIMITED"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+    return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}" if days else clock
+
+
+def parse_squeue_line(line: str) -> SlurmJob:
+    """Return the job described by one line of ``SQUEUE_ARGV``'s output. Pure.
+
+    The fields are separated by ``|``: job id, nice, Slurm priority, state, time left, nodes, name and
+    reason. The reason comes last and is kept whole, separators and spaces included ("launch failed requeued
+    held", "ReqNodeNotAvail, UnavailableNodes:c1"); a job name with a ``|`` in it (another user's) shifts the
+    reason, which is then that job's business, not ours.
+
+    Raises:
+        SqueueParseError: fewer than eight fields, nice/priority not an int64, or an empty name or state. Its
+            ``about`` names the container uuid the line seems to be about, so that a bad line about one of
+            our jobs is "no information", never "gone".
+    """
+    parts = line.rstrip("\r\n").split(SQUEUE_SEPARATOR, 7)
+    if len(parts) < 8:
+        raise SqueueParseError(line, f"expected 8 fields, found {len(parts)}", about=_about(line))
+    job_id, nice, prio, state, time_left, nodes, name, reason = (part.strip() for part in parts)
+    if not name or not state:
+        raise SqueueParseError(line, "empty job name or state", about=_about(line))
+    return SlurmJob(
+        name=name,
+        nice=_int64(nice, "nice", line),
+        slurm_priority=_int64(prio, "priority", line),
+        state=state,
+        reason=reason,
+        job_id=job_id,
+        nodes=nodes,
+        time_left_s=parse_time_left(time_left),
+    )
+
+
+def parse_squeue(text: str) -> tuple[dict[str, SlurmJob], list[SqueueParseError]]:
+    """Return the jobs in squeue output keyed by name, and the errors of the lines skipped.
+
+    Pure. Blank lines are ignored; for duplicate names the last line wins (``parse_squeue_all`` keeps them).
+    """
+    jobs: dict[str, SlurmJob] = {}
+    all_jobs, errors = parse_squeue_all(text)
+    for job in all_jobs:
+        jobs[job.name] = job
+    return jobs, errors
+
+
+def parse_squeue_all(text: str) -> tuple[list[SlurmJob], list[SqueueParseError]]:
+    """Return every job in squeue output, in order (jobs sharing a name all kept), and the lines skipped. Pure."""
+    jobs: list[SlurmJob] = []
+    errors: list[SqueueParseError] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            jobs.append(parse_squeue_line(line))
+        except SqueueParseError as exc:
+            errors.append(exc)
+    return jobs, errors
+
+
+def format_squeue_line(job: SlurmJob) -> str:
+    """Return the line ``SQUEUE_ARGV`` prints for ``job`` (for FakeSlurm and the round-trip tests). Pure.
+
+    Raises:
+        ValueError: a field other than the reason contains the separator or a line break, or the name or
+            state is empty (squeue never prints such a line in a form that parses back).
+    """
+    fields = [job.job_id, str(job.nice), str(job.slurm_priority), job.state, _format_time_left(job.time_left_s),
+              job.nodes, job.name]
+    for text in [*fields, job.reason]:
+        if "\n" in text or "\r" in text or text != text.strip():
+            raise ValueError(f"squeue field {text!r} has a line break or surrounding space")
+    if any(SQUEUE_SEPARATOR in text for text in fields):
+        raise ValueError(f"a squeue field other than the reason contains {SQUEUE_SEPARATOR!r}")
+    if not job.name or not job.state:
+        raise ValueError("a squeue line needs a job name and a state")
+    return SQUEUE_SEPARATOR.join([*fields, job.reason])
+
+
+__all__ = [
+    "UNKNOWN_STATE",
+    "format_squeue_line",
+    "parse_squeue",
+    "parse_squeue_all",
+    "parse_squeue_line",
+    "parse_time_left",
+]
