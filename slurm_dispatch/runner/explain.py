@@ -1,0 +1,143 @@
+"""The runner's failure reasons, said where admins and users look: the container's log, its runtime_status.
+
+``slurm_dispatch.slurm.reasons`` puts Slurm's answers in words (pure); this module asks Slurm how a job ended
+(``JobEndReader``, batched), writes the words on the container, and reports a node crunch-run found broken
+(``BrokenNodes``). The runner (``core``) decides when.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from slurm_dispatch.errors import DispatchError, SlurmCommandError
+from slurm_dispatch.model import Container, ContainerState
+from slurm_dispatch.runner.ports import Dispatch
+from slurm_dispatch.settings import Settings
+from slurm_dispatch.slurm.backend import SlurmBackend
+from slurm_dispatch.slurm.broken_nodes import BrokenNodes, broken_node_of
+from slurm_dispatch.slurm.decide import RunnerView
+from slurm_dispatch.slurm.end_reader import JobEndReader
+from slurm_dispatch.slurm.reasons import (
+    EndReason,
+    JobEnd,
+    end_reason,
+    never_runnable_reason,
+    time_limit_reason,
+)
+
+logger = logging.getLogger("slurm_dispatch.runner")
+
+T = TypeVar("T")
+
+SLURM_ENDED_STATES = frozenset({"CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "BOOT_FAIL",
+                                "DEADLINE"})
+"""End states that mean Slurm (or an admin through Slurm) ended the job. The dispatcher's own scancel of a running
+job signals the batch shell only, and such a job ends COMPLETED or FAILED, never CANCELLED."""
+
+
+class Explainer:
+    """Finds out and writes why a container's job failed. Use it from the runner's event loop."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        backend: SlurmBackend,
+        ends: JobEndReader | None,
+        broken: BrokenNodes | None,
+        slurm: Callable[..., Awaitable[Any]],
+        clock: Callable[[], float],
+    ) -> None:
+        """Create it; does no I/O.
+
+        Args:
+            settings: for the default max_run_time.
+            backend: drains a broken node (with BrokenNodes.Action ``drain``).
+            ends: where to ask how a vanished job ended (None: the backend cannot say).
+            broken: the nodes crunch-run reported broken (None: not tracked).
+            slurm: runs a blocking Slurm call off the event loop.
+            clock: monotonic seconds.
+        """
+        self._settings = settings
+        self._backend = backend
+        self._ends = ends
+        self._broken = broken
+        self._slurm = slurm
+        self._clock = clock
+
+    async def give_up(self, dispatcher: Dispatch, uuid: str, view: RunnerView) -> RunnerView:
+        """The job can never start: remember why (the container is cancelled with it once the job has gone)."""
+        assert view.job is not None and view.never_since is not None
+        reason = never_runnable_reason(view.job, waited_s=self._clock() - view.never_since)
+        logger.warning("container %s: %s", uuid, reason.error)
+        await dispatcher.log(uuid, f"{reason.error}\n{reason.detail}\n")
+        return replace(view, give_up=reason)
+
+    async def time_limit(self, dispatcher: Dispatch, uuid: str, view: RunnerView) -> None:
+        """Write on the container why it is being stopped at its time limit (before the runner's SIGTERM)."""
+        assert view.job is not None
+        limit = view.latest.scheduling_parameters.max_run_time or int(self._settings.default_max_run_time)
+        reason = time_limit_reason(view.job, max_run_time_s=limit)
+        logger.info("container %s: %s", uuid, reason.error)
+        await dispatcher.log(uuid, f"{reason.error}\n{reason.detail}\n")
+        try:
+            await dispatcher.update(uuid, {"runtime_status": runtime_status(view.latest, reason)})
+        except DispatchError as exc:
+            logger.warning("writing the time-limit reason on container %s: %s", uuid, exc)
+
+    async def job_end(self, view: RunnerView) -> JobEnd | None:
+        """Ask Slurm how the job ended (batched with other vanished jobs); note a node reported broken."""
+        job_id = view.last_job.job_id if view.last_job is not None else ""
+        end = await self._ends.lookup(job_id) if self._ends is not None and job_id else None
+        if end is not None:
+            await self._note_broken(view.latest.uuid, end)
+        return end
+
+    async def end_reason(self, view: RunnerView, container_state: ContainerState) -> EndReason:
+        """Ask Slurm how the job ended and put it in words."""
+        job_id = view.last_job.job_id if view.last_job is not None else ""
+        end = await self.job_end(view)
+        return end_reason(end, job_id=job_id, container_state=container_state.value)
+
+    async def log_slurm_end(self, dispatcher: Dispatch, uuid: str, view: RunnerView) -> None:
+        """Write a dispatch log record when Slurm, not crunch-run, ended the job of a container now Cancelled."""
+        end = await self.job_end(view)
+        if end is None or end.state not in SLURM_ENDED_STATES:
+            return
+        reason = end_reason(end, job_id=end.job_id, container_state=ContainerState.RUNNING.value)
+        logger.info("container %s was cancelled by crunch-run after Slurm ended its job: %s", uuid, reason.error)
+        await dispatcher.log(uuid, f"{reason.error}; crunch-run stopped the container and recorded Cancelled\n"
+                                   f"{reason.detail}\n")
+
+    async def _note_broken(self, uuid: str, end: JobEnd) -> None:
+        """If the job's Comment says crunch-run found its node broken, keep new jobs off that node."""
+        node = broken_node_of(end.comment, end.nodes)
+        if node is None or self._broken is None:
+            return
+        reason = f"crunch-run reported node {node} broken (Slurm job {end.job_id}, container {uuid})"
+        if not self._broken.report(node, reason):
+            return
+        logger.warning("%s: %s", reason, {"exclude": "new jobs avoid it (--exclude)",
+                                          "drain": "draining it in Slurm",
+                                          "none": "recorded only"}.get(self._broken.action, ""))
+        if self._broken.action == "drain":
+            drain = getattr(self._backend, "drain_node", None)
+            try:
+                if drain is None:
+                    raise SlurmCommandError(["scontrol"], None, "this backend cannot drain nodes")
+                await self._slurm(drain, node, f"slurm-dispatch: {reason}")
+            except SlurmCommandError as exc:
+                logger.warning("draining node %s failed (%s); new jobs still avoid it (--exclude)", node, exc)
+
+
+def runtime_status(container: Container, reason: EndReason) -> dict[str, Any]:
+    """Return the container's runtime_status with the reason as its error (other keys, e.g. a warning, kept)."""
+    status = {k: v for k, v in container.runtime_status.items() if k not in ("error", "errorDetail")}
+    status.update(error=reason.error, errorDetail=reason.detail)
+    return status
+
+
+__all__ = ["SLURM_ENDED_STATES", "Explainer", "runtime_status"]
