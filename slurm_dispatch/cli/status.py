@@ -125,12 +125,14 @@ def status(
                     "drained": state.drain is not None,
                     "drain_reason": state.drain.reason if state.drain else "",
                     "drained_since": state.drain.since if state.drain else "",
+                    "drained_by": state.drained_by if state.drain else "",
                     "broken_nodes": broken,
                     "containers": [asdict(row) for row in rows], "problems": len(flagged)})
     else:
         typer.echo(f"Cluster {settings.cluster_id}, token {me}: {len(rows)} row(s), {len(flagged)} with problems")
         if state.drain is not None:
-            typer.echo(f"Drained since {state.drain.since} ({state.drain.reason}): no new container is locked "
+            by = f" by {state.drained_by}" if state.drained_by else ""
+            typer.echo(f"Drained since {state.drain.since}{by} ({state.drain.reason}): no new container is locked "
                        "until `slurm-dispatch resume`.")
         for node, shown in broken.items():
             until = shown["until"]

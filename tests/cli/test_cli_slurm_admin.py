@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from slurm_dispatch.cli.control import who
 from slurm_dispatch.service.state import StateStore
 from slurm_dispatch.slurm.broken_nodes import BrokenNode
 from slurm_dispatch.slurm.reasons import LEFTOVER
@@ -132,6 +133,14 @@ def test_status_shows_broken_nodes_with_their_hold_and_not_those_whose_hold_ende
     text = cli("status").stdout
     assert "Broken node c1 (since " in text and ", held off until " in text and "50 min left" in text
     assert "c2" not in text
+
+
+def test_status_says_who_drained_and_why(cli: Any, world: dict[str, Any]) -> None:
+    assert cli("drain", "--reason", "kernel upgrade").exit_code == 0
+    data = json.loads(cli("status", "--json").stdout)
+    assert (data["drained"], data["drain_reason"]) == (True, "kernel upgrade")
+    assert data["drained_by"] == who() and data["drained_since"]
+    assert f" by {who()} (kernel upgrade): no new container is locked" in cli("status").stdout
 
 
 def test_adopt_dry_run_changes_nothing(cli: Any, world: dict[str, Any]) -> None:
