@@ -30,6 +30,10 @@ Filter = Sequence[Any]
 """One Arvados list filter: an ``[attribute, operator, operand]`` triple such as ``["state", "=", "Queued"]``,
 or a bare expression string (doc/api/methods.html.textile.liquid, "Available list method filters")."""
 
+UUID_BATCH = 20
+"""uuids per ``uuid in [...]`` list query, as Go's dispatch library batches them (sdk/go/dispatch/dispatch.go:
+checkForUpdates): keeps the URL short."""
+
 CONTAINER_UUID_RE = re.compile(r"^[a-z0-9]{5}-dz642-[a-z0-9]{15}\Z")
 """The pattern of a container uuid; also the name of its Slurm job.
 

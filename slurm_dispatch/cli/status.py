@@ -36,14 +36,11 @@ from slurm_dispatch.cli.common import (
     slurm_backend,
     table_text,
 )
-from slurm_dispatch.model import Container, format_timestamp
+from slurm_dispatch.model import UUID_BATCH, Container, format_timestamp
 from slurm_dispatch.service.state import StateStore
 from slurm_dispatch.slurm.decide import our_job_names
 from slurm_dispatch.slurm.squeue_lines import parse_squeue_all
 from slurm_dispatch.slurm.status import StatusRow, status_rows
-
-UUID_BATCH = 20
-"""Containers per ``uuid in [...]`` query, as the Go dispatcher batches its "still there?" queries."""
 
 
 def containers_by_uuid(client: ArvadosClient, uuids: Sequence[str], *, batch_size: int) -> list[Container]:

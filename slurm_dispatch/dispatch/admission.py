@@ -47,6 +47,16 @@ class Drain:
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """A Queued container the dispatcher holds back, why, and since when (for the management API)."""
+
+    container: Container
+    reason: str
+    first_seen: float
+    """Wall-clock seconds when it was first held back."""
+
+
+@dataclass(frozen=True)
 class Limits:
     """The caps that apply to locking (0: none)."""
 

@@ -39,11 +39,11 @@ import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from slurm_dispatch.dispatch.admission import Admission, Drain, Limits, Verdict, admit
+from slurm_dispatch.dispatch.admission import Admission, Drain, Limits, Verdict, Waiting, admit
+from slurm_dispatch.dispatch.calls import ContainerCalls
 from slurm_dispatch.dispatch.client import DispatchClient
 from slurm_dispatch.dispatch.decide import RecordAction, TrackDecision, record_action, track_decision
 from slurm_dispatch.dispatch.fallback import apply_fallback, failure_report
@@ -58,7 +58,7 @@ from slurm_dispatch.dispatch.queries import (
 from slurm_dispatch.dispatch.throttle import Throttle
 from slurm_dispatch.dispatch.tracker import Tracker, UpdateChannel
 from slurm_dispatch.errors import ArvadosAuthError, ArvadosConflict, ArvadosShuttingDown, DispatchError
-from slurm_dispatch.model import Container, ContainerState, Filter, routing_fields
+from slurm_dispatch.model import UUID_BATCH, Container, ContainerState, Filter, routing_fields
 
 logger = logging.getLogger("slurm_dispatch.dispatch")
 
@@ -81,9 +81,6 @@ for the next process to adopt, and return promptly.
 
 BLOCKING_WORKERS = 8
 """Threads for blocking API calls: bounds concurrent requests (locks, lists, RunContainers' calls)."""
-
-UUID_BATCH = 20
-"""uuids per ``uuid in [...]`` query for tracked containers missing from queries A and B (as Go)."""
 
 QUEUED_QUERY = "queued"
 """The name of the query for Queued containers with priority > 0 (the ones the dispatcher may lock)."""
@@ -114,7 +111,7 @@ class TickReport:
     """Process CPU time used during the tick (all threads)."""
 
 
-class Dispatcher:
+class Dispatcher(ContainerCalls):
     """Polls the Arvados container queue and runs one RunContainer task per container.
 
     Single use: ``run()`` once, on one event loop. Not thread-safe: call its methods from
@@ -174,7 +171,7 @@ class Dispatcher:
         """
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, not {batch_size}")
-        self._client = client
+        super().__init__(client, max_workers=max_workers)
         self._run_container = run_container
         self._poll_period = poll_period
         self._start_immediately = start_immediately
@@ -182,7 +179,6 @@ class Dispatcher:
         self._clock = clock
         self._sleep = sleep
         self._throttle = Throttle(min_retry_period, clock)
-        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="dispatch-api")
         self._trackers: dict[str, Tracker] = {}
         self._locking: set[str] = set()
         self._token_uuid = ""
@@ -225,15 +221,6 @@ class Dispatcher:
         """Return True if ``uuid`` has an open tracker. Does not block."""
         tracker = self._trackers.get(uuid)
         return tracker is not None and not tracker.closed
-
-    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Return ``fn(*args, **kwargs)``, run in the bounded executor.
-
-        For short blocking calls (API requests). Long-running work would starve the poll
-        loop of threads; give it an executor of its own. Blocks (asynchronously) until done.
-        """
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
     async def prepare(self) -> None:
         """Learn our token's uuid (``GET api_client_authorizations/current``), once.
@@ -395,53 +382,6 @@ class Dispatcher:
             logger.info("tracking %s (state %s) only to clean up after it", uuid, container.state.value)
             tracker.close()
 
-    async def update_state(self, uuid: str, state: ContainerState) -> None:
-        """Set the state of container ``uuid`` (``PUT containers/<uuid>``). Blocks on one request.
-
-        Raises:
-            ArvadosAPIError: the update failed; it has been logged.
-        """
-        try:
-            await self.call(self._client.update_state, uuid, state)
-        except DispatchError as exc:
-            logger.warning("error updating container %s to state %s: %s", uuid, state.value, exc)
-            raise
-
-    async def unlock(self, uuid: str) -> None:
-        """Unlock container ``uuid`` (``POST containers/<uuid>/unlock``). Blocks on one request.
-
-        Raises:
-            ArvadosAPIError: the unlock failed; it has been logged.
-        """
-        try:
-            await self.call(self._client.unlock, uuid)
-        except DispatchError as exc:
-            logger.warning("error unlocking container %s: %s", uuid, exc)
-            raise
-
-    async def update(self, uuid: str, fields: Mapping[str, Any]) -> None:
-        """Change fields of container ``uuid`` (``PUT containers/<uuid>``). Blocks on one request.
-
-        Raises:
-            ArvadosAPIError: the update failed; it has been logged.
-        """
-        try:
-            await self.call(self._client.update, uuid, fields)
-        except DispatchError as exc:
-            logger.warning("error updating container %s (%s): %s", uuid, ", ".join(sorted(fields)), exc)
-            raise
-
-    async def log(self, uuid: str, text: str) -> None:
-        """Write ``text`` as a ``dispatch`` log record on container ``uuid`` (``POST logs``). Never raises.
-
-        Go's dispatcher writes its container log lines this way (sdk/go/dispatch/dispatch.go: start); a
-        failure is logged here and otherwise ignored, as there.
-        """
-        try:
-            await self.call(self._client.create_log, object_uuid=uuid, event_type="dispatch", text=text)
-        except DispatchError as exc:
-            logger.warning("error writing the dispatch log of container %s: %s", uuid, exc)
-
     # -- polling ----------------------------------------------------------------------------
 
     async def _wait_until(self, deadline: float) -> bool:
@@ -574,41 +514,10 @@ class Dispatcher:
             except ValueError as exc:
                 self._malformed(uuid, exc)
 
-    async def _whole_records(
-        self, uuids: Sequence[str], select: Sequence[str], why: str
-    ) -> dict[str, Mapping[str, Any]] | None:
-        """Read these containers' records (``uuid in [...]``, ``UUID_BATCH`` at a time); None if a request failed.
-
-        Blocks (asynchronously) on the requests. Records that cannot be read are left out (and logged).
-
-        Raises:
-            ArvadosAuthError: the API refused our token.
-        """
-        found: dict[str, Mapping[str, Any]] = {}
-        for i in range(0, len(uuids), UUID_BATCH):
-            batch = list(uuids[i : i + UUID_BATCH])
-            try:
-                page = await self.call(self._client.list, filters=[["uuid", "in", batch]], order=("uuid",),
-                                       limit=len(batch), offset=0, count="none", select=select)
-            except ArvadosAuthError:
-                raise
-            except DispatchError as exc:
-                if is_overload(exc):
-                    self._overloaded = True
-                logger.warning("error reading %s of %d containers: %s; will retry on a later tick", why, len(batch),
-                               exc)
-                return None
-            wanted = set(batch)
-            for raw in page.items:
-                uuid = raw.get("uuid") if isinstance(raw, Mapping) else None
-                if isinstance(uuid, str) and uuid in wanted:
-                    found[uuid] = raw
-        return found
-
     async def _adopt(self, uuids: list[str]) -> int:
         """Start trackers for containers locked by us that none follows (left by a previous process), from their
         whole records; return how many started. Blocks (asynchronously) on the reads."""
-        records = await self._whole_records(uuids, FULL_RECORD_FIELDS, "the whole records")
+        records = await self._reader.read_uuids(uuids, FULL_RECORD_FIELDS, "the whole records")
         started = 0
         for uuid in uuids:
             raw = (records or {}).get(uuid)
@@ -633,7 +542,7 @@ class Dispatcher:
         """Return the chosen Queued records with the ``read_before_lock`` fields (read now); those that could not be
         read are left out, to be locked on a later tick. Blocks (asynchronously) on the reads."""
         fields = self._read_before_lock
-        extra = await self._whole_records([c.uuid for _, c in chosen], ("uuid", *fields),
+        extra = await self._reader.read_uuids([c.uuid for _, c in chosen], ("uuid", *fields),
                                           "the " + " and ".join(fields))
         if extra is None:
             return []
@@ -730,16 +639,6 @@ class Dispatcher:
         finally:
             if self._trackers.get(uuid) is tracker:
                 del self._trackers[uuid]
-
-
-@dataclass(frozen=True)
-class Waiting:
-    """A Queued container the dispatcher holds back, why, and since when (for the management API)."""
-
-    container: Container
-    reason: str
-    first_seen: float
-    """Wall-clock seconds when it was first held back."""
 
 
 def _log_task_failure(task: asyncio.Task[None]) -> None:

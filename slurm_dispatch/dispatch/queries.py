@@ -21,11 +21,12 @@ from typing import Any, Literal
 
 from slurm_dispatch.dispatch.client import DispatchClient
 from slurm_dispatch.errors import ArvadosAPIError, ArvadosAuthError, ArvadosShuttingDown, DispatchError
-from slurm_dispatch.model import Filter
+from slurm_dispatch.model import UUID_BATCH, Filter
 
 logger = logging.getLogger("slurm_dispatch.dispatch")
 
 ORDER = ("priority desc",)
+
 
 TRACKED_FIELDS: tuple[str, ...] = ("uuid", "state", "priority", "locked_by_uuid", "runtime_status")
 """What a tick reads of a container it runs or may adopt: what the runner acts on (``runtime_status`` too, because
@@ -125,6 +126,37 @@ class QueueReader:
             logger.info("container query %r works again", name)
         return True
 
+    async def read_uuids(
+        self, uuids: Sequence[str], select: Sequence[str], why: str
+    ) -> dict[str, Mapping[str, Any]] | None:
+        """Read these containers' records (``uuid in [...]``, ``UUID_BATCH`` at a time); None if a request failed.
+
+        Blocks (asynchronously) on the requests. Records that cannot be read are left out (and logged).
+
+        Raises:
+            ArvadosAuthError: the API refused our token.
+        """
+        found: dict[str, Mapping[str, Any]] = {}
+        for i in range(0, len(uuids), UUID_BATCH):
+            batch = list(uuids[i : i + UUID_BATCH])
+            try:
+                page = await self._call(self._client().list, filters=[["uuid", "in", batch]], order=("uuid",),
+                                       limit=len(batch), offset=0, count="none", select=select)
+            except ArvadosAuthError:
+                raise
+            except DispatchError as exc:
+                if is_overload(exc):
+                    self.overloaded = True
+                logger.warning("error reading %s of %d containers: %s; will retry on a later tick", why, len(batch),
+                               exc)
+                return None
+            wanted = set(batch)
+            for raw in page.items:
+                uuid = raw.get("uuid") if isinstance(raw, Mapping) else None
+                if isinstance(uuid, str) and uuid in wanted:
+                    found[uuid] = raw
+        return found
+
     def _failed(self, name: str, what: Literal["count", "list"], exc: DispatchError) -> None:
         """Log a failed query: at warning when its error changed, at debug when it repeats, at info when the
         service is stopping (the stop cut it short: nothing for an operator to check)."""
@@ -139,4 +171,12 @@ class QueueReader:
         logger.log(level, "%s; skipping the rest of this tick, no tracker is closed; check the API server", text)
 
 
-__all__ = ["FULL_RECORD_FIELDS", "LARGE_FIELDS", "ORDER", "QUEUED_FIELDS", "TRACKED_FIELDS", "QueueReader", "is_overload"]
+__all__ = [
+    "FULL_RECORD_FIELDS",
+    "LARGE_FIELDS",
+    "ORDER",
+    "QUEUED_FIELDS",
+    "TRACKED_FIELDS",
+    "QueueReader",
+    "is_overload",
+]
