@@ -91,15 +91,20 @@ class Explainer:
     async def job_end(self, view: RunnerView) -> JobEnd | None:
         """Ask Slurm how the job ended (batched with other vanished jobs); note a node reported broken."""
         job_id = view.last_job.job_id if view.last_job is not None else ""
-        end = await self._ends.lookup(job_id) if self._ends is not None and job_id else None
+        if self._ends is None:
+            end = None
+        elif job_id:
+            end = await self._ends.lookup(job_id)
+        else:  # a job this process never saw (it ended while the service was down): ask by its name
+            end = await self._ends.lookup_named(view.latest.uuid)
         if end is not None:
             await self._note_broken(view.latest.uuid, end)
         return end
 
     async def end_reason(self, view: RunnerView, container_state: ContainerState) -> EndReason:
         """Ask Slurm how the job ended and put it in words."""
-        job_id = view.last_job.job_id if view.last_job is not None else ""
         end = await self.job_end(view)
+        job_id = end.job_id if end is not None else view.last_job.job_id if view.last_job is not None else ""
         return end_reason(end, job_id=job_id, container_state=container_state.value)
 
     async def log_slurm_end(self, dispatcher: Dispatch, uuid: str, view: RunnerView) -> None:

@@ -93,6 +93,11 @@ class MeteredBackend:
         result: str = self._counted("job_ends", getattr(self._inner, "job_ends"), job_ids)  # noqa: B009
         return result
 
+    def job_ends_named(self, names: Sequence[str]) -> str:
+        """squeue --states=all --name= for ended jobs, counted (see ``SlurmCLI.job_ends_named``)."""
+        result: str = self._counted("job_ends", getattr(self._inner, "job_ends_named"), names)  # noqa: B009
+        return result
+
     def sacct(self, job_ids: Sequence[str]) -> str:
         """sacct for ended jobs, counted (see ``SlurmCLI.sacct``)."""
         result: str = self._counted("sacct", getattr(self._inner, "sacct"), job_ids)  # noqa: B009

@@ -98,6 +98,11 @@ class StoppableQueries:
         result: str = self._read("squeue", getattr(self._inner, "job_ends"), job_ids)  # noqa: B009
         return result
 
+    def job_ends_named(self, names: Sequence[str]) -> str:
+        """The end-of-job squeue by name (see ``SlurmCLI.job_ends_named``); abandoned on ``stop()``."""
+        result: str = self._read("squeue", getattr(self._inner, "job_ends_named"), names)  # noqa: B009
+        return result
+
     def sacct(self, job_ids: Sequence[str]) -> str:
         """sacct for ended jobs (see ``SlurmCLI.sacct``); abandoned on ``stop()``."""
         result: str = self._read("sacct", getattr(self._inner, "sacct"), job_ids)  # noqa: B009

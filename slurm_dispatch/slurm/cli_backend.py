@@ -165,7 +165,8 @@ class SlurmCLI:
             SlurmUnavailable: slurmctld did not answer, or scancel timed out.
             SlurmCommandError: scancel exited non-zero.
         """
-        self._run(scancel_jobs_argv(job_ids, running=running))
+        # exit 1 (even with --quiet) for a job that has just ended: the caller notes it, squeue says what is true
+        self._run(scancel_jobs_argv(job_ids, running=running), failure_level=logging.INFO)
 
     def renice_jobs(self, job_ids: Sequence[str], nice: int) -> None:
         """Run ``renice_jobs_argv(job_ids, nice)`` (see ``SlurmBackend.renice_jobs``). Blocks (capped).
@@ -175,7 +176,7 @@ class SlurmCLI:
             SlurmUnavailable: slurmctld did not answer, or scontrol timed out.
             SlurmCommandError: scontrol exited non-zero.
         """
-        self._run(renice_jobs_argv(job_ids, nice))
+        self._run(renice_jobs_argv(job_ids, nice), failure_level=logging.INFO)  # likewise for a job that has ended
 
     def queue(self) -> str:
         """Return the output of ``SQUEUE_ARGV`` (parse it with ``slurm_dispatch.slurm.squeue_lines.parse_squeue``).
@@ -270,6 +271,17 @@ class SlurmCLI:
             SlurmCommandError: squeue failed ("Invalid job id specified" for a single forgotten id).
         """
         argv = ["squeue", "--states=all", f"--jobs={','.join(job_ids)}", "--noheader", f"--Format={JOB_END_FORMAT}"]
+        return self._run(argv, log_stdout=False, failure_level=logging.INFO)
+
+    def job_ends_named(self, names: Sequence[str]) -> str:
+        """Return how the jobs with these names ended (``job_ends``, but by ``--name=<names>``): for a container whose
+        job this process never saw, e.g. one that ended while the service was down. Blocks; not capped.
+
+        Raises:
+            SlurmUnavailable: slurmctld did not answer, or squeue timed out.
+            SlurmCommandError: squeue failed.
+        """
+        argv = ["squeue", "--states=all", f"--name={','.join(names)}", "--noheader", f"--Format={JOB_END_FORMAT}"]
         return self._run(argv, log_stdout=False, failure_level=logging.INFO)
 
     def sacct(self, job_ids: Sequence[str]) -> str:

@@ -4,7 +4,8 @@ When a job of ours leaves squeue while its container is Locked or Running, the r
 ended. Questions that arrive close together are answered by ONE ``squeue --states=all --jobs=<ids>`` (slurmctld
 keeps ended jobs for MinJobAge, 300 s by default, and squeue's cost is the same one job-info request as the
 regular poll), at most one such query every ``MIN_GAP_S``; jobs slurmctld no longer knows are asked of ``sacct``
-when accounting runs (once it has said it does not, it is not asked again). Never a query per job per tick.
+when accounting runs (once it has said it does not, it is not asked again). Never a query per job per tick. A job
+the runner never saw (it ended while the service was down) is asked by its name (the container uuid) instead.
 
 The answers are ``slurm_dispatch.slurm.reasons.JobEnd`` values; the words are in ``reasons.end_reason``.
 """
@@ -38,6 +39,10 @@ class JobEndSource(Protocol):
         """Return ``squeue --states=all --jobs=<ids>`` output in ``reasons.JOB_END_FORMAT`` ("" if none known)."""
         ...
 
+    def job_ends_named(self, names: Sequence[str]) -> str:
+        """Return ``squeue --states=all --name=<names>`` output in ``reasons.JOB_END_FORMAT`` ("" if none known)."""
+        ...
+
     def sacct(self, job_ids: Sequence[str]) -> str:
         """Return ``sacct --parsable2`` output in ``reasons.SACCT_FIELDS`` for the jobs."""
         ...
@@ -67,6 +72,7 @@ class JobEndReader:
         self._clock = clock
         self._sleep = sleep
         self._waiting: dict[str, list[asyncio.Future[JobEnd | None]]] = {}
+        self._named: dict[str, list[asyncio.Future[JobEnd | None]]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._last_query: float | None = None
         self._sacct_works: bool | None = None
@@ -80,8 +86,20 @@ class JobEndReader:
         """
         if not job_id:
             return None
+        return await self._ask(self._waiting, job_id)
+
+    async def lookup_named(self, name: str) -> JobEnd | None:
+        """Return how the latest job named ``name`` ended (for a job whose id the runner never saw), or None.
+
+        Blocks (asynchronously) until the batch it joins has been answered.
+        """
+        if not name:
+            return None
+        return await self._ask(self._named, name)
+
+    async def _ask(self, waiting: dict[str, list[asyncio.Future[JobEnd | None]]], key: str) -> JobEnd | None:
         future: asyncio.Future[JobEnd | None] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(job_id, []).append(future)
+        waiting.setdefault(key, []).append(future)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="job end query")
         return await future
@@ -93,32 +111,40 @@ class JobEndReader:
             if gap > 0:
                 await self._sleep(gap)
         waiting, self._waiting = self._waiting, {}
+        named, self._named = self._named, {}
         ids = sorted(waiting)
         answers: dict[str, JobEnd] = {}
+        by_name: dict[str, JobEnd] = {}
         try:
             for start in range(0, len(ids), MAX_IDS_PER_QUERY):
-                answers.update(await self._squeue(ids[start : start + MAX_IDS_PER_QUERY]))
+                answers.update(await self._squeue(self._source.job_ends, ids[start : start + MAX_IDS_PER_QUERY]))
             missing = [i for i in ids if i not in answers]
             if missing and self._sacct_works is not False:
                 for start in range(0, len(missing), MAX_IDS_PER_QUERY):
                     answers.update(await self._sacct(missing[start : start + MAX_IDS_PER_QUERY]))
+            names = sorted(named)
+            for start in range(0, len(names), MAX_IDS_PER_QUERY):
+                found = await self._squeue(self._source.job_ends_named, names[start : start + MAX_IDS_PER_QUERY])
+                for end in sorted(found.values(), key=_id_order):  # the latest job of a name wins
+                    by_name[end.name] = end
         finally:
             self._last_query = self._clock()
-            for job_id, futures in waiting.items():
-                for future in futures:
-                    if not future.done():
-                        future.set_result(answers.get(job_id))
-            if self._waiting:  # questions that came while this batch was asked
+            for answered, questions in ((answers, waiting), (by_name, named)):
+                for key, futures in questions.items():
+                    for future in futures:
+                        if not future.done():
+                            future.set_result(answered.get(key))
+            if self._waiting or self._named:  # questions that came while this batch was asked
                 self._flusher = asyncio.create_task(self._flush(), name="job end query")
 
-    async def _squeue(self, ids: list[str]) -> dict[str, JobEnd]:
+    async def _squeue(self, query: Callable[[Sequence[str]], str], keys: list[str]) -> dict[str, JobEnd]:
         self.queries += 1
         try:
-            text = await self._run(self._source.job_ends, ids)
+            text = await self._run(query, keys)
         except SlurmCommandError as exc:
             if "Invalid job id" in exc.stderr_tail:  # a single id slurmctld has forgotten
                 return {}
-            logger.warning("asking Slurm how %d job(s) ended: %s", len(ids), exc)
+            logger.warning("asking Slurm how %d job(s) ended: %s", len(keys), exc)
             return {}
         ends, errors = parse_job_ends(text)
         for error in errors:
@@ -137,6 +163,10 @@ class JobEndReader:
             return {}
         self._sacct_works = True
         return parse_sacct(text)
+
+
+def _id_order(end: JobEnd) -> tuple[int, str]:
+    return (int(end.job_id), "") if end.job_id.isdigit() else (-1, end.job_id)
 
 
 __all__ = ["GATHER_S", "MAX_IDS_PER_QUERY", "MIN_GAP_S", "JobEndReader", "JobEndSource"]

@@ -411,6 +411,9 @@ def test_cli_job_ends_says_how_finished_jobs_ended(cli: SlurmCLI, tmp_path: Path
     assert ends[str(held)].reason == "JobHeldUser", "the pending reason is kept"
     with pytest.raises(SlurmCommandError, match="Invalid job id"):
         cli.job_ends(["999999999"])
+    named, errors = parse_job_ends(cli.job_ends_named([held_name, new_uuid()]))
+    assert errors == [] and list(named) == [str(held)], "by name: only the job of that name, an unknown name is none"
+    assert named[str(held)].state == "CANCELLED"
 
 
 @pytest.mark.slurm

@@ -104,6 +104,25 @@ def test_a_job_slurm_has_forgotten_says_so(fake_slurm: FakeSlurm) -> None:
     assert (fake_slurm.count("job_ends"), fake_slurm.count("sacct")) == (1, 1), "squeue first, then sacct"
 
 
+def test_a_job_that_ended_before_the_runner_started_is_asked_about_by_name(fake_slurm: FakeSlurm) -> None:
+    """After a restart the runner never saw the job's id (it ended while the service was down): Slurm still knows
+    how it ended, by the container's name."""
+    api = FakeApi({UUID: record(state="Running")})
+    job_id = fake_slurm.submit(args=[f"--job-name={UUID}"], script="", env={})
+    fake_slurm.start(UUID, node="c2")
+    fake_slurm.finish_with(UUID, "NODE_FAIL", reason="None", exit_status=0)
+
+    async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
+        task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
+        await returned(d, task)
+
+    scenario(fake_slurm, api, body)
+    assert api.records[UUID]["state"] == "Cancelled"
+    error = api.records[UUID]["runtime_status"]["error"]
+    assert error.startswith(f"Slurm job {job_id} ") and "NODE_FAIL" in error, error
+    assert [c.name for c in fake_slurm.calls_of("job_ends")] == [UUID], "one question, by name"
+
+
 def test_a_locked_container_whose_job_ended_is_unlocked_with_the_reason_in_its_log(fake_slurm: FakeSlurm) -> None:
     api = FakeApi({UUID: record(state="Locked")})
     job_id = fake_slurm.submit(args=[f"--job-name={UUID}"], script="", env={})

@@ -1,6 +1,7 @@
 """A finding of the fault suite: a job that ended while the service was down is reported, after the restart, as
 "Slurm job ? ended ..., and Slurm no longer knows how", although slurmctld still shows it (``squeue
---states=all``) and nobody asked: the restarted service never saw the job's id, so it never looked.
+--states=all``) and nobody asked: the restarted service never saw the job's id, so it never looked. Fixed: such a
+job is asked about by its name (``JobEndReader.lookup_named``).
 
 Made deterministic with the test's own jobs: they fill every free CPU, so the container's job pends until the
 service has been stopped; then they are cancelled, the job runs, and its crunch-run sets the container Running
@@ -22,15 +23,6 @@ class MisleadingReason(Exception):
     """The reason written on the container says Slurm forgot a job it has not forgotten."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=MisleadingReason,
-    reason="bug: a job that ended while the service was down has no id in the restarted RunContainer "
-    "(view.last_job is None), so runner._end_reason asks Slurm nothing and reasons.end_reason writes 'Slurm job ? "
-    "ended while the container ran, and Slurm no longer knows how (it forgets ended jobs after MinJobAge and no "
-    "accounting is configured)' into runtime_status.error, with the detail 'not found by squeue --states=all, "
-    "and sacct had no record', though the job is still in squeue --states=all (seen 15 times in the soak)",
-)
 def test_fault_reason_for_a_job_that_ended_while_the_service_was_down(fault_rig: Rig) -> None:
     rig = fault_rig
     blockers = [rig.cluster.submit("--job-name=fault-blocker", "--cpus-per-task=1", "--mem=10M",

@@ -381,10 +381,21 @@ class FakeSlurm:
     def job_ends(self, job_ids: Sequence[str]) -> str:
         """``squeue --states=all --jobs=...`` in ``reasons.JOB_END_FORMAT``: queued and remembered ended jobs."""
         self._enter(Call("job_ends", args=tuple(job_ids)), ["squeue", "--states=all"])
+        text = self._end_lines(job_ids)
+        if len(job_ids) == 1 and not text:
+            raise SlurmCommandError(["squeue"], 1, "slurm_load_jobs error: Invalid job id specified")
+        return text
+
+    def job_ends_named(self, names: Sequence[str]) -> str:
+        """``squeue --states=all --name=...``, like ``job_ends`` but by name (no error when none is known)."""
+        self._enter(Call("job_ends", name=",".join(names)), ["squeue", "--states=all"])
+        with self._lock:
+            ids = [str(j.job_id) for j in [*self.jobs, *self.finished] if j.name in names and not j.forgotten]
+        return self._end_lines(ids)
+
+    def _end_lines(self, job_ids: Sequence[str]) -> str:
         with self._lock:
             known = [j for j in [*self.jobs, *self.finished] if str(j.job_id) in job_ids and not j.forgotten]
-            if len(job_ids) == 1 and not known:
-                raise SlurmCommandError(["squeue"], 1, "slurm_load_jobs error: Invalid job id specified")
             return "".join(
                 f"{j.job_id}|{j.state}|{j.exit_status}|{j.nodes or '(null)'}|2026-12-07T10:00:00|"
                 f"2026-12-07T10:00:05|UNLIMITED|{j.name}|{j.comment or '(null)'}|{j.reason}\n"

@@ -35,6 +35,9 @@ class Slurm:
     def job_ends(self, job_ids: Sequence[str]) -> str:
         return self._read(f"job_ends {','.join(job_ids)}")
 
+    def job_ends_named(self, names: Sequence[str]) -> str:
+        return self._read(f"job_ends_named {','.join(names)}")
+
     def sacct(self, job_ids: Sequence[str]) -> str:
         return self._read(f"sacct {','.join(job_ids)}")
 
