@@ -185,6 +185,8 @@ class Dispatcher(ContainerCalls):
         self._stop = asyncio.Event()
         self._reader = QueueReader(lambda: self._client, call=self.call, batch_size=batch_size, stopping=self._stop.is_set)
         self._bad_records: dict[str, str] = {}
+        self._lock_errors: dict[str, str] = {}
+        """The last lock error of each container whose lock failed (logged at warning when it changes)."""
         self._freeze_gc = freeze_gc
         self._ticks_since_refreeze = 0
         self._after_tick = after_tick
@@ -587,10 +589,16 @@ class Dispatcher(ContainerCalls):
         except DispatchError as exc:
             if is_overload(exc):
                 self._overloaded = True
-            logger.warning("error locking container %s: %s; will retry on a later tick", uuid, exc)
+            text = str(exc)
+            level = logging.DEBUG if self._lock_errors.get(uuid) == text else logging.WARNING  # on change only
+            if len(self._lock_errors) >= MAX_REMEMBERED_BAD_RECORDS:
+                self._lock_errors.clear()
+            self._lock_errors[uuid] = text
+            logger.log(level, "error locking container %s: %s; will retry on a later tick", uuid, exc)
             return False
         finally:
             self._locking.discard(uuid)
+        self._lock_errors.pop(uuid, None)
         if uuid in self._trackers:  # track_container() got there while we waited
             return False
         record = {**raw, "state": ContainerState.LOCKED.value, "locked_by_uuid": self._token_uuid}

@@ -171,6 +171,7 @@ def next_step(view: RunnerView, policy: Policy, now: float) -> Step:
     =========================  ===============================================  ==============
     no, none seen yet          Locked, priority > 0, still ours, not given up   SUBMIT
     no                         anything else                                    SETTLE
+    yes, completing            left, priority 0 or given up                     FOLLOW
     yes, not pending           Complete, left less than FINISHED_JOB_GRACE_S    FOLLOW
     yes                        left this dispatcher                             SCANCEL
     yes                        priority 0                                       SCANCEL
@@ -195,6 +196,9 @@ def next_step(view: RunnerView, policy: Policy, now: float) -> Step:
         if fresh and not view.left and latest.state is ContainerState.LOCKED and latest.priority > 0:
             return Step(StepKind.SUBMIT, "Locked by us and no job in squeue")
         return Step(StepKind.SETTLE, "its job is not in squeue")
+    if job.state == "COMPLETING" and (view.left or latest.priority == 0 or view.give_up is not None):
+        # Slurm is already ending it (its epilog, its processes' exit): another scancel changes nothing
+        return Step(StepKind.FOLLOW, "its job is completing")
     if view.left:
         if (latest.state is ContainerState.COMPLETE and job.state != "PENDING" and view.left_at is not None
                 and now < view.left_at + FINISHED_JOB_GRACE_S):

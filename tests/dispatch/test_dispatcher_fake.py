@@ -522,3 +522,21 @@ def test_freeze_gc_freezes_after_starting_trackers_and_unfreezes_on_close() -> N
 
     gc.unfreeze()
     asyncio.run(main())
+
+
+def test_a_lock_that_keeps_failing_the_same_way_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    """An API answering 503 to one container's lock poll after poll: one warning, not one per poll."""
+
+    async def scenario(d: Dispatcher, fake: FakeArvados, rec: Recorder) -> None:
+        uuid = fake.add("Queued", priority=5)
+        fake.fail("lock", *(ArvadosUnavailable(503, "POST", f"/arvados/v1/containers/{uuid}/lock", "busy")
+                            for _ in range(3)))
+        with caplog.at_level(logging.DEBUG, logger="slurm_dispatch.dispatch"):
+            for _ in range(3):
+                await d.tick()
+            warned = [r for r in caplog.records if "error locking" in r.getMessage()]
+            assert [r.levelno for r in warned] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+            report = await d.tick()
+            assert report.locked == 1
+
+    run(scenario)
