@@ -3,9 +3,9 @@
 Rails renders an exception as its Ruby ``inspect`` text
 (``#<ArvadosModel::LockFailedError: cannot lock when Locked>``) and a failed
 validation as a list of "full messages" (``State cannot change from Queued to
-Running``). The emulator keeps both forms so tests can see what operators see
-(arvados-reference.md §2.5). Rails also appends `` (<request-id>)``; the
-emulator does not (see docs/sandbox-api.md).
+Running``): services/api/app/controllers/application_controller.rb: render_error,
+send_error. The emulator keeps both forms so tests can see what operators see.
+Rails also appends `` (<request-id>)``; the emulator does not (see docs/sandbox-api.md).
 """
 
 from __future__ import annotations

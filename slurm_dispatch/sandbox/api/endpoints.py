@@ -60,10 +60,12 @@ def route_of(method: str, path: str) -> tuple[str, dict[str, str]] | None:
 
 
 def bearer_token(*, authorization: str | None, params: Mapping[str, Any]) -> str | None:
-    """Return the token a request carries, from any accepted form (§3.1). Pure.
+    """Return the token a request carries, from any accepted form. Pure.
 
     ``Authorization: Bearer|OAuth2 <token>``, Basic with the token as password, or
-    the ``api_token``/``oauth_token`` parameter.
+    the ``api_token``/``oauth_token`` parameter: the forms the controller reads
+    (sdk/go/auth/auth.go: Credentials.LoadTokensFromHTTPRequest) and, for
+    ``oauth_token``, Rails (services/api/app/middlewares/arvados_api_token.rb).
     """
     if authorization:
         scheme, _, rest = authorization.strip().partition(" ")

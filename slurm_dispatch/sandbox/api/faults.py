@@ -5,7 +5,7 @@ A rule matches requests by method and path prefix and does one of:
 * ``status``: answer ``status`` (default 503) with an Arvados-shaped error body,
   without touching state (optionally with ``retry_after`` seconds);
 * ``hang``: wait ``seconds``, then handle the request normally (a slow server:
-  a client that times out may find its request applied anyway, gotcha 9);
+  a client that times out may find its request applied anyway);
 * ``drop``: close the connection without answering, before handling;
 * ``drop_after``: handle the request (state changes!), then close without answering.
 

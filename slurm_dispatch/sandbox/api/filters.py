@@ -2,7 +2,7 @@
 
 ``compile_filters`` validates a ``filters`` parameter exactly as Rails does (same
 422 messages) and returns a predicate over stored records that reproduces the SQL
-Rails generates, NULLs included (arvados-reference.md §3.4, gotchas 1-3):
+Rails generates, NULLs included (services/api/lib/record_filters.rb: record_filters):
 
 * ``!=`` is ``col <> v OR col IS NULL``; ``= null`` is ``IS NULL``;
 * ``in []`` matches nothing; ``not in`` is ``(col NOT IN (...) OR col IS NULL)``, so

@@ -1,4 +1,7 @@
-"""Request parameters as the Arvados controller reads them (arvados-reference.md §3.1, gotcha 44).
+"""Request parameters as the Arvados controller reads them.
+
+As in lib/controller/router/request.go: loadRequestParams and guessAndParse, and
+lib/controller/router/router.go (``_method``, ``X-Http-Method-Override``, PUT as PATCH).
 
 Parameters come from the query string, a form-encoded body (values JSON-encoded,
 as the Go SDK sends them: ``container={"state":"Cancelled"}``) or a JSON body.

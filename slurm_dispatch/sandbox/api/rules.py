@@ -1,4 +1,4 @@
-"""The container state machine and field rules of Rails' ``container.rb`` (arvados-reference.md §2).
+"""The container state machine and field rules of Rails' services/api/app/models/container.rb.
 
 Pure functions: given the stored record, the caller, the requested attributes and
 ``now``, return the new record (or raise ``ApiError``) plus what must happen to
@@ -328,7 +328,7 @@ def lock(old: Mapping[str, Any], *, caller: Caller, now: datetime, max_dispatch_
 def unlock(old: Mapping[str, Any], *, caller: Caller, now: datetime, max_dispatch_attempts: int) -> Outcome:
     """Return the outcome of ``POST containers/{uuid}/unlock`` (Container#unlock). Pure.
 
-    At ``lock_count >= max_dispatch_attempts`` the container is Cancelled instead (§2.3).
+    At ``lock_count >= max_dispatch_attempts`` the container is Cancelled instead (container.rb: check_unlock).
 
     Raises:
         ApiError: 422 InvalidStateTransitionError unless Locked; 403 when another token holds the lock.
@@ -402,7 +402,7 @@ def new_container(
 
     Defaults: state Queued, priority 1, the ``zzzzz-dz642-queuedcontainer`` fixture's
     command/image/paths, ``runtime_auth_scopes ["all"]``; runtime constraints are
-    resolved (``keep_cache_disk``, §1.3).
+    resolved (``keep_cache_disk``, as container.rb: Container.resolve_runtime_constraints).
 
     Raises:
         ApiError: 422 for an unknown attribute or a record Rails would not save.

@@ -6,9 +6,9 @@ Two views of one record exist:
   strings in the fixed 9-digit format (which sort correctly as text),
   serialised columns (``mounts``, ``runtime_constraints``...) as Python objects;
 * the *controller* view, what a client receives: Rails' JSON decoded into the Go
-  struct ``arvados.Container`` and encoded again (arvados-reference.md §1.2,
-  ``lib/controller/router/response.go``). ``controller_view`` is the ONE place
-  that builds it: NULL strings become ``""``, a NULL ``exit_code`` becomes ``0``,
+  struct ``arvados.Container`` (sdk/go/arvados/container.go) and encoded again
+  (lib/controller/router/response.go: mungeItemFields). ``controller_view`` is the
+  ONE place that builds it: NULL strings become ``""``, a NULL ``exit_code`` becomes ``0``,
   unset ``*_at`` timestamps stay ``null``, nested structs get every key, a missing
   or null Go slice or map is ``null`` (``"partitions": null``), keys the Go struct
   does not have are dropped (``owner_uuid``, ``progress``, ``runtime_constraints.cuda``),
