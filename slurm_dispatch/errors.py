@@ -156,7 +156,7 @@ class UnsatisfiableContainer(DispatchError):
     def log_text(self) -> str:
         """Return the text of the ``dispatch`` log record written when the container is cancelled. Pure.
 
-        Exactly the Go dispatcher's text (arvados-reference.md §6.7): the ``cannot run container ...``
+        Exactly the Go dispatcher's text: the ``cannot run container ...``
         line, then ``Available instance types:`` and one line per type, or the single line
         ``No instance types are configured.`` when the list is empty; nothing more when ``available`` is
         None. Every line ends with a newline.

@@ -2,7 +2,8 @@
 
 ``slurm_dispatch.config`` builds these from ``/etc/arvados/config.yml`` (or the
 legacy standalone file) once at startup; everything else receives them. Field
-names follow the config keys (arvados-reference.md §4.1); defaults are Arvados's.
+names follow the config keys (sdk/go/arvados/config.go; docs/configuration.md lists
+them); defaults are Arvados's (lib/config/config.default.yml).
 No I/O here.
 """
 

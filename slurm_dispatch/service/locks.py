@@ -9,7 +9,7 @@ cleanup; the pid written in the file is only there for the error message.
 dispatchers all take ("any dispatcher running"), so this dispatcher also excludes a Go one. It lives as long as
 one dedicated database session. Port of lib/controller/dblock/dblock.go (Lock, Unlock), plus ``check()``, which
 no Go dispatcher calls: a dispatcher whose session died has silently lost the lock, and another may already be
-dispatching (arvados-reference.md §6.9, §7 item 38).
+dispatching (docs/operations.md, "The two locks").
 
 asyncio: ``FileLock.acquire`` is one non-blocking ``flock`` and a small write, fine to call on the event loop; it
 fails at once instead of waiting (raising ``LockHeld``); the service catches that, says so in its log and systemd

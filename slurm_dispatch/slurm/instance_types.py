@@ -2,7 +2,7 @@
 
 Port of lib/dispatchcloud/container/node_size.go (EstimateScratchSpace,
 InstanceResourcesNeeded, ChooseInstanceType) and of the ConstraintsNotSatisfiable
-log text in sdk/go/dispatch/dispatch.go (arvados-reference.md §4.3, §6.7).
+log text in sdk/go/dispatch/dispatch.go (Dispatcher.start).
 
 The Slurm dispatcher uses the cheapest suitable type for ``%I``, and, whenever
 ``InstanceTypes`` is configured, as a check that *some* type can run the
@@ -127,7 +127,7 @@ def _eligible(container: Container, it: InstanceType, *, ram: int, scratch: int)
 def available_lines(types: list[InstanceType]) -> list[str]:
     """Return one ``Type "<name>": ...`` line per instance type, sorted by price (then name). Pure.
 
-    The format is the Go dispatcher's (arvados-reference.md §6.7): RAM and scratch
+    The format is the Go dispatcher's (sdk/go/dispatch/dispatch.go: Dispatcher.start): RAM and scratch
     in bytes, the price with six decimals. Ties in price are ordered by name so the
     text is the same on every run (Go leaves them in map order).
     """

@@ -3,8 +3,8 @@
 All pure: the caller passes the container, the Settings and (for the
 environment) the base environment; nothing here reads the clock, ``os.environ``
 or a file. Ports of services/crunch-dispatch-slurm/crunch-dispatch-slurm.go
-(sbatchArgs, submit, configure) and script.go (execScript); arvados-reference.md
-§4.3 and §4.4.
+(Dispatcher.sbatchArgs, Dispatcher.submit, Dispatcher.configure) and script.go
+(execScript).
 
 The script carries GatewayAuthSecret, derived from the SystemRootToken, so it
 goes to sbatch on stdin and must never be logged. The API token reaches
