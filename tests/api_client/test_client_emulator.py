@@ -227,7 +227,7 @@ def test_lock_is_never_repeated_once_sent(
 def test_lock_that_succeeded_unseen_is_healed_by_the_next_poll(
     client: ArvadosClient, emulator_control: SandboxControl
 ) -> None:
-    """Gotcha 9: the lock happened but the answer was lost; the locked_by_uuid query finds it."""
+    """The lock happened but its answer was lost; the next poll's locked_by_uuid query finds it."""
     uuid = emulator_control.create_container(priority=1)["uuid"]
     emulator_control.faults(
         mode="drop_after", count=1, method="POST", path_prefix=f"/arvados/v1/containers/{uuid}"

@@ -1,6 +1,6 @@
 """Property: the emulator's filter evaluator agrees with a brute-force SQL three-valued-logic model.
 
-The model below is written from the reference's table (§3.4) as SQL: NULL propagates
+The model below is written from the SQL that services/api/lib/record_filters.rb generates: NULL propagates
 through comparisons, ``IN ()`` is ``IN (NULL)``, ``!=`` adds ``OR col IS NULL`` and
 ``not in`` adds it unless the list holds null. It shares no code with
 ``slurm_dispatch.sandbox.api.filters``.

@@ -1,4 +1,7 @@
-"""HTTP contract of the emulated container list: filters, paging, order, select (§3.3-3.4, gotchas 1-6)."""
+"""HTTP contract of the emulated container list: filters, paging, order, select.
+
+As services/api/lib/record_filters.rb and load_param.rb do it.
+"""
 
 from __future__ import annotations
 

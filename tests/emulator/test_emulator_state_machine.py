@@ -1,4 +1,4 @@
-"""HTTP contract of the emulated container state machine (arvados-reference.md §2, gotchas 7-10)."""
+"""HTTP contract of the emulated container state machine (services/api/app/models/container.rb)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def running(arv: Any, locked: dict[str, Any]) -> dict[str, Any]:
     return dict(resp.json())
 
 
-# §2.5, one test per row
+# Refused operations: status code and message, one test each
 
 
 def test_lock_when_not_queued_is_422(arv: Any, locked: dict[str, Any]) -> None:
@@ -143,7 +143,7 @@ def test_bad_list_parameter_is_422(arv: Any, params: dict[str, Any], message: st
     assert errors_of(resp) == [message]
 
 
-# gotchas 7-10 and §2.3
+# lock/unlock answers, MaxDispatchAttempts (container.rb: check_unlock), lock races, and the other field rules
 
 
 def test_lock_response_carries_only_lock_fields(arv: Any, queued: dict[str, Any]) -> None:

@@ -106,7 +106,7 @@ def test_fault_drop_and_drop_after(arv: Any, emulator_control: Any, ctr: str) ->
     emulator_control.faults(mode="drop_after", count=1, path_prefix="/arvados/v1/containers/")
     with pytest.raises(requests.ConnectionError):
         arv.lock(ctr)
-    # the lock was applied although its answer was lost: retrying gives 422 (gotcha 9)
+    # the lock was applied although its answer was lost: retrying gives 422
     assert arv.lock(ctr).status_code == 422
     assert arv.container(ctr)["state"] == "Locked"
 
