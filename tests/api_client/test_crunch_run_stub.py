@@ -1,7 +1,8 @@
 """crunch-run-stub end to end: a real subprocess against the emulator, as a Slurm job would run it.
 
 The stub reads ARVADOS_API_HOST/TOKEN/INSECURE from its environment, like crunch-run
-with the dispatcher's exported environment (arvados-reference.md §4.4, §6.8).
+with the dispatcher's exported environment (docs/security.md, "Where the token lives";
+what it does to the record: docs/crunch-run-stub.md).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ QUEUED: dict[str, Any] = {
                "/var/spool/cwl": {"kind": "tmp", "capacity": 24000000000}},
     "exit_code": 0, "runtime_status": {}, "started_at": None, "finished_at": None, "log": "", "output": "",
 }
-"""The ``queued`` fixture of arvados-reference.md §1.7."""
+"""Arvados's ``queued`` fixture (services/api/test/fixtures/containers.yml), as the controller returns it."""
 
 INSTANCE_TYPES = {
     "a1.small": {"ProviderType": "a1.small", "VCPUs": 2, "RAM": "4GiB", "IncludedScratch": "100GB", "Price": 0.02},

@@ -418,8 +418,9 @@ def test_cli_job_ends_says_how_finished_jobs_ended(cli: SlurmCLI, tmp_path: Path
 
 @pytest.mark.slurm
 def test_cli_node_features_round_trip(cli: SlurmCLI, slurm_clean: Any) -> None:
-    # The cluster is shared (other sessions may run this very test, or the §6.10 kludge), so add a feature
-    # of our own and remove just that one again, re-reading the list rather than restoring a snapshot.
+    # The cluster is shared (other sessions may run this very test, or the InstanceTypes feature step of
+    # slurm/node_features.py), so add a feature of our own and remove just that one again, re-reading the
+    # list rather than restoring a snapshot.
     node, itype = min(slurm_clean.nodes.items())
     assert f"instancetype={itype}" in cli.sinfo_features(node)
     extra = f"sdtest.{new_uuid()[-15:]}"

@@ -1,7 +1,7 @@
 """Fakes at the DispatchClient boundary, and helpers shared by the dispatch tests.
 
 ``FakeArvados`` keeps containers in memory, applies the lock/unlock/state rules the
-dispatcher relies on (arvados-reference.md §2), answers the filters the dispatcher sends,
+dispatcher relies on (services/api/app/models/container.rb), answers the filters the dispatcher sends,
 records every call, and can fail chosen calls. It is thread-safe because the dispatcher
 calls it from its executor.
 """

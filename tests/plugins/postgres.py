@@ -1,4 +1,4 @@
-"""A private PostgreSQL server for tests, as a session fixture (docs: /work/shared/docs/postgresql-here.md).
+"""A private PostgreSQL server for tests, as a session fixture.
 
 ``initdb -A trust`` into a temporary directory, on a port of its own, listening on 127.0.0.1 and a Unix socket in
 that directory; it never touches a packaged cluster. Started once per session on first use, stopped (``pg_ctl

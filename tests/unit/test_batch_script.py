@@ -1,4 +1,8 @@
-"""Tests of the job script, crunch-run's argv, GatewayAuthSecret and sbatch's environment (§4.4)."""
+"""Tests of the job script, crunch-run's argv, GatewayAuthSecret and sbatch's environment.
+
+As in services/crunch-dispatch-slurm/script.go: execScript and crunch-dispatch-slurm.go: Dispatcher.submit,
+Dispatcher.configure.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The node-type feature step (arvados-reference.md §6.10), with a stand-in for SlurmCLI's two admin methods."""
+"""The node-type feature step, with a stand-in for SlurmCLI's two admin methods.
+
+Go's is services/crunch-dispatch-slurm/node_type.go: SlurmNodeTypeFeatureKludge, slurmKludge.
+"""
 
 from __future__ import annotations
 

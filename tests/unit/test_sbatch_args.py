@@ -1,4 +1,7 @@
-"""Tests of slurm_dispatch.slurm.sbatch: sbatch argument templating (arvados-reference.md §4.3)."""
+"""Tests of slurm_dispatch.slurm.sbatch: sbatch argument templating.
+
+Go's is services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: Dispatcher.sbatchArgs.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ GiB = 1 << 30
 
 
 def ctr(**over: Any) -> Container:
-    """The reference's `queued` fixture as the controller returns it, with overrides."""
+    """Arvados's `queued` fixture (services/api/test/fixtures/containers.yml) as the controller returns it,
+    with overrides."""
     rc: dict[str, Any] = {
         "ram": 12000000000,
         "vcpus": 4,

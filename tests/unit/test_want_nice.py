@@ -198,7 +198,7 @@ def test_want_nice_reference_worked_example() -> None:
     assert (a.slurm_priority, b.slurm_priority, c.slurm_priority) == (4294910000, 4294909990, 4294909980)
     assert want_nice([a, b, c], 10) == [0, 10, 20]  # next poll: nothing to do
     d = J(4294900000, 10000)  # new, higher want
-    # Go (and the reference) give [0, 10, 20, 30]: all four jobs reniced. a only has to go below d, and b is
+    # Go (and go_want_nice) give [0, 10, 20, 30]: all four jobs reniced. a only has to go below d, and b is
     # already below the slot Go gives a, so we put a in the middle of the room above b: two renices, not four.
     assert go_want_nice([d, a, b, c], 10) == [0, 10, 20, 30]
     out = want_nice([d, a, b, c], 10)
