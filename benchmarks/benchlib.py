@@ -550,13 +550,13 @@ class CountingSlurm:
         self._count("scontrol release")
         self._inner.release(name)
 
-    def cancel_jobs(self, job_ids: Sequence[str], *, running: bool) -> None:
+    def cancel_jobs(self, job_ids: Sequence[str], *, running: bool, cluster: str = "") -> None:
         self._count("scancel")
-        self._inner.cancel_jobs(job_ids, running=running)
+        self._inner.cancel_jobs(job_ids, running=running, cluster=cluster)
 
-    def renice_jobs(self, job_ids: Sequence[str], nice: int) -> None:
+    def renice_jobs(self, job_ids: Sequence[str], nice: int, *, cluster: str = "") -> None:
         self._count("scontrol renice")
-        self._inner.renice_jobs(job_ids, nice)
+        self._inner.renice_jobs(job_ids, nice, cluster=cluster)
 
 
 def sum_windows(windows: Iterable[Mapping[str, Sequence[int]]]) -> dict[str, list[int]]:

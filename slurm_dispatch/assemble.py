@@ -49,6 +49,7 @@ from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.backend import SlurmBackend
 from slurm_dispatch.slurm.broken_nodes import BrokenNodes
 from slurm_dispatch.slurm.cli_backend import SlurmCLI
+from slurm_dispatch.slurm.clusters import clusters_of
 from slurm_dispatch.slurm.decide import is_our_job_name, our_job_names
 from slurm_dispatch.slurm.node_features import (
     FEATURE_NODE,
@@ -105,7 +106,8 @@ class DispatchLoop:
         """
         self.settings = settings
         self.client: DispatchClient = client or ArvadosClient.from_settings(settings)
-        self.backend: SlurmBackend = backend or SlurmCLI(env=slurm_command_env(settings, base_env))
+        self.backend: SlurmBackend = backend or SlurmCLI(env=slurm_command_env(settings, base_env),
+                                                         clusters=clusters_of(settings))
         if feature_cli is None and settings.instance_types and isinstance(self.backend, NodeFeatureCLI):
             feature_cli = self.backend
         self._feature_cli = feature_cli if settings.instance_types else None

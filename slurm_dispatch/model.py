@@ -490,3 +490,6 @@ class SlurmJob:
     """The nodes of a running job, as Slurm prints a node list ("c1", "c[1-2]"); "" while pending."""
     time_left_s: int | None = None
     """Seconds before the job's time limit (squeue's ``%L``); None when it has none or Slurm does not say."""
+    cluster: str = ""
+    """The Slurm cluster squeue printed the job under (``CLUSTER: <name>`` with ``--clusters``); "" for the local
+    cluster, when no clusters are named."""

@@ -49,6 +49,7 @@ from slurm_dispatch.errors import (
 from slurm_dispatch.model import CONTAINER_UUID_RE
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.cli_backend import SlurmCLI
+from slurm_dispatch.slurm.clusters import clusters_of
 from slurm_dispatch.slurm.sbatch import slurm_command_env
 
 
@@ -242,7 +243,9 @@ def slurm_backend(environ: Mapping[str, str] | None = None, settings: Settings |
     admin commands at the service's cluster too.
     """
     env = slurm_env(environ)
-    return SlurmCLI(env=slurm_command_env(settings, env) if settings else env, timeout_s=SLURM_TIMEOUT_S)
+    if settings is None:
+        return SlurmCLI(env=env, timeout_s=SLURM_TIMEOUT_S)
+    return SlurmCLI(env=slurm_command_env(settings, env), timeout_s=SLURM_TIMEOUT_S, clusters=clusters_of(settings))
 
 
 def container_uuid(value: str) -> str:

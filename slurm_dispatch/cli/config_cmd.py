@@ -30,6 +30,7 @@ from slurm_dispatch.cli.common import (
     print_json,
 )
 from slurm_dispatch.config import OWN_FIELDS, LoadedConfig, redacted, startup_problems
+from slurm_dispatch.slurm.clusters import clusters_of, describe
 
 config_app = typer.Typer(help="Inspect the dispatcher's configuration.", no_args_is_help=True)
 
@@ -92,6 +93,7 @@ def check(
             "config_file": str(loaded.path),
             "config_file_source": loaded.path_source.value,
             "legacy_file": str(loaded.legacy_path) if loaded.legacy_path else None,
+            "slurm_clusters": list(clusters_of(loaded.settings)),
             "dispatch_config_file": str(loaded.dispatch_read) if loaded.dispatch_read else None,
             "dispatch_config_file_source": loaded.dispatch_path_source.value,
             "sources": {"arvados": _arvados_files(loaded),
@@ -106,6 +108,7 @@ def check(
             typer.echo(f"Legacy file: {loaded.legacy_path}")
         typer.echo(f"slurm-dispatch file: {_dispatch_file_line(loaded)}")
         typer.echo(f"Cluster: {loaded.settings.cluster_id}")
+        typer.echo(describe(clusters_of(loaded.settings)))
         typer.echo("")
         _print_settings(f"Arvados settings, {_arvados_from(loaded)} (secrets redacted):",
                         {k: v for k, v in every.items() if k not in OWN_FIELDS})

@@ -28,6 +28,7 @@ from slurm_dispatch.config.merge import settings_from_documents
 from slurm_dispatch.config.safe_yaml import parse_yaml
 from slurm_dispatch.errors import ConfigError
 from slurm_dispatch.settings import Settings
+from slurm_dispatch.slurm.clusters import cluster_warnings
 
 DEFAULT_CONFIG_PATH = Path("/etc/arvados/config.yml")
 """Where Arvados services look for the cluster config unless told otherwise."""
@@ -222,6 +223,7 @@ def load_settings(
         cluster_doc, source=str(cluster_path), cluster_id=cluster_id, environ=env,
         legacy_document=legacy_doc, legacy_source=str(legacy_read or ""),
         dispatch_document=own_doc, dispatch_source=str(own_read or ""))
+    more += cluster_warnings(settings)
     return LoadedConfig(settings=settings, warnings=warnings + more, path=main_path, path_source=main_source,
                         legacy_path=legacy_read, cluster_path=cluster_path if cluster_doc is not None else None,
                         dispatch_path=own_path, dispatch_path_source=own_source, dispatch_read=own_read)

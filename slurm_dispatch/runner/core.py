@@ -377,11 +377,13 @@ class SlurmRunner:
             await self._slurm(self._backend.cancel, uuid)
             return None
         try:
-            await self._cancels.cancel(job.job_id, running=mode is CancelMode.RUNNING)
+            await self._cancels.cancel(job.job_id, running=mode is CancelMode.RUNNING, cluster=job.cluster)
         except SlurmUnavailable:
             raise
         except SlurmCommandError as exc:
             return exc
+        except ValueError:  # the backend cannot tell which cluster the id is on: Go's passes by name
+            await self._slurm(self._backend.cancel, uuid)
         return None
 
 

@@ -63,13 +63,13 @@ class MeteredBackend:
         """scontrol update Nice=, counted (see ``SlurmBackend.renice``)."""
         self._counted("renice", self._inner.renice, name, nice)
 
-    def cancel_jobs(self, job_ids: Sequence[str], *, running: bool) -> None:
+    def cancel_jobs(self, job_ids: Sequence[str], *, running: bool, cluster: str = "") -> None:
         """One scancel by job ids, counted (see ``SlurmBackend.cancel_jobs``)."""
-        self._counted("cancel_jobs", self._inner.cancel_jobs, job_ids, running=running)
+        self._counted("cancel_jobs", self._inner.cancel_jobs, job_ids, running=running, cluster=cluster)
 
-    def renice_jobs(self, job_ids: Sequence[str], nice: int) -> None:
+    def renice_jobs(self, job_ids: Sequence[str], nice: int, *, cluster: str = "") -> None:
         """One scontrol update JobId=a,b Nice=, counted (see ``SlurmBackend.renice_jobs``)."""
-        self._counted("renice_jobs", self._inner.renice_jobs, job_ids, nice)
+        self._counted("renice_jobs", self._inner.renice_jobs, job_ids, nice, cluster=cluster)
 
     def release(self, name: str) -> None:
         """scontrol release, counted (see ``SlurmBackend.release``)."""

@@ -53,6 +53,7 @@ from slurm_dispatch.service.stoppable import StoppableQueries
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.broken_nodes import BrokenNode, BrokenNodes
 from slurm_dispatch.slurm.cli_backend import SlurmCLI
+from slurm_dispatch.slurm.clusters import clusters_of
 from slurm_dispatch.slurm.queue_view import QueueEntry
 from slurm_dispatch.slurm.sbatch import slurm_command_env
 
@@ -202,7 +203,7 @@ async def serve(
             except StateError as exc:
                 logger.warning("%s: the broken nodes are kept in memory only", exc)
 
-        queries = StoppableQueries(SlurmCLI(env=slurm_command_env(settings, base_env)))
+        queries = StoppableQueries(SlurmCLI(env=slurm_command_env(settings, base_env), clusters=clusters_of(settings)))
         known = await asyncio.to_thread(state.read)
         if known.drain is not None:
             by = f" by {known.drained_by}" if known.drained_by else ""

@@ -126,13 +126,13 @@ class StoppableQueries:
         """scontrol update Nice= (see ``SlurmBackend.renice``)."""
         self._inner.renice(name, nice)
 
-    def cancel_jobs(self, job_ids: Sequence[str], *, running: bool) -> None:
+    def cancel_jobs(self, job_ids: Sequence[str], *, running: bool, cluster: str = "") -> None:
         """scancel by job ids (see ``SlurmBackend.cancel_jobs``)."""
-        self._inner.cancel_jobs(job_ids, running=running)
+        self._inner.cancel_jobs(job_ids, running=running, cluster=cluster)
 
-    def renice_jobs(self, job_ids: Sequence[str], nice: int) -> None:
+    def renice_jobs(self, job_ids: Sequence[str], nice: int, *, cluster: str = "") -> None:
         """scontrol update JobId=a,b Nice= (see ``SlurmBackend.renice_jobs``)."""
-        self._inner.renice_jobs(job_ids, nice)
+        self._inner.renice_jobs(job_ids, nice, cluster=cluster)
 
     def release(self, name: str) -> None:
         """scontrol release (see ``SlurmBackend.release``)."""

@@ -160,9 +160,10 @@ class SlurmBackend(Protocol):
         """
         ...
 
-    def cancel_jobs(self, job_ids: Sequence[str], *, running: bool) -> None:
+    def cancel_jobs(self, job_ids: Sequence[str], *, running: bool, cluster: str = "") -> None:
         """scancel these jobs by id in one command (``scancel_jobs_argv``): pending ones, or running and suspended
-        ones (``running``). Blocks until scancel exits.
+        ones (``running``), on ``cluster`` (squeue's cluster of the jobs; "" for the local one). Blocks until
+        scancel exits.
 
         Raises:
             SlurmUnavailable: slurmctld did not answer, or the command timed out.
@@ -171,9 +172,9 @@ class SlurmBackend(Protocol):
         """
         ...
 
-    def renice_jobs(self, job_ids: Sequence[str], nice: int) -> None:
-        """Set the nice value of these jobs by id in one command (``renice_jobs_argv``). Blocks until scontrol
-        exits.
+    def renice_jobs(self, job_ids: Sequence[str], nice: int, *, cluster: str = "") -> None:
+        """Set the nice value of these jobs by id in one command (``renice_jobs_argv``), on ``cluster`` (as in
+        ``cancel_jobs``). Blocks until scontrol exits.
 
         Raises:
             SlurmUnavailable: slurmctld did not answer, or the command timed out.

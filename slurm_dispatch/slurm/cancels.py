@@ -68,23 +68,24 @@ class CancelBatcher:
         self._backend = backend
         self._run = run
         self._per_command = per_command
-        self._asked: dict[bool, dict[str, list[asyncio.Future[None]]]] = {False: {}, True: {}}
+        self._asked: dict[tuple[bool, str], dict[str, list[asyncio.Future[None]]]] = {}
+        """(running, cluster) -> job id -> who waits: one command per kind and cluster."""
         self._flusher: asyncio.Task[None] | None = None
         self.commands = 0
         """scancel commands run (for tests and the benchmark)."""
 
-    async def cancel(self, job_id: str, *, running: bool) -> None:
-        """scancel job ``job_id`` (``running``: with ``--batch --signal=TERM``, else ``--state=pending``), in the
-        next command. Blocks (asynchronously) until that command has exited.
+    async def cancel(self, job_id: str, *, running: bool, cluster: str = "") -> None:
+        """scancel job ``job_id`` (``running``: with ``--batch --signal=TERM``, else ``--state=pending``) on
+        ``cluster``, in the next command. Blocks (asynchronously) until that command has exited.
 
         Raises:
-            ValueError: ``job_id`` is not a plain job id.
+            ValueError: ``job_id`` is not a plain job id, or the backend cannot tell its cluster (scancel by name).
             SlurmCommandError: the command failed (``SlurmUnavailable``: slurmctld did not answer).
         """
         if not JOB_ID_RE.match(job_id):
             raise ValueError(f"not a plain Slurm job id: {job_id[:40]!r}")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._asked[running].setdefault(job_id, []).append(done)
+        self._asked.setdefault((running, cluster), {}).setdefault(job_id, []).append(done)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="scancel by job id")
         await done
@@ -94,25 +95,26 @@ class CancelBatcher:
         while True:
             await asyncio.sleep(0)  # the other runners woken by the same poll ask first
             asked = self._asked
-            if not asked[False] and not asked[True]:
+            if not asked:
                 return
-            self._asked = {False: {}, True: {}}
+            self._asked = {}
             try:
-                for running in (False, True):
-                    ids = list(asked[running])
+                for (running, cluster), by_id in sorted(asked.items()):
+                    ids = list(by_id)
                     for i in range(0, len(ids), self._per_command):
                         chunk = ids[i : i + self._per_command]
-                        await self._one(chunk, running, [f for job_id in chunk for f in asked[running][job_id]])
+                        await self._one(chunk, running, cluster, [f for job_id in chunk for f in by_id[job_id]])
             except asyncio.CancelledError:  # shutdown: nobody waits for ever
-                for waiters in (*asked[False].values(), *asked[True].values()):
-                    for f in waiters:
-                        f.cancel()
+                for by_id in asked.values():
+                    for waiters in by_id.values():
+                        for f in waiters:
+                            f.cancel()
                 raise
 
-    async def _one(self, chunk: list[str], running: bool, waiters: list[asyncio.Future[None]]) -> None:
+    async def _one(self, chunk: list[str], running: bool, cluster: str, waiters: list[asyncio.Future[None]]) -> None:
         """Run one command and tell its waiters how it went (any error is theirs, as a direct call's would be)."""
         try:
-            await self._run(functools.partial(self._backend.cancel_jobs, chunk, running=running))
+            await self._run(functools.partial(self._backend.cancel_jobs, chunk, running=running, cluster=cluster))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - handed on to every waiter, who raises it

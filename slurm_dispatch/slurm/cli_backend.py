@@ -42,6 +42,7 @@ from slurm_dispatch.slurm.backend import (
     scancel_argvs,
     scancel_jobs_argv,
 )
+from slurm_dispatch.slurm.clusters import several, with_clusters
 from slurm_dispatch.slurm.reasons import JOB_END_FORMAT, SACCT_FIELDS
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class SlurmCLI:
         env: Mapping[str, str],
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_concurrent: int = MAX_CONCURRENT,
+        clusters: Sequence[str] = (),
     ) -> None:
         """Build the backend. Does no I/O.
 
@@ -120,12 +122,15 @@ class SlurmCLI:
                 Copied; ``os.environ`` is never consulted.
             timeout_s: per-command timeout in seconds.
             max_concurrent: how many sbatch/scancel/scontrol commands may run at once.
+            clusters: the Slurm clusters the jobs go to (``clusters.clusters_of``); every command but sbatch
+                then carries ``--clusters`` (``clusters.with_clusters``). ``()``: the local cluster.
         """
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
         self._env = dict(env)
         self._timeout_s = timeout_s
         self._slots = threading.BoundedSemaphore(max_concurrent)
+        self.clusters = tuple(clusters)
 
     # -- the SlurmBackend Protocol -------------------------------------------------
 
@@ -157,18 +162,22 @@ class SlurmCLI:
         for argv in scancel_argvs(name):
             self._run(argv)
 
-    def cancel_jobs(self, job_ids: Sequence[str], *, running: bool) -> None:
-        """Run ``scancel_jobs_argv(job_ids, running=running)`` (see ``SlurmBackend.cancel_jobs``). Blocks (capped).
+    def cancel_jobs(self, job_ids: Sequence[str], *, running: bool, cluster: str = "") -> None:
+        """Run ``scancel_jobs_argv(job_ids, running=running)`` (see ``SlurmBackend.cancel_jobs``) on ``cluster``.
+        Blocks (capped).
 
         Raises:
-            ValueError: an id is not a plain job id.
+            ValueError: an id is not a plain job id, or the jobs may be on several clusters and ``cluster`` does not
+                say which (the same id may be another job there): scancel them by name instead.
             SlurmUnavailable: slurmctld did not answer, or scancel timed out.
             SlurmCommandError: scancel exited non-zero.
         """
+        if several(self.clusters) and not cluster:
+            raise ValueError(f"jobs may be on any of {','.join(self.clusters)}: a job id alone is ambiguous")
         # exit 1 (even with --quiet) for a job that has just ended: the caller notes it, squeue says what is true
-        self._run(scancel_jobs_argv(job_ids, running=running), failure_level=logging.INFO)
+        self._run(scancel_jobs_argv(job_ids, running=running), failure_level=logging.INFO, cluster=cluster)
 
-    def renice_jobs(self, job_ids: Sequence[str], nice: int) -> None:
+    def renice_jobs(self, job_ids: Sequence[str], nice: int, *, cluster: str = "") -> None:
         """Run ``renice_jobs_argv(job_ids, nice)`` (see ``SlurmBackend.renice_jobs``). Blocks (capped).
 
         Raises:
@@ -176,7 +185,8 @@ class SlurmCLI:
             SlurmUnavailable: slurmctld did not answer, or scontrol timed out.
             SlurmCommandError: scontrol exited non-zero.
         """
-        self._run(renice_jobs_argv(job_ids, nice), failure_level=logging.INFO)  # likewise for a job that has ended
+        # likewise for a job that has ended
+        self._run(renice_jobs_argv(job_ids, nice), failure_level=logging.INFO, cluster=cluster)
 
     def queue(self) -> str:
         """Return the output of ``SQUEUE_ARGV`` (parse it with ``slurm_dispatch.slurm.squeue_lines.parse_squeue``).
@@ -309,14 +319,22 @@ class SlurmCLI:
         log_stdout: bool = True,
         success_level: int = logging.INFO,
         failure_level: int = logging.WARNING,
+        cluster: str = "",
     ) -> str:
         """Run one Slurm command and return its stdout. Blocks (capped by program name).
 
+        With clusters configured the command gets its ``--clusters`` (``cluster``: the job's, for a command about
+        one job).
+
         Raises:
             SlurmUnavailable: the command timed out or stderr says slurmctld is unreachable.
-            SlurmCommandError: the command could not start or exited non-zero.
+            SlurmCommandError: the command could not start or exited non-zero, or it needs one cluster and
+                several are configured (``clusters.with_clusters``).
         """
-        full = list(argv)
+        try:
+            full = with_clusters(argv, self.clusters, cluster=cluster)
+        except ValueError as exc:
+            raise SlurmCommandError(list(argv), None, str(exc)) from None
         env = {**self._env, "LC_ALL": "C", **(extra_env or {})}
         capped = argv[0] in CAPPED_PROGRAMS
         if capped:

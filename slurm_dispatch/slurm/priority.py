@@ -246,6 +246,8 @@ class Renice:
     nice: int
     job_ids: tuple[str, ...] = ()
     name: str = ""
+    cluster: str = ""
+    """The jobs' cluster, as squeue printed it ("" for the local cluster)."""
 
 
 def renice_commands(
@@ -257,25 +259,27 @@ def renice_commands(
     command); a job whose id is not a plain one keeps a command by name of its own. Commands come in the order of
     the plan's first job of each nice value, at most ``per_command`` ids each.
     """
-    by_nice: dict[int, list[str]] = {}
-    commands: list[Renice | int] = []  # an int: the place of that nice's id commands
+    by_nice: dict[tuple[int, str], list[str]] = {}
+    commands: list[Renice | tuple[int, str]] = []  # a (nice, cluster): the place of those jobs' id commands
     for name, nice in plan:
         job = jobs.get(name)
         job_id = job.job_id if job is not None else ""
+        cluster = job.cluster if job is not None else ""
         if not JOB_ID_RE.match(job_id):
-            commands.append(Renice(nice=nice, name=name))
+            commands.append(Renice(nice=nice, name=name, cluster=cluster))
             continue
-        if nice not in by_nice:
-            by_nice[nice] = []
-            commands.append(nice)
-        by_nice[nice].append(job_id)
+        key = (nice, cluster)
+        if key not in by_nice:
+            by_nice[key] = []
+            commands.append(key)
+        by_nice[key].append(job_id)
     result: list[Renice] = []
     for command in commands:
         if isinstance(command, Renice):
             result.append(command)
             continue
         ids = by_nice[command]
-        result.extend(Renice(nice=command, job_ids=tuple(ids[i : i + per_command]))
+        result.extend(Renice(nice=command[0], job_ids=tuple(ids[i : i + per_command]), cluster=command[1])
                       for i in range(0, len(ids), per_command))
     return result
 

@@ -195,8 +195,8 @@ def parse_job_ends(text: str) -> tuple[dict[str, JobEnd], list[SqueueParseError]
     """Return the ended jobs in ``squeue --states=all --jobs=... --Format=JOB_END_FORMAT`` output, by job id. Pure."""
     ends: dict[str, JobEnd] = {}
     errors: list[SqueueParseError] = []
-    for line in text.splitlines():
-        if not line.strip():
+    for line in text.split("\n"):  # not splitlines: see squeue_lines.parse_squeue_all
+        if not line.strip() or line.startswith("CLUSTER: "):  # with --clusters, a header before each cluster's jobs
             continue
         parts = line.split("|", len(JOB_END_FIELDS) - 1)
         if len(parts) < len(JOB_END_FIELDS) or not parts[0].strip() or not parts[1].strip():
@@ -216,7 +216,7 @@ def parse_sacct(text: str) -> dict[str, JobEnd]:
     Step lines (``123.batch``, ``123.extern``) are skipped: the allocation's line says how the job ended.
     """
     ends: dict[str, JobEnd] = {}
-    for line in text.splitlines():
+    for line in text.split("\n"):  # not splitlines: see squeue_lines.parse_squeue_all
         parts = line.split("|", len(SACCT_FIELDS) - 1)
         if len(parts) < len(SACCT_FIELDS) or "." in parts[0] or not parts[0].strip():
             continue

@@ -452,7 +452,8 @@ class SqueueChecker:
         loop = asyncio.get_running_loop()
         for command in renice_commands(self.renice_plan(jobs), jobs):
             if command.job_ids:
-                call = functools.partial(self._backend.renice_jobs, command.job_ids, command.nice)
+                call = functools.partial(self._backend.renice_jobs, command.job_ids, command.nice,
+                                         cluster=command.cluster)
                 what = "jobs " + ",".join(command.job_ids)
             else:
                 call = functools.partial(self._backend.renice, command.name, command.nice)

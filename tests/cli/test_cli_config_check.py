@@ -102,6 +102,7 @@ def test_config_check_prints_redacted_settings_and_warnings(cli: Any) -> None:
         f"slurm-dispatch file: {DEFAULT_DISPATCH_CONFIG_PATH} (default; not there, so its settings take their "
         "defaults)\n"
         "Cluster: zzzzz\n"
+        "Slurm cluster: the local one (no --clusters in the sbatch arguments)\n"
         "\n"
         f"Arvados settings, from {path} (secrets redacted):\n"
         + ARVADOS_SETTINGS
@@ -131,6 +132,7 @@ def test_config_check_json_is_redacted(cli: Any, tmp_path: Any) -> None:
         "config_file": str(path),
         "config_file_source": "--config",
         "legacy_file": None,
+        "slurm_clusters": [],
         "dispatch_config_file": str(own),
         "dispatch_config_file_source": "--dispatch-config",
         "sources": {"arvados": [str(path)], "slurm_dispatch": str(own)},
@@ -253,6 +255,7 @@ def test_config_check_shows_the_own_file_and_where_each_group_came_from(cli: Any
         f"Legacy file: {legacy}\n"
         f"slurm-dispatch file: {own} (from $SLURM_DISPATCH_CONFIG)\n"
         "Cluster: zzzzz\n"
+        "Slurm cluster: the local one (no --clusters in the sbatch arguments)\n"
         "\n"
         f"Arvados settings, from {path}, with the legacy file {legacy} over it (secrets redacted):\n"
         "  cluster_id: zzzzz\n"
@@ -315,3 +318,15 @@ def test_config_check_json_without_an_own_file(cli: Any) -> None:
     assert (data["dispatch_config_file"], data["dispatch_config_file_source"]) == (None, "default")
     assert data["sources"]["slurm_dispatch"] is None
     assert data["settings"]["dispatch_config_path"] == ""
+
+
+def test_config_check_says_which_slurm_clusters_and_what_cannot_work_across_them(cli: Any) -> None:
+    cli.write_config(cli.cluster(SLURM={"SbatchArgumentsList": ["--job-name=%U", "--mem=%M", "--clusters=alpha,beta"]}))
+    cli.write_own("BrokenNodes: {Action: drain}\n")
+    result = cli("config", "check")
+    assert result.exit_code == 0, result.output
+    assert ("Slurm clusters: alpha,beta (named in the sbatch arguments): every squeue, scancel and sinfo carries "
+            "--clusters=alpha,beta, and scontrol the cluster of the job it acts on") in result.stdout
+    assert "BrokenNodes.Action drain cannot tell which cluster a broken node is in" in result.stdout
+    data = json.loads(cli("config", "check", "--json").stdout)
+    assert data["slurm_clusters"] == ["alpha", "beta"]

@@ -561,6 +561,28 @@ def test_cli_argv_of_the_other_commands(stand_in: StandIn) -> None:
     ]
 
 
+def test_cli_with_several_clusters_names_them_on_every_command_but_sbatch(stand_in: StandIn) -> None:
+    cli = stand_in.cli(clusters=("alpha", "beta"))
+    cli.queue()
+    cli.cancel("n")
+    cli.cancel_jobs(["12"], running=True, cluster="beta")
+    cli.renice_jobs(["12"], 3, cluster="beta")
+    cli.submit(args=["--job-name=n", "--clusters=alpha,beta"], script="#!/bin/sh\n", env={})
+    with pytest.raises(ValueError, match="ambiguous"):  # the same id may be another job on the other cluster
+        cli.cancel_jobs(["12"], running=False)
+    with pytest.raises(SlurmCommandError, match="one cluster"):  # scontrol takes one cluster
+        cli.renice("n", 3)
+    assert [[c["prog"], *c["args"]] for c in stand_in.calls()] == [
+        ["squeue", "--clusters=alpha,beta", "--all", "--noheader", "--format=%i|%y|%Q|%T|%L|%N|%j|%r"],
+        ["scancel", "--clusters=alpha,beta", "--name=n", "--state=pending"],
+        ["scancel", "--clusters=alpha,beta", "--name=n", "--batch", "--signal=TERM", "--state=running"],
+        ["scancel", "--clusters=alpha,beta", "--name=n", "--batch", "--signal=TERM", "--state=suspended"],
+        ["scancel", "--clusters=beta", "--quiet", "--batch", "--signal=TERM", "12"],
+        ["scontrol", "--clusters=beta", "update", "JobId=12", "Nice=3"],
+        ["sbatch", "--job-name=n", "--clusters=alpha,beta"],
+    ]
+
+
 @pytest.mark.parametrize(
     ("mode", "error", "returncode", "text"),
     [

@@ -51,10 +51,12 @@ class Recording:
 
     def __init__(self, fail: Callable[[Sequence[str], bool], Exception | None] = lambda ids, running: None) -> None:
         self.commands: list[tuple[tuple[str, ...], bool]] = []
+        self.clusters: list[str] = []
         self._fail = fail
 
-    def cancel_jobs(self, job_ids: Sequence[str], *, running: bool) -> None:
+    def cancel_jobs(self, job_ids: Sequence[str], *, running: bool, cluster: str = "") -> None:
         self.commands.append((tuple(job_ids), running))
+        self.clusters.append(cluster)
         error = self._fail(job_ids, running)
         if error is not None:
             raise error
@@ -103,6 +105,20 @@ def test_cancels_asked_while_a_command_runs_go_in_the_next_one() -> None:
 
     asyncio.run(main())
     assert backend.commands == [(("1",), True), (("2", "3"), True)]
+
+
+def test_jobs_on_different_clusters_go_in_different_commands() -> None:
+    backend = Recording()
+
+    async def main() -> None:
+        batcher = _batcher(backend)
+        await asyncio.gather(batcher.cancel("7", running=True, cluster="beta"),
+                             batcher.cancel("7", running=True, cluster="alpha"),
+                             batcher.cancel("8", running=True, cluster="beta"))
+
+    asyncio.run(main())
+    assert sorted(zip(backend.clusters, backend.commands, strict=True)) == [
+        ("alpha", (("7",), True)), ("beta", (("7", "8"), True))]
 
 
 def test_a_long_list_is_split() -> None:
@@ -194,3 +210,40 @@ def test_a_workflow_cancelled_at_once_costs_one_scancel(fake_slurm: FakeSlurm) -
         str(j.job_id) for j in fake_slurm.finished)
     assert "--batch" in cancels[0].args and fake_slurm.count("cancel") == 0
     assert all(j.signals == ["TERM"] for j in fake_slurm.finished)
+
+
+def test_a_job_whose_cluster_the_backend_cannot_tell_is_scancelled_by_name(fake_slurm: FakeSlurm) -> None:
+    """With several clusters and no cluster known for a job, an id alone is ambiguous: Go's passes by name."""
+    uuid = "zzzzz-dz642-runnerbatch0099"
+    api = FakeApi({uuid: {"uuid": uuid, "state": "Running", "priority": 1, "locked_by_uuid": FakeDispatch.token_uuid,
+                          "runtime_constraints": {"ram": 1 << 28, "vcpus": 1}}})
+    fake_slurm.submit(args=[f"--job-name={uuid}"], script="", env={})
+    fake_slurm.start(uuid)
+
+    def ambiguous(job_ids: Sequence[str], *, running: bool, cluster: str = "") -> None:
+        raise ValueError("jobs may be on any of alpha,beta: a job id alone is ambiguous")
+
+    fake_slurm.cancel_jobs = ambiguous  # type: ignore[method-assign]
+    settings = Settings(crunch_run_command="crunch-run", poll_interval=10)
+    clock = FakeClock()
+
+    async def main() -> None:
+        squeue = SqueueChecker(backend=fake_slurm, poll_interval_s=10, first_poll_immediately=True, clock=clock,
+                               sleep=clock.sleep, executor=INLINE)
+        runner = SlurmRunner(settings=settings, backend=fake_slurm, squeue=squeue, client=api, clock=clock,
+                             sleep=clock.sleep, executor=INLINE)
+        poller = asyncio.create_task(squeue.run())
+        try:
+            channel = UpdateChannel(Container.from_api(api.records[uuid]))
+            task = asyncio.create_task(runner.run_container(FakeDispatch(api, clock),
+                                                            Container.from_api(api.records[uuid]), channel))
+            await clock.run_until(lambda: squeue.snapshot().jobs.get(uuid) is not None, "squeue to show it")
+            channel.close()
+            await clock.run_until(task.done, "the runner to return")
+            task.result()
+        finally:
+            poller.cancel()
+            runner.close()
+
+    asyncio.run(main())
+    assert fake_slurm.count("cancel") == 1 and fake_slurm.finished[-1].signals == ["TERM"]

@@ -284,7 +284,7 @@ class FakeSlurm:
                         if name not in self._ignore_term:
                             self._end(job, "CANCELLED")
 
-    def cancel_jobs(self, job_ids: Sequence[str], *, running: bool) -> None:
+    def cancel_jobs(self, job_ids: Sequence[str], *, running: bool, cluster: str = "") -> None:
         """Act like ``scancel --quiet`` by id (see the module docstring)."""
         argv = scancel_jobs_argv(job_ids, running=running)
         self._enter(Call("cancel_jobs", name=",".join(job_ids), args=tuple(argv)), argv)
@@ -307,7 +307,7 @@ class FakeSlurm:
         if errors:
             raise SlurmCommandError(argv, 1, "\n".join(errors))
 
-    def renice_jobs(self, job_ids: Sequence[str], nice: int) -> None:
+    def renice_jobs(self, job_ids: Sequence[str], nice: int, *, cluster: str = "") -> None:
         """Renice every queued job of the list; fail like scontrol when an id is not queued."""
         argv = renice_jobs_argv(job_ids, nice)
         self._enter(Call("renice_jobs", name=",".join(job_ids), nice=nice, args=tuple(argv)), argv)

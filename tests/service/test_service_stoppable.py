@@ -60,10 +60,10 @@ class Slurm:
     def release(self, name: str) -> None:
         self.calls.append(f"release {name}")
 
-    def cancel_jobs(self, job_ids: Sequence[str], *, running: bool) -> None:
+    def cancel_jobs(self, job_ids: Sequence[str], *, running: bool, cluster: str = "") -> None:
         self.calls.append(f"cancel_jobs {','.join(job_ids)} {running}")
 
-    def renice_jobs(self, job_ids: Sequence[str], nice: int) -> None:
+    def renice_jobs(self, job_ids: Sequence[str], nice: int, *, cluster: str = "") -> None:
         self.calls.append(f"renice_jobs {','.join(job_ids)} {nice}")
 
     def drain_node(self, node: str, reason: str) -> None:

@@ -1,0 +1,126 @@
+"""Which Slurm clusters the jobs go to, and the ``--clusters`` every other Slurm command then needs. Pure.
+
+A site with several Slurm clusters (a multi-cluster set-up through slurmdbd) may send the dispatcher's jobs to
+another cluster with ``--clusters=<names>`` (``-M``) in SbatchArgumentsList, as Arvados's upgrade notes show with
+``--clusters=all``. sbatch then submits there, but a plain squeue, scancel or scontrol only looks at the local
+cluster: the job seems to vanish and the container loops through unlock and resubmit (Go's crunch-dispatch-slurm
+has this trap). So every squeue, scancel, sinfo and scontrol the service or an admin command runs carries the same
+clusters (squeue(1), scancel(1), sinfo(1): ``-M, --clusters=<string>``, a comma-separated list or ``all``).
+scontrol takes one cluster only (scontrol(1)): a command about one job names that job's cluster, as squeue printed
+it. SbatchEnvironmentVariables' ``SLURM_CLUSTERS`` (the documented environment form of ``--clusters``, which every
+Slurm command reads) counts too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from slurm_dispatch.settings import Settings
+
+CLUSTER_OPTION = "--clusters"
+"""The long form of ``-M`` in sbatch, squeue, scancel, sinfo and scontrol."""
+
+SPREAD_PROGRAMS = frozenset({"squeue", "scancel", "sinfo", "sacct"})
+"""Programs that take a list of clusters (or ``all``)."""
+
+ONE_CLUSTER_PROGRAMS = frozenset({"scontrol"})
+"""Programs that take exactly one cluster."""
+
+
+def template_clusters(args: Sequence[str]) -> list[str]:
+    """Return the clusters named in sbatch arguments (``--clusters=a,b``, ``--cluster=a``, ``--clusters a``,
+    ``-Ma``, ``-M a``), in order, each once. Pure."""
+    found: list[str] = []
+    values: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith(("--clusters=", "--cluster=")):
+            values.append(arg.split("=", 1)[1])
+        elif arg in ("--clusters", "--cluster", "-M") and i + 1 < len(args):
+            values.append(args[i + 1])
+            i += 1
+        elif arg.startswith("-M") and len(arg) > 2 and not arg.startswith("--"):
+            values.append(arg[2:].lstrip("="))
+        i += 1
+    for value in values:
+        for name in value.split(","):
+            name = name.strip()
+            if name and name not in found:
+                found.append(name)
+    return found
+
+
+def clusters_of(settings: Settings) -> tuple[str, ...]:
+    """Return the clusters the dispatcher's jobs may go to: those its templates name (SbatchArgumentsList, the GPU
+    list, the supervisors' list) and SbatchEnvironmentVariables' ``SLURM_CLUSTERS``; ``()`` for the local cluster
+    only. ``("all",)`` when any of them says ``all``. Pure."""
+    names = template_clusters([*settings.sbatch_arguments, *settings.sbatch_gpu_arguments,
+                               *settings.supervisor_sbatch_arguments])
+    env = settings.sbatch_environment.get("SLURM_CLUSTERS", "")
+    names += [n.strip() for n in env.split(",") if n.strip() and n.strip() not in names]
+    if "all" in names:
+        return ("all",)
+    return tuple(names)
+
+
+def several(clusters: Sequence[str]) -> bool:
+    """True if a job id alone does not say which cluster a job is on (several clusters, or ``all``). Pure."""
+    return len(clusters) > 1 or "all" in clusters
+
+
+def with_clusters(argv: Sequence[str], clusters: Sequence[str], *, cluster: str = "") -> list[str]:
+    """Return ``argv`` with the ``--clusters`` its program needs (``argv`` as is with no clusters, or for a program
+    that needs none). ``cluster``: the one cluster a command about one job must name (for scontrol; for scancel by
+    job id, where the same id may mean another job on another cluster). Pure.
+
+    Raises:
+        ValueError: scontrol, several clusters, and no ``cluster`` to choose.
+    """
+    if not clusters or not argv:
+        return list(argv)
+    program = argv[0]
+    if program in ONE_CLUSTER_PROGRAMS or (cluster and program in SPREAD_PROGRAMS):
+        chosen = cluster or (clusters[0] if len(clusters) == 1 and clusters[0] != "all" else "")
+        if not chosen:
+            raise ValueError(f"{program} needs one cluster and the jobs may be on any of {','.join(clusters)}")
+        return [program, f"{CLUSTER_OPTION}={chosen}", *argv[1:]]
+    if program in SPREAD_PROGRAMS:
+        return [program, f"{CLUSTER_OPTION}={','.join(clusters)}", *argv[1:]]
+    return list(argv)
+
+
+def describe(clusters: Sequence[str]) -> str:
+    """One line for ``config check``: where the jobs go and what the other commands then carry. Pure."""
+    if not clusters:
+        return "Slurm cluster: the local one (no --clusters in the sbatch arguments)"
+    return (f"Slurm clusters: {','.join(clusters)} (named in the sbatch arguments): every squeue, scancel and sinfo "
+            f"carries --clusters={','.join(clusters)}, and scontrol the cluster of the job it acts on")
+
+
+def cluster_warnings(settings: Settings) -> list[str]:
+    """What does not work across several clusters with these settings, for ``config check`` and the startup log.
+    Pure."""
+    clusters = clusters_of(settings)
+    if not several(clusters):
+        return []
+    named = ",".join(clusters)
+    found: list[str] = []
+    if settings.instance_types:
+        found.append(f"the jobs may go to any of the clusters {named}: the node-feature step (InstanceTypes) acts on "
+                     "one cluster and will fail; name one cluster in --clusters, or set the features by hand")
+    if settings.broken_node_action == "drain":
+        found.append(f"the jobs may go to any of the clusters {named}: BrokenNodes.Action drain cannot tell which "
+                     "cluster a broken node is in and will fail (new jobs still avoid the node with --exclude)")
+    return found
+
+
+__all__ = [
+    "CLUSTER_OPTION",
+    "cluster_warnings",
+    "clusters_of",
+    "describe",
+    "several",
+    "template_clusters",
+    "with_clusters",
+]

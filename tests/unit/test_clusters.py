@@ -1,0 +1,88 @@
+"""Several Slurm clusters: which ones the templates name, what every other command then carries, and squeue's
+``CLUSTER:`` lines. Pure (the real two-cluster set-up is tests/integration/test_two_clusters*.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from slurm_dispatch.model import SlurmJob
+from slurm_dispatch.settings import DEFAULT_SBATCH_ARGUMENTS, Settings
+from slurm_dispatch.slurm.clusters import cluster_warnings, clusters_of, template_clusters, with_clusters
+from slurm_dispatch.slurm.priority import Renice, renice_commands
+from slurm_dispatch.slurm.squeue_lines import parse_squeue_all
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        ([], []),
+        (["--job-name=%U", "--mem=%M"], []),
+        (["--clusters=beta"], ["beta"]),
+        (["--cluster=beta"], ["beta"]),
+        (["--clusters", "alpha,beta"], ["alpha", "beta"]),
+        (["-M", "beta"], ["beta"]),
+        (["-Mbeta,gamma"], ["beta", "gamma"]),
+        (["--clusters=all"], ["all"]),
+        (["--clusters=beta", "-M", "beta,alpha"], ["beta", "alpha"]),
+        (["--mem=%M", "--clusters="], []),
+    ],
+)
+def test_template_clusters(args: list[str], names: list[str]) -> None:
+    assert template_clusters(args) == names
+
+
+def test_clusters_of_reads_every_template_and_the_environment() -> None:
+    assert clusters_of(Settings()) == ()
+    assert clusters_of(Settings(sbatch_arguments=(*DEFAULT_SBATCH_ARGUMENTS, "--clusters=beta"))) == ("beta",)
+    assert clusters_of(Settings(supervisor_sbatch_arguments=("-M", "gamma"),
+                                sbatch_environment={"SLURM_CLUSTERS": "beta, delta"})) == ("gamma", "beta", "delta")
+    assert clusters_of(Settings(sbatch_arguments=("--clusters=beta,all",))) == ("all",)
+
+
+@pytest.mark.parametrize(
+    ("argv", "clusters", "cluster", "expected"),
+    [
+        (["squeue", "--all"], (), "", ["squeue", "--all"]),
+        (["squeue", "--all"], ("a", "b"), "", ["squeue", "--clusters=a,b", "--all"]),
+        (["scancel", "--name=x"], ("all",), "", ["scancel", "--clusters=all", "--name=x"]),
+        (["scancel", "12"], ("a", "b"), "b", ["scancel", "--clusters=b", "12"]),
+        (["sinfo", "-N"], ("a",), "", ["sinfo", "--clusters=a", "-N"]),
+        (["scontrol", "update", "JobId=1", "Nice=2"], ("a",), "", ["scontrol", "--clusters=a", "update", "JobId=1",
+                                                                     "Nice=2"]),
+        (["scontrol", "update", "JobId=1", "Nice=2"], ("a", "b"), "b", ["scontrol", "--clusters=b", "update",
+                                                                          "JobId=1", "Nice=2"]),
+        (["sbatch", "--clusters=a"], ("a",), "", ["sbatch", "--clusters=a"]),
+    ],
+)
+def test_with_clusters(argv: list[str], clusters: tuple[str, ...], cluster: str, expected: list[str]) -> None:
+    assert with_clusters(argv, clusters, cluster=cluster) == expected
+
+
+@pytest.mark.parametrize("clusters", [("a", "b"), ("all",)])
+def test_scontrol_needs_one_cluster(clusters: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError, match="one cluster"):
+        with_clusters(["scontrol", "update", "JobName=x", "Nice=1"], clusters)
+
+
+def test_squeue_cluster_lines_give_each_job_its_cluster() -> None:
+    text = ("CLUSTER: alpha\n"
+            "11|0|100|PENDING|UNLIMITED||zzzzz-dz642-aaaaaaaaaaaaaaa|Priority\n"
+            "CLUSTER: beta\n"
+            "11|0|100|RUNNING|UNLIMITED|b1|zzzzz-dz642-bbbbbbbbbbbbbbb|None\n")
+    jobs, errors = parse_squeue_all(text)
+    assert errors == []
+    assert [(j.job_id, j.cluster) for j in jobs] == [("11", "alpha"), ("11", "beta")]
+
+
+def test_renices_are_grouped_by_cluster_too() -> None:
+    jobs = {n: SlurmJob(name=n, nice=0, slurm_priority=1, state="PENDING", reason="None", job_id=i, cluster=c)
+            for n, i, c in (("a", "11", "alpha"), ("b", "11", "beta"), ("c", "12", "alpha"))}
+    assert renice_commands([("a", 5), ("b", 5), ("c", 5)], jobs) == [
+        Renice(nice=5, job_ids=("11", "12"), cluster="alpha"), Renice(nice=5, job_ids=("11",), cluster="beta")]
+
+
+def test_what_cannot_work_across_clusters_is_said() -> None:
+    one = Settings(sbatch_arguments=("--clusters=beta",), broken_node_action="drain")
+    assert cluster_warnings(one) == []
+    several = Settings(sbatch_arguments=("--clusters=alpha,beta",), broken_node_action="drain")
+    assert [w.split(":")[1].strip().split()[0] for w in cluster_warnings(several)] == ["BrokenNodes.Action"]
