@@ -56,8 +56,8 @@ def scancel_argvs(name: str) -> list[list[str]]:
        after Slurm's KillWait, SIGKILL to every step, killing crunch-run before it
        could stop the container and record the final state. ``--batch
        --signal=TERM`` signals only the batch shell (which ``exec``s crunch-run), so
-       crunch-run shuts the container down cleanly (arvados-reference.md §6.5,
-       gotcha 20).
+       crunch-run shuts the container down cleanly (scancel(1): ``--batch``,
+       ``--signal``; KillWait in slurm.conf(5)).
 
     scancel exits 0 when no job matches, so any non-zero exit is a real error and
     the caller stops at the first failing pass.

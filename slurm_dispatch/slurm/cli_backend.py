@@ -51,7 +51,8 @@ DEFAULT_TIMEOUT_S = 60.0
 """Per-command timeout. Slurm's own client retries take ~10 s with the default MessageTimeout."""
 
 MAX_CONCURRENT = 3
-"""sbatch/scancel/scontrol commands allowed at once (Go's slurmCLI semaphore, gotcha 41)."""
+"""sbatch/scancel/scontrol commands allowed at once (services/crunch-dispatch-slurm/slurm.go: the semaphore of
+NewSlurmCLI; Go does not count squeue either)."""
 
 OUTPUT_TRIM = 256
 """How many characters of stdout/stderr go into logs and exceptions (as kopf trims bodies)."""
@@ -226,7 +227,8 @@ class SlurmCLI:
     def sinfo_features(self, node: str) -> list[str]:
         """Return the features of ``node``, in the order Slurm prints them (``[]`` for none).
 
-        Runs ``sinfo --nodes=<node> --format=%f --noheader`` (§6.10). Blocks; not capped.
+        Runs ``sinfo --nodes=<node> --format=%f --noheader`` (as services/crunch-dispatch-slurm/node_type.go:
+        slurmKludge reads them). Blocks; not capped.
 
         Raises:
             SlurmUnavailable: slurmctld did not answer, or sinfo timed out.
@@ -241,7 +243,7 @@ class SlurmCLI:
         return features
 
     def set_node_features(self, node: str, features: Sequence[str]) -> None:
-        """Run ``scontrol update NodeName=<node> Features=<f1,f2,...> ActiveFeatures=<same>`` (§6.10).
+        """Run ``scontrol update NodeName=<node> Features=<f1,f2,...> ActiveFeatures=<same>`` (node_type.go: slurmKludge).
 
         Blocks (capped). Go sets only ``Features=``; Slurm 22.05 then makes the
         active features the same list, and a later update that drops a feature

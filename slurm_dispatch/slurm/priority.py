@@ -159,8 +159,8 @@ def want_nice(jobs: Sequence[NicedJob], spread: int) -> list[int]:
       is above its reach.
 
     Every row of Go's table (priority_test.go) gives Go's result. Results differ
-    where Go's slot would push the next job down (the reference's worked example:
-    a newcomer at the top of ``[0, 10, 20]`` gives ``[0, 5, 10, 20]``, two renices,
+    where Go's slot would push the next job down (a newcomer at the top of three
+    just-reniced jobs ``[0, 10, 20]`` gives ``[0, 5, 10, 20]``, two renices,
     where Go gives ``[0, 10, 20, 30]``, four), and where Go closes an in-order gap of at
     least ``(spread − 1) × 10`` that is narrower than that times ``len(jobs)``, which
     this keeps: ``[(4000,0),(3000,999),(2000,1998)]`` gives ``[0,9,18]`` as in Go,

@@ -25,7 +25,7 @@ The SqueueChecker is the single observer of Slurm for the asyncio dispatcher:
   task of its own, beside the next polls (Go runs it inside the poll, so a long
   pass delays the squeue that submissions wait for); a pass is not started while
   the previous one runs, and is skipped (at most ``MAX_DEFERRED_RENICE_PASSES``
-  polls in a row) while sbatch commands are under way. A pass (§5.3) takes the
+  polls in a row) while sbatch commands are under way. A pass (squeue.go: SqueueChecker.reniceAll) takes the
   jobs with a known want ≠ 0 (running ones included, held ones with Slurm priority
   0 not: with Slurm 22.05 a renice releases a hold) sorted by want descending,
   ties by name descending, so the order is stable between polls and no renice
@@ -35,7 +35,7 @@ The SqueueChecker is the single observer of Slurm for the asyncio dispatcher:
   time (the cap on concurrent scontrol lives in ``SlurmCLI``). Renice errors are
   logged and ignored: the next pass renices what is still wrong.
 - Jobs that are not running, have Slurm priority ≤ 20000 and a want > 0 get the
-  low-priority warning of §5.2, once per change of their state or reason.
+  low-priority warning of squeue.go: SqueueChecker.check, once per change of their state or reason.
 
 All methods run on the event loop; none may be called from another thread.
 """
@@ -270,7 +270,7 @@ class SqueueChecker:
     async def set_want(self, uuid: str, want: int) -> None:
         """Record the wanted order of job ``uuid``; the renice pass after each poll uses it.
 
-        Port of squeue.go: SetPriority (§5.4). Does not block if the job is in the
+        Port of squeue.go: SqueueChecker.SetPriority. Does not block if the job is in the
         latest snapshot. Otherwise (it may have just been submitted) blocks until the
         next successful poll and tries once more; if the job is still missing, gives
         up silently. ``want == 0`` means "unknown, never renice".
