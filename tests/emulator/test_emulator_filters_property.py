@@ -1,7 +1,8 @@
 """Property: the emulator's filter evaluator agrees with a brute-force SQL three-valued-logic model.
 
 The model below is written from the SQL that services/api/lib/record_filters.rb generates: NULL propagates
-through comparisons, ``IN ()`` is ``IN (NULL)``, ``!=`` adds ``OR col IS NULL`` and
+through comparisons, ``IN ()`` is ``IN (NULL)``, ``!=`` with a string operand adds ``OR col IS NULL`` (with an
+integer operand it is plain SQL ``<>``, which NULL never satisfies) and
 ``not in`` adds it unless the list holds null. It shares no code with
 ``slurm_dispatch.sandbox.api.filters``.
 """
@@ -78,12 +79,14 @@ def model(flt: list[Any], rec: dict[str, Any]) -> bool | None:
     if op == "exists":
         return operand in rec[attr]
     value = rec[attr]
+    string_operand = isinstance(operand, str)
     if isinstance(operand, str) and attr in ("priority", "exit_code"):
         operand = int(operand)  # the database casts the quoted literal
     if op == "!=":
         if operand is None:
             return value is not None
-        return _or(_not(_cmp("=", value, operand)), value is None)
+        differs = _not(_cmp("=", value, operand))
+        return _or(differs, value is None) if string_operand else differs
     if op == "=" and operand is None:
         return value is None
     if op in ("in", "not in"):

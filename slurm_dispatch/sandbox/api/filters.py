@@ -188,8 +188,8 @@ def _plain(table: Table, attr: str, operator: str, operand: Any) -> Predicate:
                 raise argument_error(f"Invalid operand '{shown}' for integer attribute '{attr}'")
             if op in ("like", "ilike"):
                 raise argument_error(f"Invalid attribute '{attr}' in filter")
-            if op == "<>":
-                return lambda r: (v := r.get(name)) is None or v != operand
+            # A plain SQL comparison: NULL matches no integer operand, not even with <> (record_filters.rb adds
+            # "OR ... IS NULL" for a string operand only).
             return lambda r: (v := r.get(name)) is not None and _cmp(op, v, operand)
         raise argument_error(f"Invalid operand type '{ruby_class(operand)}' for '{operator}' operator in filters")
 
