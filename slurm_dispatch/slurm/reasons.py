@@ -28,6 +28,9 @@ from slurm_dispatch.model import SlurmJob
 from slurm_dispatch.settings import DEFAULT_NEVER_RUNNABLE_REASONS
 
 _PER_JOB_LIMIT_RE = re.compile(r"^(QOS|Assoc)Max\w*Per(Job|Node)\w*$")
+_JOB_ID_RE = re.compile(r"[!-~]{1,64}")
+"""A job id as Slurm prints it ("123", "123_4", "123+0"): printable ASCII. Not "²" or 5,000 digits, which
+``str.isdigit`` passes and ``int()`` refuses."""
 _REASON_CODE_RE = re.compile(r"[A-Za-z_]\w*")
 
 PENDING_WORDS: Mapping[str, str] = {
@@ -176,7 +179,7 @@ def _blank(text: str) -> str:
 def _wait_status(raw: str) -> tuple[int | None, int | None]:
     """(exit status, signal) of a raw wait status (squeue's Exit_Code)."""
     raw = raw.strip()
-    if not raw.isascii() or not raw.isdigit():
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 5 or int(raw) > 0xFFFF:  # a wait status has 16 bits
         return None, None
     status = int(raw)
     signal = status & 0x7F
@@ -186,7 +189,7 @@ def _wait_status(raw: str) -> tuple[int | None, int | None]:
 def _exit_code(text: str) -> tuple[int | None, int | None]:
     """(exit status, signal) of Slurm's ``status:signal`` form (sacct's ExitCode, scontrol's ExitCode)."""
     status, _, signal = text.strip().partition(":")
-    if not (status.isascii() and status.isdigit() and signal.isascii() and signal.isdigit()):
+    if not all(n.isascii() and n.isdigit() and len(n) <= 3 and int(n) <= 255 for n in (status, signal)):
         return None, None
     return (None, int(signal)) if int(signal) else (int(status), None)
 
@@ -202,6 +205,9 @@ def parse_job_ends(text: str) -> tuple[dict[str, JobEnd], list[SqueueParseError]
         if len(parts) < len(JOB_END_FIELDS) or not parts[0].strip() or not parts[1].strip():
             errors.append(SqueueParseError(line, f"expected {len(JOB_END_FIELDS)} fields"))
             continue
+        if not _JOB_ID_RE.fullmatch(parts[0].strip()):
+            errors.append(SqueueParseError(line, "JobID is not a Slurm job id"))
+            continue
         job_id, state, raw, nodes, start, end, limit, name, comment, reason = (p.strip() for p in parts)
         status, signal = _wait_status(raw)
         ends[job_id] = JobEnd(job_id=job_id, state=state, exit_status=status, signal=signal, nodes=_blank(nodes),
@@ -213,12 +219,14 @@ def parse_job_ends(text: str) -> tuple[dict[str, JobEnd], list[SqueueParseError]
 def parse_sacct(text: str) -> dict[str, JobEnd]:
     """Return the jobs in ``sacct --parsable2 --noheader --format=SACCT_FIELDS`` output, by job id. Pure.
 
-    Step lines (``123.batch``, ``123.extern``) are skipped: the allocation's line says how the job ended.
+    Step lines (``123.batch``, ``123.extern``) are skipped: the allocation's line says how the job ended. So are
+    lines without a job id or a state (as ``parse_job_ends`` refuses them).
     """
     ends: dict[str, JobEnd] = {}
     for line in text.split("\n"):  # not splitlines: see squeue_lines.parse_squeue_all
         parts = line.split("|", len(SACCT_FIELDS) - 1)
-        if len(parts) < len(SACCT_FIELDS) or "." in parts[0] or not parts[0].strip():
+        if (len(parts) < len(SACCT_FIELDS) or "." in parts[0] or not _JOB_ID_RE.fullmatch(parts[0].strip())
+                or not parts[1].strip()):
             continue
         job_id, state, exit_code, nodes, start, end, limit, name, comment, reason = (p.strip() for p in parts)
         by = ""

@@ -25,7 +25,8 @@ UNKNOWN_STATE = "UNKNOWN"
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _INT_RE = re.compile(r"[+-]?[0-9]+")
-_TIME_LEFT_RE = re.compile(r"(?:([0-9]+)-)?(?:([0-9]+):)?([0-9]+):([0-9]+)")
+_TIME_LEFT_RE = re.compile(r"(?:([0-9]{1,9})-)?(?:([0-9]{1,9}):)?([0-9]{1,9}):([0-9]{1,9})")
+_SHOWN_CHARS = 40
 _UUID_IN_LINE_RE = re.compile(r"[a-z0-9]{5}-dz642-[a-z0-9]{15}")
 
 
@@ -33,11 +34,14 @@ _UUID_IN_LINE_RE = re.compile(r"[a-z0-9]{5}-dz642-[a-z0-9]{15}")
 def _int64(token: str, what: str, line: str) -> int:
     # Go's strconv.ParseInt accepts ASCII digits and a sign only; Python's int() would
     # also take "1_000" and non-ASCII digits.
+    shown = repr(token[:_SHOWN_CHARS]) + ("…" if len(token) > _SHOWN_CHARS else "")
     if not _INT_RE.fullmatch(token):
-        raise SqueueParseError(line, f"{what} {token!r} is not an integer", about=_about(line))
-    value = int(token)
-    if not _INT64_MIN <= value <= _INT64_MAX:
-        raise SqueueParseError(line, f"{what} {token!r} is out of int64 range", about=_about(line))
+        raise SqueueParseError(line, f"{what} {shown} is not an integer", about=_about(line))
+    # int() refuses a string of more than 4300 digits (ValueError); leading zeros aside, an int64 has 19 at most.
+    digits = token.lstrip("+-").lstrip("0") or "0"
+    value = -int(digits) if token.startswith("-") and len(digits) <= 19 else int(digits) if len(digits) <= 19 else None
+    if value is None or not _INT64_MIN <= value <= _INT64_MAX:
+        raise SqueueParseError(line, f"{what} {shown} is out of int64 range", about=_about(line))
     return value
 
 
@@ -51,7 +55,7 @@ def parse_time_left(text: str) -> int | None:
     """Return squeue's ``%L`` (time left) in seconds, or None for no limit or an unknown value. Pure.
 
     Slurm prints ``[days-][hours:]minutes:seconds`` ("0:58", "1:00:00", "2-03:04:05"), or ``UNLIMITED``,
-    ``NOT_SET`` or ``INVALID``.
+    ``NOT_SET`` or ``INVALID``. A number of more than 9 digits is not one Slurm prints: unknown too.
     """
     m = _TIME_LEFT_RE.fullmatch(text.strip())
     if not m:

@@ -213,3 +213,49 @@ def test_line_parser_raises_only_squeue_parse_error(text: str) -> None:
 def test_parse_squeue_never_raises(text: str) -> None:
     jobs, errors = parse_squeue(text)
     assert len(jobs) + len(errors) <= len(text.splitlines())
+
+
+# --- found by benchmarks/fuzz_records.py (docs/robustness.md) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e"])
+def test_a_line_separator_in_a_job_name_cannot_forge_a_line(separator: str) -> None:
+    """squeue ends a line with "\\n" only: another user's job name holding a character str.splitlines breaks at
+    must stay that job's name, never become a RUNNING job of one of our containers."""
+    forged = "999|0|1|RUNNING|UNLIMITED|c1|zzzzz-dz642-000000000000001|None"
+    text = f"5|0|1|PENDING|UNLIMITED||evil{separator}{forged}\n6|0|2|PENDING|UNLIMITED||b|None\n"
+    jobs, errors = parse_squeue(text)
+    assert errors == []
+    assert sorted(jobs) == sorted([f"evil{separator}999", "b"])
+    assert jobs[f"evil{separator}999"].job_id == "5"
+
+
+@pytest.mark.parametrize(
+    ("field", "line"),
+    [
+        pytest.param("nice", "1|" + "9" * 5000 + "|1|PENDING|UNLIMITED||zzzzz-dz642-000000000000001|None", id="nice"),
+        pytest.param("priority", "1|0|-" + "9" * 5000 + "|PENDING|UNLIMITED||zzzzz-dz642-000000000000001|None",
+                     id="priority"),
+        pytest.param("nice", "1|" + "1" * 20 + "|1|PENDING|UNLIMITED||zzzzz-dz642-000000000000001|None", id="20-digits"),
+    ],
+)
+def test_a_number_of_thousands_of_digits_is_a_parse_error_not_a_value_error(field: str, line: str) -> None:
+    """int() refuses more than 4300 digits with ValueError, which escaped parse_squeue and failed every poll."""
+    with pytest.raises(SqueueParseError) as info:
+        parse_squeue_line(line)
+    assert info.value.reason.startswith(f"{field} '") and info.value.reason.endswith("is out of int64 range")
+    assert len(info.value.reason) < 100, "the reason shows an excerpt of the number, not all of it"
+    assert info.value.about == "zzzzz-dz642-000000000000001"
+
+
+def test_leading_zeros_do_not_count_as_digits() -> None:
+    """Go's strconv.ParseInt reads 0000...07 as 7, however many zeros."""
+    job = parse_squeue_line("1|" + "0" * 5000 + "7|-" + "0" * 30 + "2|PENDING|UNLIMITED||a|None")
+    assert (job.nice, job.slurm_priority) == (7, -2)
+
+
+@pytest.mark.parametrize("text", ["9" * 5000 + ":00", "1-" + "9" * 5000 + ":00:00", "1234567890:00"])
+def test_a_time_left_of_thousands_of_digits_is_unknown(text: str) -> None:
+    assert parse_time_left(text) is None
+    job = parse_squeue_line(f"1|0|1|RUNNING|{text}|c1|a|None")
+    assert job.time_left_s is None
