@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what slurm-dispatch's tests and demo need on a Debian 12 machine, idempotently:
-#   - Debian packages (as root): slurm-wlm and munge (the real test cluster), postgresql (the advisory-lock tests),
-#     prometheus (the dashboard and alerting-rule tests), python3-venv;
+#   - Debian packages (as root): slurm-wlm and munge (the real test cluster), slurmdbd and mariadb-server (the
+#     two-cluster rig, start-two-clusters.sh), postgresql (the advisory-lock tests), prometheus (the dashboard and
+#     alerting-rule tests), python3-venv;
 #   - a virtualenv (default: .venv in the repository, or $SLURM_DISPATCH_VENV) with slurm-dispatch installed
 #     editable, plus its test extra.
 # Prints the virtualenv's path on its last line of stdout. Progress goes to stderr.
@@ -14,6 +15,8 @@ say() { echo "setup: $*" >&2; }
 want=()
 command -v slurmctld >/dev/null || want+=(slurm-wlm)
 command -v munged >/dev/null || want+=(munge)
+command -v slurmdbd >/dev/null || want+=(slurmdbd)
+command -v mariadbd >/dev/null && command -v mariadb-install-db >/dev/null || want+=(mariadb-server)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || want+=(postgresql)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || want+=(prometheus)
 python3 -c 'import ensurepip, venv' 2>/dev/null || want+=(python3-venv)
@@ -24,6 +27,14 @@ if [ ${#want[@]} -gt 0 ]; then
     fi
     say "installing Debian packages: ${want[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # The tests run private instances (their own ports, sockets and data); the services these packages would start
+    # (the system MariaDB on /var/lib/mysql, slurmdbd, PostgreSQL) are not wanted. A policy-rc.d that says 101
+    # ("action forbidden") keeps invoke-rc.d and deb-systemd-invoke from starting them; Docker images ship one.
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\n# temporary, from slurm-dispatch contrib/setup.sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     apt-get update -qq >&2
     apt-get install -y -qq "${want[@]}" >&2
 fi
