@@ -4,8 +4,8 @@ Port of services/crunch-dispatch-slurm/slurm.go: slurmCLI, plus the commands
 beyond Go's five: sinfo/scontrol for node features (node_type.go), and the
 end-of-job queries (``job_ends``, ``sacct``) behind the failure reasons.
 
-This is the only module of the package that imports ``subprocess``. Every
-command:
+This is the only module of the service's path that starts processes (through ``spawn``: posix_spawn, a third
+of subprocess's CPU per command). Every command:
 
 - runs from an argv list (never a shell); the program is looked up on the PATH of
   the constructor's ``env``;
@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
 import threading
 from collections.abc import Mapping, Sequence
 
 from slurm_dispatch.errors import SlurmCommandError, SlurmUnavailable
+from slurm_dispatch.slurm import spawn
 from slurm_dispatch.slurm.backend import (
     SQUEUE_ARGV,
     release_argv,
@@ -342,20 +342,10 @@ class SlurmCLI:
         if capped:
             self._slots.acquire()
         try:
-            proc = subprocess.run(
-                full,
-                input=stdin if stdin is not None else "",
-                capture_output=True,
-                text=True,
-                # Any user may name a job anything, and squeue --all shows every job: undecodable bytes must
-                # not kill the poller, so they are replaced rather than raised.
-                encoding="utf-8",
-                errors="replace",
-                env=env,
-                timeout=self._timeout_s,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
+            # Any user may name a job anything, and squeue --all shows every job: undecodable bytes must not kill
+            # the poller, so spawn.run replaces them rather than raising.
+            proc = spawn.run(full, env=env, stdin=stdin if stdin is not None else "", timeout_s=self._timeout_s)
+        except spawn.Timeout as exc:
             detail = f"no answer within {self._timeout_s:g} s (is slurmctld up?)"
             log.warning("%s: %s", " ".join(full), detail)
             raise SlurmUnavailable(full, None, detail) from exc
