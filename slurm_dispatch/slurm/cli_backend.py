@@ -42,7 +42,7 @@ from slurm_dispatch.slurm.backend import (
     scancel_argvs,
     scancel_jobs_argv,
 )
-from slurm_dispatch.slurm.clusters import several, with_clusters
+from slurm_dispatch.slurm.clusters import clusters_in, missing_clusters, several, with_clusters
 from slurm_dispatch.slurm.reasons import JOB_END_FORMAT, SACCT_FIELDS
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,8 @@ class SlurmCLI:
         self._timeout_s = timeout_s
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self.clusters = tuple(clusters)
+        self._seen_clusters: set[str] = set()
+        """With ``all``: the clusters squeue has shown; one that drops out later means no information."""
 
     # -- the SlurmBackend Protocol -------------------------------------------------
 
@@ -198,7 +200,21 @@ class SlurmCLI:
             SlurmUnavailable: slurmctld did not answer, or squeue timed out.
             SlurmCommandError: squeue exited non-zero for another reason.
         """
-        return self._run(list(SQUEUE_ARGV), log_stdout=False)
+        if not self.clusters:
+            return self._run(list(SQUEUE_ARGV), log_stdout=False)
+        # With clusters, without --noheader: that option also drops the "CLUSTER: <name>" lines that say which
+        # cluster each job is on (measured on 22.05); parse_squeue skips the column titles.
+        argv = [a for a in SQUEUE_ARGV if a != "--noheader"]
+        out = self._run(argv, log_stdout=False)
+        missing = missing_clusters(out, self.clusters, sorted(self._seen_clusters))
+        if missing:  # a stopped slurmctld's cluster drops out of the answer silently: no information, not "gone"
+            detail = (f"squeue answered without cluster(s) {','.join(missing)} (is its slurmctld down?); "
+                      "their jobs are not known to be gone")
+            log.warning("%s: %s", " ".join(with_clusters(argv, self.clusters)), detail)
+            raise SlurmUnavailable(with_clusters(argv, self.clusters), 0, detail)
+        if "all" in self.clusters:
+            self._seen_clusters.update(clusters_in(out))
+        return out
 
     def renice(self, name: str, nice: int) -> None:
         """Run ``scontrol update JobName=<name> Nice=<nice>``.

@@ -13,6 +13,7 @@ Slurm command reads) counts too.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from slurm_dispatch.settings import Settings
@@ -62,6 +63,27 @@ def clusters_of(settings: Settings) -> tuple[str, ...]:
     if "all" in names:
         return ("all",)
     return tuple(names)
+
+
+CLUSTER_LINE_RE = re.compile(r"CLUSTER: ([A-Za-z0-9_.-]+)\s*\Z")
+"""The line squeue and sinfo print before each cluster's rows with ``--clusters`` (unless ``--noheader``)."""
+
+
+def clusters_in(output: str) -> list[str]:
+    """Return the clusters whose ``CLUSTER:`` line is in squeue's output, in order. Pure."""
+    return [m.group(1) for line in output.split("\n") if (m := CLUSTER_LINE_RE.match(line))]
+
+
+def missing_clusters(output: str, clusters: Sequence[str], seen: Sequence[str] = ()) -> list[str]:
+    """Return the clusters squeue should have answered for and did not. Pure.
+
+    Measured on Slurm 22.05 with slurmdbd: a cluster whose slurmctld has stopped simply drops out of ``squeue
+    --clusters=a,b``'s output, with exit status 0 and nothing on stderr, so its jobs would look gone. A cluster
+    with no jobs still prints its ``CLUSTER:`` line. ``seen``: with ``all``, the clusters earlier polls showed.
+    """
+    present = set(clusters_in(output))
+    wanted = [c for c in clusters if c != "all"] + [c for c in seen if c not in clusters]
+    return [c for c in wanted if c not in present]
 
 
 def several(clusters: Sequence[str]) -> bool:
@@ -116,10 +138,13 @@ def cluster_warnings(settings: Settings) -> list[str]:
 
 
 __all__ = [
+    "CLUSTER_LINE_RE",
     "CLUSTER_OPTION",
     "cluster_warnings",
+    "clusters_in",
     "clusters_of",
     "describe",
+    "missing_clusters",
     "several",
     "template_clusters",
     "with_clusters",

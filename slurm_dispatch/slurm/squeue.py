@@ -160,6 +160,8 @@ class SqueueChecker:
         self._snapshot = SqueueSnapshot(generation=0, jobs=MappingProxyType({}))
         self._wants: dict[str, int] = {}
         self._polls_started = 0
+        self.polls_done = 0
+        """squeue polls finished so far, whether they worked or not (tests wait on it)."""
         self._updated = asyncio.Event()
         self._poll_lock = asyncio.Lock()
         self._last_error: str | None = None
@@ -365,6 +367,8 @@ class SqueueChecker:
                 log.exception("squeue poll failed unexpectedly; treating it as no information")
                 self._note_failure(f"{type(exc).__name__}: {exc}")
                 return False
+            finally:
+                self.polls_done += 1
             self._note_success(errors)
             self._keep_unreadable(jobs, errors)
             self._wants = {name: want for name, want in self._wants.items() if name in jobs}

@@ -16,9 +16,7 @@ from dataclasses import replace
 from slurm_dispatch.errors import SqueueParseError
 from slurm_dispatch.model import SlurmJob
 from slurm_dispatch.slurm.backend import SQUEUE_SEPARATOR
-
-_CLUSTER_LINE_RE = re.compile(r"CLUSTER: ([A-Za-z0-9_.-]+)\s*\Z")
-"""The line squeue prints before each cluster's jobs with ``--clusters``."""
+from slurm_dispatch.slurm.clusters import CLUSTER_LINE_RE
 
 UNKNOWN_STATE = "UNKNOWN"
 """The state given to a job of ours whose squeue line could not be read and that had no earlier line."""
@@ -120,21 +118,27 @@ def parse_squeue(text: str) -> tuple[dict[str, SlurmJob], list[SqueueParseError]
 def parse_squeue_all(text: str) -> tuple[list[SlurmJob], list[SqueueParseError]]:
     """Return every job in squeue output, in order (jobs sharing a name all kept), and the lines skipped. Pure.
 
-    With ``--clusters``, squeue prints ``CLUSTER: <name>`` before each cluster's jobs: the jobs after it get that
-    ``cluster`` (``clusters.py``).
+    With ``--clusters`` (and without ``--noheader``, which drops them), squeue prints ``CLUSTER: <name>`` and its
+    column titles (``JOBID|NICE|...``) before each cluster's jobs: the jobs after it get that ``cluster``
+    (``clusters.py``), and the titles are skipped.
     """
     jobs: list[SlurmJob] = []
     errors: list[SqueueParseError] = []
     cluster = ""
+    titles_next = False
     # squeue ends each line with "\n" only. str.splitlines also breaks at U+2028, \x0b, \x1c, \x85 ..., which any
     # user may put in a job name: after one, the rest of the name would pass for a line of its own (a job of ours).
     for line in text.split("\n"):
         if not line.strip():
             continue
-        header = _CLUSTER_LINE_RE.match(line)
+        header = CLUSTER_LINE_RE.match(line)
         if header:
-            cluster = header.group(1)
+            cluster, titles_next = header.group(1), True
             continue
+        if titles_next:
+            titles_next = False
+            if line.startswith("JOBID"):  # a job line starts with its id, a number
+                continue
         try:
             job = parse_squeue_line(line)
         except SqueueParseError as exc:

@@ -563,7 +563,8 @@ def test_cli_argv_of_the_other_commands(stand_in: StandIn) -> None:
 
 def test_cli_with_several_clusters_names_them_on_every_command_but_sbatch(stand_in: StandIn) -> None:
     cli = stand_in.cli(clusters=("alpha", "beta"))
-    cli.queue()
+    with pytest.raises(SlurmUnavailable, match="without cluster"):  # the stand-in prints no CLUSTER: lines
+        cli.queue()
     cli.cancel("n")
     cli.cancel_jobs(["12"], running=True, cluster="beta")
     cli.renice_jobs(["12"], 3, cluster="beta")
@@ -573,7 +574,7 @@ def test_cli_with_several_clusters_names_them_on_every_command_but_sbatch(stand_
     with pytest.raises(SlurmCommandError, match="one cluster"):  # scontrol takes one cluster
         cli.renice("n", 3)
     assert [[c["prog"], *c["args"]] for c in stand_in.calls()] == [
-        ["squeue", "--clusters=alpha,beta", "--all", "--noheader", "--format=%i|%y|%Q|%T|%L|%N|%j|%r"],
+        ["squeue", "--clusters=alpha,beta", "--all", "--format=%i|%y|%Q|%T|%L|%N|%j|%r"],
         ["scancel", "--clusters=alpha,beta", "--name=n", "--state=pending"],
         ["scancel", "--clusters=alpha,beta", "--name=n", "--batch", "--signal=TERM", "--state=running"],
         ["scancel", "--clusters=alpha,beta", "--name=n", "--batch", "--signal=TERM", "--state=suspended"],

@@ -7,7 +7,13 @@ import pytest
 
 from slurm_dispatch.model import SlurmJob
 from slurm_dispatch.settings import DEFAULT_SBATCH_ARGUMENTS, Settings
-from slurm_dispatch.slurm.clusters import cluster_warnings, clusters_of, template_clusters, with_clusters
+from slurm_dispatch.slurm.clusters import (
+    cluster_warnings,
+    clusters_of,
+    missing_clusters,
+    template_clusters,
+    with_clusters,
+)
 from slurm_dispatch.slurm.priority import Renice, renice_commands
 from slurm_dispatch.slurm.squeue_lines import parse_squeue_all
 
@@ -64,14 +70,35 @@ def test_scontrol_needs_one_cluster(clusters: tuple[str, ...]) -> None:
         with_clusters(["scontrol", "update", "JobName=x", "Nice=1"], clusters)
 
 
-def test_squeue_cluster_lines_give_each_job_its_cluster() -> None:
-    text = ("CLUSTER: alpha\n"
-            "11|0|100|PENDING|UNLIMITED||zzzzz-dz642-aaaaaaaaaaaaaaa|Priority\n"
-            "CLUSTER: beta\n"
-            "11|0|100|RUNNING|UNLIMITED|b1|zzzzz-dz642-bbbbbbbbbbbbbbb|None\n")
-    jobs, errors = parse_squeue_all(text)
+# What squeue --clusters=sdalpha,sdbeta --all --format=... prints on Slurm 22.05 (docs/test-cluster.md, "Two
+# clusters"): each cluster's name, its column titles, its rows, a blank line; a cluster with no jobs still gets its
+# two lines, and the same job id on both clusters names two jobs.
+TWO_CLUSTERS = """\
+CLUSTER: sdalpha
+JOBID|NICE|PRIORITY|STATE|TIME_LEFT|NODELIST|NAME|REASON
+11|0|100|PENDING|UNLIMITED||zzzzz-dz642-aaaaaaaaaaaaaaa|Priority
+
+CLUSTER: sdbeta
+JOBID|NICE|PRIORITY|STATE|TIME_LEFT|NODELIST|NAME|REASON
+11|0|100|RUNNING|UNLIMITED|beta1|zzzzz-dz642-bbbbbbbbbbbbbbb|None
+
+CLUSTER: sdgamma
+JOBID|NICE|PRIORITY|STATE|TIME_LEFT|NODELIST|NAME|REASON
+"""
+
+
+def test_squeue_cluster_lines_give_each_job_its_cluster_and_titles_are_skipped() -> None:
+    jobs, errors = parse_squeue_all(TWO_CLUSTERS)
     assert errors == []
-    assert [(j.job_id, j.cluster) for j in jobs] == [("11", "alpha"), ("11", "beta")]
+    assert [(j.job_id, j.cluster) for j in jobs] == [("11", "sdalpha"), ("11", "sdbeta")]
+
+
+def test_a_cluster_missing_from_squeue_s_answer_is_found() -> None:
+    """A stopped slurmctld's cluster drops out of the answer, exit 0: its jobs must not look gone."""
+    assert missing_clusters(TWO_CLUSTERS, ("sdalpha", "sdbeta", "sdgamma")) == []
+    assert missing_clusters(TWO_CLUSTERS, ("sdalpha", "sddelta")) == ["sddelta"]
+    assert missing_clusters(TWO_CLUSTERS, ("all",), seen=("sdalpha", "sdepsilon")) == ["sdepsilon"]
+    assert missing_clusters("", ("all",)) == []
 
 
 def test_renices_are_grouped_by_cluster_too() -> None:
