@@ -114,28 +114,25 @@ class Retry(enum.Enum):
     """Only failures that prove the request never left this host (refused, DNS, connect timeout)."""
 
 
-class _GuardedHTTPConnection(urllib3.connection.HTTPConnection):
-    """An HTTP connection that binds itself to the attempt running in its thread (``deadline.py``)."""
+class _Guarded:
+    """Mixed into a urllib3 connection: it binds itself to the attempt running in its thread (``deadline.py``)
+    whenever it connects or sends."""
 
     def connect(self) -> None:
         bind_current(self)
-        super().connect()
+        super().connect()  # type: ignore[misc]
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         bind_current(self)
-        super().request(*args, **kwargs)
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
 
-class _GuardedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    """An HTTPS connection that binds itself to the attempt running in its thread (``deadline.py``)."""
+class _GuardedHTTPConnection(_Guarded, urllib3.connection.HTTPConnection):
+    """An HTTP connection bound to its thread's attempt."""
 
-    def connect(self) -> None:
-        bind_current(self)
-        super().connect()
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        bind_current(self)
-        super().request(*args, **kwargs)
+class _GuardedHTTPSConnection(_Guarded, urllib3.connection.HTTPSConnection):
+    """An HTTPS connection bound to its thread's attempt."""
 
 
 class _GuardedHTTPConnectionPool(urllib3.HTTPConnectionPool):

@@ -172,9 +172,9 @@ def test_a_cancelled_wait_leaves_the_others_served() -> None:
     assert backend.commands == [(("1", "2"), True)]
 
 
-def test_a_workflow_cancelled_at_once_costs_one_scancel(fake_slurm: FakeSlurm) -> None:
-    """Five Running containers whose channels close together (a cancelled workflow's children): one scancel."""
-    uuids = [f"zzzzz-dz642-runnerbatch{i:04d}" for i in range(5)]
+def _running_containers_whose_channels_close(fake_slurm: FakeSlurm, uuids: list[str]) -> None:
+    """Run a runner for each Running container (its job running), close every channel once squeue shows the jobs
+    (the containers left this dispatcher), and wait, on virtual time, until every runner has returned."""
     api = FakeApi({u: {"uuid": u, "state": "Running", "priority": 1, "locked_by_uuid": FakeDispatch.token_uuid,
                        "runtime_constraints": {"ram": 1 << 28, "vcpus": 1}} for u in uuids})
     for u in uuids:
@@ -205,6 +205,11 @@ def test_a_workflow_cancelled_at_once_costs_one_scancel(fake_slurm: FakeSlurm) -
             runner.close()
 
     asyncio.run(main())
+
+
+def test_a_workflow_cancelled_at_once_costs_one_scancel(fake_slurm: FakeSlurm) -> None:
+    """Five Running containers whose channels close together (a cancelled workflow's children): one scancel."""
+    _running_containers_whose_channels_close(fake_slurm, [f"zzzzz-dz642-runnerbatch{i:04d}" for i in range(5)])
     cancels = fake_slurm.calls_of("cancel_jobs")
     assert len(cancels) == 1 and sorted(cancels[0].name.split(",")) == sorted(
         str(j.job_id) for j in fake_slurm.finished)
@@ -214,36 +219,10 @@ def test_a_workflow_cancelled_at_once_costs_one_scancel(fake_slurm: FakeSlurm) -
 
 def test_a_job_whose_cluster_the_backend_cannot_tell_is_scancelled_by_name(fake_slurm: FakeSlurm) -> None:
     """With several clusters and no cluster known for a job, an id alone is ambiguous: Go's passes by name."""
-    uuid = "zzzzz-dz642-runnerbatch0099"
-    api = FakeApi({uuid: {"uuid": uuid, "state": "Running", "priority": 1, "locked_by_uuid": FakeDispatch.token_uuid,
-                          "runtime_constraints": {"ram": 1 << 28, "vcpus": 1}}})
-    fake_slurm.submit(args=[f"--job-name={uuid}"], script="", env={})
-    fake_slurm.start(uuid)
 
     def ambiguous(job_ids: Sequence[str], *, running: bool, cluster: str = "") -> None:
         raise ValueError("jobs may be on any of alpha,beta: a job id alone is ambiguous")
 
     fake_slurm.cancel_jobs = ambiguous  # type: ignore[method-assign]
-    settings = Settings(crunch_run_command="crunch-run", poll_interval=10)
-    clock = FakeClock()
-
-    async def main() -> None:
-        squeue = SqueueChecker(backend=fake_slurm, poll_interval_s=10, first_poll_immediately=True, clock=clock,
-                               sleep=clock.sleep, executor=INLINE)
-        runner = SlurmRunner(settings=settings, backend=fake_slurm, squeue=squeue, client=api, clock=clock,
-                             sleep=clock.sleep, executor=INLINE)
-        poller = asyncio.create_task(squeue.run())
-        try:
-            channel = UpdateChannel(Container.from_api(api.records[uuid]))
-            task = asyncio.create_task(runner.run_container(FakeDispatch(api, clock),
-                                                            Container.from_api(api.records[uuid]), channel))
-            await clock.run_until(lambda: squeue.snapshot().jobs.get(uuid) is not None, "squeue to show it")
-            channel.close()
-            await clock.run_until(task.done, "the runner to return")
-            task.result()
-        finally:
-            poller.cancel()
-            runner.close()
-
-    asyncio.run(main())
+    _running_containers_whose_channels_close(fake_slurm, ["zzzzz-dz642-runnerbatch0099"])
     assert fake_slurm.count("cancel") == 1 and fake_slurm.finished[-1].signals == ["TERM"]

@@ -28,6 +28,20 @@ WHOLE: dict[str, Any] = {
 }
 
 
+def fail_the_first_uuid_read(fake: FakeArvados) -> None:
+    """Make the fake's next ``uuid in [...]`` list fail once (the API unavailable), as a flaky read would."""
+    original = fake.list
+    failed: list[int] = []
+
+    def list_failing_uuid_reads(**kwargs: Any) -> Any:
+        if kwargs["filters"][0][:2] == ["uuid", "in"] and not failed:
+            failed.append(1)
+            raise unavailable()
+        return original(**kwargs)
+
+    fake.list = list_failing_uuid_reads  # type: ignore[method-assign]
+
+
 def _lists(fake: FakeArvados) -> list[tuple[Any, ...]]:
     return [args for m, args in fake.calls if m == "list"]
 
@@ -84,16 +98,7 @@ def test_without_large_fields_wanted_no_read_comes_before_the_lock() -> None:
 def test_a_container_whose_large_fields_cannot_be_read_is_not_locked_this_tick() -> None:
     async def scenario(d: Dispatcher, fake: FakeArvados, rec: Recorder) -> None:
         uuid = fake.add("Queued", priority=5, **WHOLE)
-        original = fake.list
-        failed = []
-
-        def list_failing_uuid_reads(**kwargs: Any) -> Any:
-            if kwargs["filters"][0][:2] == ["uuid", "in"] and not failed:
-                failed.append(1)
-                raise unavailable()
-            return original(**kwargs)
-
-        fake.list = list_failing_uuid_reads  # type: ignore[method-assign]
+        fail_the_first_uuid_read(fake)
         report = await d.tick()
         assert report.locked == 0 and fake.state(uuid) == "Queued"
         report = await d.tick()
@@ -130,16 +135,7 @@ def test_adoption_reads_the_whole_record_once() -> None:
 def test_adoption_waits_for_a_tick_whose_read_works() -> None:
     async def scenario(d: Dispatcher, fake: FakeArvados, rec: Recorder) -> None:
         uuid = fake.add("Running", priority=5, locked_by=ME, **WHOLE)
-        original = fake.list
-        failed = []
-
-        def list_failing_uuid_reads(**kwargs: Any) -> Any:
-            if kwargs["filters"][0][:2] == ["uuid", "in"] and not failed:
-                failed.append(1)
-                raise unavailable()
-            return original(**kwargs)
-
-        fake.list = list_failing_uuid_reads  # type: ignore[method-assign]
+        fail_the_first_uuid_read(fake)
         report = await d.tick()
         assert report.started == 0 and not d.is_tracking(uuid)
         report = await d.tick()
