@@ -366,7 +366,7 @@ RAW_PAGES = [
     b'\xef\xbb\xbf{"items": [], "items_available": 0}', '{"items": [], "items_available": 0}'.encode("utf-16"),
     b'{"items": ["\xff\xfe"], "items_available": 1}', b'{"items": [{"uuid": "\\ud800"}], "items_available": 1}',
     b'{"items": [], "items": {}, "items_available": 0}', b'{"items": [], "items_available": 0',
-    b'{"items": [' + b'{"uuid": "' + OUR_UUID.encode() + b'", "state": "Queued"},' * 20_000 + b"1]}",
+    b'{"items": [' + (b'{"uuid": "' + OUR_UUID.encode() + b'", "state": "Queued"},') * 20_000 + b"1]}",
 ]
 """Answers no JSON encoder writes: not JSON, truncated, literals JSON has not, numbers past Python's digit limit,
 nesting past the recursion limit, a BOM, UTF-16, bad UTF-8, a lone surrogate, duplicate keys, a long page."""
