@@ -16,11 +16,16 @@
 # Stop it with stop-test-cluster.sh DIR.
 #
 # Both scripts ship inside the Python package (slurm_dispatch/sandbox/slurm/), so that `slurm-dispatch sandbox`
-# finds them after a pip install; contrib/slurm/ holds symlinks to them for a checkout.
+# finds them after a pip install; contrib/slurm/ holds symlinks to them for a checkout. What they share with the
+# two-cluster scripts is in cluster-lib.sh beside them.
 set -euo pipefail
 
 die() { echo "start-test-cluster: $*" >&2; exit 1; }
 say() { echo "start-test-cluster: $*" >&2; }
+# (found beside the script itself, also when it is run through contrib/slurm/'s symlink)
+LIB="$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/cluster-lib.sh"
+# shellcheck source=SCRIPTDIR/cluster-lib.sh
+. "$LIB" || die "$LIB is missing or unreadable; reinstall slurm-dispatch"
 
 [ $# -eq 1 ] || die "usage: $0 DIR"
 mkdir -p "$1"
@@ -38,41 +43,15 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! comm
 fi
 [ "$(id -u)" -eq 0 ] || die "the test cluster runs slurmd, which needs root (SlurmdUser=root); run as root"
 
-alive() { # alive PIDFILE: the pid in PIDFILE names a live process
-    [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
-}
-
 # --- munge ----------------------------------------------------------------------------------------------------
 # The system munged is shared by every Slurm on the host: reuse it when it answers. If we have to start it, we
 # record its pid in DIR/munged.pid so that stop-test-cluster.sh stops exactly what we started.
-if ! (munge -n | unmunge) >/dev/null 2>&1; then
-    say "starting munged"
-    install -d -o munge -g munge -m 0755 /run/munge
-    mkdir -p /var/log/munge /var/lib/munge
-    chown -R munge:munge /var/log/munge /var/lib/munge
-    [ -s /etc/munge/munge.key ] || die "/etc/munge/munge.key is missing (reinstall munge or run mungekey)"
-    runuser -u munge -- munged --force || die "munged failed to start; see /var/log/munge/munged.log"
-    for _ in $(seq 50); do
-        (munge -n | unmunge) >/dev/null 2>&1 && break
-        sleep 0.1
-    done
-    (munge -n | unmunge) >/dev/null 2>&1 || die "munged started but munge -n | unmunge fails; see /var/log/munge/munged.log"
-    cat /run/munge/munged.pid > "$DIR/munged.pid" 2>/dev/null || pgrep -u munge -n munged > "$DIR/munged.pid" || true
-fi
+reuse_or_start_munged "$DIR"
 
 # --- ports and slurm.conf ----------------------------------------------------------------------------------
 HOST=$(hostname -s)
 NODES=${SLURM_TEST_NODES:-"c1:a1.small:2:3000 c2:a1.large:2:6000"}
 NODE_COUNT=$(wc -w <<<"$NODES")
-# free_ports N: N distinct ports that are free now, each checked by binding it (the kernel picks them).
-free_ports() {
-    python3 -c '
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
-}
 if [ -s "$DIR/ports" ]; then
     # shellcheck disable=SC1091
     . "$DIR/ports"
@@ -92,53 +71,26 @@ read -r -a node_ports <<<"$NODE_PORTS"
 CLUSTER_NAME=sdtest
 
 mkdir -p "$DIR/state" "$DIR/spool"
-node_lines=""
-node_names=""
+node_specs=()  # name:type:cpus:mem_mb:port, as slurm_conf_nodes takes them
 i=0
 for spec in $NODES; do
-    IFS=: read -r name itype cpus mem <<<"$spec"
+    node_specs+=("$spec:${node_ports[$i]}")
     i=$((i + 1))
-    node_lines+="NodeName=$name NodeHostname=$HOST NodeAddr=127.0.0.1 Port=${node_ports[$((i - 1))]} CPUs=$cpus RealMemory=$mem TmpDisk=100000 Features=instancetype=$itype State=UNKNOWN"$'\n'
-    node_names+="${node_names:+,}$name"
-    mkdir -p "$DIR/spool/$name"
+    mkdir -p "$DIR/spool/${spec%%:*}"
 done
 
 new_conf=$(cat <<CONF
 # Written by slurm-dispatch's contrib/slurm/start-test-cluster.sh: a private test cluster. Do not edit by hand.
-ClusterName=$CLUSTER_NAME
-SlurmctldHost=$HOST(127.0.0.1)
-SlurmctldPort=$CTLD_PORT
-SlurmdPort=$SLURMD_PORT_BASE
-AuthType=auth/munge
-CredType=cred/munge
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SchedulerType=sched/backfill
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-PriorityType=priority/basic
-ReturnToService=2
-SlurmUser=root
-SlurmdUser=root
-# Nodes here are several slurmd on one host; their CPUs and memory are declared, not measured.
-SlurmdParameters=config_overrides
+$(slurm_conf_daemons "$CLUSTER_NAME" "$HOST" "$CTLD_PORT" "$SLURMD_PORT_BASE")
 # A stopped node goes DOWN quickly (tests produce NODE_FAIL this way).
 SlurmdTimeout=10
 KillWait=5
 MinJobAge=600
 MaxJobCount=${SLURM_TEST_MAX_JOB_COUNT:-10000}
 MpiDefault=none
-SlurmctldPidFile=$DIR/slurmctld.pid
-SlurmdPidFile=$DIR/slurmd-%n.pid
-SlurmdSpoolDir=$DIR/spool/%n
-StateSaveLocation=$DIR/state
-SlurmctldLogFile=$DIR/slurmctld.log
-SlurmdLogFile=$DIR/slurmd-%n.log
-JobCompType=jobcomp/none
-JobAcctGatherType=jobacct_gather/none
+$(slurm_conf_files "$DIR")
 AccountingStorageType=accounting_storage/none
-${node_lines}PartitionName=debug Nodes=$node_names Default=YES MaxTime=INFINITE State=UP
-PartitionName=short Nodes=$node_names MaxTime=1 State=UP
+$(slurm_conf_nodes "$HOST" "${node_specs[@]}")
 CONF
 )
 if [ ! -f "$CONF" ] || [ "$(cat "$CONF")" != "$new_conf" ]; then
@@ -176,9 +128,7 @@ while :; do
         tail -n 5 "$DIR/slurmctld.log" >&2 || true
         die "nodes did not become idle within 60 s (states above; logs in $DIR)"
     fi
-    # a node left DOWN by an earlier run comes back once its slurmd registers again
-    down=$(awk '$2 ~ /^(down|drain|drng|fail)/ {print $1}' <<<"$states" | paste -sd, -)
-    [ -n "$down" ] && scontrol update NodeName="$down" State=RESUME >/dev/null 2>&1 || true
+    resume_down_nodes "$states"
     sleep 0.2
 done
 say "cluster $CLUSTER_NAME ready: $(sinfo -N --noheader --format='%N:%t:%f' | paste -sd' ' -)"

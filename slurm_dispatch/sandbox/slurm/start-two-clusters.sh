@@ -19,10 +19,15 @@
 # stderr. Exits non-zero, saying why, when the clusters cannot start. Stop them with stop-two-clusters.sh DIR.
 # Measured here (2 shared cores): 4.5 s from an empty DIR, 2.2 s from a stopped one, 0.6 s when all already runs;
 # stop-two-clusters.sh takes about 7 s (each daemon takes about 2 s to stop).
+# What it shares with start-test-cluster.sh (munge, ports, most slurm.conf settings) is in cluster-lib.sh beside it.
 set -euo pipefail
 
 die() { echo "start-two-clusters: $*" >&2; exit 1; }
 say() { echo "start-two-clusters: $*" >&2; }
+# (found beside the script itself, also when it is run through a symlink)
+LIB="$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/cluster-lib.sh"
+# shellcheck source=SCRIPTDIR/cluster-lib.sh
+. "$LIB" || die "$LIB is missing or unreadable; reinstall slurm-dispatch"
 
 [ $# -eq 1 ] || die "usage: $0 DIR"
 mkdir -p "$1"
@@ -41,9 +46,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 [ "$(id -u)" -eq 0 ] || die "the clusters run slurmd, which needs root (SlurmdUser=root); run as root"
 
-alive() { # alive PIDFILE: the pid in PIDFILE names a live process
-    [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
-}
 # wait_until SECONDS WHAT COMMAND...: run COMMAND every 0.1 s until it succeeds; die after SECONDS.
 wait_until() {
     local limit=$1 what=$2
@@ -56,28 +58,9 @@ wait_until() {
 }
 
 # --- munge (as start-test-cluster.sh: reuse the munged that answers, else start one and record its pid) -----------
-if ! (munge -n | unmunge) >/dev/null 2>&1; then
-    say "starting munged"
-    install -d -o munge -g munge -m 0755 /run/munge
-    mkdir -p /var/log/munge /var/lib/munge
-    chown -R munge:munge /var/log/munge /var/lib/munge
-    [ -s /etc/munge/munge.key ] || die "/etc/munge/munge.key is missing (reinstall munge or run mungekey)"
-    runuser -u munge -- munged --force || die "munged failed to start; see /var/log/munge/munged.log"
-    munge_ok() { (munge -n | unmunge) >/dev/null 2>&1; }
-    wait_until 5 "munged answering (see /var/log/munge/munged.log)" munge_ok
-    cat /run/munge/munged.pid > "$DIR/munged.pid" 2>/dev/null || pgrep -u munge -n munged > "$DIR/munged.pid" || true
-fi
+reuse_or_start_munged "$DIR"
 
 # --- ports (picked once, kept in DIR/ports across restarts) ----------------------------------------------------------
-# free_ports N: N distinct ports that are free now, each checked by binding it (the kernel picks them).
-free_ports() {
-    python3 -c '
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
-}
 if [ -s "$DIR/ports" ]; then
     # shellcheck disable=SC1091
     . "$DIR/ports"
@@ -168,43 +151,17 @@ for cluster in "${CLUSTERS[@]}"; do
     mkdir -p "$cdir/state" "$cdir/spool/${short}1" "$cdir/spool/${short}2"
     write_conf "$DIR/$cluster.conf" 644 "$(cat <<CONF
 # Written by slurm-dispatch's start-two-clusters.sh: one of two private test clusters. Do not edit by hand.
-ClusterName=$cluster
-SlurmctldHost=$HOST(127.0.0.1)
-SlurmctldPort=$ctld_port
-SlurmdPort=$slurmd_port
-AuthType=auth/munge
-CredType=cred/munge
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SchedulerType=sched/backfill
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-PriorityType=priority/basic
-ReturnToService=2
-SlurmUser=root
-SlurmdUser=root
-# Nodes here are several slurmd on one host; their CPUs and memory are declared, not measured.
-SlurmdParameters=config_overrides
+$(slurm_conf_daemons "$cluster" "$HOST" "$ctld_port" "$slurmd_port")
 SlurmdTimeout=10
 KillWait=5
 MinJobAge=600
 MpiDefault=none
-SlurmctldPidFile=$cdir/slurmctld.pid
-SlurmdPidFile=$cdir/slurmd-%n.pid
-SlurmdSpoolDir=$cdir/spool/%n
-StateSaveLocation=$cdir/state
-SlurmctldLogFile=$cdir/slurmctld.log
-SlurmdLogFile=$cdir/slurmd-%n.log
-JobCompType=jobcomp/none
-JobAcctGatherType=jobacct_gather/none
+$(slurm_conf_files "$cdir")
 # -M/--clusters looks the clusters up in slurmdbd; enforcement stays off (no association needed to run a job).
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$DBD_PORT
-NodeName=${short}1 NodeHostname=$HOST NodeAddr=127.0.0.1 Port=$node1_port CPUs=2 RealMemory=3000 TmpDisk=100000 Features=instancetype=a1.small State=UNKNOWN
-NodeName=${short}2 NodeHostname=$HOST NodeAddr=127.0.0.1 Port=$node2_port CPUs=2 RealMemory=6000 TmpDisk=100000 Features=instancetype=a1.large State=UNKNOWN
-PartitionName=debug Nodes=${short}1,${short}2 Default=YES MaxTime=INFINITE State=UP
-PartitionName=short Nodes=${short}1,${short}2 MaxTime=1 State=UP
+$(slurm_conf_nodes "$HOST" "${short}1:a1.small:2:3000:$node1_port" "${short}2:a1.large:2:6000:$node2_port")
 CONF
 )" "$cdir/slurmctld.pid"
 done
@@ -253,11 +210,10 @@ while :; do
         tail -n 3 "$DIR/slurmdbd.log" >&2 || true
         die "the clusters were not ready within 60 s (node states above; logs in $DIR)"
     fi
-    # a node left DOWN by an earlier run comes back once its slurmd registers again
+    # a node left DOWN by an earlier run comes back once its slurmd registers again: each cluster's nodes (named
+    # after it, without "sd"), through its own slurmctld
     for cluster in "${CLUSTERS[@]}"; do
-        prefix=${cluster#sd}
-        down=$(awk -v p="$prefix" '$2 ~ /^(down|drain|drng|fail)/ && index($1, p) == 1 {print $1}' <<<"$states" | paste -sd, -)
-        [ -n "$down" ] && SLURM_CONF="$DIR/$cluster.conf" scontrol update NodeName="$down" State=RESUME >/dev/null 2>&1 || true
+        SLURM_CONF="$DIR/$cluster.conf" resume_down_nodes "$states" "${cluster#sd}"
     done
     sleep 0.2
 done
