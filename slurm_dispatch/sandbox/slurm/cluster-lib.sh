@@ -168,7 +168,8 @@ stop_leftover_slurmstepd() {
     for p in /proc/[0-9]*; do
         pid=${p#/proc/}
         exe=$(readlink "$p/exe" 2>/dev/null) || continue
-        [ "${exe##*/}" = slurmstepd ] || continue
+        # Debian's slurm-wlm installs it as slurmstepd-wlm (/usr/sbin/slurmstepd is an alternatives link to it)
+        case ${exe##*/} in slurmstepd | slurmstepd-wlm) ;; *) continue ;; esac
         cwd=$(readlink "$p/cwd" 2>/dev/null) || cwd=""
         if [[ "$cwd" == "$dir" || "$cwd" == "$dir"/* ]] \
             || find "$p/fd" -maxdepth 1 -lname "$dir/*" 2>/dev/null | grep -q .; then
