@@ -21,7 +21,10 @@ else
     trap 'contrib/slurm/stop-test-cluster.sh --munge "$CLUSTER_DIR"' EXIT
 fi
 
+# Several pytest-xdist workers: most real-Slurm tests spend their time waiting for Slurm, so they overlap well even
+# on two cores. The first worker uses the cluster started above; every other one starts a cluster of its own
+# (tests/plugins/slurm_cluster.py) and stops it at the end. `-n 0` among the arguments runs everything in one process.
 status=0
-"$VENV/bin/python" -m pytest "$@" || status=$?
+"$VENV/bin/python" -m pytest -n "${SLURM_DISPATCH_TEST_WORKERS:-3}" --dist loadgroup "$@" || status=$?
 echo "run-tests: finished in $((SECONDS - start)) s (exit $status)" >&2
 exit $status

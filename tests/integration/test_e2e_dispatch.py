@@ -172,13 +172,13 @@ def _changes(stats: dict) -> int:
     )
 
 
-def test_squeue_failing_unlocks_and_cancels_nothing(e2e: E2E, tmp_path: Path) -> None:
+def test_squeue_failing_unlocks_and_cancels_nothing(e2e: E2E, throwaway_cluster_dir: Path) -> None:
     """slurmctld stopped for a while: squeue fails, which is "no information", never "the job is gone".
 
     It runs on a private cluster of its own: restarting the shared cluster's slurmctld would disturb other
     tests (priority/basic recomputes its base priority from the jobs it recovers).
     """
-    conf_dir = tmp_path / "private-cluster"
+    conf_dir = throwaway_cluster_dir
     started = start_cluster(conf_dir)
     assert started.returncode == 0, started.stderr
     private = SlurmCluster(conf_dir=conf_dir)

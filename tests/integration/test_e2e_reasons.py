@@ -107,21 +107,25 @@ def test_a_partition_that_does_not_exist_cancels_with_slurms_message(e2e: E2E) -
     assert e2e.logs(uuid)[-1].startswith(container.runtime_status["error"])
 
 
-def _kill_leftovers(uuid: str, job_id: str) -> None:
-    """SIGKILL what a killed slurmd leaves behind: the job's slurmstepd and the stand-in (by pid)."""
+def _kill_leftovers(uuid: str, job_id: str, conf_dir: Path) -> None:
+    """SIGKILL what a killed slurmd leaves behind: the job's slurmstepd and the stand-in (by pid). A slurmstepd is
+    this cluster's when it holds a file under ``conf_dir`` open: other clusters on the host (other test workers)
+    have jobs with the same ids."""
     for proc in psutil.process_iter(["pid", "cmdline", "name"]):
         cmd = " ".join(proc.info.get("cmdline") or [])
-        if uuid in cmd or f"[{job_id}." in cmd or f"[{job_id}]" in cmd:
-            try:
+        try:
+            ours = uuid in cmd or ((f"[{job_id}." in cmd or f"[{job_id}]" in cmd)
+                                   and any(f.path.startswith(f"{conf_dir.resolve()}/") for f in proc.open_files()))
+            if ours:
                 proc.kill()
-            except psutil.Error:
-                pass
+        except psutil.Error:
+            pass
 
 
-def test_a_node_that_fails_cancels_with_the_node_failure_named(e2e: E2E, tmp_path: Path) -> None:
+def test_a_node_that_fails_cancels_with_the_node_failure_named(e2e: E2E, throwaway_cluster_dir: Path) -> None:
     """slurmd of the job's node killed: slurmctld marks the node DOWN (SlurmdTimeout) and the job NODE_FAIL. On a
     private cluster: killing a node of the shared one would disturb other tests."""
-    conf_dir = tmp_path / "private-cluster"
+    conf_dir = throwaway_cluster_dir
     started = start_cluster(conf_dir)
     assert started.returncode == 0, started.stderr
     private = SlurmCluster(conf_dir=conf_dir)
@@ -134,7 +138,7 @@ def test_a_node_that_fails_cancels_with_the_node_failure_named(e2e: E2E, tmp_pat
                                      what="the job to run")
         wait_until(lambda: e2e.container(uuid).state is ContainerState.RUNNING, what="the container to run")
         os.kill(int((conf_dir / f"slurmd-{node}.pid").read_text()), signal.SIGKILL)
-        _kill_leftovers(uuid, job_id)
+        _kill_leftovers(uuid, job_id, conf_dir)
         wait_until(lambda: e2e.container(uuid).state in FINAL, timeout=150, what="the node failure to end the job")
         container = e2e.container(uuid)
         assert container.state is ContainerState.CANCELLED
@@ -148,7 +152,7 @@ def test_a_node_that_fails_cancels_with_the_node_failure_named(e2e: E2E, tmp_pat
             d.stop()
             e2e.started.remove(d)
         if job_id:
-            _kill_leftovers(uuid, job_id)
+            _kill_leftovers(uuid, job_id, conf_dir)
         stop_cluster(conf_dir)
 
 

@@ -22,7 +22,8 @@ from slurm_dispatch.model import Container, ContainerState
 from slurm_dispatch.sandbox.background import sandbox_settings
 from slurm_dispatch.settings import Settings
 
-pytestmark = pytest.mark.slurm
+# xdist_group: under pytest-xdist every test of the rig runs in one worker, which starts the rig once.
+pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("two_clusters")]
 
 
 @dataclass

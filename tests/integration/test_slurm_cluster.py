@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 import pytest
@@ -80,12 +79,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_stop_leaves_no_daemon_or_slurmstepd_behind(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+def test_stop_leaves_no_daemon_or_slurmstepd_behind(
+    slurm_cluster: SlurmCluster, tmp_path: Path, throwaway_cluster_dir: Path
+) -> None:
     """A second, throwaway cluster (own dir, own ports) with a running job is stopped without leftovers.
 
     It depends on ``slurm_cluster`` only so that packages and munged are known to be there.
     """
-    conf_dir = tmp_path / f"cluster-{secrets.token_hex(3)}"
+    conf_dir = throwaway_cluster_dir
     started = start_cluster(conf_dir)
     assert started.returncode == 0, started.stderr
     second = SlurmCluster(conf_dir=conf_dir)
@@ -117,9 +118,11 @@ def test_start_is_idempotent(slurm_cluster: SlurmCluster) -> None:
     assert f"export SLURM_CONF={slurm_cluster.conf_path}" in again.stdout
 
 
-def test_stop_leaves_a_shared_munged_running(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+def test_stop_leaves_a_shared_munged_running(
+    slurm_cluster: SlurmCluster, tmp_path: Path, throwaway_cluster_dir: Path
+) -> None:
     """munged serves every Slurm on the host: stopping one test cluster must not take it from the others."""
-    conf_dir = tmp_path / f"cluster-{secrets.token_hex(3)}"
+    conf_dir = throwaway_cluster_dir
     started = start_cluster(conf_dir)
     assert started.returncode == 0, started.stderr
     # pretend this cluster had started munged: without --munge, stop must still leave it alone

@@ -45,7 +45,8 @@ import secrets
 import pytest
 from plugins.two_clusters import ALPHA, BETA, TwoClusters
 
-pytestmark = pytest.mark.slurm
+# xdist_group: under pytest-xdist every test of the rig runs in one worker, which starts the rig once.
+pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("two_clusters")]
 
 SCRIPT = "#!/bin/sh\nsleep 300\n"
 FORMAT = "%i|%y|%Q|%T|%L|%N|%j|%r"

@@ -1,7 +1,8 @@
 """Fixtures of the fault suite (tests/fault/): its own Slurm cluster, its seed, a rig per test, its figures.
 
 * ``fault_seed``: the seed of every random choice of the suite, from ``SLURM_DISPATCH_FAULT_SEED`` (to replay a
-  run) or drawn at random; printed in the session summary and in every failure.
+  run) or drawn at random when the session starts (and put in that variable, so that pytest-xdist's workers,
+  started after, share it); printed in the session summary and in every failure.
 * ``fault_cluster``: a private Slurm cluster (contrib/slurm/start-test-cluster.sh in a directory of this
   session), never the session cluster other tests share: the suite stops its slurmctld and its nodes. Stopped
   at the end of the session. Also holds the foreign jobs (other names, submitted by the test) that the
@@ -9,12 +10,15 @@
   fail.
 * ``fault_rig``: the emulator, the service process and the watcher for one test (``fault_rig.Rig``); its
   figures go to the session summary, to stdout (``pytest -s``) and, when ``SLURM_DISPATCH_FAULT_REPORT`` names a
-  file, to that file.
+  file, to that file. They reach the summary as a user property of the test's report, the one way pytest-xdist
+  carries data from a worker to the process that prints the summary.
 """
 
 from __future__ import annotations
 
+import base64
 import os
+import pickle
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,19 +40,23 @@ def _in_ci() -> bool:
 
 _REPORTS = pytest.StashKey[list[str]]()
 _TOTAL = pytest.StashKey[Figures]()
-_SEED = pytest.StashKey[int]()
+_PROPERTY = "fault_suite_report"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Draw the seed once per session, before pytest-xdist starts its workers (they inherit the environment)."""
+    if not hasattr(config, "workerinput") and not os.environ.get(SEED_VAR, "").strip():
+        os.environ[SEED_VAR] = str(random.SystemRandom().randrange(1, 2**31))
 
 
 @pytest.fixture(scope="session")
-def fault_seed(pytestconfig: pytest.Config) -> int:
-    """The fault suite's seed: ``$SLURM_DISPATCH_FAULT_SEED``, else a random one (printed in the summary)."""
+def fault_seed() -> int:
+    """The fault suite's seed: ``$SLURM_DISPATCH_FAULT_SEED`` (set at the start of the session when not given)."""
     raw = os.environ.get(SEED_VAR, "").strip()
     try:
-        seed = int(raw) if raw else random.SystemRandom().randrange(1, 2**31)
+        return int(raw)
     except ValueError:
         pytest.fail(f"{SEED_VAR}={raw!r} is not an integer", pytrace=False)
-    pytestconfig.stash[_SEED] = seed
-    return seed
 
 
 @pytest.fixture(scope="session")
@@ -84,14 +92,39 @@ def fault_rig(request: pytest.FixtureRequest, fault_cluster: tuple[PrivateCluste
             known_bug = request.node.get_closest_marker("xfail") is not None
             report = rig.report() + ("\n  (an xfail test: a known bug, left out of the totals)" if known_bug else "")
             print(f"\n{report}")
-            config = request.config
-            config.stash.setdefault(_REPORTS, []).append(report)
-            if not known_bug:
-                config.stash.setdefault(_TOTAL, Figures("all fault scenarios")).merge(rig.figures)
+            # (pickled: the figures hold Counters, which pytest-xdist's channel does not carry)
+            figures = None if known_bug else base64.b64encode(pickle.dumps(rig.figures)).decode()
+            request.node.user_properties.append((_PROPERTY, (report, figures)))
             path = os.environ.get(REPORT_VAR)
             if path:
                 with open(path, "a") as f:
                     f.write(report + "\n")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keep the figures a fault test's teardown reported (in this process or in a pytest-xdist worker)."""
+    if report.when != "teardown":
+        return
+    for name, value in report.user_properties:
+        if name == _PROPERTY:
+            text, figures = value
+            config = _session_config()
+            config.stash.setdefault(_REPORTS, []).append(text)
+            if figures is not None:
+                total = config.stash.setdefault(_TOTAL, Figures("all fault scenarios"))
+                total.merge(pickle.loads(base64.b64decode(figures)))  # our own bytes, from our own worker
+
+
+_CONFIG: list[pytest.Config] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remember the config: pytest_runtest_logreport is not given it."""
+    _CONFIG[:] = [session.config]
+
+
+def _session_config() -> pytest.Config:
+    return _CONFIG[0]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
@@ -99,7 +132,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     reports = config.stash.get(_REPORTS, [])
     if not reports:
         return
-    terminalreporter.write_sep("=", f"fault suite (seed {config.stash.get(_SEED, '?')}; replay with {SEED_VAR})")
+    terminalreporter.write_sep("=", f"fault suite (seed {os.environ.get(SEED_VAR, '?')}; replay with {SEED_VAR})")
     for report in reports:
         terminalreporter.write_line(report)
     total = config.stash.get(_TOTAL, None)

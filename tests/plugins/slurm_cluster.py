@@ -5,6 +5,11 @@ host, configured in a directory of its own and reached through SLURM_CONF. The f
 running (the script is idempotent) and leaves it running at the end, because other test sessions on this machine
 may share it; the README's test command stops it when it started it.
 
+Under pytest-xdist (the README's test command runs several workers), the first worker uses that cluster and every
+other worker a cluster of its own in ``<dir>-<worker>`` (about 3 s to start), so that no test sees another
+worker's jobs, node failures or slurmctld restarts; the fixture stops a worker's cluster at the end of the session
+when it started it.
+
 Where Slurm cannot start, tests that need it are skipped with the script's reason, except under ``CI=true``, where
 they fail loudly instead: CI must never pass without having run against real Slurm.
 """
@@ -12,7 +17,9 @@ they fail loudly instead: CI must never pass without having run against real Slu
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -99,17 +106,51 @@ def stop_cluster(conf_dir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(STOP), str(conf_dir)], capture_output=True, text=True, timeout=120, check=False)
 
 
+def cluster_dir() -> tuple[Path, bool]:
+    """Where this test process's cluster lives, and whether it is a worker's own (see the module docstring)."""
+    base = Path(os.environ.get("SLURM_DISPATCH_TEST_CLUSTER_DIR", REPO / ".slurm-test"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker in ("", "gw0"):
+        return base, False
+    return base.with_name(f"{base.name}-{worker}"), True
+
+
+def _running(conf_dir: Path) -> bool:
+    """True when the slurmctld recorded in ``conf_dir`` is alive."""
+    try:
+        os.kill(int((conf_dir / "slurmctld.pid").read_text().strip()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 @pytest.fixture(scope="session")
-def slurm_cluster() -> SlurmCluster:
-    """The project's real Slurm test cluster, started if needed (never stopped here; see the module docstring)."""
-    conf_dir = Path(os.environ.get("SLURM_DISPATCH_TEST_CLUSTER_DIR", REPO / ".slurm-test"))
+def slurm_cluster() -> Iterator[SlurmCluster]:
+    """The project's real Slurm test cluster, started if needed (a worker's own one is stopped at the end)."""
+    conf_dir, own = cluster_dir()
+    started_here = own and not _running(conf_dir)
     result = start_cluster(conf_dir)
     if result.returncode != 0:
         reason = f"the Slurm test cluster did not start ({START} {conf_dir}):\n{result.stderr.strip()}"
         if in_ci():
             pytest.fail(f"CI=true and real Slurm is required: {reason}", pytrace=False)
         pytest.skip(reason)
-    return SlurmCluster(conf_dir=conf_dir)
+    yield SlurmCluster(conf_dir=conf_dir)
+    if started_here:
+        stop_cluster(conf_dir)
+
+
+@pytest.fixture
+def throwaway_cluster_dir() -> Iterator[Path]:
+    """A short, empty directory for a throwaway cluster of one test, deleted afterwards (stop the cluster first).
+
+    Short because slurmd puts each job step's Unix socket in its spool directory, and a socket path longer than
+    108 bytes makes the step fail ("Unix socket name exceeded maximum length"): pytest's tmp_path under
+    pytest-xdist is already 70 bytes.
+    """
+    path = Path(tempfile.mkdtemp(prefix="sd-cluster-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
