@@ -40,8 +40,13 @@ def test_dispatch_through_the_wrapper_completes(e2e: E2E) -> None:
     )
     uuid = e2e.control.create_container(command=["sleep", "0.2"], runtime_constraints={"ram": 100_000_000, "vcpus": 1})["uuid"]
     e2e.started.append(RunningDispatcher(settings, e2e.slurm.env).start())
-    wait_until(lambda: e2e.container(uuid).state is ContainerState.COMPLETE, what="the container to complete")
-    (job,) = e2e.jobs_named(uuid)
+    # (120 s: CI once failed this test on a loaded machine, its output cut off before the reason; the bound
+    # only matters when something is wrong)
+    wait_until(lambda: e2e.container(uuid).state is ContainerState.COMPLETE, timeout=120,
+               what=f"container {uuid} to complete")
+    jobs = e2e.jobs_named(uuid)
+    assert len(jobs) == 1, f"expected one Slurm job for {uuid}, squeue shows {jobs}"
+    (job,) = jobs
     wait_until(lambda: e2e.slurm.show_job(job).get("JobState") in FINAL, what=f"job {job} to end")
     output = (e2e.output_dir / f"{job}.out").read_text()
     assert f"crunch-run-wrapper: Slurm job {job} on node " in output
