@@ -94,7 +94,7 @@ class Explainer:
         if self._ends is None:
             end = None
         elif job_id:
-            end = await self._ends.lookup(job_id)
+            end = await self._ends.lookup(job_id, name=view.latest.uuid)
         else:  # a job this process never saw (it ended while the service was down): ask by its name
             end = await self._ends.lookup_named(view.latest.uuid)
         if end is not None:

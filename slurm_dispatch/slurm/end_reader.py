@@ -6,6 +6,8 @@ keeps ended jobs for MinJobAge, 300 s by default, and squeue's cost is the same 
 regular poll), at most one such query every ``MIN_GAP_S``; jobs slurmctld no longer knows are asked of ``sacct``
 when accounting runs (once it has said it does not, it is not asked again). Never a query per job per tick. A job
 the runner never saw (it ended while the service was down) is asked by its name (the container uuid) instead.
+With several Slurm clusters one job id can name a job on each; a question by id also gives the job's name (the
+container uuid), and only the job of that name answers it.
 
 The answers are ``slurm_dispatch.slurm.reasons.JobEnd`` values; the words are in ``reasons.end_reason``.
 """
@@ -15,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from slurm_dispatch.errors import SlurmCommandError
-from slurm_dispatch.slurm.reasons import JobEnd, parse_job_ends, parse_sacct
+from slurm_dispatch.slurm.reasons import JobEnd, parse_job_end_lines, parse_sacct_lines
 
 logger = logging.getLogger("slurm_dispatch.slurm.end_reader")
 
@@ -27,6 +29,8 @@ MIN_GAP_S = 2.0
 
 GATHER_S = 0.2
 """How long the first question waits for others to join it."""
+
+_K = TypeVar("_K", str, tuple[str, str])
 
 MAX_IDS_PER_QUERY = 200
 """Job ids per command line (long id lists have hit E2BIG in other tools)."""
@@ -71,7 +75,8 @@ class JobEndReader:
         self._run = run
         self._clock = clock
         self._sleep = sleep
-        self._waiting: dict[str, list[asyncio.Future[JobEnd | None]]] = {}
+        self._waiting: dict[tuple[str, str], list[asyncio.Future[JobEnd | None]]] = {}
+        """By (job id, job name or "")."""
         self._named: dict[str, list[asyncio.Future[JobEnd | None]]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._last_query: float | None = None
@@ -79,14 +84,15 @@ class JobEndReader:
         self.queries = 0
         """Queries run so far (squeue and sacct), for tests and metrics."""
 
-    async def lookup(self, job_id: str) -> JobEnd | None:
+    async def lookup(self, job_id: str, *, name: str = "") -> JobEnd | None:
         """Return how job ``job_id`` ended, or None when Slurm does not know (or could not be asked).
 
-        Blocks (asynchronously) until the batch it joins has been answered.
+        ``name``, when given, is the job's name (its container's uuid): a job of that id with another name (on
+        another Slurm cluster) is not an answer. Blocks (asynchronously) until the batch it joins has been answered.
         """
         if not job_id:
             return None
-        return await self._ask(self._waiting, job_id)
+        return await self._ask(self._waiting, (job_id, name))
 
     async def lookup_named(self, name: str) -> JobEnd | None:
         """Return how the latest job named ``name`` ended (for a job whose id the runner never saw), or None.
@@ -97,7 +103,7 @@ class JobEndReader:
             return None
         return await self._ask(self._named, name)
 
-    async def _ask(self, waiting: dict[str, list[asyncio.Future[JobEnd | None]]], key: str) -> JobEnd | None:
+    async def _ask(self, waiting: dict[_K, list[asyncio.Future[JobEnd | None]]], key: _K) -> JobEnd | None:
         future: asyncio.Future[JobEnd | None] = asyncio.get_running_loop().create_future()
         waiting.setdefault(key, []).append(future)
         if self._flusher is None or self._flusher.done():
@@ -112,46 +118,45 @@ class JobEndReader:
                 await self._sleep(gap)
         waiting, self._waiting = self._waiting, {}
         named, self._named = self._named, {}
-        ids = sorted(waiting)
-        answers: dict[str, JobEnd] = {}
+        ids = sorted({job_id for job_id, _ in waiting})
+        answers = _Answers()
         by_name: dict[str, JobEnd] = {}
         try:
             for start in range(0, len(ids), MAX_IDS_PER_QUERY):
-                answers.update(await self._squeue(self._source.job_ends, ids[start : start + MAX_IDS_PER_QUERY]))
-            missing = [i for i in ids if i not in answers]
+                answers.add(await self._squeue(self._source.job_ends, ids[start : start + MAX_IDS_PER_QUERY]))
+            missing = sorted({job_id for job_id, name in waiting if answers.get(job_id, name) is None})
             if missing and self._sacct_works is not False:
                 for start in range(0, len(missing), MAX_IDS_PER_QUERY):
-                    answers.update(await self._sacct(missing[start : start + MAX_IDS_PER_QUERY]))
+                    answers.add(await self._sacct(missing[start : start + MAX_IDS_PER_QUERY]), fill_only=True)
             names = sorted(named)
             for start in range(0, len(names), MAX_IDS_PER_QUERY):
                 found = await self._squeue(self._source.job_ends_named, names[start : start + MAX_IDS_PER_QUERY])
-                for end in sorted(found.values(), key=_id_order):  # the latest job of a name wins
+                for end in sorted(found, key=_id_order):  # the latest job of a name wins
                     by_name[end.name] = end
         finally:
             self._last_query = self._clock()
-            for answered, questions in ((answers, waiting), (by_name, named)):
-                for key, futures in questions.items():
-                    for future in futures:
-                        if not future.done():
-                            future.set_result(answered.get(key))
+            for (job_id, name), futures in waiting.items():
+                _answer(futures, answers.get(job_id, name))
+            for name, futures in named.items():
+                _answer(futures, by_name.get(name))
             if self._waiting or self._named:  # questions that came while this batch was asked
                 self._flusher = asyncio.create_task(self._flush(), name="job end query")
 
-    async def _squeue(self, query: Callable[[Sequence[str]], str], keys: list[str]) -> dict[str, JobEnd]:
+    async def _squeue(self, query: Callable[[Sequence[str]], str], keys: list[str]) -> list[JobEnd]:
         self.queries += 1
         try:
             text = await self._run(query, keys)
         except SlurmCommandError as exc:
             if "Invalid job id" in exc.stderr_tail:  # a single id slurmctld has forgotten
-                return {}
+                return []
             logger.warning("asking Slurm how %d job(s) ended: %s", len(keys), exc)
-            return {}
-        ends, errors = parse_job_ends(text)
+            return []
+        ends, errors = parse_job_end_lines(text)
         for error in errors:
             logger.warning("%s", error)
         return ends
 
-    async def _sacct(self, ids: list[str]) -> dict[str, JobEnd]:
+    async def _sacct(self, ids: list[str]) -> list[JobEnd]:
         self.queries += 1
         try:
             text = await self._run(self._source.sacct, ids)
@@ -160,9 +165,35 @@ class JobEndReader:
                 logger.info("sacct cannot say how jobs ended (%s); ended jobs are only known for Slurm's MinJobAge",
                             exc.stderr_tail or exc)
             self._sacct_works = False
-            return {}
+            return []
         self._sacct_works = True
-        return parse_sacct(text)
+        return parse_sacct_lines(text)
+
+
+class _Answers:
+    """The ends of one batch, by id and by (id, name); a later line of the same key wins."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, JobEnd] = {}
+        self._by_id_name: dict[tuple[str, str], JobEnd] = {}
+
+    def add(self, ends: list[JobEnd], *, fill_only: bool = False) -> None:
+        """Keep these ends; with ``fill_only``, only for keys not answered yet (sacct after squeue)."""
+        for end in ends:
+            if not (fill_only and end.job_id in self._by_id):
+                self._by_id[end.job_id] = end
+            if not (fill_only and (end.job_id, end.name) in self._by_id_name):
+                self._by_id_name[end.job_id, end.name] = end
+
+    def get(self, job_id: str, name: str) -> JobEnd | None:
+        """The end of job ``job_id`` named ``name`` (any name when ``name`` is ""), or None."""
+        return self._by_id_name.get((job_id, name)) if name else self._by_id.get(job_id)
+
+
+def _answer(futures: list[asyncio.Future[JobEnd | None]], end: JobEnd | None) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(end)
 
 
 def _id_order(end: JobEnd) -> tuple[int, str]:

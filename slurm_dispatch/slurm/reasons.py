@@ -195,8 +195,19 @@ def _exit_code(text: str) -> tuple[int | None, int | None]:
 
 
 def parse_job_ends(text: str) -> tuple[dict[str, JobEnd], list[SqueueParseError]]:
-    """Return the ended jobs in ``squeue --states=all --jobs=... --Format=JOB_END_FORMAT`` output, by job id. Pure."""
-    ends: dict[str, JobEnd] = {}
+    """Return the ended jobs in ``squeue --states=all --jobs=... --Format=JOB_END_FORMAT`` output, by job id
+    (the last line of an id wins), and the lines that could not be read. Pure."""
+    ends, errors = parse_job_end_lines(text)
+    return {end.job_id: end for end in ends}, errors
+
+
+def parse_job_end_lines(text: str) -> tuple[list[JobEnd], list[SqueueParseError]]:
+    """Return every ended job in ``squeue --states=all --jobs=... --Format=JOB_END_FORMAT`` output, in its order,
+    and the lines that could not be read. Pure.
+
+    With several clusters one id may come twice, one job per cluster: the name (a container's uuid) tells ours.
+    """
+    ends: list[JobEnd] = []
     errors: list[SqueueParseError] = []
     for line in text.split("\n"):  # not splitlines: see squeue_lines.parse_squeue_all
         if not line.strip() or line.startswith("CLUSTER: "):  # with --clusters, a header before each cluster's jobs
@@ -210,19 +221,26 @@ def parse_job_ends(text: str) -> tuple[dict[str, JobEnd], list[SqueueParseError]
             continue
         job_id, state, raw, nodes, start, end, limit, name, comment, reason = (p.strip() for p in parts)
         status, signal = _wait_status(raw)
-        ends[job_id] = JobEnd(job_id=job_id, state=state, exit_status=status, signal=signal, nodes=_blank(nodes),
-                              start=_blank(start), end=_blank(end), time_limit=_blank(limit), name=name,
-                              comment=_blank(comment), reason=_blank(reason))
+        ends.append(JobEnd(job_id=job_id, state=state, exit_status=status, signal=signal, nodes=_blank(nodes),
+                           start=_blank(start), end=_blank(end), time_limit=_blank(limit), name=name,
+                           comment=_blank(comment), reason=_blank(reason)))
     return ends, errors
 
 
 def parse_sacct(text: str) -> dict[str, JobEnd]:
-    """Return the jobs in ``sacct --parsable2 --noheader --format=SACCT_FIELDS`` output, by job id. Pure.
+    """Return the jobs in ``sacct --parsable2 --noheader --format=SACCT_FIELDS`` output, by job id (the last line
+    of an id wins). Pure. See ``parse_sacct_lines``."""
+    return {end.job_id: end for end in parse_sacct_lines(text)}
+
+
+def parse_sacct_lines(text: str) -> list[JobEnd]:
+    """Return every job in ``sacct --parsable2 --noheader --format=SACCT_FIELDS`` output, in its order. Pure.
 
     Step lines (``123.batch``, ``123.extern``) are skipped: the allocation's line says how the job ended. So are
-    lines without a job id or a state (as ``parse_job_ends`` refuses them).
+    lines without a job id or a state (as ``parse_job_ends`` refuses them). With several clusters one id may come
+    twice, one job per cluster.
     """
-    ends: dict[str, JobEnd] = {}
+    ends: list[JobEnd] = []
     for line in text.split("\n"):  # not splitlines: see squeue_lines.parse_squeue_all
         parts = line.split("|", len(SACCT_FIELDS) - 1)
         if (len(parts) < len(SACCT_FIELDS) or "." in parts[0] or not _JOB_ID_RE.fullmatch(parts[0].strip())
@@ -234,9 +252,9 @@ def parse_sacct(text: str) -> dict[str, JobEnd]:
         if m:
             state, by = "CANCELLED", m.group(1)
         status, signal = _exit_code(exit_code)
-        ends[job_id] = JobEnd(job_id=job_id, state=state, exit_status=status, signal=signal, nodes=_blank(nodes),
-                              start=_blank(start), end=_blank(end), time_limit=_blank(limit), name=name,
-                              comment=_blank(comment), reason=_blank(reason), cancelled_by=by, source="sacct")
+        ends.append(JobEnd(job_id=job_id, state=state, exit_status=status, signal=signal, nodes=_blank(nodes),
+                           start=_blank(start), end=_blank(end), time_limit=_blank(limit), name=name,
+                           comment=_blank(comment), reason=_blank(reason), cancelled_by=by, source="sacct"))
     return ends
 
 
@@ -360,8 +378,10 @@ __all__ = [
     "end_reason",
     "never_runnable",
     "never_runnable_reason",
+    "parse_job_end_lines",
     "parse_job_ends",
     "parse_sacct",
+    "parse_sacct_lines",
     "pending_words",
     "reason_code",
     "scheduling_status",

@@ -1,0 +1,96 @@
+"""JobEndReader: one batched question for many vanished jobs; with several Slurm clusters, the job's name picks ours.
+
+With ``--clusters=a,b`` one job id can name a job on each cluster, and ``squeue --clusters=a,b --jobs=7`` shows
+both (each after its ``CLUSTER:`` line). A question by id carries the job's name (its container's uuid), so the
+other cluster's job 7 is never taken for ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from slurm_dispatch.slurm.end_reader import JobEndReader
+from slurm_dispatch.slurm.reasons import JobEnd
+
+OURS = "zzzzz-dz642-aaaaaaaaaaaaaaa"
+THEIRS = "zzzzz-dz642-bbbbbbbbbbbbbbb"
+
+
+def end_line(job_id: str, state: str, name: str, *, nodes: str = "c1") -> str:
+    """A line of ``squeue --Format=JOB_END_FORMAT`` (reasons.JOB_END_FIELDS, ``|`` between them)."""
+    return f"{job_id}|{state}|0|{nodes}|2026-12-07T10:00:00|2026-12-07T10:05:00|UNLIMITED|{name}||None"
+
+
+def sacct_line(job_id: str, state: str, name: str) -> str:
+    """A line of ``sacct --parsable2 --format=SACCT_FIELDS``."""
+    return f"{job_id}|{state}|0:0|c2|2026-12-07T10:00:00|2026-12-07T10:05:00|UNLIMITED|{name}||None"
+
+
+class Source:
+    """Slurm's answers, as text, and the questions asked."""
+
+    def __init__(self, squeue: str, sacct: str | None = None) -> None:
+        self.squeue, self.sacct_text = squeue, sacct
+        self.calls: list[tuple[str, tuple[str, ...]]] = []
+
+    def job_ends(self, job_ids: Sequence[str]) -> str:
+        self.calls.append(("job_ends", tuple(job_ids)))
+        return self.squeue
+
+    def job_ends_named(self, names: Sequence[str]) -> str:
+        self.calls.append(("job_ends_named", tuple(names)))
+        return self.squeue
+
+    def sacct(self, job_ids: Sequence[str]) -> str:
+        self.calls.append(("sacct", tuple(job_ids)))
+        return self.sacct_text or ""
+
+
+def ask(source: Source, *questions: tuple[str, str]) -> list[JobEnd | None]:
+    """Ask the questions (job id, name) at once; return the answers in order."""
+
+    async def run(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    async def no_sleep(_s: float) -> None:
+        return None
+
+    async def main() -> list[JobEnd | None]:
+        reader = JobEndReader(source, run=run, clock=lambda: 0.0, sleep=no_sleep)
+        return list(await asyncio.gather(*(reader.lookup(job_id, name=name) for job_id, name in questions)))
+
+    return asyncio.run(main())
+
+
+TWO_CLUSTERS = "\n".join([
+    "CLUSTER: sdalpha", end_line("7", "TIMEOUT", OURS),
+    "CLUSTER: sdbeta", end_line("7", "COMPLETED", THEIRS, nodes="beta1"),
+])
+
+
+def test_one_id_on_two_clusters_each_question_gets_the_job_of_its_name() -> None:
+    source = Source(TWO_CLUSTERS)
+    ours, theirs = ask(source, ("7", OURS), ("7", THEIRS))
+    assert ours is not None and (ours.state, ours.name) == ("TIMEOUT", OURS)
+    assert theirs is not None and (theirs.state, theirs.nodes) == ("COMPLETED", "beta1")
+    assert source.calls == [("job_ends", ("7",))], "one query for both, the id asked once"
+
+
+def test_a_job_of_that_id_with_another_name_is_no_answer() -> None:
+    """Only the other cluster still remembers a job 7: ours is asked of sacct, and without it Slurm does not know."""
+    source = Source(end_line("7", "COMPLETED", THEIRS), sacct=sacct_line("7", "COMPLETED", THEIRS))
+    assert ask(source, ("7", OURS)) == [None]
+    assert source.calls == [("job_ends", ("7",)), ("sacct", ("7",))]
+
+
+def test_sacct_answers_for_ours_when_squeue_shows_only_theirs() -> None:
+    source = Source(end_line("7", "COMPLETED", THEIRS), sacct=sacct_line("7", "OUT_OF_MEMORY", OURS))
+    (end,) = ask(source, ("7", OURS))
+    assert end is not None and (end.state, end.source) == ("OUT_OF_MEMORY", "sacct")
+
+
+def test_without_a_name_the_id_alone_answers() -> None:
+    (end,) = ask(Source(end_line("7", "FAILED", OURS)), ("7", ""))
+    assert end is not None and end.state == "FAILED"
