@@ -203,6 +203,16 @@ def _sh_quote(word: str) -> str:
     return "'" + word.replace("'", "'\\''") + "'"
 
 
+def _shown_name(name: str) -> str:
+    """Return an environment variable name for an error message: its repr, cut to 60 characters. Pure.
+
+    The names come from the config (SbatchEnvironmentVariables): a very long one must not make a very long
+    message.
+    """
+    text = repr(name)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def batch_script(argv: Sequence[str], env: Mapping[str, str]) -> str:
     """Return the job script: a shebang line, then ``K='v' ... exec 'arg' ...`` and a newline. Pure.
 
@@ -218,9 +228,9 @@ def batch_script(argv: Sequence[str], env: Mapping[str, str]) -> str:
     parts = ["#!/bin/sh\n"]
     for name, value in env.items():
         if not _ENV_NAME_RE.fullmatch(name):
-            raise ValueError(f"batch script: {name!r} is not a valid environment variable name")
+            raise ValueError(f"batch script: {_shown_name(name)} is not a valid environment variable name")
         if "\0" in value:
-            raise ValueError(f"batch script: the value of {name} contains a NUL character")
+            raise ValueError(f"batch script: the value of {_shown_name(name)} contains a NUL character")
         parts.append(f"{name}={_sh_quote(value)} ")
     parts.append("exec")
     for word in argv:

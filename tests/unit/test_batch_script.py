@@ -226,3 +226,15 @@ def test_admin_commands_reach_the_cluster_the_service_uses() -> None:
     assert slurm_backend(shell, settings=s)._env == {"PATH": "/usr/bin", "SLURM_CONF": "/etc/slurm/b.conf"}
     assert slurm_backend(shell)._env == {"PATH": "/usr/bin", "SLURM_CONF": "/etc/slurm/a.conf"}, \
         "cancel, which reads no config, keeps the shell's"
+
+
+@pytest.mark.parametrize(("env", "words"), [
+    ({"x" * 5000 + "-": "v"}, "is not a valid environment variable name"),
+    ({"A" * 5000: "a\0b"}, "contains a NUL character"),
+])
+def test_a_refusal_shows_a_long_name_cut_short(env: dict[str, str], words: str) -> None:
+    """Found by benchmarks/fuzz_records.py: a 5,000-character name made a 5,000-character message."""
+    with pytest.raises(ValueError, match=words) as raised:
+        batch_script(["crunch-run"], env)
+    assert len(str(raised.value)) < 150, str(raised.value)
+    assert "..." in str(raised.value)
