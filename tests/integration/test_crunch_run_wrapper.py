@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from plugins.e2e import E2E, RunningDispatcher, crunch_run_stub, wait_until
+from plugins.slurm_cluster import SlurmCluster, start_cluster, stop_cluster
 
 from slurm_dispatch.model import ContainerState
 
@@ -155,23 +156,34 @@ def test_broken_node_hook_marks_the_jobs_comment(slurm_clean: object, tmp_path: 
     assert (record["exit_status"], record["broken_node"]) == (1, True)
 
 
-def test_a_job_owner_may_set_its_own_jobs_comment(slurm_clean: object) -> None:
-    """Slurm 22.05 lets a plain user set the Comment of their own running job: the hook needs no privilege."""
-    cluster = slurm_clean
+def test_a_job_owner_may_set_its_own_jobs_comment(slurm_cluster: object, throwaway_cluster_dir: Path) -> None:
+    """Slurm 22.05 lets a plain user set the Comment of their own running job: the hook needs no privilege.
+
+    On a cluster of its own, in a directory anyone may enter: nobody's sbatch and scontrol read its slurm.conf,
+    and slurmd runs nobody's batch script from its spool directory, so a cluster kept inside a directory only
+    root can enter (a checkout made under ``mktemp -d``) would fail the job with exit code 13 (EACCES).
+    """
     try:
         pwd.getpwnam("nobody")
     except KeyError:
         pytest.skip("no user 'nobody' here")
     if shutil.which("runuser") is None:
         pytest.skip("no runuser here")
-    as_nobody = ["runuser", "-u", "nobody", "--", "env", f"SLURM_CONF={cluster.conf_path}"]  # type: ignore[attr-defined]
-    job = cluster.run(  # type: ignore[attr-defined]
-        [*as_nobody, "sbatch", "--parsable", "--chdir=/tmp", "--output=/dev/null", "--job-name=wrapper-test",
-         "--wrap", "scontrol update JobId=$SLURM_JOB_ID Comment=slurm-dispatch:broken-node:$SLURMD_NODENAME"],
-        check=True, cwd="/tmp",
-    ).stdout.strip()
-    wait_until(lambda: cluster.show_job(job).get("JobState") in FINAL, what=f"job {job} to end")  # type: ignore[attr-defined]
-    shown = cluster.show_job(job)  # type: ignore[attr-defined]
+    throwaway_cluster_dir.chmod(0o755)
+    started = start_cluster(throwaway_cluster_dir)
+    assert started.returncode == 0, started.stderr
+    cluster = SlurmCluster(conf_dir=throwaway_cluster_dir)
+    try:
+        as_nobody = ["runuser", "-u", "nobody", "--", "env", f"SLURM_CONF={cluster.conf_path}"]
+        job = cluster.run(
+            [*as_nobody, "sbatch", "--parsable", "--chdir=/tmp", "--output=/dev/null", "--job-name=wrapper-test",
+             "--wrap", "scontrol update JobId=$SLURM_JOB_ID Comment=slurm-dispatch:broken-node:$SLURMD_NODENAME"],
+            check=True, cwd="/tmp",
+        ).stdout.strip()
+        wait_until(lambda: cluster.show_job(job).get("JobState") in FINAL, what=f"job {job} to end")
+        shown = cluster.show_job(job)
+    finally:
+        stop_cluster(throwaway_cluster_dir)
     assert shown["UserId"].startswith("nobody(")
     assert shown["ExitCode"] == "0:0"
     assert shown["Comment"] == f"slurm-dispatch:broken-node:{shown['NodeList']}"
