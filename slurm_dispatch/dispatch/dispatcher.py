@@ -500,6 +500,10 @@ class Dispatcher(ContainerCalls):
             decision = record_action(state=state, locked_by=locked_by, me=me, tracked=tracker is not None)
             try:
                 if decision.action is RecordAction.CLOSE:
+                    if tracker is not None and parsed_state.is_final and locked_by in ("", me):
+                        # Unlike Go's checkListForUpdates, the RunContainer gets the final record before the
+                        # close: the job of a Complete container may end by itself (slurm/decide.py: next_step)
+                        self._deliver_last(tracker, raw)
                     if tracker is not None and tracker.close():
                         report.closed += 1
                         logger.info("container %s: %s; stopping tracking", uuid, decision.reason)
@@ -515,6 +519,14 @@ class Dispatcher(ContainerCalls):
                     to_adopt.append(uuid)
             except ValueError as exc:
                 self._malformed(uuid, exc)
+
+    def _deliver_last(self, tracker: Tracker, raw: Mapping[str, Any]) -> None:
+        """Offer a tracker its container's final record (Complete or Cancelled) just before it is closed; a record
+        that cannot be read is logged and the tracker is closed all the same. Does not block."""
+        try:
+            tracker.offer(raw, Container.from_api)
+        except ValueError as exc:
+            self._malformed(tracker.uuid, exc)
 
     async def _adopt(self, uuids: list[str]) -> int:
         """Start trackers for containers locked by us that none follows (left by a previous process), from their

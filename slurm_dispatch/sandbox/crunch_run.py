@@ -73,6 +73,9 @@ Behaviour is chosen by the container record, so the dispatcher need not know:
         engine): only SIGKILL ends it, and its job lingers in squeue after scancel.
     An unknown value is reported on stdout and treated as ``complete``.
 
+``environment["SANDBOX_EXIT_AFTER"]`` (seconds, at most 600): after writing Complete, keep running that long
+before exiting, as crunch-run does while it tidies up; a stop signal meanwhile ends the wait at once.
+
 Exit status: 0 when the final state was written (Complete or Cancelled), 1 when the
 container did not run or the stub failed, 2 on a usage error.
 """
@@ -106,6 +109,9 @@ WAIT_FOR_KEY = "SANDBOX_WAIT_FOR"
 runner waits for its children, before it completes."""
 BROKEN_NODES_KEY = "SANDBOX_BROKEN_NODES"
 """With mode ``broken-node``: the nodes (space-separated names) that are broken; elsewhere the stub completes."""
+EXIT_AFTER_KEY = "SANDBOX_EXIT_AFTER"
+"""Seconds the stub keeps running after it has written Complete (0 when unset)."""
+MAX_EXIT_AFTER_S = 600.0
 NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 """A node name the stub accepts in ``SANDBOX_BROKEN_NODES`` (as crunch-run-wrapper accepts one in a Comment)."""
 GATEWAY_SECRET_VAR = "GatewayAuthSecret"
@@ -141,6 +147,8 @@ class Behaviour:
     """With mode ``wait-for``: the containers to wait for."""
     broken_nodes: tuple[str, ...] | None = None
     """With mode ``broken-node``: the only nodes that are broken (None: every node)."""
+    exit_after: float = 0.0
+    """Seconds to keep running after writing Complete (``SANDBOX_EXIT_AFTER``)."""
 
 
 def behaviour_of(record: Mapping[str, Any]) -> Behaviour:
@@ -175,7 +183,18 @@ def behaviour_of(record: Mapping[str, Any]) -> Behaviour:
         broken_nodes = tuple(n for n in names if NODE_NAME_RE.match(n))
         if len(broken_nodes) != len(names):
             warning = warning or f"ignoring what is not a node name in {BROKEN_NODES_KEY}={str(raw_nodes)[:80]!r}"
-    return Behaviour(mode=mode, duration=duration, warning=warning, wait_for=wait_for, broken_nodes=broken_nodes)
+    exit_after = 0.0
+    raw_after = env.get(EXIT_AFTER_KEY) if isinstance(env, Mapping) else None
+    if raw_after is not None:
+        try:
+            exit_after = float(raw_after)
+        except (TypeError, ValueError):
+            exit_after = math.nan
+        if not math.isfinite(exit_after) or not 0 <= exit_after <= MAX_EXIT_AFTER_S:
+            warning = warning or f"ignoring {EXIT_AFTER_KEY}={str(raw_after)[:40]!r}: not 0 to {MAX_EXIT_AFTER_S:g} s"
+            exit_after = 0.0
+    return Behaviour(mode=mode, duration=duration, warning=warning, wait_for=wait_for, broken_nodes=broken_nodes,
+                     exit_after=exit_after)
 
 
 def on_node(behaviour: Behaviour, node: str) -> Behaviour:
@@ -408,6 +427,10 @@ class Stub:
                 select=["uuid"],
             )
             self.say("state Complete")
+            if behaviour.exit_after:
+                self.say(f"tidying up for {behaviour.exit_after:g} s before exiting")
+                if self.work(behaviour.exit_after):
+                    self.say(f"{self.stopper.signal_name}: stopping")
             return 0
         except ArvadosAPIError as exc:
             self.say(f"cannot record the result: {exc}")

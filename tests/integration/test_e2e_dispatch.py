@@ -53,6 +53,27 @@ def test_containers_run_to_complete_with_one_job_each(e2e: E2E) -> None:
         assert len(e2e.jobs_named(uuid)) == 1
 
 
+def test_a_job_still_tidying_up_after_complete_ends_by_itself(e2e: E2E) -> None:
+    """crunch-run sets Complete, then keeps running a few seconds (as it does while it tidies up): the job is not
+    scancelled, so Slurm records it COMPLETED. The tick that sees Complete hands the record to the RunContainer
+    before closing its tracker; without it the job was scancelled at once (CI saw it through the wrapper test)."""
+    record = e2e.control.create_container(
+        priority=1, command=["sleep", "0.2"], runtime_constraints={"ram": 100_000_000, "vcpus": 1},
+        environment={"SANDBOX_CRUNCH_RUN": "complete", "SANDBOX_EXIT_AFTER": "4"},
+    )
+    uuid = str(record["uuid"])
+    e2e.dispatcher()
+    wait_until(lambda: _state(e2e, uuid) is ContainerState.COMPLETE, timeout=90, what="the container to complete")
+    (job,) = e2e.jobs_named(uuid)
+    assert e2e.slurm.show_job(job).get("JobState") in ("RUNNING", "COMPLETING", "COMPLETED"), \
+        "the job tidies up for 4 s after Complete"
+    wait_until(lambda: e2e.slurm.show_job(job).get("JobState") in ("COMPLETED", "CANCELLED", "FAILED"),
+               timeout=60, what=f"job {job} to end")
+    assert e2e.slurm.show_job(job)["JobState"] == "COMPLETED", "the job was scancelled"
+    assert "tidying up for 4 s" in e2e.output(job)
+    assert "SIGTERM" not in e2e.output(job)
+
+
 def test_priority_zero_while_pending_unlocks_and_holds(e2e: E2E) -> None:
     uuid = _new(e2e)
     _pending_dispatcher(e2e)
