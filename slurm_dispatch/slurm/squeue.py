@@ -176,6 +176,10 @@ class SqueueChecker:
         self._submissions_seen: int | None = None  # read at the first poll: the counter may not exist yet
         self.soon_gap_s = SOON_POLL_GAP_S
         """The least gap before the next early poll (grows while early polls lead to no sbatch)."""
+        self._plan_inputs: dict[str, tuple[int, int, int]] | None = None
+        self._plan: list[tuple[str, int]] = []
+        self.plans_computed = 0
+        """Renice plans worked out so far (``renice_plan`` reuses the last one when nothing changed)."""
 
     # -- observing -------------------------------------------------------------
 
@@ -448,9 +452,17 @@ class SqueueChecker:
     def renice_plan(self, jobs: Mapping[str, SlurmJob]) -> list[tuple[str, int]]:
         """Return ``(name, nice)`` for every job whose nice should change, in the order to apply them.
 
-        ``slurm_dispatch.slurm.priority.renice_plan`` with the wants recorded so far. Does not block.
+        ``slurm_dispatch.slurm.priority.renice_plan`` with the wants recorded so far. That plan depends only on
+        each of our jobs' want, nice and Slurm priority: when none of them changed since the last plan, the last
+        plan is the answer (at rest, an empty one), without its two sorts of every job. Does not block.
         """
-        return renice_plan(self._wants, jobs, self._spread, nice_fn=self._want_nice)
+        inputs = {name: (want, jobs[name].nice, jobs[name].slurm_priority)
+                  for name, want in self._wants.items() if name in jobs}
+        if inputs != self._plan_inputs:
+            self._plan = renice_plan(self._wants, jobs, self._spread, nice_fn=self._want_nice)
+            self._plan_inputs = inputs
+            self.plans_computed += 1
+        return list(self._plan)
 
     async def _renice_all(self, jobs: Mapping[str, SlurmJob]) -> None:
         loop = asyncio.get_running_loop()

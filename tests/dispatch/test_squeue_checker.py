@@ -243,6 +243,43 @@ def test_renice_only_where_nice_changes(fake_slurm: FakeSlurm) -> None:
     run(go)
 
 
+def test_the_renice_plan_is_worked_out_again_only_when_a_want_nice_or_priority_changed(
+    fake_slurm: FakeSlurm,
+) -> None:
+    """At rest every poll would sort every job to find nothing to change; an unchanged input reuses the plan."""
+    for name in (A, B, C):
+        submit(fake_slurm, name)
+    calls: list[int] = []
+
+    def counting_nice(jobs: Sequence[Any], spread: int) -> list[int]:
+        calls.append(len(jobs))
+        return rank_nice(jobs, spread)
+
+    sq = checker(fake_slurm, want_nice=counting_nice)
+
+    async def go() -> None:
+        await polled(sq)
+        for name, want in ((A, 30), (B, 20), (C, 10)):
+            await sq.set_want(name, want)
+        await polled(sq)  # plans and renices
+        await polled(sq)  # the renices show: a new input, an empty plan
+        assert fake_slurm.reniced() == [(A, 0), (B, 10), (C, 20)]
+        computed, worked_out = sq.plans_computed, len(calls)
+        for _ in range(3):
+            await polled(sq)
+        assert sq.plans_computed == computed, "nothing changed: the last plan was reused"
+        assert len(calls) == worked_out, "want_nice was not run again"
+        await sq.set_want(C, 40)  # a want changes
+        await polled(sq)
+        assert sq.plans_computed == computed + 1
+        assert fake_slurm.reniced()[3:] == [(C, 0), (A, 10), (B, 20)]
+        fake_slurm.renice(A, 500)  # someone else renices one of our jobs: its nice changes
+        await polled(sq)
+        assert fake_slurm.reniced()[-1] == (A, 10), "put back"
+
+    run(go)
+
+
 def test_renice_ties_break_by_uuid_descending(fake_slurm: FakeSlurm) -> None:
     for name in (A, C, B):
         submit(fake_slurm, name)
