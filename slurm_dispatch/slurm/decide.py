@@ -172,7 +172,7 @@ def next_step(view: RunnerView, policy: Policy, now: float) -> Step:
     no, none seen yet          Locked, priority > 0, still ours, not given up   SUBMIT
     no                         anything else                                    SETTLE
     yes, completing            left, priority 0 or given up                     FOLLOW
-    yes, not pending           Complete, left less than FINISHED_JOB_GRACE_S    FOLLOW
+    yes                        Complete, left less than FINISHED_JOB_GRACE_S    FOLLOW
     yes                        left this dispatcher                             SCANCEL
     yes                        priority 0                                       SCANCEL
     yes                        given up                                         SCANCEL
@@ -200,7 +200,9 @@ def next_step(view: RunnerView, policy: Policy, now: float) -> Step:
         # Slurm is already ending it (its epilog, its processes' exit): another scancel changes nothing
         return Step(StepKind.FOLLOW, "its job is completing")
     if view.left:
-        if (latest.state is ContainerState.COMPLETE and job.state != "PENDING" and view.left_at is not None
+        # Whatever state the last poll showed: it may be a PollInterval old, and a short container runs and
+        # completes between two polls while the last one still shows its job PENDING.
+        if (latest.state is ContainerState.COMPLETE and view.left_at is not None
                 and now < view.left_at + FINISHED_JOB_GRACE_S):
             return Step(StepKind.FOLLOW, "its container is Complete: the job may end by itself",
                         wake_at=view.left_at + FINISHED_JOB_GRACE_S)
