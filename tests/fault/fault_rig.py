@@ -313,6 +313,11 @@ class Rig:
         """Stop the service with SIGTERM, check the invariants over the whole run, fill the figures; return
         every violation. Blocks."""
         if self.service.alive:
+            # An incarnation that drain() has just started may not have its signal handlers yet (the interpreter
+            # and its imports come first), and SIGTERM then ends it as it ends any process: killed by the signal.
+            # The final stop is of a running service, so it waits for READY=1 first.
+            if not self.service.ready():
+                self.wait_ready()
             self.sigterm("final stop, idle")
         self.watcher.fresh()
         records = self.records()
