@@ -87,11 +87,27 @@ class SlurmCluster:
 
     def wait_for(self, predicate: Callable[[], bool], *, timeout: float = 60, what: str = "condition") -> None:
         """Poll ``predicate`` every 0.2 s until it is true; fail the test after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout} s waiting for {what}")
-            time.sleep(0.2)
+        poll_until(predicate, timeout=timeout, what=what)
+
+
+def poll_until(predicate: Callable[[], bool], *, timeout: float = 60, what: str = "condition") -> None:
+    """Poll ``predicate`` every 0.2 s until it is true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def pid_file_alive(pid_file: Path) -> bool:
+    """True when the process whose pid ``pid_file`` holds is alive (False when the file is missing or bad)."""
+    try:
+        os.kill(int(pid_file.read_text().strip()), 0)
+    except PermissionError:  # it exists, as another user's
+        return True
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def start_cluster(conf_dir: Path, *, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -115,20 +131,11 @@ def cluster_dir() -> tuple[Path, bool]:
     return base.with_name(f"{base.name}-{worker}"), True
 
 
-def _running(conf_dir: Path) -> bool:
-    """True when the slurmctld recorded in ``conf_dir`` is alive."""
-    try:
-        os.kill(int((conf_dir / "slurmctld.pid").read_text().strip()), 0)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
 @pytest.fixture(scope="session")
 def slurm_cluster() -> Iterator[SlurmCluster]:
     """The project's real Slurm test cluster, started if needed (a worker's own one is stopped at the end)."""
     conf_dir, own = cluster_dir()
-    started_here = own and not _running(conf_dir)
+    started_here = own and not pid_file_alive(conf_dir / "slurmctld.pid")
     result = start_cluster(conf_dir)
     if result.returncode != 0:
         reason = f"the Slurm test cluster did not start ({START} {conf_dir}):\n{result.stderr.strip()}"

@@ -18,14 +18,13 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from plugins.slurm_cluster import in_ci
+from plugins.slurm_cluster import in_ci, pid_file_alive, poll_until
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "slurm_dispatch" / "sandbox" / "slurm"
@@ -88,11 +87,7 @@ class TwoClusters:
 
     def wait_for(self, predicate: Callable[[], bool], *, timeout: float = 60, what: str = "condition") -> None:
         """Poll ``predicate`` every 0.2 s until it is true; fail the test after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout} s waiting for {what}")
-            time.sleep(0.2)
+        poll_until(predicate, timeout=timeout, what=what)
 
     def stop_slurmctld(self, cluster: str) -> None:
         """Stop ``cluster``'s slurmctld, to test a cluster that is down; blocks until it is gone. ``start()`` undoes it."""
@@ -126,13 +121,7 @@ def _alive(pid: int) -> bool:
 
 def _running(base_dir: Path) -> bool:
     """Whether both slurmctld of the rig in ``base_dir`` run (then someone else started it: leave it running)."""
-    for cluster in (ALPHA, BETA):
-        try:
-            if not _alive(int((base_dir / cluster / "slurmctld.pid").read_text())):
-                return False
-        except (OSError, ValueError):
-            return False
-    return True
+    return all(pid_file_alive(base_dir / cluster / "slurmctld.pid") for cluster in (ALPHA, BETA))
 
 
 def start_two_clusters(base_dir: Path) -> subprocess.CompletedProcess[str]:
