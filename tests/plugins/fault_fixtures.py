@@ -38,8 +38,6 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-_REPORTS = pytest.StashKey[list[str]]()
-_TOTAL = pytest.StashKey[Figures]()
 _PROPERTY = "fault_suite_report"
 
 
@@ -101,41 +99,26 @@ def fault_rig(request: pytest.FixtureRequest, fault_cluster: tuple[PrivateCluste
                     f.write(report + "\n")
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Keep the figures a fault test's teardown reported (in this process or in a pytest-xdist worker)."""
-    if report.when != "teardown":
-        return
-    for name, value in report.user_properties:
-        if name == _PROPERTY:
-            text, figures = value
-            config = _session_config()
-            config.stash.setdefault(_REPORTS, []).append(text)
-            if figures is not None:
-                total = config.stash.setdefault(_TOTAL, Figures("all fault scenarios"))
-                total.merge(pickle.loads(base64.b64decode(figures)))  # our own bytes, from our own worker
-
-
-_CONFIG: list[pytest.Config] = []
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Remember the config: pytest_runtest_logreport is not given it."""
-    _CONFIG[:] = [session.config]
-
-
-def _session_config() -> pytest.Config:
-    return _CONFIG[0]
-
-
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    """Print the fault suite's figures (when it ran) at the end of the session."""
-    reports = config.stash.get(_REPORTS, [])
+    """Print the fault suite's figures (when it ran) at the end of the session, from the user properties of the
+    test reports the terminal reporter kept (this process's, or pytest-xdist's workers')."""
+    reports: list[str] = []
+    total = Figures("all fault scenarios")
+    for test_reports in terminalreporter.stats.values():
+        for test_report in test_reports:
+            if getattr(test_report, "when", None) != "teardown":
+                continue
+            for name, value in test_report.user_properties:
+                if name == _PROPERTY:
+                    text, figures = value
+                    reports.append(text)
+                    if figures is not None:
+                        total.merge(pickle.loads(base64.b64decode(figures)))  # our own bytes, from our own worker
     if not reports:
         return
     terminalreporter.write_sep("=", f"fault suite (seed {os.environ.get(SEED_VAR, '?')}; replay with {SEED_VAR})")
     for report in reports:
         terminalreporter.write_line(report)
-    total = config.stash.get(_TOTAL, None)
-    if total is not None and len(reports) > 1:
+    if len(reports) > 1:
         for line in total.lines():
             terminalreporter.write_line(line)
