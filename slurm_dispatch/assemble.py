@@ -191,11 +191,17 @@ class DispatchLoop:
             return
         self._pending_generation = snapshot.generation
         now = time.monotonic()
-        self._pending_since = {
-            name: self._pending_since.get(name, now)
-            for name, job in snapshot.jobs.items()
-            if job.state == "PENDING" and is_our_job_name(name, self.settings.cluster_id)
-        }
+        before, pending_since = self._pending_since, {}
+        for name, job in snapshot.jobs.items():
+            if job.state != "PENDING":
+                continue
+            since = before.get(name)
+            if since is None:  # a name not pending before: is it ours? (known ones were checked then)
+                if not is_our_job_name(name, self.settings.cluster_id):
+                    continue
+                since = now
+            pending_since[name] = since
+        self._pending_since = pending_since
         self._metrics.set_oldest_pending_age(now - min(self._pending_since.values(), default=now))
 
     async def run(self) -> None:

@@ -45,7 +45,13 @@ from typing import Any, TypeVar
 from slurm_dispatch.dispatch.admission import Admission, Drain, Limits, Verdict, Waiting, admit
 from slurm_dispatch.dispatch.calls import ContainerCalls
 from slurm_dispatch.dispatch.client import DispatchClient
-from slurm_dispatch.dispatch.decide import RecordAction, TrackDecision, record_action, track_decision
+from slurm_dispatch.dispatch.decide import (
+    STATES_OURS,
+    RecordAction,
+    TrackDecision,
+    record_action,
+    track_decision,
+)
 from slurm_dispatch.dispatch.fallback import apply_fallback, failure_report
 from slurm_dispatch.dispatch.queries import (
     FULL_RECORD_FIELDS,
@@ -481,7 +487,16 @@ class Dispatcher(ContainerCalls):
         Does not block.
         """
         me = self._token_uuid
+        trackers = self._trackers
         for raw in items:
+            known = trackers.get(raw["uuid"]) if type(raw) is dict and type(raw.get("uuid")) is str else None
+            if (known is not None and raw.get("locked_by_uuid") == me and raw.get("state") in STATES_OURS
+                    and known.holds(raw)):
+                # Still ours, and exactly the record its tracker holds: record_action would say OFFER, and the
+                # offer would wake nobody. Most records of a tick at rest take this path (a few µs less each).
+                todo.discard(known.uuid)
+                report.records += 1
+                continue
             try:
                 uuid, parsed_state, locked_by = routing_fields(raw)
             except ValueError as exc:

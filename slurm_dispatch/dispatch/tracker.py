@@ -123,7 +123,7 @@ class Tracker:
     Use it from the dispatcher's event loop only.
     """
 
-    __slots__ = ("_whole", "channel", "draining", "supervisor", "task", "uuid")
+    __slots__ = ("_offered", "_whole", "channel", "draining", "supervisor", "task", "uuid")
 
     def __init__(self, uuid: str, channel: UpdateChannel, raw: Mapping[str, Any], *, supervisor: bool = False) -> None:
         """Create a tracker whose channel already holds the record built from ``raw`` (a whole record)."""
@@ -135,6 +135,8 @@ class Tracker:
         self.draining = False
         """True once the RunContainer returned: every record is then delivered (for the fallback)."""
         self._whole: Mapping[str, Any] = raw
+        self._offered: Mapping[str, Any] | None = None
+        """The last record offered while open (delivered or not): the same one again would deliver nothing."""
 
     @property
     def closed(self) -> bool:
@@ -155,12 +157,20 @@ class Tracker:
         """
         if self.channel.closed:
             return False
+        self._offered = raw
         if not self.draining and self._known(raw):
             return False
         whole = {**self._whole, **raw}
         container = build(whole)
         self._whole = whole
         return self.channel.put(container)
+
+    def holds(self, raw: Mapping[str, Any]) -> bool:
+        """True if the tracker is open and not draining, and every field of ``raw`` (etag included) has the value
+        it already holds: ``offer(raw, ...)`` would deliver nothing. Does not block."""
+        if self.draining or self.channel.closed:
+            return False
+        return raw == self._offered or raw.items() <= self._whole.items()
 
     def _known(self, raw: Mapping[str, Any]) -> bool:
         """True if every field of ``raw`` but the etag has the value already known. Does not block."""

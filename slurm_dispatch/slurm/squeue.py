@@ -56,7 +56,7 @@ from slurm_dispatch.model import SlurmJob
 from slurm_dispatch.slurm.backend import SlurmBackend
 from slurm_dispatch.slurm.priority import WantNice, renice_commands, renice_plan
 from slurm_dispatch.slurm.priority import want_nice as default_want_nice
-from slurm_dispatch.slurm.squeue_lines import UNKNOWN_STATE, parse_squeue
+from slurm_dispatch.slurm.squeue_lines import UNKNOWN_STATE, SqueueParser
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,8 @@ def _job_key(job: SlurmJob | None) -> tuple[str, str, str, str] | None:
     return None if job is None else (job.job_id, job.state, job.reason, job.nodes)
 
 
+_NOT_JUDGED = object()
+
 _GONE_ONLY = ("", "", "", "gone only")
 """The ``seen`` of a ``wait_gone`` watch: only the job's absence is news."""
 
@@ -93,6 +95,8 @@ class _Watch:
     seen: tuple[str, str, str, str] | None
     time_left_below: int | None
     future: asyncio.Future[SlurmJob | None]
+    judged: object = _NOT_JUDGED
+    """The job line (or None) this watch was last found to have no news in."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,10 @@ class SqueueChecker:
         self._submissions_seen: int | None = None  # read at the first poll: the counter may not exist yet
         self.soon_gap_s = SOON_POLL_GAP_S
         """The least gap before the next early poll (grows while early polls lead to no sbatch)."""
+        self._parser = SqueueParser()
         self._plan_inputs: dict[str, tuple[int, int, int]] | None = None
+        self._plan_wants: dict[str, int] | None = None
+        self._plan_lines: list[SlurmJob | None] = []
         self._plan: list[tuple[str, int]] = []
         self.plans_computed = 0
         """Renice plans worked out so far (``renice_plan`` reuses the last one when nothing changed)."""
@@ -249,29 +256,37 @@ class SqueueChecker:
                     del self._watches[uuid]
 
     def _wake_watchers(self, jobs: Mapping[str, SlurmJob], seq: int) -> None:
-        for uuid in list(self._watches):
+        for uuid, watches in list(self._watches.items()):
             job = jobs.get(uuid)
-            key = _job_key(job)
-            keep = []
-            for watch in self._watches[uuid]:
-                if watch.wanted > seq or watch.future.done():
-                    keep.append(watch)
-                    continue
-                if watch.seen is _GONE_ONLY:
-                    due = job is None
-                else:
-                    due = key != watch.seen or (
-                        watch.time_left_below is not None and job is not None and job.state == "RUNNING"
-                        and job.time_left_s is not None and job.time_left_s <= watch.time_left_below
-                    )
-                if due:
-                    watch.future.set_result(job)
-                else:
-                    keep.append(watch)
+            if all(watch.judged is job for watch in watches):
+                # Each was found to have no news in this very line already (the parser reuses the job of a line
+                # that did not change): at rest, one identity check per container instead of a judgement.
+                continue
+            keep = [watch for watch in watches if not self._wake_if_due(watch, job, seq)]
+            if len(keep) == len(watches):
+                continue
             if keep:
                 self._watches[uuid] = keep
             else:
                 del self._watches[uuid]
+
+    @staticmethod
+    def _wake_if_due(watch: _Watch, job: SlurmJob | None, seq: int) -> bool:
+        """Wake ``watch`` with ``job`` if the poll ``seq`` brings it news; return whether it was woken."""
+        if watch.wanted > seq or watch.future.done():
+            return False
+        if watch.seen is _GONE_ONLY:
+            due = job is None
+        else:
+            due = _job_key(job) != watch.seen or (
+                watch.time_left_below is not None and job is not None and job.state == "RUNNING"
+                and job.time_left_s is not None and job.time_left_s <= watch.time_left_below
+            )
+        if due:
+            watch.future.set_result(job)
+            return True
+        watch.judged = job
+        return False
 
     async def set_want(self, uuid: str, want: int) -> None:
         """Record the wanted order of job ``uuid``; the renice pass after each poll uses it.
@@ -363,7 +378,7 @@ class SqueueChecker:
             loop = asyncio.get_running_loop()
             try:
                 text = await loop.run_in_executor(self._executor, self._backend.queue)
-                jobs, errors = parse_squeue(text)
+                jobs, errors = self._parser.parse(text)
             except SlurmCommandError as exc:
                 self._note_failure(str(exc))
                 return False
@@ -454,8 +469,14 @@ class SqueueChecker:
 
         ``slurm_dispatch.slurm.priority.renice_plan`` with the wants recorded so far. That plan depends only on
         each of our jobs' want, nice and Slurm priority: when none of them changed since the last plan, the last
-        plan is the answer (at rest, an empty one), without its two sorts of every job. Does not block.
+        plan is the answer (at rest, an empty one), without its two sorts of every job; first checked by the job
+        lines themselves, which are the very same objects when squeue printed the same lines (``SqueueParser``).
+        Does not block.
         """
+        lines = [jobs.get(name) for name in self._wants]
+        if self._wants == self._plan_wants and lines == self._plan_lines:  # the very jobs of the last plan
+            return list(self._plan)
+        self._plan_wants, self._plan_lines = dict(self._wants), lines
         inputs = {name: (want, jobs[name].nice, jobs[name].slurm_priority)
                   for name, want in self._wants.items() if name in jobs}
         if inputs != self._plan_inputs:

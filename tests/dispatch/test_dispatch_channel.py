@@ -92,6 +92,27 @@ def test_offer_wakes_only_on_change_until_draining() -> None:
     asyncio.run(main())
 
 
+def test_holds_means_an_offer_would_deliver_nothing() -> None:
+    """The dispatcher's shortcut for an unchanged record (``Tracker.holds``) never says yes where ``offer`` would
+    deliver: not for a changed field, not once draining or closed; the etag counts, unlike in ``offer``."""
+    async def main() -> None:
+        first = {**rec(1), "etag": "e1"}
+        tracker = Tracker(UUID, UpdateChannel(Container.from_api(first)), first)
+        await tracker.channel.next()
+        selected = {k: first[k] for k in ("uuid", "state", "etag")}
+        assert tracker.holds(selected) and not tracker.offer(selected, Container.from_api)
+        assert not tracker.holds({**selected, "priority": 2})
+        assert not tracker.holds({**selected, "etag": "e2"})
+        assert not tracker.holds({**selected, "runtime_status": {"error": "x"}})  # a field it never had
+        tracker.draining = True
+        assert not tracker.holds(selected) and tracker.offer(selected, Container.from_api)
+        tracker.draining = False
+        tracker.close()
+        assert not tracker.holds(selected)
+
+    asyncio.run(main())
+
+
 def test_throttle_first_sight_allowed_then_held() -> None:
     clock = FakeClock()
     t = Throttle(10.0, clock)

@@ -10,6 +10,7 @@ from slurm_dispatch.errors import SqueueParseError
 from slurm_dispatch.model import SlurmJob
 from slurm_dispatch.slurm.backend import SQUEUE_FORMAT
 from slurm_dispatch.slurm.squeue_lines import (
+    SqueueParser,
     format_squeue_line,
     parse_squeue,
     parse_squeue_all,
@@ -259,3 +260,51 @@ def test_a_time_left_of_thousands_of_digits_is_unknown(text: str) -> None:
     assert parse_time_left(text) is None
     job = parse_squeue_line(f"1|0|1|RUNNING|{text}|c1|a|None")
     assert job.time_left_s is None
+
+
+# --- SqueueParser: one poll after another ----------------------------------------------------------------------
+
+_POOL = [
+    *CAPTURED.splitlines(),
+    "181|0|934403|RUNNING|4:57|c2|zzzzz-dz642-capturerun00001|None",  # the same job, a second later
+    "184|0|934400|RUNNING|UNLIMITED|c1|zzzzz-dz642-captureres00001|None",
+    "garbage",
+    "2|x|2|PENDING|UNLIMITED||zzzzz-dz642-capturebegin001|None",
+    "",
+    "CLUSTER: sdalpha",
+    "CLUSTER: sdbeta",
+    "JOBID|NICE|PRIORITY|STATE|TIME_LEFT|NODELIST|NAME|REASON",
+]
+
+
+@given(st.lists(st.lists(st.sampled_from(_POOL), max_size=14), max_size=6))
+def test_a_parser_kept_across_polls_reads_each_output_as_a_fresh_parse_does(outputs: list[list[str]]) -> None:
+    """Reusing the jobs of unchanged lines is invisible: every output, whatever came before it (the same lines
+    under another cluster's header, a line turned bad, a title row), gives what parsing it alone gives."""
+    parser = SqueueParser()
+    for lines in outputs:
+        text = "\n".join(lines) + "\n"
+        jobs, errors = parser.parse_all(text)
+        fresh_jobs, fresh_errors = parse_squeue_all(text)
+        assert jobs == fresh_jobs
+        assert [(e.line, str(e), e.about) for e in errors] == [(e.line, str(e), e.about) for e in fresh_errors]
+
+
+def test_an_unchanged_line_gives_the_same_job_and_a_changed_one_a_new_one() -> None:
+    parser = SqueueParser()
+    first, _ = parser.parse(CAPTURED)
+    again = CAPTURED.replace("181|0|934403|RUNNING|4:58|", "181|0|934403|RUNNING|4:57|")
+    second, errors = parser.parse(again)
+    assert errors == []
+    assert second["zzzzz-dz642-capturebegin001"] is first["zzzzz-dz642-capturebegin001"]
+    assert second["zzzzz-dz642-capturerun00001"] is not first["zzzzz-dz642-capturerun00001"]
+    assert second["zzzzz-dz642-capturerun00001"].time_left_s == 4 * 60 + 57
+
+
+def test_a_parser_remembers_only_the_latest_output() -> None:
+    parser = SqueueParser()
+    first, _ = parser.parse(CAPTURED)
+    parser.parse("")
+    third, _ = parser.parse(CAPTURED)
+    assert third == first
+    assert all(third[name] is not job for name, job in first.items())
