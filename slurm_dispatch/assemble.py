@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -107,7 +108,7 @@ class DispatchLoop:
         self.settings = settings
         self.client: DispatchClient = client or ArvadosClient.from_settings(settings)
         self.backend: SlurmBackend = backend or SlurmCLI(env=slurm_command_env(settings, base_env),
-                                                         clusters=clusters_of(settings))
+                                                         clusters=clusters_of(settings), own_uid=os.geteuid())
         if feature_cli is None and settings.instance_types and isinstance(self.backend, NodeFeatureCLI):
             feature_cli = self.backend
         self._feature_cli = feature_cli if settings.instance_types else None

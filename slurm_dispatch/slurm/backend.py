@@ -46,6 +46,24 @@ space, which cuts the reason to its first word; this format keeps it whole, and 
 need: the job id (to ask Slurm how a vanished job ended), the nodes and the time left."""
 
 
+SQUEUE_OWNERS_ARGV: tuple[str, ...] = ("squeue", "--all", "--noheader", "--format=%U|%j")
+"""Who owns which job (uid and name), every user's: run once before squeue is narrowed to our own jobs
+(``SlurmCLI``'s ``own_uid``; the check is ``decide.other_owners_of_container_jobs``)."""
+
+
+def squeue_argv(user_filter: int | None = None) -> list[str]:
+    """Return ``SQUEUE_ARGV``, asking for the jobs of uid ``user_filter`` only when it is given. Pure.
+
+    With one non-zero uid, squeue asks slurmctld for that user's jobs alone (REQUEST_JOB_USER_INFO, which packs
+    only them) instead of the whole job table (REQUEST_JOB_INFO); for uid 0 squeue sends the whole-table request
+    all the same (src/squeue/squeue.c: _print_job, Slurm 22.05), so 0 is never passed.
+    """
+    argv = list(SQUEUE_ARGV)
+    if user_filter:
+        argv.append(f"--user={user_filter}")
+    return argv
+
+
 def scancel_argvs(name: str) -> list[list[str]]:
     """Return the three scancel command lines that cancel job ``name``, in the order to run them.
 

@@ -30,19 +30,23 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
 
 from slurm_dispatch.errors import SlurmCommandError, SlurmUnavailable
 from slurm_dispatch.slurm import spawn
 from slurm_dispatch.slurm.backend import (
     SQUEUE_ARGV,
+    SQUEUE_OWNERS_ARGV,
     release_argv,
     renice_argv,
     renice_jobs_argv,
     scancel_argvs,
     scancel_jobs_argv,
+    squeue_argv,
 )
 from slurm_dispatch.slurm.clusters import clusters_in, missing_clusters, several, with_clusters
+from slurm_dispatch.slurm.decide import other_owners_of_container_jobs
 from slurm_dispatch.slurm.reasons import JOB_END_FORMAT, SACCT_FIELDS
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,10 @@ DEFAULT_TIMEOUT_S = 60.0
 MAX_CONCURRENT = 3
 """sbatch/scancel/scontrol commands allowed at once (services/crunch-dispatch-slurm/slurm.go: the semaphore of
 NewSlurmCLI; Go does not count squeue either)."""
+
+OWNERS_RECHECK_S = 3600
+"""While jobs named like containers belong to other users, how often squeue checks again whether it may read our
+own jobs only (one more squeue of every user's jobs an hour)."""
 
 OUTPUT_TRIM = 256
 """How many characters of stdout/stderr go into logs and exceptions (as kopf trims bodies)."""
@@ -115,6 +123,7 @@ class SlurmCLI:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_concurrent: int = MAX_CONCURRENT,
         clusters: Sequence[str] = (),
+        own_uid: int | None = None,
     ) -> None:
         """Build the backend. Does no I/O.
 
@@ -125,6 +134,10 @@ class SlurmCLI:
             max_concurrent: how many sbatch/scancel/scontrol commands may run at once.
             clusters: the Slurm clusters the jobs go to (``clusters.clusters_of``); every command but sbatch
                 then carries ``--clusters`` (``clusters.with_clusters``). ``()``: the local cluster.
+            own_uid: the uid this process submits jobs as (the service passes its own). When it is not 0 and one
+                cluster is used, squeue asks slurmctld for this user's jobs only, once a squeue of every user's
+                jobs has shown no job named like a container that another user owns (see ``queue``). None or
+                0: every user's jobs, as Go reads them.
         """
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
@@ -134,6 +147,11 @@ class SlurmCLI:
         self.clusters = tuple(clusters)
         self._seen_clusters: set[str] = set()
         """With ``all``: the clusters squeue has shown; one that drops out later means no information."""
+        self.own_uid = own_uid if own_uid and not self.clusters else None
+        self.own_jobs_only: bool | None = None if self.own_uid else False
+        """Whether squeue reads our own jobs only: None until the check of every user's jobs has worked."""
+        self._owners_checked_at: float | None = None
+        self._other_owners: list[str] = []
 
     # -- the SlurmBackend Protocol -------------------------------------------------
 
@@ -201,7 +219,10 @@ class SlurmCLI:
             SlurmCommandError: squeue exited non-zero for another reason.
         """
         if not self.clusters:
-            return self._run(list(SQUEUE_ARGV), log_stdout=False)
+            if self.own_uid and not self.own_jobs_only and (
+                    self._owners_checked_at is None or time.monotonic() - self._owners_checked_at >= OWNERS_RECHECK_S):
+                self._check_owners()
+            return self._run(squeue_argv(self.own_uid if self.own_jobs_only else None), log_stdout=False)
         # With clusters, without --noheader: that option also drops the "CLUSTER: <name>" lines that say which
         # cluster each job is on (measured on 22.05); parse_squeue skips the column titles.
         argv = [a for a in SQUEUE_ARGV if a != "--noheader"]
@@ -215,6 +236,33 @@ class SlurmCLI:
         if "all" in self.clusters:
             self._seen_clusters.update(clusters_in(out))
         return out
+
+    def _check_owners(self) -> None:
+        """Decide once whether squeue may read our own jobs only (``own_uid``); stay undecided if Slurm did not
+        answer (this poll then reads every user's jobs, and the next one checks again). Blocks.
+
+        At a shared site most of the job table is other users' jobs: slurmctld packs only ours for a
+        ``--user`` squeue (REQUEST_JOB_USER_INFO), where Go's squeue makes it pack every job each poll. Not while a
+        job named like a container belongs to another user, e.g. one the Go dispatcher left running as root: a
+        narrowed squeue would not show it, and its container would be submitted again. Checked again every
+        ``OWNERS_RECHECK_S`` while such jobs remain; once narrowed, for good (only a job submitted by another user,
+        not by this process's sbatch, could break the rule then).
+        """
+        try:
+            out = self._run(list(SQUEUE_OWNERS_ARGV), log_stdout=False)
+        except SlurmCommandError:
+            return
+        self._owners_checked_at = time.monotonic()
+        others = other_owners_of_container_jobs(out, self.own_uid or 0)
+        self.own_jobs_only = not others
+        if others:
+            level = logging.DEBUG if others == self._other_owners else logging.WARNING
+            self._other_owners = others
+            log.log(level, "jobs named like containers belong to other users (uid %s): squeue keeps reading every "
+                    "user's jobs, as Go does, and checks again in %d s", ", ".join(others), OWNERS_RECHECK_S)
+        else:
+            log.info("squeue reads the jobs of uid %d only (--user): no job named like a container belongs to "
+                     "another user", self.own_uid)
 
     def renice(self, name: str, nice: int) -> None:
         """Run ``scontrol update JobName=<name> Nice=<nice>``.

@@ -18,6 +18,7 @@ drift apart. Nothing here does I/O or reads the clock.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -28,6 +29,9 @@ from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.priority import container_want
 from slurm_dispatch.slurm.reasons import EndReason, never_runnable
 from slurm_dispatch.slurm.sbatch import has_time_limit
+
+CONTAINER_IN_TEXT_RE = re.compile(r"[a-z0-9]{5}-dz642-[a-z0-9]{15}")
+"""A container uuid anywhere in a line."""
 
 # -- whose job is it --------------------------------------------------------------------------------------
 
@@ -45,6 +49,27 @@ def is_our_job_name(name: str, cluster_id: str) -> bool:
 def our_job_names(names: Iterable[str], cluster_id: str) -> list[str]:
     """Return the names among ``names`` that are ours (``is_our_job_name``), sorted, without repeats. Pure."""
     return sorted({n for n in names if is_our_job_name(n, cluster_id)})
+
+
+def other_owners_of_container_jobs(text: str, uid: int) -> list[str]:
+    """Return the owners other than ``uid`` of jobs named like a container, from ``SQUEUE_OWNERS_ARGV``'s output
+    (``<uid>|<name>`` lines), sorted, without repeats; a line that cannot be read but names a container counts as
+    another owner ("?"). Pure.
+
+    Any cluster's container names count: while such a job exists, narrowing squeue to our own uid could hide a job
+    of ours that a previous dispatcher left under another user (the Go dispatcher runs as root), and a container
+    whose job cannot be seen is submitted again.
+    """
+    others: set[str] = set()
+    for line in text.split("\n"):
+        owner, sep, name = line.partition("|")
+        owner, name = owner.strip(), name.strip()
+        if sep and CONTAINER_UUID_RE.match(name) is not None:
+            if owner != str(uid):
+                others.add(owner if owner.isdigit() else "?")
+        elif CONTAINER_IN_TEXT_RE.search(line):
+            others.add("?")
+    return sorted(others)
 
 
 # -- a tracked container: the next step of its RunContainer ------------------------------------------------
@@ -394,6 +419,7 @@ __all__ = [
     "never_runnable_since",
     "next_step",
     "orphan_action",
+    "other_owners_of_container_jobs",
     "our_job_names",
     "permanent_sbatch_failure",
     "stuck_cancel_warning_due",

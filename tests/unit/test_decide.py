@@ -16,6 +16,7 @@ from slurm_dispatch.dispatch.decide import RecordAction, TrackDecision, record_a
 from slurm_dispatch.errors import SlurmCommandError, SlurmUnavailable
 from slurm_dispatch.model import Container, ContainerState, SlurmJob
 from slurm_dispatch.settings import DEFAULT_SBATCH_ARGUMENTS, Settings
+from slurm_dispatch.slurm.backend import SQUEUE_ARGV, squeue_argv
 from slurm_dispatch.slurm.decide import (
     FINISHED_JOB_GRACE_S,
     PERMANENT_REFUSALS,
@@ -29,6 +30,7 @@ from slurm_dispatch.slurm.decide import (
     is_our_job_name,
     next_step,
     orphan_action,
+    other_owners_of_container_jobs,
     our_job_names,
     stuck_cancel_warning_due,
 )
@@ -363,3 +365,29 @@ def test_a_completing_job_is_not_scancelled_again(kw: dict[str, Any]) -> None:
     assert step.kind is StepKind.FOLLOW, step.reason
     assert next_step(view(ctr("Running", ME, priority=0), job("COMPLETING")), POLICY, 0).kind is StepKind.FOLLOW
     assert next_step(view(ctr("Cancelled"), job("RUNNING"), **kw), POLICY, 10_000.0).kind is StepKind.SCANCEL
+
+
+# --- narrowing squeue to our own jobs ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "others"),
+    [
+        ("", []),
+        ("65534|zzzzz-dz642-000000000000001\n65534|zzzzz-dz642-000000000000002\n", []),
+        ("0|another users job\n1000|my analysis\n65534|zzzzz-dz642-000000000000001\n", []),
+        ("0|zzzzz-dz642-000000000000001\n", ["0"]),  # e.g. the Go dispatcher's, left running as root
+        ("0|yyyyy-dz642-000000000000001\n1000|zzzzz-dz642-000000000000002\n", ["0", "1000"]),  # any cluster's
+        ("garbled zzzzz-dz642-000000000000001\n", ["?"]),  # unreadable but about a container: not known ours
+        ("x|zzzzz-dz642-000000000000001\n", ["?"]),
+        ("65534|zzzzz-dz642-000000000000001 and more\n", ["?"]),
+        ("CLUSTER: sdalpha\n", []),
+    ],
+)
+def test_other_owners_of_container_jobs(text: str, others: list[str]) -> None:
+    assert other_owners_of_container_jobs(text, 65534) == others
+
+
+def test_squeue_argv_asks_for_one_users_jobs_only_for_a_non_zero_uid() -> None:
+    assert squeue_argv() == list(SQUEUE_ARGV) == squeue_argv(0)
+    assert squeue_argv(999) == [*SQUEUE_ARGV, "--user=999"]
