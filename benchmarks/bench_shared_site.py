@@ -1,7 +1,7 @@
 """Shared-site benchmark (issue 14): slurmctld's time for our RPCs, the service against the Go dispatcher's pattern.
 
 Run: ``.venv/bin/python benchmarks/bench_shared_site.py [--containers 1000] [--foreign 3000] [--burst 1000]
-[--poll-interval 10] [--window 60] [--burst-window 120] [--json out.json]``
+[--poll-interval 10] [--window 60] [--burst-window 120] [--service-user USER] [--json out.json]``
 
 A site where the dispatcher's jobs share slurmctld with other users' pending jobs. Two fresh private test
 clusters, set up alike one after the other (only one runs at a time):
@@ -12,6 +12,11 @@ clusters, set up alike one after the other (only one runs at a time):
   --uid=nobody|daemon|bin|sys --hold``, as root), never touched by either side.
 - Side A, the service (``service_proc.py``: ``DispatchLoop`` as ``slurm-dispatch run`` wires it). The jobs go
   in with the template's ``--nice=10000``; at N ≥ 112 the service's renice pass then only moves the top job.
+  With ``--service-user USER`` its jobs belong to USER (``--uid`` added to its sbatch arguments, for the jobs
+  set up here and those it submits) and its ``SlurmCLI`` gets USER's uid as ``own_uid``: slurmctld then gets
+  exactly the requests of a service running as USER (the shipped unit runs as ``crunch``), ``squeue --user``
+  among them, though the process is root's (the benchmark needs root). Without it, root's jobs and a root
+  service, whose squeue reads every user's jobs as Go's does.
 - Side B, the Go dispatcher's pattern (services/crunch-dispatch-slurm: ``squeue.go: SqueueChecker`` and
   ``slurm.go: slurmCLI``): its exact squeue (``squeue --all --noheader --format=%j %y %Q %T %r``) once per
   PollInterval on a ticker that drops missed ticks (Go's ``time.Ticker``), each followed by its renice pass
@@ -39,9 +44,11 @@ Printed: slurmctld's milliseconds per minute for our RPCs on each side and their
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
+import pwd
 import subprocess
 import sys
 import tempfile
@@ -57,6 +64,7 @@ from typing import Any, Protocol
 import sdiag
 from bench_service import in_wanted_order, service_settings
 from benchlib import (
+    FOREIGN_USERS,
     Cluster,
     Emulator,
     container_fields,
@@ -338,8 +346,12 @@ def diff_counts(after: Mapping[str, int], before: Mapping[str, int]) -> dict[str
 def run_service_side(args: argparse.Namespace, emulator: Emulator, settings: Settings,
                      ordered: Sequence[Container], work: Path) -> tuple[Window, Window, list[Container]]:
     """Side A: settle, steady window, burst window. Returns both windows and the burst's containers. Blocks."""
+    own_uid = None
+    if args.service_user:  # its jobs (those set up here and those it submits) belong to that user
+        own_uid = pwd.getpwnam(args.service_user).pw_uid
+        settings = dataclasses.replace(settings, sbatch_arguments=(*settings.sbatch_arguments, f"--uid={own_uid}"))
     cluster, conf_dir = setup_cluster("service", settings, ordered, args.foreign, work)
-    service = ServiceProcess(settings, cluster.env, work / "service.log")
+    service = ServiceProcess(settings, cluster.env, work / "service.log", own_uid=own_uid)
     try:
         service.start()
         settle = service.wait_settled(tracked=len(ordered), timeout=300 + len(ordered) * 0.1)
@@ -451,6 +463,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=60.0, help="steady-state window in seconds (default 60)")
     parser.add_argument("--burst-window", type=float, default=120.0,
                         help="burst window in seconds, longer if a side has not settled by then (default 120)")
+    parser.add_argument("--service-user", default=None, metavar="USER",
+                        help="the service's jobs belong to USER (sbatch --uid), and it reads squeue as a service "
+                             "running as USER does (squeue --user once no other user's job is named like a "
+                             "container); default: root's, as the Go dispatcher's")
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     args = parser.parse_args(argv)
     for name in ("containers", "foreign", "burst"):
@@ -460,9 +476,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("need --containers ≥ 1, --poll-interval > 0 and --window ≥ --poll-interval")
     if os.geteuid() != 0:
         parser.error("run as root: the test cluster, sbatch --uid and sdiag -r need it")
+    if args.service_user is not None:
+        if args.service_user in (*FOREIGN_USERS, "root"):
+            parser.error(f"--service-user must be none of root and the foreign jobs' users {', '.join(FOREIGN_USERS)}")
+        try:
+            pwd.getpwnam(args.service_user)
+        except KeyError:
+            parser.error(f"--service-user: no user {args.service_user!r} here")
     print(f"shared site: {args.containers} containers of ours, {args.foreign} foreign held jobs, burst of "
           f"{args.burst}, PollInterval {args.poll_interval:g} s, windows {args.window:g} s / {args.burst_window:g} s, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, the service's jobs belong to "
+          f"{args.service_user or 'root'}")
     emulator = Emulator(in_process=False)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-site-") as tmp:

@@ -96,14 +96,14 @@ def _peak_rss() -> int:
 
 
 def _child(conn: multiprocessing.connection.Connection, settings: Settings, base_env: dict[str, str],
-           log_path: str) -> None:
+           log_path: str, own_uid: int | None = None) -> None:
     """Child process: run the service until the parent says stop; answer its questions meanwhile."""
     handler = logging.FileHandler(log_path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     samples: list[TickSample] = []
     changed = threading.Condition()
-    backend = CountingSlurm(SlurmCLI(env=slurm_command_env(settings, base_env)))
+    backend = CountingSlurm(SlurmCLI(env=slurm_command_env(settings, base_env), own_uid=own_uid))
 
     class TickMetrics(Metrics):
         def set_containers(self, counts: Mapping[ContainerState | str, int]) -> None:
@@ -189,10 +189,13 @@ def _child(conn: multiprocessing.connection.Connection, settings: Settings, base
 class ServiceProcess:
     """The service in a child process (spawned: a fresh interpreter, nothing inherited but the arguments)."""
 
-    def __init__(self, settings: Settings, base_env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(self, settings: Settings, base_env: Mapping[str, str], log_path: Path, *,
+                 own_uid: int | None = None) -> None:
+        """``own_uid``: the uid the service's jobs belong to, as a service running as that user passes it to
+        ``SlurmCLI`` (the benchmark's service runs as root and submits with ``--uid``); None: root's."""
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_child, args=(child, settings, dict(base_env), str(log_path)),
+        self._proc = ctx.Process(target=_child, args=(child, settings, dict(base_env), str(log_path), own_uid),
                                  name="bench-service", daemon=True)
         self.samples: list[TickSample] = []
         self.log_path = log_path
