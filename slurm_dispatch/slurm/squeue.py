@@ -171,7 +171,13 @@ class SqueueChecker:
         self._last_error: str | None = None
         self._last_bad_lines: frozenset[str] = frozenset()
         self._low_warned: dict[str, tuple[str, str]] = {}
+        self._low_wants: dict[str, int] | None = None
+        self._low_lines: list[SlurmJob | None] = []
         self._watches: dict[str, list[_Watch]] = {}
+        self._unjudged: set[str] = set()
+        """Containers with a watch not judged against a poll yet."""
+        self._judged_jobs: Mapping[str, SlurmJob] = {}
+        """The jobs of the last poll the watches were judged against."""
         self._renice_task: asyncio.Task[None] | None = None
         self._poll_soon = asyncio.Event()
         self._defer_renice = defer_renice or (lambda: False)
@@ -246,6 +252,7 @@ class SqueueChecker:
     async def _watch(self, uuid: str, watch: _Watch) -> SlurmJob | None:
         future = watch.future
         self._watches.setdefault(uuid, []).append(watch)
+        self._unjudged.add(uuid)
         try:
             return await future
         finally:
@@ -256,13 +263,23 @@ class SqueueChecker:
                     del self._watches[uuid]
 
     def _wake_watchers(self, jobs: Mapping[str, SlurmJob], seq: int) -> None:
-        for uuid, watches in list(self._watches.items()):
+        """Wake the watches that the poll ``seq`` brings news to.
+
+        Only the containers whose job line is not the very object of the last pass (the parser reuses the job of
+        a line that did not change), and those with a watch not judged yet, are looked at: a judged watch found no
+        news in its line then, and an identical line brings none now. At rest, one identity check per job.
+        """
+        last = self._judged_jobs
+        changed = {name for name, job in jobs.items() if last.get(name) is not job}
+        changed.update(last.keys() - jobs.keys())
+        candidates = (changed | self._unjudged) & self._watches.keys()
+        self._judged_jobs, self._unjudged = jobs, set()
+        for uuid in candidates:
+            watches = self._watches[uuid]
             job = jobs.get(uuid)
-            if all(watch.judged is job for watch in watches):
-                # Each was found to have no news in this very line already (the parser reuses the job of a line
-                # that did not change): at rest, one identity check per container instead of a judgement.
-                continue
             keep = [watch for watch in watches if not self._wake_if_due(watch, job, seq)]
+            if any(watch.judged is not job for watch in keep):
+                self._unjudged.add(uuid)  # a watch from after this poll began: judged by the next one
             if len(keep) == len(watches):
                 continue
             if keep:
@@ -390,7 +407,8 @@ class SqueueChecker:
                 self.polls_done += 1
             self._note_success(errors)
             self._keep_unreadable(jobs, errors)
-            self._wants = {name: want for name, want in self._wants.items() if name in jobs}
+            if self._wants.keys() - jobs.keys():
+                self._wants = {name: want for name, want in self._wants.items() if name in jobs}
             self._snapshot = SqueueSnapshot(
                 generation=self._snapshot.generation + 1,
                 jobs=MappingProxyType(jobs),
@@ -446,6 +464,10 @@ class SqueueChecker:
         self._last_bad_lines = bad_lines
 
     def _warn_low_priority(self, jobs: Mapping[str, SlurmJob]) -> None:
+        lines = list(map(jobs.get, self._wants))
+        if self._wants == self._low_wants and lines == self._low_lines:
+            return  # the very jobs and wants of the last check: the same warnings, already given
+        self._low_wants, self._low_lines = dict(self._wants), lines
         warned: dict[str, tuple[str, str]] = {}
         for name, want in self._wants.items():
             job = jobs[name]
@@ -473,7 +495,7 @@ class SqueueChecker:
         lines themselves, which are the very same objects when squeue printed the same lines (``SqueueParser``).
         Does not block.
         """
-        lines = [jobs.get(name) for name in self._wants]
+        lines = list(map(jobs.get, self._wants))
         if self._wants == self._plan_wants and lines == self._plan_lines:  # the very jobs of the last plan
             return list(self._plan)
         self._plan_wants, self._plan_lines = dict(self._wants), lines

@@ -590,3 +590,78 @@ def test_an_unreadable_line_about_a_job_never_seen_stands_in_as_unknown(fake_slu
         assert fake_slurm.reniced() == []
 
     run(go)
+
+
+# --- watches: judged once per line, not once per poll ------------------------------------------------------------
+
+
+class _Lines:
+    """A backend whose squeue prints ``text``; with ``gate`` cleared, squeue blocks until it is set."""
+
+    def __init__(self, text: str) -> None:
+        import threading
+
+        self.text = text
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def queue(self) -> str:
+        self.entered.set()
+        assert self.gate.wait(10)
+        return self.text
+
+
+PENDING_A = f"7|10000|100|PENDING|UNLIMITED||{A}|BeginTime\n"
+RUNNING_A = f"7|10000|100|RUNNING|UNLIMITED|c1|{A}|None\n"
+
+
+def test_a_watch_begun_while_a_poll_runs_is_judged_by_the_next_poll_though_its_line_is_unchanged() -> None:
+    """The poll under way cannot judge it (it may have started before the caller's news); the next one must,
+    even though the parser hands it the very same job object: skipping unchanged lines must not skip it."""
+    backend = _Lines(PENDING_A)
+    sq = SqueueChecker(backend=backend, poll_interval_s=10)  # type: ignore[arg-type]
+
+    async def go() -> None:
+        assert await sq.poll()
+        backend.gate.clear()
+        backend.entered.clear()
+        second = asyncio.create_task(sq.poll())
+        await until(backend.entered.is_set, "the second squeue to start")
+        watch = asyncio.create_task(sq.wait_change(A, None))  # it has not seen the job: its appearance is news
+        await settle()
+        backend.gate.set()
+        assert await second
+        await settle()
+        assert not watch.done()
+        assert await sq.poll()
+        job = await asyncio.wait_for(watch, 1)
+        assert job is not None and job.state == "PENDING"
+
+    run(go)
+
+
+def test_an_unchanged_line_wakes_no_watch_and_a_changed_one_does() -> None:
+    backend = _Lines(PENDING_A)
+    sq = SqueueChecker(backend=backend, poll_interval_s=10)  # type: ignore[arg-type]
+
+    async def go() -> None:
+        assert await sq.poll()
+        seen = sq.snapshot().jobs[A]
+        watch = asyncio.create_task(sq.wait_change(A, seen))
+        gone = asyncio.create_task(sq.wait_gone(A))
+        await settle()
+        for _ in range(3):
+            assert await sq.poll()
+            await settle()
+            assert not watch.done() and not gone.done()
+        backend.text = RUNNING_A
+        assert await sq.poll()
+        job = await asyncio.wait_for(watch, 1)
+        assert job is not None and job.state == "RUNNING" and job.nodes == "c1"
+        assert not gone.done()
+        backend.text = ""
+        assert await sq.poll()
+        assert await asyncio.wait_for(gone, 1) is None
+
+    run(go)
