@@ -132,7 +132,10 @@ class SqueueParser:
     """
 
     def __init__(self) -> None:
-        self._known: dict[tuple[str, str], SlurmJob] = {}
+        self._known: dict[str, SlurmJob] = {}
+        """The jobs of the latest output, by line (after its cluster's name, "" without ``--clusters``, and a NUL).
+        Strings, not tuples, as keys: the garbage collector does not track them, and 10,000 keys are replaced
+        a poll."""
 
     def parse(self, text: str) -> tuple[dict[str, SlurmJob], list[SqueueParseError]]:
         """``parse_squeue``, reusing the jobs of unchanged lines. Does not block."""
@@ -144,7 +147,8 @@ class SqueueParser:
 
     def parse_all(self, text: str) -> tuple[list[SlurmJob], list[SqueueParseError]]:
         """``parse_squeue_all``, reusing the jobs of unchanged lines. Does not block."""
-        known, seen = self._known, {}
+        known: dict[str, SlurmJob] = self._known
+        seen: dict[str, SlurmJob] = {}
         jobs: list[SlurmJob] = []
         errors: list[SqueueParseError] = []
         cluster = ""
@@ -153,7 +157,8 @@ class SqueueParser:
         # any user may put in a job name: after one, the rest of the name would pass for a line of its own (a job
         # of ours).
         for line in text.split("\n"):
-            job = known.get((cluster, line))
+            key = f"{cluster}\0{line}"  # a cluster's name holds no NUL: no two (cluster, line) pairs share a key
+            job = known.get(key)
             if job is None:
                 if not line.strip():
                     continue
@@ -174,7 +179,7 @@ class SqueueParser:
                     job = replace(job, cluster=cluster)
             else:
                 titles_next = False
-            seen[(cluster, line)] = job
+            seen[key] = job
             jobs.append(job)
         self._known = seen
         return jobs, errors
