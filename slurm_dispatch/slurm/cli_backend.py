@@ -238,8 +238,8 @@ class SlurmCLI:
         return out
 
     def _check_owners(self) -> None:
-        """Decide once whether squeue may read our own jobs only (``own_uid``); stay undecided if Slurm did not
-        answer (this poll then reads every user's jobs, and the next one checks again). Blocks.
+        """Decide whether squeue may read our own jobs only (``own_uid``); stay undecided if Slurm did not answer
+        (this poll then reads every user's jobs, and the next one checks again). Blocks.
 
         At a shared site most of the job table is other users' jobs: slurmctld packs only ours for a
         ``--user`` squeue (REQUEST_JOB_USER_INFO), where Go's squeue makes it pack every job each poll. Not while a
