@@ -65,6 +65,13 @@ from slurm_dispatch.slurm.squeue import SqueueChecker
 logger = logging.getLogger("slurm_dispatch.assemble")
 
 
+def service_slurm_cli(settings: Settings, base_env: Mapping[str, str]) -> SlurmCLI:
+    """Return the service's ``SlurmCLI``: its Slurm commands' environment and clusters from ``settings``, and this
+    process's effective uid as ``own_uid`` (so a service that is not root may read its own jobs only). Does no
+    I/O."""
+    return SlurmCLI(env=slurm_command_env(settings, base_env), clusters=clusters_of(settings), own_uid=os.geteuid())
+
+
 class DispatchLoop:
     """Everything that dispatches, wired together. Single use; run it on one event loop."""
 
@@ -107,8 +114,7 @@ class DispatchLoop:
         """
         self.settings = settings
         self.client: DispatchClient = client or ArvadosClient.from_settings(settings)
-        self.backend: SlurmBackend = backend or SlurmCLI(env=slurm_command_env(settings, base_env),
-                                                         clusters=clusters_of(settings), own_uid=os.geteuid())
+        self.backend: SlurmBackend = backend or service_slurm_cli(settings, base_env)
         if feature_cli is None and settings.instance_types and isinstance(self.backend, NodeFeatureCLI):
             feature_cli = self.backend
         self._feature_cli = feature_cli if settings.instance_types else None
@@ -293,4 +299,4 @@ class DispatchLoop:
             logger.info("adopted %d Slurm jobs left from a previous run", len(self.adopted))
 
 
-__all__ = ["DispatchLoop"]
+__all__ = ["DispatchLoop", "service_slurm_cli"]

@@ -490,8 +490,8 @@ class Dispatcher(ContainerCalls):
         trackers = self._trackers
         for raw in items:
             known = trackers.get(raw["uuid"]) if type(raw) is dict and type(raw.get("uuid")) is str else None
-            if (known is not None and raw.get("locked_by_uuid") == me and raw.get("state") in STATES_OURS
-                    and known.holds(raw)):
+            if (known is not None and raw.get("locked_by_uuid") == me and type(raw.get("state")) is str
+                    and raw["state"] in STATES_OURS and known.holds(raw)):
                 # Still ours, and exactly the record its tracker holds: record_action would say OFFER, and the
                 # offer would wake nobody. Most records of a tick at rest take this path (a few µs less each).
                 todo.discard(known.uuid)

@@ -136,7 +136,8 @@ class Tracker:
         """True once the RunContainer returned: every record is then delivered (for the fallback)."""
         self._whole: Mapping[str, Any] = raw
         self._offered: Mapping[str, Any] | None = None
-        """The last record offered while open (delivered or not): the same one again would deliver nothing."""
+        """The last record offered while open and either known already or delivered (not one ``build`` refused):
+        the same one again would deliver nothing."""
 
     @property
     def closed(self) -> bool:
@@ -157,12 +158,13 @@ class Tracker:
         """
         if self.channel.closed:
             return False
-        self._offered = raw
         if not self.draining and self._known(raw):
+            self._offered = raw
             return False
         whole = {**self._whole, **raw}
         container = build(whole)
         self._whole = whole
+        self._offered = raw
         return self.channel.put(container)
 
     def holds(self, raw: Mapping[str, Any]) -> bool:

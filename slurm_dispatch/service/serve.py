@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from slurm_dispatch.arvados.client import ArvadosClient
-from slurm_dispatch.assemble import DispatchLoop
+from slurm_dispatch.assemble import DispatchLoop, service_slurm_cli
 from slurm_dispatch.dispatch.admission import Drain
 from slurm_dispatch.errors import ArvadosAuthError, DispatchError
 from slurm_dispatch.model import format_timestamp
@@ -52,10 +52,7 @@ from slurm_dispatch.service.state import MANAGEMENT_API, State, StateError, Stat
 from slurm_dispatch.service.stoppable import StoppableQueries
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.broken_nodes import BrokenNode, BrokenNodes
-from slurm_dispatch.slurm.cli_backend import SlurmCLI
-from slurm_dispatch.slurm.clusters import clusters_of
 from slurm_dispatch.slurm.queue_view import QueueEntry
-from slurm_dispatch.slurm.sbatch import slurm_command_env
 
 logger = logging.getLogger("slurm_dispatch.service")
 
@@ -203,7 +200,7 @@ async def serve(
             except StateError as exc:
                 logger.warning("%s: the broken nodes are kept in memory only", exc)
 
-        queries = StoppableQueries(SlurmCLI(env=slurm_command_env(settings, base_env), clusters=clusters_of(settings)))
+        queries = StoppableQueries(service_slurm_cli(settings, base_env))
         known = await asyncio.to_thread(state.read)
         if known.drain is not None:
             by = f" by {known.drained_by}" if known.drained_by else ""

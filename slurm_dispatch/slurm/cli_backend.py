@@ -28,10 +28,12 @@ commands run at once across all threads; squeue and sinfo are not counted.
 from __future__ import annotations
 
 import logging
+import pwd
 import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from slurm_dispatch.errors import SlurmCommandError, SlurmUnavailable
 from slurm_dispatch.slurm import spawn
@@ -152,6 +154,7 @@ class SlurmCLI:
         """Whether squeue reads our own jobs only: None until the check of every user's jobs has worked."""
         self._owners_checked_at: float | None = None
         self._other_owners: list[str] = []
+        self._owners_lock = threading.Lock()
 
     # -- the SlurmBackend Protocol -------------------------------------------------
 
@@ -219,10 +222,26 @@ class SlurmCLI:
             SlurmCommandError: squeue exited non-zero for another reason.
         """
         if not self.clusters:
-            if self.own_uid and not self.own_jobs_only and (
-                    self._owners_checked_at is None or time.monotonic() - self._owners_checked_at >= OWNERS_RECHECK_S):
-                self._check_owners()
-            return self._run(squeue_argv(self.own_uid if self.own_jobs_only else None), log_stdout=False)
+            with self._owners_lock:
+                if self.own_uid and not self.own_jobs_only and (
+                        self._owners_checked_at is None
+                        or time.monotonic() - self._owners_checked_at >= OWNERS_RECHECK_S):
+                    self._check_owners()
+                narrowed = bool(self.own_jobs_only)
+            if not narrowed:
+                return self._run(list(SQUEUE_ARGV), log_stdout=False)
+            argv = squeue_argv(self.own_uid)
+            out, stderr = self._run_with_stderr(argv)
+            if stderr.strip():
+                # e.g. "squeue: error: Invalid user: N" when the user database does not answer: squeue then
+                # filters every job out and exits 0. Empty output is not to be read as "every job gone".
+                with self._owners_lock:
+                    self.own_jobs_only, self._owners_checked_at = False, time.monotonic()
+                detail = (f"printed {trim(stderr)!r}: no information this poll; squeue reads every user's jobs "
+                          f"again, and checks in {OWNERS_RECHECK_S} s whether it may read uid {self.own_uid}'s only")
+                log.warning("%s: %s", " ".join(argv), detail)
+                raise SlurmCommandError(argv, 0, detail)
+            return out
         # With clusters, without --noheader: that option also drops the "CLUSTER: <name>" lines that say which
         # cluster each job is on (measured on 22.05); parse_squeue skips the column titles.
         argv = [a for a in SQUEUE_ARGV if a != "--noheader"]
@@ -253,6 +272,13 @@ class SlurmCLI:
         except SlurmCommandError:
             return
         self._owners_checked_at = time.monotonic()
+        try:
+            pwd.getpwuid(self.own_uid or 0)
+        except KeyError:  # squeue --user looks the uid up, and with no answer filters out every job
+            self.own_jobs_only = False
+            log.warning("uid %s has no entry in this host's user database: squeue keeps reading every user's jobs, "
+                        "and checks again in %d s", self.own_uid, OWNERS_RECHECK_S)
+            return
         others = other_owners_of_container_jobs(out, self.own_uid or 0)
         self.own_jobs_only = not others
         if others:
@@ -376,7 +402,11 @@ class SlurmCLI:
 
     # -- plumbing -------------------------------------------------------------------
 
-    def _run(
+    def _run(self, argv: list[str], **kwargs: Any) -> str:
+        """``_run_with_stderr``, stdout only: what a command printed on stderr when it worked is logged."""
+        return self._run_with_stderr(argv, **kwargs)[0]
+
+    def _run_with_stderr(
         self,
         argv: list[str],
         *,
@@ -386,8 +416,8 @@ class SlurmCLI:
         success_level: int = logging.INFO,
         failure_level: int = logging.WARNING,
         cluster: str = "",
-    ) -> str:
-        """Run one Slurm command and return its stdout. Blocks (capped by program name).
+    ) -> tuple[str, str]:
+        """Run one Slurm command and return its stdout and stderr. Blocks (capped by program name).
 
         With clusters configured the command gets its ``--clusters`` (``cluster``: the job's, for a command about
         one job).
@@ -440,4 +470,4 @@ class SlurmCLI:
                 trim(stdout) if log_stdout else "(not logged)",
                 trim(stderr),
             )
-        return stdout
+        return stdout, stderr

@@ -107,6 +107,10 @@ def test_holds_means_an_offer_would_deliver_nothing() -> None:
         tracker.draining = True
         assert not tracker.holds(selected) and tracker.offer(selected, Container.from_api)
         tracker.draining = False
+        refused = {**selected, "priority": "high"}
+        with pytest.raises(ValueError):
+            tracker.offer(refused, Container.from_api)
+        assert not tracker.holds(refused)  # a record build refused was never taken
         tracker.close()
         assert not tracker.holds(selected)
 

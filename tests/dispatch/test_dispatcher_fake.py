@@ -543,3 +543,23 @@ def test_a_lock_that_keeps_failing_the_same_way_is_logged_once(caplog: pytest.Lo
             assert report.locked == 1
 
     run(scenario)
+
+
+@pytest.mark.parametrize("state", [["Running"], {"Running": 1}, 3])
+def test_a_tracked_record_whose_state_is_not_a_string_is_unreadable_not_fatal(
+    state: object, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The shortcut for unchanged records must not trip over a value it cannot hash: such a record is malformed,
+    logged, and its tracker neither offered it nor closed (found by review: a list made the tick raise)."""
+    async def scenario(d: Dispatcher, fake: FakeArvados, rec: Recorder) -> None:
+        uuid = fake.add("Queued", priority=5)
+        await d.tick()
+        await until(lambda: uuid in rec.seen)
+        fake.set(uuid, state=state)
+        with caplog.at_level(logging.WARNING):
+            report = await d.tick()
+        assert report.ok and report.closed == 0
+        assert f"ignoring malformed record of container {uuid}" in caplog.text
+        assert uuid not in rec.closed
+
+    run(scenario)
