@@ -40,6 +40,9 @@ CONTAINER_UUID_RE = re.compile(r"^[a-z0-9]{5}-dz642-[a-z0-9]{15}\Z")
 It ends in ``\\Z``, not ``$``: ``$`` also matches before a final newline, so ``.match`` would accept
 a uuid followed by a newline."""
 
+CONTAINER_UUID_IN_TEXT_RE = re.compile(r"[a-z0-9]{5}-dz642-[a-z0-9]{15}")
+"""A container uuid anywhere in a text (a line that could not be read, but names a container)."""
+
 
 class ContainerState(str, enum.Enum):
     """The five states of an Arvados container."""

@@ -18,20 +18,22 @@ drift apart. Nothing here does I/O or reads the clock.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from slurm_dispatch.dispatch.decide import TrackDecision, track_decision
 from slurm_dispatch.errors import SlurmCommandError, SlurmUnavailable, UnsatisfiableContainer
-from slurm_dispatch.model import CONTAINER_UUID_RE, Container, ContainerState, SlurmJob
+from slurm_dispatch.model import (
+    CONTAINER_UUID_IN_TEXT_RE,
+    CONTAINER_UUID_RE,
+    Container,
+    ContainerState,
+    SlurmJob,
+)
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.priority import container_want
 from slurm_dispatch.slurm.reasons import EndReason, never_runnable
 from slurm_dispatch.slurm.sbatch import has_time_limit
-
-CONTAINER_IN_TEXT_RE = re.compile(r"[a-z0-9]{5}-dz642-[a-z0-9]{15}")
-"""A container uuid anywhere in a line."""
 
 # -- whose job is it --------------------------------------------------------------------------------------
 
@@ -67,7 +69,7 @@ def other_owners_of_container_jobs(text: str, uid: int) -> list[str]:
         if sep and CONTAINER_UUID_RE.match(name) is not None:
             if owner != str(uid):
                 others.add(owner if owner.isdigit() else "?")
-        elif CONTAINER_IN_TEXT_RE.search(line):
+        elif CONTAINER_UUID_IN_TEXT_RE.search(line):
             others.add("?")
     return sorted(others)
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import replace
 
 from slurm_dispatch.errors import SqueueParseError
-from slurm_dispatch.model import SlurmJob
+from slurm_dispatch.model import CONTAINER_UUID_IN_TEXT_RE, SlurmJob
 from slurm_dispatch.slurm.backend import SQUEUE_SEPARATOR
 from slurm_dispatch.slurm.clusters import CLUSTER_LINE_RE
 
@@ -25,7 +25,6 @@ _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _INT_RE = re.compile(r"[+-]?[0-9]+")
 _TIME_LEFT_RE = re.compile(r"(?:([0-9]{1,9})-)?(?:([0-9]{1,9}):)?([0-9]{1,9}):([0-9]{1,9})")
 _SHOWN_CHARS = 40
-_UUID_IN_LINE_RE = re.compile(r"[a-z0-9]{5}-dz642-[a-z0-9]{15}")
 
 
 
@@ -45,7 +44,7 @@ def _int64(token: str, what: str, line: str) -> int:
 
 def _about(line: str) -> str | None:
     """Return the container uuid a line seems to be about (for a line that cannot be parsed), or None."""
-    m = _UUID_IN_LINE_RE.search(line)
+    m = CONTAINER_UUID_IN_TEXT_RE.search(line)
     return m.group(0) if m else None
 
 
