@@ -99,6 +99,23 @@ class _Watch:
     """The job line (or None) this watch was last found to have no news in."""
 
 
+class _SameBasis:
+    """Whether the wants and our jobs' very lines are those seen last time (the parser reuses the job of an
+    unchanged line, so an equal list is the same lines): then a result worked out from them still holds."""
+
+    def __init__(self) -> None:
+        self._wants: dict[str, int] | None = None
+        self._lines: list[SlurmJob | None] = []
+
+    def same(self, wants: Mapping[str, int], jobs: Mapping[str, SlurmJob]) -> bool:
+        """Return True if nothing changed since the last call; remember this basis otherwise. Does not block."""
+        lines = list(map(jobs.get, wants))
+        if wants == self._wants and lines == self._lines:
+            return True
+        self._wants, self._lines = dict(wants), lines
+        return False
+
+
 @dataclass(frozen=True)
 class SqueueSnapshot:
     """The jobs seen by one successful squeue poll."""
@@ -171,8 +188,7 @@ class SqueueChecker:
         self._last_error: str | None = None
         self._last_bad_lines: frozenset[str] = frozenset()
         self._low_warned: dict[str, tuple[str, str]] = {}
-        self._low_wants: dict[str, int] | None = None
-        self._low_lines: list[SlurmJob | None] = []
+        self._low_basis = _SameBasis()
         self._watches: dict[str, list[_Watch]] = {}
         self._unjudged: set[str] = set()
         """Containers with a watch not judged against a poll yet."""
@@ -188,8 +204,7 @@ class SqueueChecker:
         """The least gap before the next early poll (grows while early polls lead to no sbatch)."""
         self._parser = SqueueParser()
         self._plan_inputs: dict[str, tuple[int, int, int]] | None = None
-        self._plan_wants: dict[str, int] | None = None
-        self._plan_lines: list[SlurmJob | None] = []
+        self._plan_basis = _SameBasis()
         self._plan: list[tuple[str, int]] = []
         self.plans_computed = 0
         """Renice plans worked out so far (``renice_plan`` reuses the last one when nothing changed)."""
@@ -464,10 +479,8 @@ class SqueueChecker:
         self._last_bad_lines = bad_lines
 
     def _warn_low_priority(self, jobs: Mapping[str, SlurmJob]) -> None:
-        lines = list(map(jobs.get, self._wants))
-        if self._wants == self._low_wants and lines == self._low_lines:
+        if self._low_basis.same(self._wants, jobs):
             return  # the very jobs and wants of the last check: the same warnings, already given
-        self._low_wants, self._low_lines = dict(self._wants), lines
         warned: dict[str, tuple[str, str]] = {}
         for name, want in self._wants.items():
             job = jobs[name]
@@ -495,10 +508,8 @@ class SqueueChecker:
         lines themselves, which are the very same objects when squeue printed the same lines (``SqueueParser``).
         Does not block.
         """
-        lines = list(map(jobs.get, self._wants))
-        if self._wants == self._plan_wants and lines == self._plan_lines:  # the very jobs of the last plan
+        if self._plan_basis.same(self._wants, jobs):  # the very jobs of the last plan
             return list(self._plan)
-        self._plan_wants, self._plan_lines = dict(self._wants), lines
         inputs = {name: (want, jobs[name].nice, jobs[name].slurm_priority)
                   for name, want in self._wants.items() if name in jobs}
         if inputs != self._plan_inputs:
