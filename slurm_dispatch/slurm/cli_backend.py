@@ -33,7 +33,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TypedDict, Unpack
 
 from slurm_dispatch.errors import SlurmCommandError, SlurmUnavailable
 from slurm_dispatch.slurm import spawn
@@ -108,6 +108,17 @@ def parse_job_id(stdout: str) -> int | None:
         return int(m.group(1))
     m = _PARSABLE_RE.match(stdout.strip())
     return int(m.group(1)) if m else None
+
+
+class _RunOptions(TypedDict, total=False):
+    """The keyword arguments of ``SlurmCLI._run_with_stderr`` (and so of ``_run``)."""
+
+    stdin: str | None
+    extra_env: Mapping[str, str] | None
+    log_stdout: bool
+    success_level: int
+    failure_level: int
+    cluster: str
 
 
 class SlurmCLI:
@@ -402,9 +413,9 @@ class SlurmCLI:
 
     # -- plumbing -------------------------------------------------------------------
 
-    def _run(self, argv: list[str], **kwargs: Any) -> str:
+    def _run(self, argv: list[str], **options: Unpack[_RunOptions]) -> str:
         """``_run_with_stderr``, stdout only: what a command printed on stderr when it worked is logged."""
-        return self._run_with_stderr(argv, **kwargs)[0]
+        return self._run_with_stderr(argv, **options)[0]
 
     def _run_with_stderr(
         self,
