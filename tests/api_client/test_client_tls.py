@@ -1,0 +1,91 @@
+"""The API client's TLS contexts: one per kind of trust, made once, and verification that still verifies.
+
+urllib3 left alone makes a context and loads the CA certificates for every connection it opens (30-45 ms of CPU
+here); the transport's pool gives each connection the context ``shared_tls_context`` made once instead.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from slurm_dispatch.arvados.client import ArvadosClient
+from slurm_dispatch.arvados.transport import _GuardedHTTPSConnectionPool, shared_tls_context
+from slurm_dispatch.errors import ArvadosAPIError, ArvadosAuthError
+from slurm_dispatch.sandbox.api import EmulatorServer
+
+
+def server_cert(server: EmulatorServer, path: Path) -> Path:
+    """Write ``server``'s self-signed certificate (its own CA) to ``path`` and return it."""
+    host, _, port = server.api_host.rpartition(":")
+    path.write_text(ssl.get_server_certificate((host, int(port))))
+    return path
+
+
+@pytest.fixture
+def other_emulator() -> Iterator[EmulatorServer]:
+    """A second emulator: its certificate is a CA that did not sign the first one's."""
+    server = EmulatorServer(root_token="othersystemtoken1234567890aoeuidhtnsqjkxbmwvzpy").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_ca_file_that_holds_no_certificate_is_refused_and_not_remembered(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("")
+    pool = _GuardedHTTPSConnectionPool("ctl.example", 443, cert_reqs="CERT_REQUIRED", ca_certs=str(ca))
+    shared_tls_context.cache_clear()
+    with pytest.raises(ssl.SSLError):
+        pool._new_conn()
+    assert shared_tls_context.cache_info().currsize == 0, "a fixed file is read on the next connection"
+
+
+def test_each_kind_of_trust_gets_its_own_context(tmp_path: Path, emulator: EmulatorServer) -> None:
+    ca = server_cert(emulator, tmp_path / "ca.pem")
+    shared_tls_context.cache_clear()
+    verifying = _GuardedHTTPSConnectionPool("ctl.example", 443, cert_reqs="CERT_REQUIRED", ca_certs=str(ca))
+    first, second = verifying._new_conn(), verifying._new_conn()
+    assert first.ssl_context is not None and first.ssl_context is second.ssl_context
+    assert first.ca_certs is None and second.ca_certs is None, "urllib3 must not load the CA file per connection"
+    assert first.ssl_context.verify_mode == ssl.CERT_REQUIRED
+    assert first.ssl_context.cert_store_stats()["x509"] == 1, "exactly the named CA is trusted"
+    insecure = _GuardedHTTPSConnectionPool("ctl.example", 443, cert_reqs="CERT_NONE")._new_conn()
+    assert insecure.ssl_context is not None and insecure.ssl_context is not first.ssl_context
+    assert insecure.ssl_context.verify_mode == ssl.CERT_NONE
+    assert insecure.ssl_context.cert_store_stats()["x509"] == 0, "nothing verifies: no CA is loaded"
+    assert shared_tls_context.cache_info().misses == 2
+
+
+def test_a_connection_with_a_client_certificate_keeps_urllib3s_own_context() -> None:
+    pool = _GuardedHTTPSConnectionPool("ctl.example", 443, cert_reqs="CERT_REQUIRED", cert_file="/etc/client.pem")
+    assert pool._new_conn().ssl_context is None
+
+
+def test_verification_against_the_named_ca_succeeds_over_real_tls(tmp_path: Path, emulator: EmulatorServer) -> None:
+    ca = server_cert(emulator, tmp_path / "ca.pem")
+    client = ArvadosClient(api_host=emulator.api_host, token="wrongtoken" * 3, ca_bundle=str(ca), retry_deadline=0.0)
+    try:
+        for _ in range(2):  # the handshake verified the server: the API itself answered, refusing the token
+            with pytest.raises(ArvadosAuthError):
+                client.current_token_uuid()
+    finally:
+        client.close()
+
+
+def test_a_server_the_named_ca_did_not_sign_is_refused(
+    tmp_path: Path, emulator: EmulatorServer, other_emulator: EmulatorServer
+) -> None:
+    ca = server_cert(other_emulator, tmp_path / "other-ca.pem")
+    client = ArvadosClient(api_host=emulator.api_host, token="wrongtoken" * 3, ca_bundle=str(ca), retry_deadline=0.0)
+    try:
+        with pytest.raises(ArvadosAPIError) as info:
+            client.current_token_uuid()
+    finally:
+        client.close()
+    assert not isinstance(info.value, ArvadosAuthError)
+    assert "TLS handshake" in str(info.value) and "SSLCertVerificationError" in str(info.value)
