@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 from plugins.fake_slurm import FakeSlurm
+from plugins.waiting import wait_until
 
 from slurm_dispatch.errors import SlurmCommandError, SlurmUnavailable
 from slurm_dispatch.model import SlurmJob
@@ -53,15 +54,6 @@ def new_uuid() -> str:
     """A random container-like uuid, so that tests never see each other's jobs."""
     alphabet = string.ascii_lowercase + string.digits
     return "zzzzz-dz642-" + "".join(secrets.choice(alphabet) for _ in range(15))
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    """Poll ``predicate`` every 0.1 s until it holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.1)
 
 
 SLEEPER = "#!/bin/sh\nsleep 600\n"
@@ -115,7 +107,7 @@ class Harness:
             found[:] = [self.jobs().get(name)]
             return predicate(found[0])
 
-        wait_until(check, f"job {name}: {what}")
+        wait_until(check, what=f"job {name}: {what}", timeout=WAIT_S)
         return found[0]
 
     def run_job(self, name: str) -> None:
@@ -178,7 +170,7 @@ class RealHarness(Harness):
 
     def run_job(self, name: str) -> None:
         self.wait_for_job(name, lambda j: j is not None and j.state == "RUNNING", "RUNNING")
-        wait_until(lambda: (self.tmp_path / "env").exists(), "the batch script to start")
+        wait_until(lambda: (self.tmp_path / "env").exists(), what="the batch script to start", timeout=WAIT_S)
 
     def saw_term(self, name: str) -> bool:
         return (self.tmp_path / "term").exists()
@@ -281,7 +273,7 @@ def test_cancel_running_sends_term_to_the_batch_script(harness: Harness) -> None
     assert harness.env_seen(name) == "hello"
     harness.backend.cancel(name)
     harness.wait_for_job(name, lambda j: j is None, "to leave squeue after SIGTERM")
-    wait_until(lambda: harness.saw_term(name), "the batch script to record SIGTERM", timeout=10)
+    wait_until(lambda: harness.saw_term(name), what="the batch script to record SIGTERM", timeout=10)
 
 
 def test_cancel_of_a_missing_name_is_a_no_op(harness: Harness) -> None:
@@ -319,7 +311,7 @@ def test_cancel_jobs_pending_leaves_a_running_job_alone(harness: Harness) -> Non
     assert other in after
     harness.backend.cancel_jobs([jobs[running].job_id], running=True)
     harness.wait_for_job(running, lambda j: j is None, "to leave squeue after SIGTERM")
-    wait_until(lambda: harness.saw_term(running), "the batch script to record SIGTERM", timeout=10)
+    wait_until(lambda: harness.saw_term(running), what="the batch script to record SIGTERM", timeout=10)
 
 
 def test_cancel_jobs_of_a_job_that_has_ended(harness: Harness) -> None:
@@ -400,9 +392,11 @@ def test_cli_job_ends_says_how_finished_jobs_ended(cli: SlurmCLI, tmp_path: Path
                       script=SLEEPER, env={})
     ids = [str(failed), str(held)]
     wait_until(lambda: parse_job_ends(cli.job_ends(ids))[0].get(str(failed), None) is not None
-               and parse_job_ends(cli.job_ends(ids))[0][str(failed)].state == "FAILED", f"job {failed} to fail")
+               and parse_job_ends(cli.job_ends(ids))[0][str(failed)].state == "FAILED",
+               what=f"job {failed} to fail", timeout=WAIT_S)
     cli.cancel(held_name)
-    wait_until(lambda: parse_job_ends(cli.job_ends(ids))[0][str(held)].state == "CANCELLED", f"job {held} to go")
+    wait_until(lambda: parse_job_ends(cli.job_ends(ids))[0][str(held)].state == "CANCELLED", what=f"job {held} to go",
+               timeout=WAIT_S)
     ends, errors = parse_job_ends(cli.job_ends([*ids, "999999999"]))
     assert errors == []
     assert sorted(ends) == sorted(ids), "a forgotten id is left out, not an error"

@@ -13,8 +13,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from plugins.e2e import E2E, RunningDispatcher, crunch_run_stub, wait_until
+from plugins.e2e import E2E, RunningDispatcher, crunch_run_stub
 from plugins.slurm_cluster import SlurmCluster, start_cluster, stop_cluster
+from plugins.waiting import wait_until
 
 from slurm_dispatch.model import ContainerState
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plugins.e2e import wait_until
+from plugins.waiting import wait_until
 
 WRAPPER = Path(__file__).resolve().parents[2] / "crunch-run-wrapper" / "crunch-run-wrapper"
 UUID = "zzzzz-dz642-wrapperproc0001"

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plugins.e2e import E2E, RunningDispatcher, crunch_run_stub, wait_until
+from plugins.e2e import E2E, RunningDispatcher, crunch_run_stub
+from plugins.waiting import wait_until
 
 from slurm_dispatch.model import ContainerState
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import psutil
 import pytest
-from plugins.e2e import E2E, wait_until
+from plugins.e2e import E2E
+from plugins.waiting import wait_until
 
 from slurm_dispatch.dispatch.admission import Drain
 from slurm_dispatch.model import ContainerState

@@ -9,8 +9,9 @@ import signal
 from pathlib import Path
 
 import pytest
-from plugins.e2e import E2E, RunningDispatcher, wait_until
+from plugins.e2e import E2E, RunningDispatcher
 from plugins.slurm_cluster import SlurmCluster, start_cluster, stop_cluster
+from plugins.waiting import wait_until
 
 from slurm_dispatch.model import ContainerState
 from slurm_dispatch.slurm.decide import PERMANENT_REFUSALS

@@ -13,8 +13,9 @@ from typing import Any
 
 import psutil
 import pytest
-from plugins.e2e import E2E, RunningDispatcher, wait_until
+from plugins.e2e import E2E, RunningDispatcher
 from plugins.slurm_cluster import SlurmCluster, start_cluster, stop_cluster
+from plugins.waiting import wait_until
 
 from slurm_dispatch.model import ContainerState
 

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plugins.e2e import POLL_S, RunningDispatcher, wait_until
+from plugins.e2e import POLL_S, RunningDispatcher
 from plugins.two_clusters import ALPHA, BETA, TwoClusters
+from plugins.waiting import wait_until
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.model import Container, ContainerState

@@ -30,8 +30,9 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from plugins.e2e import crunch_run_stub, wait_until
+from plugins.e2e import crunch_run_stub
 from plugins.slurm_cluster import in_ci
+from plugins.waiting import wait_until
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.model import ContainerState

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plugins.e2e import wait_until
 from plugins.service_process import ServiceFactory, ServiceProcess
+from plugins.waiting import wait_until
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.model import ContainerState

@@ -10,8 +10,8 @@ import signal
 from typing import Any
 
 import pytest
-from plugins.e2e import wait_until
 from plugins.service_process import ServiceFactory
+from plugins.waiting import wait_until
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.model import ContainerState

@@ -14,7 +14,8 @@ import re
 from typing import Any
 
 import pytest
-from plugins.slurm_cluster import poll_until
+from plugins.slurm_cluster import SLURM_POLL_S
+from plugins.waiting import wait_until
 
 from slurm_dispatch.errors import SlurmCommandError
 from slurm_dispatch.slurm import cli_backend
@@ -49,9 +50,9 @@ def test_squeue_reads_only_the_service_users_jobs_once_none_of_another_user_is_n
     slurm_clean: Any, caplog: pytest.LogCaptureFixture,
 ) -> None:
     # the root-owned container jobs of earlier tests leave squeue once they have ended (MinJobAge)
-    poll_until(lambda: not other_owners_of_container_jobs(slurm_clean.run(list(SQUEUE_OWNERS_ARGV), check=True).stdout,
+    wait_until(lambda: not other_owners_of_container_jobs(slurm_clean.run(list(SQUEUE_OWNERS_ARGV), check=True).stdout,
                                                           NOBODY),
-               what="no job named like a container but ours")
+               what="no job named like a container but ours", every=SLURM_POLL_S)
     ours = _submit(slurm_clean, OURS, f"--uid={NOBODY}")
     foreign = _submit(slurm_clean, "another users job")  # root's, not named like a container
     try:
@@ -90,8 +91,8 @@ def test_a_job_named_like_a_container_under_another_user_keeps_every_users_jobs_
         cli.queue()  # within the hour: no second check
         assert _rpc_counts(slurm_clean)["REQUEST_JOB_INFO"] - before["REQUEST_JOB_INFO"] == 1
         slurm_clean.run(["scancel", roots], check=True)
-        poll_until(lambda: ROOTS not in slurm_clean.run(list(SQUEUE_OWNERS_ARGV), check=True).stdout,
-                   what="root's job to leave squeue")
+        wait_until(lambda: ROOTS not in slurm_clean.run(list(SQUEUE_OWNERS_ARGV), check=True).stdout,
+                   what="root's job to leave squeue", every=SLURM_POLL_S)
         monkeypatch.setattr(cli_backend, "OWNERS_RECHECK_S", 0)
         jobs, _ = parse_squeue(cli.queue())
         assert cli.own_jobs_only is True

@@ -6,8 +6,7 @@ emulator and Slurm from the test's own thread and wait for conditions.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,18 +25,6 @@ POLL_S = 0.5
 def crunch_run_stub() -> str:
     """The absolute path of the crunch-run stand-in installed with the package."""
     return crunch_run_stub_path()
-
-
-def wait_until(predicate: Callable[[], Any], *, timeout: float = 60, what: str = "condition", every: float = 0.1) -> Any:
-    """Return the first truthy value of ``predicate()``; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what} (last value: {value!r})")
-        time.sleep(every)
 
 
 RunningDispatcher = BackgroundDispatcher

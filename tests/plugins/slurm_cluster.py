@@ -20,12 +20,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from plugins.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 START = REPO / "contrib" / "slurm" / "start-test-cluster.sh"
@@ -33,6 +34,9 @@ STOP = REPO / "contrib" / "slurm" / "stop-test-cluster.sh"
 
 NODES = {"c1": "a1.small", "c2": "a1.large"}
 """Node name → instance type, as start-test-cluster.sh configures them by default."""
+
+SLURM_POLL_S = 0.2
+"""How often ``wait_for`` polls: its predicates run Slurm commands, so less often than ``wait_until``'s default."""
 
 
 def in_ci() -> bool:
@@ -86,17 +90,9 @@ class SlurmCluster:
         return fields
 
     def wait_for(self, predicate: Callable[[], bool], *, timeout: float = 60, what: str = "condition") -> None:
-        """Poll ``predicate`` every 0.2 s until it is true; fail the test after ``timeout`` seconds."""
-        poll_until(predicate, timeout=timeout, what=what)
-
-
-def poll_until(predicate: Callable[[], bool], *, timeout: float = 60, what: str = "condition") -> None:
-    """Poll ``predicate`` every 0.2 s until it is true; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
+        """Poll ``predicate`` every 0.2 s (each call runs Slurm commands) until it is true; fail the test after
+        ``timeout`` seconds (``plugins.waiting.wait_until``)."""
+        wait_until(predicate, timeout=timeout, what=what, every=SLURM_POLL_S)
 
 
 def pid_file_alive(pid_file: Path) -> bool:

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from plugins.slurm_cluster import in_ci, pid_file_alive, poll_until
+from plugins.slurm_cluster import SLURM_POLL_S, in_ci, pid_file_alive
+from plugins.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "slurm_dispatch" / "sandbox" / "slurm"
@@ -86,8 +87,9 @@ class TwoClusters:
         return dict(word.partition("=")[::2] for word in out.split() if "=" in word)
 
     def wait_for(self, predicate: Callable[[], bool], *, timeout: float = 60, what: str = "condition") -> None:
-        """Poll ``predicate`` every 0.2 s until it is true; fail the test after ``timeout`` seconds."""
-        poll_until(predicate, timeout=timeout, what=what)
+        """Poll ``predicate`` every 0.2 s (each call runs Slurm commands) until it is true; fail the test after
+        ``timeout`` seconds (``plugins.waiting.wait_until``)."""
+        wait_until(predicate, timeout=timeout, what=what, every=SLURM_POLL_S)
 
     def stop_slurmctld(self, cluster: str) -> None:
         """Stop ``cluster``'s slurmctld, to test a cluster that is down; blocks until it is gone. ``start()`` undoes it."""

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plugins.e2e import wait_until
 from plugins.service_process import (
     ServiceFactory,
     ServiceProcess,
@@ -24,6 +23,7 @@ from plugins.service_process import (
     fake_slurm_commands,
     free_port,
 )
+from plugins.waiting import wait_until
 
 from slurm_dispatch.dispatch.admission import Drain
 from slurm_dispatch.model import format_timestamp

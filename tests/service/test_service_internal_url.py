@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plugins.e2e import wait_until
 from plugins.service_process import ServiceFactory, cluster_config, fake_slurm_commands, free_port
+from plugins.waiting import wait_until
 
 from slurm_dispatch.config import settings_from_documents
 from slurm_dispatch.errors import ConfigError

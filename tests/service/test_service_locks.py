@@ -7,11 +7,10 @@ import logging
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from plugins.waiting import wait_until
 
 from slurm_dispatch.errors import ConfigError
 from slurm_dispatch.service.locks import (
@@ -30,12 +29,10 @@ from slurm_dispatch.service.locks import (
 LOGGER = "slurm_dispatch.service.locks"
 
 
-def wait_until(predicate: Callable[[], bool], *, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
+LOCK_WAIT_S = 10.0
+"""How long a test waits for another thread's lock attempts."""
+LOCK_POLL_S = 0.01
+"""How often it looks: a lock attempt is counted in memory, so looking is cheap and a short wait stays short."""
 
 
 # ------------------------------------------------------------------------------------------------ pure parts
@@ -221,7 +218,7 @@ def test_blocking_acquire_stops_on_event(postgres_server: object) -> None:
         assert first.try_acquire()
         thread = threading.Thread(target=lambda: result.append(second.acquire_blocking(stop)))
         thread.start()
-        wait_until(lambda: second.attempts >= 1, what="the first refused attempt")
+        wait_until(lambda: second.attempts >= 1, what="the first refused attempt", timeout=LOCK_WAIT_S, every=LOCK_POLL_S)
         stop.set()
         thread.join(timeout=10)
         assert result == [False]
@@ -302,7 +299,8 @@ def test_unreachable_database_is_retried_and_logged_once_without_the_password(
     stop = threading.Event()
     thread = threading.Thread(target=lock.acquire_blocking, args=(stop,))
     thread.start()
-    wait_until(lambda: lock.attempts >= 4, what="several failed connection attempts")
+    wait_until(lambda: lock.attempts >= 4, what="several failed connection attempts", timeout=LOCK_WAIT_S,
+               every=LOCK_POLL_S)
     stop.set()
     thread.join(timeout=10)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plugins.e2e import wait_until
 from plugins.service_process import ServiceFactory, ServiceProcess, fake_slurm_commands
+from plugins.waiting import wait_until
 
 TIMEOUT_STOP_S = 75.0
 """TimeoutStopSec of contrib/systemd/slurm-dispatch.service."""

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plugins.e2e import wait_until
 from plugins.service_process import ServiceFactory, ServiceProcess, fake_slurm_commands
+from plugins.waiting import wait_until
 
 from slurm_dispatch.dispatch.admission import Drain
 from slurm_dispatch.model import format_timestamp
