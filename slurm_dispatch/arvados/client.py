@@ -40,8 +40,8 @@ from slurm_dispatch.arvados.transport import (
     DEFAULT_RETRY_DEADLINE_S,
     ERROR_TEXT_LIMIT,
     MAX_BODY_BYTES,
+    Pool,
     Retry,
-    Session,
     Transport,
 )
 from slurm_dispatch.arvados.wire import new_request_id, parse_api_host
@@ -97,7 +97,7 @@ class ArvadosClient:
     """A blocking client of the Arvados API for a dispatcher (and the crunch-run stand-in).
 
     One instance may be shared by the threads of a small executor: it keeps no per-call
-    state; its transport's session is used only for its connection pool.
+    state but its transport's connection pool.
     """
 
     def __init__(
@@ -109,7 +109,7 @@ class ArvadosClient:
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         retry_deadline: float = DEFAULT_RETRY_DEADLINE_S,
-        session: Session | None = None,
+        pool: Pool | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -127,14 +127,16 @@ class ArvadosClient:
             connect_timeout: seconds to establish a connection, per attempt.
             read_timeout: seconds to wait for each read of the answer, per attempt.
             retry_deadline: seconds one call may spend retrying, from its first attempt.
-            session: a ``requests.Session`` to use (a new one when None). Only the client's own session
-                enforces ``request_deadline`` while a read is blocked and lets ``stop()`` abort a request
-                in flight; with another, they are checked between chunks of the answer.
+            pool: the connection pool to send through (tests pass a fake; by default the client's own urllib3
+                pool). Only the client's own pool enforces ``request_deadline`` while a read is blocked and
+                lets ``stop()`` abort a request in flight; with another, they are checked between chunks of
+                the answer.
             sleep: how to wait between attempts (tests pass a fake); by default a wait that ``stop()`` ends.
             clock: monotonic seconds, for the retry deadline (tests pass a fake).
             rng: jitter source (tests pass a seeded one).
-            pool_size: connections kept per host when this client makes its own session.
-            ca_bundle: a CA certificate file to verify the server with (default: certifi's).
+            pool_size: connections kept open to the API server (the client's own pool).
+            ca_bundle: a CA certificate file or directory to verify the server with (default: the system's CA
+                certificates, as the Go dispatcher uses; ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` name others).
             request_deadline: seconds one attempt may take in all, from connecting to the answer's last
                 byte (real monotonic time, whatever ``clock`` is).
             max_body_bytes: the largest answer accepted (after decompression).
@@ -150,7 +152,7 @@ class ArvadosClient:
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             retry_deadline=retry_deadline,
-            session=session,
+            pool=pool,
             sleep=sleep,
             clock=clock,
             rng=rng,

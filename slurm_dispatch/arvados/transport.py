@@ -1,8 +1,19 @@
 """The HTTP transport of the Arvados API client: one request with its retries, answered by JSON or a typed error.
 
-This is the only module outside ``slurm_dispatch/sandbox`` that imports ``requests``. ``Transport.call``
-sends one API request, retries it as its ``Retry`` policy allows, and returns the decoded JSON object or
-raises a typed error from ``slurm_dispatch.errors`` (the status table is in ``http_errors.py``).
+This is the only module outside ``slurm_dispatch/sandbox`` that imports an HTTP library: urllib3, directly.
+``Transport.call`` sends one API request, retries it as its ``Retry`` policy allows, and returns the decoded JSON
+object or raises a typed error from ``slurm_dispatch.errors`` (the status table is in ``http_errors.py``).
+
+Why urllib3 and not ``requests`` on top of it: this client uses none of what ``requests`` adds (cookies, auth
+handlers, hooks, redirects, proxies and CA bundles from the environment), and building a ``PreparedRequest``,
+going through ``Session.send`` and the adapter, and wrapping the answer in a ``Response`` cost as much CPU again
+as urllib3's own work: 1.1 ms against 0.6 ms per lock request on this project's test machine, where the service
+sends one lock per container it submits (docs/benchmarks.md).
+
+Trust: the server's certificate is verified against the system's CA certificates (OpenSSL's default paths,
+which honour ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``), as the Go dispatcher's crypto/x509 does, or against the CA
+file or directory the caller names; ``TLS.Insecure`` turns verification off. Proxies are never used: the token
+goes to the configured host only.
 
 Bounds (what a hostile or broken server cannot make it do):
 
@@ -42,16 +53,16 @@ import enum
 import functools
 import json
 import logging
+import os
 import random
 import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlencode
+from http.client import HTTPException
+from typing import Any, Protocol
+from urllib.parse import urlencode, urlsplit
 
-import requests
-import requests.adapters
 import urllib3
 import urllib3.connection
 import urllib3.exceptions
@@ -96,8 +107,21 @@ TOKEN_MARKER = "<token>"
 """What the token (in any form) becomes in an error message."""
 _CHUNK_BYTES = 64 * 1024
 
-Session = requests.Session
-"""The session type a caller may inject (tests, a site's proxies): named here, so no other module imports requests."""
+ACCEPT_ENCODING = "gzip, deflate"
+"""The answer encodings accepted, as requests accepted them (Go's net/http asks for gzip): list pages are large."""
+
+
+class Pool(Protocol):
+    """What the transport sends its requests through: a urllib3 connection pool (tests pass a fake one)."""
+
+    def urlopen(self, method: str, url: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
+        """Send one request and return its answer, the body not yet read (``preload_content=False``)."""
+        ...
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        ...
+
 
 class Retry(enum.Enum):
     """Which failures a call may retry.
@@ -168,32 +192,25 @@ def shared_tls_context(cert_reqs: int, ca_certs: str, ca_cert_dir: str) -> ssl.S
     """Return the one TLS context for connections that verify with ``cert_reqs`` against these CAs.
 
     Made as urllib3 makes one for each connection (``create_urllib3_context``), and loaded with the CA file or
-    directory requests names (``verify``: certifi's bundle, or ``TLS``'s CA file), or the system's when none is
-    named. Verification off (``TLS.Insecure``) loads none: nothing would read them. The CAs are read once per
+    directory the client was given, or the system's when none is named. Verification off (``TLS.Insecure``) loads none: nothing would read them. The CAs are read once per
     process, as Go's crypto/x509 reads the system's roots once; a new CA bundle takes a restart.
 
     Raises:
-        OSError: the CA file or directory cannot be read (an ``ssl.SSLError`` is an OSError); the request that
-            opens the connection fails with it, as it would in urllib3.
+        urllib3.exceptions.SSLError: the CA file or directory cannot be read or holds no certificate. urllib3
+            passes it on as it is, so the request that opens the connection fails with a TLS error (not with a
+            "connection aborted" that would be retried), and nothing is remembered: a fixed file is read on the
+            next connection.
     """
     context = urllib3.util.ssl_.create_urllib3_context(cert_reqs=cert_reqs)
     if cert_reqs != ssl.CERT_NONE:
-        if ca_certs or ca_cert_dir:
-            context.load_verify_locations(cafile=ca_certs or None, capath=ca_cert_dir or None)
-        else:
-            context.load_default_certs()
+        try:
+            if ca_certs or ca_cert_dir:
+                context.load_verify_locations(cafile=ca_certs or None, capath=ca_cert_dir or None)
+            else:
+                context.load_default_certs()
+        except OSError as exc:  # ssl.SSLError is an OSError
+            raise urllib3.exceptions.SSLError(f"cannot load the CA certificates {ca_certs or ca_cert_dir}: {exc}") from exc
     return context
-
-
-class _GuardedAdapter(requests.adapters.HTTPAdapter):
-    """requests' adapter, with connections an attempt's deadline or a stop can abort."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _GuardedHTTPConnectionPool,
-            "https": _GuardedHTTPSConnectionPool,
-        }
 
 
 class _TooLarge(Exception):
@@ -217,8 +234,7 @@ class _Failure:
 class Transport:
     """Sends Arvados API requests with retries; shared by the threads of a small executor.
 
-    It keeps no per-call state but the set of attempts in flight (for ``stop()``), and
-    ``requests.Session`` is used only for its connection pool.
+    It keeps no per-call state but the set of attempts in flight (for ``stop()``) and its connection pool.
     """
 
     def __init__(
@@ -230,7 +246,7 @@ class Transport:
         connect_timeout: float,
         read_timeout: float,
         retry_deadline: float,
-        session: Session | None,
+        pool: Pool | None,
         sleep: Callable[[float], None] | None,
         clock: Callable[[], float],
         rng: random.Random | None,
@@ -249,7 +265,7 @@ class Transport:
         self.base_url, self.api_host = parse_api_host(api_host)
         self._token = token
         self._redactor = Redactor(token_secrets(token), marker=TOKEN_MARKER)
-        self._timeout = (connect_timeout, read_timeout)
+        self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
         self._retry_deadline = retry_deadline
         self._request_deadline = request_deadline
         self._max_body_bytes = max_body_bytes
@@ -257,27 +273,42 @@ class Transport:
         self._clock = clock
         self._rng = rng or random.Random()
         self._stop = StopSignal()
-        if session is None:
-            session = Session()
-            adapter = _GuardedAdapter(pool_connections=1, pool_maxsize=pool_size)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-            # Do not pick up proxies or a netrc from the environment: the token must go
-            # to the configured host only.
-            session.trust_env = False
-        # Passed on every request: a session-wide setting would lose to REQUESTS_CA_BUNDLE
-        # when an injected session trusts the environment.
         self.verify: bool | str = False if insecure else (ca_bundle or True)
-        """What requests verifies the server's certificate with: False, True (certifi's CAs) or a CA file."""
+        """What the server's certificate is verified with: False, True (the system's CAs) or a CA file/directory."""
         if insecure:
             # TLS.Insecure is the admin's explicit choice (a self-signed controller, the sandbox): urllib3's
             # warning on every request would bury the log, so it is silenced once here.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        self._session = session
+        self._base_path = urlsplit(self.base_url).path
+        self._pool_size = pool_size
+        self._own = pool is None
+        self._pool = pool if pool is not None else self._new_pool()
+
+    def _new_pool(self) -> Pool:
+        """Return a connection pool to ``base_url``'s host that verifies its certificate as ``verify`` says. Pure
+        (connections are opened when a request needs one)."""
+        parts = urllib3.util.parse_url(self.base_url)
+        host = parts.host or ""  # never empty: parse_api_host refused a URL without a host
+        if parts.scheme == "http":
+            return _GuardedHTTPConnectionPool(
+                host, parts.port, maxsize=self._pool_size, block=False, retries=False, timeout=self._timeout
+            )
+        trust: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED"}
+        if self.verify is False:
+            trust = {"cert_reqs": "CERT_NONE", "assert_hostname": False}
+        elif isinstance(self.verify, str):
+            trust["ca_cert_dir" if os.path.isdir(self.verify) else "ca_certs"] = self.verify
+        return _GuardedHTTPSConnectionPool(
+            host, parts.port, maxsize=self._pool_size, block=False, retries=False, timeout=self._timeout,
+            **trust,
+        )
 
     def close(self) -> None:
-        """Close the pooled connections. Blocks briefly."""
-        self._session.close()
+        """Close the pooled connections. Blocks briefly. Later calls open new ones (own pool only)."""
+        old = self._pool
+        if self._own:
+            self._pool = self._new_pool()
+        old.close()
 
     def stop(self) -> None:
         """Stop for good: end retry waits, abort requests in flight; later calls raise at once. Does not block."""
@@ -376,25 +407,27 @@ class Transport:
         """Send the request once; return the decoded JSON object, or what went wrong. Blocks, up to the deadline."""
         failure: _Failure | None = None
         with self._stop.attempt(self._request_deadline) as attempt:
-            response: requests.Response | None = None
+            response: urllib3.BaseHTTPResponse | None = None
             try:
-                prepared = self._prepare(method, url, query, json_body)
-                options = {**self._send_options(prepared), "stream": True}
-                response = self._session.send(prepared, timeout=self._timeout, allow_redirects=False, **options)
-                ok = 200 <= response.status_code < 300
+                target, body, headers = self._request(method, url, query, json_body)
+                response = self._pool.urlopen(
+                    method, target, body=body, headers=headers, retries=False, redirect=False,
+                    assert_same_host=False, timeout=self._timeout, preload_content=False, decode_content=True,
+                )
+                ok = 200 <= response.status < 300
                 limit = self._max_body_bytes if ok else ERROR_BODY_BYTES
-                body = self._read_body(response, attempt, limit=limit, truncate=not ok)
+                data = self._read_body(response, attempt, limit=limit, truncate=not ok)
             except _TooLarge:
-                status = response.status_code if response is not None else 0
+                status = response.status if response is not None else 0
                 too_large = f"the answer is larger than {self._max_body_bytes} bytes; check the API server"
                 too_large += " (or a proxy in front of it)"
                 failure = _Failure(ArvadosUnavailable(status, method, path, too_large))
             except _TooSlow:
                 failure = self._aborted(Abort.DEADLINE, method=method, path=path, retry=retry)
-            except Exception as exc:  # noqa: BLE001 - any failure of the HTTP libraries becomes a typed error
+            except Exception as exc:  # noqa: BLE001 - any failure of the HTTP library becomes a typed error
                 failure = self._exception_failure(exc, attempt, method=method, path=path, retry=retry)
             else:
-                if attempt.reason is not None:  # cut short, yet the libraries saw a (truncated) answer
+                if attempt.reason is not None:  # cut short, yet the library saw a (truncated) answer
                     failure = self._aborted(attempt.reason, method=method, path=path, retry=retry)
             finally:
                 if response is not None:
@@ -403,8 +436,8 @@ class Transport:
             return failure
         assert response is not None
         if ok:
-            return self._decode(body, status=response.status_code, method=method, path=path)
-        error = self._status_error(response, body, method=method, path=path, auth_call=auth_call)
+            return self._decode(data, status=response.status, method=method, path=path)
+        error = self._status_error(response, data, method=method, path=path, auth_call=auth_call)
         # A status answer proves the request reached the server: only idempotent
         # calls may repeat it. See Retry for why this is safe.
         if not (isinstance(error, ArvadosUnavailable) and retry is Retry.IDEMPOTENT):
@@ -413,7 +446,7 @@ class Transport:
         return _Failure(error, retryable=True, delay=delay)
 
     def _read_body(
-        self, response: requests.Response, attempt: Attempt, *, limit: int, truncate: bool
+        self, response: urllib3.BaseHTTPResponse, attempt: Attempt, *, limit: int, truncate: bool
     ) -> bytes:
         """Return the (decompressed) body, at most ``limit`` bytes. Blocks until it is read.
 
@@ -421,13 +454,8 @@ class Transport:
             _TooLarge: the body is bigger than ``limit`` (and ``truncate`` is False).
             _TooSlow: the attempt's deadline passed (the watchdog also aborts a read blocked for good).
         """
-        if response.raw is None:  # an injected adapter built the answer in memory
-            content = response.content or b""
-            if len(content) > limit and not truncate:
-                raise _TooLarge
-            return content[:limit]
         buf = bytearray()
-        for chunk in response.iter_content(_CHUNK_BYTES):
+        for chunk in response.stream(_CHUNK_BYTES, decode_content=True):
             buf += chunk
             if len(buf) > limit:
                 if truncate:
@@ -437,44 +465,25 @@ class Transport:
                 raise _TooSlow
         return bytes(buf)
 
-    def _prepare(
+    def _request(
         self, method: str, url: str, query: Mapping[str, str], json_body: Mapping[str, Any] | None
-    ) -> requests.PreparedRequest:
-        """Return the request to send, with the session's default headers (Accept-Encoding...) and ours. Pure.
+    ) -> tuple[str, bytes | None, dict[str, str]]:
+        """Return the request target (path and query), the body and the headers to send. Pure.
 
-        Built by hand rather than with ``Session.request``, which merges the session's cookies, auth, hooks and
-        environment settings into every request: none of which this client uses (the session has no cookies,
-        auth or hooks, and ignores the environment), and the merging was a third of a lock request's CPU.
+        The URL is ours (``base_url`` checked by ``parse_api_host``, the paths' uuids checked where they enter): it
+        needs no parsing, only the query, encoded as ``urlencode(doseq=True)`` encodes it.
         """
-        prepared = requests.PreparedRequest()
-        prepared.prepare_method(method)
-        # The URL is ours (base_url checked by parse_api_host, paths of uuids checked where they enter): it needs
-        # no parsing or IDNA step, only the query, encoded as requests would (urlencode, doseq). That step and
-        # the parameters' re-encoding were a fifth of a lock request's CPU.
-        prepared.url = url + ("?" + urlencode(query, doseq=True) if query else "")
-        prepared.prepare_headers({**self._session.headers, **self._headers()})
+        target = self._base_path + url[len(self.base_url) :]
+        if query:
+            target += "?" + urlencode(query, doseq=True)
+        headers = self._headers()
+        body = None
         if json_body is not None:
             body = json.dumps(json_body, separators=(",", ":"), allow_nan=False).encode()
-            prepared.headers["Content-Type"] = "application/json"
-        else:
-            body = None
-        prepared.body = body
+            headers["Content-Type"] = "application/json"
         if body is not None or method in ("POST", "PUT", "PATCH"):
-            prepared.headers["Content-Length"] = str(len(body or b""))
-        prepared.prepare_hooks({})
-        return prepared
-
-    def _send_options(self, prepared: requests.PreparedRequest) -> dict[str, Any]:
-        """Return ``verify`` (and, for a session trusting the environment, what Session.request takes from it).
-
-        Our own session ignores the environment: ``verify`` is all it needs, and Session.send uses the
-        session's own proxies (none). An injected session that trusts the environment gets exactly what
-        Session.request would have given it (proxies, REQUESTS_CA_BUNDLE, ...). Pure but for reading the
-        environment in that case.
-        """
-        if not self._session.trust_env:
-            return {"verify": self.verify}
-        return dict(self._session.merge_environment_settings(prepared.url, {}, None, self.verify, None))
+            headers["Content-Length"] = str(len(body or b""))
+        return target, body, headers
 
     def _headers(self) -> dict[str, str]:
         return {
@@ -482,6 +491,7 @@ class Transport:
             "User-Agent": f"slurm-dispatch/{__version__}",
             "X-Request-Id": new_request_id(),
             "Accept": "application/json",
+            "Accept-Encoding": ACCEPT_ENCODING,
         }
 
     def _decode(self, body: bytes, *, status: int, method: str, path: str) -> dict[str, Any]:
@@ -503,7 +513,7 @@ class Transport:
         return value
 
     def _status_error(
-        self, response: requests.Response, body: bytes, *, method: str, path: str, auth_call: bool
+        self, response: urllib3.BaseHTTPResponse, body: bytes, *, method: str, path: str, auth_call: bool
     ) -> ArvadosAPIError:
         """Return the typed error for a non-2xx answer. Pure."""
         try:
@@ -511,11 +521,11 @@ class Transport:
         except ValueError:
             value = None
         try:
-            text = error_text(value, reason=response.reason or "", status=response.status_code)
+            text = error_text(value, reason=response.reason or "", status=response.status)
         except RecursionError:
-            text = response.reason or f"HTTP {response.status_code}"
+            text = response.reason or f"HTTP {response.status}"
         return status_error(
-            status=response.status_code,
+            status=response.status,
             method=method,
             path=path,
             text=self.scrub(text),
@@ -546,12 +556,9 @@ class Transport:
         """Return the failure for an exception raised while sending or reading. Pure, but cleans ``exc``."""
         if attempt.reason is not None:
             failure = self._aborted(attempt.reason, method=method, path=path, retry=retry)
-        elif isinstance(exc, requests.RequestException):
+        else:
             error, retryable = self._transport_error(exc, method=method, path=path, retry=retry)
             failure = _Failure(error, retryable=retryable)
-        else:
-            # http.client and urllib3 raise a few plain errors (a bad header value, an encoding error).
-            failure = _Failure(ArvadosAPIError(0, method, path, self.scrub(f"{type(exc).__name__}: {exc}")))
         failure.cause = self._clean_cause(exc)
         return failure
 
@@ -559,8 +566,7 @@ class Transport:
         """Return ``exc`` to chain as the cause of our error, or None when it would carry the token.
 
         Walks the chain (causes, contexts, wrapped exceptions): if any of them shows the token in any form in
-        its ``str`` or ``repr``, nothing is chained. Otherwise the requests exceptions lose their ``request``
-        (whose headers hold the token). Pure but for that.
+        its ``str``, its ``repr`` or the URL urllib3 keeps on it, nothing is chained. Pure.
         """
         seen: set[int] = set()
         todo: list[BaseException] = [exc]
@@ -570,68 +576,68 @@ class Transport:
                 continue
             seen.add(id(cur))
             try:
-                text = f"{cur}\n{cur!r}"
+                text = f"{cur}\n{cur!r}\n{getattr(cur, 'url', '')}"  # urllib3's errors keep the URL aside
             except Exception:  # noqa: BLE001 - an exception that cannot describe itself is not chained
                 return None
             if self._redactor.found_in(text):
                 return None
-            if isinstance(cur, requests.RequestException):
-                cur.request = None
-                cur.response = None
             linked = [cur.__cause__, cur.__context__, getattr(cur, "reason", None), *cur.args]
             todo.extend(e for e in linked if isinstance(e, BaseException))
         return exc
 
     def _transport_error(
-        self, exc: requests.RequestException, *, method: str, path: str, retry: Retry
+        self, exc: Exception, *, method: str, path: str, retry: Retry
     ) -> tuple[ArvadosAPIError, bool]:
-        """Return the typed error for a transport failure and whether ``retry`` allows another try."""
-        if isinstance(exc, requests.exceptions.SSLError):
+        """Return the typed error for a failure to send or to read, and whether ``retry`` allows another try. Pure.
+
+        urllib3 raises its own exception, not one wrapped in ``MaxRetryError``, since it never retries here
+        (``retries=False``).
+        """
+        if isinstance(exc, urllib3.exceptions.SSLError):
             # A certificate problem does not fix itself: fail at once.
-            return (
-                ArvadosAPIError(
-                    0,
-                    method,
-                    path,
-                    self.scrub(
-                        f"TLS handshake with {self.api_host} failed ({exc}): check the controller's "
-                        "certificate, or set TLS.Insecure / ARVADOS_API_HOST_INSECURE for a test cluster"
-                    ),
-                ),
-                False,
+            text = (
+                f"TLS handshake with {self.api_host} failed ({exc}): check the controller's certificate, or set "
+                "TLS.Insecure / ARVADOS_API_HOST_INSECURE for a test cluster"
             )
+            return ArvadosAPIError(0, method, path, self.scrub(text)), False
         not_sent = never_sent(exc)
-        if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-            what = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
+        timed_out = isinstance(exc, (urllib3.exceptions.TimeoutError, TimeoutError)) and not isinstance(
+            exc, urllib3.exceptions.NewConnectionError
+        )
+        lost = isinstance(exc, (urllib3.exceptions.ProtocolError, urllib3.exceptions.NewConnectionError,
+                                urllib3.exceptions.ProxyError, HTTPException, OSError))
+        if timed_out or lost:
+            what = "timed out" if timed_out else "connection failed"
             if not not_sent:
                 what += " (the request may have reached the server)"
             error = ArvadosUnavailable(0, method, path, self.scrub(f"{self.api_host}: {what}: {exc}"))
             return error, retry is Retry.IDEMPOTENT or not_sent
-        # InvalidURL, TooManyRedirects, ContentDecodingError, ...: the request or the answer is unusable.
+        # A body that does not decompress, a bad header value, ...: the request or the answer is unusable.
         return ArvadosAPIError(0, method, path, self.scrub(f"{type(exc).__name__}: {exc}")), False
 
 
 _NOT_JSON = object()
 
 
-def _close(response: requests.Response) -> None:
-    """Close ``response``: its connection goes back to the pool if the body was read, else is dropped."""
+def _close(response: urllib3.BaseHTTPResponse) -> None:
+    """Close ``response``: its connection goes back to the pool if the body was read to the end, else is dropped.
+
+    A body read to its end has already given its connection back (urllib3 does so at the end of the body);
+    otherwise closing drops the connection, and ``release_conn`` frees its place in the pool.
+    """
     with contextlib.suppress(Exception):  # closing a broken answer must not hide why it broke
         response.close()
+        response.release_conn()
 
 
-def never_sent(exc: requests.RequestException) -> bool:
+def never_sent(exc: BaseException) -> bool:
     """True when ``exc`` proves no byte of the request reached the server. Pure.
 
-    requests raises ``ConnectTimeout`` for a connect timeout, and ``ConnectionError``
-    wrapping urllib3's ``NewConnectionError`` (refused, unreachable, DNS failure) when
-    no connection was made. Every other ``ConnectionError`` (reset, remote closed,
-    protocol error) may come after the request was written.
+    urllib3 raises ``NewConnectionError`` (refused, unreachable; ``NameResolutionError`` for a DNS failure) or
+    ``ConnectTimeoutError`` when no connection was made. Every other failure (reset, remote closed, a read
+    timeout, a protocol error) may come after the request was written. The exception's causes and arguments are
+    searched too, for a library that wraps one of those.
     """
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if not isinstance(exc, requests.ConnectionError):
-        return False
     seen: set[int] = set()
     todo: list[BaseException | None] = [exc]
     while todo:

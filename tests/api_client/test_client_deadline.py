@@ -1,7 +1,7 @@
 """Every request has a total deadline and a bounded body: a trickling or huge answer cannot hold a call.
 
 The trickling server is a tiny local socket server that sends one byte per interval, for ever: requests'
-read timeout (per socket read) never fires on it. Huge bodies come from ``responses``.
+read timeout (per socket read) never fires on it. Huge bodies come from ``FakeHttp`` (tests/plugins/fake_http.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import responses
+from plugins.fake_http import FakeHttp
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.errors import ArvadosAPIError, ArvadosUnavailable
@@ -166,12 +166,12 @@ def test_trickled_get_is_retried_until_the_retry_deadline(trickle: Callable[[byt
 
 
 @pytest.fixture
-def mock() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as m:
+def mock() -> Iterator[FakeHttp]:
+    with FakeHttp() as m:
         yield m
 
 
-def test_huge_body_is_refused_and_not_retried(mock: responses.RequestsMock) -> None:
+def test_huge_body_is_refused_and_not_retried(mock: FakeHttp) -> None:
     url = f"https://ctrl.example/arvados/v1/containers/{UUID}"
     mock.get(url, body=b'{"uuid": "' + UUID.encode() + b'", "pad": "' + b"p" * 3_000_000 + b'"}')
     client = ArvadosClient(api_host="ctrl.example", token=TOKEN, max_body_bytes=1_000_000, sleep=lambda s: None)
@@ -181,7 +181,7 @@ def test_huge_body_is_refused_and_not_retried(mock: responses.RequestsMock) -> N
     assert len(mock.calls) == 1, "a body that is too big will not be smaller a second later"
 
 
-def test_compressed_huge_body_is_refused_before_it_is_all_decompressed(mock: responses.RequestsMock) -> None:
+def test_compressed_huge_body_is_refused_before_it_is_all_decompressed(mock: FakeHttp) -> None:
     bomb = gzip.compress(b" " * 30_000_000, compresslevel=9)  # 30 MB of JSON whitespace in about 30 KB
     assert len(bomb) < 1_000_000
     mock.get("https://ctrl.example/arvados/v1/containers", body=bomb, headers={"Content-Encoding": "gzip"})
@@ -190,7 +190,7 @@ def test_compressed_huge_body_is_refused_before_it_is_all_decompressed(mock: res
         client.list(filters=[])
 
 
-def test_huge_error_body_is_cut_not_refused(mock: responses.RequestsMock) -> None:
+def test_huge_error_body_is_cut_not_refused(mock: FakeHttp) -> None:
     mock.get(f"https://ctrl.example/arvados/v1/containers/{UUID}", status=400, body=b"x" * 5_000_000)
     client = ArvadosClient(api_host="ctrl.example", token=TOKEN)
     with pytest.raises(ArvadosAPIError) as info:
@@ -199,7 +199,7 @@ def test_huge_error_body_is_cut_not_refused(mock: responses.RequestsMock) -> Non
 
 
 def test_body_at_the_limit_is_read() -> None:
-    with responses.RequestsMock() as mock:
+    with FakeHttp() as mock:
         body = b'{"uuid": "' + UUID.encode() + b'", "state": "Queued"}'
         mock.get(f"https://ctrl.example/arvados/v1/containers/{UUID}", body=body)
         client = ArvadosClient(api_host="ctrl.example", token=TOKEN, max_body_bytes=len(body))

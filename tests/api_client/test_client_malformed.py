@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import responses
+from plugins.fake_http import FakeHttp
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.errors import (
@@ -29,8 +29,8 @@ TOKEN = "v2/zzzzz-gj3su-000000000000000/malformed-test-token-0123456789"
 
 
 @pytest.fixture
-def mock() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as m:
+def mock() -> Iterator[FakeHttp]:
+    with FakeHttp() as m:
         yield m
 
 
@@ -65,7 +65,7 @@ def record(**fields: Any) -> dict[str, Any]:
     ],
 )
 def test_malformed_list_page_is_one_typed_error(
-    client: ArvadosClient, mock: responses.RequestsMock, body: Any, problem: str
+    client: ArvadosClient, mock: FakeHttp, body: Any, problem: str
 ) -> None:
     mock.get(BASE + "containers", json=body)
     with pytest.raises(ArvadosMalformedAnswer) as info:
@@ -87,7 +87,7 @@ def test_malformed_list_page_is_one_typed_error(
         pytest.param("7", id="number"),
     ],
 )
-def test_answer_that_is_not_an_object(client: ArvadosClient, mock: responses.RequestsMock, body: str) -> None:
+def test_answer_that_is_not_an_object(client: ArvadosClient, mock: FakeHttp, body: str) -> None:
     mock.get(BASE + "containers", body=body)
     with pytest.raises(ArvadosMalformedAnswer, match="answer is not a JSON object"):
         client.list(filters=[])
@@ -103,25 +103,25 @@ def test_answer_that_is_not_an_object(client: ArvadosClient, mock: responses.Req
         pytest.param("<html>502 Bad Gateway</html>", id="html"),
     ],
 )
-def test_answer_that_is_not_json(client: ArvadosClient, mock: responses.RequestsMock, text: str | bytes) -> None:
+def test_answer_that_is_not_json(client: ArvadosClient, mock: FakeHttp, text: str | bytes) -> None:
     mock.get(BASE + "containers", body=text)
     with pytest.raises(ArvadosUnavailable, match="answer is not JSON") as info:
         client.list(filters=[])
     assert len(str(info.value)) < 300
 
 
-def test_count_none_page_may_omit_items_available(client: ArvadosClient, mock: responses.RequestsMock) -> None:
+def test_count_none_page_may_omit_items_available(client: ArvadosClient, mock: FakeHttp) -> None:
     mock.get(BASE + "containers", json={"items": [record()]})
     page = client.list(filters=[], count="none")
     assert page.items_available is None and page.items == [record()]
 
 
-def test_select_without_uuid_does_not_need_uuids(client: ArvadosClient, mock: responses.RequestsMock) -> None:
+def test_select_without_uuid_does_not_need_uuids(client: ArvadosClient, mock: FakeHttp) -> None:
     mock.get(BASE + "containers", json={"items": [{"state": "Queued"}], "items_available": 1})
     assert client.list(filters=[], select=["state"]).items == [{"state": "Queued"}]
 
 
-def test_one_bad_item_is_left_to_from_api(client: ArvadosClient, mock: responses.RequestsMock) -> None:
+def test_one_bad_item_is_left_to_from_api(client: ArvadosClient, mock: FakeHttp) -> None:
     """A page of well-formed items with one bad field: the page is fine, that item's parse raises ValueError."""
     text = json.dumps({"items": [record(), record(uuid="zzzzz-dz642-badramcontainer")], "items_available": 2})
     mock.get(BASE + "containers", body=text.replace('"priority": 1}]', '"priority": 1, "runtime_constraints": '
@@ -133,7 +133,7 @@ def test_one_bad_item_is_left_to_from_api(client: ArvadosClient, mock: responses
         Container.from_api(page.items[1])
 
 
-def test_list_all_refuses_a_page_with_an_invalid_record(client: ArvadosClient, mock: responses.RequestsMock) -> None:
+def test_list_all_refuses_a_page_with_an_invalid_record(client: ArvadosClient, mock: FakeHttp) -> None:
     bad = '{"items": [{"uuid": "%s", "state": "Queued", "runtime_constraints": {"ram": 1e400}}]}' % UUID  # noqa: UP031
     mock.get(BASE + "containers", json={"items": [], "items_available": 1})
     mock.get(BASE + "containers", body=bad)
@@ -141,20 +141,20 @@ def test_list_all_refuses_a_page_with_an_invalid_record(client: ArvadosClient, m
         list(client.list_all(filters=[]))
 
 
-def test_get_of_another_container_is_malformed(client: ArvadosClient, mock: responses.RequestsMock) -> None:
+def test_get_of_another_container_is_malformed(client: ArvadosClient, mock: FakeHttp) -> None:
     mock.get(BASE + f"containers/{UUID}", json=record(uuid="zzzzz-dz642-othercontainer1"))
     with pytest.raises(ArvadosMalformedAnswer, match="about container zzzzz-dz642-othercontainer1, not " + UUID):
         client.get(UUID)
 
 
 @pytest.mark.parametrize("uuid", [None, "", 5, "me", "zzzzz-gj3su-000000000000000\n"], ids=repr)
-def test_current_token_uuid_must_be_a_uuid(client: ArvadosClient, mock: responses.RequestsMock, uuid: Any) -> None:
+def test_current_token_uuid_must_be_a_uuid(client: ArvadosClient, mock: FakeHttp, uuid: Any) -> None:
     mock.get(BASE + "api_client_authorizations/current", json={"uuid": uuid})
     with pytest.raises(ArvadosMalformedAnswer, match="uuid"):
         client.current_token_uuid()
 
 
-def test_a_uuid_argument_cannot_change_the_path(client: ArvadosClient, mock: responses.RequestsMock) -> None:
+def test_a_uuid_argument_cannot_change_the_path(client: ArvadosClient, mock: FakeHttp) -> None:
     mock.get(BASE + "containers/..%2F..%2Fusers%2Fcurrent%3Fx", status=404, json={"errors": ["no"]})
     with pytest.raises(ArvadosAPIError) as info:
         client.get("../../users/current?x")

@@ -1,4 +1,4 @@
-"""list_all paging against a tiny in-test list endpoint (``responses`` callback).
+"""list_all paging against a tiny in-test list endpoint (a ``FakeHttp`` callback).
 
 The end-to-end version runs against the emulator in test_client_emulator.py; this one
 pins the exact calls (probe, then count=none pages, offset += len(items)).
@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-import responses
+from plugins.fake_http import GET, FakeHttp
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.errors import ArvadosUnavailable
@@ -51,8 +51,8 @@ def client() -> Iterator[ArvadosClient]:
     c.close()
 
 
-def serve(mock: responses.RequestsMock, server: ListServer) -> None:
-    mock.add_callback(responses.GET, BASE + "containers", callback=server)
+def serve(mock: FakeHttp, server: ListServer) -> None:
+    mock.add_callback(GET, BASE + "containers", callback=server)
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,7 @@ def test_list_all_pages(
     client: ArvadosClient, total: int, batch: int, max_page: int, pages: list[int]
 ) -> None:
     server = ListServer(total, max_page=max_page)
-    with responses.RequestsMock() as mock:
+    with FakeHttp() as mock:
         serve(mock, server)
         got = list(client.list_all(filters=[["state", "=", "Queued"]], batch_size=batch))
     assert [len(p) for p in got] == pages
@@ -82,7 +82,7 @@ def test_list_all_pages(
 
 def test_list_all_stops_on_an_empty_page_when_rows_vanish(client: ArvadosClient) -> None:
     server = ListServer(30)
-    with responses.RequestsMock() as mock:
+    with FakeHttp() as mock:
         serve(mock, server)
         pages = client.list_all(filters=[], batch_size=10)
         first = next(pages)
@@ -94,7 +94,7 @@ def test_list_all_stops_on_an_empty_page_when_rows_vanish(client: ArvadosClient)
 def test_list_all_error_raises_mid_iteration(client: ArvadosClient) -> None:
     server = ListServer(30, fail_call=2)
     got: list[int] = []
-    with responses.RequestsMock() as mock:
+    with FakeHttp() as mock:
         serve(mock, server)
         with pytest.raises(ArvadosUnavailable, match="database went away"):
             for page in client.list_all(filters=[], batch_size=10):

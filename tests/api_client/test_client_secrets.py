@@ -14,9 +14,8 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
-import requests
-import requests.adapters
-import responses
+import urllib3
+from plugins.fake_http import FakeHttp
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.errors import ArvadosAPIError, ArvadosAuthError
@@ -124,55 +123,52 @@ def echoes(token: str) -> list[tuple[int, str | bytes]]:
 def test_answers_echoing_the_token_do_not_leak_it(token: str) -> None:
     client = ArvadosClient(api_host="ctrl.example", token=token, retry_deadline=0.0, sleep=lambda s: None)
     for status, body in echoes(token):
-        with responses.RequestsMock() as mock:
+        with FakeHttp() as mock:
             mock.get(BASE + f"containers/{UUID}", status=status, body=body)
             with pytest.raises(ArvadosAPIError) as info:
                 client.get(UUID)
         assert_hidden(token, info.value)
 
 
-class RaisingAdapter(requests.adapters.BaseAdapter):
-    """A transport that fails the way requests, urllib3 or http.client can, quoting the header it was given."""
+class RaisingPool:
+    """A connection pool that fails the way urllib3 or http.client can, quoting the header it was given."""
 
     def __init__(self, make_error: Any) -> None:
-        super().__init__()
         self.make_error = make_error
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        header = str(request.headers["Authorization"])
-        raise self.make_error(header, request)
+    def urlopen(self, method: str, url: str, *, headers: dict[str, str], **kwargs: Any) -> Any:
+        raise self.make_error(str(headers["Authorization"]))
 
     def close(self) -> None:
         pass
 
 
-def _chained(header: str, request: requests.PreparedRequest) -> BaseException:
+def _chained(header: str) -> BaseException:
     try:
         raise ValueError(header)
     except ValueError as inner:
         try:
-            raise requests.ConnectionError("connection reset") from inner
-        except requests.ConnectionError as outer:
+            raise urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError()) from inner
+        except urllib3.exceptions.ProtocolError as outer:
             return outer
 
 
 LIBRARY_ERRORS = {
-    "requests-repr": lambda h, r: requests.ConnectionError(f"Invalid header value {h!r}", request=r),
-    "http-client-bytes": lambda h, r: ValueError("Invalid header value %r" % (h.encode(),)),  # noqa: UP031
-    "unicode-encode": lambda h, r: UnicodeEncodeError("latin-1", h, 7, 8, "ordinal not in range(256)"),
+    "protocol-repr": lambda h: urllib3.exceptions.ProtocolError(f"Invalid header value {h!r}"),
+    "http-client-bytes": lambda h: ValueError("Invalid header value %r" % (h.encode(),)),  # noqa: UP031
+    "unicode-encode": lambda h: UnicodeEncodeError("latin-1", h, 7, 8, "ordinal not in range(256)"),
     "chained-cause": _chained,
-    "invalid-header": lambda h, r: requests.exceptions.InvalidHeader(f"Invalid return character in {h!r}"),
-    "json-escaped": lambda h, r: requests.ConnectionError(json.dumps({"header": h})),
+    "wrapped-argument": lambda h: urllib3.exceptions.ProtocolError("Connection aborted.", ValueError(h)),
+    "header-parsing": lambda h: urllib3.exceptions.HeaderParsingError([], f"Invalid return character in {h!r}"),
+    "json-escaped": lambda h: urllib3.exceptions.ProtocolError(json.dumps({"header": h})),
+    "read-timeout": lambda h: urllib3.exceptions.ReadTimeoutError(None, f"/x?{quote(h)}", "Read timed out."),  # type: ignore[arg-type]
 }
 
 
 @pytest.mark.parametrize("token", list(SENDABLE.values()), ids=list(SENDABLE))
 @pytest.mark.parametrize("make_error", list(LIBRARY_ERRORS.values()), ids=list(LIBRARY_ERRORS))
 def test_library_errors_quoting_the_header_do_not_leak_it(token: str, make_error: Any) -> None:
-    session = requests.Session()
-    session.trust_env = False
-    session.mount("https://", RaisingAdapter(make_error))
-    client = ArvadosClient(api_host="ctrl.example", token=token, session=session, retry_deadline=0.0)
+    client = ArvadosClient(api_host="ctrl.example", token=token, pool=RaisingPool(make_error), retry_deadline=0.0)
     with pytest.raises(ArvadosAPIError) as info:
         client.get(UUID)
     assert info.value.__cause__ is None, "a cause that shows the token is not chained"
@@ -181,14 +177,12 @@ def test_library_errors_quoting_the_header_do_not_leak_it(token: str, make_error
 
 def test_a_clean_library_error_stays_the_cause_without_its_request() -> None:
     token = SENDABLE["v2"]
-    session = requests.Session()
-    session.trust_env = False
-    session.mount("https://", RaisingAdapter(lambda h, r: requests.ConnectionError("refused", request=r)))
-    client = ArvadosClient(api_host="ctrl.example", token=token, session=session, retry_deadline=0.0)
+    refused = urllib3.exceptions.NewConnectionError(None, "Failed to establish a new connection: refused")  # type: ignore[arg-type]
+    client = ArvadosClient(api_host="ctrl.example", token=token, pool=RaisingPool(lambda h: refused),
+                           retry_deadline=0.0)
     with pytest.raises(ArvadosAPIError) as info:
         client.get(UUID)
-    cause = info.value.__cause__
-    assert isinstance(cause, requests.ConnectionError) and cause.request is None
+    assert info.value.__cause__ is refused
     assert_hidden(token, info.value)
 
 

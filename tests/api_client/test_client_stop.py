@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import responses
+from plugins.fake_http import FakeHttp
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.dispatch import Dispatcher
@@ -99,7 +99,7 @@ def test_stop_aborts_a_request_in_flight(client: ArvadosClient, emulator_control
 
 
 def test_nothing_is_sent_after_stop() -> None:
-    with responses.RequestsMock() as mock:  # any request would fail with "connection refused by Responses"
+    with FakeHttp() as mock:  # any request would fail: nothing is registered
         client = ArvadosClient(api_host="ctrl.example", token="t0ken-for-stop-test")
         client.stop()
         client.stop()  # idempotent
@@ -122,7 +122,7 @@ def test_nothing_is_sent_after_stop() -> None:
 
 
 def test_stop_during_an_injected_sleep_ends_the_call_after_it() -> None:
-    with responses.RequestsMock() as mock:
+    with FakeHttp() as mock:
         mock.get(f"https://ctrl.example/arvados/v1/containers/{UUID}", status=503, json={"errors": ["down"]})
         made: list[ArvadosClient] = []
         client = ArvadosClient(  # SIGTERM arrives while it waits

@@ -1,80 +1,59 @@
-"""What ArvadosClient hands to the transport: TLS verification and proxies, for its own session and an
-injected one (which may trust the environment, as ``requests`` sessions do by default)."""
+"""What goes on the wire and whom it trusts: the headers of each request, and the client's own connection pool
+(the CA it verifies with, no proxy, whatever the environment says)."""
 
 from __future__ import annotations
 
-from typing import Any
+import ssl
+from pathlib import Path
 
 import pytest
-import requests
-import requests.adapters
+from plugins.fake_http import FakeHttp
 
 from slurm_dispatch.arvados.client import ArvadosClient
+from slurm_dispatch.sandbox.api import EmulatorServer
 
 UUID = "zzzzz-dz642-transporttest01"
+RECORD = {"uuid": UUID, "state": "Queued", "priority": 1}
 
 
-class RecordingAdapter(requests.adapters.BaseAdapter):
-    """Answers every request with a container record and remembers what ``send`` was given."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[dict[str, Any]] = []
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        self.calls.append({"request": request, **kwargs})
-        response = requests.Response()
-        response.status_code = 200
-        response._content = b'{"uuid": "%s", "state": "Queued", "priority": 1}' % UUID.encode()
-        response.headers["Content-Type"] = "application/json"
-        response.request = request
-        response.url = request.url or ""
-        return response
-
-    def close(self) -> None:
-        pass
-
-
-def session_with(adapter: RecordingAdapter, *, trust_env: bool) -> requests.Session:
-    session = requests.Session()
-    session.trust_env = trust_env
-    session.mount("https://", adapter)
-    return session
-
-
-def test_own_settings_session_verifies_with_the_given_ca_and_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/elsewhere/ca.pem")
-    adapter = RecordingAdapter()
-    client = ArvadosClient(api_host="ctl.example", token="t" * 20, ca_bundle="/etc/ssl/our-ca.pem",
-                           session=session_with(adapter, trust_env=False))
-    client.get(UUID)
-    (call,) = adapter.calls
-    assert call["verify"] == "/etc/ssl/our-ca.pem"
-    assert not call["proxies"], "a session that ignores the environment takes no proxy from it"
-    headers = call["request"].headers
+def test_every_request_carries_our_headers() -> None:
+    with FakeHttp() as mock:
+        mock.get(f"https://ctl.example/arvados/v1/containers/{UUID}", json=RECORD)
+        ArvadosClient(api_host="ctl.example", token="t" * 20).get(UUID)
+    headers = mock.calls[0].request.headers
     assert headers["Authorization"] == "Bearer " + "t" * 20
     assert headers["X-Request-Id"].startswith("req-") and headers["Accept"] == "application/json"
-    assert "gzip" in headers["Accept-Encoding"], "the session's default headers are still sent"
+    assert "gzip" in headers["Accept-Encoding"], "list pages are large: a compressed answer is welcome"
+    assert headers["User-Agent"].startswith("slurm-dispatch/")
 
 
-def test_injected_session_keeps_its_own_proxies() -> None:
-    adapter = RecordingAdapter()
-    session = session_with(adapter, trust_env=False)
-    session.proxies = {"https": "http://site-proxy.example:3128"}
-    ArvadosClient(api_host="ctl.example", token="t" * 20, session=session).get(UUID)
-    assert adapter.calls[0]["proxies"] == {"https": "http://site-proxy.example:3128"}
-
-
-def test_injected_session_that_trusts_the_environment_gets_its_ca_bundle_and_proxy(
-    monkeypatch: pytest.MonkeyPatch,
+def test_own_pool_verifies_with_the_given_ca_and_ignores_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/elsewhere/ca.pem")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    adapter = RecordingAdapter()
-    ArvadosClient(api_host="ctl.example", token="t" * 20, session=session_with(adapter, trust_env=True)).get(UUID)
-    (call,) = adapter.calls
-    assert call["verify"] == "/elsewhere/ca.pem"
-    assert call["proxies"].get("https") == "http://proxy.example:3128"
+    client = ArvadosClient(api_host="ctl.example", token="t" * 20, ca_bundle="/etc/ssl/our-ca.pem")
+    pool = client._transport._pool
+    assert pool.ca_certs == "/etc/ssl/our-ca.pem" and pool.cert_reqs == "CERT_REQUIRED"  # type: ignore[attr-defined]
+    assert pool.proxy is None, "the token goes to the configured host only"  # type: ignore[attr-defined]
+    directory = ArvadosClient(api_host="ctl.example", token="t" * 20, ca_bundle=str(tmp_path))._transport._pool
+    assert directory.ca_cert_dir == str(tmp_path) and directory.ca_certs is None  # type: ignore[attr-defined]
+
+
+def test_own_pool_trusts_the_systems_cas_by_default_and_nothing_when_insecure() -> None:
+    system = ArvadosClient(api_host="ctl.example", token="t" * 20)._transport._pool
+    assert system.cert_reqs == "CERT_REQUIRED" and system.ca_certs is None  # type: ignore[attr-defined]
+    insecure = ArvadosClient(api_host="ctl.example", token="t" * 20, insecure=True)._transport._pool
+    assert insecure.cert_reqs == "CERT_NONE" and insecure.assert_hostname is False  # type: ignore[attr-defined]
+    context = insecure._new_conn().ssl_context  # type: ignore[attr-defined]
+    assert context.verify_mode == ssl.CERT_NONE
+
+
+def test_a_closed_client_opens_new_connections_when_used_again(emulator: EmulatorServer) -> None:
+    client = ArvadosClient(api_host=emulator.api_host, token=emulator.root_token, insecure=True)
+    first = client.current_token_uuid()
+    old = client._transport._pool
+    client.close()
+    assert old.pool is None, "closing closed the pooled connections"  # type: ignore[attr-defined]
+    assert client.current_token_uuid() == first
+    client.close()

@@ -1,6 +1,6 @@
 """Narrow unit tests of ArvadosClient: URL building, encoding, error shapes and the retry policy.
 
-HTTP answers come from ``responses`` (canned JSON, fine for error shapes per the style
+HTTP answers come from ``FakeHttp`` (tests/plugins/fake_http.py) (canned JSON, fine for error shapes per the style
 guide) or from real loopback sockets for the transport failures. Time is injected: no
 test here sleeps.
 """
@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import requests
-import responses
+import urllib3
+from plugins.fake_http import FakeHttp
 from plugins.fake_time import FakeClock
 
 from slurm_dispatch.arvados.client import (
@@ -54,8 +54,8 @@ def client(fake_clock: FakeClock) -> Iterator[ArvadosClient]:
 
 
 @pytest.fixture
-def mock() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as m:
+def mock() -> Iterator[FakeHttp]:
+    with FakeHttp() as m:
         yield m
 
 
@@ -137,7 +137,7 @@ def test_request_id_shape() -> None:
 
 
 def test_get_sends_bearer_header_request_id_and_json_query(
-    client: ArvadosClient, mock: responses.RequestsMock
+    client: ArvadosClient, mock: FakeHttp
 ) -> None:
     mock.get(BASE + "containers", json={"items": [record()], "items_available": 7})
     page = client.list(
@@ -163,14 +163,14 @@ def test_get_sends_bearer_header_request_id_and_json_query(
     }
 
 
-def test_count_none_leaves_items_available_unset(client: ArvadosClient, mock: responses.RequestsMock) -> None:
+def test_count_none_leaves_items_available_unset(client: ArvadosClient, mock: FakeHttp) -> None:
     mock.get(BASE + "containers", json={"items": []})
     assert client.list(filters=[], count="none", offset=5).items_available is None
     query = parse_qs(urlsplit(mock.calls[0].request.url).query)
     assert query["count"] == ["none"] and query["offset"] == ["5"]
 
 
-def test_update_sends_json_body(client: ArvadosClient, mock: responses.RequestsMock) -> None:
+def test_update_sends_json_body(client: ArvadosClient, mock: FakeHttp) -> None:
     mock.put(BASE + f"containers/{UUID}", json={"kind": "arvados#container", "uuid": UUID})
     client.update(UUID, {"state": "Running", "log": "abc+1"}, select=["uuid"])
     request = mock.calls[0].request
@@ -181,14 +181,14 @@ def test_update_sends_json_body(client: ArvadosClient, mock: responses.RequestsM
     }
 
 
-def test_update_state_returns_container(client: ArvadosClient, mock: responses.RequestsMock) -> None:
+def test_update_state_returns_container(client: ArvadosClient, mock: FakeHttp) -> None:
     mock.put(BASE + f"containers/{UUID}", json=record(state="Cancelled"))
     container = client.update_state(UUID, ContainerState.CANCELLED)
     assert container.state is ContainerState.CANCELLED
     assert json.loads(mock.calls[0].request.body or b"") == {"container": {"state": "Cancelled"}}
 
 
-def test_create_log_body(client: ArvadosClient, mock: responses.RequestsMock) -> None:
+def test_create_log_body(client: ArvadosClient, mock: FakeHttp) -> None:
     mock.post(BASE + "logs", json={"uuid": "zzzzz-57u5n-pshmckwoma9plh7"})
     client.create_log(object_uuid=UUID, event_type="dispatch", text="hello")
     assert json.loads(mock.calls[0].request.body or b"") == {
@@ -196,7 +196,7 @@ def test_create_log_body(client: ArvadosClient, mock: responses.RequestsMock) ->
     }
 
 
-def test_lock_and_unlock_post_to_their_paths(client: ArvadosClient, mock: responses.RequestsMock) -> None:
+def test_lock_and_unlock_post_to_their_paths(client: ArvadosClient, mock: FakeHttp) -> None:
     mock.post(BASE + f"containers/{UUID}/lock", json=record(state="Locked"))
     mock.post(BASE + f"containers/{UUID}/unlock", json=record(state="Cancelled"))
     assert client.lock(UUID)["state"] == "Locked"
@@ -218,7 +218,7 @@ def test_lock_and_unlock_post_to_their_paths(client: ArvadosClient, mock: respon
     ],
 )
 def test_status_maps_to_typed_error(
-    client: ArvadosClient, mock: responses.RequestsMock, method: str, status: int, error_type: type
+    client: ArvadosClient, mock: FakeHttp, method: str, status: int, error_type: type
 ) -> None:
     message = "#<ArvadosModel::LockFailedError: cannot lock when Locked> (req-abc)"
     verb = "GET" if method == "get" else "POST"
@@ -233,7 +233,7 @@ def test_status_maps_to_typed_error(
 
 
 def test_401_names_api_host_and_hint_but_not_token(
-    client: ArvadosClient, mock: responses.RequestsMock
+    client: ArvadosClient, mock: FakeHttp
 ) -> None:
     mock.get(BASE + "api_client_authorizations/current", status=401, json={"errors": ["Not logged in"]})
     with pytest.raises(ArvadosAuthError) as info:
@@ -245,19 +245,19 @@ def test_401_names_api_host_and_hint_but_not_token(
     assert len(mock.calls) == 1
 
 
-def test_403_on_current_is_auth_error(client: ArvadosClient, mock: responses.RequestsMock) -> None:
+def test_403_on_current_is_auth_error(client: ArvadosClient, mock: FakeHttp) -> None:
     mock.get(BASE + "api_client_authorizations/current", status=403, json={"errors": ["Forbidden"]})
     with pytest.raises(ArvadosAuthError):
         client.current_token_uuid()
 
 
-def test_current_token_uuid(client: ArvadosClient, mock: responses.RequestsMock) -> None:
+def test_current_token_uuid(client: ArvadosClient, mock: FakeHttp) -> None:
     mock.get(BASE + "api_client_authorizations/current", json={"uuid": "zzzzz-gj3su-000000000000000"})
     assert client.current_token_uuid() == "zzzzz-gj3su-000000000000000"
 
 
 def test_error_text_is_trimmed_and_token_scrubbed(
-    client: ArvadosClient, mock: responses.RequestsMock
+    client: ArvadosClient, mock: FakeHttp
 ) -> None:
     mock.get(BASE + f"containers/{UUID}", status=422, json={"errors": [f"echo {TOKEN} " + "x" * 1000]})
     with pytest.raises(ArvadosConflict) as info:
@@ -266,7 +266,7 @@ def test_error_text_is_trimmed_and_token_scrubbed(
     assert TOKEN not in str(info.value)
 
 
-def test_non_json_error_body_uses_reason(client: ArvadosClient, mock: responses.RequestsMock) -> None:
+def test_non_json_error_body_uses_reason(client: ArvadosClient, mock: FakeHttp) -> None:
     mock.post(BASE + f"containers/{UUID}/lock", status=502, body="<html>bad gateway</html>")
     with pytest.raises(ArvadosUnavailable) as info:
         client.lock(UUID)
@@ -275,7 +275,7 @@ def test_non_json_error_body_uses_reason(client: ArvadosClient, mock: responses.
 
 
 def test_invalid_container_record_is_an_api_error(
-    client: ArvadosClient, mock: responses.RequestsMock
+    client: ArvadosClient, mock: FakeHttp
 ) -> None:
     mock.get(BASE + f"containers/{UUID}", json={"uuid": UUID, "state": "Sleeping"})
     with pytest.raises(ArvadosAPIError, match="not a valid container record"):
@@ -286,7 +286,7 @@ def test_invalid_container_record_is_an_api_error(
 
 
 def test_get_retries_5xx_with_growing_capped_backoff(
-    mock: responses.RequestsMock, fake_clock: FakeClock
+    mock: FakeHttp, fake_clock: FakeClock
 ) -> None:
     client = make(HOST, fake_clock, retry_deadline=600.0)
     url = BASE + f"containers/{UUID}"
@@ -302,7 +302,7 @@ def test_get_retries_5xx_with_growing_capped_backoff(
 
 
 def test_get_gives_up_at_the_deadline(
-    client: ArvadosClient, mock: responses.RequestsMock, fake_clock: FakeClock
+    client: ArvadosClient, mock: FakeHttp, fake_clock: FakeClock
 ) -> None:
     mock.get(BASE + f"containers/{UUID}", status=500, json={"errors": ["boom"]})
     start = fake_clock.now
@@ -313,7 +313,7 @@ def test_get_gives_up_at_the_deadline(
 
 
 def test_429_retry_after_is_honoured(
-    client: ArvadosClient, mock: responses.RequestsMock, fake_clock: FakeClock
+    client: ArvadosClient, mock: FakeHttp, fake_clock: FakeClock
 ) -> None:
     url = BASE + "containers"
     mock.get(url, status=429, json={"errors": ["slow down"]}, headers={"Retry-After": "7"})
@@ -323,7 +323,7 @@ def test_429_retry_after_is_honoured(
 
 
 def test_retry_after_beyond_deadline_fails_at_once(
-    client: ArvadosClient, mock: responses.RequestsMock, fake_clock: FakeClock
+    client: ArvadosClient, mock: FakeHttp, fake_clock: FakeClock
 ) -> None:
     mock.get(BASE + "containers", status=429, json={"errors": ["later"]}, headers={"Retry-After": "3600"})
     with pytest.raises(ArvadosUnavailable) as info:
@@ -334,7 +334,7 @@ def test_retry_after_beyond_deadline_fails_at_once(
 
 @pytest.mark.parametrize("status", [500, 502, 503, 429])
 def test_lock_is_not_repeated_once_the_server_answered(
-    client: ArvadosClient, mock: responses.RequestsMock, fake_clock: FakeClock, status: int
+    client: ArvadosClient, mock: FakeHttp, fake_clock: FakeClock, status: int
 ) -> None:
     mock.post(BASE + f"containers/{UUID}/lock", status=status, json={"errors": ["maybe"]})
     with pytest.raises(ArvadosUnavailable):
@@ -385,7 +385,7 @@ def test_read_timeout_is_not_retried_for_lock(silent_host: str, fake_clock: Fake
     c = make(silent_host, fake_clock, read_timeout=0.2, retry_deadline=20.0)
     with pytest.raises(ArvadosUnavailable, match="may have reached the server") as info:
         c.lock(UUID)
-    assert isinstance(info.value.__cause__, requests.ReadTimeout)
+    assert isinstance(info.value.__cause__, urllib3.exceptions.ReadTimeoutError)
     assert fake_clock.sleeps == []
 
 

@@ -2,7 +2,7 @@
 
 Besides the config (test_config_fuzz.py), outside input enters at six parsers. Two are the API's: container
 records (``Container.from_api``, ``routing_fields``) and list pages (``ArvadosClient.list`` and ``list_all``,
-answered by an in-memory adapter, so that the transport's decoding is part of each case); the other four, Slurm's
+answered by an in-memory connection pool, so that the transport's decoding is part of each case); the other four, Slurm's
 lines and the job script, are in test_lines_fuzz.py. For each, ``TARGETS`` holds a hypothesis strategy of hostile
 cases (valid inputs mutated with huge numbers, floats, NaN, deep nesting, wrong types, long strings, control
 characters, odd Unicode and missing keys, and random values) and a check that runs one case, asserts the
@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import copy
 import functools
+import io
 import json
 import math
 import re
@@ -30,8 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import requests
-import requests.adapters
+import urllib3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -298,35 +298,28 @@ def check_record(raw: Any) -> Outcomes:
 # -- list pages ------------------------------------------------------------------------------------------------
 
 
-class AnswerAdapter(requests.adapters.BaseAdapter):
-    """Answers each request with the next of ``answers`` (status 200, JSON), then with an empty page."""
+class AnswerPool:
+    """A connection pool that answers each request with the next of ``answers`` (status 200, JSON), then with an
+    empty page."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.answers: list[bytes] = []
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        response = requests.Response()
-        response.status_code = 200
-        response._content = self.answers.pop(0) if self.answers else b'{"items": []}'
-        response.headers["Content-Type"] = "application/json"
-        response.request = request
-        response.url = request.url or ""
-        return response
+    def urlopen(self, method: str, url: str, **kwargs: Any) -> urllib3.HTTPResponse:
+        body = self.answers.pop(0) if self.answers else b'{"items": []}'
+        return urllib3.HTTPResponse(body=io.BytesIO(body), headers={"Content-Type": "application/json"}, status=200,
+                                    preload_content=False)
 
     def close(self) -> None:
         pass
 
 
 @functools.cache
-def page_client() -> tuple[ArvadosClient, AnswerAdapter]:
-    """Return one client, shared by the cases, whose session the returned adapter answers."""
-    adapter = AnswerAdapter()
-    session = requests.Session()
-    session.trust_env = False
-    session.mount("https://", adapter)
-    return ArvadosClient(api_host="ctrl.example", token=TOKEN, session=session, retry_deadline=0.0,
-                         sleep=lambda s: None), adapter
+def page_client() -> tuple[ArvadosClient, AnswerPool]:
+    """Return one client, shared by the cases, whose requests the returned pool answers."""
+    pool = AnswerPool()
+    return ArvadosClient(api_host="ctrl.example", token=TOKEN, pool=pool, retry_deadline=0.0,
+                         sleep=lambda s: None), pool
 
 
 def _finite(value: Any) -> Any:
@@ -387,12 +380,12 @@ VALID_PROBE = b'{"items": [], "items_available": 1000}'
 
 def check_page(case: Mapping[str, Any]) -> Outcomes:
     """Answer one call with ``case["body"]`` and assert the property (a ListPage or Containers, or a typed error)."""
-    api, adapter = page_client()
+    api, pool = page_client()
     select = case["select"]
     if case["call"] == "list":
-        adapter.answers = [case["body"]]
+        pool.answers = [case["body"]]
     else:
-        adapter.answers = [VALID_PROBE, case["body"]] if case["call"] == "list_all" else [case["body"]]
+        pool.answers = [VALID_PROBE, case["body"]] if case["call"] == "list_all" else [case["body"]]
     try:
         if case["call"] == "list":
             result: Any = api.list(filters=[["state", "=", "Queued"]], count=case["count"], select=select)
