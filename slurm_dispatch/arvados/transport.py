@@ -6,9 +6,9 @@ object or raises a typed error from ``slurm_dispatch.errors`` (the status table 
 
 Why urllib3 and not ``requests`` on top of it: this client uses none of what ``requests`` adds (cookies, auth
 handlers, hooks, redirects, proxies and CA bundles from the environment), and building a ``PreparedRequest``,
-going through ``Session.send`` and the adapter, and wrapping the answer in a ``Response`` cost as much CPU again
-as urllib3's own work: 1.1 ms against 0.6 ms per lock request on this project's test machine, where the service
-sends one lock per container it submits (docs/benchmarks.md).
+going through ``Session.send`` and the adapter, and wrapping the answer in a ``Response`` made a lock request cost
+half as much CPU again: 0.99-1.15 ms through requests, 0.65-0.75 ms without, on this project's test machine, where
+the service sends one lock per container it submits (docs/benchmarks.md).
 
 Trust: the server's certificate is verified against the system's CA certificates (OpenSSL's default paths,
 which honour ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``), as the Go dispatcher's crypto/x509 does, or against the CA
