@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -69,6 +69,7 @@ from benchlib import (
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.assemble import DispatchLoop
 from slurm_dispatch.model import Container, MiB
+from slurm_dispatch.service.logging_setup import configure_logging
 from slurm_dispatch.settings import DEFAULT_SBATCH_ARGUMENTS, Settings
 from slurm_dispatch.slurm.cli_backend import SlurmCLI
 from slurm_dispatch.slurm.jobs import job_for
@@ -453,9 +454,10 @@ def run_rounds(args: argparse.Namespace, cluster: Cluster) -> int:
     ratios, bases, disps, floors = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-submit-") as tmp:
         log_path = args.log or Path(tmp) / "dispatcher.log"
-        handler = logging.FileHandler(log_path)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+        # Logged as the service logs: its JSON lines through its redacting filter (to a file, not the journal),
+        # with a secret shaped as the emulator's root token (each round's own is made later).
+        log_file = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed with the rounds, below
+        configure_logging(level="info", fmt="json", secrets=[secrets.token_hex(25)], stream=log_file)
         print(f"{args.containers} containers, PollInterval {args.poll_interval:g} s, emulator "
               f"{'in this process' if args.emulator_in_process else 'in a child process'}, "
               f"cluster {cluster.conf_dir}, "
@@ -477,6 +479,7 @@ def run_rounds(args: argparse.Namespace, cluster: Cluster) -> int:
             floors.append(disp.extra["budget"]["cpu_ratio"])
             bases.append(base.seconds)
             disps.append(disp.seconds)
+        log_file.close()
     if len(ratios) > 1:
         print(f"summary over {len(ratios)} runs: baseline {min(bases):.2f}-{max(bases):.2f} s, dispatcher "
               f"{min(disps):.2f}-{max(disps):.2f} s, ratio min {min(ratios):.2f} median "

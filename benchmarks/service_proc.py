@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -36,6 +35,7 @@ from sdiag import SdiagReading
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.assemble import DispatchLoop
 from slurm_dispatch.model import ContainerState
+from slurm_dispatch.service.logging_setup import configure_from_settings
 from slurm_dispatch.service.metered import MeteredBackend, MeteredClient
 from slurm_dispatch.service.metrics import Metrics
 from slurm_dispatch.settings import Settings
@@ -98,9 +98,8 @@ def _peak_rss() -> int:
 def _child(conn: multiprocessing.connection.Connection, settings: Settings, base_env: dict[str, str],
            log_path: str, own_uid: int | None = None) -> None:
     """Child process: run the service until the parent says stop; answer its questions meanwhile."""
-    handler = logging.FileHandler(log_path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    # Logged as the service logs (its JSON lines and its redacting filter), to a file instead of the journal.
+    configure_from_settings(settings, stream=open(log_path, "a", encoding="utf-8"))  # noqa: SIM115 - for the child's life
     samples: list[TickSample] = []
     changed = threading.Condition()
     backend = CountingSlurm(SlurmCLI(env=slurm_command_env(settings, base_env), own_uid=own_uid))
