@@ -179,12 +179,29 @@ class _GuardedHTTPSConnectionPool(urllib3.HTTPSConnectionPool):
         way.
         """
         conn: urllib3.connection.HTTPSConnection = super()._new_conn()  # type: ignore[assignment]
-        if conn.ssl_context is None and not conn.cert_file and not conn.ca_cert_data:
+        if conn.ssl_context is None and _plain_tls(conn):
             conn.ssl_context = shared_tls_context(
                 resolve_cert_reqs(conn.cert_reqs), conn.ca_certs or "", conn.ca_cert_dir or ""
             )
             conn.ca_certs = conn.ca_cert_dir = None
         return conn
+
+
+def _plain_tls(conn: urllib3.connection.HTTPSConnection) -> bool:
+    """True when ``conn`` asks for nothing but a verification mode and CAs: the only settings a shared context is
+    made from. urllib3 changes the context it is given to suit the connection (``verify_mode``, and
+    ``check_hostname`` off for ``assert_hostname``), so a connection with other settings (a client certificate,
+    a fingerprint, TLS versions, its own hostname check) keeps a context of its own. Pure."""
+    verifies = resolve_cert_reqs(conn.cert_reqs) != ssl.CERT_NONE
+    return (
+        not conn.cert_file
+        and not conn.ca_cert_data
+        and conn.assert_fingerprint is None
+        and conn.ssl_version is None
+        and conn.ssl_minimum_version is None
+        and conn.ssl_maximum_version is None
+        and (conn.assert_hostname is None if verifies else conn.assert_hostname in (None, False))
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -255,7 +272,8 @@ class Transport:
         request_deadline: float = DEFAULT_REQUEST_DEADLINE_S,
         max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
-        """Prepare a transport; does no I/O. The arguments are ``ArvadosClient``'s, which documents them.
+        """Prepare a transport; does no network I/O (it looks whether ``ca_bundle`` is a directory). The arguments
+        are ``ArvadosClient``'s, which documents them.
 
         Raises:
             ValueError: ``api_host`` is empty or not http(s), or ``token`` is empty or cannot go in an
@@ -286,8 +304,15 @@ class Transport:
 
     def _new_pool(self) -> Pool:
         """Return a connection pool to ``base_url``'s host that verifies its certificate as ``verify`` says. Pure
-        (connections are opened when a request needs one)."""
-        parts = urllib3.util.parse_url(self.base_url)
+        (connections are opened when a request needs one).
+
+        Raises:
+            ValueError: the host is not one urllib3 can parse.
+        """
+        try:
+            parts = urllib3.util.parse_url(self.base_url)
+        except urllib3.exceptions.LocationParseError:
+            raise ValueError(f"Arvados API host {self.api_host!r} is not a host name or address") from None
         host = parts.host or ""  # never empty: parse_api_host refused a URL without a host
         if parts.scheme == "http":
             return _GuardedHTTPConnectionPool(
@@ -604,19 +629,27 @@ class Transport:
         timed_out = isinstance(exc, (urllib3.exceptions.TimeoutError, TimeoutError)) and not isinstance(
             exc, urllib3.exceptions.NewConnectionError
         )
-        lost = isinstance(exc, (urllib3.exceptions.ProtocolError, urllib3.exceptions.NewConnectionError,
-                                urllib3.exceptions.ProxyError, HTTPException, OSError))
+        lost = isinstance(exc, (urllib3.exceptions.ProtocolError, urllib3.exceptions.ProxyError, HTTPException,
+                                OSError, *_NEVER_SENT))
         if timed_out or lost:
             what = "timed out" if timed_out else "connection failed"
             if not not_sent:
                 what += " (the request may have reached the server)"
-            error = ArvadosUnavailable(0, method, path, self.scrub(f"{self.api_host}: {what}: {exc}"))
+            error = ArvadosUnavailable(0, method, path, self.scrub(f"{self.api_host}: {what}: {_describe(exc)}"))
             return error, retry is Retry.IDEMPOTENT or not_sent
         # A body that does not decompress, a bad header value, ...: the request or the answer is unusable.
         return ArvadosAPIError(0, method, path, self.scrub(f"{type(exc).__name__}: {exc}")), False
 
 
 _NOT_JSON = object()
+
+
+def _describe(exc: BaseException) -> str:
+    """Return what ``exc`` says. urllib3's connection errors carry ``(connection, message)``, whose text would
+    show the connection object's repr and address: only the message is kept. Pure."""
+    if isinstance(exc, urllib3.exceptions.HTTPError) and len(exc.args) == 2 and isinstance(exc.args[1], str):
+        return exc.args[1]
+    return str(exc)
 
 
 def _close(response: urllib3.BaseHTTPResponse) -> None:
@@ -627,14 +660,23 @@ def _close(response: urllib3.BaseHTTPResponse) -> None:
     """
     with contextlib.suppress(Exception):  # closing a broken answer must not hide why it broke
         response.close()
+    with contextlib.suppress(Exception):
         response.release_conn()
+
+
+_NEVER_SENT = (
+    urllib3.exceptions.NewConnectionError,
+    urllib3.exceptions.ConnectTimeoutError,
+    urllib3.exceptions.ClosedPoolError,
+)
 
 
 def never_sent(exc: BaseException) -> bool:
     """True when ``exc`` proves no byte of the request reached the server. Pure.
 
     urllib3 raises ``NewConnectionError`` (refused, unreachable; ``NameResolutionError`` for a DNS failure) or
-    ``ConnectTimeoutError`` when no connection was made. Every other failure (reset, remote closed, a read
+    ``ConnectTimeoutError`` when no connection was made, and ``ClosedPoolError`` when the pool was closed before
+    it gave out a connection (a call racing ``close()``). Every other failure (reset, remote closed, a read
     timeout, a protocol error) may come after the request was written. The exception's causes and arguments are
     searched too, for a library that wraps one of those.
     """
@@ -645,7 +687,7 @@ def never_sent(exc: BaseException) -> bool:
         if cur is None or id(cur) in seen:
             continue
         seen.add(id(cur))
-        if isinstance(cur, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)):
+        if isinstance(cur, _NEVER_SENT):
             return True
         if isinstance(cur, urllib3.exceptions.MaxRetryError):
             todo.append(cur.reason)

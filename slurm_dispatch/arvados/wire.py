@@ -9,6 +9,7 @@ import random
 import string
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 _BASE36 = string.digits + string.ascii_lowercase
 
@@ -39,7 +40,7 @@ def parse_api_host(api_host: str) -> tuple[str, str]:
     base (the sandbox emulator may run without TLS). Any path is dropped.
 
     Raises:
-        ValueError: ``api_host`` is empty or has another scheme.
+        ValueError: ``api_host`` is empty, has another scheme, or a port that is not one.
     """
     text = api_host.strip()
     scheme = "https"
@@ -51,6 +52,10 @@ def parse_api_host(api_host: str) -> tuple[str, str]:
     host = text.split("/", 1)[0]
     if not host:
         raise ValueError("Arvados API host is empty: set Services.Controller.ExternalURL or ARVADOS_API_HOST")
+    try:
+        _ = urlsplit(f"//{host}").port
+    except ValueError:
+        raise ValueError(f"Arvados API host {api_host!r}: the port must be a number from 0 to 65535") from None
     return f"{scheme}://{host}/arvados/v1/", host
 
 

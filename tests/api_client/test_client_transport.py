@@ -7,9 +7,12 @@ import ssl
 from pathlib import Path
 
 import pytest
+import urllib3
 from plugins.fake_http import FakeHttp
+from plugins.fake_time import FakeClock
 
 from slurm_dispatch.arvados.client import ArvadosClient
+from slurm_dispatch.errors import ArvadosUnavailable
 from slurm_dispatch.sandbox.api import EmulatorServer
 
 UUID = "zzzzz-dz642-transporttest01"
@@ -57,3 +60,26 @@ def test_a_closed_client_opens_new_connections_when_used_again(emulator: Emulato
     assert old.pool is None, "closing closed the pooled connections"  # type: ignore[attr-defined]
     assert client.current_token_uuid() == first
     client.close()
+
+
+class ClosedPool:
+    """A pool closed under a call (``close()`` racing it): urllib3 raises ClosedPoolError before sending."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def urlopen(self, method: str, url: str, **kwargs: object) -> object:
+        self.calls += 1
+        raise urllib3.exceptions.ClosedPoolError(None, "Pool is closed.")  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_closed_pool_counts_as_never_sent_so_even_a_lock_is_retried(fake_clock: FakeClock) -> None:
+    pool = ClosedPool()
+    client = ArvadosClient(api_host="ctl.example", token="t" * 20, pool=pool, retry_deadline=5.0,
+                           sleep=fake_clock.blocking_sleep, clock=fake_clock.clock)
+    with pytest.raises(ArvadosUnavailable) as info:
+        client.lock(UUID)
+    assert pool.calls >= 2 and "may have reached" not in str(info.value)

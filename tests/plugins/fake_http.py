@@ -13,6 +13,9 @@ decompression, deadlines, retries, error mapping) runs as in production. The reg
 * A URL matches whatever its query string. When several answers match, the first is used and dropped, except
   the last one, which answers every later request.
 * ``mock.calls[i].request`` has ``method``, ``url`` (with the query), ``path_url``, ``headers`` and ``body``.
+* Leaving the block fails the test if a request found no registered answer (the client saw a failed connection,
+  which a test expecting an error could take for the failure it meant to provoke), or if an answer was never
+  used, unless ``FakeHttp(assert_all_requests_are_fired=False)`` (the ``responses`` default and opt-out).
 """
 
 from __future__ import annotations
@@ -79,8 +82,12 @@ class _Route:
 class FakeHttp:
     """Answers the requests of every client's own pool while it is entered (a context manager)."""
 
+    assert_all_requests_are_fired: bool = True
     calls: list[Call] = field(default_factory=list)
+    unmatched: list[Request] = field(default_factory=list)
     _routes: list[_Route] = field(default_factory=list)
+    _used: set[int] = field(default_factory=set)
+    _spent: list[_Route] = field(default_factory=list)  # used once and dropped; kept so their ids stay unique
     _patch: pytest.MonkeyPatch | None = None
 
     def __enter__(self) -> Self:
@@ -96,9 +103,17 @@ class FakeHttp:
             self._patch.setattr(cls, "urlopen", urlopen)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         if self._patch is not None:
             self._patch.undo()
+        if exc_type is not None:
+            return  # the test failed already: that is the error to see
+        if self.unmatched:
+            wrong = ", ".join(f"{r.method} {r.url}" for r in self.unmatched)
+            pytest.fail(f"FakeHttp: requests no answer was registered for: {wrong}")
+        unused = [f"{r.method} {r.url}" for r in self._routes if id(r) not in self._used]
+        if self.assert_all_requests_are_fired and unused:
+            pytest.fail(f"FakeHttp: answers registered but never requested: {', '.join(unused)}")
 
     def add(
         self,
@@ -149,10 +164,13 @@ class FakeHttp:
         base = _without_query(url)
         matches = [r for r in self._routes if r.method == method and _without_query(r.url) == base]
         if not matches:
+            self.unmatched.append(request)
             raise urllib3.exceptions.ProtocolError(f"FakeHttp: no answer registered for {method} {base}")
         route = matches[0]
+        self._used.add(id(route))
         if len(matches) > 1:
             self._routes.remove(route)
+            self._spent.append(route)
         if isinstance(route.answer, BaseException):
             raise route.answer
         status, answer_headers, content = route.answer(request)
