@@ -10,7 +10,8 @@ between retries.
 
 Shutting a socket down from another thread is what Go's ``net/http`` does when a request's context is
 cancelled (sdk/go/arvados/client.go: Client.Do runs each request under a context with a deadline).
-This module imports no HTTP library: it sees a connection only as an object with a ``sock`` attribute.
+This module imports no HTTP library: it sees a connection only as an object with a ``sock`` attribute (and, while
+it connects, ``handshake_sock``).
 """
 
 from __future__ import annotations
@@ -37,15 +38,19 @@ class Abort(enum.Enum):
 
 
 def _shutdown(conn: Any) -> None:
-    """Shut down the socket of ``conn`` (if it has one yet), ending any blocked read or write on it."""
-    sock = getattr(conn, "sock", None)
-    if isinstance(sock, socket.socket):
-        try:
-            # socket.socket's own shutdown, not SSLSocket's, which would also drop the TLS state that
-            # the blocked thread is still using.
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
-        except OSError:
-            pass  # already closed or never connected: nothing is blocked on it
+    """Shut down the socket of ``conn`` (if it has one yet), ending any blocked read, write or TLS handshake on it.
+
+    ``handshake_sock`` is the same socket under a second descriptor, which the connection keeps while it connects:
+    during a TLS handshake its ``sock`` is a detached plain socket (see transport.py, ``_Guarded._new_conn``).
+    """
+    for sock in (getattr(conn, "sock", None), getattr(conn, "handshake_sock", None)):
+        if isinstance(sock, socket.socket):
+            try:
+                # socket.socket's own shutdown, not SSLSocket's, which would also drop the TLS state that
+                # the blocked thread is still using.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed, detached or never connected: nothing is blocked on it
 
 
 class Attempt:

@@ -55,6 +55,7 @@ import json
 import logging
 import os
 import random
+import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -146,9 +147,30 @@ class _Guarded:
     """Mixed into a urllib3 connection: it binds itself to the attempt running in its thread (``deadline.py``)
     whenever it connects or sends."""
 
+    handshake_sock: socket.socket | None = None
+    """A second descriptor of the connection's socket while it connects (see ``_new_conn``), for deadline.py."""
+
     def connect(self) -> None:
         bind_current(self)
-        super().connect()  # type: ignore[misc]
+        try:
+            super().connect()  # type: ignore[misc]
+        finally:
+            held, self.handshake_sock = self.handshake_sock, None
+            if held is not None:
+                held.close()
+
+    def _new_conn(self) -> socket.socket:
+        """Open the TCP connection, and keep a second descriptor of its socket until ``connect`` is over.
+
+        The TLS handshake runs inside ``wrap_socket``, which detaches the plain socket first and returns the TLS
+        one only when the handshake is done: while a server stalls it, the connection's ``sock`` is a detached
+        socket, and shutting it down would do nothing. Shutting down this second descriptor ends the handshake
+        (shutdown acts on the socket, whichever descriptor names it), so a deadline or ``stop()`` is not held
+        up to the connect timeout by a server that accepts and never answers.
+        """
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        self.handshake_sock = sock.dup()
+        return sock
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         bind_current(self)

@@ -18,7 +18,7 @@ import pytest
 from plugins.fake_http import FakeHttp
 
 from slurm_dispatch.arvados.client import ArvadosClient
-from slurm_dispatch.errors import ArvadosAPIError, ArvadosUnavailable
+from slurm_dispatch.errors import ArvadosAPIError, ArvadosShuttingDown, ArvadosUnavailable
 
 UUID = "zzzzz-dz642-queuedcontainer"
 TOKEN = "v2/zzzzz-gj3su-000000000000000/deadline-test-token-0123456789"
@@ -215,3 +215,45 @@ def test_body_at_the_limit_is_read() -> None:
         mock.get(f"https://ctrl.example/arvados/v1/containers/{UUID}", body=body)
         client = ArvadosClient(api_host="ctrl.example", token=TOKEN, max_body_bytes=len(body))
         assert client.get(UUID).uuid == UUID
+
+
+@pytest.fixture
+def silent_tls_host() -> Iterator[str]:
+    """An https host:port that accepts connections and never answers the TLS ClientHello."""
+    held: list[socket.socket] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    listener.close()
+    for conn in held:
+        conn.close()
+
+
+def test_a_stalled_tls_handshake_ends_at_the_request_deadline(silent_tls_host: str) -> None:
+    client = ArvadosClient(api_host=silent_tls_host, token=TOKEN, insecure=True, connect_timeout=30.0,
+                           request_deadline=1.0, retry_deadline=0.0)
+    error, took = outcome_within(JOIN_S, lambda: client.lock(UUID))
+    assert isinstance(error, ArvadosUnavailable) and "no complete answer within 1 s" in str(error), error
+    assert took < 10.0, "the handshake was cut by the connect timeout (30 s), not the deadline"
+
+
+def test_stop_ends_a_stalled_tls_handshake(silent_tls_host: str) -> None:
+    client = ArvadosClient(api_host=silent_tls_host, token=TOKEN, insecure=True, connect_timeout=30.0,
+                           retry_deadline=0.0)
+    threading.Timer(0.3, client.stop).start()
+    error, took = outcome_within(JOIN_S, lambda: client.lock(UUID))
+    assert isinstance(error, ArvadosShuttingDown), error
+    assert took < 10.0
