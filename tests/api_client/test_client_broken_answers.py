@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from plugins.fake_time import FakeClock
+from plugins.local_server import LocalServer, read_request_head
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.errors import ArvadosUnavailable
@@ -32,48 +33,33 @@ class ScriptServer:
     def __init__(self, script: list[tuple[bytes, bool]]) -> None:
         self.script = script
         self.requests = 0
-        self.connections = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self._stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._server = LocalServer(self._serve)
+        self.url = f"http://127.0.0.1:{self._server.port}"
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
+    @property
+    def connections(self) -> int:
+        return self._server.connections
+
+    def _serve(self, conn: socket.socket, stopping: threading.Event) -> None:
+        buf = b""
+        while not stopping.is_set():
+            read = read_request_head(conn, buf)
+            if read is None:
                 return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            buf = b""
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        return
-                    buf += chunk
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
-                while len(buf) < length:
-                    buf += conn.recv(4096)
-                buf = buf[length:]
-                answer, close = self.script[min(self.requests, len(self.script) - 1)]
-                self.requests += 1
-                conn.sendall(answer)
-                if close:
-                    return
+            head, buf = read
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            while len(buf) < length:
+                buf += conn.recv(4096)
+            buf = buf[length:]
+            answer, close = self.script[min(self.requests, len(self.script) - 1)]
+            self.requests += 1
+            conn.sendall(answer)
+            if close:
+                return
 
     def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
+        self._server.close()
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from plugins.fake_http import FakeHttp
+from plugins.local_server import LocalServer, read_request_head
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.errors import ArvadosAPIError, ArvadosShuttingDown, ArvadosUnavailable
@@ -33,46 +34,22 @@ class TrickleServer:
     def __init__(self, head: bytes, tail: bytes, interval: float = 0.1) -> None:
         self.head, self.tail, self.interval = head, tail, interval
         self.requests = 0
-        self._stop = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        self._server = LocalServer(self._serve)
+        self.url = f"http://127.0.0.1:{self._server.port}"
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                chunk = conn.recv(4096)
-                if not chunk:
+    def _serve(self, conn: socket.socket, stopping: threading.Event) -> None:
+        if read_request_head(conn) is None:
+            return
+        self.requests += 1
+        conn.sendall(self.head)
+        while not stopping.is_set():
+            for byte in self.tail:
+                if stopping.wait(self.interval):
                     return
-                request += chunk
-            self.requests += 1
-            try:
-                conn.sendall(self.head)
-                while not self._stop.is_set():
-                    for byte in self.tail:
-                        if self._stop.wait(self.interval):
-                            return
-                        conn.sendall(bytes([byte]))
-            except OSError:
-                return  # the client gave up and closed: what the tests want
+                conn.sendall(bytes([byte]))
 
     def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        self._thread.join(5)
+        self._server.close()
 
 
 @pytest.fixture
@@ -220,26 +197,9 @@ def test_body_at_the_limit_is_read() -> None:
 @pytest.fixture
 def silent_tls_host() -> Iterator[str]:
     """An https host:port that accepts connections and never answers the TLS ClientHello."""
-    held: list[socket.socket] = []
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield f"127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    listener.close()
-    for conn in held:
-        conn.close()
+    server = LocalServer(lambda conn, stopping: stopping.wait())
+    yield f"127.0.0.1:{server.port}"
+    server.close()
 
 
 def test_a_stalled_tls_handshake_ends_at_the_request_deadline(silent_tls_host: str) -> None:

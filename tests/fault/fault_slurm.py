@@ -28,6 +28,7 @@ from typing import NamedTuple, TypeVar
 
 import psutil
 from fault.fault_invariants import LIVE_STATES
+from plugins.waiting import WaitTimeout, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 START = REPO / "contrib" / "slurm" / "start-test-cluster.sh"
@@ -39,24 +40,19 @@ WATCH_FORMAT = "%i|%T|%y|%N|%V|%e|%j"
 T = TypeVar("T")
 
 
-class FaultTimeout(AssertionError):
-    """A condition the fault suite waited for did not come within its deadline."""
+FaultTimeout = WaitTimeout
+"""A condition the fault suite waited for did not come within its deadline (the tests' one ``WaitTimeout``)."""
 
 
 def wait_for(predicate: Callable[[], T], *, timeout: float, what: str, every: float = 0.05) -> T:
-    """Return the first truthy value of ``predicate()``, polling every ``every`` s. Blocks.
+    """Return the first truthy value of ``predicate()``, polling every ``every`` s (``plugins.waiting.wait_until``,
+    at the fault suite's faster default rate). Blocks.
 
     Raises:
         FaultTimeout: ``timeout`` seconds passed first.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise FaultTimeout(f"timed out after {timeout:.0f} s waiting for {what} (last value: {value!r})")
-        time.sleep(every)
+    value: T = wait_until(predicate, timeout=timeout, what=what, every=every)
+    return value
 
 
 def _pid_from(path: Path) -> int | None:

@@ -18,7 +18,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pytest
+
+class WaitTimeout(AssertionError):
+    """What ``wait_until`` raises when the condition did not come in time: a test failure (an AssertionError), and
+    one that a caller may catch when running out of time is an outcome it handles (the fault suite does)."""
+
 
 DEFAULT_TIMEOUT_S = 60.0
 """How long ``wait_until`` waits unless told otherwise."""
@@ -35,7 +39,7 @@ def wait_until(
     The value is returned, not just True, so that a test can wait for a thing and use it in one step
     (``(job,) = wait_until(lambda: jobs_named(uuid), what="the job")``). The predicate is called at once, then
     after each ``every`` seconds; once ``timeout`` seconds have passed and it still returns a falsy value, the test
-    fails with a message naming ``what``, the timeout and that last value. Exceptions from the predicate are not
+    fails (``WaitTimeout``) with a message naming ``what``, the timeout and that last value. Exceptions from the predicate are not
     caught: they end the wait and the test at once, as they would outside a wait.
 
     ``every`` is a parameter because callers need different rates: 0.1 s by default, 0.2 s for the Slurm cluster
@@ -50,5 +54,5 @@ def wait_until(
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what} (last value: {value!r})")
+            raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what} (last value: {value!r})")
         time.sleep(every)
