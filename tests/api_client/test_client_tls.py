@@ -99,5 +99,5 @@ def test_a_server_the_named_ca_did_not_sign_is_refused(
     ids=["tls-version", "own-hostname-check", "fingerprint"],
 )
 def test_a_connection_with_tls_settings_of_its_own_keeps_its_own_context(setting: dict[str, object]) -> None:
-    pool = _GuardedHTTPSConnectionPool("ctl.example", 443, cert_reqs="CERT_REQUIRED", **setting)  # type: ignore[arg-type]
+    pool = _GuardedHTTPSConnectionPool("ctl.example", 443, cert_reqs="CERT_REQUIRED", **setting)
     assert pool._new_conn().ssl_context is None, "urllib3 adjusts a context to these: it must not be a shared one"

@@ -37,18 +37,18 @@ def test_own_pool_verifies_with_the_given_ca_and_ignores_the_environment(
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/elsewhere/ca.pem")
     client = ArvadosClient(api_host="ctl.example", token="t" * 20, ca_bundle="/etc/ssl/our-ca.pem")
     pool = client._transport._pool
-    assert pool.ca_certs == "/etc/ssl/our-ca.pem" and pool.cert_reqs == "CERT_REQUIRED"  # type: ignore[attr-defined]
-    assert pool.proxy is None, "the token goes to the configured host only"  # type: ignore[attr-defined]
+    assert pool.ca_certs == "/etc/ssl/our-ca.pem" and pool.cert_reqs == "CERT_REQUIRED"
+    assert pool.proxy is None, "the token goes to the configured host only"
     directory = ArvadosClient(api_host="ctl.example", token="t" * 20, ca_bundle=str(tmp_path))._transport._pool
-    assert directory.ca_cert_dir == str(tmp_path) and directory.ca_certs is None  # type: ignore[attr-defined]
+    assert directory.ca_cert_dir == str(tmp_path) and directory.ca_certs is None
 
 
 def test_own_pool_trusts_the_systems_cas_by_default_and_nothing_when_insecure() -> None:
     system = ArvadosClient(api_host="ctl.example", token="t" * 20)._transport._pool
-    assert system.cert_reqs == "CERT_REQUIRED" and system.ca_certs is None  # type: ignore[attr-defined]
+    assert system.cert_reqs == "CERT_REQUIRED" and system.ca_certs is None
     insecure = ArvadosClient(api_host="ctl.example", token="t" * 20, insecure=True)._transport._pool
-    assert insecure.cert_reqs == "CERT_NONE" and insecure.assert_hostname is False  # type: ignore[attr-defined]
-    context = insecure._new_conn().ssl_context  # type: ignore[attr-defined]
+    assert insecure.cert_reqs == "CERT_NONE" and insecure.assert_hostname is False
+    context = insecure._new_conn().ssl_context
     assert context.verify_mode == ssl.CERT_NONE
 
 
@@ -57,7 +57,7 @@ def test_a_closed_client_opens_new_connections_when_used_again(emulator: Emulato
     first = client.current_token_uuid()
     old = client._transport._pool
     client.close()
-    assert old.pool is None, "closing closed the pooled connections"  # type: ignore[attr-defined]
+    assert old.pool is None, "closing closed the pooled connections"
     assert client.current_token_uuid() == first
     client.close()
 
