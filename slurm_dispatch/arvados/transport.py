@@ -10,10 +10,11 @@ going through ``Session.send`` and the adapter, and wrapping the answer in a ``R
 half as much CPU again: 0.99-1.15 ms through requests, 0.65-0.75 ms without, on this project's test machine, where
 the service sends one lock per container it submits (docs/benchmarks.md).
 
-Trust: the server's certificate is verified against the system's CA certificates (OpenSSL's default paths,
-which honour ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``), as the Go dispatcher's crypto/x509 does, or against the CA
-file or directory the caller names; ``TLS.Insecure`` turns verification off. Proxies are never used: the token
-goes to the configured host only.
+Trust: the server's certificate is verified against the CA file or directory the caller names; else against
+/etc/arvados/ca-certificates.crt when it exists and ``SSL_CERT_FILE`` is not set, as every Arvados program does
+(``ARVADOS_CA_FILE``); else against the system's CA certificates (OpenSSL's default paths, which honour
+``SSL_CERT_FILE`` and ``SSL_CERT_DIR``), as the Go dispatcher's crypto/x509 does. ``TLS.Insecure`` turns
+verification off. Proxies are never used: the token goes to the configured host only.
 
 Bounds (what a hostile or broken server cannot make it do):
 
@@ -110,6 +111,27 @@ _CHUNK_BYTES = 64 * 1024
 
 ACCEPT_ENCODING = "gzip, deflate"
 """The answer encodings accepted, as requests accepted them (Go's net/http asks for gzip): list pages are large."""
+
+
+ARVADOS_CA_FILE = "/etc/arvados/ca-certificates.crt"
+"""The CA file every Arvados program trusts when it exists and ``SSL_CERT_FILE`` is not set
+(sdk/go/arvados/tls_certs.go; sdk/python/arvados/util.py: ca_certs_path)."""
+
+
+def arvados_ca_file(environ: Mapping[str, str], path: str = ARVADOS_CA_FILE) -> str | None:
+    """Return ``path`` when the client should verify with it: it can be read and ``SSL_CERT_FILE`` is not set.
+
+    As the Go SDK does at start: a site CA put there serves the Go services and this one alike; ``SSL_CERT_FILE``,
+    when set, wins (OpenSSL reads it with the system's defaults). Reads the file's first byte.
+    """
+    if environ.get("SSL_CERT_FILE"):
+        return None
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError:
+        return None
+    return path
 
 
 class Pool(Protocol):
@@ -313,7 +335,7 @@ class Transport:
         self._clock = clock
         self._rng = rng or random.Random()
         self._stop = StopSignal()
-        self.verify: bool | str = False if insecure else (ca_bundle or True)
+        self.verify: bool | str = False if insecure else (ca_bundle or arvados_ca_file(os.environ, ARVADOS_CA_FILE) or True)
         """What the server's certificate is verified with: False, True (the system's CAs) or a CA file/directory."""
         if insecure:
             # TLS.Insecure is the admin's explicit choice (a self-signed controller, the sandbox): urllib3's

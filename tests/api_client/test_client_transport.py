@@ -11,6 +11,7 @@ import urllib3
 from plugins.fake_http import FakeHttp
 from plugins.fake_time import FakeClock
 
+from slurm_dispatch.arvados import transport
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.errors import ArvadosUnavailable
 from slurm_dispatch.sandbox.api import EmulatorServer
@@ -43,7 +44,10 @@ def test_own_pool_verifies_with_the_given_ca_and_ignores_the_environment(
     assert directory.ca_cert_dir == str(tmp_path) and directory.ca_certs is None
 
 
-def test_own_pool_trusts_the_systems_cas_by_default_and_nothing_when_insecure() -> None:
+def test_own_pool_trusts_the_systems_cas_by_default_and_nothing_when_insecure(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(transport, "ARVADOS_CA_FILE", str(tmp_path / "absent.crt"))
     system = ArvadosClient(api_host="ctl.example", token="t" * 20)._transport._pool
     assert system.cert_reqs == "CERT_REQUIRED" and system.ca_certs is None
     insecure = ArvadosClient(api_host="ctl.example", token="t" * 20, insecure=True)._transport._pool
@@ -83,3 +87,18 @@ def test_a_closed_pool_counts_as_never_sent_so_even_a_lock_is_retried(fake_clock
     with pytest.raises(ArvadosUnavailable) as info:
         client.lock(UUID)
     assert pool.calls >= 2 and "may have reached" not in str(info.value)
+
+
+def test_the_arvados_ca_file_is_used_when_it_exists_and_ssl_cert_file_is_not_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    ca = tmp_path / "ca-certificates.crt"
+    monkeypatch.setattr(transport, "ARVADOS_CA_FILE", str(ca))
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    assert ArvadosClient(api_host="ctl.example", token="t" * 20)._verify is True, "no such file: the system's CAs"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert ArvadosClient(api_host="ctl.example", token="t" * 20)._verify == str(ca)
+    assert ArvadosClient(api_host="ctl.example", token="t" * 20, ca_bundle="/etc/ours.pem")._verify == "/etc/ours.pem"
+    assert ArvadosClient(api_host="ctl.example", token="t" * 20, insecure=True)._verify is False
+    monkeypatch.setenv("SSL_CERT_FILE", "/etc/ssl/site.pem")
+    assert ArvadosClient(api_host="ctl.example", token="t" * 20)._verify is True, "SSL_CERT_FILE wins, as in Go"
