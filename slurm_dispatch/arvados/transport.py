@@ -112,7 +112,6 @@ _CHUNK_BYTES = 64 * 1024
 ACCEPT_ENCODING = "gzip, deflate"
 """The answer encodings accepted, as requests accepted them (Go's net/http asks for gzip): list pages are large."""
 
-
 ARVADOS_CA_FILE = "/etc/arvados/ca-certificates.crt"
 """The CA file every Arvados program trusts when it exists and ``SSL_CERT_FILE`` is not set
 (sdk/go/arvados/tls_certs.go; sdk/python/arvados/util.py: ca_certs_path)."""
@@ -253,8 +252,9 @@ def shared_tls_context(cert_reqs: int, ca_certs: str, ca_cert_dir: str) -> ssl.S
     """Return the one TLS context for connections that verify with ``cert_reqs`` against these CAs.
 
     Made as urllib3 makes one for each connection (``create_urllib3_context``), and loaded with the CA file or
-    directory the client was given, or the system's when none is named. Verification off (``TLS.Insecure``) loads none: nothing would read them. The CAs are read once per
-    process, as Go's crypto/x509 reads the system's roots once; a new CA bundle takes a restart.
+    directory the client was given, or the system's when none is named. Verification off (``TLS.Insecure``) loads
+    none: nothing would read them. The CAs are read once per process, as Go's crypto/x509 reads the system's roots
+    once; a new CA bundle takes a restart.
 
     Raises:
         urllib3.exceptions.SSLError: the CA file or directory cannot be read or holds no certificate. urllib3
@@ -270,7 +270,8 @@ def shared_tls_context(cert_reqs: int, ca_certs: str, ca_cert_dir: str) -> ssl.S
             else:
                 context.load_default_certs()
         except OSError as exc:  # ssl.SSLError is an OSError
-            raise urllib3.exceptions.SSLError(f"cannot load the CA certificates {ca_certs or ca_cert_dir}: {exc}") from exc
+            where = ca_certs or ca_cert_dir or "(the system's)"
+            raise urllib3.exceptions.SSLError(f"cannot load the CA certificates {where}: {exc}") from exc
     return context
 
 
@@ -316,8 +317,9 @@ class Transport:
         request_deadline: float = DEFAULT_REQUEST_DEADLINE_S,
         max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
-        """Prepare a transport; does no network I/O (it looks whether ``ca_bundle`` is a directory). The arguments
-        are ``ArvadosClient``'s, which documents them.
+        """Prepare a transport; does no network I/O (it reads the first byte of ``ARVADOS_CA_FILE`` when no CA is
+        named, and looks whether a named one is a directory). The arguments are ``ArvadosClient``'s, which
+        documents them.
 
         Raises:
             ValueError: ``api_host`` is empty or not http(s), or ``token`` is empty or cannot go in an
