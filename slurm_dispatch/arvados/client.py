@@ -135,8 +135,10 @@ class ArvadosClient:
             clock: monotonic seconds, for the retry deadline (tests pass a fake).
             rng: jitter source (tests pass a seeded one).
             pool_size: connections kept open to the API server (the client's own pool).
-            ca_bundle: a CA certificate file or directory to verify the server with (default: the system's CA
-                certificates, as the Go dispatcher uses; ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` name others).
+            ca_bundle: a CA certificate file or directory to verify the server with, the only one trusted. By
+                default the system's CA certificates (``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` name others) and
+                /etc/arvados/ca-certificates.crt beside them when it exists and ``SSL_CERT_FILE`` is not set: what
+                the Go dispatcher trusts (``transport.arvados_ca_file``).
             request_deadline: seconds one attempt may take in all, from connecting to the answer's last
                 byte (real monotonic time, whatever ``clock`` is).
             max_body_bytes: the largest answer accepted (after decompression).
@@ -194,7 +196,8 @@ class ArvadosClient:
         """Return a client for ``ARVADOS_API_HOST`` / ``ARVADOS_API_TOKEN`` / ``ARVADOS_API_HOST_INSECURE``.
 
         No I/O. ``ARVADOS_API_HOST_INSECURE`` is true for ``1``, ``true``, ``yes`` (any case).
-        ``REQUESTS_CA_BUNDLE`` or ``SSL_CERT_FILE``, when set, names the CA file to verify with.
+        ``REQUESTS_CA_BUNDLE`` or ``SSL_CERT_FILE``, when set, names the CA file to verify with; otherwise the
+        client's default trust applies (see ``ca_bundle``).
 
         Raises:
             ValueError: the host or the token is missing.

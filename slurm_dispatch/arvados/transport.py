@@ -10,11 +10,10 @@ going through ``Session.send`` and the adapter, and wrapping the answer in a ``R
 half as much CPU again: 0.99-1.15 ms through requests, 0.65-0.75 ms without, on this project's test machine, where
 the service sends one lock per container it submits (docs/benchmarks.md).
 
-Trust: the server's certificate is verified against the CA file or directory the caller names; else against
-/etc/arvados/ca-certificates.crt when it exists and ``SSL_CERT_FILE`` is not set, as every Arvados program does
-(``ARVADOS_CA_FILE``); else against the system's CA certificates (OpenSSL's default paths, which honour
-``SSL_CERT_FILE`` and ``SSL_CERT_DIR``), as the Go dispatcher's crypto/x509 does. ``TLS.Insecure`` turns
-verification off. Proxies are never used: the token goes to the configured host only.
+Trust: the server's certificate is verified against the CA file or directory the caller names; else against the
+system's CA certificates (OpenSSL's default paths, which honour ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``) and, when
+it exists and ``SSL_CERT_FILE`` is not set, /etc/arvados/ca-certificates.crt beside them, which is what the Go
+dispatcher trusts (``arvados_ca_file``). ``TLS.Insecure`` turns verification off. Proxies are never used: the token goes to the configured host only.
 
 Bounds (what a hostile or broken server cannot make it do):
 
@@ -113,15 +112,17 @@ ACCEPT_ENCODING = "gzip, deflate"
 """The answer encodings accepted, as requests accepted them (Go's net/http asks for gzip): list pages are large."""
 
 ARVADOS_CA_FILE = "/etc/arvados/ca-certificates.crt"
-"""The CA file every Arvados program trusts when it exists and ``SSL_CERT_FILE`` is not set
-(sdk/go/arvados/tls_certs.go; sdk/python/arvados/util.py: ca_certs_path)."""
+"""A site's CA file, which Arvados's Go services trust when it exists and ``SSL_CERT_FILE`` is not set
+(sdk/go/arvados/tls_certs.go)."""
 
 
 def arvados_ca_file(environ: Mapping[str, str], path: str = ARVADOS_CA_FILE) -> str | None:
-    """Return ``path`` when the client should verify with it: it can be read and ``SSL_CERT_FILE`` is not set.
+    """Return ``path`` when the client should trust its CAs too: it can be read and ``SSL_CERT_FILE`` is not set.
 
-    As the Go SDK does at start: a site CA put there serves the Go services and this one alike; ``SSL_CERT_FILE``,
-    when set, wins (OpenSSL reads it with the system's defaults). Reads the file's first byte.
+    As the Go SDK does at start: it points ``SSL_CERT_FILE`` there, and Go's crypto/x509 then reads that file in
+    place of the system's bundle but still reads the system's certificate directories (crypto/x509/root_unix.go),
+    so the file's CAs are trusted beside the system's. ``shared_tls_context`` loads the system's CAs and this
+    file on top. ``SSL_CERT_FILE``, when set (not empty), wins, as in Go. Reads the file's first byte.
     """
     if environ.get("SSL_CERT_FILE"):
         return None
@@ -180,19 +181,6 @@ class _Guarded:
             if held is not None:
                 held.close()
 
-    def _new_conn(self) -> socket.socket:
-        """Open the TCP connection, and keep a second descriptor of its socket until ``connect`` is over.
-
-        The TLS handshake runs inside ``wrap_socket``, which detaches the plain socket first and returns the TLS
-        one only when the handshake is done: while a server stalls it, the connection's ``sock`` is a detached
-        socket, and shutting it down would do nothing. Shutting down this second descriptor ends the handshake
-        (shutdown acts on the socket, whichever descriptor names it), so a deadline or ``stop()`` is not held
-        up to the connect timeout by a server that accepts and never answers.
-        """
-        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
-        self.handshake_sock = sock.dup()
-        return sock
-
     def request(self, *args: Any, **kwargs: Any) -> None:
         bind_current(self)
         super().request(*args, **kwargs)  # type: ignore[misc]
@@ -203,7 +191,37 @@ class _GuardedHTTPConnection(_Guarded, urllib3.connection.HTTPConnection):
 
 
 class _GuardedHTTPSConnection(_Guarded, urllib3.connection.HTTPSConnection):
-    """An HTTPS connection bound to its thread's attempt."""
+    """An HTTPS connection bound to its thread's attempt, which can also cut its TLS handshake short."""
+
+    def _new_conn(self) -> socket.socket:
+        """Open the TCP connection, and keep a second descriptor of its socket until ``connect`` is over.
+
+        The TLS handshake runs inside ``wrap_socket``, which detaches the plain socket first and returns the TLS
+        one only when the handshake is done: while a server stalls it, the connection's ``sock`` is a detached
+        socket, and shutting it down would do nothing. Shutting down this second descriptor ends the handshake
+        (shutdown acts on the socket, whichever descriptor names it), so a deadline or ``stop()`` is not held
+        up to the connect timeout by a server that accepts and never answers. The connection binds itself to
+        its attempt again once the descriptor is kept: an abort that came while the TCP connect was pending
+        found nothing to shut down, and ends the attempt here instead.
+
+        Raises:
+            urllib3.exceptions.NewConnectionError: no second descriptor could be made (nothing was sent).
+            ConnectionAbortedError: the attempt was aborted while the TCP connection was being made.
+        """
+        sock: socket.socket = super()._new_conn()
+        try:
+            self.handshake_sock = sock.dup()
+        except OSError as exc:
+            sock.close()
+            raise urllib3.exceptions.NewConnectionError(
+                self, f"Failed to keep a second descriptor of the new connection: {exc}"
+            ) from exc
+        try:
+            bind_current(self)
+        except ConnectionAbortedError:
+            sock.close()
+            raise
+        return sock
 
 
 class _GuardedHTTPConnectionPool(urllib3.HTTPConnectionPool):
@@ -212,6 +230,8 @@ class _GuardedHTTPConnectionPool(urllib3.HTTPConnectionPool):
 
 class _GuardedHTTPSConnectionPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _GuardedHTTPSConnection
+    site_ca_file = ""
+    """A CA file trusted beside the system's CAs (``arvados_ca_file``), when the pool names no CA of its own."""
 
     def _new_conn(self) -> urllib3.connection.HTTPSConnection:
         """A new connection whose TLS settings come from a context made once (``shared_tls_context``).
@@ -223,8 +243,10 @@ class _GuardedHTTPSConnectionPool(urllib3.HTTPSConnectionPool):
         """
         conn: urllib3.connection.HTTPSConnection = super()._new_conn()  # type: ignore[assignment]
         if conn.ssl_context is None and _plain_tls(conn):
+            named = conn.ca_certs or conn.ca_cert_dir
             conn.ssl_context = shared_tls_context(
-                resolve_cert_reqs(conn.cert_reqs), conn.ca_certs or "", conn.ca_cert_dir or ""
+                resolve_cert_reqs(conn.cert_reqs), conn.ca_certs or "", conn.ca_cert_dir or "",
+                "" if named else self.site_ca_file,
             )
             conn.ca_certs = conn.ca_cert_dir = None
         return conn
@@ -248,11 +270,12 @@ def _plain_tls(conn: urllib3.connection.HTTPSConnection) -> bool:
 
 
 @functools.lru_cache(maxsize=8)
-def shared_tls_context(cert_reqs: int, ca_certs: str, ca_cert_dir: str) -> ssl.SSLContext:
+def shared_tls_context(cert_reqs: int, ca_certs: str, ca_cert_dir: str, site_ca: str = "") -> ssl.SSLContext:
     """Return the one TLS context for connections that verify with ``cert_reqs`` against these CAs.
 
     Made as urllib3 makes one for each connection (``create_urllib3_context``), and loaded with the CA file or
-    directory the client was given, or the system's when none is named. Verification off (``TLS.Insecure``) loads
+    directory the client was given, or else the system's CAs and ``site_ca`` beside them (``arvados_ca_file``). A
+    ``site_ca`` that holds no readable certificate is logged and left out, as Go skips what it cannot parse. Verification off (``TLS.Insecure``) loads
     none: nothing would read them. The CAs are read once per process, as Go's crypto/x509 reads the system's roots
     once; a new CA bundle takes a restart.
 
@@ -272,6 +295,12 @@ def shared_tls_context(cert_reqs: int, ca_certs: str, ca_cert_dir: str) -> ssl.S
         except OSError as exc:  # ssl.SSLError is an OSError
             where = ca_certs or ca_cert_dir or "(the system's)"
             raise urllib3.exceptions.SSLError(f"cannot load the CA certificates {where}: {exc}") from exc
+        if site_ca:
+            try:
+                context.load_verify_locations(cafile=site_ca)
+            except OSError as exc:  # ssl.SSLError is an OSError
+                log.warning("%s holds no certificate this service can read (%s): the API server's certificate is "
+                            "checked against the system's CA certificates only", site_ca, exc)
     return context
 
 
@@ -337,8 +366,10 @@ class Transport:
         self._clock = clock
         self._rng = rng or random.Random()
         self._stop = StopSignal()
-        self.verify: bool | str = False if insecure else (ca_bundle or arvados_ca_file(os.environ, ARVADOS_CA_FILE) or True)
+        self.verify: bool | str = False if insecure else (ca_bundle or True)
         """What the server's certificate is verified with: False, True (the system's CAs) or a CA file/directory."""
+        self.site_ca = arvados_ca_file(os.environ, ARVADOS_CA_FILE) if self.verify is True else None
+        """A site CA file trusted beside the system's CAs (``arvados_ca_file``), or None."""
         if insecure:
             # TLS.Insecure is the admin's explicit choice (a self-signed controller, the sandbox): urllib3's
             # warning on every request would bury the log, so it is silenced once here.
@@ -369,10 +400,12 @@ class Transport:
             trust = {"cert_reqs": "CERT_NONE", "assert_hostname": False}
         elif isinstance(self.verify, str):
             trust["ca_cert_dir" if os.path.isdir(self.verify) else "ca_certs"] = self.verify
-        return _GuardedHTTPSConnectionPool(
+        pool = _GuardedHTTPSConnectionPool(
             host, parts.port, maxsize=self._pool_size, block=False, retries=False, timeout=self._timeout,
             **trust,
         )
+        pool.site_ca_file = self.site_ca or ""
+        return pool
 
     def close(self) -> None:
         """Close the pooled connections. Blocks briefly. Later calls open new ones (own pool only)."""

@@ -15,10 +15,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import urllib3
+import urllib3.connection
 from plugins.fake_http import FakeHttp
 from plugins.local_server import LocalServer, read_request_head
 
 from slurm_dispatch.arvados.client import ArvadosClient
+from slurm_dispatch.arvados.deadline import StopSignal
+from slurm_dispatch.arvados.transport import _GuardedHTTPSConnection
 from slurm_dispatch.errors import ArvadosAPIError, ArvadosShuttingDown, ArvadosUnavailable
 
 UUID = "zzzzz-dz642-queuedcontainer"
@@ -217,3 +221,30 @@ def test_stop_ends_a_stalled_tls_handshake(silent_tls_host: str) -> None:
     error, took = outcome_within(JOIN_S, lambda: client.lock(UUID))
     assert isinstance(error, ArvadosShuttingDown), error
     assert took < 10.0
+
+
+def test_an_abort_during_the_tcp_connect_ends_the_attempt_once_the_socket_exists(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # While the TCP connect is pending there is no socket to shut down: the abort must not be lost, or the TLS
+    # handshake that follows would run to the connect timeout.
+    listener = socket.create_server(("127.0.0.1", 0))
+    made: list[socket.socket] = []
+    stop = StopSignal()
+    real_new_conn = urllib3.connection.HTTPConnection._new_conn
+
+    def connect_while_stopped(self: urllib3.connection.HTTPConnection) -> socket.socket:
+        sock = real_new_conn(self)
+        made.append(sock)
+        stop.set()  # the stop comes while the TCP connection is being made
+        return sock
+
+    monkeypatch.setattr(urllib3.connection.HTTPConnection, "_new_conn", connect_while_stopped)
+    conn = _GuardedHTTPSConnection("127.0.0.1", listener.getsockname()[1], cert_reqs="CERT_NONE", timeout=2.0)
+    try:
+        with stop.attempt(30.0), pytest.raises(ConnectionAbortedError):
+            conn.connect()
+        assert made and made[0].fileno() == -1, "the new socket is closed"
+        assert conn.handshake_sock is None, "and so is its second descriptor"
+    finally:
+        listener.close()

@@ -6,13 +6,20 @@ here); the transport's pool gives each connection the context ``shared_tls_conte
 
 from __future__ import annotations
 
+import datetime
 import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import urllib3
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
+from slurm_dispatch.arvados import transport
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.arvados.transport import _GuardedHTTPSConnectionPool, shared_tls_context
 from slurm_dispatch.errors import ArvadosAPIError, ArvadosAuthError
@@ -101,3 +108,66 @@ def test_a_server_the_named_ca_did_not_sign_is_refused(
 def test_a_connection_with_tls_settings_of_its_own_keeps_its_own_context(setting: dict[str, object]) -> None:
     pool = _GuardedHTTPSConnectionPool("ctl.example", 443, cert_reqs="CERT_REQUIRED", **setting)
     assert pool._new_conn().ssl_context is None, "urllib3 adjusts a context to these: it must not be a shared one"
+
+
+
+def test_the_arvados_ca_file_is_trusted_over_real_tls(
+    tmp_path: Path, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transport, "ARVADOS_CA_FILE", str(server_cert(emulator, tmp_path / "arvados-ca.crt")))
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    client = ArvadosClient(api_host=emulator.api_host, token="wrongtoken" * 3, retry_deadline=0.0)
+    try:
+        with pytest.raises(ArvadosAuthError):  # the handshake verified the server: the API refused the token
+            client.current_token_uuid()
+    finally:
+        client.close()
+
+
+def other_ca(path: Path) -> Path:
+    """Write a self-signed CA certificate of another name than the emulators' to ``path`` and return it. (Another
+    emulator's would not do: all have the same subject, and OpenSSL looks an issuer up by its name.)"""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "a site's own CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def test_the_systems_cas_are_still_trusted_beside_the_arvados_ca_file(
+    tmp_path: Path, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The Arvados file holds another CA; the server's is among "the system's", here a directory named by
+    # SSL_CERT_DIR (hashed as OpenSSL looks them up). Go trusts both; a site whose file holds only its own CA must
+    # still reach a controller with a certificate from a public CA.
+    monkeypatch.setattr(transport, "ARVADOS_CA_FILE", str(other_ca(tmp_path / "arvados-ca.crt")))
+    system = tmp_path / "system-certs"
+    system.mkdir()
+    server_cert(emulator, system / "controller.pem")
+    subprocess.run(["openssl", "rehash", str(system)], check=True, capture_output=True)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.setenv("SSL_CERT_DIR", str(system))
+    client = ArvadosClient(api_host=emulator.api_host, token="wrongtoken" * 3, retry_deadline=0.0)
+    try:
+        with pytest.raises(ArvadosAuthError):
+            client.current_token_uuid()
+    finally:
+        client.close()
+
+
+def test_an_arvados_ca_file_without_a_certificate_is_logged_and_left_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    junk = tmp_path / "ca-certificates.crt"
+    junk.write_text("not a certificate\n")
+    context = shared_tls_context(ssl.CERT_REQUIRED, "", "", str(junk))
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert any(str(junk) in r.getMessage() and "system's CA certificates only" in r.getMessage()
+               for r in caplog.records)

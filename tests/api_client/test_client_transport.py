@@ -89,16 +89,23 @@ def test_a_closed_pool_counts_as_never_sent_so_even_a_lock_is_retried(fake_clock
     assert pool.calls >= 2 and "may have reached" not in str(info.value)
 
 
-def test_the_arvados_ca_file_is_used_when_it_exists_and_ssl_cert_file_is_not_set(
+def test_the_arvados_ca_file_is_trusted_beside_the_systems_when_it_exists_and_ssl_cert_file_is_not_set(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     ca = tmp_path / "ca-certificates.crt"
     monkeypatch.setattr(transport, "ARVADOS_CA_FILE", str(ca))
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    assert ArvadosClient(api_host="ctl.example", token="t" * 20)._verify is True, "no such file: the system's CAs"
+
+    def trust(**kwargs: object) -> tuple[object, object]:
+        t = ArvadosClient(api_host="ctl.example", token="t" * 20, **kwargs)._transport  # type: ignore[arg-type]
+        return t.verify, t.site_ca
+
+    assert trust() == (True, None), "no such file: the system's CAs alone"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
-    assert ArvadosClient(api_host="ctl.example", token="t" * 20)._verify == str(ca)
-    assert ArvadosClient(api_host="ctl.example", token="t" * 20, ca_bundle="/etc/ours.pem")._verify == "/etc/ours.pem"
-    assert ArvadosClient(api_host="ctl.example", token="t" * 20, insecure=True)._verify is False
+    assert trust() == (True, str(ca)), "the system's CAs, and the file's beside them"
+    assert trust(ca_bundle="/etc/ours.pem") == ("/etc/ours.pem", None), "a CA the caller names is the only one"
+    assert trust(insecure=True) == (False, None)
+    monkeypatch.setenv("SSL_CERT_FILE", "")
+    assert trust() == (True, str(ca)), "an empty SSL_CERT_FILE is not set, as in Go"
     monkeypatch.setenv("SSL_CERT_FILE", "/etc/ssl/site.pem")
-    assert ArvadosClient(api_host="ctl.example", token="t" * 20)._verify is True, "SSL_CERT_FILE wins, as in Go"
+    assert trust() == (True, None), "SSL_CERT_FILE wins, as in Go"
