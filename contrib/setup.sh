@@ -2,7 +2,7 @@
 # Install what slurm-dispatch's tests and demo need on a Debian 12 machine, idempotently:
 #   - Debian packages (as root): slurm-wlm and munge (the real test cluster), slurmdbd and mariadb-server (the
 #     two-cluster rig, start-two-clusters.sh), postgresql (the advisory-lock tests), prometheus (the dashboard and
-#     alerting-rule tests), python3-venv;
+#     alerting-rule tests), python3-venv, openssl (a TLS test hashes a CA directory with `openssl rehash`);
 #   - a virtualenv (default: .venv in the repository, or $SLURM_DISPATCH_VENV) with slurm-dispatch installed
 #     editable, plus its test extra.
 # Prints the virtualenv's path on its last line of stdout. Progress goes to stderr.
@@ -20,6 +20,7 @@ command -v mariadbd >/dev/null && command -v mariadb-install-db >/dev/null || wa
 [ -x /usr/lib/postgresql/15/bin/initdb ] || want+=(postgresql)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || want+=(prometheus)
 python3 -c 'import ensurepip, venv' 2>/dev/null || want+=(python3-venv)
+command -v openssl >/dev/null || want+=(openssl)
 if [ ${#want[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         say "missing Debian packages: ${want[*]}; run as root or install them first (apt-get install ${want[*]})"
