@@ -13,7 +13,8 @@ the service sends one lock per container it submits (docs/benchmarks.md).
 Trust: the server's certificate is verified against the CA file or directory the caller names; else against the
 system's CA certificates (OpenSSL's default paths, which honour ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``) and, when
 it exists and ``SSL_CERT_FILE`` is not set, /etc/arvados/ca-certificates.crt beside them, which is what the Go
-dispatcher trusts (``arvados_ca_file``). ``TLS.Insecure`` turns verification off. Proxies are never used: the token goes to the configured host only.
+dispatcher trusts (``arvados_ca_file``). ``TLS.Insecure`` turns verification off. Proxies are never used: the
+token goes to the configured host only.
 
 Bounds (what a hostile or broken server cannot make it do):
 
@@ -62,7 +63,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.client import HTTPException
 from typing import Any, Protocol
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import urllib3
 import urllib3.connection
@@ -275,9 +276,9 @@ def shared_tls_context(cert_reqs: int, ca_certs: str, ca_cert_dir: str, site_ca:
 
     Made as urllib3 makes one for each connection (``create_urllib3_context``), and loaded with the CA file or
     directory the client was given, or else the system's CAs and ``site_ca`` beside them (``arvados_ca_file``). A
-    ``site_ca`` that holds no readable certificate is logged and left out, as Go skips what it cannot parse. Verification off (``TLS.Insecure``) loads
-    none: nothing would read them. The CAs are read once per process, as Go's crypto/x509 reads the system's roots
-    once; a new CA bundle takes a restart.
+    ``site_ca`` that holds no readable certificate is logged and left out, as Go skips what it cannot parse.
+    Verification off (``TLS.Insecure``) loads none: nothing would read them. The CAs are read once per process, as
+    Go's crypto/x509 reads the system's roots once; a new CA bundle takes a restart.
 
     Raises:
         urllib3.exceptions.SSLError: the CA file or directory cannot be read or holds no certificate. urllib3
@@ -374,7 +375,6 @@ class Transport:
             # TLS.Insecure is the admin's explicit choice (a self-signed controller, the sandbox): urllib3's
             # warning on every request would bury the log, so it is silenced once here.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        self._base_path = urlsplit(self.base_url).path
         self._pool_size = pool_size
         self._own = pool is None
         self._pool = pool if pool is not None else self._new_pool()
@@ -460,14 +460,13 @@ class Transport:
             ArvadosAPIError: the typed error of the answer (``http_errors.py``) or of the failure.
         """
         path = self.path(rel)
-        url = self.base_url + rel
         query = encode_query(params or {})
         started = self._clock()
         attempt = 0
         while True:
             if self._stop.is_set():
                 raise ArvadosShuttingDown(0, method, path, "the client is stopped: request not sent")
-            outcome = self._attempt(method, url, path, query, json_body, retry=retry, auth_call=auth_call)
+            outcome = self._attempt(method, path, query, json_body, retry=retry, auth_call=auth_call)
             if not isinstance(outcome, _Failure):
                 return outcome
             error = outcome.error
@@ -500,7 +499,6 @@ class Transport:
     def _attempt(
         self,
         method: str,
-        url: str,
         path: str,
         query: Mapping[str, str],
         json_body: Mapping[str, Any] | None,
@@ -513,7 +511,7 @@ class Transport:
         with self._stop.attempt(self._request_deadline) as attempt:
             response: urllib3.BaseHTTPResponse | None = None
             try:
-                target, body, headers = self._request(method, url, query, json_body)
+                target, body, headers = self._request(method, path, query, json_body)
                 response = self._pool.urlopen(
                     method, target, body=body, headers=headers, retries=False, redirect=False,
                     assert_same_host=False, timeout=self._timeout, preload_content=False, decode_content=True,
@@ -570,14 +568,15 @@ class Transport:
         return bytes(buf)
 
     def _request(
-        self, method: str, url: str, query: Mapping[str, str], json_body: Mapping[str, Any] | None
+        self, method: str, path: str, query: Mapping[str, str], json_body: Mapping[str, Any] | None
     ) -> tuple[str, bytes | None, dict[str, str]]:
-        """Return the request target (path and query), the body and the headers to send. Pure.
+        """Return the request target (``path`` and the query), the body and the headers to send. Pure.
 
-        The URL is ours (``base_url`` checked by ``parse_api_host``, the paths' uuids checked where they enter): it
-        needs no parsing, only the query, encoded as ``urlencode(doseq=True)`` encodes it.
+        The path is ours (``path()``, with uuids checked where they enter): it needs no parsing, only the query,
+        encoded as ``urlencode(doseq=True)`` encodes it. The pool adds the host of ``base_url``, whose path is
+        ``/arvados/v1/`` like every ``path()`` (``parse_api_host``).
         """
-        target = self._base_path + url[len(self.base_url) :]
+        target = path
         if query:
             target += "?" + urlencode(query, doseq=True)
         headers = self._headers()
