@@ -76,6 +76,7 @@ class _Route:
     method: str
     url: str
     answer: Answer | BaseException
+    used: bool = False
 
 
 @dataclass
@@ -86,8 +87,6 @@ class FakeHttp:
     calls: list[Call] = field(default_factory=list)
     unmatched: list[Request] = field(default_factory=list)
     _routes: list[_Route] = field(default_factory=list)
-    _used: set[int] = field(default_factory=set)
-    _spent: list[_Route] = field(default_factory=list)  # used once and dropped; kept so their ids stay unique
     _patch: pytest.MonkeyPatch | None = None
 
     def __enter__(self) -> Self:
@@ -111,7 +110,7 @@ class FakeHttp:
         if self.unmatched:
             wrong = ", ".join(f"{r.method} {r.url}" for r in self.unmatched)
             pytest.fail(f"FakeHttp: requests no answer was registered for: {wrong}")
-        unused = [f"{r.method} {r.url}" for r in self._routes if id(r) not in self._used]
+        unused = [f"{r.method} {r.url}" for r in self._routes if not r.used]
         if self.assert_all_requests_are_fired and unused:
             pytest.fail(f"FakeHttp: answers registered but never requested: {', '.join(unused)}")
 
@@ -167,10 +166,9 @@ class FakeHttp:
             self.unmatched.append(request)
             raise urllib3.exceptions.ProtocolError(f"FakeHttp: no answer registered for {method} {base}")
         route = matches[0]
-        self._used.add(id(route))
+        route.used = True
         if len(matches) > 1:
             self._routes.remove(route)
-            self._spent.append(route)
         if isinstance(route.answer, BaseException):
             raise route.answer
         status, answer_headers, content = route.answer(request)
