@@ -41,6 +41,7 @@ this makes about 9,500 renices where Go makes about 350,000.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -208,6 +209,59 @@ def want_nice(jobs: Sequence[NicedJob], spread: int) -> list[int]:
     return result
 
 
+def nice_in_place(jobs: Sequence[NicedJob]) -> list[int] | None:
+    """Return the nice values that put ``jobs`` (in the desired order) in order among their own Slurm priorities:
+    the first gets the highest of those priorities, the second the next, and so on. Pure.
+
+    None when that cannot be done: two of the jobs share a priority, or one of them would need a nice below 0 or
+    above KEEP_NICE_LIMIT (a priority above its reach at nice 0, or far below it).
+    """
+    slots = sorted((job.slurm_priority for job in jobs), reverse=True)
+    if any(a == b for a, b in itertools.pairwise(slots)):
+        return None
+    result: list[int] = []
+    for job, slot in zip(jobs, slots, strict=True):
+        nice = job.slurm_priority + job.nice - slot
+        if not 0 <= nice <= KEEP_NICE_LIMIT:
+            return None
+        result.append(nice)
+    return result
+
+
+COMMAND_WEIGHT = 15
+"""What one more renice command costs, in jobs added to a command: on the test cluster ``scontrol update`` with one
+job id took 6.6 ms of CPU, with 50 ids 28.3 ms, about 0.44 ms a job (docs/benchmarks.md). slurmctld handles one
+update per job either way."""
+
+
+def renice_cost(jobs: Sequence[NicedJob], nices: Sequence[int]) -> int:
+    """Return the cost of applying ``nices``: the jobs that change, plus ``COMMAND_WEIGHT`` for each nice value
+    among them (``renice_commands`` makes one command per value). Pure."""
+    values = [nice for job, nice in zip(jobs, nices, strict=True) if nice != job.nice]
+    return len(values) + COMMAND_WEIGHT * len(set(values))
+
+
+def plan_nice(jobs: Sequence[NicedJob], spread: int) -> list[int]:
+    """Return the nice values the renice pass applies: ``want_nice``'s, or ``nice_in_place``'s when the jobs are
+    out of order and that costs less (``renice_cost``). Pure.
+
+    Jobs submitted together have neighbouring priorities: priority/basic gives each new job one point less. When
+    two of them are out of order, there is no room between them and their neighbours, and ``want_nice`` moves the
+    lower one ``spread − 1`` down and every job under it, each to a nice of its own: 500 renice commands for one
+    swapped pair in the middle of a 1000-job burst (tests/unit/test_renice_in_place.py). Swapping their priorities
+    takes two. A job that reached sbatch after the ones it belongs above moves them down one slot each, all to the
+    same nice: one command. Once the jobs are in order, ``want_nice`` alone decides (the first job goes to nice 0
+    on the next pass), so its results on ordered queues, and the churn figures in its docstring, are unchanged.
+    """
+    placed = want_nice(jobs, spread)
+    if all(a.slurm_priority > b.slurm_priority for a, b in itertools.pairwise(jobs)):
+        return placed
+    in_place = nice_in_place(jobs)
+    if in_place is None or renice_cost(jobs, in_place) >= renice_cost(jobs, placed):
+        return placed
+    return in_place
+
+
 WantNice = Callable[[Sequence[NicedJob], int], list[int]]
 """``want_nice(jobs, spread) -> nice values``: jobs in desired order, each with ``slurm_priority`` and ``nice``."""
 
@@ -217,14 +271,14 @@ def renice_plan(
     jobs: Mapping[str, SlurmJob],
     spread: int,
     *,
-    nice_fn: WantNice = want_nice,
+    nice_fn: WantNice = plan_nice,
 ) -> list[tuple[str, int]]:
     """Return ``(job name, new nice)`` for each job whose nice must change, in the order to apply them. Pure.
 
     The candidates are the jobs of the squeue snapshot ``jobs`` that have a known want ≠ 0 in ``wants``,
     except held jobs (Slurm priority 0): with Slurm 22.05 ``scontrol update ... Nice=`` gives a held job a
     priority again, which releases the hold, and an admin's ``scontrol hold`` must stick. They go through
-    ``renice_order`` and ``nice_fn``; jobs whose nice is already right are left out, so the caller runs
+    ``renice_order`` and ``nice_fn`` (``plan_nice``); jobs whose nice is already right are left out, so the caller runs
     exactly one ``scontrol update`` per pair.
     Port of services/crunch-dispatch-slurm/squeue.go: reniceAll.
     """
@@ -285,6 +339,7 @@ def renice_commands(
 
 
 __all__ = [
+    "COMMAND_WEIGHT",
     "DEFAULT_SPREAD",
     "KEEP_NICE_LIMIT",
     "MAX_NICE",
@@ -293,7 +348,10 @@ __all__ = [
     "ReniceCandidate",
     "WantNice",
     "container_want",
+    "nice_in_place",
+    "plan_nice",
     "renice_commands",
+    "renice_cost",
     "renice_order",
     "renice_plan",
     "want_nice",

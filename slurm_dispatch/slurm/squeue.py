@@ -29,7 +29,7 @@ The SqueueChecker is the single observer of Slurm for the asyncio dispatcher:
   jobs with a known want ≠ 0 (running ones included, held ones with Slurm priority
   0 not: with Slurm 22.05 a renice releases a hold) sorted by want descending,
   ties by name descending, so the order is stable between polls and no renice
-  churn comes from equal wants; ``want_nice`` computes their nice values and only
+  churn comes from equal wants; ``plan_nice`` computes their nice values and only
   the jobs whose value changes are reniced: by job id, one ``backend.renice_jobs``
   per nice value (``priority.renice_commands``), in that order, one command at a
   time (the cap on concurrent scontrol lives in ``SlurmCLI``). Renice errors are
@@ -54,8 +54,7 @@ from types import MappingProxyType
 from slurm_dispatch.errors import SlurmCommandError, SqueueParseError
 from slurm_dispatch.model import SlurmJob
 from slurm_dispatch.slurm.backend import SlurmBackend
-from slurm_dispatch.slurm.priority import WantNice, renice_commands, renice_plan
-from slurm_dispatch.slurm.priority import want_nice as default_want_nice
+from slurm_dispatch.slurm.priority import WantNice, plan_nice, renice_commands, renice_plan
 from slurm_dispatch.slurm.squeue_lines import UNKNOWN_STATE, SqueueParser
 
 log = logging.getLogger(__name__)
@@ -160,7 +159,7 @@ class SqueueChecker:
             poll_interval_s: seconds between polls (Containers.CloudVMs.PollInterval).
             priority_spread: PrioritySpread, passed to ``want_nice`` (below 1 means 10).
             first_poll_immediately: poll at once in ``run()`` instead of after one interval.
-            want_nice: the nice calculation; default ``slurm_dispatch.slurm.priority.want_nice``.
+            want_nice: the nice calculation; default ``slurm_dispatch.slurm.priority.plan_nice``.
             executor: where blocking backend calls run; None is the loop's default executor.
             clock: monotonic seconds, injected for tests.
             sleep: the coroutine ``run()`` waits with, injected for tests.
@@ -174,7 +173,7 @@ class SqueueChecker:
         self._interval = poll_interval_s
         self._spread = priority_spread
         self._first_poll_immediately = first_poll_immediately
-        self._want_nice: WantNice = want_nice or default_want_nice
+        self._want_nice: WantNice = want_nice or plan_nice
         self._executor = executor
         self._clock = clock
         self._sleep = sleep
