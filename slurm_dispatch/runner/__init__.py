@@ -10,7 +10,8 @@ channel closing, its job leaving squeue, a scancel round ending) the runner asks
 ``slurm_dispatch.slurm.decide.next_step`` what to do next, and does it:
 
 * SUBMIT: sbatch the job (``job_for``), once; an sbatch that timed out is looked for in squeue before it
-  counts as failed, since slurmctld may have created the job after sbatch gave up.
+  counts as failed, since slurmctld may have created the job after sbatch gave up. Containers ready at the same
+  time take turns by want (``turns``), so their jobs reach Slurm in Arvados's order and need no renice.
 * FOLLOW: record the job's want for the renice pass, then wait for the next record or for the job to leave.
 * SCANCEL: scancel the job by its id (``cancels``: one command for the jobs cancelled together; Go's three
   passes by name when squeue gave no id), then wait for the next squeue poll; again after every poll until the
@@ -29,6 +30,7 @@ from slurm_dispatch.runner.core import (
     JOB_GONE_ATTEMPTS,
     JOB_GONE_BACKOFF_CAP_S,
     REFUSALS_REMEMBERED,
+    SBATCH_AT_ONCE,
     SLURM_WORKERS,
     SlurmRunner,
 )
@@ -40,6 +42,7 @@ __all__ = [
     "JOB_GONE_ATTEMPTS",
     "JOB_GONE_BACKOFF_CAP_S",
     "REFUSALS_REMEMBERED",
+    "SBATCH_AT_ONCE",
     "SLURM_ENDED_STATES",
     "SLURM_WORKERS",
     "ContainerGetter",

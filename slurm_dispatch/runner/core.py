@@ -18,6 +18,7 @@ from slurm_dispatch.errors import ArvadosConflict, DispatchError, SlurmCommandEr
 from slurm_dispatch.model import Container, ContainerState, SlurmJob
 from slurm_dispatch.runner.explain import Explainer, runtime_status
 from slurm_dispatch.runner.ports import ContainerGetter, Dispatch, Squeue
+from slurm_dispatch.runner.turns import SubmitTurns
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.backend import SlurmBackend
 from slurm_dispatch.slurm.broken_nodes import BrokenNodes
@@ -37,6 +38,7 @@ from slurm_dispatch.slurm.decide import (
 )
 from slurm_dispatch.slurm.end_reader import JobEndReader, JobEndSource
 from slurm_dispatch.slurm.jobs import job_for
+from slurm_dispatch.slurm.priority import container_want
 
 logger = logging.getLogger("slurm_dispatch.runner")
 
@@ -44,6 +46,11 @@ T = TypeVar("T")
 
 SLURM_WORKERS = 4
 """Threads for blocking Slurm commands. SlurmCLI itself caps sbatch/scancel/scontrol at 3 at once."""
+
+SBATCH_AT_ONCE = 3
+"""sbatch commands started at once; the others wait their turn by want (``turns``). As many as SlurmCLI runs
+capped commands at once (``slurm_dispatch.slurm.cli_backend.MAX_CONCURRENT``), so the order is chosen here, not by
+whichever thread gets SlurmCLI's next slot."""
 
 ADOPT_CONCURRENCY = 8
 """GETs in flight while adopting orphans at startup (the dispatcher's executor bounds them too)."""
@@ -129,6 +136,7 @@ class SlurmRunner:
         """What each RunContainer knows of its container (for status, metrics and the management endpoint)."""
         self.first_seen: dict[str, float] = {}
         """Wall-clock seconds when each RunContainer started."""
+        self._turns = SubmitTurns(SBATCH_AT_ONCE)
         self._refusals: OrderedDict[str, int] = OrderedDict()
         """Permanent-looking sbatch refusals in a row, by container uuid (see ``decide.after_sbatch_failure``)."""
 
@@ -151,18 +159,20 @@ class SlurmRunner:
     async def submit(self, container: Container) -> int | None:
         """Submit the job of ``container`` with sbatch; return its job id if sbatch printed one.
 
-        Blocks (asynchronously) on sbatch.
+        Blocks (asynchronously) for its turn (``SBATCH_AT_ONCE`` at a time, the waiting ones by want: see
+        ``turns``), then on sbatch.
 
         Raises:
             SbatchTemplateError, UnsatisfiableContainer: the container cannot be submitted as configured
                 (``UnsatisfiableContainer`` also when sbatch refused it too often in a row).
             SlurmCommandError: sbatch failed (``SlurmUnavailable`` when slurmctld did not answer).
         """
-        job = job_for(container, self._settings, exclude=self._broken.excluded() if self._broken else ())
         self.submitting += 1
         self.submissions += 1
         try:
-            job_id = await self._slurm(self._backend.submit, args=job.args, script=job.script, env=job.env)
+            async with self._turns.turn((container_want(container), container.uuid)):
+                job = job_for(container, self._settings, exclude=self._broken.excluded() if self._broken else ())
+                job_id = await self._slurm(self._backend.submit, args=job.args, script=job.script, env=job.env)
         except SlurmCommandError as exc:
             verdict = after_sbatch_failure(
                 container.uuid, exc, refusals_before=self._refusals.pop(container.uuid, 0)

@@ -1,0 +1,92 @@
+"""Which waiting submission goes to sbatch next: the one Arvados wants first (``SubmitTurns``).
+
+Slurm ranks a job submitted later below the ones before it: priority/basic gives each new job one point less
+(measured on the test cluster, see tests/plugins/fake_slurm.py), and priority/multifactor's age factor favours
+the jobs that have waited longest. Jobs that reach sbatch in the order of their containers' wants
+(``slurm_dispatch.slurm.priority.container_want``) are therefore already in Arvados's order in Slurm, and the
+renice pass leaves them alone.
+
+A burst of locks wakes many containers at the same squeue poll, and they used to reach sbatch in the order
+their locks came back. Each one out of place then cost a renice: one ``scontrol update``, which costs about as
+much CPU as an sbatch and one RPC to slurmctld per job (docs/benchmarks.md). Taking turns by want avoids most of
+them. The renice pass still fixes what arrives out of order across polls (a container of higher priority queued
+later), as before.
+
+Pure asyncio; does no I/O. For one event loop: not thread-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+TurnKey = tuple[int, str]
+"""(want, job name): higher goes first. Equal wants go by name descending, the renice pass's order
+(``slurm_dispatch.slurm.priority.renice_order``)."""
+
+
+@dataclass(eq=False)
+class _Waiter:
+    key: TurnKey
+    turn: asyncio.Future[None] = field(repr=False)
+
+    def __lt__(self, other: _Waiter) -> bool:  # heapq pops the smallest: make that the highest key
+        return self.key > other.key
+
+
+class SubmitTurns:
+    """At most ``slots`` submissions at once; the others wait, and the highest key goes first."""
+
+    def __init__(self, slots: int) -> None:
+        """Args:
+        slots: submissions allowed at once (at least 1).
+        """
+        if slots < 1:
+            raise ValueError(f"SubmitTurns needs at least one slot, not {slots}")
+        self._free = slots
+        self._waiting: list[_Waiter] = []  # a heap; a cancelled waiter stays in it until it is popped and skipped
+
+    @property
+    def waiting(self) -> int:
+        """Submissions waiting for their turn (cancelled ones not yet popped included)."""
+        return len(self._waiting)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: TurnKey) -> AsyncIterator[None]:
+        """Wait for a turn (at once when a slot is free and nobody waits), hold it in the block, then pass it on.
+
+        Blocks (asynchronously) while every slot is taken. A waiter cancelled after it was handed a turn passes
+        the turn on, so no slot is ever lost.
+        """
+        if self._free and not self._waiting:
+            self._free -= 1
+        else:
+            waiter = _Waiter(key, asyncio.get_running_loop().create_future())
+            heapq.heappush(self._waiting, waiter)
+            try:
+                await waiter.turn
+            except asyncio.CancelledError:
+                if waiter.turn.done() and not waiter.turn.cancelled():
+                    self._pass_on()  # handed the turn in the same instant: give it to the next one
+                else:
+                    waiter.turn.cancel()
+                raise
+        try:
+            yield
+        finally:
+            self._pass_on()
+
+    def _pass_on(self) -> None:
+        """Give a finished turn to the highest waiter still waiting, or free the slot."""
+        while self._waiting:
+            waiter = heapq.heappop(self._waiting)
+            if not waiter.turn.done():
+                waiter.turn.set_result(None)
+                return
+        self._free += 1
+
+
+__all__ = ["SubmitTurns", "TurnKey"]

@@ -1,0 +1,80 @@
+"""Containers ready for sbatch at the same time reach it highest want first, so Slurm ranks their jobs in Arvados's
+order from the start and the renice pass need not move them (FakeSlurm ranks jobs as priority/basic does: each
+submission one point below the one before)."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from plugins.fake_slurm import FakeSlurm
+from runner_fakes import FakeApi
+
+from slurm_dispatch.model import Container
+from slurm_dispatch.runner import SBATCH_AT_ONCE, SlurmRunner
+from slurm_dispatch.settings import Settings
+from slurm_dispatch.slurm.squeue import SqueueChecker
+
+PRIORITIES = [3, 9, 1, 7, 5, 10, 2, 8, 4, 6]
+
+
+def container(i: int, priority: int) -> Container:
+    return Container.from_api({
+        "uuid": f"zzzzz-dz642-turnstest{i:06d}", "state": "Locked", "priority": priority,
+        "locked_by_uuid": "zzzzz-gj3su-000000000000000", "created_at": "2026-12-01T00:00:00.000000000Z",
+        "runtime_constraints": {"ram": 1 << 28, "vcpus": 1},
+    })
+
+
+async def until(predicate: object, what: str) -> None:
+    """Wait on the event loop for ``predicate()`` (the sbatch thread moves it along), 10 s at most."""
+    for _ in range(1000):
+        if predicate():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_burst_reaches_sbatch_by_want_and_slurm_ranks_it_so() -> None:
+    slurm = FakeSlurm()
+    gate = slurm.gate("submit")
+    containers = [container(i, p) for i, p in enumerate(PRIORITIES)]
+
+    async def main() -> None:
+        # One sbatch thread: the order in which sbatch runs is the order in which turns were given.
+        runner = SlurmRunner(settings=Settings(crunch_run_command="crunch-run", poll_interval=10), backend=slurm,
+                             squeue=SqueueChecker(backend=slurm, poll_interval_s=10), client=FakeApi(),
+                             executor=ThreadPoolExecutor(1))
+        try:
+            tasks = [asyncio.create_task(runner.submit(c)) for c in containers]  # in the order their locks came
+            await until(lambda: slurm.waiting.get("submit") == 1, "the first sbatch to start")
+            assert runner.submitting == len(containers)
+            gate.set()
+            await asyncio.gather(*tasks)
+        finally:
+            runner.close()
+
+    asyncio.run(main())
+    submitted = [c.name for c in slurm.calls_of("submit")]
+    by_uuid = {c.uuid: c for c in containers}
+    first, rest = submitted[:SBATCH_AT_ONCE], submitted[SBATCH_AT_ONCE:]
+    assert first == [c.uuid for c in containers[:SBATCH_AT_ONCE]]  # they had a free slot: in at once
+    assert [by_uuid[u].priority for u in rest] == sorted(PRIORITIES[SBATCH_AT_ONCE:], reverse=True)
+
+    assert slurm_order(slurm, rest) == rest  # and Slurm ranks them so
+
+
+def slurm_order(slurm: FakeSlurm, names: list[str]) -> list[str]:
+    """``names`` by Slurm priority, highest first."""
+    priority = {job.name: job.slurm_priority for job in slurm.jobs}
+    return sorted(names, key=lambda name: priority[name], reverse=True)
+
+
+def test_without_turns_the_same_burst_would_be_out_of_order_in_slurm() -> None:
+    """The premise of the test above: the same jobs, submitted in the order their locks came, are out of order."""
+    slurm = FakeSlurm()
+    containers = [container(i, p) for i, p in enumerate(PRIORITIES)]
+    for c in containers:
+        slurm.submit(args=(f"--job-name={c.uuid}",), script="#!/bin/sh\n", env={})
+    by_want = [c.uuid for c in sorted(containers, key=lambda c: c.priority, reverse=True)]
+    assert slurm_order(slurm, by_want) != by_want
