@@ -21,7 +21,15 @@ Each repetition, in one process and one run:
 
 Printed: both times, the ratio dispatcher/baseline (issue 5's target: <= 1.25), API requests by endpoint,
 Slurm commands by kind, CPU seconds (this process while the dispatcher ran, which is the dispatcher's when
-the emulator is in its own process; and the Slurm client children's).
+the emulator is in its own process; and the Slurm client children's). Then, not in the times: what the burst
+costs after it, while the dispatcher keeps running until ``SETTLED_POLLS`` squeue polls in a row see no other
+Slurm command (the renice passes that put the new jobs in Arvados's order): how long, the commands ("reniced
+jobs" counts the job ids in them) and their CPU.
+
+The containers' priorities are what the API computes for their requests (``benchlib.arvados_priority``: request
+priorities 1..10, all distinct), unless ``--raw-priorities`` gives them 1..10 as they are (a hundred equal ones in
+1000, which only tests and emulators give): the order of equal priorities is the API's, not Arvados's want order,
+and the renice passes after the burst then move most jobs.
 
 The cluster is a fresh private instance of the test cluster (``start-test-cluster.sh`` in a temporary
 directory, stopped at the end) unless ``--cluster-dir`` names one. Job names are container uuids of the
@@ -242,6 +250,7 @@ def run_dispatcher(cluster: Cluster, settings: Settings, containers: list[Contai
         daemons = cluster.daemon_cpu() - daemons0
         threads = thread_cpu()
         stats1 = api_stats(base_url)
+        after = settle(backend)
     finally:
         dispatcher.stop()
         cluster.cancel_ids([str(i) for i in backend.job_ids])
@@ -259,7 +268,28 @@ def run_dispatcher(cluster: Cluster, settings: Settings, containers: list[Contai
         "daemons_cpu_s": daemons,
         "busy": [round(b, 2) for b in sampler.busy],
         "thread_cpu": {k: round(v - threads0.get(k, 0.0), 2) for k, v in sorted(threads.items())},
+        "after": after,
     })
+
+
+SETTLED_POLLS = 2
+"""squeue polls in a row with no other Slurm command between them that count as "the burst has settled"."""
+
+
+def settle(backend: CountingSlurm, timeout: float = 600) -> dict[str, Any]:
+    """Keep the dispatcher running after the burst until ``SETTLED_POLLS`` squeue polls have started with no other
+    Slurm command since (the renice passes that put the burst in Arvados's order are done); return how long that
+    took, the Slurm commands of that time and their CPU (this process, and the commands). Blocks."""
+    counts0 = dict(backend.counts)
+    cpu0 = Cpu.now()
+    t0 = time.monotonic()
+    while backend.snapshot()["quiet_polls"] < SETTLED_POLLS:
+        if time.monotonic() - t0 > timeout:
+            raise RuntimeError(f"the dispatcher did not settle in {timeout:g} s after the burst")
+        time.sleep(0.2)
+    cpu = Cpu.now() - cpu0
+    return {"seconds": time.monotonic() - t0, "cpu_own_s": cpu.own, "cpu_children_s": cpu.children,
+            "slurm": {k: v - counts0.get(k, 0) for k, v in sorted(backend.counts.items()) if v - counts0.get(k, 0)}}
 
 
 # -- main ------------------------------------------------------------------------------------------------------
@@ -268,7 +298,7 @@ def run_dispatcher(cluster: Cluster, settings: Settings, containers: list[Contai
 def one_round(args: argparse.Namespace, cluster: Cluster, work: Path) -> tuple[Result, Result]:
     emulator = Emulator(in_process=args.emulator_in_process)
     try:
-        uuids = create_containers(emulator.base_url, args.containers)
+        uuids = create_containers(emulator.base_url, args.containers, raw_priorities=args.raw_priorities)
         settings = Settings(
             cluster_id=CLUSTER_ID,
             system_root_token=emulator.root_token,
@@ -341,6 +371,10 @@ def report(i: int, base: Result, disp: Result, *, verbose: bool) -> None:
           f"{budget['cpu_ratio_without_emulator']:.2f} without the emulator; the 1.25 target leaves "
           f"{budget['budget_core_s']:.2f} core-s for dispatcher and API together")
     print(f"       Slurm commands: {dict(sorted(disp.extra['slurm'].items()))}")
+    after = disp.extra["after"]
+    print(f"       after the burst, until {SETTLED_POLLS} squeue polls in a row saw no other command: "
+          f"{after['seconds']:.1f} s, Slurm commands {after['slurm']}, CPU: this process {after['cpu_own_s']:.2f} s, "
+          f"Slurm client children {after['cpu_children_s']:.2f} s")
     if verbose:
         print(f"       sbatch done at deciles (s): {disp.extra['sbatch_deciles']}")
         print(f"       squeue polls (start s, duration s): {disp.extra['squeue_polls']}")
@@ -429,6 +463,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-warmup", dest="warmup", action="store_false",
                         help="skip the uncounted first round that brings slurmctld to its steady speed")
     parser.add_argument("--verbose", action="store_true", help="also print the sbatch and squeue timeline")
+    parser.add_argument("--raw-priorities", action="store_true",
+                        help="give the containers priorities 1..10 as they are, not what the API computes from them")
     parser.add_argument("--keep-cluster", action="store_true", help="leave a cluster this run started running")
     parser.add_argument("--log", type=Path, default=None,
                         help="dispatcher log file at INFO, as the service logs (default: a temporary file)")
@@ -458,7 +494,8 @@ def run_rounds(args: argparse.Namespace, cluster: Cluster) -> int:
         # with a secret shaped as the emulator's root token (each round's own is made later).
         log_file = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed with the rounds, below
         configure_logging(level="info", fmt="json", secrets=[secrets.token_hex(25)], stream=log_file)
-        print(f"{args.containers} containers, PollInterval {args.poll_interval:g} s, emulator "
+        print(f"{args.containers} containers ({'raw priorities 1..10' if args.raw_priorities else 'API-computed priorities'}), "
+              f"PollInterval {args.poll_interval:g} s, emulator "
               f"{'in this process' if args.emulator_in_process else 'in a child process'}, "
               f"cluster {cluster.conf_dir}, "
               f"{'WHAT-IF ' + '+'.join(args.what_if) + ' (not the product), ' if args.what_if else ''}"

@@ -399,11 +399,31 @@ class Emulator:
                 self._proc.join(10)
 
 
-def create_containers(base_url: str, n: int) -> list[str]:
-    """Create ``n`` Queued containers (1 CPU, 100 MB, priority 1..10) in the emulator; return their uuids."""
+REQUEST_PRIORITY_SHIFT = 50
+"""The API's container priority is the request's priority times 2**50 minus the request's creation time in ms
+(services/api/db/migrate/20230503224107_priority_update_functions.rb: container_priority)."""
+
+
+def arvados_priority(request_priority: int, created_ms: int) -> int:
+    """Return the container priority the API computes for a request of ``request_priority`` made at
+    ``created_ms`` (ms since the epoch): distinct for requests made at different milliseconds. Pure."""
+    return (request_priority << REQUEST_PRIORITY_SHIFT) - created_ms
+
+
+def create_containers(base_url: str, n: int, *, raw_priorities: bool = False) -> list[str]:
+    """Create ``n`` Queued containers (1 CPU, 100 MB) in the emulator; return their uuids.
+
+    Their request priorities cycle through 1..10. Each container's priority is what the API computes from its
+    request (``arvados_priority``, the i-th made i ms after the first), so no two are equal, as on a real cluster;
+    with ``raw_priorities`` it is the request priority itself (1..10, a hundred equal ones in 1000), which only
+    tests and emulators give.
+    """
+    first_ms = int(time.time() * 1000)
+
     def one(i: int) -> str:
+        request = 1 + i % 10
         return str(control.create_container(
-            priority=1 + i % 10,
+            priority=request if raw_priorities else arvados_priority(request, first_ms + i),
             command=["true"],
             runtime_constraints={"ram": 100_000_000, "vcpus": 1},
         )["uuid"])
@@ -544,6 +564,8 @@ class CountingSlurm:
 
     def renice(self, name: str, nice: int) -> None:
         self._count("scontrol renice")
+        with self._lock:
+            self.counts["reniced jobs"] += 1
         self._inner.renice(name, nice)
 
     def release(self, name: str) -> None:
@@ -556,6 +578,8 @@ class CountingSlurm:
 
     def renice_jobs(self, job_ids: Sequence[str], nice: int, *, cluster: str = "") -> None:
         self._count("scontrol renice")
+        with self._lock:
+            self.counts["reniced jobs"] += len(job_ids)
         self._inner.renice_jobs(job_ids, nice, cluster=cluster)
 
 
