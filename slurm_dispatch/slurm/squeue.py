@@ -24,7 +24,9 @@ The SqueueChecker is the single observer of Slurm for the asyncio dispatcher:
 - After each successful poll, waiters are woken, then a renice pass starts as a
   task of its own, beside the next polls (Go runs it inside the poll, so a long
   pass delays the squeue that submissions wait for); a pass is not started while
-  the previous one runs, and is skipped (at most ``MAX_DEFERRED_RENICE_PASSES``
+  the previous one runs, nor from a squeue that started before the previous one ended (its
+  nice values may be half old: a plan from them would redo the pass, or spread a burst out
+  again), and is skipped (at most ``MAX_DEFERRED_RENICE_PASSES``
   polls in a row) while sbatch commands are under way. A pass (squeue.go: SqueueChecker.reniceAll) takes the
   jobs with a known want ≠ 0 (running ones included, held ones with Slurm priority
   0 not: with Slurm 22.05 a renice releases a hold) sorted by want descending,
@@ -194,6 +196,8 @@ class SqueueChecker:
         self._judged_jobs: Mapping[str, SlurmJob] = {}
         """The jobs of the last poll the watches were judged against."""
         self._renice_task: asyncio.Task[None] | None = None
+        self._renice_ended_by = 0
+        """Polls started when the latest renice pass ended: a later poll's squeue shows what it did."""
         self._poll_soon = asyncio.Event()
         self._defer_renice = defer_renice or (lambda: False)
         self._deferred = 0
@@ -435,9 +439,11 @@ class SqueueChecker:
             self._wake_watchers(jobs, seq)
         # The renice pass runs outside the poll lock and beside the next polls: a long pass (many scontrol
         # calls) must not delay the squeue that submissions and cancellations wait for. A pass still running
-        # when the next snapshot comes is not doubled; the next poll after it ends starts a fresh one.
+        # when the next snapshot comes is not doubled; the first poll that starts after it ended plans afresh.
         if self._renice_task is None or self._renice_task.done():
-            if self._defer_renice() and self._deferred < MAX_DEFERRED_RENICE_PASSES:
+            if seq <= self._renice_ended_by:
+                pass  # this squeue began while the last pass ran: some nice values may be old; the next poll plans
+            elif self._defer_renice() and self._deferred < MAX_DEFERRED_RENICE_PASSES:
                 self._deferred += 1  # submissions first: they share SlurmCLI's three command slots
             else:
                 self._deferred = 0
@@ -518,6 +524,12 @@ class SqueueChecker:
         return list(self._plan)
 
     async def _renice_all(self, jobs: Mapping[str, SlurmJob]) -> None:
+        try:
+            await self._renice(jobs)
+        finally:
+            self._renice_ended_by = self._polls_started
+
+    async def _renice(self, jobs: Mapping[str, SlurmJob]) -> None:
         loop = asyncio.get_running_loop()
         for command in renice_commands(self.renice_plan(jobs), jobs):
             if command.job_ids:

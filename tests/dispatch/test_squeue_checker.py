@@ -243,6 +243,39 @@ def test_renice_only_where_nice_changes(fake_slurm: FakeSlurm) -> None:
     run(go)
 
 
+def test_no_renice_pass_is_planned_from_a_squeue_that_started_before_the_last_pass_ended(
+    fake_slurm: FakeSlurm,
+) -> None:
+    """A squeue that began while a pass was renicing shows old nice values: planning from it would renice again."""
+    for name in (A, B, C):
+        submit(fake_slurm, name)
+    sq = checker(fake_slurm)
+    renices = fake_slurm.gate("renice_jobs")
+
+    async def go() -> None:
+        await polled(sq)
+        for name, want in ((A, 30), (B, 20), (C, 10)):
+            await sq.set_want(name, want)
+        assert await sq.poll()  # starts the pass, held at its first renice
+        await until(lambda: fake_slurm.waiting.get("renice_jobs") == 1, "the pass to be renicing")
+        squeue = fake_slurm.gate("queue")
+        stale = asyncio.create_task(sq.poll())  # squeue takes its picture now, before the pass has reniced
+        await until(lambda: fake_slurm.waiting.get("queue") == 1, "squeue to be in flight")
+        renices.set()
+        await sq.renice_done()
+        reniced = fake_slurm.reniced()
+        assert reniced == [(A, 0), (B, 10), (C, 20)]
+        squeue.set()
+        assert await stale is True
+        await sq.renice_done()
+        assert fake_slurm.reniced() == reniced  # the stale picture started no pass
+        await polled(sq)
+        await sq.renice_done()
+        assert fake_slurm.reniced() == reniced  # a fresh one finds nothing to do
+
+    run(go)
+
+
 def test_the_renice_plan_is_worked_out_again_only_when_a_want_nice_or_priority_changed(
     fake_slurm: FakeSlurm,
 ) -> None:
