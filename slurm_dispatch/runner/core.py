@@ -129,9 +129,10 @@ class SlurmRunner:
         self._explain = Explainer(settings=settings, backend=backend, ends=self._ends, broken=broken, slurm=self._slurm,
                                   clock=clock)
         self.submitting = 0
-        """sbatch commands under way (the squeue poller defers renice passes meanwhile)."""
+        """Submissions under way: waiting for their turn, or in sbatch (the squeue poller defers renice passes
+        meanwhile)."""
         self.submissions = 0
-        """sbatch commands started so far (the squeue poller backs its early polls off while it does not grow)."""
+        """Submissions begun so far (the squeue poller backs its early polls off while it does not grow)."""
         self.views: dict[str, RunnerView] = {}
         """What each RunContainer knows of its container (for status, metrics and the management endpoint)."""
         self.first_seen: dict[str, float] = {}

@@ -38,7 +38,12 @@ class _Waiter:
 
 
 class SubmitTurns:
-    """At most ``slots`` submissions at once; the others wait, and the highest key goes first."""
+    """At most ``slots`` submissions at once, highest key first.
+
+    A free slot is given out on the event loop's next round, not at once: the containers woken by the same squeue
+    poll all ask in the round before, so the first slots go to the highest of them too, not to whichever asked
+    first.
+    """
 
     def __init__(self, slots: int) -> None:
         """Args:
@@ -48,6 +53,7 @@ class SubmitTurns:
             raise ValueError(f"SubmitTurns needs at least one slot, not {slots}")
         self._free = slots
         self._waiting: list[_Waiter] = []  # a heap; a cancelled waiter stays in it until it is popped and skipped
+        self._granting = False
 
     @property
     def waiting(self) -> int:
@@ -56,28 +62,38 @@ class SubmitTurns:
 
     @contextlib.asynccontextmanager
     async def turn(self, key: TurnKey) -> AsyncIterator[None]:
-        """Wait for a turn (at once when a slot is free and nobody waits), hold it in the block, then pass it on.
+        """Wait for a turn, hold it in the block, then pass it on.
 
-        Blocks (asynchronously) while every slot is taken. A waiter cancelled after it was handed a turn passes
-        the turn on, so no slot is ever lost.
+        Blocks (asynchronously) for at least one round of the event loop, and while every slot is taken. A waiter
+        cancelled after it was handed a turn passes the turn on, so no slot is ever lost.
         """
-        if self._free and not self._waiting:
-            self._free -= 1
-        else:
-            waiter = _Waiter(key, asyncio.get_running_loop().create_future())
-            heapq.heappush(self._waiting, waiter)
-            try:
-                await waiter.turn
-            except asyncio.CancelledError:
-                if waiter.turn.done() and not waiter.turn.cancelled():
-                    self._pass_on()  # handed the turn in the same instant: give it to the next one
-                else:
-                    waiter.turn.cancel()
-                raise
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(key, loop.create_future())
+        heapq.heappush(self._waiting, waiter)
+        if self._free and not self._granting:
+            self._granting = True
+            loop.call_soon(self._grant)
+        try:
+            await waiter.turn
+        except asyncio.CancelledError:
+            if waiter.turn.done() and not waiter.turn.cancelled():
+                self._pass_on()  # handed the turn in the same instant: give it to the next one
+            else:
+                waiter.turn.cancel()
+            raise
         try:
             yield
         finally:
             self._pass_on()
+
+    def _grant(self) -> None:
+        """Give the free slots to the highest waiters still waiting."""
+        self._granting = False
+        while self._free and self._waiting:
+            waiter = heapq.heappop(self._waiting)
+            if not waiter.turn.done():
+                self._free -= 1
+                waiter.turn.set_result(None)
 
     def _pass_on(self) -> None:
         """Give a finished turn to the highest waiter still waiting, or free the slot."""

@@ -41,20 +41,20 @@ class _Line:
         await _settle()
 
 
-def test_the_waiting_go_highest_want_first_and_at_most_slots_at_once() -> None:
+def test_the_highest_want_goes_first_even_for_the_free_slots_and_at_most_slots_at_once() -> None:
     async def main() -> None:
         line = _Line(SubmitTurns(2))
         for want, name in [(3, "c3"), (9, "c9"), (1, "c1"), (7, "c7"), (5, "c5")]:
             line.come((want, name))
         await _settle()
-        assert line.order == ["c3", "c9"]  # two slots: the first two in, whatever their want
+        assert line.order == ["c9", "c7"]  # all asked in the same round: the two highest take the two free slots
         assert line.turns.waiting == 3
-        await line.finish("c3")
-        assert line.order == ["c3", "c9", "c7"]  # the highest of those waiting
         await line.finish("c9")
+        assert line.order == ["c9", "c7", "c5"]  # the highest of those waiting
         await line.finish("c7")
-        assert line.order == ["c3", "c9", "c7", "c5", "c1"]
         await line.finish("c5")
+        assert line.order == ["c9", "c7", "c5", "c3", "c1"]
+        await line.finish("c3")
         await line.finish("c1")
         assert line.turns.waiting == 0
 
@@ -65,6 +65,7 @@ def test_equal_wants_go_by_name_descending_as_the_renice_order_does() -> None:
     async def main() -> None:
         line = _Line(SubmitTurns(1))
         line.come((5, "holder"))
+        await _settle()  # in alone
         for name in ["b", "a", "c"]:
             line.come((5, name))
         await _settle()
@@ -79,6 +80,7 @@ def test_a_cancelled_waiter_is_skipped_and_no_slot_is_lost() -> None:
     async def main() -> None:
         line = _Line(SubmitTurns(1))
         line.come((1, "holder"))
+        await _settle()  # in alone
         line.come((9, "gives-up"))
         line.come((2, "patient"))
         await _settle()
