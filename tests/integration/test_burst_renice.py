@@ -20,7 +20,7 @@ from slurm_dispatch.slurm.squeue import SqueueChecker
 pytestmark = pytest.mark.slurm
 
 JOBS = 150
-"""More than 112, so that want_nice keeps the in-order gaps of the burst (its keep-gap is 90 × jobs points) and the
+"""At least 112, so that want_nice keeps the in-order gaps of the burst (its keep-gap is 90 × jobs points) and the
 test sees only what puts the order right."""
 
 SWAPPED = (20, 70, 120)

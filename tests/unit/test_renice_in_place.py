@@ -154,3 +154,42 @@ def test_a_burst_out_of_order_in_small_windows_costs_a_fraction_of_want_nice_s_r
 
 def test_draining_an_ordered_queue_costs_what_it_cost_before() -> None:
     assert drain_1000(plan_nice) == drain_1000(want_nice)
+
+
+def test_each_cluster_s_jobs_are_planned_on_their_own() -> None:
+    """Two slurmctld number their priorities from the same base, so two clusters' jobs do not compare: each
+    cluster's 200 jobs, in order, only get their first job to nice 0 (planned as one list, they interleave)."""
+    jobs: dict[str, SlurmJob] = {}
+    wants: dict[str, int] = {}
+    for cluster in ("a", "b"):
+        for i in range(200):
+            name = f"zzzzz-dz642-{cluster}{i:014d}"
+            jobs[name] = SlurmJob(name=name, nice=INITIAL_NICE, slurm_priority=BASE - i - INITIAL_NICE,
+                                  state="PENDING", reason="BeginTime", job_id=str(1000 + i), cluster=cluster)
+            wants[name] = 10_000 - 2 * i - (cluster == "b")  # Arvados's order alternates between the clusters
+    plan = renice_plan(wants, jobs, 10)
+    assert sorted(plan) == [("zzzzz-dz642-a00000000000000", 0), ("zzzzz-dz642-b00000000000000", 0)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(n=st.integers(112, 400), picks=st.lists(st.integers(1, 10_000), max_size=12), spread=st.integers(1, 20))
+def test_a_burst_with_swapped_neighbours_costs_two_renices_a_pair_and_settles(
+    n: int, picks: list[int], spread: int
+) -> None:
+    """Bursts, where plan_nice reorders in place: each swapped pair of neighbours costs exactly its two jobs."""
+    jobs = fresh_burst(n)
+    swapped: set[int] = set()
+    for pick in picks:  # pairs that share no job
+        i = 1 + pick % (n - 2)
+        if not {i - 1, i, i + 1} & swapped:
+            jobs[i], jobs[i + 1] = jobs[i + 1], jobs[i]
+            swapped |= {i, i + 1}
+    out = plan_nice(jobs, spread)
+    if not swapped:
+        assert out == want_nice(jobs, spread)
+        return
+    assert changed(jobs, out) == len(swapped)
+    after = applied(jobs, out)
+    assert strictly_decreasing(after)
+    settled = applied(after, plan_nice(after, spread))
+    assert plan_nice(settled, spread) == [j.nice for j in settled]
