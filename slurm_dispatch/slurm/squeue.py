@@ -24,9 +24,9 @@ The SqueueChecker is the single observer of Slurm for the asyncio dispatcher:
 - After each successful poll, waiters are woken, then a renice pass starts as a
   task of its own, beside the next polls (Go runs it inside the poll, so a long
   pass delays the squeue that submissions wait for); a pass is not started while
-  the previous one runs, nor from a squeue that started before the previous one ended (its
-  nice values may be half old: a plan from them would redo the pass, or spread a burst out
-  again), and is skipped (at most ``MAX_DEFERRED_RENICE_PASSES``
+  the previous one runs, nor from a squeue that started before the previous one (if it ran a
+  command) ended: its nice values may be half old, and a plan from them would redo the pass,
+  or spread a burst out again. It is skipped (at most ``MAX_DEFERRED_RENICE_PASSES``
   polls in a row) while sbatch commands are under way. A pass (squeue.go: SqueueChecker.reniceAll) takes the
   jobs with a known want ≠ 0 (running ones included, held ones with Slurm priority
   0 not: with Slurm 22.05 a renice releases a hold) sorted by want descending,
@@ -56,7 +56,7 @@ from types import MappingProxyType
 from slurm_dispatch.errors import SlurmCommandError, SqueueParseError
 from slurm_dispatch.model import SlurmJob
 from slurm_dispatch.slurm.backend import SlurmBackend
-from slurm_dispatch.slurm.priority import WantNice, plan_nice, renice_commands, renice_plan
+from slurm_dispatch.slurm.priority import Renice, WantNice, plan_nice, renice_commands, renice_plan
 from slurm_dispatch.slurm.squeue_lines import UNKNOWN_STATE, SqueueParser
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,8 @@ class SqueueChecker:
         """The jobs of the last poll the watches were judged against."""
         self._renice_task: asyncio.Task[None] | None = None
         self._renice_ended_by = 0
-        """Polls started when the latest renice pass ended: a later poll's squeue shows what it did."""
+        """Polls started when the latest renice pass that ran a command ended: a later poll's squeue shows what it
+        did."""
         self._poll_soon = asyncio.Event()
         self._defer_renice = defer_renice or (lambda: False)
         self._deferred = 0
@@ -524,14 +525,17 @@ class SqueueChecker:
         return list(self._plan)
 
     async def _renice_all(self, jobs: Mapping[str, SlurmJob]) -> None:
+        commands = renice_commands(self.renice_plan(jobs), jobs)
+        if not commands:
+            return  # nothing changed: a squeue that ran meanwhile shows the same nice values
         try:
-            await self._renice(jobs)
+            await self._renice(commands)
         finally:
             self._renice_ended_by = self._polls_started
 
-    async def _renice(self, jobs: Mapping[str, SlurmJob]) -> None:
+    async def _renice(self, commands: Sequence[Renice]) -> None:
         loop = asyncio.get_running_loop()
-        for command in renice_commands(self.renice_plan(jobs), jobs):
+        for command in commands:
             if command.job_ids:
                 call = functools.partial(self._backend.renice_jobs, command.job_ids, command.nice,
                                          cluster=command.cluster)
