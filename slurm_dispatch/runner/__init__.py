@@ -11,7 +11,7 @@ channel closing, its job leaving squeue, a scancel round ending) the runner asks
 
 * SUBMIT: sbatch the job (``job_for``), once; an sbatch that timed out is looked for in squeue before it
   counts as failed, since slurmctld may have created the job after sbatch gave up. Containers ready at the same
-  time take turns by want (``turns``), so their jobs reach Slurm in Arvados's order and need no renice.
+  time take turns by want (``turns``), so their jobs reach Slurm in about Arvados's order and need few renices.
 * FOLLOW: record the job's want for the renice pass, then wait for the next record or for the job to leave.
 * SCANCEL: scancel the job by its id (``cancels``: one command for the jobs cancelled together; Go's three
   passes by name when squeue gave no id), then wait for the next squeue poll; again after every poll until the

@@ -7,9 +7,9 @@ the jobs that have waited longest. Jobs that reach sbatch in the order of their 
 renice pass leaves them alone.
 
 A burst of locks wakes many containers at the same squeue poll, and they used to reach sbatch in the order
-their locks came back. Each one out of place then cost a renice: one ``scontrol update``, which costs about as
-much CPU as an sbatch and one RPC to slurmctld per job (docs/benchmarks.md). Taking turns by want avoids most of
-them. The renice pass still fixes what arrives out of order across polls (a container of higher priority queued
+their locks came back. Each one out of place then cost renices (``scontrol update``: about as much CPU as an
+sbatch per command, and one RPC to slurmctld per job; docs/benchmarks.md). Taking turns by want avoids most of
+them; three sbatch at once can still swap neighbours. The renice pass still fixes what arrives out of order across polls (a container of higher priority queued
 later), as before.
 
 Pure asyncio; does no I/O. For one event loop: not thread-safe.

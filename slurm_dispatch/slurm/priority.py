@@ -258,11 +258,14 @@ def plan_nice(jobs: Sequence[NicedJob], spread: int) -> list[int]:
     takes two. A job that reached sbatch after the ones it belongs above moves them down one slot each, all to the
     same nice: one command for them, one for it. Once the jobs are in order, ``want_nice`` alone decides (the
     first job goes to nice 0 on the next pass), so its results on ordered queues, and the churn figures in its
-    docstring, are unchanged. Below about 112 jobs that next pass spreads them all anyway (``want_nice`` closes
-    in-order gaps narrower than ``(spread − 1) × 10 × len(jobs)``), so reordering first costs a short queue its
-    own few renices more; not looking ahead is what keeps a burst that is still growing cheap (counting the next
-    pass in, the simulated burst of the tests took 136 commands instead of 41). Like ``want_nice``, this counts on priority/basic's arithmetic (new priority =
-    priority + nice − new nice); under priority/multifactor slurmctld works a reniced job's priority out afresh.
+    docstring, are unchanged.
+
+    Below about 112 jobs that next pass spreads them all anyway (``want_nice`` closes in-order gaps narrower than
+    ``(spread − 1) × 10 × len(jobs)``), so reordering first costs a short queue its own few renices more. Not
+    looking ahead is what keeps a burst that is still growing cheap: counting the next pass in, the simulated
+    burst of the tests took 136 commands instead of 41. Like ``want_nice``, this counts on priority/basic's
+    arithmetic (new priority = priority + nice − new nice); under priority/multifactor slurmctld works a reniced
+    job's priority out afresh.
     """
     placed = want_nice(jobs, spread)
     if all(a.slurm_priority > b.slurm_priority for a, b in itertools.pairwise(jobs)):
