@@ -89,20 +89,25 @@ class SubmitTurns:
     def _grant(self) -> None:
         """Give the free slots to the highest waiters still waiting."""
         self._granting = False
-        while self._free and self._waiting:
-            waiter = heapq.heappop(self._waiting)
-            if not waiter.turn.done():
-                self._free -= 1
-                waiter.turn.set_result(None)
+        while self._free and (waiter := self._next_waiter()) is not None:
+            self._free -= 1
+            waiter.turn.set_result(None)
 
     def _pass_on(self) -> None:
         """Give a finished turn to the highest waiter still waiting, or free the slot."""
+        waiter = self._next_waiter()
+        if waiter is None:
+            self._free += 1
+        else:
+            waiter.turn.set_result(None)
+
+    def _next_waiter(self) -> _Waiter | None:
+        """Take the highest waiter still waiting off the heap (dropping the cancelled ones above it), or None."""
         while self._waiting:
             waiter = heapq.heappop(self._waiting)
             if not waiter.turn.done():
-                waiter.turn.set_result(None)
-                return
-        self._free += 1
+                return waiter
+        return None
 
 
 __all__ = ["SubmitTurns", "TurnKey"]

@@ -159,7 +159,7 @@ class SqueueChecker:
         Args:
             backend: where squeue and scontrol run (its blocking calls go to ``executor``).
             poll_interval_s: seconds between polls (Containers.CloudVMs.PollInterval).
-            priority_spread: PrioritySpread, passed to ``want_nice`` (below 1 means 10).
+            priority_spread: PrioritySpread, passed to the nice calculation (below 1 means 10).
             first_poll_immediately: poll at once in ``run()`` instead of after one interval.
             want_nice: the nice calculation; default ``slurm_dispatch.slurm.priority.plan_nice``.
             executor: where blocking backend calls run; None is the loop's default executor.
@@ -534,6 +534,7 @@ class SqueueChecker:
             self._renice_ended_by = self._polls_started
 
     async def _renice(self, commands: Sequence[Renice]) -> None:
+        """Run ``commands`` one after the other; a failed one is logged and the rest still run."""
         loop = asyncio.get_running_loop()
         for command in commands:
             if command.job_ids:
