@@ -47,7 +47,7 @@ need: the job id (to ask Slurm how a vanished job ended), the nodes and the time
 
 
 SQUEUE_OWNERS_ARGV: tuple[str, ...] = ("squeue", "--all", "--noheader", "--format=%U|%j")
-"""Who owns which job (uid and name), every user's: run once before squeue is narrowed to our own jobs
+"""Who owns which job (uid and name), every user's: run before squeue is narrowed to our own jobs, and hourly after
 (``SlurmCLI``'s ``own_uid``; the check is ``decide.other_owners_of_container_jobs``)."""
 
 

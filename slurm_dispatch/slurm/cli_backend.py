@@ -61,8 +61,8 @@ MAX_CONCURRENT = 3
 NewSlurmCLI; Go does not count squeue either)."""
 
 OWNERS_RECHECK_S = 3600
-"""While jobs named like containers belong to other users, how often squeue checks again whether it may read our
-own jobs only (one more squeue of every user's jobs an hour)."""
+"""How often squeue checks again, from one squeue of every user's jobs, whether it may read our own jobs only: while
+jobs named like containers belong to other users, and also once narrowed (one more squeue an hour either way)."""
 
 OUTPUT_TRIM = 256
 """How many characters of stdout/stderr go into logs and exceptions (as kopf trims bodies)."""
@@ -234,7 +234,7 @@ class SlurmCLI:
         """
         if not self.clusters:
             with self._owners_lock:
-                if self.own_uid and not self.own_jobs_only and (
+                if self.own_uid and (
                         self._owners_checked_at is None
                         or time.monotonic() - self._owners_checked_at >= OWNERS_RECHECK_S):
                     self._check_owners()
@@ -275,8 +275,9 @@ class SlurmCLI:
         ``--user`` squeue (REQUEST_JOB_USER_INFO), where Go's squeue makes it pack every job each poll. Not while a
         job named like a container belongs to another user, e.g. one the Go dispatcher left running as root: a
         narrowed squeue would not show it, and its container would be submitted again. Checked again every
-        ``OWNERS_RECHECK_S`` while such jobs remain; once narrowed, for good (only a job submitted by another user,
-        not by this process's sbatch, could break the rule then).
+        ``OWNERS_RECHECK_S``, narrowed or not: once narrowed, only a job that another user submits later can break
+        the rule (the Go dispatcher's last sbatch landing after a handover, an admin resubmitting a job as root), and
+        the next check then widens squeue again.
         """
         try:
             out = self._run(list(SQUEUE_OWNERS_ARGV), log_stdout=False)
@@ -291,13 +292,13 @@ class SlurmCLI:
                         "and checks again in %d s", self.own_uid, OWNERS_RECHECK_S)
             return
         others = other_owners_of_container_jobs(out, self.own_uid or 0)
-        self.own_jobs_only = not others
+        was_narrowed, self.own_jobs_only = self.own_jobs_only, not others
         if others:
             level = logging.DEBUG if others == self._other_owners else logging.WARNING
             self._other_owners = others
             log.log(level, "jobs named like containers belong to other users (uid %s): squeue keeps reading every "
                     "user's jobs, as Go does, and checks again in %d s", ", ".join(others), OWNERS_RECHECK_S)
-        else:
+        elif not was_narrowed:
             log.info("squeue reads the jobs of uid %d only (--user): no job named like a container belongs to "
                      "another user", self.own_uid)
 

@@ -101,6 +101,32 @@ def test_a_job_named_like_a_container_under_another_user_keeps_every_users_jobs_
         slurm_clean.run(["scancel", ours, roots])
 
 
+def test_a_container_job_another_user_submits_after_the_narrowing_widens_squeue_at_the_next_check(
+    slurm_clean: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Narrowed, squeue would never show a root job named like a container that appears later (the Go
+    dispatcher's last sbatch after a handover): the hourly check keeps running, and widens squeue again."""
+    wait_until(lambda: not other_owners_of_container_jobs(slurm_clean.run(list(SQUEUE_OWNERS_ARGV), check=True).stdout,
+                                                          NOBODY),
+               what="no job named like a container but ours", every=SLURM_POLL_S)
+    ours = _submit(slurm_clean, OURS, f"--uid={NOBODY}")
+    roots = ""
+    try:
+        cli = SlurmCLI(env=slurm_clean.env, own_uid=NOBODY)
+        cli.queue()
+        assert cli.own_jobs_only is True
+        roots = _submit(slurm_clean, ROOTS)
+        assert list(parse_squeue(cli.queue())[0]) == [OURS]  # within the hour: narrowed, root's job unseen
+        monkeypatch.setattr(cli_backend, "OWNERS_RECHECK_S", 0)
+        with caplog.at_level(logging.WARNING, logger="slurm_dispatch.slurm.cli_backend"):
+            jobs, _ = parse_squeue(cli.queue())
+        assert cli.own_jobs_only is False
+        assert {OURS, ROOTS} <= set(jobs)
+        assert "jobs named like containers belong to other users (uid 0)" in caplog.text
+    finally:
+        slurm_clean.run(["scancel", ours, *([roots] if roots else [])])
+
+
 def test_root_and_several_clusters_never_narrow_squeue(slurm_clean: Any) -> None:
     for cli in (SlurmCLI(env=slurm_clean.env, own_uid=0), SlurmCLI(env=slurm_clean.env),
                 SlurmCLI(env=slurm_clean.env, own_uid=NOBODY, clusters=("a", "b"))):

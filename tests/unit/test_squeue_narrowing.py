@@ -115,3 +115,25 @@ def test_the_service_passes_its_own_uid(monkeypatch: pytest.MonkeyPatch) -> None
     assert service_slurm_cli(settings, {}).own_uid == NOBODY
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     assert service_slurm_cli(settings, {}).own_uid is None
+
+
+def test_a_narrowed_squeue_keeps_checking_and_widens_when_another_users_container_job_appears(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Once narrowed, a job named like a container that another user submits later (the Go dispatcher's last
+    sbatch, an admin's resubmission as root) would stay out of sight: the hourly check runs narrowed too."""
+    fake = Squeue(monkeypatch)
+    cli = SlurmCLI(env={}, own_uid=NOBODY)
+    with caplog.at_level(logging.INFO, logger="slurm_dispatch.slurm.cli_backend"):
+        cli.queue()
+        cli.queue()  # within the hour: no second check
+        assert cli.own_jobs_only is True and fake.narrowed() == [True, True]
+        monkeypatch.setattr(cli_backend, "OWNERS_RECHECK_S", 0)
+        cli.queue()  # checked again, still nobody else's: narrowed, and the INFO line is not repeated
+        assert cli.own_jobs_only is True and fake.narrowed() == [True, True, True]
+        assert caplog.text.count("squeue reads the jobs of uid") == 1
+        fake.owners = spawn.Finished(returncode=0, stdout=f"0|zzzzz-dz642-000000000000002\n{NOBODY}|x\n", stderr="")
+        cli.queue()
+    assert cli.own_jobs_only is False and fake.narrowed() == [True, True, True, False]
+    assert sum("--format=%U|%j" in argv for argv in fake.argvs) == 3
+    assert "jobs named like containers belong to other users (uid 0)" in caplog.text
