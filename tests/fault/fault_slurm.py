@@ -44,7 +44,7 @@ FaultTimeout = WaitTimeout
 """A condition the fault suite waited for did not come within its deadline (the tests' one ``WaitTimeout``)."""
 
 
-def wait_for(predicate: Callable[[], T], *, timeout: float, what: str, every: float = 0.05) -> T:
+def wait_for(predicate: Callable[[], T | None], *, timeout: float, what: str, every: float = 0.05) -> T:
     """Return the first truthy value of ``predicate()``, polling every ``every`` s (``plugins.waiting.wait_until``,
     at the fault suite's faster default rate). Blocks.
 
@@ -462,7 +462,7 @@ class ForeignJobs:
             RuntimeError: sbatch failed.
         """
         common = ["--mem=10M", "--cpus-per-task=1", f"--output={out_dir}/foreign-%j.out"]
-        held = {
+        held: dict[str, list[str]] = {
             # another user's job
             "foreign-held": [],
             # named like a container of another cluster
