@@ -12,7 +12,7 @@ import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_want_nice import J, SlurmBasic, applied, drain_1000
+from plugins.slurm_basic import J, SlurmBasic, applied, drain_1000
 
 from slurm_dispatch.model import SlurmJob
 from slurm_dispatch.slurm.priority import (
