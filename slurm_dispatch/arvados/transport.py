@@ -369,6 +369,8 @@ class Transport:
         self._stop = StopSignal()
         self.verify: bool | str = False if insecure else (ca_bundle or True)
         """What the server's certificate is verified with: False, True (the system's CAs) or a CA file/directory."""
+        # The process's own environment, not a mapping passed in: OpenSSL's default verify paths, which
+        # ``shared_tls_context`` loads, read SSL_CERT_FILE from it, and the two must agree.
         self.site_ca = arvados_ca_file(os.environ, ARVADOS_CA_FILE) if self.verify is True else None
         """A site CA file trusted beside the system's CAs (``arvados_ca_file``), or None."""
         if insecure:
