@@ -154,8 +154,10 @@ class DispatchLoop:
             admission=self.admission,
             drain=drain,
             busy=self._busy,
-            # The runner reads mounts only to choose an instance type (a tmp mount's capacity), and never the command.
-            read_before_lock=("mounts",) if settings.instance_types else (),
+            # The runner needs the mounts of every container it submits: their tmp capacity is the scratch
+            # estimate behind %T (the default template's --tmp) and the instance type choice, as Go's
+            # EstimateScratchSpace counts it. It never needs the command.
+            read_before_lock=("mounts",),
         )
         self._on_first_tick = on_first_tick
         self._pending_since: dict[str, float] = {}

@@ -173,7 +173,8 @@ class Dispatcher(ContainerCalls):
             wall_clock: seconds since the epoch, for when a waiting container was first seen.
             read_before_lock: the fields a tick does not read (``queries.LARGE_FIELDS``) that the RunContainer
                 needs, read just before locking (one list request per ``UUID_BATCH`` locks; none when empty). The
-                Slurm runner needs only ``mounts``, and only to choose an instance type (a tmp mount's capacity).
+                Slurm runner needs only ``mounts``: their tmp capacity is the scratch of ``%T`` and of the instance
+                type choice.
         """
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, not {batch_size}")
