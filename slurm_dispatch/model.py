@@ -189,23 +189,17 @@ def _str_list(value: Any, where: str, *, limit: int | None = MAX_NAME_CHARS) -> 
     return tuple(_str(v, f"{where}[{i}]", limit=limit) for i, v in enumerate(value))
 
 
-_PARTITION_FORBIDDEN = re.compile(r"[\s,\x00-\x1f\x7f]")
-
-
 def _partitions(value: Any, where: str) -> tuple[str, ...]:
     """Return the partition names; empty names are dropped. Pure.
 
-    The names are joined with commas into sbatch's ``--partition=`` (``%P``): a name holding a comma
-    would name two partitions, and Slurm names hold no whitespace or control character.
+    Any string is kept, as Arvados accepts any list of strings here (services/api/app/models/container.rb). A
+    name Slurm cannot have (whitespace, a control character) makes the container unsatisfiable when its job is
+    built (``slurm.sbatch.template_values``), so it is cancelled with the reason instead of waiting for ever.
 
     Raises:
-        ValueError: not a list of strings, or a name with a comma, whitespace or a control character.
+        ValueError: not a list of strings.
     """
-    names = tuple(p for p in _str_list(value, where) if p)
-    for i, name in enumerate(names):
-        if _PARTITION_FORBIDDEN.search(name):
-            raise _bad(f"{where}[{i}]", "must be a partition name (no comma, space or control character)", name)
-    return names
+    return tuple(p for p in _str_list(value, where) if p)
 
 
 def _uuid(value: Any, where: str, pattern: re.Pattern[str], what: str) -> str:
@@ -419,8 +413,8 @@ class Container:
         * Booleans must be JSON booleans; ``runtime_constraints``, ``scheduling_parameters``, ``gpu``,
           ``mounts`` (and each mount) and ``runtime_status`` objects; ``command``, ``partitions`` and
           ``hardware_target`` lists of strings.
-        * Partition names hold no comma, space or control character (they are comma-joined into
-          ``--partition=``); names and identifiers are at most ``MAX_NAME_CHARS`` long.
+        * Names and identifiers are at most ``MAX_NAME_CHARS`` long. Partition names may hold anything, as in
+          Arvados: one Slurm cannot have makes the job unsatisfiable (``slurm.sbatch.template_values``).
 
         Raises:
             ValueError: the first problem found; the message names the field and what was wrong,

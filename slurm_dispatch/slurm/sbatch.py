@@ -20,7 +20,7 @@ import hmac
 import re
 from collections.abc import Mapping, Sequence
 
-from slurm_dispatch.errors import SbatchTemplateError
+from slurm_dispatch.errors import SbatchTemplateError, UnsatisfiableContainer
 from slurm_dispatch.model import Container, MiB
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.instance_types import choose_instance_type, estimate_scratch
@@ -34,6 +34,10 @@ compatibility with the Go dispatcher (services/crunch-dispatch-slurm: initialNic
 
 TEMPLATE_TOKENS = frozenset("CGIMPTUW%")
 """The letters after ``%`` that SbatchArgumentsList and SbatchGPUArgumentsList may use."""
+
+_NOT_IN_A_PARTITION_NAME = re.compile(r"[\s\x00-\x1f\x7f]")
+"""What no Slurm partition name holds (slurm.conf separates its words with whitespace). A comma is allowed: the names
+are joined with commas for ``%P``, and Slurm reads a name holding one as a list, as Go passes it."""
 
 _TOKEN_RE = re.compile(r"%.")  # like Go's regexp: "." does not match a newline, so "%\n" stays as is
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -94,10 +98,19 @@ def template_values(container: Container, settings: Settings) -> dict[str, str]:
 
     Raises:
         UnsatisfiableContainer: InstanceTypes is configured and none can run the
-            container (checked even when no argument uses ``%I``).
+            container (checked even when no argument uses ``%I``), or a partition name holds whitespace or a
+            control character (checked even when no argument uses ``%P``).
     """
     rc = container.runtime_constraints
     sp = container.scheduling_parameters
+    for i, name in enumerate(sp.partitions):
+        if _NOT_IN_A_PARTITION_NAME.search(name):
+            raise UnsatisfiableContainer(
+                container.uuid,
+                f"scheduling_parameters.partitions[{i}] is {name!r}, which no Slurm partition is named (a name "
+                "holds no whitespace or control character)",
+                available=None,
+            )
     instance_type = choose_instance_type(container, settings)
     return {
         "C": str(rc.vcpus),

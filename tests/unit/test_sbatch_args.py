@@ -256,6 +256,21 @@ def test_instance_choice_runs_even_without_percent_I() -> None:
     assert info.value.available == ['Type "tiny": 1 VCPUs, 1073741824 RAM, 0 Scratch, 0.500000 Price']
 
 
+@pytest.mark.parametrize(("name", "shown"), [("a b", "'a b'"), ("gpu\n", "'gpu\\n'"), ("\tcpu", "'\\tcpu'")])
+def test_a_partition_name_slurm_cannot_have_makes_the_container_unsatisfiable(name: str, shown: str) -> None:
+    """Checked even when no argument uses %P: the container is cancelled with the reason, not submitted."""
+    with pytest.raises(UnsatisfiableContainer) as info:
+        sbatch_args(ctr(sp={"partitions": ["p1", name]}), Settings(sbatch_arguments=("--job-name=%U",)))
+    assert info.value.uuid == UUID and info.value.available is None
+    assert info.value.reason == (f"scheduling_parameters.partitions[1] is {shown}, which no Slurm partition is named "
+                                 "(a name holds no whitespace or control character)")
+
+
+def test_a_partition_name_with_a_comma_goes_to_slurm_as_a_list_as_go_passes_it() -> None:
+    args = sbatch_args(ctr(sp={"partitions": ["a,b", "c"]}), Settings(sbatch_arguments=("--partition=%P",)))
+    assert "--partition=a,b,c" in args
+
+
 # --- substitute, the helper a config validator can reuse -------------------------------------
 
 ALL = {letter: "v" for letter in TEMPLATE_TOKENS if letter != "%"}
