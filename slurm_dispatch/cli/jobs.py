@@ -101,15 +101,26 @@ def cancel(
         what = " and ".join(w for w in ("cancel the container in Arvados" if cancel_in_arvados else "",
                                          "scancel the jobs" if named else "") if w)
         typer.confirm(f"{what[0].upper()}{what[1:]}?", abort=True)
-    if cancel_in_arvados:
+    if cancel_in_arvados and container is not None:
         text = reason.strip() or f"cancelled by {who()} with `slurm-dispatch cancel`"
         with errors_to_exit():
             client = api_client(settings)
             try:
-                client.update(uuid, {"state": ContainerState.CANCELLED.value, "runtime_status": {"error": text}})
+                # Only the lock holder may write runtime_status (services/api/app/models/container.rb:
+                # validate_change): a container another dispatcher holds is cancelled without the reason. The
+                # hash is replaced whole, so the keys already there (a warning, crunch-run's activity) are kept.
+                others = bool(container.locked_by_uuid) and container.locked_by_uuid != client.current_token_uuid()
+                change: dict[str, object] = {"state": ContainerState.CANCELLED.value}
+                if not others:
+                    change["runtime_status"] = {**container.runtime_status, "error": text}
+                client.update(uuid, change)
             finally:
                 client.close()
-        typer.echo(f"cancelled container {uuid} in Arvados: {text}")
+        if others:
+            typer.echo(f"cancelled container {uuid} in Arvados; the reason was not written: it is locked by "
+                       f"{container.locked_by_uuid}, and Arvados lets only the lock holder write runtime_status")
+        else:
+            typer.echo(f"cancelled container {uuid} in Arvados: {text}")
     if not named:
         return
     with errors_to_exit():

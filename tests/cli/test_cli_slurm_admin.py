@@ -211,6 +211,30 @@ def test_cancel_with_yes_cancels_in_arvados_and_removes_the_pending_job(cli: Any
     assert record["runtime_status"] == {"error": "bad input data"}
 
 
+def test_cancel_keeps_the_other_runtime_status_keys(cli: Any, world: dict[str, Any]) -> None:
+    """Arvados replaces runtime_status whole: the warning already there must be sent back with the error."""
+    g = f"{CLUSTER}-dz642-ggggggggggggggg"
+    world["server"].create_container({"uuid": g, "state": "Locked", "priority": 1,
+                                      "runtime_status": {"warning": "slow node", "activity": "loading image"}})
+    result = cli("cancel", "--yes", "--reason", "bad input data", g)
+    assert result.exit_code == 0, result.output
+    assert world["server"].api.store.container(g)["runtime_status"] == {
+        "warning": "slow node", "activity": "loading image", "error": "bad input data"}
+
+
+def test_cancel_of_a_container_another_dispatcher_holds_cancels_it_without_the_reason(
+    cli: Any, world: dict[str, Any],
+) -> None:
+    """Only the lock holder may write runtime_status (container.rb: validate_change); the state change alone is
+    allowed to any admin, and the output says why the reason is missing."""
+    result = cli("cancel", "--yes", "--reason", "bad input data", D)
+    assert result.exit_code == 0, result.output
+    assert (f"cancelled container {D} in Arvados; the reason was not written: it is locked by {world['other']}, "
+            "and Arvados lets only the lock holder write runtime_status\n") in result.stdout
+    record = world["server"].api.store.container(D)
+    assert record["state"] == "Cancelled" and not record["runtime_status"]
+
+
 def test_cancel_slurm_only_leaves_the_container_alone(cli: Any, world: dict[str, Any]) -> None:
     result = cli("cancel", "--yes", "--slurm-only", A)
     assert result.exit_code == 0, result.output
