@@ -127,7 +127,7 @@ class SlurmRunner:
                       if hasattr(source, "job_ends") else None)
         self._cancels = CancelBatcher(backend, run=self._slurm)
         self._explain = Explainer(settings=settings, backend=backend, ends=self._ends, broken=broken, slurm=self._slurm,
-                                  clock=clock)
+                                  clock=clock, get=self._client.get)
         self.submitting = 0
         """Submissions under way: waiting for their turn, or in sbatch (the squeue poller defers renice passes
         meanwhile)."""

@@ -50,6 +50,7 @@ class Explainer:
         broken: BrokenNodes | None,
         slurm: Callable[..., Awaitable[Any]],
         clock: Callable[[], float],
+        get: Callable[[str], Container] | None = None,
     ) -> None:
         """Create it; does no I/O.
 
@@ -60,6 +61,8 @@ class Explainer:
             broken: the nodes crunch-run reported broken (None: not tracked).
             slurm: runs a blocking Slurm call off the event loop.
             clock: monotonic seconds.
+            get: reads a container (blocking; run through ``Dispatch.call``), so that a reason written on it keeps
+                the ``runtime_status`` keys crunch-run wrote since the last poll. None: the runner's latest record.
         """
         self._settings = settings
         self._backend = backend
@@ -67,6 +70,7 @@ class Explainer:
         self._broken = broken
         self._slurm = slurm
         self._clock = clock
+        self._get = get
 
     async def give_up(self, dispatcher: Dispatch, uuid: str, view: RunnerView) -> RunnerView:
         """The job can never start: remember why (the container is cancelled with it once the job has gone)."""
@@ -84,7 +88,12 @@ class Explainer:
         logger.info("container %s: %s", uuid, reason.error)
         await dispatcher.log(uuid, f"{reason.error}\n{reason.detail}\n")
         try:
-            await dispatcher.update(uuid, {"runtime_status": runtime_status(view.latest, reason)})
+            # Arvados replaces runtime_status whole: read it now, not from the last poll, so that what crunch-run
+            # wrote since (its activity, a warning) stays.
+            current = view.latest if self._get is None else await dispatcher.call(self._get, uuid)
+            if current.state.is_final:
+                return
+            await dispatcher.update(uuid, {"runtime_status": runtime_status(current, reason)})
         except DispatchError as exc:
             logger.warning("writing the time-limit reason on container %s: %s", uuid, exc)
 

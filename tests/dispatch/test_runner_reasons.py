@@ -255,6 +255,8 @@ def test_at_its_time_limit_the_reason_is_written_before_crunch_run_gets_sigterm(
         fake_slurm.jobs[0].time_left_s = 1000  # far from the limit: nothing happens
         await d.clock.run_until(lambda: d.clock.elapsed > 60, "a minute")
         assert order == []
+        # crunch-run writes its activity; the runner's record is one poll old and does not have it
+        api.records[UUID]["runtime_status"] = {"activity": "running the container"}
         fake_slurm.jobs[0].time_left_s = 120 + 60 + 20  # within the stop window (signal + Slurm's minute + 2 polls)
         await d.clock.run_until(lambda: "scancel" in order, "the stop")
         assert order == ["runtime_status", "scancel"], "the reason is on the container before the SIGTERM"
@@ -273,6 +275,7 @@ def test_at_its_time_limit_the_reason_is_written_before_crunch_run_gets_sigterm(
         f"Slurm job {job_id} reached the container's time limit (max_run_time 3600 s) on node c1: crunch-run was "
         "asked to stop the container and save its logs (TIMEOUT)")
     assert status["errorDetail"] == f"JobId={job_id} JobState=RUNNING NodeList=c1 TimeLeft=200s"
+    assert status["activity"] == "running the container", "read before writing: Arvados replaces the hash whole"
     assert api.logs[0].startswith(status["error"])
 
 
