@@ -310,8 +310,13 @@ class ArvadosClient:
         order: Sequence[str] = ("priority desc",),
         batch_size: int = 1000,
         select: Sequence[str] | None = None,
+        on_malformed: Callable[[str, str], None] | None = None,
     ) -> Iterator[builtins.list[Container]]:
         """Yield every container matching ``filters``, one page (a list) at a time.
+
+        ``on_malformed``, when given, is called with the uuid and the problem of each record that is not a valid
+        container (every item has a container uuid: the page is checked first), which is then left out of its
+        page; without it such a record fails the listing, as below.
 
         Port of sdk/go/dispatch/dispatch.go: checkForUpdates' paging. First a
         ``count=exact&limit=0`` probe reads ``items_available``; then pages of
@@ -340,7 +345,16 @@ class ArvadosClient:
             )
             if not page.items:
                 return
-            yield [self._container(item, "GET", "containers") for item in page.items]
+            if on_malformed is None:
+                yield [self._container(item, "GET", "containers") for item in page.items]
+            else:
+                good: builtins.list[Container] = []
+                for item in page.items:
+                    try:
+                        good.append(Container.from_api(item))
+                    except ValueError as exc:
+                        on_malformed(str(item.get("uuid")), str(exc))
+                yield good
             offset += len(page.items)
 
     def get(self, uuid: str) -> Container:

@@ -11,7 +11,7 @@ named), so a container that changes in between may be flagged once; run it again
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 
@@ -43,10 +43,11 @@ from slurm_dispatch.slurm.squeue_lines import parse_squeue_all
 from slurm_dispatch.slurm.status import StatusRow, status_rows
 
 
-def containers_by_uuid(client: ArvadosClient, uuids: Sequence[str], *, batch_size: int) -> list[Container]:
+def containers_by_uuid(client: ArvadosClient, uuids: Sequence[str], *, batch_size: int,
+                       on_malformed: Callable[[str, str], None] | None = None) -> list[Container]:
     """Return the containers among ``uuids`` that the API knows, with ``uuid in [...]`` lists of ≤ 20.
 
-    Blocks on one or more list calls per batch.
+    Blocks on one or more list calls per batch. ``on_malformed`` as ``ArvadosClient.list_all``'s.
 
     Raises:
         ArvadosAPIError: a list call failed.
@@ -54,7 +55,8 @@ def containers_by_uuid(client: ArvadosClient, uuids: Sequence[str], *, batch_siz
     found: list[Container] = []
     for start in range(0, len(uuids), UUID_BATCH):
         batch = list(uuids[start : start + UUID_BATCH])
-        for page in client.list_all(filters=[["uuid", "in", batch]], batch_size=batch_size):
+        for page in client.list_all(filters=[["uuid", "in", batch]], batch_size=batch_size,
+                                    on_malformed=on_malformed):
             found.extend(page)
     return found
 
@@ -98,18 +100,25 @@ def status(
         settings = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy,
                         dispatch_config=dispatch_config).settings
         client = api_client(settings)
+        # A record the service cannot read is one it ignores: shown here, not allowed to hide the others.
+        malformed: dict[str, str] = {}
         try:
             me = client.current_token_uuid()
             mine = [c for page in client.list_all(filters=[["locked_by_uuid", "=", me]],
-                                                  batch_size=settings.batch_size) for c in page]
+                                                  batch_size=settings.batch_size, on_malformed=malformed.__setitem__)
+                    for c in page]
             jobs, skipped = parse_squeue_all(slurm_backend(settings=settings).queue())
-            known = {c.uuid for c in mine}
+            known = {c.uuid for c in mine} | malformed.keys()
             named = [u for u in our_job_names((j.name for j in jobs), settings.cluster_id) if u not in known]
-            others = containers_by_uuid(client, named, batch_size=settings.batch_size)
+            others = containers_by_uuid(client, named, batch_size=settings.batch_size,
+                                        on_malformed=malformed.__setitem__)
         finally:
             client.close()
     for err in skipped:
         typer.echo(f"warning: {one_line(str(err))}", err=True)
+    for uuid, problem in malformed.items():
+        typer.echo(f"warning: container {uuid}: not a valid container record ({one_line(problem)}): the service "
+                   "ignores it; check the API server's answer for it", err=True)
     state = StateStore(settings.state_directory).read()
     now = time.time()
     # The state file keeps what the service last wrote: a stopped service leaves nodes whose hold has ended.
@@ -124,7 +133,9 @@ def status(
                     "drained_since": state.drain.since if state.drain else "",
                     "drained_by": state.drained_by if state.drain else "",
                     "broken_nodes": broken,
-                    "containers": [asdict(row) for row in rows], "problems": len(flagged)})
+                    "containers": [asdict(row) for row in rows],
+                    "malformed_records": [{"uuid": u, "problem": p} for u, p in malformed.items()],
+                    "problems": len(flagged) + len(malformed)})
     else:
         typer.echo(f"Cluster {settings.cluster_id}, token {me}: {len(rows)} row(s), {len(flagged)} with problems")
         if state.drain is not None:
@@ -150,5 +161,5 @@ def status(
             typer.echo("Scheduling status:")
         for row in described:
             typer.echo(f"  {row.uuid}: {row.scheduling_status}")
-    if flagged:
+    if flagged or malformed:
         raise typer.Exit(ExitCode.PROBLEM)

@@ -117,6 +117,22 @@ def test_status_json(cli: Any, world: dict[str, Any]) -> None:
     assert by_uuid[B]["job_id"] is None and len(by_uuid[B]["problems"]) == 1
 
 
+def test_status_shows_a_record_the_service_cannot_read_and_the_rest(cli: Any, world: dict[str, Any]) -> None:
+    """One bad record (here a negative RAM, which the service ignores) must not hide every other container."""
+    h = f"{CLUSTER}-dz642-hhhhhhhhhhhhhhh"
+    world["server"].create_container({"uuid": h, "state": "Locked", "priority": 1,
+                                      "runtime_constraints": {"ram": -1, "vcpus": 1}})
+    result = cli("status", "--json")
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    assert sorted(row["uuid"] for row in data["containers"]) == [A, B, C, D, F]
+    assert data["malformed_records"] == [
+        {"uuid": h, "problem": "runtime_constraints.ram: must be at least 0, not -1"}]
+    assert data["problems"] == 5
+    assert (f"warning: container {h}: not a valid container record (runtime_constraints.ram: must be at least 0, "
+            "not -1): the service ignores it; check the API server's answer for it\n") in result.stderr
+
+
 def test_status_shows_broken_nodes_with_their_hold_and_not_those_whose_hold_ended(
     cli: Any, world: dict[str, Any]
 ) -> None:
