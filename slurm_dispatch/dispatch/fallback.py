@@ -4,10 +4,13 @@ Port of sdk/go/dispatch/dispatch.go ``start`` (its error branch and the loop aft
 ``failure_report`` is pure; ``apply_fallback`` reads the tracker's updates until it is closed.
 
 Fallback: when a RunContainer returns, the tracker keeps reading updates until it is closed; from the second
-update on, each one still showing Locked/Running makes it set the container to the fallback state (Queued, or
-Cancelled for ``UnsatisfiableContainer``, with the reason as ``runtime_status``). One difference from Go: a
-container still Running is set to Cancelled, since Running→Queued is refused (Go repeats that refused PUT on every
-tick for as long as the container lives).
+update on, each one still showing Locked makes it set the container to the fallback state (Queued, or Cancelled for
+``UnsatisfiableContainer``, with the reason as ``runtime_status``). One difference from Go: a container still
+Running is handed back to the dispatcher (the tracker ends), so that the next tick adopts it afresh: its new
+RunContainer follows the job if the job is alive, or settles the container if the job has gone. Go PUTs Queued,
+which the API refuses for a Running container, on every tick for as long as it lives, and nothing follows its job;
+cancelling it instead would kill a healthy container whose RunContainer failed (an sbatch that timed out, yet
+created the job, whose crunch-run then started).
 """
 
 from __future__ import annotations
@@ -61,10 +64,11 @@ async def apply_fallback(
     status: Mapping[str, str] | None,
     update: Callable[[str, Mapping[str, Any]], Awaitable[Any]],
 ) -> None:
-    """Read updates until the channel closes; from the 2nd one still Locked/Running, PUT ``fallback``.
+    """Read updates until the channel closes; from the 2nd one still Locked, PUT ``fallback``.
 
-    A Cancelled fallback carries ``status`` (the reason) as ``runtime_status``; a Running container is Cancelled
-    (Running→Queued is refused). Blocks until the channel closes; ``update`` errors are logged (once per
+    A Cancelled fallback carries ``status`` (the reason) as ``runtime_status``. From the 2nd update showing the
+    container Running, return at once: the tracker ends and the next tick adopts the container again (see the
+    module docstring). Blocks until then or until the channel closes; ``update`` errors are logged (once per
     distinct error at warning) and retried on the next update.
     """
     count = 0
@@ -74,7 +78,11 @@ async def apply_fallback(
         # The first update may predate the RunContainer's return: skip it (as Go does).
         if count < 2 or not current.state.is_locked:
             continue
-        target = ContainerState.CANCELLED if current.state is ContainerState.RUNNING else fallback
+        if current.state is ContainerState.RUNNING:
+            logger.info("container %s is still Running: handing it back, so that the next tick adopts it and "
+                        "follows its Slurm job afresh", uuid)
+            return
+        target = fallback
         logger.info("container %s state is still %s, changing to %s", uuid, current.state.value, target.value)
         fields: dict[str, Any] = {"state": target.value}
         if target is ContainerState.CANCELLED and status:

@@ -336,20 +336,24 @@ def test_fallback_failure_is_logged_once_not_every_tick(caplog: pytest.LogCaptur
     run(scenario)
 
 
-def test_fallback_cancels_a_container_still_running() -> None:
-    """Go PUTs Queued on a Running container (422 on every tick for ever); we cancel it."""
+def test_fallback_hands_a_container_still_running_back_to_be_adopted_afresh() -> None:
+    """Go PUTs Queued on a Running container (422 on every tick for ever) and nothing follows its job; we neither
+    cancel it (its job may be alive: an sbatch that timed out yet created the job) nor leave it: the tracker ends,
+    and the next tick adopts it, so a new RunContainer follows the job or settles the container."""
 
     async def scenario(d: Dispatcher, fake: FakeArvados, rec: Recorder) -> None:
         uuid = fake.add("Running", locked_by=ME)
-        rec.finish.add(uuid)
+        rec.fail[uuid] = RuntimeError("the RunContainer failed while the job ran")
         await d.tick()
         await until(lambda: uuid in rec.returned)
-        for _ in range(3):
+        del rec.fail[uuid]
+        for _ in range(4):
             await d.tick()
-            if fake.state(uuid) == "Cancelled":
+            if rec.started.count(uuid) == 2:
                 break
-        assert fake.state(uuid) == "Cancelled"
-        assert [args for m, args in fake.calls if m == "update_state"] == [(uuid, "Cancelled")]
+        assert rec.started.count(uuid) == 2, "adopted again by a later tick"
+        assert fake.state(uuid) == "Running"
+        assert not [args for m, args in fake.calls if m in ("update_state", "update")]
 
     run(scenario)
 
