@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import pwd
 import re
+import secrets
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -50,6 +51,7 @@ from slurm_dispatch.slurm.backend import (
 from slurm_dispatch.slurm.clusters import clusters_in, missing_clusters, several, with_clusters
 from slurm_dispatch.slurm.decide import other_owners_of_container_jobs
 from slurm_dispatch.slurm.reasons import JOB_END_FORMAT, SACCT_FIELDS
+from slurm_dispatch.slurm.squeue_lines import marked_argv, unmark_lines
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +228,8 @@ class SlurmCLI:
     def queue(self) -> str:
         """Return the output of ``SQUEUE_ARGV`` (parse it with ``slurm_dispatch.slurm.squeue_lines.parse_squeue``).
 
-        Port of slurm.go: slurmCLI.QueueCommand. Blocks; not capped.
+        Port of slurm.go: slurmCLI.QueueCommand. Blocks; not capped. Each squeue's lines carry a fresh marker, so
+        a newline in another user's job name cannot make up a line of ours (``squeue_lines.unmark_lines``).
 
         Raises:
             SlurmUnavailable: slurmctld did not answer, or squeue timed out.
@@ -239,10 +242,12 @@ class SlurmCLI:
                         or time.monotonic() - self._owners_checked_at >= OWNERS_RECHECK_S):
                     self._check_owners()
                 narrowed = bool(self.own_jobs_only)
+            marker = secrets.token_hex(8)
             if not narrowed:
-                return self._run(list(SQUEUE_ARGV), log_stdout=False)
-            argv = squeue_argv(self.own_uid)
+                return unmark_lines(self._run(marked_argv(SQUEUE_ARGV, marker), log_stdout=False), marker)
+            argv = marked_argv(squeue_argv(self.own_uid), marker)
             out, stderr = self._run_with_stderr(argv)
+            out = unmark_lines(out, marker)
             if stderr.strip():
                 # e.g. "squeue: error: Invalid user: N" when the user database does not answer: squeue then
                 # filters every job out and exits 0. Empty output is not to be read as "every job gone".
@@ -255,8 +260,9 @@ class SlurmCLI:
             return out
         # With clusters, without --noheader: that option also drops the "CLUSTER: <name>" lines that say which
         # cluster each job is on (measured on 22.05); parse_squeue skips the column titles.
-        argv = [a for a in SQUEUE_ARGV if a != "--noheader"]
-        out = self._run(argv, log_stdout=False)
+        marker = secrets.token_hex(8)
+        argv = marked_argv([a for a in SQUEUE_ARGV if a != "--noheader"], marker)
+        out = unmark_lines(self._run(argv, log_stdout=False), marker)
         missing = missing_clusters(out, self.clusters, sorted(self._seen_clusters))
         if missing:  # a stopped slurmctld's cluster drops out of the answer silently: no information, not "gone"
             detail = (f"squeue answered without cluster(s) {','.join(missing)} (is its slurmctld down?); "
@@ -279,8 +285,9 @@ class SlurmCLI:
         the rule (the Go dispatcher's last sbatch landing after a handover, an admin resubmitting a job as root), and
         the next check then widens squeue again.
         """
+        marker = secrets.token_hex(8)
         try:
-            out = self._run(list(SQUEUE_OWNERS_ARGV), log_stdout=False)
+            out = unmark_lines(self._run(marked_argv(SQUEUE_OWNERS_ARGV, marker), log_stdout=False), marker)
         except SlurmCommandError:
             return
         self._owners_checked_at = time.monotonic()

@@ -11,6 +11,7 @@ collected and skipped, each with the container uuid it is about when one can be 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 
 from slurm_dispatch.errors import SqueueParseError
@@ -203,12 +204,65 @@ def format_squeue_line(job: SlurmJob) -> str:
     return SQUEUE_SEPARATOR.join([*fields, job.reason])
 
 
+# -- lines that a job name cannot fake ---------------------------------------------------------
+
+LINE_CONTINUED = "\\n"
+"""What stands for a newline inside a field (a job name) once its line is put back together by ``unmark_lines``."""
+
+
+def marked_argv(argv: Sequence[str], marker: str) -> list[str]:
+    """Return ``argv`` with ``marker`` and ``|`` put before every line of its ``--format=`` (squeue). Pure.
+
+    squeue prints a job name as it is, newlines included, and any user may name a job
+    ``x<newline>10|0|5|RUNNING|...|<a container uuid>|None``: the text after the newline would pass for a line of
+    its own, and the job id in it would be scancelled or reniced by id. A marker that is fresh for each command
+    (``secrets.token_hex``), printed by squeue itself at the start of each line, cannot be in a name submitted
+    before it existed; ``unmark_lines`` tells squeue's lines from the rest by it. squeue prints the marker in the
+    column titles as well (measured on 22.05).
+
+    Raises:
+        ValueError: ``argv`` has no ``--format=``, or ``marker`` is not made of letters and digits.
+    """
+    if not marker.isalnum():
+        raise ValueError("a line marker is letters and digits only")
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg.startswith("--format="):
+            out[i] = f"--format={marker}{SQUEUE_SEPARATOR}{arg.removeprefix('--format=')}"
+            return out
+    raise ValueError("the squeue command line has no --format=")
+
+
+def unmark_lines(text: str, marker: str) -> str:
+    """Return the output of a ``marked_argv`` squeue without the markers, each line as squeue meant it. Pure.
+
+    A line that starts with the marker is one of squeue's; a ``CLUSTER: <name>`` line is squeue's own header when
+    the column titles (marked) follow it; any other line is the rest of the line before it, cut by a newline in a
+    job name, and is put back onto that line with the newline written ``\\n`` (so the name reads
+    ``x\\n10|0|...``, another user's odd job, never a job of ours). Text before squeue's first line is dropped.
+    """
+    prefix = marker + SQUEUE_SEPARATOR
+    lines = text.removesuffix("\n").split("\n") if text else []
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        if line.startswith(prefix):
+            out.append(line[len(prefix):])
+        elif CLUSTER_LINE_RE.match(line) and i + 1 < len(lines) and lines[i + 1].startswith(prefix + "JOBID"):
+            out.append(line)
+        elif out:
+            out[-1] += LINE_CONTINUED + line
+    return "".join(f"{line}\n" for line in out)
+
+
 __all__ = [
+    "LINE_CONTINUED",
     "UNKNOWN_STATE",
     "SqueueParser",
     "format_squeue_line",
+    "marked_argv",
     "parse_squeue",
     "parse_squeue_all",
     "parse_squeue_line",
     "parse_time_left",
+    "unmark_lines",
 ]

@@ -8,6 +8,7 @@ and reason JobHeldUser, so whole outputs are stable; only job ids vary.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -307,8 +308,8 @@ def test_slurm_not_installed_exits_3(cli: Any) -> None:
     result = cli("cancel", "--yes", A, env={"PATH": "/nonexistent"})
     assert result.exit_code == 3, result.output
     assert result.stdout == ""
-    assert result.stderr.startswith("error: squeue --all --noheader --format=%i|%y|%Q|%T|%L|%N|%j|%r: timed out or did "
-                                    "not start: cannot run: ")
+    assert re.match(r"error: squeue --all --noheader --format=[0-9a-f]{16}\|%i\|%y\|%Q\|%T\|%L\|%N\|%j\|%r: timed out "
+                    "or did not start: cannot run: ", result.stderr), result.stderr
     assert len(result.stderr.splitlines()) == 1
 
 

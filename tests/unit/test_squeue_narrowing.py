@@ -32,11 +32,19 @@ class Squeue:
         monkeypatch.setattr(spawn, "run", self.run)
 
     def run(self, argv: Sequence[str], **_: Any) -> spawn.Finished:
+        """Answer as squeue does, each line starting with the command's line marker (``marked_argv``)."""
         self.argvs.append(list(argv))
-        return self.owners if "--format=%U|%j" in argv else self.jobs
+        answer = self.owners if _owners(argv) else self.jobs
+        marker = next(a for a in argv if a.startswith("--format=")).removeprefix("--format=").split("|")[0]
+        stdout = "".join(f"{marker}|{line}\n" for line in answer.stdout.splitlines())
+        return spawn.Finished(returncode=answer.returncode, stdout=stdout, stderr=answer.stderr)
 
     def narrowed(self) -> list[bool]:
-        return [any(a.startswith("--user=") for a in argv) for argv in self.argvs if "--format=%U|%j" not in argv]
+        return [any(a.startswith("--user=") for a in argv) for argv in self.argvs if not _owners(argv)]
+
+
+def _owners(argv: Sequence[str]) -> bool:
+    return any(a.startswith("--format=") and a.endswith("|%U|%j") for a in argv)
 
 
 def test_a_narrowed_squeue_that_prints_an_error_is_no_information_and_squeue_widens_again(
@@ -83,7 +91,7 @@ def test_a_failed_check_decides_nothing_and_the_next_poll_checks_again(monkeypat
     cli.queue()
     assert cli.own_jobs_only is True
     assert fake.narrowed() == [False, True]
-    assert sum("--format=%U|%j" in argv for argv in fake.argvs) == 2
+    assert sum(_owners(argv) for argv in fake.argvs) == 2
 
 
 def test_another_users_container_job_is_checked_again_after_the_hour(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,5 +143,5 @@ def test_a_narrowed_squeue_keeps_checking_and_widens_when_another_users_containe
         fake.owners = spawn.Finished(returncode=0, stdout=f"0|zzzzz-dz642-000000000000002\n{NOBODY}|x\n", stderr="")
         cli.queue()
     assert cli.own_jobs_only is False and fake.narrowed() == [True, True, True, False]
-    assert sum("--format=%U|%j" in argv for argv in fake.argvs) == 3
+    assert sum(_owners(argv) for argv in fake.argvs) == 3
     assert "jobs named like containers belong to other users (uid 0)" in caplog.text
