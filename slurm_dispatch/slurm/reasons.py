@@ -173,12 +173,16 @@ class JobEnd:
 
 def _blank(text: str) -> str:
     text = text.strip()
-    return "" if text in ("(null)", "None", "Unknown", "N/A") else text
+    # sacct's NodeList says "None assigned" for a job that never got a node
+    return "" if text in ("(null)", "None", "Unknown", "N/A", "None assigned") else text
 
 
 def _wait_status(raw: str) -> tuple[int | None, int | None]:
-    """(exit status, signal) of a raw wait status (squeue's Exit_Code)."""
+    """(exit status, signal) of squeue's Exit_Code: a raw wait status up to Slurm 23.11, ``status:signal`` from
+    24.05 on (src/squeue/print.c: _print_job_exit_code)."""
     raw = raw.strip()
+    if ":" in raw:
+        return _exit_code(raw)
     if not raw.isascii() or not raw.isdigit() or len(raw) > 5 or int(raw) > 0xFFFF:  # a wait status has 16 bits
         return None, None
     status = int(raw)
@@ -331,7 +335,10 @@ def end_reason(end: JobEnd | None, *, job_id: str, container_state: str) -> EndR
             how = f"failed with exit code {end.exit_status}"
         else:
             how = "ended (exit code 0)"
-        if end.reason and end.reason not in ("None", "NonZeroExitCode"):
+        # slurmctld gives every batch script killed by a signal the reason JobLaunchFailure (job_mgr.c:
+        # job_complete, WIFSIGNALED), launched or not: with the signal known, the reason says nothing more.
+        quiet = ("None", "NonZeroExitCode", "JobLaunchFailure") if end.signal is not None else ("None", "NonZeroExitCode")
+        if end.reason and end.reason not in quiet:
             how += f", reason {end.reason}"
         error = f"Slurm job {end.job_id} {how}{where} {what}, without crunch-run recording a final state ({state})"
     else:

@@ -52,9 +52,9 @@ def running_job(slurm: FakeSlurm, api: FakeApi, *, node: str = "c2") -> str:
         pytest.param("FAILED", "NonZeroExitCode", 3 << 8,
                      "Slurm job {id} failed with exit code 3 on node c2 while the container ran, without "
                      "crunch-run recording a final state (FAILED)", id="failed-exit-code"),
-        pytest.param("FAILED", "JobLaunchFailure", 9,
-                     "Slurm job {id} was killed by signal 9, reason JobLaunchFailure on node c2 while the container "
-                     "ran, without crunch-run recording a final state (FAILED)", id="failed-signal"),
+        pytest.param("FAILED", "JobLaunchFailure", 9,  # slurmctld's reason for every batch script killed by a signal
+                     "Slurm job {id} was killed by signal 9 on node c2 while the container ran, without crunch-run "
+                     "recording a final state (FAILED)", id="failed-signal"),
         pytest.param("BOOT_FAIL", "None", 0,
                      "Slurm job {id} could not start because its node failed to boot on node c2 while the container "
                      "ran (BOOT_FAIL)", id="boot-fail"),

@@ -66,3 +66,17 @@ def test_a_line_separator_in_a_field_keeps_the_line_whole(separator: str) -> Non
     ends, errors = parse_job_ends(end_line(name=f"a{separator}b", reason=f"x{separator}y"))
     assert errors == [] and (ends["12"].name, ends["12"].reason) == (f"a{separator}b", f"x{separator}y")
     assert parse_sacct(sacct_line(name=f"a{separator}b"))["12"].name == f"a{separator}b"
+
+
+@pytest.mark.parametrize(("exit_code", "status", "signal"), [("768", 3, None), ("15", None, 15), ("3:0", 3, None),
+                                                              ("0:15", None, 15), ("0:0", 0, None)])
+def test_squeues_exit_code_before_and_from_slurm_24_05(exit_code: str, status: int | None, signal: int | None) -> None:
+    """Up to 23.11 squeue prints the raw wait status; from 24.05 ``status:signal`` (src/squeue/print.c)."""
+    ends, errors = parse_job_ends(end_line(exit_code=exit_code))
+    assert errors == []
+    assert (ends["12"].exit_status, ends["12"].signal) == (status, signal)
+
+
+def test_sacct_says_none_assigned_for_a_job_that_never_got_a_node() -> None:
+    line = sacct_line().replace("|c1|", "|None assigned|")
+    assert parse_sacct(line)["12"].nodes == ""
