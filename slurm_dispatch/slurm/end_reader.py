@@ -161,13 +161,20 @@ class JobEndReader:
         try:
             text = await self._run(self._source.sacct, ids)
         except SlurmCommandError as exc:
-            if self._sacct_works is None:
+            if ACCOUNTING_DISABLED in exc.stderr_tail:  # no slurmdbd: sacct will never answer, do not ask again
                 logger.info("sacct cannot say how jobs ended (%s); ended jobs are only known for Slurm's MinJobAge",
-                            exc.stderr_tail or exc)
-            self._sacct_works = False
+                            exc.stderr_tail)
+                self._sacct_works = False
+            else:  # slurmdbd restarting, a timeout: no answer this time, the next question asks again
+                logger.warning("asking sacct how %d job(s) ended: %s", len(ids), exc)
             return []
         self._sacct_works = True
         return parse_sacct_lines(text)
+
+
+ACCOUNTING_DISABLED = "accounting storage is disabled"
+"""What sacct says (exit 1) where Slurm keeps no accounting: then it is not asked again. Any other failure (slurmdbd
+restarting, a timeout) is no answer for this question only."""
 
 
 class _Answers:

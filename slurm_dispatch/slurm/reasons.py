@@ -322,8 +322,8 @@ def end_reason(end: JobEnd | None, *, job_id: str, container_state: str) -> EndR
     if end is None:
         return EndReason(
             error=f"Slurm job {job_id or '?'} ended {what}, and Slurm no longer knows how "
-                  "(it forgets ended jobs after MinJobAge and no accounting is configured)",
-            detail=f"JobId={job_id or '?'}: not found by squeue --states=all, and sacct had no record",
+                  "(it forgets ended jobs after MinJobAge, and sacct had no record of it or did not answer)",
+            detail=f"JobId={job_id or '?'}: not found by squeue --states=all, and no answer from sacct",
             state="",
         )
     where = _where(end)

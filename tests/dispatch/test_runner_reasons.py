@@ -100,7 +100,7 @@ def test_a_job_slurm_has_forgotten_says_so(fake_slurm: FakeSlurm) -> None:
     assert api.records[UUID]["state"] == "Cancelled"
     assert api.records[UUID]["runtime_status"]["error"] == (
         f"Slurm job {job_id} ended while the container ran, and Slurm no longer knows how (it forgets ended jobs "
-        "after MinJobAge and no accounting is configured)")
+        "after MinJobAge, and sacct had no record of it or did not answer)")
     assert (fake_slurm.count("job_ends"), fake_slurm.count("sacct")) == (1, 1), "squeue first, then sacct"
 
 

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from slurm_dispatch.errors import SlurmCommandError, SlurmUnavailable
 from slurm_dispatch.slurm.end_reader import JobEndReader
 from slurm_dispatch.slurm.reasons import JobEnd
 
@@ -94,3 +95,52 @@ def test_sacct_answers_for_ours_when_squeue_shows_only_theirs() -> None:
 def test_without_a_name_the_id_alone_answers() -> None:
     (end,) = ask(Source(end_line("7", "FAILED", OURS)), ("7", ""))
     assert end is not None and end.state == "FAILED"
+
+
+class FailingSacct(Source):
+    """sacct fails with ``errors`` in turn, then answers."""
+
+    def __init__(self, squeue: str, sacct: str, errors: list[Exception]) -> None:
+        super().__init__(squeue, sacct)
+        self.errors = errors
+
+    def sacct(self, job_ids: Sequence[str]) -> str:
+        text = super().sacct(job_ids)
+        if self.errors:
+            raise self.errors.pop(0)
+        return text
+
+
+def _sacct_calls(source: Source) -> int:
+    return sum(1 for kind, _ in source.calls if kind == "sacct")
+
+
+def _ask_twice(source: Source) -> list[JobEnd | None]:
+    """Ask one reader the same question twice, one after the other."""
+
+    async def run(fn: Any, *args: Any) -> Any:
+        return fn(*args)
+
+    async def no_sleep(_s: float) -> None:
+        return None
+
+    async def twice() -> list[JobEnd | None]:
+        reader = JobEndReader(source, run=run, clock=lambda: 0.0, sleep=no_sleep)
+        return [await reader.lookup("7", name=OURS), await reader.lookup("7", name=OURS)]
+
+    return asyncio.run(twice())
+
+
+def test_sacct_that_failed_once_is_asked_again_and_only_disabled_accounting_stops_it() -> None:
+    """A slurmdbd restart must not make every later end unknown until the service restarts."""
+    unreachable = SlurmUnavailable(["sacct"], 1, "sacct: error: slurm_persist_conn_open_without_init: failed to "
+                                                 "open persistent connection to host:localhost:6819: Connection refused")
+    source = FailingSacct("", sacct_line("7", "OUT_OF_MEMORY", OURS), [unreachable])
+    first, second = _ask_twice(source)
+    assert first is None and second is not None and second.state == "OUT_OF_MEMORY"
+    assert _sacct_calls(source) == 2
+
+    disabled = SlurmCommandError(["sacct"], 1, "sacct: error: Slurm accounting storage is disabled")
+    off = FailingSacct("", sacct_line("7", "OUT_OF_MEMORY", OURS), [disabled])
+    assert _ask_twice(off) == [None, None]
+    assert _sacct_calls(off) == 1, "no accounting: not asked again"
