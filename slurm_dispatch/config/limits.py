@@ -92,7 +92,8 @@ def as_command(doc: Doc, rel: str, value: Any) -> str:
 def as_env_map(doc: Doc, rel: str, value: Any) -> dict[str, str]:
     """Returns an environment map: names non-empty, without ``=`` or control characters; values as_text.
 
-    A null value is ``""``, as Go decodes it. Values are not shown in errors: they may be secrets. Pure.
+    A null value is ``""`` (the cluster config has none left: ``schema.without_nulls`` drops them first, as Arvados
+    does). Values are not shown in errors: they may be secrets. Pure.
 
     Raises:
         ConfigError: naming the variable.

@@ -27,7 +27,7 @@ from slurm_dispatch.config.document import Doc
 from slurm_dispatch.config.environment import env_fill, service_url_override, unused_env_warnings
 from slurm_dispatch.config.legacy import apply_legacy
 from slurm_dispatch.config.redact import printable, show
-from slurm_dispatch.config.schema import CLUSTER_SCHEMA, unknown_key_warnings, without_samples
+from slurm_dispatch.config.schema import CLUSTER_SCHEMA, unknown_key_warnings, without_nulls, without_samples
 from slurm_dispatch.errors import ConfigError
 from slurm_dispatch.settings import Settings
 
@@ -81,7 +81,7 @@ def settings_from_documents(
     body = without_samples(body)
     prefix = f"Clusters.{cid}"
     warnings += unknown_key_warnings(body, CLUSTER_SCHEMA, prefix, "")
-    doc = Doc(body, source=source, prefix=prefix, warnings=warnings)
+    doc = Doc(without_nulls(body), source=source, prefix=prefix, warnings=warnings)
     fields = cluster_fields(doc)
     env_fill(fields, environ or {}, warnings)
     if legacy_document is not None:

@@ -110,6 +110,18 @@ def unknown_key_warnings(data: Mapping[str, Any], schema: Schema, prefix: str, r
     return out
 
 
+def without_nulls(node: Any) -> Any:
+    """Returns ``node`` with every null map value removed, at any depth of maps (not inside lists). Pure.
+
+    Port of lib/config/load.go: removeNullKeys, which Arvados runs on the file before merging it over the defaults:
+    a key left empty (``InstanceTypes: {m5large: }``, every line of its body commented out) is no key at all, not a
+    zero value.
+    """
+    if isinstance(node, Mapping):
+        return {k: without_nulls(v) for k, v in node.items() if v is not None}
+    return node
+
+
 def without_samples(node: Any) -> Any:
     """Returns ``node`` with every ``SAMPLE`` key removed and every map key made a string. Pure.
 

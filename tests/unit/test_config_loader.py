@@ -131,11 +131,16 @@ def test_null_values_keep_defaults() -> None:
     assert settings.batch_size == 1000
 
 
-def test_a_null_sbatch_environment_value_is_an_empty_string() -> None:
-    """Go decodes SbatchEnvironmentVariables as map[string]string: a null sets the variable empty (e.g. to clear
-    an inherited proxy for the jobs), it does not leave the inherited value."""
-    settings = build({"Containers": {"SLURM": {"SbatchEnvironmentVariables": {"http_proxy": None, "A": "b"}}}})
-    assert settings.sbatch_environment == {"http_proxy": "", "A": "b"}
+def test_a_null_map_entry_is_no_entry_as_arvados_drops_it() -> None:
+    """lib/config/load.go: removeNullKeys deletes every null value of the file before it is merged and decoded. An
+    instance type whose body is commented out is none at all: kept, it would be a type with no CPU and no RAM, and
+    every container would be cancelled as unsatisfiable."""
+    settings = build({"InstanceTypes": {"m5large": None},
+                      "Containers": {"SLURM": {"SbatchEnvironmentVariables": {"http_proxy": None, "A": "b"}}},
+                      "Services": {"DispatchSLURM": {"InternalURLs": {"http://localhost:9006": None}}}})
+    assert settings.instance_types == {}
+    assert settings.sbatch_environment == {"A": "b"}
+    assert settings.dispatch_internal_urls == ()
 
 
 # --- every key, set --------------------------------------------------------------------------------------
@@ -145,7 +150,7 @@ FULL = {
     "ManagementToken": MGMT,
     "Services": {
         "Controller": {"ExternalURL": "https://ctrl.example:8443/"},
-        "DispatchSLURM": {"InternalURLs": {"http://localhost:9006": {}, "http://10.0.0.5:9006/": None}},
+        "DispatchSLURM": {"InternalURLs": {"http://localhost:9006": {}, "http://10.0.0.5:9006/": {}}},
     },
     "TLS": {"Insecure": True},
     "PostgreSQL": {"Connection": {"host": "db", "port": 5432, "user": "arvados", "password": PGPASS,
