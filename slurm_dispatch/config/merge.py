@@ -100,7 +100,23 @@ def settings_from_documents(
     if not fields["dispatch_internal_urls"]:
         warnings.append(f"{prefix}.Services.DispatchSLURM.InternalURLs is empty: the service will refuse to "
                         "start (it needs the address for its health/metrics server)")
+    warnings += token_warnings(fields, prefix)
     own, own_warnings = dispatch_fields(dispatch_document, source=dispatch_source)
     warnings += own_warnings
     settings = Settings(cluster_id=cid, **fields, **own, dispatch_config_path=dispatch_source)
     return settings, warnings + unused_env_warnings(settings, environ or {})
+
+
+def token_warnings(fields: Mapping[str, Any], prefix: str) -> list[str]:
+    """Returns a warning for each of SystemRootToken and ManagementToken that Arvados's own services would refuse
+    (characters other than a-z, A-Z, 0-9: lib/config/load.go: checkToken, which takes no v2 token for either). Only
+    a warning: the API server may accept it all the same (a v2 token from its database), and this service does not
+    need it to be otherwise. Never shows a token. Pure.
+    """
+    out = []
+    for key, label in (("system_root_token", "SystemRootToken"), ("management_token", "ManagementToken")):
+        token = str(fields.get(key) or "")
+        if token and not (token.isascii() and token.isalnum()):
+            out.append(f"{prefix}.{label} has characters other than a-z, A-Z, 0-9: Arvados's own services refuse to "
+                       "start with such a token; slurm-dispatch uses it as it is")
+    return out
