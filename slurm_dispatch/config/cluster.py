@@ -69,7 +69,8 @@ LOG_LEVELS: Mapping[str, int] = {
 }
 """SystemLogs.LogLevel: the names Go accepts (sdk/go/ctxlog: setLevel calls logrus.ParseLevel, in any case) and
 the Python level each becomes. The one list: service.logging_setup uses it too."""
-LOG_FORMATS = ("json", "text")
+LOG_FORMATS = ("json", "text", "plain")
+"""SystemLogs.Format: the names Go accepts (sdk/go/ctxlog/log.go: setFormat; ``plain`` is text without the time)."""
 CLUSTER_ID_RE = re.compile(r"^[a-z0-9]{5}$")
 """lib/config/load.go: Loader.checkClusterID."""
 LIBPQ_KEYWORD_RE = re.compile(r"^[a-z_][a-z0-9_]*$")

@@ -75,7 +75,7 @@ def settings_from_documents(
     else:
         if isinstance(cluster_document, Mapping):
             for key in cluster_document:
-                if key not in ("Clusters", "SourceTimestamp", "SourceSHA256"):
+                if key not in ("Clusters", "SourceTimestamp", "SourceSHA256", "AutoReloadConfig"):  # arvados.Config
                     warnings.append(f"deprecated or unknown config entry: {printable(str(key))}")
         cid, body = select_cluster(cluster_document, source=source, cluster_id=cluster_id)
     body = without_samples(body)
@@ -118,5 +118,5 @@ def token_warnings(fields: Mapping[str, Any], prefix: str) -> list[str]:
         token = str(fields.get(key) or "")
         if token and not (token.isascii() and token.isalnum()):
             out.append(f"{prefix}.{label} has characters other than a-z, A-Z, 0-9: Arvados's own services refuse to "
-                       "start with such a token; slurm-dispatch uses it as it is")
+                       "start with such a token; this dispatcher uses it as it is")
     return out

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 from slurm_dispatch.arvados.redaction import Redactor
-from slurm_dispatch.config import LOG_LEVELS
+from slurm_dispatch.config import LOG_FORMATS, LOG_LEVELS
 from slurm_dispatch.errors import ConfigError
 from slurm_dispatch.settings import Settings
 
@@ -34,7 +34,8 @@ REDACTED = "<redacted>"
 LEVELS = LOG_LEVELS
 """The loader's list of SystemLogs.LogLevel names (and their Python levels): one list, so a level the loader
 accepts is one this module accepts, and the reverse."""
-FORMATS = ("json", "text")
+FORMATS = LOG_FORMATS
+"""The loader's list of SystemLogs.Format names: json, text, and plain (text without the time, as Go's)."""
 
 _SLASH = r"(?:/|\\/|%2[Ff])"  # "/" as printed, JSON-escaped, or URL-quoted
 V2_TOKEN = re.compile(rf"\b(v2{_SLASH}[a-z0-9]{{5}}-gj3su-[a-z0-9]{{15}}{_SLASH})[A-Za-z0-9]+")
@@ -132,11 +133,18 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """``<time> <LEVEL> <logger>: <msg> key=value ...``, then the exception text on the following lines."""
+    """``<time> <LEVEL> <logger>: <msg> key=value ...``, then the exception text on the following lines; without
+    ``<time>`` for ``plain`` (``timestamps=False``), as Go's plain format leaves the time to the journal."""
+
+    def __init__(self, *, timestamps: bool = True) -> None:
+        super().__init__()
+        self._timestamps = timestamps
 
     def format(self, record: logging.LogRecord) -> str:
         """Return the record as text. Pure."""
-        line = f"{_timestamp(record)} {record.levelname} {record.name}: {record.getMessage()}"
+        line = f"{record.levelname} {record.name}: {record.getMessage()}"
+        if self._timestamps:
+            line = f"{_timestamp(record)} {line}"
         extras = " ".join(f"{k}={json.dumps(v, default=str, ensure_ascii=False)}" for k, v in _extras(record).items())
         if extras:
             line += " " + extras
@@ -167,9 +175,9 @@ def configure_logging(
         raise ConfigError(f"unknown log level {level!r}; use one of {', '.join(LEVELS)}", key="SystemLogs.LogLevel")
     fmt = fmt.strip().lower()
     if fmt not in FORMATS:
-        raise ConfigError(f"unknown log format {fmt!r}; use json or text", key="SystemLogs.Format")
+        raise ConfigError(f"unknown log format {fmt!r}; use one of {', '.join(FORMATS)}", key="SystemLogs.Format")
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(timestamps=fmt == "text"))
     handler.addFilter(RedactingFilter(secrets))
     setattr(handler, _OURS, True)
     root = logging.getLogger()

@@ -74,6 +74,13 @@ def test_text_format(stream: io.StringIO) -> None:
     assert line.endswith(" WARNING slurm_dispatch.test: squeue failed attempt=3")
 
 
+def test_plain_format_is_text_without_the_time(stream: io.StringIO) -> None:
+    """Go's SystemLogs.Format: plain (sdk/go/ctxlog/log.go: setFormat) leaves the time to the journal."""
+    configure_logging(level="info", fmt="plain", stream=stream)
+    logging.getLogger("slurm_dispatch.test").warning("squeue failed", extra={"attempt": 3})
+    assert lines(stream) == ["WARNING slurm_dispatch.test: squeue failed attempt=3"]
+
+
 def test_reconfiguring_replaces_our_handler(stream: io.StringIO) -> None:
     configure_logging(level="info", fmt="text", stream=io.StringIO())
     configure_logging(level="info", fmt="json", stream=stream)
