@@ -160,6 +160,8 @@ class DispatchLoop:
             read_before_lock=("mounts",),
         )
         self._on_first_tick = on_first_tick
+        self._cleaning: dict[str, asyncio.Task[None]] = {}
+        """Queued containers whose untracked job is being handed to a closed tracker (see ``_busy``)."""
         self._pending_since: dict[str, float] = {}
         self._pending_generation = -1
         self.adopted: list[str] | None = None
@@ -171,8 +173,25 @@ class DispatchLoop:
         """Set when a background task (the squeue poller) died: the loop then shuts down."""
 
     def _busy(self, container: Container) -> str | None:
-        """A container whose previous job is still in squeue (being scancelled) is not locked again yet."""
-        return PREVIOUS_ATTEMPT if container.uuid in self.squeue.snapshot().jobs else None
+        """A container whose previous job is still in squeue (being scancelled) is not locked again yet.
+
+        When no tracker of ours follows that job (its RunContainer failed after sbatch, or an sbatch that timed out
+        created it late), nobody would scancel it, and the container would wait as long as the job pends: the job
+        is handed to ``track_container``, as a leftover found at startup is, whose closed tracker scancels it (a job
+        of a Queued container can never run it: crunch-run needs the container Locked).
+        """
+        uuid = container.uuid
+        if uuid not in self.squeue.snapshot().jobs:
+            return None
+        if uuid not in self.dispatcher.tracked() and uuid not in self._cleaning:
+            task = asyncio.create_task(self._clean_up(uuid), name=f"clean up after {uuid}")
+            self._cleaning[uuid] = task  # the loop keeps only a weak reference to a task
+            task.add_done_callback(lambda _: self._cleaning.pop(uuid, None))
+        return PREVIOUS_ATTEMPT
+
+    async def _clean_up(self, uuid: str) -> None:
+        logger.info("the Slurm job of Queued container %s has no tracker: tracking it to scancel the job", uuid)
+        await self.runner.adopt_orphans(self.dispatcher, [uuid])
 
     def _submitted(self, container: Container) -> None:
         if self._metrics is not None and container.created_at is not None:
