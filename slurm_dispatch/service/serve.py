@@ -30,6 +30,7 @@ with exits 2 earlier, in ``slurm_dispatch.cli.run`` (RestartPreventExitStatus=2)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -59,6 +60,11 @@ logger = logging.getLogger("slurm_dispatch.service")
 LOCK_RETRY_S = 5.0
 """Seconds between attempts at a lock another process holds (Go's lib/controller/dblock retries every 5 s)."""
 
+
+AUTH_REFUSED_WAIT_S = 60.0
+"""How long the service stays up, unhealthy, after the API refused its token, before it exits 1: systemd restarts it
+(``Restart=always``, ``RestartSec=1``), and without the wait a revoked or mistyped token would restart it every
+second. A token fixed (or an API server that recovered) works again at the next start."""
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 """The signals that stop the service (systemd's KillSignal=SIGTERM; SIGINT is Ctrl-C in a shell)."""
@@ -253,7 +259,12 @@ async def serve(
                 logger.info("stopped; what was under way was cut short: %s", exc)
                 return exit_code
             if isinstance(exc, ArvadosAuthError):
-                logger.error("the Arvados API refused our token, stopping: %s", exc)
+                logger.error("the Arvados API refused our token (check SystemRootToken): %s; exiting in %.0f s, "
+                             "jobs keep running", exc, AUTH_REFUSED_WAIT_S)
+                health_error.append(f"the Arvados API refused our token: {exc}")
+                metrics.set_dispatching(False)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), AUTH_REFUSED_WAIT_S)
             else:
                 logger.error("dispatching stopped: %s", exc)
             return 1
@@ -273,4 +284,4 @@ async def serve(
             loop.remove_signal_handler(sig)
 
 
-__all__ = ["LOCK_RETRY_S", "STOP_SIGNALS", "hangup_message", "serve", "stale_reason"]
+__all__ = ["AUTH_REFUSED_WAIT_S", "LOCK_RETRY_S", "STOP_SIGNALS", "hangup_message", "serve", "stale_reason"]
