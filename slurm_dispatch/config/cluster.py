@@ -211,6 +211,17 @@ def _postgresql(doc: Doc) -> dict[str, str]:
     return out
 
 
+def _is_version(text: str) -> bool:
+    """Whether ``text`` reads as a number, as Go's strconv.ParseFloat reads a driver version ("12.4"). Pure."""
+    if not text or text != text.strip() or "_" in text:
+        return False
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _instance_types(doc: Doc) -> dict[str, InstanceType]:
     raw = doc.get("InstanceTypes")
     if raw is MISSING:
@@ -228,13 +239,30 @@ def _instance_types(doc: Doc) -> dict[str, InstanceType]:
             value = sub.typed(key, convert)
             return default if value is MISSING else value
 
-        gpu = InstanceTypeGPU(
-            stack=opt("GPU.Stack", as_text, ""),
-            driver_version=opt("GPU.DriverVersion", as_text, ""),
-            hardware_target=opt("GPU.HardwareTarget", as_text, ""),
-            device_count=opt("GPU.DeviceCount", as_nonneg_int, 0),
-            vram=opt("GPU.VRAM", as_size, 0),
-        )
+        if sub.get("CUDA") is not MISSING:
+            # A config written for Arvados 3.1 or 3.2, whose loader turns CUDA into GPU (and it wins over a GPU
+            # section): lib/config/deprecated.go: applyDeprecatedConfig, as of 3.2.1.
+            doc.warnings.append(f"InstanceType {name!r} has deprecated CUDA section, should be migrated to GPU "
+                                "section")
+            gpu = InstanceTypeGPU(
+                stack="cuda",
+                driver_version=opt("CUDA.DriverVersion", as_text, ""),
+                hardware_target=opt("CUDA.HardwareCapability", as_text, ""),
+                device_count=opt("CUDA.DeviceCount", as_nonneg_int, 0),
+                vram=0,
+            )
+        else:
+            gpu = InstanceTypeGPU(
+                stack=opt("GPU.Stack", as_text, ""),
+                driver_version=opt("GPU.DriverVersion", as_text, ""),
+                hardware_target=opt("GPU.HardwareTarget", as_text, ""),
+                device_count=opt("GPU.DeviceCount", as_nonneg_int, 0),
+                vram=opt("GPU.VRAM", as_size, 0),
+            )
+        if gpu.device_count and not _is_version(gpu.driver_version):
+            # lib/config/load.go: checkGPUVersions (instance_types compares driver versions as numbers)
+            raise doc.error(f"{rel}.GPU.DriverVersion", f"InstanceType {name!r} has invalid GPU.DriverVersion "
+                            f"{gpu.driver_version!r}, expected format X.Y", gpu.driver_version)
         types[name] = InstanceType(
             name=name,
             provider_type=opt("ProviderType", as_text, "") or name,

@@ -62,6 +62,7 @@ CLUSTER_SCHEMA: dict[str, Schema | _EachKey | None] = {
     "InstanceTypes": _EachKey({
         **_leaves("ProviderType VCPUs RAM IncludedScratch AddedScratch Price Preemptible"),
         "GPU": _leaves("Stack DriverVersion HardwareTarget DeviceCount VRAM"),
+        "CUDA": _leaves("DriverVersion HardwareCapability DeviceCount"),  # before Arvados 3.3: read as GPU
     }),
 }
 

@@ -609,3 +609,29 @@ def test_a_token_arvados_would_refuse_is_a_warning_that_never_shows_it() -> None
     assert not any("s3cret" in w or "abc-def" in w for w in warnings)
     _, fine = settings_from_documents(cluster({"SystemRootToken": "s3cret" * 6}), source="c.yml")
     assert not [w for w in fine if "a-z, A-Z, 0-9" in w]
+
+
+def test_a_cuda_section_from_arvados_3_1_or_3_2_is_read_as_gpu_with_a_warning() -> None:
+    """lib/config/deprecated.go (3.2.1): CUDA becomes GPU {Stack: cuda, ...}, and wins over a GPU section."""
+    body = {"InstanceTypes": {"g4": {"VCPUs": 4, "RAM": "16GiB", "GPU": {"Stack": "rocm", "DeviceCount": 2,
+                                                                         "DriverVersion": "6.0"},
+                                     "CUDA": {"DriverVersion": "12.4", "HardwareCapability": "8.6",
+                                              "DeviceCount": 1}}}}
+    settings, warnings = settings_from_documents(cluster(body), source="c.yml")
+    assert settings.instance_types["g4"].gpu == InstanceTypeGPU(stack="cuda", driver_version="12.4",
+                                                                hardware_target="8.6", device_count=1, vram=0)
+    assert "InstanceType 'g4' has deprecated CUDA section, should be migrated to GPU section" in warnings
+    assert not [w for w in warnings if "unknown config entry" in w]
+
+
+@pytest.mark.parametrize("version", ["", "12.x", "v12", " 12.4", "1_2"])
+def test_a_gpu_type_needs_a_driver_version_that_reads_as_a_number(version: str) -> None:
+    """lib/config/load.go: checkGPUVersions; without it every GPU container would be cancelled as unsatisfiable."""
+    body = {"InstanceTypes": {"g4": {"VCPUs": 4, "RAM": "16GiB",
+                                     "GPU": {"Stack": "cuda", "DeviceCount": 1, "DriverVersion": version}}}}
+    error = build_error(body)
+    assert "has invalid GPU.DriverVersion" in str(error) and "expected format X.Y" in str(error)
+    body["InstanceTypes"]["g4"]["GPU"]["DriverVersion"] = "12.4"
+    assert build(body).instance_types["g4"].gpu.driver_version == "12.4"
+    body["InstanceTypes"]["g4"]["GPU"] = {"DeviceCount": 0, "DriverVersion": version}  # no GPU: not checked
+    assert build(body).instance_types["g4"].gpu.device_count == 0
