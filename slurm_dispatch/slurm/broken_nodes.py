@@ -65,17 +65,29 @@ def broken_node_of(comment: str, nodes: str) -> str | None:
 
 
 def with_exclude(args: Sequence[str], nodes: Sequence[str]) -> list[str]:
-    """Return sbatch ``args`` with ``nodes`` added to their ``--exclude`` (one is added if there is none). Pure."""
+    """Return sbatch ``args`` with ``nodes`` added to their ``--exclude`` (one is added if there is none). Pure.
+
+    sbatch takes the last ``--exclude``, in any of its forms (``--exclude=L``, ``--exclude L``, ``-xL``, ``-x L``):
+    that one gets the nodes, so the site's own exclusions stay whatever form the template writes them in.
+    """
     if not nodes:
         return list(args)
     out = list(args)
-    for i, arg in enumerate(out):
+    for i in range(len(out) - 1, -1, -1):
+        arg = out[i]
         for prefix in ("--exclude=", "-x"):
             if arg.startswith(prefix) and len(arg) > len(prefix):
-                have = [n for n in arg[len(prefix):].split(",") if n]
-                out[i] = prefix + ",".join([*have, *(n for n in nodes if n not in have)])
+                out[i] = prefix + _merged(arg[len(prefix):], nodes)
                 return out
+        if arg in ("--exclude", "-x") and i + 1 < len(out):
+            out[i + 1] = _merged(out[i + 1], nodes)
+            return out
     return [*out, "--exclude=" + ",".join(nodes)]
+
+
+def _merged(listed: str, nodes: Sequence[str]) -> str:
+    have = [n for n in listed.split(",") if n]
+    return ",".join([*have, *(n for n in nodes if n not in have)])
 
 
 class BrokenNodes:

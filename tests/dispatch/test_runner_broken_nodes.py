@@ -41,6 +41,10 @@ def test_broken_node_of(comment: str, nodes: str, node: str | None) -> None:
         pytest.param(["--exclude=c9", "--mem=5"], ["c1"], ["--exclude=c9,c1", "--mem=5"], id="merged"),
         pytest.param(["-xc9"], ["c9", "c1"], ["-xc9,c1"], id="short-form-no-repeat"),
         pytest.param(["--mem=5"], [], ["--mem=5"], id="nothing-to-exclude"),
+        # sbatch takes the last --exclude, in any form: the site's own list must not be overridden by a new one
+        pytest.param(["--exclude", "c9", "--mem=5"], ["c1"], ["--exclude", "c9,c1", "--mem=5"], id="two-words"),
+        pytest.param(["-x", "c9"], ["c1"], ["-x", "c9,c1"], id="short-two-words"),
+        pytest.param(["--exclude=c8", "-x", "c9"], ["c1"], ["--exclude=c8", "-x", "c9,c1"], id="the-last-one"),
     ],
 )
 def test_with_exclude(args: list[str], nodes: list[str], expected: list[str]) -> None:
