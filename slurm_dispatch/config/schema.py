@@ -45,6 +45,20 @@ def _leaves(names: str) -> dict[str, Schema | _EachKey | None]:
     return dict.fromkeys(names.split())
 
 
+def _service() -> dict[str, Schema | _EachKey | None]:
+    """Each service's keys (arvados.Service: InternalURLs of ServiceInstance, and ExternalURL)."""
+    return {"InternalURLs": _EachKey(_leaves("ListenURL Rendezvous")), "ExternalURL": None}
+
+
+_CLOUD_VMS_KEYS = ("Enable SSHPort PollInterval BootProbeCommand ProbeInterval MaxProbesPerSecond TimeoutSignal "
+                   "TimeoutStaleRunLock TimeoutTERM MaxCloudOpsPerSecond MaxConcurrentInstanceCreateOps MaxInstances "
+                   "MaxRunningContainersPerInstance InitialQuotaEstimate SupervisorFraction SyncInterval TimeoutIdle "
+                   "TimeoutBooting TimeoutProbe TimeoutShutdown ImageID InstanceInitCommand DeployRunnerBinary "
+                   "DeployRunnerDirectory DeployPublicKey ResourceTags TagKeyPrefix Driver DriverParameters")
+"""Containers.CloudVMs in lib/config/config.default.yml (3.2 and later): only PollInterval is read here, but a typo in
+any of them is warned about, as Arvados's loader does (lib/config/load.go: logExtraKeys)."""
+
+
 CLUSTER_SCHEMA: dict[str, Schema | _EachKey | None] = {
     **_leaves(_OTHER_SECTIONS),
     "SystemRootToken": None,
@@ -53,10 +67,11 @@ CLUSTER_SCHEMA: dict[str, Schema | _EachKey | None] = {
     "TLS": {"Certificate": None, "Key": None, "Insecure": None, "ACME": None},
     "PostgreSQL": {"Connection": None, "ConnectionPool": None},
     "SystemLogs": _leaves("LogLevel Format MaxRequestLogParamsSize RequestQueueDumpDirectory"),
-    "Services": {**_leaves(_SERVICES),
-                 "DispatchSLURM": {"InternalURLs": _EachKey({"ListenURL": None}), "ExternalURL": None}},
+    "Services": {**{name: _service() for name in _SERVICES.split()},
+                 "ContainerWebServices": {**_service(), **_leaves("ExternalPortMin ExternalPortMax")},
+                 "DispatchSLURM": _service()},
     "Containers": {**_leaves(_CONTAINERS_KEYS),
-                   "CloudVMs": None,
+                   "CloudVMs": _leaves(_CLOUD_VMS_KEYS),
                    "SLURM": _leaves("PrioritySpread SbatchArgumentsList SbatchEnvironmentVariables "
                                     "SbatchGPUArgumentsList")},
     "InstanceTypes": _EachKey({

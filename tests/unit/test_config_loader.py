@@ -305,6 +305,15 @@ def test_containers_poll_interval_is_ignored_with_the_right_key_named() -> None:
         pytest.param({"InstanceTypes": {"a": {"GPU": {"Count": 1}}}}, "Clusters.zzzzz.InstanceTypes.a.GPU.Count",
                      id="instance-gpu-typo"),
         pytest.param({"RequestLimits": {"MaxItemsPerResponse": 5}}, "deprecated", id="request-limits"),
+        # the poll period would stay at 10 s without a word (lib/config/load.go: logExtraKeys warns)
+        pytest.param({"Containers": {"CloudVMs": {"PolInterval": "5s"}}},
+                     "unknown config entry: Clusters.zzzzz.Containers.CloudVMs.PolInterval", id="cloudvms-typo"),
+        pytest.param({"Containers": {"CloudVMs": {"pollinterval": "5s"}}}, "(perhaps you meant PollInterval?)",
+                     id="cloudvms-case"),
+        pytest.param({"Services": {"Controller": {"ExternalUrl": "https://x"}}},
+                     "Clusters.zzzzz.Services.Controller.ExternalUrl", id="service-key-typo"),
+        pytest.param({"Services": {"Keepstore": {"InternalURLs": {"http://k:25107": {"Listen": "x"}}}}},
+                     "Clusters.zzzzz.Services.Keepstore.InternalURLs.http://k:25107.Listen", id="internal-url-typo"),
     ],
 )
 def test_unknown_and_deprecated_keys_warn(body: dict[str, Any], fragment: str) -> None:
