@@ -408,6 +408,25 @@ class SlurmRunner:
                            uuid, exc)
         return replace(view, stop_sent=True)
 
+    async def _say_unlocking(self, dispatcher: Dispatch, uuid: str, view: RunnerView, current: Container) -> None:
+        """Say why a Locked container is unlocked: in our log, and, when a job of it ended, in its own log."""
+        if view.last_job is None and not view.submitted:
+            # nothing was submitted (its priority went to 0, or it left us first): no Slurm job to explain
+            logger.info("container %s is Locked with no Slurm job (priority %d): unlocking it", uuid,
+                        current.priority)
+            return
+        if current.priority == 0 and view.cancel_rounds:
+            job_id = view.last_job.job_id if view.last_job is not None and view.last_job.job_id else "?"
+            text = (f"Slurm job {job_id} was scancelled because the container's priority went to 0 before "
+                    "crunch-run started it; unlocking the container")
+            logger.info("container %s: %s", uuid, text)
+            await dispatcher.log(uuid, text + "\n")
+            return
+        reason = await self._explain.end_reason(view, current.state)
+        logger.info("Slurm job of container %s has gone while Locked (%s): unlocking it", uuid, reason.error)
+        await dispatcher.log(uuid, f"{reason.error}; unlocking the container so that it can be dispatched again\n"
+                                   f"{reason.detail}\n")
+
     async def _settle(self, dispatcher: Dispatch, uuid: str, view: RunnerView, updates: UpdateChannel) -> None:
         """The job left squeue: make the container's state say so, as ``decide.gone_action`` says.
 
@@ -428,11 +447,7 @@ class SlurmRunner:
                     logger.info("Slurm job of container %s has gone; %s: leaving it alone", uuid, action.reason)
                 elif action.kind is GoneKind.UNLOCK:
                     if not said:
-                        reason = await self._explain.end_reason(view, current.state)
-                        logger.info("Slurm job of container %s has gone while Locked (%s): unlocking it", uuid,
-                                    reason.error)
-                        await dispatcher.log(uuid, f"{reason.error}; unlocking the container so that it can be "
-                                                   f"dispatched again\n{reason.detail}\n")
+                        await self._say_unlocking(dispatcher, uuid, view, current)
                         said = True
                     await dispatcher.unlock(uuid)
                 elif action.kind is GoneKind.NOTHING and current.state is ContainerState.QUEUED and not said:

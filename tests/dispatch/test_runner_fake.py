@@ -39,6 +39,27 @@ def test_priority_zero_scancel_is_retried_until_the_job_is_gone(fake_slurm: Fake
         assert fake_slurm.count("cancel_jobs") == 3, "two failed scancels, then one that worked"
         assert fake_slurm.names() == []
         assert ("unlock", UUID) in api.calls
+        # the container's log says why, not "Slurm job N was cancelled in Slurm (by an admin or the job's owner)"
+        (job_id,) = [str(j.job_id) for j in fake_slurm.finished]
+        assert api.logs == [(f"Slurm job {job_id} was scancelled because the container's priority went to 0 before "
+                             "crunch-run started it; unlocking the container\n")]
+        assert fake_slurm.count("job_ends") == 0, "nothing to ask Slurm"
+
+    scenario(fake_slurm, api, body)
+
+
+def test_a_locked_container_with_priority_0_is_unlocked_without_a_job_nor_a_word_about_one(
+    fake_slurm: FakeSlurm,
+) -> None:
+    """Go submits it, then scancels; here nothing is submitted, and no "Slurm job ? ended ..." is made up."""
+    api = FakeApi({UUID: record(priority=0)})
+
+    async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
+        task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
+        await returned(d, task)
+        assert ("unlock", UUID) in api.calls
+        assert fake_slurm.count("submit") == 0 and fake_slurm.count("job_ends") == 0
+        assert api.logs == []
 
     scenario(fake_slurm, api, body)
 
