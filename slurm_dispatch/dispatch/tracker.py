@@ -63,6 +63,10 @@ class UpdateChannel:
         """True if an unread record is waiting. Does not block."""
         return self._latest is not None
 
+    def peek(self) -> Container | None:
+        """Return the unread record, if any, leaving it unread. Does not block."""
+        return self._latest
+
     def put(self, container: Container) -> bool:
         """Offer ``container``, replacing any unread record; ignored once closed. Does not block.
 

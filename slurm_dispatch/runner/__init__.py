@@ -33,6 +33,7 @@ from slurm_dispatch.runner.core import (
     SBATCH_AT_ONCE,
     SLURM_WORKERS,
     SlurmRunner,
+    Superseded,
 )
 from slurm_dispatch.runner.explain import SLURM_ENDED_STATES, Explainer
 from slurm_dispatch.runner.ports import ContainerGetter, Dispatch, Squeue
@@ -50,4 +51,5 @@ __all__ = [
     "Explainer",
     "SlurmRunner",
     "Squeue",
+    "Superseded",
 ]

@@ -157,13 +157,15 @@ class SlurmRunner:
 
     # -- submission ---------------------------------------------------------------------------
 
-    async def submit(self, container: Container) -> int | None:
+    async def submit(self, container: Container, *, superseded: Callable[[], bool] | None = None) -> int | None:
         """Submit the job of ``container`` with sbatch; return its job id if sbatch printed one.
 
         Blocks (asynchronously) for its turn (``SBATCH_AT_ONCE`` at a time, the waiting ones by want: see
-        ``turns``), then on sbatch.
+        ``turns``), then on sbatch. ``superseded``, asked once the turn has come: True means a newer record of the
+        container arrived meanwhile (its priority went to 0, it was cancelled), and nothing is submitted.
 
         Raises:
+            Superseded: ``superseded()`` said so.
             SbatchTemplateError, UnsatisfiableContainer: the container cannot be submitted as configured
                 (``UnsatisfiableContainer`` also when sbatch refused it too often in a row).
             SlurmCommandError: sbatch failed (``SlurmUnavailable`` when slurmctld did not answer).
@@ -172,6 +174,8 @@ class SlurmRunner:
         self.submissions += 1
         try:
             async with self._turns.turn((container_want(container), container.uuid)):
+                if superseded is not None and superseded():
+                    raise Superseded(container.uuid)
                 job = job_for(container, self._settings, exclude=self._broken.excluded() if self._broken else ())
                 job_id = await self._slurm(self._backend.submit, args=job.args, script=job.script, env=job.env)
         except SlurmCommandError as exc:
@@ -193,7 +197,7 @@ class SlurmRunner:
             self._on_submitted(container)
         return job_id
 
-    async def _submit_once(self, container: Container) -> int | None:
+    async def _submit_once(self, container: Container, *, superseded: Callable[[], bool]) -> int | None:
         """Submit; after an sbatch that timed out, find out from squeue whether it went through.
 
         Returns:
@@ -203,7 +207,7 @@ class SlurmRunner:
             as ``submit``, and SlurmUnavailable when the job did not appear in the next two polls.
         """
         try:
-            return await self.submit(container)
+            return await self.submit(container, superseded=superseded)
         except SlurmUnavailable:
             # slurmctld may have created the job after sbatch gave up: raising now would unlock a
             # container whose job exists (and a second submission would follow). Ask squeue first.
@@ -255,7 +259,14 @@ class SlurmRunner:
                 break
             if step.kind is StepKind.SUBMIT:
                 logger.info("Submitting container %s to slurm", uuid)
-                job_id = await self._submit_once(view.latest)
+                try:
+                    latest = view.latest
+                    job_id = await self._submit_once(latest, superseded=functools.partial(_superseded, latest, updates))
+                except Superseded:
+                    # a record came while it waited for its turn (priority 0, cancelled): decide again with it
+                    logger.info("container %s changed while it waited for its turn at sbatch: not submitted", uuid)
+                    view = self._set(uuid, self._apply(view, _Update(await updates.next())))
+                    continue
                 if job_id is not None:  # which job to ask Slurm about, even if it ends before the next poll
                     view = replace(view, last_job=SlurmJob(name=uuid, nice=0, slurm_priority=0, state="PENDING",
                                                            reason="submitted", job_id=str(job_id)))
@@ -511,6 +522,19 @@ class SlurmRunner:
 
         names = our_job_names(job_names, self._settings.cluster_id)
         return [u for u in await asyncio.gather(*(adopt(n) for n in names)) if u is not None]
+
+
+def _superseded(latest: Container, updates: UpdateChannel) -> bool:
+    """Whether the channel says something new about what a submission depends on: the container left, or an unread
+    record has another state, priority or lock holder than ``latest`` (the channel starts with the very record the
+    RunContainer began with, unread). Does not block."""
+    newer = updates.peek()
+    return updates.closed or (newer is not None and newer is not latest and (
+        newer.state, newer.priority, newer.locked_by_uuid) != (latest.state, latest.priority, latest.locked_by_uuid))
+
+
+class Superseded(Exception):
+    """A newer record of the container arrived while it waited for its turn at sbatch: nothing was submitted."""
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,12 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 from plugins.fake_slurm import FakeSlurm
-from runner_fakes import FakeApi
+from plugins.fake_time import FakeClock
+from runner_fakes import UUID, FakeApi, FakeDispatch, record
 
+from slurm_dispatch.dispatch.tracker import UpdateChannel
 from slurm_dispatch.model import Container
-from slurm_dispatch.runner import SlurmRunner
+from slurm_dispatch.runner import SlurmRunner, Superseded
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.squeue import SqueueChecker
 
@@ -75,3 +77,72 @@ def test_without_turns_the_same_burst_would_be_out_of_order_in_slurm() -> None:
         slurm.submit(args=(f"--job-name={c.uuid}",), script="#!/bin/sh\n", env={})
     by_want = [c.uuid for c in sorted(containers, key=lambda c: c.priority, reverse=True)]
     assert slurm_order(slurm, by_want) != by_want
+
+
+def test_a_container_whose_priority_went_to_0_while_it_waited_for_its_turn_is_not_submitted() -> None:
+    """Cancelling a workflow in the middle of a burst: its children still waiting for a turn at sbatch are not
+    submitted (then scancelled); they are decided again with the new record."""
+    slurm = FakeSlurm()
+    gate = slurm.gate("submit")
+    busy = [container(i, 9) for i in range(3)]
+    late = container(3, 5)
+    changed = [False]
+
+    async def main() -> None:
+        runner = SlurmRunner(settings=Settings(crunch_run_command="crunch-run", poll_interval=10), backend=slurm,
+                             squeue=SqueueChecker(backend=slurm, poll_interval_s=10), client=FakeApi(),
+                             executor=ThreadPoolExecutor(3))
+        try:
+            tasks = [asyncio.create_task(runner.submit(c)) for c in busy]  # the three turns, held in sbatch
+            await until(lambda: slurm.waiting.get("submit") == 3, "three sbatch to start")
+            waiting = asyncio.create_task(runner.submit(late, superseded=lambda: changed[0]))
+            await until(lambda: runner.submitting == 4, "the fourth to wait for its turn")
+            changed[0] = True  # its priority went to 0 meanwhile
+            gate.set()
+            await asyncio.gather(*tasks)
+            try:
+                await waiting
+            except Superseded:
+                pass
+            else:
+                raise AssertionError("submitted although superseded")
+            assert runner.submitting == 0
+        finally:
+            runner.close()
+
+    asyncio.run(main())
+    assert sorted(c.name for c in slurm.calls_of("submit")) == sorted(c.uuid for c in busy)
+
+
+def test_a_runcontainer_that_waited_for_its_turn_reads_the_newer_record_and_unlocks_instead() -> None:
+    """The same, through run_container: the priority-0 record that came during the wait is applied, nothing is
+    submitted for it, and the container is unlocked (Go submits it, then scancels)."""
+    slurm = FakeSlurm()
+    gate = slurm.gate("submit")
+    busy = [container(i, 9) for i in range(3)]
+    api = FakeApi({UUID: record(priority=5)})
+
+    async def main() -> None:
+        squeue = SqueueChecker(backend=slurm, poll_interval_s=0.05, first_poll_immediately=True)
+        runner = SlurmRunner(settings=Settings(crunch_run_command="crunch-run", poll_interval=10), backend=slurm,
+                             squeue=squeue, client=api, executor=ThreadPoolExecutor(3))
+        poller = asyncio.create_task(squeue.run())
+        try:
+            tasks = [asyncio.create_task(runner.submit(c)) for c in busy]
+            await until(lambda: slurm.waiting.get("submit") == 3, "three sbatch to start")
+            first = Container.from_api(api.records[UUID])
+            updates = UpdateChannel(first)  # as the dispatcher starts it: the first record, unread
+            run = asyncio.create_task(runner.run_container(FakeDispatch(api, FakeClock()), first, updates))
+            await until(lambda: runner.submitting == 4, "the container to wait for its turn")
+            api.records[UUID]["priority"] = 0
+            updates.put(Container.from_api(api.records[UUID]))
+            gate.set()
+            await asyncio.gather(*tasks)
+            await asyncio.wait_for(run, 10)
+        finally:
+            poller.cancel()
+            runner.close()
+
+    asyncio.run(main())
+    assert UUID not in [c.name for c in slurm.calls_of("submit")]
+    assert ("unlock", UUID) in api.calls
