@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from slurm_dispatch.config.cluster import (
     CLUSTER_ID_RE,
@@ -101,6 +102,7 @@ def settings_from_documents(
         warnings.append(f"{prefix}.Services.DispatchSLURM.InternalURLs is empty: the service will refuse to "
                         "start (it needs the address for its health/metrics server)")
     warnings += token_warnings(fields, prefix)
+    warnings += plain_http_warnings(fields, prefix)
     own, own_warnings = dispatch_fields(dispatch_document, source=dispatch_source)
     warnings += own_warnings
     settings = Settings(cluster_id=cid, **fields, **own, dispatch_config_path=dispatch_source)
@@ -120,3 +122,21 @@ def token_warnings(fields: Mapping[str, Any], prefix: str) -> list[str]:
             out.append(f"{prefix}.{label} has characters other than a-z, A-Z, 0-9: Arvados's own services refuse to "
                        "start with such a token; this dispatcher uses it as it is")
     return out
+
+
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def plain_http_warnings(fields: Mapping[str, Any], prefix: str) -> list[str]:
+    """Returns a warning when the API is reached over plain HTTP on another host: the token then crosses the network
+    unencrypted. Go's dispatcher takes only the host of ExternalURL and always speaks HTTPS (its jobs' crunch-run
+    gets the host too). Loopback is left alone (a local test API). Pure."""
+    url = str(fields.get("controller_url") or "")
+    if not url.lower().startswith("http://"):
+        return []
+    host = (urlsplit(url).hostname or "").lower()
+    if host in _LOOPBACK:
+        return []
+    where = printable(host)
+    return [(f"{prefix}.Services.Controller.ExternalURL is plain HTTP (http://{where}...): the SystemRootToken crosses "
+             "the network unencrypted, where the Go dispatcher would use HTTPS to this host (use https://)")]

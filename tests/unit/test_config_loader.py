@@ -644,3 +644,16 @@ def test_a_gpu_type_needs_a_driver_version_that_reads_as_a_number(version: str) 
     assert build(body).instance_types["g4"].gpu.driver_version == "12.4"
     body["InstanceTypes"]["g4"]["GPU"] = {"DeviceCount": 0, "DriverVersion": version}  # no GPU: not checked
     assert build(body).instance_types["g4"].gpu.device_count == 0
+
+
+def test_plain_http_to_another_host_is_a_warning_and_loopback_is_not() -> None:
+    """Go's dispatcher takes only ExternalURL's host and speaks HTTPS; plain HTTP would send the token in clear."""
+    def warned(url: str) -> list[str]:
+        body = {"Services": {"Controller": {"ExternalURL": url}}}
+        return [w for w in warnings_for(body) if "plain HTTP" in w]
+
+    assert warned("http://api.example:8000/") == [
+        ("Clusters.zzzzz.Services.Controller.ExternalURL is plain HTTP (http://api.example...): the SystemRootToken "
+         "crosses the network unencrypted, where the Go dispatcher would use HTTPS to this host (use https://)")]
+    assert warned("http://127.0.0.1:8000/") == warned("http://localhost:8000") == []
+    assert warned("https://api.example/") == []
