@@ -237,17 +237,23 @@ def unmark_lines(text: str, marker: str) -> str:
     """Return the output of a ``marked_argv`` squeue without the markers, each line as squeue meant it. Pure.
 
     A line that starts with the marker is one of squeue's; a ``CLUSTER: <name>`` line is squeue's own header when
-    the column titles (marked) follow it; any other line is the rest of the line before it, cut by a newline in a
+    the column titles (marked) follow it, and so is the empty line squeue prints before each header but the first
+    (src/squeue/squeue.c: _multi_cluster); any other line is the rest of the line before it, cut by a newline in a
     job name, and is put back onto that line with the newline written ``\\n`` (so the name reads
     ``x\\n10|0|...``, another user's odd job, never a job of ours). Text before squeue's first line is dropped.
     """
     prefix = marker + SQUEUE_SEPARATOR
+
+    def header_at(i: int) -> bool:
+        return (i + 1 < len(lines) and CLUSTER_LINE_RE.match(lines[i]) is not None
+                and lines[i + 1].startswith(prefix + "JOBID"))
+
     lines = text.removesuffix("\n").split("\n") if text else []
     out: list[str] = []
     for i, line in enumerate(lines):
         if line.startswith(prefix):
             out.append(line[len(prefix):])
-        elif CLUSTER_LINE_RE.match(line) and i + 1 < len(lines) and lines[i + 1].startswith(prefix + "JOBID"):
+        elif header_at(i) or (not line and header_at(i + 1)):
             out.append(line)
         elif out:
             out[-1] += LINE_CONTINUED + line

@@ -62,11 +62,14 @@ def test_blank_lines_and_a_forged_cluster_header_inside_a_name_are_part_of_it() 
 
 
 def test_squeues_own_cluster_headers_come_before_the_marked_titles() -> None:
-    out = (f"CLUSTER: alpha\n{MARK}|JOBID|NICE|PRIORITY|STATE|TIME_LEFT|NODELIST|NAME|REASON\n"
-           f"{MARK}|3|0|9|PENDING|UNLIMITED||{OURS}|Priority\n"
-           f"CLUSTER: beta\n{MARK}|JOBID|NICE|PRIORITY|STATE|TIME_LEFT|NODELIST|NAME|REASON\n")
+    """squeue prints an empty line before each CLUSTER: line but the first (src/squeue/squeue.c: _multi_cluster)."""
+    titles = f"{MARK}|JOBID|NICE|PRIORITY|STATE|TIME_LEFT|NODELIST|NAME|REASON\n"
+    out = (f"CLUSTER: alpha\n{titles}{MARK}|3|0|9|PENDING|UNLIMITED||{OURS}|Priority\n"
+           f"\nCLUSTER: beta\n{titles}{MARK}|4|0|9|PENDING|UNLIMITED||zzzzz-dz642-bbbbbbbbbbbbbbb|Resources\n")
     jobs, errors = parse_squeue_all(unmark_lines(out, MARK))
-    assert errors == [] and [(j.name, j.job_id, j.cluster) for j in jobs] == [(OURS, "3", "alpha")]
+    assert errors == []
+    assert [(j.name, j.job_id, j.cluster, j.reason) for j in jobs] == [
+        (OURS, "3", "alpha", "Priority"), ("zzzzz-dz642-bbbbbbbbbbbbbbb", "4", "beta", "Resources")]
 
 
 def test_text_before_squeues_first_line_is_dropped_and_empty_output_is_empty() -> None:
