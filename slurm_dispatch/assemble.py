@@ -26,6 +26,7 @@ loops and leaves every Slurm job running (Go's production ``run`` never cancels 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -173,21 +174,27 @@ class DispatchLoop:
         """Set when a background task (the squeue poller) died: the loop then shuts down."""
 
     def _busy(self, container: Container) -> str | None:
-        """A container whose previous job is still in squeue (being scancelled) is not locked again yet.
+        """A container whose previous job is still in squeue (being scancelled) is not locked again yet."""
+        return PREVIOUS_ATTEMPT if container.uuid in self.squeue.snapshot().jobs else None
 
-        When no tracker of ours follows that job (its RunContainer failed after sbatch, or an sbatch that timed out
-        created it late), nobody would scancel it, and the container would wait as long as the job pends: the job
-        is handed to ``track_container``, as a leftover found at startup is, whose closed tracker scancels it (a job
-        of a Queued container can never run it: crunch-run needs the container Locked).
+    def _clean_up_untracked_jobs(self) -> None:
+        """After a tick: hand each held-back Queued container's job that no tracker follows to ``track_container``.
+
+        Such a job (its RunContainer failed after sbatch, or an sbatch that timed out created it late) would
+        otherwise hold the container back for as long as it pends, with nobody to scancel it. As for a leftover
+        found at startup, its closed tracker scancels it (a job of a Queued container can never run it: crunch-run
+        needs the container Locked). Does not block; the clean-ups run as tasks, cancelled by ``run()``'s end.
         """
-        uuid = container.uuid
-        if uuid not in self.squeue.snapshot().jobs:
-            return None
-        if uuid not in self.dispatcher.tracked() and uuid not in self._cleaning:
-            task = asyncio.create_task(self._clean_up(uuid), name=f"clean up after {uuid}")
-            self._cleaning[uuid] = task  # the loop keeps only a weak reference to a task
-            task.add_done_callback(lambda _: self._cleaning.pop(uuid, None))
-        return PREVIOUS_ATTEMPT
+        jobs = self.squeue.snapshot().jobs
+        tracked = self.dispatcher.tracked()
+        for uuid in self.dispatcher.waiting:
+            if uuid in jobs and uuid not in tracked and uuid not in self._cleaning:
+                task = asyncio.create_task(self._clean_up(uuid), name=f"clean up after {uuid}")
+                self._cleaning[uuid] = task  # the loop keeps only a weak reference to a task
+                task.add_done_callback(functools.partial(self._cleaned, uuid))
+
+    def _cleaned(self, uuid: str, _task: asyncio.Task[None]) -> None:
+        self._cleaning.pop(uuid, None)
 
     async def _clean_up(self, uuid: str) -> None:
         logger.info("the Slurm job of Queued container %s has no tracker: tracking it to scancel the job", uuid)
@@ -201,6 +208,7 @@ class DispatchLoop:
         if report.ok:
             self.last_good_tick = time.monotonic()
             self._first_good_tick.set()
+            self._clean_up_untracked_jobs()
         if self._metrics is not None:
             states = Counter(self.runner.states.values())
             states[ContainerState.QUEUED] += len(self.dispatcher.waiting)  # held back by the admission rules
@@ -256,6 +264,7 @@ class DispatchLoop:
         try:
             await self.dispatcher.run()
         finally:
+            tasks += self._cleaning.values()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -380,6 +380,8 @@ class Dispatcher(ContainerCalls):
         """
         await self.prepare()
         container = await self.call(self._client.get, uuid)
+        if self._stop.is_set():  # the GET ended after shutdown began: start no tracker that nobody will abandon
+            return
         decision = track_decision(container, self._token_uuid)
         if decision is TrackDecision.IGNORE:
             logger.debug("not tracking %s: locked by %s", uuid, container.locked_by_uuid)
