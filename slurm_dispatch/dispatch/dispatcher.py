@@ -52,7 +52,7 @@ from slurm_dispatch.dispatch.decide import (
     record_action,
     track_decision,
 )
-from slurm_dispatch.dispatch.fallback import apply_fallback, failure_report
+from slurm_dispatch.dispatch.fallback import MAX_HAND_BACKS, apply_fallback, failure_report
 from slurm_dispatch.dispatch.queries import (
     FULL_RECORD_FIELDS,
     LARGE_FIELDS,
@@ -207,6 +207,8 @@ class Dispatcher(ContainerCalls):
         self._waiting_seen = False
         self._waiting_next: dict[str, Waiting] = {}
         self.waiting: dict[str, Waiting] = {}
+        self._hand_backs: dict[str, int] = {}
+        """Running containers handed back in a row by the fallback (``fallback.MAX_HAND_BACKS``), by uuid."""
         """The Queued containers the latest complete tick held back, and why (their scheduling status)."""
         self.capped: frozenset[str] | set[str] = frozenset()
         """Which limits held containers back in the latest tick (drain, cap, supervisors, rate, overload, busy)."""
@@ -672,8 +674,16 @@ class Dispatcher(ContainerCalls):
                     except DispatchError:
                         pass
             tracker.draining = True
-            await apply_fallback(tracker.channel, uuid=uuid, fallback=fallback, status=status,
-                                 update=functools.partial(self.call, self._client.update))
+            hand_backs = self._hand_backs.pop(uuid, 0)
+            if hand_backs >= MAX_HAND_BACKS and status is None:
+                status = {"error": f"slurm-dispatch could not follow this container's Slurm job: it failed "
+                                   f"{hand_backs + 1} times in a row (see the dispatcher's log)"}
+            if await apply_fallback(tracker.channel, uuid=uuid, fallback=fallback, status=status,
+                                    update=functools.partial(self.call, self._client.update),
+                                    hand_back=hand_backs < MAX_HAND_BACKS):
+                if len(self._hand_backs) >= MAX_REMEMBERED_BAD_RECORDS:
+                    self._hand_backs.clear()
+                self._hand_backs[uuid] = hand_backs + 1
         finally:
             if self._trackers.get(uuid) is tracker:
                 del self._trackers[uuid]

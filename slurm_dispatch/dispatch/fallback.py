@@ -7,7 +7,8 @@ Fallback: when a RunContainer returns, the tracker keeps reading updates until i
 update on, each one still showing Locked makes it set the container to the fallback state (Queued, or Cancelled for
 ``UnsatisfiableContainer``, with the reason as ``runtime_status``). One difference from Go: a container still
 Running is handed back to the dispatcher (the tracker ends), so that the next tick adopts it afresh: its new
-RunContainer follows the job if the job is alive, or settles the container if the job has gone. Go PUTs Queued,
+RunContainer follows the job if the job is alive, or settles the container if the job has gone; after
+``MAX_HAND_BACKS`` hand-backs in a row (a RunContainer that fails every time) it is set to Cancelled. Go PUTs Queued,
 which the API refuses for a Running container, on every tick for as long as it lives, and nothing follows its job;
 cancelling it instead would kill a healthy container whose RunContainer failed (an sbatch that timed out, yet
 created the job, whose crunch-run then started).
@@ -25,6 +26,9 @@ from slurm_dispatch.errors import DispatchError, UnsatisfiableContainer
 from slurm_dispatch.model import ContainerState
 
 logger = logging.getLogger("slurm_dispatch.dispatch")
+
+MAX_HAND_BACKS = 3
+"""Hand-backs of a Running container in a row (each after its RunContainer failed) before the fallback cancels it."""
 
 
 @dataclass(frozen=True)
@@ -63,13 +67,18 @@ async def apply_fallback(
     fallback: ContainerState,
     status: Mapping[str, str] | None,
     update: Callable[[str, Mapping[str, Any]], Awaitable[Any]],
-) -> None:
+    hand_back: bool = True,
+) -> bool:
     """Read updates until the channel closes; from the 2nd one still Locked, PUT ``fallback``.
 
     A Cancelled fallback carries ``status`` (the reason) as ``runtime_status``. From the 2nd update showing the
-    container Running, return at once: the tracker ends and the next tick adopts the container again (see the
-    module docstring). Blocks until then or until the channel closes; ``update`` errors are logged (once per
+    container Running: with ``hand_back``, return at once, so that the tracker ends and the next tick adopts the
+    container again (see the module docstring); without it (it was handed back ``MAX_HAND_BACKS`` times in a row
+    already), PUT Cancelled. Blocks until then or until the channel closes; ``update`` errors are logged (once per
     distinct error at warning) and retried on the next update.
+
+    Returns:
+        True if the container was handed back.
     """
     count = 0
     last_error = ""
@@ -78,11 +87,11 @@ async def apply_fallback(
         # The first update may predate the RunContainer's return: skip it (as Go does).
         if count < 2 or not current.state.is_locked:
             continue
-        if current.state is ContainerState.RUNNING:
+        if current.state is ContainerState.RUNNING and hand_back:
             logger.info("container %s is still Running: handing it back, so that the next tick adopts it and "
                         "follows its Slurm job afresh", uuid)
-            return
-        target = fallback
+            return True
+        target = ContainerState.CANCELLED if current.state is ContainerState.RUNNING else fallback
         logger.info("container %s state is still %s, changing to %s", uuid, current.state.value, target.value)
         fields: dict[str, Any] = {"state": target.value}
         if target is ContainerState.CANCELLED and status:
@@ -93,3 +102,4 @@ async def apply_fallback(
             level = logging.DEBUG if str(exc) == last_error else logging.WARNING
             last_error = str(exc)
             logger.log(level, "error updating container %s to state %s: %s", uuid, target.value, exc)
+    return False

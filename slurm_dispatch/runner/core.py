@@ -56,7 +56,8 @@ ADOPT_CONCURRENCY = 8
 """GETs in flight while adopting orphans at startup (the dispatcher's executor bounds them too)."""
 
 JOB_GONE_ATTEMPTS = 6
-"""Tries at settling a container whose job has gone (1 s, doubling), before the tracker's fallback takes over."""
+"""Tries at settling a container whose job has gone (1 s, doubling), before the tracker's fallback takes over (a
+Locked container is unlocked; a Running one is handed back to be adopted again: ``dispatch.fallback``)."""
 
 JOB_GONE_BACKOFF_CAP_S = 30.0
 """The longest pause between two tries at settling a container whose job has gone."""

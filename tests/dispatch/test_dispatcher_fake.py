@@ -12,6 +12,7 @@ from dispatch_fakes import ME, OTHER, FakeArvados, Recorder, until
 from plugins.fake_time import FakeClock
 
 from slurm_dispatch.dispatch import Dispatcher
+from slurm_dispatch.dispatch.fallback import MAX_HAND_BACKS
 from slurm_dispatch.errors import (
     ArvadosAuthError,
     ArvadosConflict,
@@ -354,6 +355,25 @@ def test_fallback_hands_a_container_still_running_back_to_be_adopted_afresh() ->
         assert rec.started.count(uuid) == 2, "adopted again by a later tick"
         assert fake.state(uuid) == "Running"
         assert not [args for m, args in fake.calls if m in ("update_state", "update")]
+
+    run(scenario)
+
+
+def test_a_running_container_whose_runcontainer_fails_every_time_is_cancelled_after_the_hand_backs() -> None:
+    """A RunContainer that fails every time (a bug) must not loop for ever: after MAX_HAND_BACKS hand-backs in a row
+    the container is cancelled, with the reason."""
+
+    async def scenario(d: Dispatcher, fake: FakeArvados, rec: Recorder) -> None:
+        uuid = fake.add("Running", locked_by=ME)
+        rec.fail[uuid] = RuntimeError("fails every time")
+        for _ in range(40):
+            await d.tick()
+            if fake.state(uuid) == "Cancelled":
+                break
+        assert fake.state(uuid) == "Cancelled"
+        assert rec.started.count(uuid) == MAX_HAND_BACKS + 1
+        assert [args for m, args in fake.calls if m == "update_state"] == [(uuid, "Cancelled")]
+        assert "failed 4 times in a row" in fake.records[uuid]["runtime_status"]["error"]
 
     run(scenario)
 
