@@ -263,8 +263,10 @@ async def serve(
                              "jobs keep running", exc, AUTH_REFUSED_WAIT_S)
                 health_error.append(f"the Arvados API refused our token: {exc}")
                 metrics.set_dispatching(False)
+                notifier.status(f"the Arvados API refused our token; exiting in {AUTH_REFUSED_WAIT_S:.0f} s")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), AUTH_REFUSED_WAIT_S)
+                return exit_code if stop.is_set() else 1  # a SIGTERM meanwhile is a clean stop
             else:
                 logger.error("dispatching stopped: %s", exc)
             return 1

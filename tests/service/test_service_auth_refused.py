@@ -1,6 +1,6 @@
 """A token the API refuses does not make ``slurm-dispatch run`` restart every second: it stays up, unhealthy, for
 ``AUTH_REFUSED_WAIT_S`` before it exits 1 (systemd restarts it: ``Restart=always``, ``RestartSec=1``), and SIGTERM
-still stops it at once."""
+still stops it at once, with exit 0."""
 
 from __future__ import annotations
 
@@ -29,5 +29,5 @@ def test_a_refused_token_keeps_the_service_up_and_unhealthy_instead_of_a_restart
     assert health["health"] == "ERROR" and "refused our token" in health["error"], health
     assert "thisTokenIsNotKnown" not in svc.logs()
     code, took = svc.stop(signal.SIGTERM, within=15)
-    assert code == 1 and took < 10, svc.logs()
+    assert code == 0 and took < 10, svc.logs()  # a stop asked for is a clean stop, as everywhere else
     assert "Traceback" not in svc.logs()
