@@ -62,6 +62,10 @@ MAX_CONCURRENT = 3
 """sbatch/scancel/scontrol commands allowed at once (services/crunch-dispatch-slurm/slurm.go: the semaphore of
 NewSlurmCLI; Go does not count squeue either)."""
 
+OWNERS_RETRY_S = 60
+"""After a failed check of every user's jobs while squeue is narrowed, how long until the next try (each try is a
+whole-table squeue, what the narrowing saves slurmctld)."""
+
 OWNERS_RECHECK_S = 3600
 """How often squeue checks again, from one squeue of every user's jobs, whether it may read our own jobs only: while
 jobs named like containers belong to other users, and also once narrowed (one more squeue an hour either way)."""
@@ -274,8 +278,9 @@ class SlurmCLI:
         return out
 
     def _check_owners(self) -> None:
-        """Decide whether squeue may read our own jobs only (``own_uid``); stay undecided if Slurm did not answer
-        (this poll then reads every user's jobs, and the next one checks again). Blocks.
+        """Decide whether squeue may read our own jobs only (``own_uid``); if Slurm did not answer, decide nothing
+        (before the first decision this poll reads every user's jobs and the next one checks again; once narrowed,
+        squeue stays narrowed and the check is tried again after ``OWNERS_RETRY_S``). Blocks.
 
         At a shared site most of the job table is other users' jobs: slurmctld packs only ours for a
         ``--user`` squeue (REQUEST_JOB_USER_INFO), where Go's squeue makes it pack every job each poll. Not while a
@@ -289,6 +294,8 @@ class SlurmCLI:
         try:
             out = unmark_lines(self._run(marked_argv(SQUEUE_OWNERS_ARGV, marker), log_stdout=False), marker)
         except SlurmCommandError:
+            if self.own_jobs_only:  # narrowed already: keep it, and check again in a minute, not at every poll
+                self._owners_checked_at = time.monotonic() - OWNERS_RECHECK_S + OWNERS_RETRY_S
             return
         self._owners_checked_at = time.monotonic()
         try:

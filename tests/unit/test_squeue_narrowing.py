@@ -145,3 +145,22 @@ def test_a_narrowed_squeue_keeps_checking_and_widens_when_another_users_containe
     assert cli.own_jobs_only is False and fake.narrowed() == [True, True, True, False]
     assert sum(_owners(argv) for argv in fake.argvs) == 3
     assert "jobs named like containers belong to other users (uid 0)" in caplog.text
+
+
+def test_a_failed_check_while_narrowed_keeps_the_narrowing_and_is_not_retried_at_every_poll(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each check is a whole-table squeue: while slurmctld is slow, trying it at every poll costs what narrowing
+    saves."""
+    fake = Squeue(monkeypatch)
+    cli = SlurmCLI(env={}, own_uid=NOBODY)
+    cli.queue()
+    assert cli.own_jobs_only is True
+    monkeypatch.setattr(cli_backend, "OWNERS_RECHECK_S", 0)
+    fake.owners = spawn.Finished(returncode=1, stdout="", stderr="slurm_load_jobs error: Socket timed out on "
+                                                                   "send/recv operation\n")
+    monkeypatch.setattr(cli_backend, "OWNERS_RETRY_S", 3600)
+    cli.queue()
+    cli.queue()
+    assert cli.own_jobs_only is True and fake.narrowed() == [True, True, True]
+    assert sum(_owners(argv) for argv in fake.argvs) == 2, "the failed check is not tried again at the next poll"
