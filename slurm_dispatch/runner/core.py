@@ -266,7 +266,11 @@ class SlurmRunner:
                 except Superseded:
                     # a record came while it waited for its turn (priority 0, cancelled): decide again with it
                     logger.info("container %s changed while it waited for its turn at sbatch: not submitted", uuid)
-                    view = self._set(uuid, self._apply(view, _Update(await updates.next())))
+                    newer = await updates.next()  # at once: a record is unread, or the channel is closed
+                    view = self._apply(view, _Update(newer))
+                    if newer is not None and updates.closed and not updates.pending:
+                        view = self._apply(view, _Update(None))  # and it has left: no second turn to find out
+                    view = self._set(uuid, view)
                     continue
                 if job_id is not None:  # which job to ask Slurm about, even if it ends before the next poll
                     view = replace(view, last_job=SlurmJob(name=uuid, nice=0, slurm_priority=0, state="PENDING",

@@ -146,3 +146,37 @@ def test_a_runcontainer_that_waited_for_its_turn_reads_the_newer_record_and_unlo
     asyncio.run(main())
     assert UUID not in [c.name for c in slurm.calls_of("submit")]
     assert ("unlock", UUID) in api.calls
+
+
+def test_a_container_that_left_while_it_waited_for_its_turn_is_decided_once_without_a_second_turn() -> None:
+    """The channel closed (the container was cancelled and left this dispatcher) with the first record still unread:
+    one look at the turn is enough, the runner does not queue for a second turn to find out."""
+    slurm = FakeSlurm()
+    gate = slurm.gate("submit")
+    busy = [container(i, 9) for i in range(3)]
+    api = FakeApi({UUID: record(priority=5)})
+
+    async def main() -> None:
+        squeue = SqueueChecker(backend=slurm, poll_interval_s=0.05, first_poll_immediately=True)
+        runner = SlurmRunner(settings=Settings(crunch_run_command="crunch-run", poll_interval=10), backend=slurm,
+                             squeue=squeue, client=api, executor=ThreadPoolExecutor(3))
+        poller = asyncio.create_task(squeue.run())
+        try:
+            tasks = [asyncio.create_task(runner.submit(c)) for c in busy]
+            await until(lambda: slurm.waiting.get("submit") == 3, "three sbatch to start")
+            first = Container.from_api(api.records[UUID])
+            updates = UpdateChannel(first)
+            run = asyncio.create_task(runner.run_container(FakeDispatch(api, FakeClock()), first, updates))
+            await until(lambda: runner.submitting == 4, "the container to wait for its turn")
+            api.records[UUID].update(state="Cancelled", priority=0, locked_by_uuid="")
+            updates.close()
+            gate.set()
+            await asyncio.gather(*tasks)
+            await asyncio.wait_for(run, 10)
+            assert runner.submissions == 4, "one turn for it, not two"
+        finally:
+            poller.cancel()
+            runner.close()
+
+    asyncio.run(main())
+    assert UUID not in [c.name for c in slurm.calls_of("submit")]
