@@ -109,14 +109,19 @@ def cancel(
                 # Only the lock holder may write runtime_status (services/api/app/models/container.rb:
                 # validate_change): a container another dispatcher holds is cancelled without the reason. The
                 # hash is replaced whole, so the keys already there (a warning, crunch-run's activity) are kept.
+                container = client.get(uuid)  # again: the prompt may have taken a while
                 others = bool(container.locked_by_uuid) and container.locked_by_uuid != client.current_token_uuid()
                 change: dict[str, object] = {"state": ContainerState.CANCELLED.value}
                 if not others:
-                    change["runtime_status"] = {**container.runtime_status, "error": text}
-                client.update(uuid, change)
+                    kept = {k: v for k, v in container.runtime_status.items() if k != "errorDetail"}
+                    change["runtime_status"] = {**kept, "error": text}
+                if not container.state.is_final:
+                    client.update(uuid, change)
             finally:
                 client.close()
-        if others:
+        if container.state.is_final:
+            typer.echo(f"container {uuid} became {container.state.value} meanwhile: nothing to cancel in Arvados")
+        elif others:
             typer.echo(f"cancelled container {uuid} in Arvados; the reason was not written: it is locked by "
                        f"{container.locked_by_uuid}, and Arvados lets only the lock holder write runtime_status")
         else:

@@ -229,10 +229,12 @@ def test_cancel_with_yes_cancels_in_arvados_and_removes_the_pending_job(cli: Any
 
 
 def test_cancel_keeps_the_other_runtime_status_keys(cli: Any, world: dict[str, Any]) -> None:
-    """Arvados replaces runtime_status whole: the warning already there must be sent back with the error."""
+    """Arvados replaces runtime_status whole: the warning already there must be sent back with the error (and an
+    older errorDetail, which would now sit beside another error, is dropped)."""
     g = f"{CLUSTER}-dz642-ggggggggggggggg"
     world["server"].create_container({"uuid": g, "state": "Locked", "priority": 1,
-                                      "runtime_status": {"warning": "slow node", "activity": "loading image"}})
+                                      "runtime_status": {"warning": "slow node", "activity": "loading image",
+                                                         "errorDetail": "an older error's detail"}})
     result = cli("cancel", "--yes", "--reason", "bad input data", g)
     assert result.exit_code == 0, result.output
     assert world["server"].api.store.container(g)["runtime_status"] == {
