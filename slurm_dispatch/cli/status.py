@@ -124,7 +124,8 @@ def status(
     # The state file keeps what the service last wrote: a stopped service leaves nodes whose hold has ended.
     broken = {n: b.shown(settings.broken_node_hold, now) for n, b in sorted(state.broken.items())
               if b.held(settings.broken_node_hold, now)}
-    rows = status_rows([*mine, *others], jobs, me, settings.cluster_id)
+    # a malformed record's job is reported with the record (above), not as a job of a container the API lacks
+    rows = status_rows([*mine, *others], [j for j in jobs if j.name not in malformed], me, settings.cluster_id)
     flagged = [row for row in rows if row.problems]
     if json_:
         print_json({"token_uuid": me, "cluster_id": settings.cluster_id,

@@ -123,6 +123,7 @@ def test_status_shows_a_record_the_service_cannot_read_and_the_rest(cli: Any, wo
     h = f"{CLUSTER}-dz642-hhhhhhhhhhhhhhh"
     world["server"].create_container({"uuid": h, "state": "Locked", "priority": 1,
                                       "runtime_constraints": {"ram": -1, "vcpus": 1}})
+    hold_job(world["slurm"], h)  # its job: reported with the record, not as a job the API does not know
     result = cli("status", "--json")
     assert result.exit_code == 1, result.output
     data = json.loads(result.stdout)
