@@ -55,6 +55,7 @@ from slurm_dispatch.config.limits import (
 from slurm_dispatch.config.redact import SECRET_CONNECTION_KEYS, printable, show
 from slurm_dispatch.errors import ConfigError
 from slurm_dispatch.settings import InstanceType, InstanceTypeGPU
+from slurm_dispatch.slurm.instance_types import parse_version
 
 RUNTIME_ENGINES = ("docker", "singularity")
 LOG_LEVELS: Mapping[str, int] = {
@@ -211,17 +212,6 @@ def _postgresql(doc: Doc) -> dict[str, str]:
     return out
 
 
-def _is_version(text: str) -> bool:
-    """Whether ``text`` reads as a number, as Go's strconv.ParseFloat reads a driver version ("12.4"). Pure."""
-    if not text or text != text.strip() or "_" in text:
-        return False
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _instance_types(doc: Doc) -> dict[str, InstanceType]:
     raw = doc.get("InstanceTypes")
     if raw is MISSING:
@@ -259,7 +249,7 @@ def _instance_types(doc: Doc) -> dict[str, InstanceType]:
                 device_count=opt("GPU.DeviceCount", as_nonneg_int, 0),
                 vram=opt("GPU.VRAM", as_size, 0),
             )
-        if gpu.device_count and not _is_version(gpu.driver_version):
+        if gpu.device_count and parse_version(gpu.driver_version) is None:
             # lib/config/load.go: checkGPUVersions (instance_types compares driver versions as numbers)
             raise doc.error(f"{rel}.GPU.DriverVersion", f"InstanceType {name!r} has invalid GPU.DriverVersion "
                             f"{gpu.driver_version!r}, expected format X.Y", gpu.driver_version)

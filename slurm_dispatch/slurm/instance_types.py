@@ -79,14 +79,24 @@ def ram_needed(container: Container, settings: Settings) -> int:
     return need * 100 // (100 - _RAM_DISCOUNT_PERCENT)
 
 
-def _version_less(have: str, want: str) -> bool | None:
-    """Return have < want as decimal numbers ("12.4" < "12.10" is False, as in Go), None if unparsable."""
-    if have != have.strip() or want != want.strip() or "_" in have + want:
+def parse_version(text: str) -> float | None:
+    """Return a GPU driver version as the number Go's strconv.ParseFloat reads ("12.4"), None if it reads none. Pure.
+
+    The one rule: the config loader refuses a GPU type whose version reads none (lib/config/load.go:
+    checkGPUVersions), and the instance type choice compares versions as these numbers.
+    """
+    if not text or text != text.strip() or "_" in text:
         return None  # Go's ParseFloat accepts neither surrounding spaces nor bare underscores
     try:
-        return float(have) < float(want)
+        return float(text)
     except ValueError:
         return None
+
+
+def _version_less(have: str, want: str) -> bool | None:
+    """Return have < want as decimal numbers ("12.4" < "12.10" is False, as in Go), None if unparsable."""
+    have_n, want_n = parse_version(have), parse_version(want)
+    return None if have_n is None or want_n is None else have_n < want_n
 
 
 def _gpu_capability_ok(container: Container, it: InstanceType) -> bool:
@@ -201,5 +211,6 @@ __all__ = [
     "choose_instance_type",
     "eligible_instance_types",
     "estimate_scratch",
+    "parse_version",
     "ram_needed",
 ]
