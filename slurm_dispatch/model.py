@@ -342,7 +342,7 @@ class SchedulingParameters:
         """Return the parameters of a raw ``scheduling_parameters`` object; empty partition names are dropped. Pure.
 
         Raises:
-            ValueError: a field has the wrong type or range, or a partition name could not be one.
+            ValueError: a field has the wrong type or range.
         """
         d = _object(raw, where)
         return cls(

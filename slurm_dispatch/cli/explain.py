@@ -49,7 +49,8 @@ def redacted_job(container: Container, settings: Settings) -> tuple[list[str], s
 
     Raises:
         SbatchTemplateError: the template has an unknown ``%x``.
-        UnsatisfiableContainer: instance types are configured and none fits.
+        UnsatisfiableContainer: instance types are configured and none fits, or a partition name is one no Slurm
+            partition can have.
     """
     job = job_for(container, settings)
     secret = gateway_auth_secret(settings.system_root_token, container.uuid)

@@ -45,7 +45,8 @@ def job_for(container: Container, settings: Settings, *, exclude: Sequence[str] 
 
     Raises:
         SbatchTemplateError: the template has an unknown ``%x``.
-        UnsatisfiableContainer: instance types are configured and none fits.
+        UnsatisfiableContainer: instance types are configured and none fits, or a partition name is one no Slurm
+            partition can have.
     """
     args = with_exclude(sbatch_args(container, settings), exclude)
     secret = gateway_auth_secret(settings.system_root_token, container.uuid)
