@@ -81,6 +81,8 @@ class JobEndReader:
         self._flusher: asyncio.Task[None] | None = None
         self._last_query: float | None = None
         self._sacct_works: bool | None = None
+        self._sacct_error = ""
+        """The last sacct failure (warned about once, until it changes or sacct works again)."""
         self.queries = 0
         """Queries run so far (squeue and sacct), for tests and metrics."""
 
@@ -166,8 +168,11 @@ class JobEndReader:
                             exc.stderr_tail)
                 self._sacct_works = False
             else:  # slurmdbd restarting, a timeout: no answer this time, the next question asks again
-                logger.warning("asking sacct how %d job(s) ended: %s", len(ids), exc)
+                level = logging.DEBUG if str(exc) == self._sacct_error else logging.WARNING  # on change only
+                self._sacct_error = str(exc)
+                logger.log(level, "asking sacct how %d job(s) ended: %s", len(ids), exc)
             return []
+        self._sacct_error = ""
         self._sacct_works = True
         return parse_sacct_lines(text)
 
