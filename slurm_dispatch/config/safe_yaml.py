@@ -14,8 +14,9 @@ nodes, so the bounds apply either way.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 from yaml.composer import Composer, ComposerError
@@ -87,7 +88,36 @@ class _BoundedComposer(Composer):
             raise ConstructorError(None, None, f"cannot convert this value: {detail}", node.start_mark) from None
 
 
-class _PyLoader(_BoundedComposer, Reader, Scanner, Parser, SafeConstructor, Resolver):
+_GO_BOOL = re.compile(r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$")
+_GO_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9_]+|[0-9][0-9_]*\.[0-9_]*)(?:[eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"
+                       r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+_GO_INT = re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$")
+
+
+class _GoResolver(Resolver):
+    """YAML 1.1's implicit types as Arvados's loader reads them (go-yaml v2 under ghodss/yaml: resolve.go), where
+    PyYAML differs: ``1e9`` is a number (PyYAML wants a dot), ``y``/``n`` are booleans, and ``1:30`` is text (PyYAML
+    reads base 60)."""
+
+    yaml_implicit_resolvers = {  # noqa: RUF012 - PyYAML's own class-level registry, copied
+        first: [(tag, regexp) for tag, regexp in resolvers if not tag.endswith((":bool", ":float", ":int"))]
+        for first, resolvers in Resolver.yaml_implicit_resolvers.items()
+    }
+
+
+for _tag, _regexp, _first in (("tag:yaml.org,2002:bool", _GO_BOOL, "yYnNtTfFoO"),
+                              ("tag:yaml.org,2002:int", _GO_INT, "-+0123456789"),
+                              ("tag:yaml.org,2002:float", _GO_FLOAT, "-+0123456789.")):
+    _GoResolver.add_implicit_resolver(_tag, _regexp, list(_first))
+
+
+class _GoConstructor(SafeConstructor):
+    """SafeConstructor, with go-yaml v2's ``y``/``n`` booleans."""
+
+    bool_values: ClassVar[dict[str, bool]] = {**SafeConstructor.bool_values, "y": True, "n": False}
+
+
+class _PyLoader(_BoundedComposer, Reader, Scanner, Parser, _GoConstructor, _GoResolver):
     """Pure-Python events (PyYAML without libyaml)."""
 
     def __init__(self, stream: str) -> None:
@@ -95,22 +125,22 @@ class _PyLoader(_BoundedComposer, Reader, Scanner, Parser, SafeConstructor, Reso
         Scanner.__init__(self)
         Parser.__init__(self)
         Composer.__init__(self)
-        SafeConstructor.__init__(self)
-        Resolver.__init__(self)
+        _GoConstructor.__init__(self)
+        _GoResolver.__init__(self)
 
 
 _LOADER: Callable[[str], Any] = _PyLoader
 if yaml.__with_libyaml__:
     from yaml._yaml import CParser
 
-    class _CLoader(_BoundedComposer, CParser, SafeConstructor, Resolver):
+    class _CLoader(_BoundedComposer, CParser, _GoConstructor, _GoResolver):
         """libyaml's parser for the events (about 50 times faster on large scalars)."""
 
         def __init__(self, stream: str) -> None:
             CParser.__init__(self, stream)
             Composer.__init__(self)
-            SafeConstructor.__init__(self)
-            Resolver.__init__(self)
+            _GoConstructor.__init__(self)
+            _GoResolver.__init__(self)
 
     _LOADER = _CLoader
 
