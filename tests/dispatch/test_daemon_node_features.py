@@ -7,6 +7,7 @@ import asyncio
 import time
 from typing import Any
 
+from loop_helpers import run_loop_until
 from plugins.fake_slurm import FakeSlurm
 
 from slurm_dispatch.assemble import DispatchLoop
@@ -45,15 +46,7 @@ def test_features_are_set_before_the_first_sbatch(emulator: Any, emulator_contro
     features = RecordingFeatures(fake_slurm)
     loop = DispatchLoop(settings, base_env={}, backend=fake_slurm, feature_cli=features)
 
-    async def main() -> None:
-        task = asyncio.create_task(loop.run())
-        async with asyncio.timeout(20):
-            while uuid not in fake_slurm.names():
-                await asyncio.sleep(0.01)
-        loop.shutdown()
-        await asyncio.wait_for(task, 20)
-
-    asyncio.run(main())
+    asyncio.run(run_loop_until(loop, lambda: uuid in fake_slurm.names()))
     assert features.features == ["instancetype=a1.small"]
     assert features.submits_before_update[:1] == [0], "the features went in before any sbatch"
     (submit,) = fake_slurm.calls_of("submit")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from loop_helpers import run_loop_until
 from plugins.fake_slurm import FakeSlurm
 
 from slurm_dispatch.arvados.client import ArvadosClient
@@ -29,15 +30,7 @@ def test_a_locked_containers_job_asks_for_its_tmp_mounts_scratch(emulator: Any, 
     fake_slurm = FakeSlurm()
     loop = DispatchLoop(settings, base_env={}, backend=fake_slurm)
 
-    async def main() -> None:
-        task = asyncio.create_task(loop.run())
-        async with asyncio.timeout(20):
-            while uuid not in fake_slurm.names():
-                await asyncio.sleep(0.01)
-        loop.shutdown()
-        await asyncio.wait_for(task, 20)
-
-    asyncio.run(main())
+    asyncio.run(run_loop_until(loop, lambda: uuid in fake_slurm.names()))
     (submit,) = fake_slurm.calls_of("submit")
     tmp = [a for a in submit.args if a.startswith("--tmp=")]
     assert len(tmp) == 1 and int(tmp[0].removeprefix("--tmp=")) >= 12 * GiB // MiB, tmp

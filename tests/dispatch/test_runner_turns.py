@@ -5,6 +5,7 @@ submission one point below the one before, which the second test shows going wro
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from plugins.fake_slurm import FakeSlurm
@@ -114,15 +115,18 @@ def test_a_container_whose_priority_went_to_0_while_it_waited_for_its_turn_is_no
     assert sorted(c.name for c in slurm.calls_of("submit")) == sorted(c.uuid for c in busy)
 
 
-def test_a_runcontainer_that_waited_for_its_turn_reads_the_newer_record_and_unlocks_instead() -> None:
-    """The same, through run_container: the priority-0 record that came during the wait is applied, nothing is
-    submitted for it, and the container is unlocked (Go submits it, then scancels)."""
+def _wait_for_a_turn_while(change: Callable[[FakeApi, UpdateChannel], None]) -> tuple[FakeSlurm, FakeApi, int]:
+    """Run the RunContainer of a Locked container while three other submissions hold every sbatch turn; once it
+    waits for a turn, ``change`` its record and channel, then let sbatch go. Return the Slurm and API fakes and how
+    many submissions the runner began."""
     slurm = FakeSlurm()
     gate = slurm.gate("submit")
     busy = [container(i, 9) for i in range(3)]
     api = FakeApi({UUID: record(priority=5)})
+    began = 0
 
     async def main() -> None:
+        nonlocal began
         squeue = SqueueChecker(backend=slurm, poll_interval_s=0.05, first_poll_immediately=True)
         runner = SlurmRunner(settings=Settings(crunch_run_command="crunch-run", poll_interval=10), backend=slurm,
                              squeue=squeue, client=api, executor=ThreadPoolExecutor(3))
@@ -134,16 +138,27 @@ def test_a_runcontainer_that_waited_for_its_turn_reads_the_newer_record_and_unlo
             updates = UpdateChannel(first)  # as the dispatcher starts it: the first record, unread
             run = asyncio.create_task(runner.run_container(FakeDispatch(api, FakeClock()), first, updates))
             await until(lambda: runner.submitting == 4, "the container to wait for its turn")
-            api.records[UUID]["priority"] = 0
-            updates.put(Container.from_api(api.records[UUID]))
+            change(api, updates)
             gate.set()
             await asyncio.gather(*tasks)
             await asyncio.wait_for(run, 10)
+            began = runner.submissions
         finally:
             poller.cancel()
             runner.close()
 
     asyncio.run(main())
+    return slurm, api, began
+
+
+def test_a_runcontainer_that_waited_for_its_turn_reads_the_newer_record_and_unlocks_instead() -> None:
+    """The same, through run_container: the priority-0 record that came during the wait is applied, nothing is
+    submitted for it, and the container is unlocked (Go submits it, then scancels)."""
+    def priority_0(api: FakeApi, updates: UpdateChannel) -> None:
+        api.records[UUID]["priority"] = 0
+        updates.put(Container.from_api(api.records[UUID]))
+
+    slurm, api, _ = _wait_for_a_turn_while(priority_0)
     assert UUID not in [c.name for c in slurm.calls_of("submit")]
     assert ("unlock", UUID) in api.calls
 
@@ -151,32 +166,10 @@ def test_a_runcontainer_that_waited_for_its_turn_reads_the_newer_record_and_unlo
 def test_a_container_that_left_while_it_waited_for_its_turn_is_decided_once_without_a_second_turn() -> None:
     """The channel closed (the container was cancelled and left this dispatcher) with the first record still unread:
     one look at the turn is enough, the runner does not queue for a second turn to find out."""
-    slurm = FakeSlurm()
-    gate = slurm.gate("submit")
-    busy = [container(i, 9) for i in range(3)]
-    api = FakeApi({UUID: record(priority=5)})
+    def cancelled(api: FakeApi, updates: UpdateChannel) -> None:
+        api.records[UUID].update(state="Cancelled", priority=0, locked_by_uuid="")
+        updates.close()
 
-    async def main() -> None:
-        squeue = SqueueChecker(backend=slurm, poll_interval_s=0.05, first_poll_immediately=True)
-        runner = SlurmRunner(settings=Settings(crunch_run_command="crunch-run", poll_interval=10), backend=slurm,
-                             squeue=squeue, client=api, executor=ThreadPoolExecutor(3))
-        poller = asyncio.create_task(squeue.run())
-        try:
-            tasks = [asyncio.create_task(runner.submit(c)) for c in busy]
-            await until(lambda: slurm.waiting.get("submit") == 3, "three sbatch to start")
-            first = Container.from_api(api.records[UUID])
-            updates = UpdateChannel(first)
-            run = asyncio.create_task(runner.run_container(FakeDispatch(api, FakeClock()), first, updates))
-            await until(lambda: runner.submitting == 4, "the container to wait for its turn")
-            api.records[UUID].update(state="Cancelled", priority=0, locked_by_uuid="")
-            updates.close()
-            gate.set()
-            await asyncio.gather(*tasks)
-            await asyncio.wait_for(run, 10)
-            assert runner.submissions == 4, "one turn for it, not two"
-        finally:
-            poller.cancel()
-            runner.close()
-
-    asyncio.run(main())
+    slurm, _, began = _wait_for_a_turn_while(cancelled)
     assert UUID not in [c.name for c in slurm.calls_of("submit")]
+    assert began == 4, "one turn for it, not two"

@@ -49,17 +49,20 @@ class Source:
         return self.sacct_text or ""
 
 
+async def _run(fn: Any, *args: Any) -> Any:
+    """The reader's ``run``: the blocking call, inline."""
+    return fn(*args)
+
+
+async def _no_sleep(_s: float) -> None:
+    return None
+
+
 def ask(source: Source, *questions: tuple[str, str]) -> list[JobEnd | None]:
     """Ask the questions (job id, name) at once; return the answers in order."""
 
-    async def run(fn: Any, *args: Any) -> Any:
-        return fn(*args)
-
-    async def no_sleep(_s: float) -> None:
-        return None
-
     async def main() -> list[JobEnd | None]:
-        reader = JobEndReader(source, run=run, clock=lambda: 0.0, sleep=no_sleep)
+        reader = JobEndReader(source, run=_run, clock=lambda: 0.0, sleep=_no_sleep)
         return list(await asyncio.gather(*(reader.lookup(job_id, name=name) for job_id, name in questions)))
 
     return asyncio.run(main())
@@ -118,14 +121,8 @@ def _sacct_calls(source: Source) -> int:
 def _ask_twice(source: Source) -> list[JobEnd | None]:
     """Ask one reader the same question twice, one after the other."""
 
-    async def run(fn: Any, *args: Any) -> Any:
-        return fn(*args)
-
-    async def no_sleep(_s: float) -> None:
-        return None
-
     async def twice() -> list[JobEnd | None]:
-        reader = JobEndReader(source, run=run, clock=lambda: 0.0, sleep=no_sleep)
+        reader = JobEndReader(source, run=_run, clock=lambda: 0.0, sleep=_no_sleep)
         return [await reader.lookup("7", name=OURS), await reader.lookup("7", name=OURS)]
 
     return asyncio.run(twice())
