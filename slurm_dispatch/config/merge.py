@@ -135,8 +135,9 @@ def plain_http_warnings(fields: Mapping[str, Any], prefix: str) -> list[str]:
     if not url.lower().startswith("http://"):
         return []
     host = (urlsplit(url).hostname or "").lower()
-    if host in _LOOPBACK:
+    if host in _LOOPBACK or host.startswith("127."):
         return []
     where = printable(host)
-    return [(f"{prefix}.Services.Controller.ExternalURL is plain HTTP (http://{where}...): the SystemRootToken crosses "
-             "the network unencrypted, where the Go dispatcher would use HTTPS to this host (use https://)")]
+    return [(f"{prefix}.Services.Controller.ExternalURL (or the ARVADOS_API_HOST / legacy Client setting that filled it) "
+             f"is plain HTTP (http://{where}...): the SystemRootToken crosses the network unencrypted, where the Go "
+             "dispatcher would use HTTPS to this host (use https://)")]

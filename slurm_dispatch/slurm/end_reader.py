@@ -168,8 +168,9 @@ class JobEndReader:
                             exc.stderr_tail)
                 self._sacct_works = False
             else:  # slurmdbd restarting, a timeout: no answer this time, the next question asks again
-                level = logging.DEBUG if str(exc) == self._sacct_error else logging.WARNING  # on change only
-                self._sacct_error = str(exc)
+                said = f"{exc.returncode}: {exc.stderr_tail}"  # not str(exc): its argv names each batch's jobs
+                level = logging.DEBUG if said == self._sacct_error else logging.WARNING  # on change only
+                self._sacct_error = said
                 logger.log(level, "asking sacct how %d job(s) ended: %s", len(ids), exc)
             return []
         self._sacct_error = ""

@@ -653,7 +653,8 @@ def test_plain_http_to_another_host_is_a_warning_and_loopback_is_not() -> None:
         return [w for w in warnings_for(body) if "plain HTTP" in w]
 
     assert warned("http://api.example:8000/") == [
-        ("Clusters.zzzzz.Services.Controller.ExternalURL is plain HTTP (http://api.example...): the SystemRootToken "
-         "crosses the network unencrypted, where the Go dispatcher would use HTTPS to this host (use https://)")]
-    assert warned("http://127.0.0.1:8000/") == warned("http://localhost:8000") == []
+        ("Clusters.zzzzz.Services.Controller.ExternalURL (or the ARVADOS_API_HOST / legacy Client setting that "
+         "filled it) is plain HTTP (http://api.example...): the SystemRootToken crosses the network unencrypted, where "
+         "the Go dispatcher would use HTTPS to this host (use https://)")]
+    assert warned("http://127.0.0.1:8000/") == warned("http://localhost:8000") == warned("http://127.0.1.1/") == []
     assert warned("https://api.example/") == []

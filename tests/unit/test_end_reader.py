@@ -8,6 +8,7 @@ other cluster's job 7 is never taken for ours.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -141,3 +142,14 @@ def test_sacct_that_failed_once_is_asked_again_and_only_disabled_accounting_stop
     off = FailingSacct("", sacct_line("7", "OUT_OF_MEMORY", OURS), [disabled])
     assert _ask_twice(off) == [None, None]
     assert _sacct_calls(off) == 1, "no accounting: not asked again"
+
+
+def test_a_sacct_failure_that_repeats_for_other_jobs_is_warned_about_once(caplog: Any) -> None:
+    """The command line names each batch's jobs: the failure, not the command, decides whether it is news."""
+    errors: list[Exception] = [SlurmUnavailable(["sacct", f"--jobs={n}"], 1, "sacct: error: Connection refused")
+                               for n in (7, 8)]
+    source = FailingSacct("", "", errors)
+    with caplog.at_level(logging.DEBUG, logger="slurm_dispatch.slurm.end_reader"):
+        _ask_twice(source)
+    warned = [r for r in caplog.records if "asking sacct" in r.getMessage() and r.levelno >= logging.WARNING]
+    assert len(warned) == 1 and _sacct_calls(source) == 2
