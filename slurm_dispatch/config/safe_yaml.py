@@ -3,7 +3,7 @@
 Owns ``parse_yaml``. ``yaml.safe_load`` alone has three ways to fail on a hostile file: deep nesting raises
 RecursionError, an alias bomb ("billion laughs") loads quickly into shared references but then takes forever
 (or all memory) to walk, and a recursive alias builds a structure that contains itself. A scalar can also
-raise a plain ValueError (an integer of 5,000 digits, the date 2001-02-30). Here the composer counts every
+raise a plain ValueError (an integer of 5,000 digits, `!!timestamp 2001-02-30`). Here the composer counts every
 node as it would be after alias expansion, refuses past ``MAX_NODES`` or ``MAX_DEPTH`` and refuses an alias
 to a node still being composed; scalar conversion errors become YAML errors with their line. Every failure is
 a ``yaml.YAMLError`` with a mark. Pure (takes the text).
@@ -89,18 +89,20 @@ class _BoundedComposer(Composer):
 
 
 _GO_BOOL = re.compile(r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$")
-_GO_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9_]+|[0-9][0-9_]*\.[0-9_]*)(?:[eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"
-                       r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
-_GO_INT = re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$")
+_GO_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9][0-9_]*|[0-9][0-9_]*\.[0-9_]*)(?:[eE][-+]?[0-9]+)?"
+                       r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+_GO_INT = re.compile(r"^(?:[-+]?0b_*[0-1][0-1_]*|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x_*[0-9a-fA-F][0-9a-fA-F_]*)$")
 
 
 class _GoResolver(Resolver):
     """YAML 1.1's implicit types as Arvados's loader reads them (go-yaml v2 under ghodss/yaml: resolve.go), where
-    PyYAML differs: ``1e9`` is a number (PyYAML wants a dot), ``y``/``n`` are booleans, and ``1:30`` is text (PyYAML
-    reads base 60)."""
+    PyYAML differs: ``1e9`` is a number (PyYAML wants a dot), ``y``/``n`` are booleans, ``1:30`` is text (PyYAML
+    reads base 60), and so are ``2024-01-01`` (a date to PyYAML; Go keeps the text when the value is not a time) and
+    a bare ``=``."""
 
     yaml_implicit_resolvers = {  # noqa: RUF012 - PyYAML's own class-level registry, copied
-        first: [(tag, regexp) for tag, regexp in resolvers if not tag.endswith((":bool", ":float", ":int"))]
+        first: [(tag, regexp) for tag, regexp in resolvers
+                if not tag.endswith((":bool", ":float", ":int", ":timestamp", ":value"))]
         for first, resolvers in Resolver.yaml_implicit_resolvers.items()
     }
 

@@ -335,7 +335,8 @@ def test_unknown_keys_with_control_characters_are_shown_escaped_on_one_line() ->
         pytest.param("Clusters: &a\n  zzzzz:\n    X: *a\n", "recursive", id="recursive-alias"),
         pytest.param("Clusters:\n  zzzzz:\n    API:\n      MaxItemsPerResponse: " + "9" * 5000 + "\n",
                      "cannot convert", id="int-too-long"),
-        pytest.param("Clusters:\n  zzzzz:\n    X: 2001-02-30\n", "cannot convert", id="impossible-date"),
+        # an unquoted date is text, as in Go; with its tag it is still converted, and an impossible one refused
+        pytest.param("Clusters:\n  zzzzz:\n    X: !!timestamp 2001-02-30\n", "cannot convert", id="impossible-date"),
         pytest.param("Clusters:\n  zzzzz:\n    ? [a, b]\n    : c\n", "unhashable", id="unhashable-key"),
         pytest.param("Clusters: !!python/object:os.system {}\n", "python/object", id="python-tag"),
     ],

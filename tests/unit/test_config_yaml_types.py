@@ -16,6 +16,7 @@ from slurm_dispatch.config.safe_yaml import parse_yaml
     ("123", 123), ("0x10", 16), ("1_000", 1000), ("0755", 493),
     ("y", True), ("Y", True), ("n", False), ("N", False), ("yes", True), ("off", False),
     ("1:30", "1:30"), ("10s", "10s"), ("4GiB", "4GiB"), ("'1e9'", "1e9"), ("yy", "yy"),
+    ("2024-01-01", "2024-01-01"), ("=", "="), ("0x_", "0x_"), ("0b_", "0b_"), ("._", "._"),
 ])
 def test_scalars_read_as_go_yaml_v2_reads_them(text: str, value: Any) -> None:
     assert parse_yaml(f"k: {text}\n") == {"k": value}
