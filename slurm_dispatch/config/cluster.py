@@ -10,7 +10,8 @@ Deliberate differences from Go, all refusing a config Go would misread or that w
   on 0; tokens of printable ASCII; no control characters in what becomes argv or an environment; instance
   type names usable as Slurm features; PrioritySpread and API.MaxItemsPerResponse bounded).
 * ``PostgreSQL.Connection`` keys must be libpq keywords, each once in any case (Go's checkKeyConflict).
-* ``PostgreSQL.Connection`` values may be integers (``port: 5432``); they become strings. Empty values are
+* ``PostgreSQL.Connection``'s ``port`` may be an integer (``port: 5432``); it becomes a string (other keys must be
+  quoted: an unquoted ``0755`` would be 493). Empty values are
   dropped, so an unset connection is ``{}``.
 * When ``Services.DispatchSLURM.InternalURLs.<url>.ListenURL`` is set, that is the address recorded in
   ``dispatch_internal_urls`` (it is where Go's service listens); otherwise the ``<url>`` key itself
@@ -207,6 +208,9 @@ def _postgresql(doc: Doc) -> dict[str, str]:
         if value is None or value == "":
             continue
         if isinstance(value, int) and not isinstance(value, bool):
+            if key.lower() != "port":  # an unquoted password 0755 would be the number 493: quote it, as Go requires
+                raise doc.error(f"{rel}.{key}", "must be a quoted string (Arvados reads these values as text, and an "
+                                "unquoted number may not be what was written: 0755 is 493)", "<number>")
             value = str(value)  # `port: 5432` is common; Go would refuse it, libpq wants text anyway.
         out[key] = as_text(doc, f"{rel}.{key}", value, secret=key.lower() in SECRET_CONNECTION_KEYS)
     return out

@@ -658,3 +658,11 @@ def test_plain_http_to_another_host_is_a_warning_and_loopback_is_not() -> None:
          "the Go dispatcher would use HTTPS to this host (use https://)")]
     assert warned("http://127.0.0.1:8000/") == warned("http://localhost:8000") == warned("http://127.0.1.1/") == []
     assert warned("https://api.example/") == []
+
+
+def test_a_postgresql_value_that_yaml_reads_as_a_number_must_be_quoted_except_the_port() -> None:
+    """YAML reads an unquoted 0755 as 493: a password written so would silently change (Go refuses numbers here)."""
+    error = build_error({"PostgreSQL": {"Connection": {"host": "db", "password": 2718281}}})
+    assert "Clusters.zzzzz.PostgreSQL.Connection.password" in str(error) and "must be a quoted string" in str(error)
+    assert "2718281" not in str(error), "a password is never shown"
+    assert build({"PostgreSQL": {"Connection": {"host": "db", "port": 5432}}}).postgresql_connection["port"] == "5432"
