@@ -54,6 +54,7 @@ from slurm_dispatch.config.limits import (
     as_token,
 )
 from slurm_dispatch.config.redact import SECRET_CONNECTION_KEYS, printable, show
+from slurm_dispatch.config.schema import key_text
 from slurm_dispatch.errors import ConfigError
 from slurm_dispatch.settings import InstanceType, InstanceTypeGPU
 from slurm_dispatch.slurm.instance_types import parse_version
@@ -115,7 +116,7 @@ def select_cluster(document: object, *, source: str, cluster_id: str | None = No
     if not isinstance(document, Mapping) or not isinstance(document.get("Clusters"), Mapping):
         raise ConfigError("expected a map with a Clusters key (Clusters: {<ClusterID>: {...}})", path=source,
                           key="Clusters")
-    clusters = {str(k): v for k, v in document["Clusters"].items()}
+    clusters = {key_text(k): v for k, v in document["Clusters"].items()}
     if not clusters:
         raise ConfigError("Clusters is empty: the config does not define any clusters", path=source,
                           key="Clusters")

@@ -138,13 +138,25 @@ def without_nulls(node: Any) -> Any:
     return node
 
 
+def key_text(key: Any) -> str:
+    """Returns a map key as the text Arvados's loader makes of it (ghodss/yaml writes YAML keys as JSON strings):
+    ``true`` for the boolean an unquoted ``y`` or ``on`` is, ``1000`` for the number ``1e3``. Pure."""
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, float) and key.is_integer() and abs(key) < 1e21:
+        return str(int(key))
+    if key is None:
+        return "null"
+    return str(key)
+
+
 def without_samples(node: Any) -> Any:
-    """Returns ``node`` with every ``SAMPLE`` key removed and every map key made a string. Pure.
+    """Returns ``node`` with every ``SAMPLE`` key removed and every map key made a string (``key_text``). Pure.
 
     Port of lib/config/load.go: removeSampleKeys.
     """
     if isinstance(node, Mapping):
-        return {str(k): without_samples(v) for k, v in node.items() if k != "SAMPLE"}
+        return {key_text(k): without_samples(v) for k, v in node.items() if k != "SAMPLE"}
     if isinstance(node, list):
         return [without_samples(v) for v in node]
     return node

@@ -39,3 +39,20 @@ Clusters:
     a = settings.instance_types["a"]
     assert (a.ram, a.price, a.preemptible) == (2 * 10**9, 0.001, True)
     assert settings.tls_insecure is False
+
+
+def test_map_keys_that_yaml_reads_as_booleans_or_numbers_are_named_as_arvados_names_them() -> None:
+    """ghodss/yaml writes each key as JSON text: the boolean an unquoted Y is becomes "true", 1e3 becomes "1000"
+    (str() would give "True" and "1000.0")."""
+    doc = parse_yaml("""
+Clusters:
+  zzzzz:
+    Containers:
+      SLURM:
+        SbatchEnvironmentVariables: {Y: "1", FOO: "2"}
+    InstanceTypes:
+      1e3: {VCPUs: 1, RAM: 1GiB}
+""")
+    settings, _ = settings_from_documents(doc, source="c.yml")
+    assert settings.sbatch_environment == {"true": "1", "FOO": "2"}
+    assert list(settings.instance_types) == ["1000"]
