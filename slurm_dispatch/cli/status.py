@@ -116,9 +116,11 @@ def status(
             client.close()
     for err in skipped:
         typer.echo(f"warning: {one_line(str(err))}", err=True)
+    jobs_of = {uuid: [j for j in jobs if j.name == uuid] for uuid in malformed}
     for uuid, problem in malformed.items():
+        held = "".join(f"; its Slurm job {j.job_id} is {j.state}" for j in jobs_of[uuid])
         typer.echo(f"warning: container {uuid}: not a valid container record ({one_line(problem)}): the service "
-                   "ignores it; check the API server's answer for it", err=True)
+                   f"ignores it; check the API server's answer for it{held}", err=True)
     state = StateStore(settings.state_directory).read()
     now = time.time()
     # The state file keeps what the service last wrote: a stopped service leaves nodes whose hold has ended.
@@ -135,7 +137,9 @@ def status(
                     "drained_by": state.drained_by if state.drain else "",
                     "broken_nodes": broken,
                     "containers": [asdict(row) for row in rows],
-                    "malformed_records": [{"uuid": u, "problem": p} for u, p in malformed.items()],
+                    "malformed_records": [{"uuid": u, "problem": p,
+                                           "jobs": [{"job_id": j.job_id, "state": j.state} for j in jobs_of[u]]}
+                                          for u, p in malformed.items()],
                     "problems": len(flagged) + len(malformed)})
     else:
         typer.echo(f"Cluster {settings.cluster_id}, token {me}: {len(rows)} row(s), {len(flagged)} with problems")

@@ -123,16 +123,18 @@ def test_status_shows_a_record_the_service_cannot_read_and_the_rest(cli: Any, wo
     h = f"{CLUSTER}-dz642-hhhhhhhhhhhhhhh"
     world["server"].create_container({"uuid": h, "state": "Locked", "priority": 1,
                                       "runtime_constraints": {"ram": -1, "vcpus": 1}})
-    hold_job(world["slurm"], h)  # its job: reported with the record, not as a job the API does not know
+    job = hold_job(world["slurm"], h)  # its job: reported with the record, not as a job the API does not know
     result = cli("status", "--json")
     assert result.exit_code == 1, result.output
     data = json.loads(result.stdout)
     assert sorted(row["uuid"] for row in data["containers"]) == [A, B, C, D, F]
     assert data["malformed_records"] == [
-        {"uuid": h, "problem": "runtime_constraints.ram: must be at least 0, not -1"}]
+        {"uuid": h, "problem": "runtime_constraints.ram: must be at least 0, not -1",
+         "jobs": [{"job_id": job, "state": "PENDING"}]}]
     assert data["problems"] == 5
     assert (f"warning: container {h}: not a valid container record (runtime_constraints.ram: must be at least 0, "
-            "not -1): the service ignores it; check the API server's answer for it\n") in result.stderr
+            f"not -1): the service ignores it; check the API server's answer for it; its Slurm job {job} is "
+            "PENDING\n") in result.stderr
 
 
 def test_status_shows_broken_nodes_with_their_hold_and_not_those_whose_hold_ended(
