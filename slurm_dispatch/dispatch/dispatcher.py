@@ -654,6 +654,7 @@ class Dispatcher(ContainerCalls):
     async def _track(self, tracker: Tracker, container: Container) -> None:
         """Run the RunContainer, report its failure, then apply the fallback until closed."""
         uuid = tracker.uuid
+        exhausted = False
         try:
             fallback, status = ContainerState.QUEUED, None
             try:
@@ -678,15 +679,22 @@ class Dispatcher(ContainerCalls):
             if hand_backs >= MAX_HAND_BACKS and status is None:
                 status = {"error": f"slurm-dispatch could not follow this container's Slurm job: it failed "
                                    f"{hand_backs + 1} times in a row (see the dispatcher's log)"}
+            exhausted = hand_backs >= MAX_HAND_BACKS
             if await apply_fallback(tracker.channel, uuid=uuid, fallback=fallback, status=status,
-                                    update=functools.partial(self.call, self._client.update),
-                                    hand_back=hand_backs < MAX_HAND_BACKS):
+                                    update=functools.partial(self.call, self._client.update), hand_back=not exhausted):
                 if len(self._hand_backs) >= MAX_REMEMBERED_BAD_RECORDS:
                     self._hand_backs.clear()
                 self._hand_backs[uuid] = hand_backs + 1
         finally:
             if self._trackers.get(uuid) is tracker:
                 del self._trackers[uuid]
+        if exhausted and not self._stop.is_set():
+            # Cancelled by the fallback, its job may still run, and no query finds a Cancelled container again: a
+            # closed tracker (as for a leftover job at startup) has its RunContainer scancel the job.
+            try:
+                await self.track_container(uuid)
+            except DispatchError as exc:
+                logger.warning("cannot clean up after container %s: %s", uuid, exc)
 
 
 def _log_task_failure(task: asyncio.Task[None]) -> None:

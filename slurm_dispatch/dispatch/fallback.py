@@ -95,7 +95,9 @@ async def apply_fallback(
         logger.info("container %s state is still %s, changing to %s", uuid, current.state.value, target.value)
         fields: dict[str, Any] = {"state": target.value}
         if target is ContainerState.CANCELLED and status:
-            fields["runtime_status"] = dict(status)
+            # Arvados replaces runtime_status whole: keep what crunch-run wrote (its activity, a warning)
+            kept = {k: v for k, v in current.runtime_status.items() if k not in ("error", "errorDetail")}
+            fields["runtime_status"] = {**kept, **status}
         try:
             await update(uuid, fields)
         except DispatchError as exc:

@@ -365,6 +365,7 @@ def test_a_running_container_whose_runcontainer_fails_every_time_is_cancelled_af
 
     async def scenario(d: Dispatcher, fake: FakeArvados, rec: Recorder) -> None:
         uuid = fake.add("Running", locked_by=ME)
+        fake.records[uuid]["runtime_status"] = {"activity": "running the workflow"}  # crunch-run's: kept
         rec.fail[uuid] = RuntimeError("fails every time")
         for _ in range(40):
             await d.tick()
@@ -374,6 +375,14 @@ def test_a_running_container_whose_runcontainer_fails_every_time_is_cancelled_af
         assert rec.started.count(uuid) == MAX_HAND_BACKS + 1
         assert [args for m, args in fake.calls if m == "update_state"] == [(uuid, "Cancelled")]
         assert "failed 4 times in a row" in fake.records[uuid]["runtime_status"]["error"]
+        assert fake.records[uuid]["runtime_status"]["activity"] == "running the workflow"
+        # its job may still run, and a Cancelled container is in no query: once the tick has closed the tracker, a
+        # closed tracker follows (as for a leftover job), whose RunContainer scancels the job
+        for _ in range(5):
+            await d.tick()
+            if rec.started.count(uuid) == MAX_HAND_BACKS + 2:
+                break
+        assert rec.started.count(uuid) == MAX_HAND_BACKS + 2
 
     run(scenario)
 
