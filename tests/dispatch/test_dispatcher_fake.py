@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -594,5 +595,29 @@ def test_a_tracked_record_whose_state_is_not_a_string_is_unreadable_not_fatal(
         assert report.ok and report.closed == 0
         assert f"ignoring malformed record of container {uuid}" in caplog.text
         assert uuid not in rec.closed
+
+    run(scenario)
+
+
+def test_track_container_starts_no_tracker_when_its_get_ends_after_shutdown_began() -> None:
+    """A clean-up's GET that answers once the dispatcher is stopping must not start a tracker nobody will abandon."""
+    entered, release = threading.Event(), threading.Event()
+
+    async def scenario(d: Dispatcher, fake: FakeArvados, rec: Recorder) -> None:
+        uuid = fake.add("Cancelled")  # a leftover job's container: a closed tracker would be started for it
+        original = fake.get
+
+        def slow_get(u: str) -> Any:
+            entered.set()
+            release.wait(10)
+            return original(u)
+
+        fake.get = slow_get  # type: ignore[method-assign]
+        task = asyncio.create_task(d.track_container(uuid))
+        await until(entered.is_set)
+        d.shutdown()
+        release.set()
+        await task
+        assert uuid not in d.tracked() and rec.started == []
 
     run(scenario)
