@@ -499,6 +499,28 @@ def leftover_finder(session: int, *, subreaper: bool) -> Any:
     return GroupLeftovers(session, subreaper=subreaper)
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with(parent: int) -> Any:
+    """Return a ``preexec_fn`` that has crunch-run killed (SIGKILL) when the wrapper dies before it (Linux prctl).
+
+    crunch-run runs in a session of its own (so that a signal to the job's process group reaches it once, through
+    the wrapper), which hides it from Slurm's ``proctrack/pgid``: without this, a wrapper killed at the time limit
+    would leave crunch-run running outside its job. Go's crunch-run, the batch process itself, dies then too.
+    """
+    def preexec() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent:  # the wrapper died between the fork and the prctl
+            os._exit(1)
+
+    return preexec if sys.platform.startswith("linux") else None
+
+
 def become_subreaper() -> bool:
     """Make this process the subreaper of its descendants (Linux prctl); return whether that worked."""
     if not sys.platform.startswith("linux"):
@@ -690,7 +712,8 @@ def supervise(*, crunch_run: str, wrapper: str, args: Sequence[str], env: Dict[s
     exit_status = sig = None  # type: Optional[int]
     peak = killed = 0
     try:
-        proc = subprocess.Popen(child_argv(crunch_run, args, wrapper), env=child_env, start_new_session=True)
+        proc = subprocess.Popen(child_argv(crunch_run, args, wrapper), env=child_env, start_new_session=True,
+                                preexec_fn=die_with(os.getpid()))  # noqa: PLW1509 - the wrapper has one thread
     except OSError as exc:
         say(f"cannot start {crunch_run}: {exc.strerror or exc}")
         code = 127 if isinstance(exc, FileNotFoundError) else 126

@@ -414,3 +414,15 @@ def test_pre_flight_says_when_crunch_run_is_not_executable(site: Site, tmp_path:
     run = site.run(CRUNCH_RUN_REAL=str(plain_file))
     assert run.code == 126
     assert f"{plain_file} on node c7 is not executable by " in run.stderr
+
+
+def test_crunch_run_dies_with_a_wrapper_killed_by_sigkill(site: Site) -> None:
+    """crunch-run runs in a session of its own, out of sight of Slurm's proctrack/pgid: when the wrapper is killed
+    (Slurm's SIGKILL after KillWait), crunch-run must die with it, as Go's crunch-run, the batch process, does."""
+    started = site.start(STANDIN_MODE="wait")
+    site.ready()
+    child = int((site.tmp / "standin" / "pid").read_text())
+    assert alive(child)
+    started[0].kill()
+    started[0].communicate(timeout=30)
+    wait_until(lambda: not alive(child), timeout=10, what="crunch-run to die with the wrapper")
