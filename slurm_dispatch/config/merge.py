@@ -124,20 +124,15 @@ def token_warnings(fields: Mapping[str, Any], prefix: str) -> list[str]:
     return out
 
 
-_LOOPBACK = ("localhost", "127.0.0.1", "::1")
-
-
 def plain_http_warnings(fields: Mapping[str, Any], prefix: str) -> list[str]:
-    """Returns a warning when the API is reached over plain HTTP on another host: the token then crosses the network
-    unencrypted. Go's dispatcher takes only the host of ExternalURL and always speaks HTTPS (its jobs' crunch-run
-    gets the host too). Loopback is left alone (a local test API). Pure."""
+    """Returns a warning when the API is reached over plain HTTP. The dispatcher then sends the SystemRootToken
+    unencrypted, where Go's dispatcher takes only the host of ExternalURL and always speaks HTTPS; and crunch-run,
+    given that host, always speaks HTTPS (sdk/go/arvados/client.go: NewClientFromEnv), so real jobs fail unless the
+    host answers HTTPS too (a local test API with a crunch-run stand-in works). Pure."""
     url = str(fields.get("controller_url") or "")
     if not url.lower().startswith("http://"):
         return []
-    host = (urlsplit(url).hostname or "").lower()
-    if host in _LOOPBACK or host.startswith("127."):
-        return []
-    where = printable(host)
+    where = printable((urlsplit(url).hostname or "").lower())
     return [(f"{prefix}.Services.Controller.ExternalURL (or the ARVADOS_API_HOST / legacy Client setting that filled it) "
-             f"is plain HTTP (http://{where}...): the SystemRootToken crosses the network unencrypted, where the Go "
-             "dispatcher would use HTTPS to this host (use https://)")]
+             f"is plain HTTP (http://{where}...): the SystemRootToken goes unencrypted, where the Go dispatcher would "
+             "use HTTPS, and crunch-run always uses HTTPS to that host (use https://)")]

@@ -646,17 +646,18 @@ def test_a_gpu_type_needs_a_driver_version_that_reads_as_a_number(version: str) 
     assert build(body).instance_types["g4"].gpu.device_count == 0
 
 
-def test_plain_http_to_another_host_is_a_warning_and_loopback_is_not() -> None:
-    """Go's dispatcher takes only ExternalURL's host and speaks HTTPS; plain HTTP would send the token in clear."""
+def test_plain_http_is_a_warning_saying_what_it_costs() -> None:
+    """Go's dispatcher takes only ExternalURL's host and speaks HTTPS, and so does crunch-run: plain HTTP sends the
+    token in clear, and real jobs fail unless the host answers HTTPS too."""
     def warned(url: str) -> list[str]:
         body = {"Services": {"Controller": {"ExternalURL": url}}}
         return [w for w in warnings_for(body) if "plain HTTP" in w]
 
     assert warned("http://api.example:8000/") == [
         ("Clusters.zzzzz.Services.Controller.ExternalURL (or the ARVADOS_API_HOST / legacy Client setting that "
-         "filled it) is plain HTTP (http://api.example...): the SystemRootToken crosses the network unencrypted, where "
-         "the Go dispatcher would use HTTPS to this host (use https://)")]
-    assert warned("http://127.0.0.1:8000/") == warned("http://localhost:8000") == warned("http://127.0.1.1/") == []
+         "filled it) is plain HTTP (http://api.example...): the SystemRootToken goes unencrypted, where the Go "
+         "dispatcher would use HTTPS, and crunch-run always uses HTTPS to that host (use https://)")]
+    assert len(warned("http://127.0.0.1:8000/")) == 1, "a local API too: crunch-run will not speak HTTP to it"
     assert warned("https://api.example/") == []
 
 
