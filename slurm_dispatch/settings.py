@@ -9,6 +9,7 @@ No I/O here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -176,4 +177,4 @@ class Settings:
         url = self.controller_url
         if "://" in url:
             url = url.split("://", 1)[1]
-        return url.split("/", 1)[0]
+        return re.split(r"[/?#]", url, maxsplit=1)[0]  # as Go's URL.Host: no path, query or fragment

@@ -667,3 +667,12 @@ def test_a_postgresql_value_that_yaml_reads_as_a_number_must_be_quoted_except_th
     assert "Clusters.zzzzz.PostgreSQL.Connection.password" in str(error) and "must be a quoted string" in str(error)
     assert "2718281" not in str(error), "a password is never shown"
     assert build({"PostgreSQL": {"Connection": {"host": "db", "port": 5432}}}).postgresql_connection["port"] == "5432"
+
+
+@pytest.mark.parametrize(("url", "host"), [
+    ("https://api.example:8443/", "api.example:8443"), ("https://api.example/arvados?x=1", "api.example"),
+    ("https://api.example#frag", "api.example"), ("api.example:8000", "api.example:8000"),
+])
+def test_crunch_runs_arvados_api_host_is_the_urls_host_as_go_takes_it(url: str, host: str) -> None:
+    """crunch-run gets ARVADOS_API_HOST=host[:port]: no path, query or fragment (Go's URL.Host)."""
+    assert Settings(controller_url=url).api_host == host
