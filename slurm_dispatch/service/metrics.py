@@ -104,7 +104,10 @@ class Metrics:
             "1 while this instance holds its locks and dispatches; 0 while it waits for a lock (a standby), and "
             "once it stops.", registry=r,
         )
-        version = Gauge("arvados_version_running", "Indicated version is running.", ["version"], registry=r)
+        # Not Arvados's own arvados_version_running: Arvados's health aggregator (sdk/go/health/aggregator.go)
+        # compares that version with its own and would report the whole cluster as ERROR ("version mismatch").
+        version = Gauge(PREFIX + "version_info", "Always 1; version is the slurm-dispatch version.", ["version"],
+                        registry=r)
         version.labels(version=__version__).set(1)
         self._api_errors = Counter(
             PREFIX + "api_errors", "Failed Arvados API calls, by kind of failure.", ["kind"], registry=r

@@ -8,7 +8,9 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import generate_latest
 
+from slurm_dispatch import __version__
 from slurm_dispatch.errors import ConfigError
 from slurm_dispatch.model import ContainerState
 from slurm_dispatch.service.http import HealthServer, parse_internal_url
@@ -234,3 +236,11 @@ def test_other_hosts_urls_are_skipped_and_a_busy_port_is_an_error(health: Health
         with pytest.raises(ConfigError, match="no InternalURL names an address of this host"):
             HealthServer(urls=["http://192.0.2.1:9006/"], management_token=TOKEN, health=health,
                          registry=metrics.registry).start()
+
+
+def test_metrics_do_not_carry_arvados_version_running(metrics: Metrics) -> None:
+    """Arvados's health aggregator (sdk/go/health/aggregator.go) reads arvados_version_running and reports the cluster
+    as ERROR when it differs from Arvados's own version: ours is named in our own namespace."""
+    text = generate_latest(metrics.registry).decode()
+    assert "arvados_version_running" not in text
+    assert f'{PREFIX}version_info{{version="{__version__}"}} 1.0' in text
