@@ -138,15 +138,21 @@ async def serve(
     file_lock = FileLock(lock_path or default_lock_path(environ))
     pg_lock = AdvisoryLock(settings.postgresql_connection) if settings.postgresql_connection else None
 
+    dispatch_started: list[float] = []
+
     def health_check() -> str | None:
-        """Runs in the health server's thread: reads state only."""
+        """Runs in the health server's thread: reads state only.
+
+        A standby waiting for the dispatch lock, or an instance still starting, is healthy, as Go's answers
+        (crunch-dispatch-slurm.go: CheckHealth): Arvados's health aggregator counts any ERROR against the whole
+        cluster. ``arvados_dispatchslurm_dispatching`` says which instance dispatches.
+        """
         if health_error:
             return health_error[-1]
-        if dispatch is None:
-            return "waiting for the dispatch lock" if pg_lock is not None else "starting"
-        if dispatch.last_good_tick is None:
-            return "no successful poll of the Arvados API yet"
-        return stale_reason(dispatch.last_good_tick, time.monotonic(), settings.poll_interval)
+        if dispatch is None or not dispatch_started:
+            return None
+        # before the first good poll, "a while" counts from the start of dispatching
+        return stale_reason(dispatch.last_good_tick or dispatch_started[0], time.monotonic(), settings.poll_interval)
 
     async def drain(reason: str) -> dict[str, Any]:
         await asyncio.to_thread(state.set_drain, Drain(reason=reason, since=format_timestamp(datetime.now(UTC))),
@@ -212,6 +218,7 @@ async def serve(
             by = f" by {known.drained_by}" if known.drained_by else ""
             logger.warning("starting drained%s (since %s: %s): no new container is locked until `slurm-dispatch "
                            "resume`", by, known.drain.since, known.drain.reason)
+        dispatch_started.append(time.monotonic())
         dispatch = DispatchLoop(
             settings,
             base_env=base_env,
