@@ -26,11 +26,12 @@ import hmac
 import json
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 URLS_KEY = "Services.DispatchSLURM.InternalURLs"
 HEALTH_PATH = "/_health/ping"
 METRICS_PATH = "/metrics"
+MAX_CONNECTIONS = 32
+"""Requests served at once; more are closed at once (each holds a thread until it is answered or times out)."""
+
 REQUEST_TIMEOUT_S = 10.0
 """A client that sends nothing for this long is dropped, so slow clients cannot pile up threads."""
 
@@ -186,18 +190,33 @@ class HealthServer:
             return 404, "text/plain; charset=utf-8", b"404 page not found\n"
         if not self.management_token:
             return 404, "text/plain; charset=utf-8", b"disabled\n"
-        denied = self._denied(authorization)
+        denied = self._denied(authorization, exact=path == HEALTH_PATH)
         if denied is not None:
             return denied
         if path == METRICS_PATH:
             return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
-        return 200, "application/json", (json.dumps(self._health()) + "\n").encode()
+        return 200, "application/json", (json.dumps(self._health(), separators=(",", ":")) + "\n").encode()
 
-    def _denied(self, authorization: str | None) -> tuple[int, str, bytes] | None:
+    def _denied(self, authorization: str | None, *, exact: bool = False) -> tuple[int, str, bytes] | None:
+        """401 without an Authorization header, 403 with a wrong token, None when it is the ManagementToken.
+
+        With ``exact`` (the health check, as sdk/go/health/handler.go compares it), exactly ``Bearer <token>``.
+        Otherwise (/metrics, the management API) also ``OAuth2 <token>`` and surrounding spaces, as Arvados's
+        services take those (sdk/go/auth: the Authorization forms of CredentialsFromRequest); tokens in the query
+        string or a cookie are not taken (they end up in logs and caches).
+        """
         if not authorization:
             return 401, "text/plain; charset=utf-8", b"authorization required\n"
-        expected = ("Bearer " + self.management_token).encode("utf-8", "surrogateescape")
-        if not hmac.compare_digest(authorization.encode("utf-8", "surrogateescape"), expected):
+        given: str | None = None
+        if exact:
+            if authorization.startswith("Bearer "):
+                given = authorization.removeprefix("Bearer ")
+        else:
+            scheme, _, rest = authorization.strip().partition(" ")
+            if scheme in ("Bearer", "OAuth2"):
+                given = rest.strip()
+        expected = self.management_token.encode("utf-8", "surrogateescape")
+        if given is None or not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
             return 403, "text/plain; charset=utf-8", b"authorization error\n"
         return None
 
@@ -211,7 +230,35 @@ class HealthServer:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64
     app: HealthServer
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
+        """Serve at most MAX_CONNECTIONS requests at once: a client that sends slowly holds a thread."""
+        if not self._slots.acquire(blocking=False):
+            log.debug("health endpoint: %d requests already under way; closing a new connection", MAX_CONNECTIONS)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """One log line, through the service's logging (and its redaction), instead of a traceback on stderr."""
+        exc = sys.exc_info()[1]
+        log.warning("health endpoint: a request from %s failed: %s: %s", client_address, type(exc).__name__, exc)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -238,7 +285,11 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = parse_qs(parts.query, max_num_fields=20)
         if method == "POST":  # a form body may carry the parameters too (reason=...); a few KB at most
-            length = min(int(self.headers.get("Content-Length") or 0), 4096)
+            try:
+                length = min(int(self.headers.get("Content-Length") or 0), 4096)
+            except ValueError:
+                self._send(400, "text/plain; charset=utf-8", b"bad Content-Length\n", head=False)
+                return
             if length > 0:
                 for key, values in parse_qs(self.rfile.read(length).decode("utf-8", "replace"),
                                             max_num_fields=20).items():
@@ -257,7 +308,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         # The path only: no query string (someone may try ?api_token=...), never headers.
-        log.debug("%s %s %s from %s", self.command, urlsplit(self.path).path, code, self.client_address[0])
+        # (a request line too bad to parse has no path nor command)
+        log.debug("%s %s %s from %s", getattr(self, "command", "-"), urlsplit(getattr(self, "path", "")).path, code,
+                  self.client_address[0])
 
     def log_message(self, format: str, *args: object) -> None:
         # http.server passes the raw request line here on a bad request; it may carry ?api_token=...

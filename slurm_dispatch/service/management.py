@@ -91,7 +91,7 @@ Response = tuple[int, str, bytes]
 
 def json_response(status: int, body: Any) -> Response:
     """Return a JSON response triple."""
-    return status, "application/json", (json.dumps(body) + "\n").encode()
+    return status, "application/json", (json.dumps(body, separators=(",", ":")) + "\n").encode()
 
 
 class ManagementAPI:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import socket
 from collections.abc import Iterator
 
 import pytest
+from plugins.waiting import wait_until
 from prometheus_client import generate_latest
 
 from slurm_dispatch import __version__
 from slurm_dispatch.errors import ConfigError
 from slurm_dispatch.model import ContainerState
-from slurm_dispatch.service.http import HealthServer, parse_internal_url
+from slurm_dispatch.service.http import MAX_CONNECTIONS, HealthServer, parse_internal_url
 from slurm_dispatch.service.metrics import PREFIX, Metrics
 from slurm_dispatch.settings import Settings
 
@@ -90,13 +92,22 @@ def test_missing_authorization_is_401(server: HealthServer, path: str) -> None:
         pytest.param("Bearer wrong", id="wrong-token"),
         pytest.param(f"Bearer {TOKEN}x", id="token-prefix"),
         pytest.param(TOKEN, id="no-bearer"),
-        pytest.param(f"OAuth2 {TOKEN}", id="other-scheme"),
+        pytest.param(f"Basic {TOKEN}", id="other-scheme"),
         pytest.param("Bearer ünïcode", id="non-ascii"),
     ],
 )
 @pytest.mark.parametrize("path", ["/_health/ping", "/metrics"])
 def test_wrong_authorization_is_403(server: HealthServer, path: str, header: str) -> None:
     assert request(server, path, header=header)[::2] == (403, b"authorization error\n")
+
+
+@pytest.mark.parametrize("header", [f"OAuth2 {TOKEN}", f" Bearer  {TOKEN} "])
+def test_metrics_take_the_token_as_arvados_services_do_and_the_health_check_exactly(
+    server: HealthServer, header: str,
+) -> None:
+    """sdk/go/auth takes OAuth2 and spaces for /metrics; sdk/go/health/handler.go compares "Bearer <token>" exactly."""
+    assert request(server, "/metrics", header=header)[0] == 200
+    assert request(server, "/_health/ping", header=header)[::2] == (403, b"authorization error\n")
 
 
 def test_health_ok(server: HealthServer) -> None:
@@ -176,7 +187,7 @@ def test_everything_else_is_404(server: HealthServer, path: str, method: str) ->
 
 
 def test_head_and_query_string(server: HealthServer) -> None:
-    assert request(server, "/_health/ping?x=1", token=TOKEN)[::2] == (200, b'{"health": "OK"}\n')
+    assert request(server, "/_health/ping?x=1", token=TOKEN)[::2] == (200, b'{"health":"OK"}\n')  # as Go's
     status, _, body = request(server, "/metrics", token=TOKEN, method="HEAD")
     assert (status, body) == (200, b"")
 
@@ -244,3 +255,40 @@ def test_metrics_do_not_carry_arvados_version_running(metrics: Metrics) -> None:
     text = generate_latest(metrics.registry).decode()
     assert "arvados_version_running" not in text
     assert f'{PREFIX}version_info{{version="{__version__}"}} 1.0' in text
+
+
+def _raw(server: HealthServer, data: bytes) -> bytes:
+    """Send ``data`` as is on a new connection; return all the server answered."""
+    with socket.create_connection(server.address, timeout=10) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_malformed_requests_get_an_answer_and_no_traceback(
+    server: HealthServer, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Anyone who reaches the port may send these; each gets a one-line answer, and nothing bypasses the logging."""
+    answer = _raw(server, b"POST /arvados/v1/dispatch/drain HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.0 400 ") and answer.endswith(b"bad Content-Length\n")
+    assert b"505" in _raw(server, b"GET /x HTTP/9.9\r\n\r\n")  # the stdlib's answer (no path was read: none logged)
+    assert _raw(server, b"\r\n") == b""
+    assert "Traceback" not in capsys.readouterr().err
+    assert "Traceback" not in caplog.text
+
+
+def test_connections_beyond_the_cap_are_closed_at_once(server: HealthServer) -> None:
+    """A client that sends slowly holds a thread until the request timeout: at most MAX_CONNECTIONS at a time."""
+    slow = [socket.create_connection(server.address, timeout=10) for _ in range(MAX_CONNECTIONS)]
+    try:
+        for sock in slow:
+            sock.sendall(b"GET /_health/ping HTTP/1.1\r\n")  # and never the rest
+        wait_until(lambda: _raw(server, b"GET /_health/ping HTTP/1.0\r\n\r\n") == b"", timeout=10,
+                   what="the cap to close a new connection", every=0.05)
+    finally:
+        for sock in slow:
+            sock.close()
+    wait_until(lambda: request(server, "/_health/ping", token=TOKEN)[0] == 200, timeout=10,
+               what="the slots to be free again", every=0.05)
