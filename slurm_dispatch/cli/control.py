@@ -19,14 +19,16 @@ from slurm_dispatch.cli.common import (
     ClusterIdOption,
     ConfigOption,
     DispatchConfigOption,
+    ExitCode,
     JsonOption,
     LegacyConfigOption,
     SkipLegacyOption,
+    abort,
     errors_to_exit,
     load,
     print_json,
 )
-from slurm_dispatch.dispatch.admission import Drain
+from slurm_dispatch.dispatch.admission import Drain, drain_reason_problem
 from slurm_dispatch.model import format_timestamp
 from slurm_dispatch.service.state import StateStore
 
@@ -58,6 +60,9 @@ def drain(
         store = StateStore(settings.state_directory)
         by = who()
         text = reason.strip() or f"drained by {by}"
+        problem = drain_reason_problem(text)
+        if problem is not None:
+            abort(f"--reason: {problem}", ExitCode.CONFIG)
         state = store.set_drain(Drain(reason=text, since=format_timestamp(datetime.now(UTC))), by=by)
     assert state.drain is not None
     if json_:

@@ -46,6 +46,19 @@ class Drain:
     """When it was drained (an Arvados timestamp), for the status line."""
 
 
+MAX_DRAIN_REASON_CHARS = 500
+
+
+def drain_reason_problem(reason: str) -> str | None:
+    """Return why ``reason`` cannot be a drain reason (it goes into the state file, logs and status lines), or None.
+    Pure. One line of at most ``MAX_DRAIN_REASON_CHARS`` characters without control characters."""
+    if len(reason) > MAX_DRAIN_REASON_CHARS:
+        return f"the drain reason is {len(reason)} characters long; at most {MAX_DRAIN_REASON_CHARS}"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in reason):
+        return "the drain reason holds a control character (a newline, a tab...); write it on one line"
+    return None
+
+
 @dataclass(frozen=True)
 class Waiting:
     """A Queued container the dispatcher holds back, why, and since when (for the management API)."""
@@ -214,6 +227,7 @@ class Admission:
 
 
 __all__ = [
+    "MAX_DRAIN_REASON_CHARS",
     "PREVIOUS_ATTEMPT",
     "QUIET_AFTER_OVERLOAD_S",
     "WORKFLOW_QUEUE",
@@ -222,4 +236,5 @@ __all__ = [
     "Limits",
     "Verdict",
     "admit",
+    "drain_reason_problem",
 ]

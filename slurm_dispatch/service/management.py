@@ -28,6 +28,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from slurm_dispatch.dispatch.admission import drain_reason_problem
 from slurm_dispatch.model import Container, format_timestamp
 from slurm_dispatch.settings import InstanceType
 from slurm_dispatch.slurm.queue_view import QueueEntry
@@ -134,6 +135,9 @@ class ManagementAPI:
                 return json_response(404, {"errors": ["container not found"]})
             if path == DRAIN_PATH and method == "POST":
                 reason = (query.get("reason") or ["drained through the management API"])[0]
+                problem = drain_reason_problem(reason)
+                if problem is not None:
+                    return json_response(400, {"errors": [problem]})
                 return json_response(200, dict(self._on_loop(self._drain(reason))))
             if path == RESUME_PATH and method == "POST":
                 return json_response(200, dict(self._on_loop(self._resume())))

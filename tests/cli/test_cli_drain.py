@@ -28,3 +28,12 @@ def test_drain_records_who_drained(cli: Any) -> None:
     assert (drain["reason"], drain["by"]) == ("kernel upgrade", who())
     state = StateStore(cli.state_dir).read()
     assert (state.drain.reason if state.drain else None, state.drained_by) == ("kernel upgrade", who())
+
+
+def test_a_reason_on_several_lines_or_too_long_is_refused_and_nothing_changes(cli: Any) -> None:
+    """The reason goes into the state file, the log and every status line: one line, at most 500 characters."""
+    for reason, words in (("kernel\nupgrade", "control character"), ("x" * 501, "at most 500")):
+        result = cli("drain", "--reason", reason)
+        assert result.exit_code == 2, result.output
+        assert words in result.stderr and len(result.stderr.splitlines()) == 1
+        assert cli.state_dir is None or not (cli.state_dir / STATE_FILE).exists()

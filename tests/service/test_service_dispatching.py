@@ -77,6 +77,9 @@ def test_drain_changes_from_another_process_are_logged_once_each(
     more_polls(emulator_control)
     assert svc.logs().count(resumed) == 1, svc.logs()
 
+    # a reason on two lines would forge log lines: refused, and nothing changes
+    bad = svc.request("POST", "/arvados/v1/dispatch/drain", data={"reason": "api\ndrain"})
+    assert (bad.status_code, "control character" in bad.text) == (400, True), bad.text
     # a drain through the management API: its handler's line, and no second one from the watch
     assert svc.request("POST", "/arvados/v1/dispatch/drain", data={"reason": "api drain"}).status_code == 200
     more_polls(emulator_control)
