@@ -26,6 +26,7 @@ import hmac
 import json
 import logging
 import socket
+import socketserver
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -62,7 +63,8 @@ HealthCheck = Callable[[], str | None]
 def parse_internal_url(url: str) -> tuple[str, int]:
     """Return the ``(host, port)`` to listen on for one InternalURL such as ``http://127.0.0.1:9006/``. Pure.
 
-    An empty host (``http://:9006/``) means every address. The port must be explicit, as Go requires.
+    An empty host (``http://:9006/``) means every address. The port must be explicit (Go would take the scheme's
+    default, 80: not a port a dispatcher should take by accident).
 
     Raises:
         ConfigError: not ``http``, no port, or a malformed URL; the message names the key and the URL.
@@ -254,6 +256,13 @@ class _Server(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+
+    def server_bind(self) -> None:
+        """Bind without HTTPServer's reverse DNS lookup of the address (``getfqdn``), which can block the event loop
+        that starts the server for as long as a slow resolver takes."""
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
     def handle_error(self, request: object, client_address: object) -> None:
         """One log line, through the service's logging (and its redaction), instead of a traceback on stderr."""
