@@ -10,10 +10,9 @@ of subprocess's CPU per command). Every command:
 - runs from an argv list (never a shell); the program is looked up on the PATH of
   the constructor's ``env``;
 - gets an explicit environment: the constructor's ``env``, then ``LC_ALL=C`` so
-  messages and numbers are in the C locale, then the per-call env of sbatch
-  (``os.environ`` is never read or changed here). ``LC_ALL=C`` is therefore also
-  exported to batch jobs by sbatch (crunch-run does not care), unless the
-  per-call env sets LC_ALL (SbatchEnvironmentVariables);
+  messages and numbers are in the C locale (not for sbatch, which passes its
+  environment on to the job: the job gets the service's, as Go's jobs do), then
+  the per-call env of sbatch (``os.environ`` is never read or changed here);
 - has a timeout; a command that exceeds it is killed and reported as
   ``SlurmUnavailable`` (slurmctld not answering is the usual cause);
 - has stdout and stderr captured apart; they are logged, trimmed, when the command
@@ -457,7 +456,9 @@ class SlurmCLI:
             full = with_clusters(argv, self.clusters, cluster=cluster)
         except ValueError as exc:
             raise SlurmCommandError(list(argv), None, str(exc)) from None
-        env = {**self._env, "LC_ALL": "C", **(extra_env or {})}
+        # sbatch passes its environment on to the job: it gets the service's own, as Go's jobs do (Slurm prints no
+        # translated message, so the C locale matters only to the output of the other commands that is read)
+        env = {**self._env, **({} if argv[0] == "sbatch" else {"LC_ALL": "C"}), **(extra_env or {})}
         capped = argv[0] in CAPPED_PROGRAMS
         if capped:
             self._slots.acquire()

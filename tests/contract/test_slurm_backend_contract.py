@@ -503,7 +503,7 @@ def test_cli_submit_passes_script_on_stdin_and_env_explicitly(
     assert call["prog"] == "sbatch" and call["args"] == ["--job-name=x", "--nice=10000"]
     assert call["stdin"] == script
     env = call["env"]
-    assert env["LC_ALL"] == "C"
+    assert env["LC_ALL"] == "de_DE", "sbatch passes its environment on to the job: the service's own, as Go's"
     assert env["ARVADOS_X"] == "1"
     assert env["PATH"] == f"{stand_in.bin}:/usr/bin:/bin", "the command environment's PATH, not ours"
     assert "HOME" not in env, "os.environ must not leak into the child"
@@ -511,14 +511,17 @@ def test_cli_submit_passes_script_on_stdin_and_env_explicitly(
     assert "Submitted batch job 4242" in caplog.text, "output is logged when a command prints anything"
 
 
-def test_cli_lc_all_is_c_unless_the_sbatch_environment_sets_it(stand_in: StandIn) -> None:
-    """LC_ALL=C overrides the base environment's locale (messages stay parseable), but an LC_ALL that
-    SbatchEnvironmentVariables sets reaches sbatch and so the job, as with the Go dispatcher."""
+def test_cli_lc_all_is_c_for_the_commands_read_and_the_services_own_for_jobs(stand_in: StandIn) -> None:
+    """LC_ALL=C overrides the base environment's locale for the commands whose output is read; sbatch, which passes
+    its environment on to the job, keeps the service's (de_DE here), or the LC_ALL SbatchEnvironmentVariables sets,
+    as with the Go dispatcher."""
     cli = stand_in.cli()
     cli.submit(args=[], script="#!/bin/sh\n", env={"LC_ALL": "en_US.UTF-8"})
+    cli.submit(args=[], script="#!/bin/sh\n", env={})
     cli.queue()
-    submit, queue = stand_in.calls()
-    assert submit["env"]["LC_ALL"] == "en_US.UTF-8"
+    first, second, queue = stand_in.calls()
+    assert first["env"]["LC_ALL"] == "en_US.UTF-8"
+    assert second["env"]["LC_ALL"] == "de_DE"
     assert queue["env"]["LC_ALL"] == "C", "the base env said de_DE: every other command runs in C"
 
 
