@@ -54,7 +54,7 @@ def drain_reason_problem(reason: str) -> str | None:
     Pure. One line of at most ``MAX_DRAIN_REASON_CHARS`` characters without control characters."""
     if len(reason) > MAX_DRAIN_REASON_CHARS:
         return f"the drain reason is {len(reason)} characters long; at most {MAX_DRAIN_REASON_CHARS}"
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in reason):
+    if not reason.isprintable():  # control characters, and the line and paragraph separators of Unicode too
         return "the drain reason holds a control character (a newline, a tab...); write it on one line"
     return None
 

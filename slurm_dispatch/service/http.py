@@ -50,8 +50,12 @@ METRICS_PATH = "/metrics"
 MAX_CONNECTIONS = 32
 """Requests served at once; more are closed at once (each holds a thread until it is answered or times out)."""
 
+MAX_CONNECTIONS_PER_CLIENT = 4
+"""Requests served at once from one address, so that one client cannot take every place."""
+
 REQUEST_TIMEOUT_S = 10.0
-"""A client that sends nothing for this long is dropped, so slow clients cannot pile up threads."""
+"""The longest a request may take in all, and any one read of it: the connection is cut then, so slow clients
+cannot hold threads and places."""
 
 SHUTDOWN_POLL_S = 0.05
 """How often the serving loop looks for a stop request: ``stop()`` returns within this."""
@@ -237,25 +241,48 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._mutex = threading.Lock()
+        self._by_client: dict[str, int] = {}
+        """Requests under way, by client address."""
 
     def process_request(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
-        """Serve at most MAX_CONNECTIONS requests at once: a client that sends slowly holds a thread."""
-        if not self._slots.acquire(blocking=False):
-            log.debug("health endpoint: %d requests already under way; closing a new connection", MAX_CONNECTIONS)
+        """Serve at most MAX_CONNECTIONS requests at once, MAX_CONNECTIONS_PER_CLIENT from one address, each for at
+        most REQUEST_TIMEOUT_S in all (a client that sends slowly holds a thread and a place until then)."""
+        client = str(client_address[0])
+        with self._mutex:
+            full = (sum(self._by_client.values()) >= MAX_CONNECTIONS
+                    or self._by_client.get(client, 0) >= MAX_CONNECTIONS_PER_CLIENT)
+            if not full:
+                self._by_client[client] = self._by_client.get(client, 0) + 1
+        if full:
+            log.debug("health endpoint: too many requests under way; closing a new connection from %s", client)
             self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()
+            self._done(client)
             raise
 
     def process_request_thread(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
+        sock = request if isinstance(request, socket.socket) else request[1]
+        # the whole request, not each read: cut the connection at the deadline, whatever the client sends
+        deadline = threading.Timer(REQUEST_TIMEOUT_S, _cut, args=(sock,))
+        deadline.daemon = True
+        deadline.start()
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            deadline.cancel()
+            self._done(str(client_address[0]))
+
+    def _done(self, client: str) -> None:
+        with self._mutex:
+            left = self._by_client.get(client, 1) - 1
+            if left > 0:
+                self._by_client[client] = left
+            else:
+                self._by_client.pop(client, None)
 
     def server_bind(self) -> None:
         """Bind without HTTPServer's reverse DNS lookup of the address (``getfqdn``), which can block the event loop
@@ -265,9 +292,19 @@ class _Server(ThreadingHTTPServer):
         self.server_name, self.server_port = str(host), int(port)
 
     def handle_error(self, request: object, client_address: object) -> None:
-        """One log line, through the service's logging (and its redaction), instead of a traceback on stderr."""
+        """One log line, through the service's logging (and its redaction), instead of a traceback on stderr; at
+        DEBUG for a client that went away or was cut at the deadline (anyone can cause those)."""
         exc = sys.exc_info()[1]
-        log.warning("health endpoint: a request from %s failed: %s: %s", client_address, type(exc).__name__, exc)
+        level = logging.DEBUG if isinstance(exc, (ConnectionError, TimeoutError, OSError)) else logging.WARNING
+        log.log(level, "health endpoint: a request from %s failed: %s: %s", client_address, type(exc).__name__, exc)
+
+
+def _cut(sock: socket.socket) -> None:
+    """End a connection that outlived its deadline (the handler's next read or write then fails)."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -291,8 +328,12 @@ class _Handler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_found  # everything else is 404
 
     def _serve(self, method: str, *, head: bool) -> None:
-        parts = urlsplit(self.path)
-        query = parse_qs(parts.query, max_num_fields=20)
+        try:
+            parts = urlsplit(self.path)
+            query = parse_qs(parts.query, max_num_fields=20)
+        except ValueError:  # e.g. "http://[v2zzz/x]/": not a path this server has
+            self._send(400, "text/plain; charset=utf-8", b"bad request path\n", head=False)
+            return
         if method == "POST":  # a form body may carry the parameters too (reason=...); a few KB at most
             try:
                 length = min(int(self.headers.get("Content-Length") or 0), 4096)
@@ -318,8 +359,8 @@ class _Handler(BaseHTTPRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         # The path only: no query string (someone may try ?api_token=...), never headers.
         # (a request line too bad to parse has no path nor command)
-        log.debug("%s %s %s from %s", getattr(self, "command", "-"), urlsplit(getattr(self, "path", "")).path, code,
-                  self.client_address[0])
+        path = str(getattr(self, "path", "")).split("?", 1)[0]  # not urlsplit: it raises on some paths
+        log.debug("%s %s %s from %s", getattr(self, "command", "-"), path, code, self.client_address[0])
 
     def log_message(self, format: str, *args: object) -> None:
         # http.server passes the raw request line here on a bad request; it may carry ?api_token=...

@@ -134,7 +134,7 @@ class ManagementAPI:
                         return json_response(200, entry_json(entry))
                 return json_response(404, {"errors": ["container not found"]})
             if path == DRAIN_PATH and method == "POST":
-                reason = (query.get("reason") or ["drained through the management API"])[0]
+                reason = (query.get("reason") or [""])[0].strip() or "drained through the management API"
                 problem = drain_reason_problem(reason)
                 if problem is not None:
                     return json_response(400, {"errors": [problem]})

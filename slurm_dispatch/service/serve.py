@@ -241,7 +241,8 @@ async def serve(
 
         def polls_work() -> bool:
             # Ping the watchdog only while polls keep working: a loop that is alive but stuck should be restarted.
-            return stale_reason(dispatch.last_good_tick, time.monotonic(), settings.poll_interval) is None
+            since = dispatch.last_good_tick or dispatch_started[0]  # before the first good poll: since the start
+            return stale_reason(since, time.monotonic(), settings.poll_interval) is None
 
         async def watch_pg() -> None:
             nonlocal exit_code

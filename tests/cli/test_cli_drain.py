@@ -32,7 +32,8 @@ def test_drain_records_who_drained(cli: Any) -> None:
 
 def test_a_reason_on_several_lines_or_too_long_is_refused_and_nothing_changes(cli: Any) -> None:
     """The reason goes into the state file, the log and every status line: one line, at most 500 characters."""
-    for reason, words in (("kernel\nupgrade", "control character"), ("x" * 501, "at most 500")):
+    for reason, words in (("kernel\nupgrade", "control character"), ("kernel\u2028upgrade", "control character"),
+                          ("x" * 501, "at most 500")):
         result = cli("drain", "--reason", reason)
         assert result.exit_code == 2, result.output
         assert words in result.stderr and len(result.stderr.splitlines()) == 1

@@ -15,7 +15,8 @@ from prometheus_client import generate_latest
 from slurm_dispatch import __version__
 from slurm_dispatch.errors import ConfigError
 from slurm_dispatch.model import ContainerState
-from slurm_dispatch.service.http import MAX_CONNECTIONS, HealthServer, parse_internal_url
+from slurm_dispatch.service import http as http_module
+from slurm_dispatch.service.http import MAX_CONNECTIONS_PER_CLIENT, HealthServer, parse_internal_url
 from slurm_dispatch.service.metrics import PREFIX, Metrics
 from slurm_dispatch.settings import Settings
 
@@ -279,16 +280,34 @@ def test_malformed_requests_get_an_answer_and_no_traceback(
     assert "Traceback" not in caplog.text
 
 
-def test_connections_beyond_the_cap_are_closed_at_once(server: HealthServer) -> None:
-    """A client that sends slowly holds a thread until the request timeout: at most MAX_CONNECTIONS at a time."""
-    slow = [socket.create_connection(server.address, timeout=10) for _ in range(MAX_CONNECTIONS)]
+def test_slow_clients_get_few_places_and_are_cut_at_the_deadline_whatever_they_send(
+    server: HealthServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client that sends a header line now and then keeps each read short of the timeout: the whole request has a
+    deadline, and one address gets MAX_CONNECTIONS_PER_CLIENT places, so the health check keeps answering."""
+    monkeypatch.setattr(http_module, "REQUEST_TIMEOUT_S", 1.0)
+    slow = [socket.create_connection(server.address, timeout=10) for _ in range(MAX_CONNECTIONS_PER_CLIENT)]
     try:
         for sock in slow:
-            sock.sendall(b"GET /_health/ping HTTP/1.1\r\n")  # and never the rest
+            sock.sendall(b"GET /_health/ping HTTP/1.1\r\n")
         wait_until(lambda: _raw(server, b"GET /_health/ping HTTP/1.0\r\n\r\n") == b"", timeout=10,
-                   what="the cap to close a new connection", every=0.05)
+                   what="a fifth connection from the same address to be closed", every=0.05)
+
+        def cut() -> bool:  # keep trickling: each read is short, the request is not
+            for sock in slow:
+                try:
+                    sock.sendall(b"X-a: b\r\n")
+                except OSError:
+                    return True
+            return False
+
+        wait_until(cut, timeout=10, what="the slow requests to be cut at their deadline", every=0.2)
+        wait_until(lambda: request(server, "/_health/ping", token=TOKEN)[0] == 200, timeout=10,
+                   what="the places to be free again", every=0.05)
     finally:
         for sock in slow:
             sock.close()
-    wait_until(lambda: request(server, "/_health/ping", token=TOKEN)[0] == 200, timeout=10,
-               what="the slots to be free again", every=0.05)
+
+
+def test_a_path_that_does_not_parse_gets_400(server: HealthServer) -> None:
+    assert _raw(server, b"GET http://[v2zzzz/x]/ HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 400 ")
