@@ -50,8 +50,10 @@ METRICS_PATH = "/metrics"
 MAX_CONNECTIONS = 32
 """Requests served at once; more are closed at once (each holds a thread until it is answered or times out)."""
 
-MAX_CONNECTIONS_PER_CLIENT = 4
-"""Requests served at once from one address, so that one client cannot take every place."""
+MAX_CONNECTIONS_PER_CLIENT = 16
+"""Requests served at once from one address, so that one client cannot take every place (half of them: local
+monitoring, the health aggregator and a proxy may all come from one address, and a management call can take
+seconds)."""
 
 REQUEST_TIMEOUT_S = 10.0
 """The longest a request may take in all, and any one read of it: the connection is cut then, so slow clients
