@@ -249,7 +249,7 @@ class SlurmCLI:
             if not narrowed:
                 return unmark_lines(self._run(marked_argv(SQUEUE_ARGV, marker), log_stdout=False), marker)
             argv = marked_argv(squeue_argv(self.own_uid), marker)
-            out, stderr = self._run_with_stderr(argv)
+            out, stderr = self._run_with_stderr(argv, log_stdout=False)
             out = unmark_lines(out, marker)
             if stderr.strip():
                 # e.g. "squeue: error: Invalid user: N" when the user database does not answer: squeue then

@@ -164,3 +164,15 @@ def test_a_failed_check_while_narrowed_keeps_the_narrowing_and_is_not_retried_at
     cli.queue()
     assert cli.own_jobs_only is True and fake.narrowed() == [True, True, True]
     assert sum(_owners(argv) for argv in fake.argvs) == 2, "the failed check is not tried again at the next poll"
+
+
+def test_a_narrowed_poll_does_not_log_its_output(monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """squeue's output is the result, not news: the wide poll never logged it, and neither may the narrowed one (it
+    was logged at INFO on every poll)."""
+    Squeue(monkeypatch)
+    cli = SlurmCLI(env={}, own_uid=NOBODY)
+    cli.queue()
+    with caplog.at_level(logging.INFO, logger="slurm_dispatch.slurm.cli_backend"):
+        assert cli.queue() == OURS
+    assert "zzzzz-dz642-000000000000001" not in caplog.text
