@@ -245,12 +245,10 @@ class SlurmCLI:
                         or time.monotonic() - self._owners_checked_at >= OWNERS_RECHECK_S):
                     self._check_owners()
                 narrowed = bool(self.own_jobs_only)
-            marker = secrets.token_hex(8)
             if not narrowed:
-                return unmark_lines(self._run(marked_argv(SQUEUE_ARGV, marker), log_stdout=False), marker)
-            argv = marked_argv(squeue_argv(self.own_uid), marker)
-            out, stderr = self._run_with_stderr(argv, log_stdout=False)
-            out = unmark_lines(out, marker)
+                return self._marked_squeue(SQUEUE_ARGV)[0]
+            argv = squeue_argv(self.own_uid)
+            out, stderr = self._marked_squeue(argv)
             if stderr.strip():
                 # e.g. "squeue: error: Invalid user: N" when the user database does not answer: squeue then
                 # filters every job out and exits 0. Empty output is not to be read as "every job gone".
@@ -263,9 +261,8 @@ class SlurmCLI:
             return out
         # With clusters, without --noheader: that option also drops the "CLUSTER: <name>" lines that say which
         # cluster each job is on (measured on 22.05); parse_squeue skips the column titles.
-        marker = secrets.token_hex(8)
-        argv = marked_argv([a for a in SQUEUE_ARGV if a != "--noheader"], marker)
-        out = unmark_lines(self._run(argv, log_stdout=False), marker)
+        argv = [a for a in SQUEUE_ARGV if a != "--noheader"]
+        out = self._marked_squeue(argv)[0]
         missing = missing_clusters(out, self.clusters, sorted(self._seen_clusters))
         if missing:  # a stopped slurmctld's cluster drops out of the answer silently: no information, not "gone"
             detail = (f"squeue answered without cluster(s) {','.join(missing)} (is its slurmctld down?); "
@@ -289,9 +286,8 @@ class SlurmCLI:
         the rule (the Go dispatcher's last sbatch landing after a handover, an admin resubmitting a job as root), and
         the next check then widens squeue again.
         """
-        marker = secrets.token_hex(8)
         try:
-            out = unmark_lines(self._run(marked_argv(SQUEUE_OWNERS_ARGV, marker), log_stdout=False), marker)
+            out = self._marked_squeue(SQUEUE_OWNERS_ARGV)[0]
         except SlurmCommandError:
             if self.own_jobs_only:  # narrowed already: keep it, and check again in a minute, not at every poll
                 self._owners_checked_at = time.monotonic() - OWNERS_RECHECK_S + OWNERS_RETRY_S
@@ -426,6 +422,18 @@ class SlurmCLI:
         return self._run(argv, log_stdout=False, failure_level=logging.INFO)
 
     # -- plumbing -------------------------------------------------------------------
+
+    def _marked_squeue(self, argv: Sequence[str]) -> tuple[str, str]:
+        """Run a squeue whose every line starts with a marker drawn for this command, and return its stdout without
+        the markers (``squeue_lines.marked_argv``, ``unmark_lines``: a newline in a job name cannot make up a line)
+        and its stderr. The output is the result: it is not logged. Blocks.
+
+        Raises:
+            as ``_run_with_stderr``.
+        """
+        marker = secrets.token_hex(8)
+        out, stderr = self._run_with_stderr(marked_argv(argv, marker), log_stdout=False)
+        return unmark_lines(out, marker), stderr
 
     def _run(self, argv: list[str], **options: Unpack[_RunOptions]) -> str:
         """``_run_with_stderr``, stdout only: what a command printed on stderr when it worked is logged."""
