@@ -447,6 +447,17 @@ class Container:
         )
 
 
+def with_error(runtime_status: Mapping[str, Any], error: Mapping[str, str]) -> dict[str, Any]:
+    """Return ``runtime_status`` with ``error`` (``error``, and ``errorDetail`` when there is one) in place of any
+    earlier error. Pure.
+
+    Arvados replaces ``runtime_status`` whole on an update, so what crunch-run wrote (its activity, a warning) is
+    sent back with the new error; an earlier ``errorDetail`` is dropped, not left beside another error.
+    """
+    kept = {k: v for k, v in runtime_status.items() if k not in ("error", "errorDetail")}
+    return {**kept, **error}
+
+
 def routing_fields(raw: Any) -> tuple[str, ContainerState, str]:
     """Return ``(uuid, state, locked_by_uuid)`` of a raw container record, checked as ``Container.from_api``
     checks them. Pure.

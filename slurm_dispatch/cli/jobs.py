@@ -39,7 +39,7 @@ from slurm_dispatch.cli.common import (
 )
 from slurm_dispatch.cli.control import who
 from slurm_dispatch.errors import ArvadosNotFound, SlurmCommandError
-from slurm_dispatch.model import Container, ContainerState
+from slurm_dispatch.model import Container, ContainerState, with_error
 from slurm_dispatch.slurm.backend import scancel_argvs
 from slurm_dispatch.slurm.decide import OrphanAction, OrphanDecision, orphan_action, our_job_names
 from slurm_dispatch.slurm.squeue_lines import parse_squeue, parse_squeue_all
@@ -113,8 +113,7 @@ def cancel(
                 others = bool(container.locked_by_uuid) and container.locked_by_uuid != client.current_token_uuid()
                 change: dict[str, object] = {"state": ContainerState.CANCELLED.value}
                 if not others:
-                    kept = {k: v for k, v in container.runtime_status.items() if k != "errorDetail"}
-                    change["runtime_status"] = {**kept, "error": text}
+                    change["runtime_status"] = with_error(container.runtime_status, {"error": text})
                 if not container.state.is_final:
                     client.update(uuid, change)
             finally:

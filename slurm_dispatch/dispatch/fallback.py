@@ -23,7 +23,7 @@ from typing import Any
 
 from slurm_dispatch.dispatch.tracker import UpdateChannel
 from slurm_dispatch.errors import DispatchError, UnsatisfiableContainer
-from slurm_dispatch.model import ContainerState
+from slurm_dispatch.model import ContainerState, with_error
 
 logger = logging.getLogger("slurm_dispatch.dispatch")
 
@@ -95,9 +95,7 @@ async def apply_fallback(
         logger.info("container %s state is still %s, changing to %s", uuid, current.state.value, target.value)
         fields: dict[str, Any] = {"state": target.value}
         if target is ContainerState.CANCELLED and status:
-            # Arvados replaces runtime_status whole: keep what crunch-run wrote (its activity, a warning)
-            kept = {k: v for k, v in current.runtime_status.items() if k not in ("error", "errorDetail")}
-            fields["runtime_status"] = {**kept, **status}
+            fields["runtime_status"] = with_error(current.runtime_status, status)  # keeps crunch-run's keys
         try:
             await update(uuid, fields)
         except DispatchError as exc:

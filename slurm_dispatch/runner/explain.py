@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from slurm_dispatch.errors import DispatchError, SlurmCommandError
-from slurm_dispatch.model import Container, ContainerState
+from slurm_dispatch.model import Container, ContainerState, with_error
 from slurm_dispatch.runner.ports import Dispatch
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.backend import SlurmBackend
@@ -149,9 +149,7 @@ class Explainer:
 
 def runtime_status(container: Container, reason: EndReason) -> dict[str, Any]:
     """Return the container's runtime_status with the reason as its error (other keys, e.g. a warning, kept)."""
-    status = {k: v for k, v in container.runtime_status.items() if k not in ("error", "errorDetail")}
-    status.update(error=reason.error, errorDetail=reason.detail)
-    return status
+    return with_error(container.runtime_status, {"error": reason.error, "errorDetail": reason.detail})
 
 
 __all__ = ["SLURM_ENDED_STATES", "Explainer", "runtime_status"]
