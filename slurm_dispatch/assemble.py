@@ -162,7 +162,7 @@ class DispatchLoop:
         )
         self._on_first_tick = on_first_tick
         self._cleaning: dict[str, asyncio.Task[None]] = {}
-        """Queued containers whose untracked job is being handed to a closed tracker (see ``_busy``)."""
+        """Queued containers whose untracked job is being handed to a closed tracker (``_clean_up_untracked_jobs``)."""
         self._pending_since: dict[str, float] = {}
         self._pending_generation = -1
         self.adopted: list[str] | None = None

@@ -207,9 +207,9 @@ class Dispatcher(ContainerCalls):
         self._waiting_seen = False
         self._waiting_next: dict[str, Waiting] = {}
         self.waiting: dict[str, Waiting] = {}
+        """The Queued containers the latest complete tick held back, and why (their scheduling status)."""
         self._hand_backs: dict[str, int] = {}
         """Running containers handed back in a row by the fallback (``fallback.MAX_HAND_BACKS``), by uuid."""
-        """The Queued containers the latest complete tick held back, and why (their scheduling status)."""
         self.capped: frozenset[str] | set[str] = frozenset()
         """Which limits held containers back in the latest tick (drain, cap, supervisors, rate, overload, busy)."""
         self.last_tick = TickReport()
@@ -676,10 +676,10 @@ class Dispatcher(ContainerCalls):
                         pass
             tracker.draining = True
             hand_backs = self._hand_backs.pop(uuid, 0)
-            if hand_backs >= MAX_HAND_BACKS and status is None:
+            exhausted = hand_backs >= MAX_HAND_BACKS
+            if exhausted and status is None:
                 status = {"error": f"slurm-dispatch could not follow this container's Slurm job: it failed "
                                    f"{hand_backs + 1} times in a row (see the dispatcher's log)"}
-            exhausted = hand_backs >= MAX_HAND_BACKS
             if await apply_fallback(tracker.channel, uuid=uuid, fallback=fallback, status=status,
                                     update=functools.partial(self.call, self._client.update), hand_back=not exhausted):
                 if len(self._hand_backs) >= MAX_REMEMBERED_BAD_RECORDS:
