@@ -8,7 +8,7 @@ with everyone needs levers (the cloud dispatcher has some: lib/dispatchcloud/sch
 * **a supervisor cap** (``Limits.MaxSupervisors``, or ``SupervisorFraction`` of the cap): workflow runners wait
   for their children; if they fill the cluster no child can start, and every workflow stalls;
 * **a lock rate limit** (``Limits.MaxSubmitsPerMinute``; each lock leads to one sbatch);
-* **API overload backoff**: after the API answers 503 (or 429), lock at most half as many as the last tick
+* **API overload backoff**: after the API answers 503 (or 429, or its proxy 502 or 504), lock at most half as many as the last tick
   did, and grow again by a tenth per tick after a quiet minute, as the cloud dispatcher does with its
   container limit;
 * **busy**: a container whose previous job is still in squeue (being scancelled) is not locked again yet.
@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from slurm_dispatch.model import Container
 
@@ -32,6 +33,8 @@ WORKFLOW_QUEUE = ("Waiting in workflow queue at position {n}.  Cluster is at cap
 
 PREVIOUS_ATTEMPT = "Waiting for previous container attempt to exit."
 """The cloud dispatcher's words for a container whose previous attempt is still alive."""
+
+_Raw = TypeVar("_Raw")
 
 QUIET_AFTER_OVERLOAD_S = 60.0
 """After an API overload (503/429), the lock budget grows again only after this long without another one."""
@@ -170,6 +173,18 @@ def admit(
     return Verdict(lock=lock, waiting=waiting, capped=frozenset(capped))
 
 
+def in_priority_order(candidates: Sequence[tuple[_Raw, Container]]) -> list[tuple[_Raw, Container]]:
+    """Return the Queued candidates of one query once each, highest priority first (the API's order among equal
+    ones). Pure.
+
+    Offset paging is not a snapshot: a priority that changes between two pages can show a container on both, or
+    leave the pages out of order, while admission counts places in this order (``admission.admit``). A container
+    seen twice keeps its later record.
+    """
+    last = {container.uuid: (raw, container) for raw, container in candidates}
+    return sorted(last.values(), key=lambda pair: -pair[1].priority)
+
+
 class Admission:
     """The stateful half: the lock rate limiter and the overload backoff, on an injected clock. Not thread-safe."""
 
@@ -237,4 +252,5 @@ __all__ = [
     "Verdict",
     "admit",
     "drain_reason_problem",
+    "in_priority_order",
 ]

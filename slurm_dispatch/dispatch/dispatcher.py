@@ -42,7 +42,15 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from slurm_dispatch.dispatch.admission import Admission, Drain, Limits, Verdict, Waiting, admit
+from slurm_dispatch.dispatch.admission import (
+    Admission,
+    Drain,
+    Limits,
+    Verdict,
+    Waiting,
+    admit,
+    in_priority_order,
+)
 from slurm_dispatch.dispatch.calls import ContainerCalls
 from slurm_dispatch.dispatch.client import DispatchClient
 from slurm_dispatch.dispatch.decide import (
@@ -115,6 +123,7 @@ class TickReport:
     closed: int = 0
     cpu_s: float = 0.0
     """Process CPU time used during the tick (all threads)."""
+
 
 
 class Dispatcher(ContainerCalls):
@@ -431,8 +440,9 @@ class Dispatcher(ContainerCalls):
         if name == QUEUED_QUERY and ok:
             self._waiting_seen = True
         if to_adopt and not self._stop.is_set():
-            report.started += await self._adopt(to_adopt)
+            report.started += await self._adopt(list(dict.fromkeys(to_adopt)))
         if to_lock and not self._stop.is_set():
+            to_lock = in_priority_order(to_lock)
             verdict = self._admit([c for _, c in to_lock])
             admitted = {c.uuid for c in verdict.lock}
             self._note_waiting(to_lock, verdict)

@@ -46,15 +46,20 @@ FULL_RECORD_FIELDS: tuple[str, ...] = (*QUEUED_FIELDS, *LARGE_FIELDS)
 """The fields a RunContainer's records hold (``Container.from_api`` reads no other that matters to it)."""
 
 
+OVERLOAD_STATUSES = frozenset({429, 502, 503, 504})
+"""HTTP statuses that mean "the API is too busy": admission backs off while they come."""
+
+
 def is_overload(exc: DispatchError) -> bool:
-    """Return True for an API answer that means "too busy": 503 or 429. Pure."""
-    return isinstance(exc, ArvadosAPIError) and exc.status in (429, 503)
+    """Return True for an API answer that means "too busy": 429, 503, or a proxy's 502 or 504 (nginx and the
+    controller answer those when Rails does not keep up). Pure."""
+    return isinstance(exc, ArvadosAPIError) and exc.status in OVERLOAD_STATUSES
 
 
 class QueueReader:
     """Reads container queries page by page. Use it from the dispatcher's event loop.
 
-    ``overloaded`` is set when a request got 503 or 429 (the dispatcher resets it each tick).
+    ``overloaded`` is set when a request got an ``OVERLOAD_STATUSES`` answer (the dispatcher resets it each tick).
     """
 
     def __init__(
@@ -131,30 +136,41 @@ class QueueReader:
     ) -> dict[str, Mapping[str, Any]] | None:
         """Read these containers' records (``uuid in [...]``, ``UUID_BATCH`` at a time); None if a request failed.
 
+        A page may hold fewer records than asked while more match: Rails stops a page once the text and JSON columns
+        it read reach ``API.MaxIndexDatabaseRead`` bytes (services/api/app/controllers/application_controller.rb:
+        ``limit_database_read``; a page always holds at least one record), which a few large ``mounts`` can reach.
+        So the uuids a page left out are asked for again, until each is read or a page brings none of them.
+
         Blocks (asynchronously) on the requests. Records that cannot be read are left out (and logged).
 
         Raises:
             ArvadosAuthError: the API refused our token.
         """
         found: dict[str, Mapping[str, Any]] = {}
-        for i in range(0, len(uuids), UUID_BATCH):
-            batch = list(uuids[i : i + UUID_BATCH])
-            try:
-                page = await self._call(self._client().list, filters=[["uuid", "in", batch]], order=("uuid",),
-                                       limit=len(batch), offset=0, count="none", select=select)
-            except ArvadosAuthError:
-                raise
-            except DispatchError as exc:
-                if is_overload(exc):
-                    self.overloaded = True
-                logger.warning("error reading %s of %d containers: %s; will retry on a later tick", why, len(batch),
-                               exc)
-                return None
-            wanted = set(batch)
-            for raw in page.items:
-                uuid = raw.get("uuid") if isinstance(raw, Mapping) else None
-                if isinstance(uuid, str) and uuid in wanted:
-                    found[uuid] = raw
+        wanted = list(dict.fromkeys(uuids))
+        for i in range(0, len(wanted), UUID_BATCH):
+            batch = wanted[i : i + UUID_BATCH]
+            while batch:
+                try:
+                    page = await self._call(self._client().list, filters=[["uuid", "in", batch]], order=("uuid",),
+                                           limit=len(batch), offset=0, count="none", select=select)
+                except ArvadosAuthError:
+                    raise
+                except DispatchError as exc:
+                    if is_overload(exc):
+                        self.overloaded = True
+                    logger.warning("error reading %s of %d containers: %s; will retry on a later tick", why,
+                                   len(batch), exc)
+                    return None
+                asked = set(batch)
+                for raw in page.items:
+                    uuid = raw.get("uuid") if isinstance(raw, Mapping) else None
+                    if isinstance(uuid, str) and uuid in asked:
+                        found[uuid] = raw
+                rest = [u for u in batch if u not in found]
+                if len(rest) == len(batch):
+                    break  # none of them came back (deleted, or not readable): nothing more to ask for
+                batch = rest
         return found
 
     def _failed(self, name: str, what: Literal["count", "list"], exc: DispatchError) -> None:

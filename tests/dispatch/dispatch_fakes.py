@@ -53,6 +53,9 @@ class FakeArvados:
     """method name -> errors to raise on its next calls, in order."""
     lock_hook: Callable[[str], None] | None = None
     """Called (inside the lock call) before a lock is applied: lets a test lose a race."""
+    short_pages: int | None = None
+    """A page holds at most this many records when more were asked (``limit`` > 1), as Rails cuts a page at
+    ``API.MaxIndexDatabaseRead`` bytes (application_controller.rb: ``limit_database_read``)."""
     _mutex: threading.Lock = field(default_factory=threading.Lock)
     _clock: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -122,6 +125,8 @@ class FakeArvados:
                 rows = [{"kind": "arvados#container", "etag": r["modified_at"], **{k: r[k] for k in select if k in r}}
                         for r in rows]
             limit = 1000 if limit is None else min(limit, 1000)
+            if self.short_pages is not None and limit > 1:
+                limit = min(limit, self.short_pages)
             return Page(
                 items=rows[offset : offset + limit],
                 items_available=len(rows) if count == "exact" else None,

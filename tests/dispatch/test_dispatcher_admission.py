@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from dispatch_fakes import FakeArvados, Recorder
 from plugins.fake_time import FakeClock
 
@@ -102,16 +103,18 @@ def test_held_back_containers_do_not_use_up_their_min_retry_period() -> None:
     run(scenario, drain=lambda: drain[0], min_retry_period=60.0, clock=clock)
 
 
-def test_an_overloaded_api_gets_fewer_locks_per_tick() -> None:
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+def test_an_overloaded_api_gets_fewer_locks_per_tick(status: int) -> None:
+    """429 and 503 from the API, 502 and 504 from the proxy in front of it when it does not keep up."""
     clock = FakeClock()
 
     async def scenario(d: Dispatcher, fake: FakeArvados, rec: Recorder) -> None:
         uuids = [fake.add("Queued", priority=100 - i) for i in range(20)]
-        fake.fail("lock", *(ArvadosUnavailable(503, "POST", "/x", "Service Unavailable") for _ in range(20)))
+        fake.fail("lock", *(ArvadosUnavailable(status, "POST", "/x", "busy") for _ in range(20)))
         report = await d.tick()
         assert report.locked == 0 and fake.count("lock") == 20
         report = await d.tick()
-        assert fake.count("lock") == 20 + 10, "half as many tried after the 503s"
+        assert fake.count("lock") == 20 + 10, f"half as many tried after the {status}s"
         assert report.locked == 10
         assert sum(1 for w in d.waiting.values() if "overloaded" in w.reason) == 10
         locked_before = sum(fake.state(u) == "Locked" for u in uuids)
@@ -133,3 +136,29 @@ def test_waiting_containers_keep_their_first_seen_time() -> None:
         assert isinstance(d.waiting[uuid].container, Container)
 
     run(scenario, drain=lambda: drain, wall_clock=lambda: wall[0])
+
+
+def test_a_container_seen_on_two_pages_takes_one_place_by_its_later_priority() -> None:
+    """Offset paging is not a snapshot: a priority lowered between two pages moves a container from the page read
+    to the next one, so it is seen twice (and another is skipped until the next tick). It takes one place under
+    the cap, by the priority it has now, not two places."""
+
+    async def scenario(d: Dispatcher, fake: FakeArvados, rec: Recorder) -> None:
+        uuids = [fake.add("Queued", priority=10 - i) for i in range(4)]
+        original = fake.list
+
+        def lower_the_first_between_pages(**kwargs: Any) -> Any:
+            page = original(**kwargs)
+            if kwargs["filters"][0] == ["state", "=", "Queued"] and kwargs["limit"] and kwargs["offset"] == 0:
+                fake.set(uuids[0], priority=1)  # read on the first page, and now the last of the second
+            return page
+
+        fake.list = lower_the_first_between_pages  # type: ignore[method-assign]
+        fake.short_pages = 2
+        await d.tick()
+        assert [u for u in uuids if fake.state(u) == "Locked"] == [uuids[1], uuids[3]], (
+            "the two places went to the highest priorities as last read; uuids[2] was skipped by the paging")
+        assert fake.count("lock") == 2
+        assert set(d.waiting) == {uuids[0]}
+
+    run(scenario, admission=Admission(Limits(max_in_slurm=2), clock=FakeClock()))

@@ -84,6 +84,25 @@ def test_the_queued_query_selects_what_admission_needs_and_large_fields_are_read
     run(scenario)
 
 
+def test_pages_cut_short_by_the_api_still_lock_and_adopt_every_container_in_one_tick() -> None:
+    """Rails ends a page early once it has read ``API.MaxIndexDatabaseRead`` bytes (large mounts reach it): the
+    uuids a ``uuid in`` page left out are asked for again, not left for a later tick."""
+    async def scenario(d: Dispatcher, fake: FakeArvados, rec: Recorder) -> None:
+        fake.short_pages = 2
+        queued = [fake.add("Queued", priority=50 - i, **WHOLE) for i in range(5)]
+        ours = [fake.add("Running", locked_by=ME, **WHOLE) for _ in range(3)]
+        report = await d.tick()
+        assert report.locked == 5 and all(fake.state(u) == "Locked" for u in queued)
+        assert all(d.is_tracking(u) for u in ours), "adopted from whole records read in short pages"
+        await until(lambda: all(u in rec.seen for u in queued + ours))
+        assert all(rec.seen[u][0].mounts["/tmp"].capacity == 1 << 30 for u in queued + ours)
+        reads = [a[0][0][2] for a in _lists(fake) if a[0][0][:2] == ["uuid", "in"]]
+        assert sorted(queued) in [sorted(r) for r in reads], "one read asked for all five"
+        assert len(reads) == 3 + 2, "each short page was followed by a read of the uuids it left out"
+
+    run(scenario)
+
+
 def test_without_large_fields_wanted_no_read_comes_before_the_lock() -> None:
     async def scenario(d: Dispatcher, fake: FakeArvados, rec: Recorder) -> None:
         uuid = fake.add("Queued", priority=5, **WHOLE)
