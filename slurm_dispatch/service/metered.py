@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from slurm_dispatch.arvados.client import ArvadosClient
+from slurm_dispatch.dispatch.queries import is_overload
 from slurm_dispatch.errors import (
     ArvadosAPIError,
     ArvadosAuthError,
@@ -143,7 +144,7 @@ class MeteredClient:
             except ArvadosAPIError as exc:
                 kind = next((k for cls, k in self._KINDS if isinstance(exc, cls)), "other")
                 self._metrics.api_error(kind)
-                if exc.status in (429, 503):
+                if is_overload(exc):
                     self._metrics.api_overloaded(time.time())
                 raise
 

@@ -91,12 +91,12 @@ class Metrics:
         self._broken_nodes = Gauge(PREFIX + "broken_nodes", "Nodes crunch-run reported broken, kept off.",
                                    registry=r)
         self._api_overloads = Counter(
-            PREFIX + "api_overloads", "API calls that failed with 503 or 429 ('too busy') after the client's retries.",
+            PREFIX + "api_overloads", "API calls that failed with 429, 502, 503 or 504 ('too busy') after the client's retries.",
             registry=r,
         )
         self._last_overload = Gauge(
             PREFIX + "api_last_overload_time_seconds",
-            "When an API call last failed with 503 or 429 after the client's retries (Unix time; 0: never).",
+            "When an API call last failed with 429, 502, 503 or 504 after the client's retries (Unix time; 0: never).",
             registry=r,
         )
         self._dispatching = Gauge(
@@ -158,7 +158,7 @@ class Metrics:
         self._dispatching.set(1 if dispatching else 0)
 
     def api_overloaded(self, when: float) -> None:
-        """Count one API call that failed with "too busy" (503 or 429) after the client's retries, at Unix time
+        """Count one API call that failed with "too busy" (429, 502, 503 or 504) after the client's retries, at Unix time
         ``when``."""
         self._api_overloads.inc()
         self._last_overload.set(when)

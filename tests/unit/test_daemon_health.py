@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from prometheus_client.exposition import generate_latest
 
-from slurm_dispatch.errors import ArvadosConflict
+from slurm_dispatch.errors import ArvadosConflict, ArvadosUnavailable
 from slurm_dispatch.service.metered import MeteredClient
 from slurm_dispatch.service.metrics import Metrics
 from slurm_dispatch.service.serve import stale_reason
@@ -48,6 +48,21 @@ def test_metered_client_counts_failed_calls_by_kind() -> None:
         client.lock("zzzzz-dz642-000000000000001")
     text = generate_latest(metrics.registry).decode()
     assert 'arvados_dispatchslurm_api_errors_total{kind="conflict"} 1.0' in text
+
+
+@pytest.mark.parametrize(("status", "overload"), [(429, True), (502, True), (503, True), (504, True), (500, False)])
+def test_metered_client_counts_too_busy_answers_as_overloads(status: int, overload: bool) -> None:
+    metrics = Metrics()
+
+    class Busy:
+        def lock(self, uuid: str) -> None:
+            raise ArvadosUnavailable(status, "POST", f"/arvados/v1/containers/{uuid}/lock", "busy")
+
+    client = MeteredClient(Busy(), metrics)  # type: ignore[arg-type]
+    with pytest.raises(ArvadosUnavailable):
+        client.lock("zzzzz-dz642-000000000000001")
+    text = generate_latest(metrics.registry).decode()
+    assert ("arvados_dispatchslurm_api_overloads_total 1.0" in text) == overload
 
 
 def test_oldest_pending_gauge_follows_the_squeue_snapshot(fake_slurm: Any) -> None:
