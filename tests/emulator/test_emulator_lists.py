@@ -112,6 +112,35 @@ def test_limit_is_clamped(make_emulator: Any) -> None:
     assert body["limit"] == 2 and len(body["items"]) == 2 and body["items_available"] == 3
 
 
+def test_a_page_ends_at_max_index_database_read_bytes(make_emulator: Any) -> None:
+    """application_controller.rb: limit_database_read: the record whose text and JSON columns reach the cap is left
+    out (unless it is the first); limits 0 and 1 are not cut; with ``select`` only the selected columns count."""
+    emu, arv = make_emulator(max_index_database_read=10_000)
+    big = {"/in": {"kind": "json", "content": {"x": "a" * 3000}}}
+    made = [emu.create_container({"priority": 9 - i, "mounts": big})["uuid"] for i in range(6)]
+    order = ["priority desc"]
+    assert [i["uuid"] for i in arv.list(limit=6, order=order).json()["items"]] == made[:2], "3 × 3 kB + the rest"
+    assert len(arv.list(limit=1, order=order).json()["items"]) == 1
+    assert arv.list(limit=0, count="exact").json()["items_available"] == 6
+    small = arv.list(limit=6, order=order, select=["uuid", "priority", "state"]).json()["items"]
+    assert [i["uuid"] for i in small] == made, "mounts not selected: not read, not counted"
+    emu_one, arv_one = make_emulator(max_index_database_read=100)
+    first = emu_one.create_container({"priority": 2, "mounts": big})["uuid"]
+    emu_one.create_container({"priority": 1, "mounts": big})
+    assert [i["uuid"] for i in arv_one.list(limit=5, order=order).json()["items"]] == [first], (
+        "a page always holds one record")
+
+
+def test_select_drops_the_order_terms_of_columns_not_selected(arv: Any, emulator_control: Any) -> None:
+    """load_param.rb: load_select_param: ordering by a column not selected would be an SQL error, so Rails drops
+    that term, the default ``modified_at desc`` too: equal priorities then fall to ``uuid desc``."""
+    made = [emulator_control.create_container(priority=3)["uuid"] for _ in range(6)]
+    whole = [i["uuid"] for i in arv.list(order=["priority desc"]).json()["items"]]
+    assert whole == made[::-1], "modified_at desc: the latest first"
+    selected = [i["uuid"] for i in arv.list(order=["priority desc"], select=["uuid", "priority"]).json()["items"]]
+    assert selected == sorted(made, reverse=True), "priority desc, uuid desc"
+
+
 def test_select_keeps_kind_and_etag(arv: Any, three: dict[str, str]) -> None:
     body = arv.list(select=["uuid", "priority"]).json()
     assert all(set(item) == {"kind", "etag", "uuid", "priority"} for item in body["items"])

@@ -37,6 +37,9 @@ def test_auth_forms(arv: Any, emulator: Any) -> None:
         resp = arv.get(path, token="", **form)
         assert resp.status_code == 200, form
         assert resp.json()["uuid"] == "zzzzz-gj3su-000000000000000"
+    for scheme in ("bearer", "BEARER", "oauth2", "Token"):  # Go's auth.go and Rails's middleware spell them exactly
+        resp = arv.get(path, token="", headers={"Authorization": f"{scheme} {tok}"})
+        assert resp.status_code == 401, scheme
 
 
 def test_form_and_json_bodies_and_overrides(arv: Any, ctr: str) -> None:

@@ -26,6 +26,7 @@ from slurm_dispatch.sandbox.api.schema import (
     Table,
     controller_view,
     now_timestamp,
+    read_length,
 )
 from slurm_dispatch.sandbox.api.store import Store
 
@@ -70,7 +71,7 @@ def bearer_token(*, authorization: str | None, params: Mapping[str, Any]) -> str
     if authorization:
         scheme, _, rest = authorization.strip().partition(" ")
         rest = rest.strip()
-        if scheme.lower() in ("bearer", "oauth2") and rest:
+        if scheme in ("Bearer", "OAuth2") and rest:  # spelled exactly so, as Go's and Rails's checks do
             return rest
         if scheme.lower() == "basic" and rest:
             import base64
@@ -89,6 +90,10 @@ def bearer_token(*, authorization: str | None, params: Mapping[str, Any]) -> str
     return None
 
 
+DEFAULT_MAX_INDEX_DATABASE_READ = 134_217_728
+"""Arvados's default ``API.MaxIndexDatabaseRead`` (lib/config/config.default.yml)."""
+
+
 class Api:
     """The emulated API over a Store.
 
@@ -96,6 +101,8 @@ class Api:
         store: the state.
         max_dispatch_attempts: ``Containers.MaxDispatchAttempts``.
         max_items_per_response: ``API.MaxItemsPerResponse``.
+        max_index_database_read: ``API.MaxIndexDatabaseRead``: a list page ends once its records' text and JSON
+            columns reach this many bytes (``schema.read_length``).
         clock: returns the current UTC time (injected for tests).
     """
 
@@ -105,11 +112,13 @@ class Api:
         *,
         max_dispatch_attempts: int = 10,
         max_items_per_response: int = 1000,
+        max_index_database_read: int = DEFAULT_MAX_INDEX_DATABASE_READ,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self.store = store
         self.max_dispatch_attempts = max_dispatch_attempts
         self.max_items_per_response = max_items_per_response
+        self.max_index_database_read = max_index_database_read
         self.clock = clock
 
     # authentication
@@ -260,9 +269,12 @@ class Api:
         else:
             where_pred = flt.compile_filters(table, [])
         order = flt.parse_order(table, p.get("order"))
+        if select is not None:
+            # load_param.rb: load_select_param drops the order terms (the defaults too) of columns not selected
+            order = [(attr, desc) for attr, desc in order if attr in select]
         matched = [r for r in records if pred(r) and where_pred(r)]
         ordered = flt.sort_records(table, matched, order)
-        page = ordered[offset: offset + limit]
+        page = self._within_database_read(table, ordered[offset: offset + limit], limit, select)
         body: dict[str, Any] = {
             "kind": table.kind + "List",
             "items": [controller_view(table, r, select) for r in page],
@@ -273,6 +285,21 @@ class Api:
         if count == "none":
             del body["items_available"]
         return body
+
+    def _within_database_read(
+        self, table: Table, page: list[Mapping[str, Any]], limit: int, select: list[str] | None
+    ) -> list[Mapping[str, Any]]:
+        """Return the page cut as Rails cuts it at ``API.MaxIndexDatabaseRead`` bytes (application_controller.rb:
+        ``limit_database_read``): not for a limit of 0 or 1; the record that reaches the cap is left out, unless
+        it is the first: a page always holds at least one record."""
+        if limit <= 1:
+            return page
+        total = 0
+        for n, record in enumerate(page, 1):
+            total += read_length(table, record, select)
+            if total >= self.max_index_database_read:
+                return page[: max(1, n - 1)]
+        return page
 
     @staticmethod
     def _nonneg(value: Any, name: str, default: int) -> int:

@@ -357,6 +357,36 @@ def _go(value: Any, gotype: GoType) -> Any:
     return {key: _go(src.get(key), sub) for key, sub in inner}
 
 
+READ_LIMITED_TYPES = frozenset({ColumnType.TEXT, ColumnType.SERIALIZED, ColumnType.JSONB})
+"""The column types Rails counts against ``API.MaxIndexDatabaseRead``: all but the small ones (boolean, datetime,
+float, integer), as services/api/app/models/arvados_model.rb: ``limit_index_columns_read`` picks them."""
+
+
+def read_length(table: Table, record: Mapping[str, Any], select: list[str] | None) -> int:
+    """Return the bytes Rails counts for one record against ``API.MaxIndexDatabaseRead``. Pure.
+
+    ``octet_length(<column>::text)`` summed over the record's read-limited columns (those selected, or all the
+    table's, hidden ones too, without ``select``), null counted as 0. A JSON column's text is written as
+    PostgreSQL writes jsonb (``", "`` and ``": "``), a serialized one compactly; the key order does not change
+    the length.
+    """
+    total = 0
+    for col in table.columns:
+        if col.type not in READ_LIMITED_TYPES or (select is not None and col.name not in select):
+            continue
+        value = record.get(col.name)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            text = value
+        elif col.type is ColumnType.JSONB:
+            text = json.dumps(value, ensure_ascii=False)
+        else:
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        total += len(text.encode())
+    return total
+
+
 def controller_view(
     table: Table, record: Mapping[str, Any], select: list[str] | None = None
 ) -> dict[str, Any]:

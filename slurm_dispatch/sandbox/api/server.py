@@ -39,7 +39,7 @@ from urllib.parse import parse_qsl, urlsplit
 from slurm_dispatch.sandbox.api import rules
 from slurm_dispatch.sandbox.api.apierrors import ApiError
 from slurm_dispatch.sandbox.api.discovery import DISCOVERY_PATH, discovery_document
-from slurm_dispatch.sandbox.api.endpoints import Api, route_of
+from slurm_dispatch.sandbox.api.endpoints import DEFAULT_MAX_INDEX_DATABASE_READ, Api, route_of
 from slurm_dispatch.sandbox.api.faults import Faults
 from slurm_dispatch.sandbox.api.params import parse_request
 from slurm_dispatch.sandbox.api.schema import CONTAINERS, LOGS, controller_view, now_timestamp
@@ -199,6 +199,7 @@ class EmulatorServer:
         tls: serve HTTPS with a fresh self-signed certificate (else plain HTTP).
         max_dispatch_attempts: ``Containers.MaxDispatchAttempts``.
         max_items_per_response: ``API.MaxItemsPerResponse``.
+        max_index_database_read: ``API.MaxIndexDatabaseRead`` (bytes of text and JSON a list page may read).
     """
 
     def __init__(
@@ -212,6 +213,7 @@ class EmulatorServer:
         tls: bool = True,
         max_dispatch_attempts: int = 10,
         max_items_per_response: int = 1000,
+        max_index_database_read: int = DEFAULT_MAX_INDEX_DATABASE_READ,
     ):
         self.host = host
         self.port = port
@@ -219,7 +221,8 @@ class EmulatorServer:
         self.cluster_id = cluster_id
         self.store = Store(db_path, cluster_id=cluster_id)
         self.api = Api(self.store, max_dispatch_attempts=max_dispatch_attempts,
-                       max_items_per_response=max_items_per_response)
+                       max_items_per_response=max_items_per_response,
+                       max_index_database_read=max_index_database_read)
         self.root_token = self.store.ensure_root_token(root_token, now=self.api.clock())
         self.faults = Faults()
         self.stopping = threading.Event()
