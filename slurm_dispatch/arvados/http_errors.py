@@ -6,7 +6,7 @@ tested without a network library; ``transport.py`` feeds them what ``requests`` 
 ====================  =========================================================
 HTTP status           error
 ====================  =========================================================
-401                   ``ArvadosAuthError`` (fatal: the token is wrong)
+401                   ``ArvadosAuthError`` (the token is refused: fatal at startup)
 403                   ``ArvadosPermissionDenied`` (a per-container rule), except on
                       ``api_client_authorizations/current``: ``ArvadosAuthError``
 404                   ``ArvadosNotFound``

@@ -222,9 +222,11 @@ class Dispatcher(ContainerCalls):
         self.capped: frozenset[str] | set[str] = frozenset()
         """Which limits held containers back in the latest tick (drain, cap, supervisors, rate, overload, busy)."""
         self.last_tick = TickReport()
+        """The report of the most recent tick."""
         self.ticks = 0
         """How many ticks have finished (whatever their outcome); tests and status wait on it."""
-        """The report of the most recent tick."""
+        self.token_refused: str | None = None
+        """Why the API refused our token in the latest tick, after it accepted it at the start (None: it did not)."""
 
     # -- public API -------------------------------------------------------------------------
 
@@ -267,17 +269,44 @@ class Dispatcher(ContainerCalls):
         closed: their work keeps running for the next process to adopt.
 
         Raises:
-            ArvadosAuthError: the API refused our token.
+            ArvadosAuthError: the API refused our token at the start (later refusals fail only their tick).
             ArvadosAPIError: the token uuid could not be fetched.
         """
         try:
             await self.prepare()
             next_at = self._clock() + (0.0 if self._start_immediately else self._poll_period)
             while not await self._wait_until(next_at):
-                await self.tick()
+                await self._poll()
                 next_at = max(next_at + self._poll_period, self._clock())
         finally:
             await self.aclose()
+
+    async def _poll(self) -> None:
+        """Run one tick; a refused token fails that tick, not the dispatcher, once the token has been accepted.
+
+        The token worked at the start (``prepare``), so a 401 now may not mean it is wrong: Rails answers 401 "Not
+        logged in" when it could not check a token at all, its database being unreachable, say
+        (services/api/app/middlewares/arvados_api_token.rb skips a token whose check raised). As Go's dispatcher
+        (sdk/go/dispatch/dispatch.go: only the first ``current`` call is fatal), the next poll tries again;
+        meanwhile nothing is locked or closed, jobs keep running, and ``token_refused`` says why for the health
+        check. Blocks (asynchronously) on the tick.
+        """
+        try:
+            await self.tick()
+        except ArvadosAuthError as exc:
+            text = str(exc)
+            if self.token_refused is None:
+                logger.error("the Arvados API refused our token during a poll: %s; nothing is locked or released "
+                             "until it accepts it again, jobs keep running; trying again at every poll (a revoked "
+                             "SystemRootToken, or the API server unable to check tokens)", text)
+            else:
+                logger.debug("the Arvados API still refuses our token: %s", text)
+            self.token_refused = text
+            self.ticks += 1
+            return
+        if self.token_refused is not None:
+            logger.info("the Arvados API accepts our token again")
+            self.token_refused = None
 
     def shutdown(self) -> None:
         """Ask ``run()`` to stop polling and return, leaving every container's work running.

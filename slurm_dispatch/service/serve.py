@@ -152,7 +152,9 @@ async def serve(
         if dispatch is None or not dispatch_started:
             return None
         # before the first good poll, "a while" counts from the start of dispatching
-        return stale_reason(dispatch.last_good_tick or dispatch_started[0], time.monotonic(), settings.poll_interval)
+        stale = stale_reason(dispatch.last_good_tick or dispatch_started[0], time.monotonic(), settings.poll_interval)
+        refused = dispatch.dispatcher.token_refused
+        return f"{stale}: the Arvados API refuses our token: {refused}" if stale and refused else stale
 
     async def drain(reason: str) -> dict[str, Any]:
         await asyncio.to_thread(state.set_drain, Drain(reason=reason, since=format_timestamp(datetime.now(UTC))),

@@ -475,7 +475,11 @@ def test_shutdown_abandons_trackers_without_closing_or_touching_containers() -> 
     asyncio.run(main())
 
 
-def test_run_raises_auth_errors_and_abandons_trackers() -> None:
+def test_a_token_refused_after_the_start_fails_those_polls_only(caplog: pytest.LogCaptureFixture) -> None:
+    """Rails answers 401 when it cannot check a token at all (its database down), so a refusal after the token
+    worked at the start fails the poll, as Go's checkForUpdates errors do: nothing is closed or locked, the next
+    poll tries again, and ``token_refused`` says why until the token is accepted again."""
+    caplog.set_level(logging.INFO, logger="slurm_dispatch")
     fake = FakeArvados()
     recorder = Recorder()
 
@@ -487,10 +491,31 @@ def test_run_raises_auth_errors_and_abandons_trackers() -> None:
         uuid = fake.add("Running", locked_by=ME)
         task = asyncio.create_task(d.run())
         await until(lambda: uuid in recorder.seen)
-        fake.fail("list", ArvadosAuthError(401, "GET", "/arvados/v1/containers", "revoked"))
+        refusals = [ArvadosAuthError(401, "GET", "/arvados/v1/containers", "Not logged in") for _ in range(3)]
+        fake.fail("list", *refusals)
+        queued = fake.add("Queued", priority=5)
+        await until(lambda: d.token_refused is not None)
+        assert not task.done() and d.is_tracking(uuid) and recorder.cancelled == set()
+        await until(lambda: fake.state(queued) == "Locked")
+        assert d.token_refused is None and not task.done()
+        d.shutdown()
+        await asyncio.wait_for(task, 5)
+        assert fake.state(uuid) == "Running" and recorder.closed == set()
+
+    asyncio.run(main())
+    errors = [r for r in caplog.records if "refused our token during a poll" in r.getMessage()]
+    assert len(errors) == 1 and errors[0].levelname == "ERROR", "said once, not at every poll"
+    assert "accepts our token again" in caplog.text
+
+
+def test_a_token_refused_at_the_start_is_raised_by_run() -> None:
+    fake = FakeArvados()
+    fake.fail("current_token_uuid", ArvadosAuthError(401, "GET", "/current", "Not logged in"))
+
+    async def main() -> None:
+        d = Dispatcher(fake, Recorder())
         with pytest.raises(ArvadosAuthError):
-            await asyncio.wait_for(task, 5)
-        assert recorder.cancelled == {uuid} and fake.state(uuid) == "Running"
+            await d.run()
 
     asyncio.run(main())
 
