@@ -65,8 +65,11 @@ class ExitCode(enum.IntEnum):
     """The Arvados API or Slurm did not answer."""
 
 
-API_RETRY_DEADLINE_S = 10.0
-"""How long one API call of an admin command keeps retrying (the daemon's client waits 60 s)."""
+API_DEADLINE_S = 10.0
+"""How long an API call of an admin command may take: it stops retrying after this many seconds, and one attempt
+gets no longer either, to connect, for each read, and in all (the service's client retries for 60 s and waits up to
+120 s for an answer). So a hung API fails a command in about 10 s, 20 at most (an attempt that starts just before
+the retry deadline)."""
 
 SLURM_TIMEOUT_S = 30.0
 """Per-command timeout of Slurm commands run by admin commands."""
@@ -211,14 +214,18 @@ def load(
                          legacy_path=legacy, skip_legacy=skip_legacy, dispatch_config=dispatch_config)
 
 
-def api_client(settings: Settings) -> ArvadosClient:
-    """Return an Arvados client for the settings (short retry deadline for interactive use). No I/O.
+def api_client(settings: Settings, *, deadline_s: float = API_DEADLINE_S) -> ArvadosClient:
+    """Return an Arvados client for the settings, with short deadlines for interactive use. No I/O.
+
+    ``deadline_s`` bounds the retries, the connect, each read and each whole attempt (``API_DEADLINE_S``): a
+    retry deadline alone leaves an attempt to the client's defaults, a minute per read.
 
     Raises:
         ConfigError: no controller URL or no token configured.
     """
     try:
-        return ArvadosClient.from_settings(settings, retry_deadline=API_RETRY_DEADLINE_S)
+        return ArvadosClient.from_settings(settings, retry_deadline=deadline_s, connect_timeout=deadline_s,
+                                           read_timeout=deadline_s, request_deadline=deadline_s)
     except ValueError as exc:
         raise ConfigError(
             f"cannot reach the Arvados API: {exc} (Clusters.{settings.cluster_id}.Services.Controller."
