@@ -12,7 +12,9 @@ template), 2 on a config or usage error, 3 when the API is unreachable.
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import stat
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -57,18 +59,51 @@ def redacted_job(container: Container, settings: Settings) -> tuple[list[str], s
     return list(job.args), job.script.replace(secret, REDACTED)
 
 
+CONTAINER_FILE_MAX_BYTES = 64 << 20
+"""The largest ``--container-file`` read (64 MiB): a container record is a few KiB, even with big mounts."""
+
+
 def _read_container_file(path: Path) -> Container:
-    """Return the container record in a JSON file. Reads the file; aborts with exit 2 on a bad file."""
+    """Return the container record in a JSON file. Reads the file; aborts with exit 2 on a bad file.
+
+    Only a regular file is read (a FIFO, a device such as /dev/zero or a directory is refused without blocking:
+    it is opened non-blocking and checked before any read), and at most ``CONTAINER_FILE_MAX_BYTES`` of it; JSON
+    nested too deeply for the parser is refused like any other bad JSON.
+    """
+    limit = f"{CONTAINER_FILE_MAX_BYTES >> 20} MiB"
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
         abort(f"{path}: cannot read the container file: {exc.strerror or exc}", ExitCode.CONFIG)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            abort(f"{path}: not a regular file (give the JSON file of a container record)", ExitCode.CONFIG)
+        if info.st_size > CONTAINER_FILE_MAX_BYTES:
+            abort(f"{path}: larger than {limit}: not a container record", ExitCode.CONFIG)
+        with os.fdopen(os.dup(fd), "rb") as source:
+            data = source.read(CONTAINER_FILE_MAX_BYTES + 1)
+    except OSError as exc:
+        abort(f"{path}: cannot read the container file: {exc.strerror or exc}", ExitCode.CONFIG)
+    finally:
+        os.close(fd)
+    if len(data) > CONTAINER_FILE_MAX_BYTES:  # it grew while we read it
+        abort(f"{path}: larger than {limit}: not a container record", ExitCode.CONFIG)
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        abort(f"{path}: not a JSON container record: not UTF-8 text ({exc.reason} at byte {exc.start})",
+              ExitCode.CONFIG)
+    except RecursionError:
+        abort(f"{path}: not a JSON container record: nested too deeply", ExitCode.CONFIG)
+    except ValueError as exc:  # json.JSONDecodeError, and an integer too long to convert
         abort(f"{path}: not a JSON container record: {exc}", ExitCode.CONFIG)
     if not isinstance(raw, dict):
         abort(f"{path}: not a JSON container record: expected an object", ExitCode.CONFIG)
     try:
         return Container.from_api(raw)
+    except RecursionError:
+        abort(f"{path}: not a valid container record: nested too deeply", ExitCode.CONFIG)
     except (ValueError, TypeError) as exc:
         abort(f"{path}: not a valid container record: {exc}", ExitCode.CONFIG)
 
