@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from slurm_dispatch import __version__
-from slurm_dispatch.cli import control, explain, jobs, status
+from slurm_dispatch.cli import cancel, control, explain, jobs, status
 from slurm_dispatch.cli.common import one_line
 from slurm_dispatch.cli.config_cmd import config_app
 from slurm_dispatch.cli.run import run
@@ -97,7 +97,7 @@ app.command("run")(run)
 app.add_typer(config_app, name="config")
 app.command("explain")(explain.explain)
 app.command("status")(status.status)
-app.command("cancel")(jobs.cancel)
+app.command("cancel")(cancel.cancel)
 app.command("adopt")(jobs.adopt)
 app.command("drain")(control.drain)
 app.command("resume")(control.resume)

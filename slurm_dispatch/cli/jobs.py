@@ -1,9 +1,5 @@
-"""``slurm-dispatch cancel`` and ``slurm-dispatch adopt``: act on Slurm jobs the way the service does.
-
-``cancel UUID`` cancels the container in Arvados (with the reason in its runtime_status, so it is not dispatched
-again) and runs the service's own three scancel passes (``SlurmCLI.cancel``) on the jobs named UUID;
-``--slurm-only`` only removes the Slurm job, as before (the service then unlocks a Locked container, which is
-dispatched again, and crunch-run records Cancelled for a Running one).
+"""``slurm-dispatch adopt``: act on leftover Slurm jobs the way the service does at startup (``cancel`` is in
+``cancel.py``).
 
 ``adopt`` is the startup orphan scan, once: one squeue, the job names of our cluster's containers
 (``our_job_names``), one GET per container, and the service's decision for each (``orphan_action``). With
@@ -13,7 +9,6 @@ nothing from this command: the running service tracks those containers.
 
 from __future__ import annotations
 
-import shlex
 from typing import Annotated, Any
 
 import typer
@@ -29,7 +24,6 @@ from slurm_dispatch.cli.common import (
     LegacyConfigOption,
     SkipLegacyOption,
     api_client,
-    container_uuid,
     errors_to_exit,
     load,
     one_line,
@@ -37,104 +31,10 @@ from slurm_dispatch.cli.common import (
     slurm_backend,
     table_text,
 )
-from slurm_dispatch.cli.control import who
 from slurm_dispatch.errors import ArvadosNotFound, SlurmCommandError
-from slurm_dispatch.model import Container, ContainerState, with_error
-from slurm_dispatch.slurm.backend import scancel_argvs
+from slurm_dispatch.model import Container
 from slurm_dispatch.slurm.decide import OrphanAction, OrphanDecision, orphan_action, our_job_names
-from slurm_dispatch.slurm.squeue_lines import parse_squeue, parse_squeue_all
-
-_CANCEL_EFFECT = {
-    "PENDING": "removed (it had not started)",
-    "RUNNING": "SIGTERM sent to its batch shell (crunch-run stops the container and records the final state)",
-    "SUSPENDED": "SIGTERM sent to its batch shell",
-}
-
-
-def cancel(
-    uuid: Annotated[str, typer.Argument(help="The container uuid: the name of its Slurm job(s).",
-                                        callback=container_uuid, show_default=False)],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    slurm_only: Annotated[bool, typer.Option(
-        "--slurm-only", help="Only scancel the Slurm job(s): the service then unlocks a Locked container, which is "
-                             "dispatched again, and crunch-run marks a Running one Cancelled.")] = False,
-    reason: Annotated[str, typer.Option("--reason", help="Why, written on the container (runtime_status.error).")
-                      ] = "",
-    config: ConfigOption = None,
-    cluster_id: ClusterIdOption = None,
-    legacy: LegacyConfigOption = None,
-    skip_legacy: SkipLegacyOption = False,
-    dispatch_config: DispatchConfigOption = None,
-) -> None:
-    """Cancel a container in Arvados (so it is not dispatched again) and scancel its Slurm job(s).
-
-    The reason goes into the container's runtime_status.error. The container request that made it may still make
-    a new one (Arvados retries a cancelled container while the request wants it): to stop a workflow for good,
-    cancel the request. With --slurm-only, only the Slurm job goes (the old behaviour). Asks first unless --yes.
-    """
-    with errors_to_exit():
-        settings = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy,
-                        dispatch_config=dispatch_config).settings
-        backend = slurm_backend(settings=settings)
-        jobs, _ = parse_squeue_all(backend.queue())
-    named = [j for j in jobs if j.name == uuid]
-    container: Container | None = None
-    if not slurm_only:
-        with errors_to_exit():
-            client = api_client(settings)
-            try:
-                container = client.get(uuid)
-            finally:
-                client.close()
-    if named:
-        typer.echo(f"Slurm jobs named {uuid}: " + ", ".join(f"{j.job_id} ({j.state})" for j in named))
-    else:
-        typer.echo(f"No Slurm job is named {uuid}.")
-    cancel_in_arvados = container is not None and not container.state.is_final
-    if container is not None:
-        typer.echo(f"Container {uuid}: {container.state.value}, priority {container.priority}"
-                   + ("" if cancel_in_arvados else " (already final: nothing to cancel in Arvados)"))
-    if not named and not cancel_in_arvados:
-        typer.echo("Nothing to cancel.")
-        return
-    if not yes:
-        what = " and ".join(w for w in ("cancel the container in Arvados" if cancel_in_arvados else "",
-                                         "scancel the jobs" if named else "") if w)
-        typer.confirm(f"{what[0].upper()}{what[1:]}?", abort=True)
-    if cancel_in_arvados and container is not None:
-        text = reason.strip() or f"cancelled by {who()} with `slurm-dispatch cancel`"
-        with errors_to_exit():
-            client = api_client(settings)
-            try:
-                # Only the lock holder may write runtime_status (services/api/app/models/container.rb:
-                # validate_change): a container another dispatcher holds is cancelled without the reason. The
-                # hash is replaced whole, so the keys already there (a warning, crunch-run's activity) are kept.
-                container = client.get(uuid)  # again: the prompt may have taken a while
-                others = bool(container.locked_by_uuid) and container.locked_by_uuid != client.current_token_uuid()
-                change: dict[str, object] = {"state": ContainerState.CANCELLED.value}
-                if not others:
-                    change["runtime_status"] = with_error(container.runtime_status, {"error": text})
-                if not container.state.is_final:
-                    client.update(uuid, change)
-            finally:
-                client.close()
-        if container.state.is_final:
-            typer.echo(f"container {uuid} became {container.state.value} meanwhile: nothing to cancel in Arvados")
-        elif others:
-            typer.echo(f"cancelled container {uuid} in Arvados; the reason was not written: it is locked by "
-                       f"{container.locked_by_uuid}, and Arvados lets only the lock holder write runtime_status")
-        else:
-            typer.echo(f"cancelled container {uuid} in Arvados: {text}")
-    if not named:
-        return
-    with errors_to_exit():
-        backend.cancel(uuid)
-    for argv in scancel_argvs(uuid):
-        typer.echo(f"ran: {shlex.join(argv)}")
-    for job in named:
-        effect = _CANCEL_EFFECT.get(
-            job.state, "left as it is (the passes only touch pending, running and suspended jobs)")
-        typer.echo(f"job {job.job_id} ({job.state}): {effect}")
+from slurm_dispatch.slurm.squeue_lines import parse_squeue
 
 
 def _decision_json(decision: OrphanDecision, container: Container | None, result: str, error: str | None
