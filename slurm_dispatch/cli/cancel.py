@@ -28,6 +28,7 @@ from slurm_dispatch.cli.common import (
     container_uuid,
     errors_to_exit,
     load,
+    require_our_container,
     slurm_backend,
 )
 from slurm_dispatch.cli.control import who
@@ -136,6 +137,7 @@ def cancel(
     with errors_to_exit():
         settings = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy,
                         dispatch_config=dispatch_config).settings
+        require_our_container(uuid, settings.cluster_id)  # even with --slurm-only: its jobs are not ours either
         backend = slurm_backend(settings=settings)
         client = None if slurm_only else api_client(settings)
         try:

@@ -50,6 +50,7 @@ from slurm_dispatch.model import CONTAINER_UUID_RE
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.cli_backend import SlurmCLI
 from slurm_dispatch.slurm.clusters import clusters_of
+from slurm_dispatch.slurm.decide import is_our_job_name
 from slurm_dispatch.slurm.sbatch import slurm_command_env
 
 
@@ -264,6 +265,20 @@ def container_uuid(value: str) -> str:
     if not CONTAINER_UUID_RE.match(value):
         raise typer.BadParameter(f"{value!r} is not a container uuid (xxxxx-dz642-xxxxxxxxxxxxxxx)")
     return value
+
+
+def require_our_container(uuid: str, cluster_id: str) -> None:
+    """Abort with exit 2 unless ``uuid`` is a container of cluster ``cluster_id`` (``is_our_job_name``). Pure.
+
+    The service touches only its own cluster's containers and jobs (another cluster's dispatcher may share the
+    Slurm cluster: services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: checkSqueueForOrphans), and a GET of
+    another cluster's uuid is a federated call, which our controller makes to that cluster on our token's behalf.
+
+    Raises:
+        typer.Exit: it is not ours (after the ``error:`` line).
+    """
+    if not is_our_job_name(uuid, cluster_id):
+        abort(f"{uuid}: not a container of cluster {cluster_id}", ExitCode.CONFIG)
 
 
 def table_text(table: Table) -> str:

@@ -34,6 +34,7 @@ from slurm_dispatch.cli.common import (
     errors_to_exit,
     load,
     print_json,
+    require_our_container,
 )
 from slurm_dispatch.config import REDACTED, template_problems
 from slurm_dispatch.errors import SbatchTemplateError, UnsatisfiableContainer
@@ -196,6 +197,7 @@ def explain(
         if container_file is not None:
             container = _read_container_file(container_file)
         else:
+            require_our_container(str(uuid), settings.cluster_id)
             client = api_client(settings)
             try:
                 container = client.get(str(uuid))
