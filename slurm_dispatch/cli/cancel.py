@@ -32,6 +32,7 @@ from slurm_dispatch.cli.common import (
     slurm_backend,
 )
 from slurm_dispatch.cli.control import who
+from slurm_dispatch.dispatch.admission import drain_reason_problem
 from slurm_dispatch.model import Container, ContainerState, with_error
 from slurm_dispatch.slurm.backend import SlurmBackend, scancel_argvs
 from slurm_dispatch.slurm.squeue_lines import parse_squeue_all
@@ -109,6 +110,22 @@ def cancel_container(
         say(f"job {job.job_id} ({job.state}): {effect}")
 
 
+def _checked_reason(value: str) -> str:
+    """Return ``--reason`` without its surrounding blanks if it can go on the container, as a drain reason can. Pure.
+
+    It is written to runtime_status.error, which Workbench shows, and printed here: one printable line of at most
+    500 characters (``drain_reason_problem``), so no newline or escape sequence reaches either.
+
+    Raises:
+        typer.BadParameter: it cannot (one ``error:`` line, exit 2).
+    """
+    text = value.strip()
+    problem = drain_reason_problem(text)
+    if problem is not None:
+        raise typer.BadParameter(problem.replace("the drain reason", "the reason"))
+    return text
+
+
 def _ask(question: str) -> None:
     typer.confirm(question, abort=True)
 
@@ -120,8 +137,9 @@ def cancel(
     slurm_only: Annotated[bool, typer.Option(
         "--slurm-only", help="Only scancel the Slurm job(s): the service then unlocks a Locked container, which is "
                              "dispatched again, and crunch-run marks a Running one Cancelled.")] = False,
-    reason: Annotated[str, typer.Option("--reason", help="Why, written on the container (runtime_status.error).")
-                      ] = "",
+    reason: Annotated[str, typer.Option(
+        "--reason", help="Why, written on the container (runtime_status.error): one line, at most 500 characters.",
+        callback=_checked_reason)] = "",
     config: ConfigOption = None,
     cluster_id: ClusterIdOption = None,
     legacy: LegacyConfigOption = None,
