@@ -33,7 +33,8 @@ from slurm_dispatch.cli.common import (
 )
 from slurm_dispatch.cli.control import who
 from slurm_dispatch.dispatch.admission import drain_reason_problem
-from slurm_dispatch.model import Container, ContainerState, with_error
+from slurm_dispatch.errors import ArvadosNotFound, ArvadosUnavailable, DispatchError
+from slurm_dispatch.model import Container, ContainerState, SlurmJob, with_error
 from slurm_dispatch.slurm.backend import SlurmBackend, scancel_argvs
 from slurm_dispatch.slurm.squeue_lines import parse_squeue_all
 
@@ -64,7 +65,7 @@ def cancel_container(
     """
     jobs, _ = parse_squeue_all(backend.queue())
     named = [j for j in jobs if j.name == uuid]
-    container: Container | None = None if client is None else client.get(uuid)
+    container = None if client is None else _get(client, uuid, named)
     if named:
         say(f"Slurm jobs named {uuid}: " + ", ".join(f"{j.job_id} ({j.state})" for j in named))
     else:
@@ -91,7 +92,7 @@ def cancel_container(
         if not others:
             change["runtime_status"] = with_error(container.runtime_status, {"error": text})
         if not container.state.is_final:
-            client.update(uuid, change)
+            _update(client, uuid, change)
         if container.state.is_final:
             say(f"container {uuid} became {container.state.value} meanwhile: nothing to cancel in Arvados")
         elif others:
@@ -124,6 +125,40 @@ def _checked_reason(value: str) -> str:
     if problem is not None:
         raise typer.BadParameter(problem.replace("the drain reason", "the reason"))
     return text
+
+
+def _get(client: ArvadosClient, uuid: str, named: list[SlurmJob]) -> Container:
+    """Return the container; blocks on one GET.
+
+    Raises:
+        DispatchError: the API does not know it (404), with what to do about its jobs if squeue has any.
+        ArvadosAPIError: the GET failed otherwise.
+    """
+    try:
+        return client.get(uuid)
+    except ArvadosNotFound:
+        hint = ""
+        if named:
+            hint = (f"; its Slurm job(s) {', '.join(j.job_id for j in named)} are in squeue: "
+                    f"`slurm-dispatch cancel --slurm-only {uuid}` removes them")
+        raise DispatchError(f"no container {uuid} in Arvados (or not readable by this token){hint}") from None
+
+
+def _update(client: ArvadosClient, uuid: str, change: dict[str, object]) -> None:
+    """Change ``change`` on the container; blocks on one PUT.
+
+    Raises:
+        ArvadosUnavailable: no answer, or 5xx: the message says the change may have been made all the same (the
+            request may have reached the API server before the failure).
+        ArvadosAPIError: the PUT was refused.
+    """
+    try:
+        client.update(uuid, change)
+    except ArvadosUnavailable as exc:
+        raise ArvadosUnavailable(
+            exc.status, exc.method, exc.path,
+            f"{exc.message}; the change may or may not have been made: check with `slurm-dispatch explain {uuid}`",
+        ) from exc
 
 
 def _ask(question: str) -> None:

@@ -16,6 +16,8 @@ from plugins.fake_slurm import FakeSlurm
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.cli.cancel import cancel_container
+from slurm_dispatch.cli.common import ExitCode, exit_code_for
+from slurm_dispatch.errors import ArvadosUnavailable, DispatchError
 from slurm_dispatch.sandbox.api import EmulatorServer
 
 PASSES = [
@@ -86,3 +88,35 @@ def test_a_locked_container_is_cancelled_in_arvados_then_its_pending_job_removed
     record = rig.record(uuid)
     assert (record["state"], record["runtime_status"]) == ("Cancelled", {"error": "bad input data"})
     assert rig.slurm.names() == []
+
+
+def test_a_uuid_the_api_does_not_know_says_so_and_how_to_remove_its_jobs(rig: Rig) -> None:
+    uuid = "zzzzz-dz642-unknowncontainr"
+    job = rig.job(uuid)
+    with pytest.raises(DispatchError) as raised:
+        rig.cancel(uuid)
+    assert str(raised.value) == (
+        f"no container {uuid} in Arvados (or not readable by this token); its Slurm job(s) {job} are in squeue: "
+        f"`slurm-dispatch cancel --slurm-only {uuid}` removes them")
+    assert exit_code_for(raised.value) == ExitCode.PROBLEM
+    assert rig.slurm.names() == [uuid], "nothing scancelled"
+
+
+def test_a_uuid_the_api_does_not_know_and_no_job(rig: Rig) -> None:
+    uuid = "zzzzz-dz642-unknowncontainr"
+    with pytest.raises(DispatchError) as raised:
+        rig.cancel(uuid)
+    assert str(raised.value) == f"no container {uuid} in Arvados (or not readable by this token)"
+
+
+def test_a_put_that_may_have_landed_says_so(rig: Rig) -> None:
+    """The API applies the change and the answer is lost: the error must not read as "nothing happened"."""
+    uuid = rig.container("Locked")
+    rig.emulator.faults.add({"mode": "drop_after", "method": "PUT", "path_prefix": f"/arvados/v1/containers/{uuid}"})
+    with pytest.raises(ArvadosUnavailable) as raised:
+        rig.cancel(uuid, reason="bad input data")
+    assert str(raised.value).startswith(f"PUT /arvados/v1/containers/{uuid}: no response: ")
+    assert str(raised.value).endswith(
+        f"; the change may or may not have been made: check with `slurm-dispatch explain {uuid}`")
+    assert exit_code_for(raised.value) == ExitCode.UNREACHABLE
+    assert rig.record(uuid)["state"] == "Cancelled", "here it was made"
