@@ -285,12 +285,14 @@ def test_cancel_of_a_final_container_with_no_job(cli: Any, world: dict[str, Any]
 
 
 def test_cancel_slurm_only_of_nothing(cli: Any, slurm_clean: Any) -> None:
+    cli.write_config(cli.cluster(), cluster_id=CLUSTER)  # cancel refuses another cluster's uuid
     result = cli("cancel", "--yes", "--slurm-only", E, env={"SLURM_CONF": str(slurm_clean.conf_path)})
     assert result.exit_code == 0, result.output
     assert result.stdout == f"No Slurm job is named {E}.\nNothing to cancel.\n"
 
 
 def test_cancel_running_job_signals_its_batch_shell(cli: Any, slurm_clean: Any) -> None:
+    cli.write_config(cli.cluster(), cluster_id=CLUSTER)  # cancel refuses another cluster's uuid
     name = f"{CLUSTER}-dz642-runningjob00000"
     # Other sessions may fill the shared cluster's queue: jump it with a negative nice when we may (root or
     # SlurmUser), else wait in line.
@@ -310,6 +312,7 @@ def test_cancel_running_job_signals_its_batch_shell(cli: Any, slurm_clean: Any) 
 
 
 def test_slurm_not_installed_exits_3(cli: Any) -> None:
+    cli.write_config(cli.cluster(), cluster_id=CLUSTER)  # cancel refuses another cluster's uuid
     result = cli("cancel", "--yes", A, env={"PATH": "/nonexistent"})
     assert result.exit_code == 3, result.output
     assert result.stdout == ""
