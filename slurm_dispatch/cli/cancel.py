@@ -3,7 +3,8 @@
 ``cancel UUID`` cancels the container in Arvados (with the reason in its runtime_status, so it is not dispatched
 again) and runs the service's own three scancel passes (``SlurmBackend.cancel``) on the jobs named UUID;
 ``--slurm-only`` only removes the Slurm job, as before (the service then unlocks a Locked container, which is
-dispatched again, and crunch-run records Cancelled for a Running one).
+dispatched again, and crunch-run records Cancelled for a Running one). A Running container is stopped through its
+job first, so that crunch-run records its final state and log (``_stop_running``).
 
 The command builds the adapters and hands them to ``cancel_container``, which does the work and says each step
 through ``say``: tests run it with ``FakeSlurm`` and the emulated API.
@@ -11,8 +12,11 @@ through ``say``: tests run it with ``FakeSlurm`` and the emulated API.
 
 from __future__ import annotations
 
+import math
 import shlex
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 import typer
@@ -28,12 +32,13 @@ from slurm_dispatch.cli.common import (
     container_uuid,
     errors_to_exit,
     load,
+    one_line,
     require_our_container,
     slurm_backend,
 )
 from slurm_dispatch.cli.control import who
 from slurm_dispatch.dispatch.admission import drain_reason_problem
-from slurm_dispatch.errors import ArvadosNotFound, ArvadosUnavailable, DispatchError
+from slurm_dispatch.errors import ArvadosNotFound, ArvadosUnavailable, DispatchError, SlurmCommandError
 from slurm_dispatch.model import Container, ContainerState, SlurmJob, with_error
 from slurm_dispatch.slurm.backend import SlurmBackend, scancel_argvs
 from slurm_dispatch.slurm.squeue_lines import parse_squeue_all
@@ -45,6 +50,32 @@ _CANCEL_EFFECT = {
 }
 
 
+DEFAULT_WAIT_S = 60.0
+"""How long ``cancel`` waits, by default, for crunch-run to record a Running container's final state after the
+SIGTERM: it stops the container, saves the log and updates the record, usually within seconds."""
+
+MAX_WAIT_S = 3600.0
+"""The longest ``--wait`` accepted."""
+
+WAIT_POLL_S = 1.0
+"""How often the wait looks again (one squeue and one GET each time)."""
+
+
+@dataclass(frozen=True)
+class Wait:
+    """How ``cancel_container`` waits for crunch-run after a Running container's SIGTERM.
+
+    Attributes:
+        seconds: at most this long (``--wait``); 0 does not wait.
+        clock: monotonic seconds (tests pass a fake).
+        sleep: how to wait between looks (tests pass a fake).
+    """
+
+    seconds: float = DEFAULT_WAIT_S
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
 def cancel_container(
     uuid: str,
     *,
@@ -53,12 +84,17 @@ def cancel_container(
     client: ArvadosClient | None,
     confirm: Callable[[str], None] | None,
     say: Callable[[str], None],
+    wait: Wait | None = None,
 ) -> None:
     """Cancel container ``uuid`` in Arvados (unless ``client`` is None: ``--slurm-only``) and scancel its jobs.
 
     ``reason`` is written to runtime_status.error ("" for the default, naming who cancelled). ``confirm`` asks
     the question it is given and raises to refuse (None: do not ask). Every step is told through ``say``.
-    Blocks on squeue, scancel and API calls.
+
+    A Queued or Locked container is cancelled in Arvados first, then its jobs are scancelled: crunch-run has not
+    started, or cannot start a cancelled container. A Running container with a job is stopped the other way round
+    (``_stop_running``), so that crunch-run can record its final state and log. Blocks on squeue, scancel and API
+    calls, and for a Running container up to ``wait.seconds`` more.
 
     Raises:
         DispatchError: a Slurm command or an API call failed.
@@ -88,6 +124,10 @@ def cancel_container(
         # keys already there (a warning, crunch-run's activity) are kept.
         container = client.get(uuid)  # again: the prompt may have taken a while
         others = bool(container.locked_by_uuid) and container.locked_by_uuid != client.current_token_uuid()
+        if container.state is ContainerState.RUNNING and named:
+            _stop_running(container, text=text, others=others, named=named, backend=backend, client=client,
+                          say=say, wait=wait or Wait())
+            return
         change: dict[str, object] = {"state": ContainerState.CANCELLED.value}
         if not others:
             change["runtime_status"] = with_error(container.runtime_status, {"error": text})
@@ -96,12 +136,26 @@ def cancel_container(
         if container.state.is_final:
             say(f"container {uuid} became {container.state.value} meanwhile: nothing to cancel in Arvados")
         elif others:
-            say(f"cancelled container {uuid} in Arvados; the reason was not written: it is locked by "
-                f"{container.locked_by_uuid}, and Arvados lets only the lock holder write runtime_status")
+            say(f"cancelled container {uuid} in Arvados; {_not_written(container)}")
         else:
             say(f"cancelled container {uuid} in Arvados: {text}")
-    if not named:
-        return
+    if named:
+        _scancel(uuid, named, backend=backend, say=say)
+
+
+def _not_written(container: Container) -> str:
+    return (f"the reason was not written: it is locked by {container.locked_by_uuid}, and Arvados lets only the "
+            "lock holder write runtime_status")
+
+
+def _scancel(uuid: str, named: list[SlurmJob], *, backend: SlurmBackend, say: Callable[[str], None]) -> None:
+    """Run the service's three scancel passes on the jobs named ``uuid`` and say what each pass does to them.
+
+    Blocks on scancel.
+
+    Raises:
+        SlurmCommandError: a pass failed.
+    """
     backend.cancel(uuid)
     for argv in scancel_argvs(uuid):
         say(f"ran: {shlex.join(argv)}")
@@ -109,6 +163,65 @@ def cancel_container(
         effect = _CANCEL_EFFECT.get(
             job.state, "left as it is (the passes only touch pending, running and suspended jobs)")
         say(f"job {job.job_id} ({job.state}): {effect}")
+
+
+def _stop_running(
+    container: Container,
+    *,
+    text: str,
+    others: bool,
+    named: list[SlurmJob],
+    backend: SlurmBackend,
+    client: ArvadosClient,
+    say: Callable[[str], None],
+    wait: Wait,
+) -> None:
+    """Stop a Running container that has a Slurm job: the reason, then SIGTERM, then crunch-run's final update.
+
+    Cancelling it in Arvados first would lose crunch-run's final update (state, log, exit code, cost: Go's
+    lib/crunchrun/crunchrun.go: UpdateContainerFinal): from Cancelled, Arvados accepts no change but the state
+    (services/api/app/models/container.rb: validate_change), and the container's token expires at once. So: write
+    the reason alone (the lock holder may, while it runs), scancel (SIGTERM to the batch shell, which crunch-run
+    is), and wait until the job leaves squeue or the container is final. Only a container still not final then is
+    set Cancelled here. Blocks: scancel, then one squeue and one GET a second, for up to ``wait.seconds``.
+
+    Raises:
+        DispatchError: an API call or scancel failed (a failed squeue while waiting is no information, not "gone").
+    """
+    uuid = container.uuid
+    if others:
+        say(f"{_not_written(container)}; it is cancelled after its job, without it")
+    else:
+        _update(client, uuid, {"runtime_status": with_error(container.runtime_status, {"error": text})})
+        say(f"wrote the reason on container {uuid} (runtime_status.error): {text}")
+    _scancel(uuid, named, backend=backend, say=say)
+    say(f"waiting up to {wait.seconds:g} s for crunch-run to record the final state (until the job leaves squeue or "
+        "the container is final)")
+    started = wait.clock()
+    while True:
+        try:
+            left: list[SlurmJob] | None = [j for j in parse_squeue_all(backend.queue())[0] if j.name == uuid]
+        except SlurmCommandError as exc:
+            say(f"squeue failed ({one_line(str(exc))}): not taken as the job having left")
+            left = None
+        container = client.get(uuid)
+        waited = wait.clock() - started
+        if container.state.is_final:
+            say(f"container {uuid} is {container.state.value} after {waited:.0f} s: crunch-run recorded the final "
+                "state")
+            return
+        if left == []:
+            why = f"its Slurm job left squeue after {waited:.0f} s, but the container is still {container.state.value}"
+            break
+        if waited >= wait.seconds:
+            still = (f"job(s) {', '.join(j.job_id for j in left)} still in squeue" if left
+                     else "squeue could not be read")
+            why = (f"after {wait.seconds:g} s, {still} and the container still {container.state.value} (crunch-run "
+                   "cannot record its final state or log any more)")
+            break
+        wait.sleep(min(WAIT_POLL_S, wait.seconds - waited))
+    _update(client, uuid, {"state": ContainerState.CANCELLED.value})
+    say(f"cancelled container {uuid} in Arvados: {why}")
 
 
 def _checked_reason(value: str) -> str:
@@ -161,6 +274,17 @@ def _update(client: ArvadosClient, uuid: str, change: dict[str, object]) -> None
         ) from exc
 
 
+def _checked_wait(value: float) -> float:
+    """Return ``--wait`` if it is a number of seconds from 0 to ``MAX_WAIT_S``. Pure.
+
+    Raises:
+        typer.BadParameter: it is not (one ``error:`` line, exit 2).
+    """
+    if not math.isfinite(value) or not 0 <= value <= MAX_WAIT_S:
+        raise typer.BadParameter(f"must be a number of seconds from 0 to {MAX_WAIT_S:g}, not {value}")
+    return value
+
+
 def _ask(question: str) -> None:
     typer.confirm(question, abort=True)
 
@@ -175,6 +299,10 @@ def cancel(
     reason: Annotated[str, typer.Option(
         "--reason", help="Why, written on the container (runtime_status.error): one line, at most 500 characters.",
         callback=_checked_reason)] = "",
+    wait: Annotated[float, typer.Option(
+        "--wait", metavar="SECONDS", callback=_checked_wait,
+        help="For a Running container: how long to wait, after the SIGTERM, for crunch-run to record the final "
+             "state before cancelling it in Arvados.")] = DEFAULT_WAIT_S,
     config: ConfigOption = None,
     cluster_id: ClusterIdOption = None,
     legacy: LegacyConfigOption = None,
@@ -185,7 +313,9 @@ def cancel(
 
     The reason goes into the container's runtime_status.error. The container request that made it may still make
     a new one (Arvados retries a cancelled container while the request wants it): to stop a workflow for good,
-    cancel the request. With --slurm-only, only the Slurm job goes (the old behaviour). Asks first unless --yes.
+    cancel the request. A Running container gets the reason, then its job SIGTERM, and is cancelled in Arvados only
+    if crunch-run has not recorded its final state within --wait seconds. With --slurm-only, only the Slurm job goes
+    (the old behaviour). Asks first unless --yes.
     """
     with errors_to_exit():
         settings = load(config, cluster_id, legacy=legacy, skip_legacy=skip_legacy,
@@ -195,7 +325,7 @@ def cancel(
         client = None if slurm_only else api_client(settings)
         try:
             cancel_container(uuid, reason=reason, backend=backend, client=client,
-                             confirm=None if yes else _ask, say=typer.echo)
+                             confirm=None if yes else _ask, say=typer.echo, wait=Wait(seconds=wait))
         finally:
             if client is not None:
                 client.close()

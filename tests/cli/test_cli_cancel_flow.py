@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 from plugins.fake_slurm import FakeSlurm
+from plugins.fake_time import FakeClock
 
 from slurm_dispatch.arvados.client import ArvadosClient
-from slurm_dispatch.cli.cancel import cancel_container
+from slurm_dispatch.cli.cancel import Wait, cancel_container
 from slurm_dispatch.cli.common import ExitCode, exit_code_for
-from slurm_dispatch.errors import ArvadosUnavailable, DispatchError
+from slurm_dispatch.errors import ArvadosUnavailable, DispatchError, SlurmUnavailable
 from slurm_dispatch.sandbox.api import EmulatorServer
+from slurm_dispatch.sandbox.crunch_run import fake_pdh
 
 PASSES = [
     "ran: scancel --name={u} --state=pending",
@@ -58,11 +60,12 @@ class Rig:
         assert record is not None
         return record
 
-    def cancel(self, uuid: str, *, reason: str = "", slurm_only: bool = False) -> list[str]:
+    def cancel(self, uuid: str, *, reason: str = "", slurm_only: bool = False, wait: Wait | None = None
+               ) -> list[str]:
         """Run the flow without a prompt; return what it said."""
         self.said.clear()
         cancel_container(uuid, reason=reason, backend=self.slurm, client=None if slurm_only else self.client,
-                         confirm=None, say=self.said.append)
+                         confirm=None, say=self.said.append, wait=wait)
         return self.said
 
 
@@ -120,3 +123,131 @@ def test_a_put_that_may_have_landed_says_so(rig: Rig) -> None:
         f"; the change may or may not have been made: check with `slurm-dispatch explain {uuid}`")
     assert exit_code_for(raised.value) == ExitCode.UNREACHABLE
     assert rig.record(uuid)["state"] == "Cancelled", "here it was made"
+
+
+class CrunchRun:
+    """Plays crunch-run for one Running container: on SIGTERM (FakeSlurm's ``cancel``) it sends its final update
+    (state, log, exit code, cost) with the dispatcher's token, which the job's environment gives it, as
+    lib/crunchrun/crunchrun.go: UpdateContainerFinal does, and keeps the outcome."""
+
+    def __init__(self, rig: Rig, uuid: str) -> None:
+        self.uuid = uuid
+        self.client = ArvadosClient(api_host=rig.emulator.base_url, token=rig.emulator.root_token, insecure=True,
+                                    retry_deadline=2)
+        self.log = fake_pdh(uuid, "log")
+        self.error: Exception | None = None
+        rig.slurm.on_call = self.on_call
+
+    def on_call(self, call: Any) -> None:
+        if call.kind != "cancel" or call.name != self.uuid:
+            return
+        try:
+            self.client.update(self.uuid, {"state": "Cancelled", "log": self.log, "exit_code": None, "cost": 0.25},
+                               select=["uuid"])
+        except DispatchError as exc:
+            self.error = exc
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def running(rig: Rig, **fields: Any) -> tuple[str, int]:
+    uuid = rig.container("Running", **fields)
+    return uuid, rig.job(uuid, running=True)
+
+
+def test_a_running_container_is_left_to_crunch_run_which_records_its_final_state_and_log(rig: Rig) -> None:
+    uuid, job = running(rig, runtime_status={"activity": "running the command"})
+    crunch_run = CrunchRun(rig, uuid)
+    clock = FakeClock()
+    try:
+        said = rig.cancel(uuid, reason="bad input data", wait=Wait(seconds=60, clock=clock, sleep=clock.blocking_sleep))
+    finally:
+        crunch_run.close()
+    assert crunch_run.error is None, "crunch-run's final update must be accepted"
+    assert said == [
+        f"Slurm jobs named {uuid}: {job} (RUNNING)",
+        f"Container {uuid}: Running, priority 1",
+        f"wrote the reason on container {uuid} (runtime_status.error): bad input data",
+        *passes(uuid),
+        (f"job {job} (RUNNING): SIGTERM sent to its batch shell (crunch-run stops the container and records the final "
+        "state)"),
+        ("waiting up to 60 s for crunch-run to record the final state (until the job leaves squeue or the container "
+        "is final)"),
+        f"container {uuid} is Cancelled after 0 s: crunch-run recorded the final state",
+    ]
+    record = rig.record(uuid)
+    assert (record["state"], record["log"], record["cost"]) == ("Cancelled", crunch_run.log, 0.25)
+    assert record["runtime_status"] == {"activity": "running the command", "error": "bad input data"}
+    assert clock.sleeps == []
+
+
+def test_a_running_container_whose_job_ends_without_an_update_is_cancelled_then(rig: Rig) -> None:
+    """crunch-run died (or the job was not crunch-run): the job leaves squeue, the container stays Running."""
+    uuid, _job = running(rig)
+    clock = FakeClock()
+    said = rig.cancel(uuid, reason="bad input data", wait=Wait(seconds=60, clock=clock, sleep=clock.blocking_sleep))
+    assert said[-2:] == [
+        ("waiting up to 60 s for crunch-run to record the final state (until the job leaves squeue or the container "
+        "is final)"),
+        (f"cancelled container {uuid} in Arvados: its Slurm job left squeue after 0 s, but the container is still "
+        "Running"),
+    ]
+    record = rig.record(uuid)
+    assert (record["state"], record["runtime_status"]) == ("Cancelled", {"error": "bad input data"})
+
+
+def test_a_running_container_whose_job_ignores_sigterm_is_cancelled_after_the_wait(rig: Rig) -> None:
+    uuid, job = running(rig)
+    rig.slurm.ignore_term(uuid)
+    clock = FakeClock()
+    said = rig.cancel(uuid, reason="stuck", wait=Wait(seconds=5, clock=clock, sleep=clock.blocking_sleep))
+    assert said[-1] == (f"cancelled container {uuid} in Arvados: after 5 s, job(s) {job} still in squeue and the "
+                        "container still Running (crunch-run cannot record its final state or log any more)")
+    assert sum(clock.sleeps) == 5 and len(clock.sleeps) == 5
+    assert rig.record(uuid)["state"] == "Cancelled"
+    assert rig.slurm.names() == [uuid], "one SIGTERM only: the job is left to end on its own"
+
+
+def test_a_failed_squeue_while_waiting_is_not_the_job_leaving(rig: Rig) -> None:
+    uuid, job = running(rig)
+    rig.slurm.ignore_term(uuid)
+    rig.slurm.fail("queue", nth=2, error=SlurmUnavailable(["squeue"], 1, "Unable to contact slurm controller"))
+    clock = FakeClock()
+    said = rig.cancel(uuid, wait=Wait(seconds=2, clock=clock, sleep=clock.blocking_sleep))
+    assert ("squeue failed (squeue: exit 1: Unable to contact slurm controller): not taken as the job having left"
+            in said)
+    assert said[-1].startswith(f"cancelled container {uuid} in Arvados: after 2 s, job(s) {job} still in squeue")
+
+
+def test_wait_zero_cancels_right_after_the_sigterm(rig: Rig) -> None:
+    uuid, job = running(rig)
+    rig.slurm.ignore_term(uuid)
+    clock = FakeClock()
+    said = rig.cancel(uuid, wait=Wait(seconds=0, clock=clock, sleep=clock.blocking_sleep))
+    assert said[-1].startswith(f"cancelled container {uuid} in Arvados: after 0 s, job(s) {job} still in squeue")
+    assert clock.sleeps == []
+
+
+def test_a_running_container_another_dispatcher_holds_gets_no_reason_but_is_still_stopped_first(rig: Rig) -> None:
+    other = rig.emulator.new_token()
+    uuid, _job = running(rig, locked_by_uuid=other["uuid"])
+    clock = FakeClock()
+    said = rig.cancel(uuid, reason="bad input data", wait=Wait(seconds=60, clock=clock, sleep=clock.blocking_sleep))
+    assert said[2] == (f"the reason was not written: it is locked by {other['uuid']}, and Arvados lets only the lock "
+                       "holder write runtime_status; it is cancelled after its job, without it")
+    assert said[-1] == (f"cancelled container {uuid} in Arvados: its Slurm job left squeue after 0 s, but the "
+                        "container is still Running")
+    record = rig.record(uuid)
+    assert (record["state"], record["runtime_status"]) == ("Cancelled", {})
+
+
+def test_a_running_container_without_a_job_is_cancelled_at_once(rig: Rig) -> None:
+    uuid = rig.container("Running")
+    assert rig.cancel(uuid, reason="no job") == [
+        f"No Slurm job is named {uuid}.",
+        f"Container {uuid}: Running, priority 1",
+        f"cancelled container {uuid} in Arvados: no job",
+    ]
+    record = rig.record(uuid)
+    assert (record["state"], record["runtime_status"]) == ("Cancelled", {"error": "no job"})

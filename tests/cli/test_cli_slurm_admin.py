@@ -40,6 +40,18 @@ def hold_job(slurm: Any, name: str, *, command: str = "sleep 600", hold: bool = 
     return out.split()[-1]
 
 
+def start_job(slurm: Any, name: str) -> str:
+    """Submit a job named ``name`` whose batch shell execs ``sleep`` (SIGTERM ends it), wait until it runs, return its
+    id. The cluster is shared with other test sessions: jump the queue with a negative nice when we may (root or
+    SlurmUser), else wait in line for a free CPU, however long that takes."""
+    done = slurm.run(["sbatch", "--nice=-1000000", f"--job-name={name}", "--output=/dev/null", "--mem=10M",
+                      "--cpus-per-task=1", "--wrap", "exec sleep 600"])
+    job = done.stdout.split()[-1] if done.returncode == 0 else hold_job(slurm, name, command="exec sleep 600",
+                                                                          hold=False)
+    slurm.wait_for(lambda: slurm.show_job(job).get("JobState") == "RUNNING", timeout=240, what=f"job {job} to start")
+    return job
+
+
 def squeue_names(slurm: Any) -> list[str]:
     """The names of this file's jobs in squeue (other sessions share the cluster and come and go)."""
     out = slurm.run(["squeue", "--all", "--noheader", "--format=%j"], check=True).stdout
@@ -294,21 +306,43 @@ def test_cancel_slurm_only_of_nothing(cli: Any, slurm_clean: Any) -> None:
 def test_cancel_running_job_signals_its_batch_shell(cli: Any, slurm_clean: Any) -> None:
     cli.write_config(cli.cluster(), cluster_id=CLUSTER)  # cancel refuses another cluster's uuid
     name = f"{CLUSTER}-dz642-runningjob00000"
-    # Other sessions may fill the shared cluster's queue: jump it with a negative nice when we may (root or
-    # SlurmUser), else wait in line.
-    done = slurm_clean.run(["sbatch", "--nice=-1000000", f"--job-name={name}", "--output=/dev/null", "--mem=10M",
-                            "--cpus-per-task=1", "--wrap", "exec sleep 600"])
-    job = done.stdout.split()[-1] if done.returncode == 0 else hold_job(
-        slurm_clean, name, command="exec sleep 600", hold=False)
-    # The cluster is shared with other test sessions: wait for a free CPU, however long that takes.
-    slurm_clean.wait_for(lambda: slurm_clean.show_job(job).get("JobState") == "RUNNING", timeout=240,
-                         what=f"job {job} to start")
+    job = start_job(slurm_clean, name)
     result = cli("cancel", "--yes", "--slurm-only", name, env={"SLURM_CONF": str(slurm_clean.conf_path)})
     assert result.exit_code == 0, result.output
     assert result.stdout.endswith(
         f"job {job} (RUNNING): SIGTERM sent to its batch shell (crunch-run stops the container and records the "
         "final state)\n")
     slurm_clean.wait_for(lambda: name not in squeue_names(slurm_clean), timeout=60, what=f"job {job} to end")
+
+
+def test_cancel_of_a_running_container_signals_its_job_first_and_cancels_it_once_the_job_is_gone(
+    cli: Any, world: dict[str, Any],
+) -> None:
+    """A Running container: the reason first, then SIGTERM to the job (crunch-run's), then the wait; here the job
+    is a plain sleep that writes no final state, so the container is cancelled once its job has left squeue."""
+    r = f"{CLUSTER}-dz642-rrrrrrrrrrrrrrr"
+    world["server"].create_container({"uuid": r, "state": "Running", "priority": 1})
+    job = start_job(world["slurm"], r)
+    result = cli("cancel", "--yes", "--reason", "bad input data", "--wait", "60", r)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[:-1] == [
+        f"Slurm jobs named {r}: {job} (RUNNING)",
+        f"Container {r}: Running, priority 1",
+        f"wrote the reason on container {r} (runtime_status.error): bad input data",
+        f"ran: scancel --name={r} --state=pending",
+        f"ran: scancel --name={r} --batch --signal=TERM --state=running",
+        f"ran: scancel --name={r} --batch --signal=TERM --state=suspended",
+        (f"job {job} (RUNNING): SIGTERM sent to its batch shell (crunch-run stops the container and records the final "
+        "state)"),
+        ("waiting up to 60 s for crunch-run to record the final state (until the job leaves squeue or the container is "
+        "final)"),
+    ]
+    assert re.fullmatch(rf"cancelled container {r} in Arvados: its Slurm job left squeue after \d+ s, but the "
+                        r"container is still Running", lines[-1]), lines[-1]
+    assert r not in squeue_names(world["slurm"])
+    record = world["server"].api.store.container(r)
+    assert (record["state"], record["runtime_status"]) == ("Cancelled", {"error": "bad input data"})
 
 
 def test_slurm_not_installed_exits_3(cli: Any) -> None:
