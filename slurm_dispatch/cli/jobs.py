@@ -9,12 +9,14 @@ nothing from this command: the running service tracks those containers.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
 from rich import box
 from rich.table import Table
 
+from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.cli.common import (
     ClusterIdOption,
     ConfigOption,
@@ -31,8 +33,9 @@ from slurm_dispatch.cli.common import (
     slurm_backend,
     table_text,
 )
-from slurm_dispatch.errors import ArvadosNotFound, SlurmCommandError
+from slurm_dispatch.errors import ArvadosNotFound, SlurmCommandError, SqueueParseError
 from slurm_dispatch.model import Container
+from slurm_dispatch.slurm.backend import SlurmBackend
 from slurm_dispatch.slurm.decide import OrphanAction, OrphanDecision, orphan_action, our_job_names
 from slurm_dispatch.slurm.squeue_lines import parse_squeue
 
@@ -48,6 +51,63 @@ def _decision_json(decision: OrphanDecision, container: Container | None, result
         "result": result,
         "error": error,
     }
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What one ``adopt`` did.
+
+    Attributes:
+        token_uuid: our token's uuid (the lock holder the decisions compare with).
+        records: one ``_decision_json`` per job name of ours, in name order.
+        skipped: the squeue lines that could not be read.
+    """
+
+    token_uuid: str
+    records: list[dict[str, Any]]
+    skipped: list[SqueueParseError]
+
+    @property
+    def failed(self) -> int:
+        """How many scancels failed."""
+        return sum(1 for r in self.records if r["error"])
+
+
+def adopt_leftovers(cluster_id: str, *, backend: SlurmBackend, client: ArvadosClient, dry_run: bool) -> Scan:
+    """Make the service's startup orphan scan once, and scancel the leftovers unless ``dry_run``; return what it did.
+
+    One squeue, one GET per job name of ours (``our_job_names``), the service's decision for each
+    (``orphan_action``); nothing is scancelled until every GET has answered. Blocks on squeue, the GETs and scancel.
+
+    Raises:
+        DispatchError: squeue or a GET failed (a container the API does not know is "leave alone", not an error); a
+            failed scancel is recorded in its row instead.
+    """
+    me = client.current_token_uuid()
+    jobs, skipped = parse_squeue(backend.queue())
+    found: list[tuple[str, Container | None]] = []
+    for uuid in our_job_names(jobs, cluster_id):
+        try:
+            found.append((uuid, client.get(uuid)))
+        except ArvadosNotFound:
+            found.append((uuid, None))
+    records: list[dict[str, Any]] = []
+    for uuid, container in found:
+        decision = orphan_action(uuid, container, my_token_uuid=me)
+        result, error = "-", None
+        if decision.action is OrphanAction.ADOPT:
+            result = "tracked by the service"
+        elif decision.action is OrphanAction.SCANCEL:
+            if dry_run:
+                result = "would scancel (dry run)"
+            else:
+                try:
+                    backend.cancel(uuid)
+                    result = "scancelled"
+                except SlurmCommandError as exc:
+                    result, error = "scancel failed", one_line(str(exc))
+        records.append(_decision_json(decision, container, result, error))
+    return Scan(token_uuid=me, records=records, skipped=skipped)
 
 
 def adopt(
@@ -71,38 +131,15 @@ def adopt(
         backend = slurm_backend(settings=settings)
         client = api_client(settings)
         try:
-            me = client.current_token_uuid()
-            jobs, skipped = parse_squeue(backend.queue())
-            found: list[tuple[str, Container | None]] = []
-            for uuid in our_job_names(jobs, settings.cluster_id):
-                try:
-                    found.append((uuid, client.get(uuid)))
-                except ArvadosNotFound:
-                    found.append((uuid, None))
+            scan = adopt_leftovers(settings.cluster_id, backend=backend, client=client, dry_run=dry_run)
         finally:
             client.close()
-    for err in skipped:
+    for err in scan.skipped:
         typer.echo(f"warning: {one_line(str(err))}", err=True)
-    failed = 0
-    records: list[dict[str, Any]] = []
-    for uuid, container in found:
-        decision = orphan_action(uuid, container, my_token_uuid=me)
-        result, error = "-", None
-        if decision.action is OrphanAction.ADOPT:
-            result = "tracked by the service"
-        elif decision.action is OrphanAction.SCANCEL:
-            if dry_run:
-                result = "would scancel (dry run)"
-            else:
-                try:
-                    backend.cancel(uuid)
-                    result = "scancelled"
-                except SlurmCommandError as exc:
-                    failed += 1
-                    result, error = "scancel failed", one_line(str(exc))
-        records.append(_decision_json(decision, container, result, error))
+    records = scan.records
     if json_:
-        print_json({"cluster_id": settings.cluster_id, "token_uuid": me, "dry_run": dry_run, "jobs": records})
+        print_json({"cluster_id": settings.cluster_id, "token_uuid": scan.token_uuid, "dry_run": dry_run,
+                    "jobs": records})
     else:
         typer.echo(f"Cluster {settings.cluster_id}: {len(records)} Slurm job(s) named like our containers"
                    + (" (dry run)" if dry_run else ""))
@@ -117,5 +154,5 @@ def adopt(
         for r in records:
             if r["error"]:
                 typer.echo(f"error: {r['uuid']}: {r['error']}", err=True)
-    if failed:
+    if scan.failed:
         raise typer.Exit(ExitCode.PROBLEM)
