@@ -3,8 +3,9 @@
 
 ``adopt`` is the startup orphan scan, once: one squeue, the job names of our cluster's containers
 (``our_job_names``), one GET per container, and the service's decision for each (``orphan_action``). With
-``--dry-run`` it only prints; otherwise it scancels the leftover jobs, as the service would. "adopt" rows need
-nothing from this command: the running service tracks those containers.
+``--dry-run`` it only prints; otherwise it scancels the leftover jobs by the ids squeue showed, as the service
+would (never by name: a job of that name submitted since squeue ran is not a leftover). "adopt" rows need nothing
+from this command: the running service tracks those containers.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ from slurm_dispatch.cli.common import (
     table_text,
 )
 from slurm_dispatch.errors import ArvadosNotFound, SlurmCommandError, SqueueParseError
-from slurm_dispatch.model import Container
+from slurm_dispatch.model import Container, SlurmJob
 from slurm_dispatch.slurm.backend import SlurmBackend
+from slurm_dispatch.slurm.cancels import CancelMode, cancel_mode
 from slurm_dispatch.slurm.decide import OrphanAction, OrphanDecision, orphan_action, our_job_names
-from slurm_dispatch.slurm.squeue_lines import parse_squeue
+from slurm_dispatch.slurm.squeue_lines import parse_squeue_all
 
 
 def _decision_json(decision: OrphanDecision, container: Container | None, result: str, error: str | None
@@ -84,9 +86,9 @@ def adopt_leftovers(cluster_id: str, *, backend: SlurmBackend, client: ArvadosCl
             failed scancel is recorded in its row instead.
     """
     me = client.current_token_uuid()
-    jobs, skipped = parse_squeue(backend.queue())
+    jobs, skipped = parse_squeue_all(backend.queue())
     found: list[tuple[str, Container | None]] = []
-    for uuid in our_job_names(jobs, cluster_id):
+    for uuid in our_job_names((j.name for j in jobs), cluster_id):
         try:
             found.append((uuid, client.get(uuid)))
         except ArvadosNotFound:
@@ -101,13 +103,38 @@ def adopt_leftovers(cluster_id: str, *, backend: SlurmBackend, client: ArvadosCl
             if dry_run:
                 result = "would scancel (dry run)"
             else:
-                try:
-                    backend.cancel(uuid)
-                    result = "scancelled"
-                except SlurmCommandError as exc:
-                    result, error = "scancel failed", one_line(str(exc))
+                result, error = _scancel_snapshot([j for j in jobs if j.name == uuid], backend=backend)
         records.append(_decision_json(decision, container, result, error))
     return Scan(token_uuid=me, records=records, skipped=skipped)
+
+
+def _scancel_snapshot(named: list[SlurmJob], *, backend: SlurmBackend) -> tuple[str, str | None]:
+    """scancel the jobs of the squeue snapshot by id, as the service does (``cancels.cancel_mode``); return the
+    row's result and error (None when every scancel ran).
+
+    By name, scancel would also kill a job of that name submitted since the snapshot (the service may have locked
+    the Queued container again and submitted a new job meanwhile). A pending job gets ``--state=pending``, so one
+    that has started since is left alone, for the next scan; a job in another state (completing, say) is left to
+    Slurm. Blocks on scancel.
+    """
+    by_mode: dict[tuple[CancelMode, str], list[str]] = {}
+    for job in named:
+        by_mode.setdefault((cancel_mode(job), job.cluster), []).append(job.job_id)
+    errors: list[str] = []
+    done: list[str] = []
+    for (mode, cluster), ids in by_mode.items():
+        if mode is CancelMode.BY_NAME:
+            continue
+        try:
+            backend.cancel_jobs(ids, running=mode is CancelMode.RUNNING, cluster=cluster)
+            done.extend(ids)
+        except (SlurmCommandError, ValueError) as exc:
+            errors.append(one_line(str(exc)))
+    if errors:
+        return "scancel failed", "; ".join(errors)
+    if not done:
+        return "left to Slurm (" + ", ".join(sorted({j.state for j in named})) + ")", None
+    return "scancelled", None
 
 
 def adopt(

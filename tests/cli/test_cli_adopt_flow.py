@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from plugins.fake_slurm import FakeSlurm
+from plugins.fake_slurm import Call, FakeSlurm
 
 from slurm_dispatch.arvados.client import ArvadosClient
 from slurm_dispatch.cli.jobs import adopt_leftovers
+from slurm_dispatch.errors import SlurmCommandError
 from slurm_dispatch.sandbox.api import EmulatorServer
 
 
@@ -39,3 +40,38 @@ def test_leftovers_are_scancelled_and_the_rest_left_alone(emulator: EmulatorServ
         done: "scancelled", mine: "tracked by the service", unknown: "-"}
     assert scan.failed == 0
     assert sorted(slurm.names()) == sorted([mine, unknown, "yyyyy-dz642-othercluster000"])
+
+
+def test_a_job_submitted_after_the_snapshot_is_not_scancelled(emulator: EmulatorServer, client: ArvadosClient) -> None:
+    """The service may lock the Queued container again and submit a new job between adopt's squeue and its scancel:
+    only the jobs of the snapshot go, by id."""
+    slurm = FakeSlurm()
+    queued = str(emulator.create_container({"state": "Queued", "priority": 1})["uuid"])
+    old_pending = submit(slurm, queued)
+    old_running = submit(slurm, queued)
+    slurm.jobs[-1].state = "RUNNING"
+    new: list[str] = []
+
+    def the_service_submits(call: Call) -> None:
+        if call.kind in ("cancel", "cancel_jobs") and not new:
+            new.append(submit(slurm, queued))
+
+    slurm.on_call = the_service_submits
+    scan = adopt_leftovers("zzzzz", backend=slurm, client=client, dry_run=False)
+    assert [r["result"] for r in scan.records] == ["scancelled"]
+    assert [str(j.job_id) for j in slurm.jobs] == new, "the new job is still queued, the two old ones gone"
+    assert [(c.kind, c.args) for c in slurm.calls if c.kind.startswith("cancel")] == [
+        ("cancel_jobs", ("scancel", "--quiet", "--state=pending", old_pending)),
+        ("cancel_jobs", ("scancel", "--quiet", "--batch", "--signal=TERM", old_running)),
+    ]
+
+
+def test_a_failed_scancel_is_the_rows_error(emulator: EmulatorServer, client: ArvadosClient) -> None:
+    slurm = FakeSlurm()
+    done = str(emulator.create_container({"state": "Cancelled", "priority": 1})["uuid"])
+    submit(slurm, done)
+    slurm.fail("cancel_jobs", error=SlurmCommandError(["scancel"], 1, "Access/permission denied"))
+    scan = adopt_leftovers("zzzzz", backend=slurm, client=client, dry_run=False)
+    assert [(r["result"], r["error"]) for r in scan.records] == [
+        ("scancel failed", "scancel: exit 1: Access/permission denied")]
+    assert scan.failed == 1
