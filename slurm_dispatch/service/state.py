@@ -10,15 +10,24 @@ change of the drain once, whoever made it). Writes replace the file atomically
 (a temporary file and ``rename``), so a reader never sees half a file; a missing file is "not drained, no broken
 node"; an unreadable or malformed file is reported once and read as that too for broken nodes, but as DRAINED
 for the drain (missing information never unlocks the gates: an admin who drained must not be surprised).
+
+A change (``set_drain``, ``set_broken``) reads the file and writes it back with one part changed, and several
+processes make changes: ``slurm-dispatch drain`` and ``resume``, and the service (the management API's drain, the
+broken nodes). Each change holds an exclusive ``flock`` on ``.state.lock`` beside the file from its read to its
+write, so that two changes at once cannot both start from the same contents and lose one of them. Reads take no
+lock: the rename makes them whole.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +39,9 @@ from slurm_dispatch.slurm.broken_nodes import BrokenNode
 logger = logging.getLogger("slurm_dispatch.service.state")
 
 STATE_FILE = "state.json"
+LOCK_FILE = ".state.lock"
+"""Beside the state file: what a change of it locks (the state file itself is replaced by each write, so a lock on
+it would be on a file nobody opens next)."""
 MAX_BYTES = 1 << 20
 """A state file larger than this is refused (it holds a few lines)."""
 
@@ -88,6 +100,7 @@ class StateStore:
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.path = Path(directory) / STATE_FILE
+        self.lock_path = Path(directory) / LOCK_FILE
         self._seen: tuple[int, int] | None = None
         self._state = State()
         self._logged = ""
@@ -148,28 +161,57 @@ class StateStore:
         """Return the drain (None: not drained). Blocks on one stat."""
         return self.read().drain
 
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[State]:
+        """Hold the exclusive lock of a change and yield the state as the file has it now (read afresh, not from
+        the stamp cache: another process may have written within the file system's timestamp granularity).
+
+        Blocks until no other change holds the lock (each holds it for one small read and write).
+
+        Raises:
+            StateError: the lock file could not be opened or locked.
+        """
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Read-only is enough for flock, so whoever may read the lock file may lock it, whoever created it.
+            fd = os.open(self.lock_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StateError(f"cannot write {self.path}: cannot open {self.lock_path}: {exc.strerror or exc}"
+                             ) from exc
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                raise StateError(f"cannot write {self.path}: cannot lock {self.lock_path}: {exc.strerror or exc}"
+                                 ) from exc
+            self._seen = None
+            yield self.read()
+        finally:
+            os.close(fd)  # releases the lock
+
     def set_drain(self, drain: Drain | None, *, by: str = "") -> State:
-        """Drain (or resume, with None) and return the new state; ``by`` says who drained. Blocks.
+        """Drain (or resume, with None) and return the new state; ``by`` says who drained. Blocks, under the
+        change lock.
 
         Raises:
             StateError: the file could not be written.
         """
-        current = self.read()
-        state = State(drain=drain, broken=dict(current.broken) if not current.problem else {},
-                      drained_by=by if drain is not None else "")
-        self.write(state)
+        with self._changing() as current:
+            state = State(drain=drain, broken=dict(current.broken) if not current.problem else {},
+                          drained_by=by if drain is not None else "")
+            self.write(state)
         return state
 
     def set_broken(self, broken: dict[str, BrokenNode]) -> None:
-        """Record the broken nodes (the drain is kept). Blocks.
+        """Record the broken nodes (the drain is kept). Blocks, under the change lock.
 
         Raises:
             StateError: the file could not be written.
         """
-        current = self.read()
-        if current.problem:
-            raise StateError(f"not recording broken nodes: {current.problem}")
-        self.write(State(drain=current.drain, broken=dict(broken), drained_by=current.drained_by))
+        with self._changing() as current:
+            if current.problem:
+                raise StateError(f"not recording broken nodes: {current.problem}")
+            self.write(State(drain=current.drain, broken=dict(broken), drained_by=current.drained_by))
 
 
 MANAGEMENT_API = "the management API"
@@ -251,5 +293,5 @@ class StateWatch:
             self.store.set_broken(broken)
 
 
-__all__ = ["MANAGEMENT_API", "MAX_BYTES", "STATE_FILE", "BrokenNode", "State", "StateError", "StateStore", "StateWatch",
+__all__ = ["LOCK_FILE", "MANAGEMENT_API", "MAX_BYTES", "STATE_FILE", "BrokenNode", "State", "StateError", "StateStore", "StateWatch",
            "drain_change"]
