@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import signal
+import sqlite3
 import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -52,37 +54,84 @@ def demo(
     typer.echo(summary_table(rows))
 
 
+CLUSTER_ID_RE = re.compile(r"[a-z0-9]{5}")
+"""An Arvados cluster id: five lower-case letters or digits (the prefix of every uuid)."""
+
+
 def _split_listen(listen: str) -> tuple[str, int]:
+    """Return ``(host, port)`` of ``--listen HOST:PORT``. Pure.
+
+    Raises:
+        typer.BadParameter: not HOST:PORT with a port from 0 to 65535, or an IPv6 address (the emulator listens
+            on IPv4 only).
+    """
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise typer.BadParameter(f"expected HOST:PORT, got {listen!r}", param_hint="--listen")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    if not sep or not port.isdigit() or not port.isascii():
+        raise typer.BadParameter(f"expected HOST:PORT, got {listen!r}")
+    if int(port) > 65535:
+        raise typer.BadParameter(f"the port must be from 0 to 65535 (0 picks a free one), got {port}")
+    if ":" in host or host.startswith("["):
+        raise typer.BadParameter(f"the emulator listens on IPv4 only: give an IPv4 address or a host name, not "
+                                 f"{host!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def _checked_listen(value: str) -> str:
+    _split_listen(value)
+    return value
+
+
+def _checked_cluster_id(value: str) -> str:
+    if not CLUSTER_ID_RE.fullmatch(value):
+        raise typer.BadParameter(f"a cluster id is five lower-case letters or digits, got {value!r}")
+    return value
+
+
+def _checked_token(value: str | None) -> str | None:
+    """Refuse a token that is empty or could not go in an Authorization header (never shown: it is a secret)."""
+    if value is not None and (not value or not value.isprintable() or any(c.isspace() for c in value)):
+        raise typer.BadParameter("must be non-empty, without spaces or control characters (leave it out for a "
+                                 "random one)")
+    return value
 
 
 @sandbox_app.command("api")
 def api(
-    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on (port 0 picks a free one).")] = "127.0.0.1:0",
+    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on, IPv4 (port 0 picks a free one).",
+                                        callback=_checked_listen)] = "127.0.0.1:0",
     db: Annotated[
         str | None,
         typer.Option(help="SQLite file that keeps the state across restarts (default: memory only)."),
     ] = None,
-    cluster_id: Annotated[str, typer.Option(help="Cluster prefix of every uuid.")] = "zzzzz",
+    cluster_id: Annotated[str, typer.Option(help="Cluster prefix of every uuid (five lower-case letters or digits).",
+                                            callback=_checked_cluster_id)] = "zzzzz",
     token: Annotated[
         str | None,
         typer.Option(help="SystemRootToken secret (default: kept from --db, else random and printed on stderr). "
                      "An option is visible to every user in ps: prefer $SANDBOX_ROOT_TOKEN.",
-                     envvar="SANDBOX_ROOT_TOKEN", show_envvar=False),
+                     envvar="SANDBOX_ROOT_TOKEN", show_envvar=False, callback=_checked_token),
     ] = None,
     http: Annotated[bool, typer.Option("--http", help="Serve plain HTTP instead of HTTPS.")] = False,
-    max_dispatch_attempts: Annotated[int, typer.Option(help="Containers.MaxDispatchAttempts.")] = 10,
+    max_dispatch_attempts: Annotated[int, typer.Option(help="Containers.MaxDispatchAttempts.", min=1)] = 10,
 ) -> None:
-    """Serve the emulated Arvados API until SIGTERM/SIGINT; print its base URL on the first line of stdout."""
+    """Serve the emulated Arvados API until SIGTERM/SIGINT; print its base URL on the first line of stdout.
+
+    A bad option is one ``error:`` line (exit 2); so is a server that cannot start (exit 1): the address in use or
+    not resolvable, a --db that cannot be opened.
+    """
     from slurm_dispatch.sandbox.api import EmulatorServer
 
     host, port = _split_listen(listen)
-    server = EmulatorServer(host=host, port=port, db_path=db, cluster_id=cluster_id, root_token=token,
-                            tls=not http, max_dispatch_attempts=max_dispatch_attempts)
-    server.start()
+    try:
+        server = EmulatorServer(host=host, port=port, db_path=db, cluster_id=cluster_id, root_token=token,
+                                tls=not http, max_dispatch_attempts=max_dispatch_attempts)
+    except (OSError, sqlite3.Error) as exc:
+        _cannot_start(f"--db {db}: {_reason(exc)}")
+    try:
+        server.start()
+    except (OSError, ValueError) as exc:
+        server.stop()
+        _cannot_start(f"--listen {listen}: {_reason(exc)}")
     sys.stdout.write(server.base_url + "\n")
     sys.stdout.flush()
     if token is None:
@@ -100,3 +149,20 @@ def api(
             pass
     finally:
         server.stop()
+
+
+def _reason(exc: BaseException) -> str:
+    """Return an error's text without Python's ``[Errno N]`` prefix. Pure."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _cannot_start(what: str) -> NoReturn:
+    """Print ``error: sandbox api: cannot start: <what>`` and exit 1.
+
+    Raises:
+        typer.Exit: always.
+    """
+    typer.echo(f"error: sandbox api: cannot start: {what}", err=True)
+    raise typer.Exit(1)
