@@ -19,6 +19,15 @@ sandbox_app = typer.Typer(
 )
 
 
+def _checked_poll_interval(value: float) -> float:
+    from slurm_dispatch.sandbox.demo import poll_interval_problem
+
+    problem = poll_interval_problem(value)
+    if problem is not None:
+        raise typer.BadParameter(problem)
+    return value
+
+
 @sandbox_app.callback()
 def demo(
     ctx: typer.Context,
@@ -31,7 +40,11 @@ def demo(
             show_default=False,
         ),
     ] = None,
-    poll_interval: Annotated[float, typer.Option(help="PollInterval of the demo's dispatcher, in seconds.")] = 1.0,
+    poll_interval: Annotated[float, typer.Option(help="PollInterval of the demo's dispatcher, in seconds (0.1 to "
+                                                      "86400).", callback=_checked_poll_interval)] = 1.0,
+    keep_files: Annotated[bool, typer.Option(
+        "--keep-files", help="Keep the demo's temporary directory (the emulator's database, the Slurm jobs' output) "
+                             "and print where it is; by default it is removed at the end.")] = False,
 ) -> None:
     """Run the demo: emulated Arvados + the real Slurm test cluster + the dispatcher, until every container is final."""
     if ctx.invoked_subcommand is not None:
@@ -46,7 +59,7 @@ def demo(
 
     try:
         where = (cluster_dir or default_cluster_dir(os.environ)).resolve()
-        rows = run_demo(cluster_dir=where, poll_interval=poll_interval, say=say)
+        rows = run_demo(cluster_dir=where, poll_interval=poll_interval, say=say, keep_files=keep_files)
     except DispatchError as exc:
         typer.echo(f"slurm-dispatch sandbox: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -3,7 +3,9 @@
 ``run_demo`` starts the emulator in a temporary directory, makes sure the Slurm test cluster runs (starting it with
 start-test-cluster.sh when it does not, and stopping it afterwards in that case), queues a handful of sample
 containers of different sizes and priorities whose CrunchRunCommand is the crunch-run stand-in, runs the dispatcher
-until every container is final, prints each state change as it happens, and ends with a summary.
+until every container is final, prints each state change as it happens, and ends with a summary. The temporary
+directory (the emulator's database, the jobs' output) is removed at the end, however the demo ended, unless the
+caller asks to keep it (``slurm-dispatch sandbox --keep-files``); then the last line names it.
 
 The cluster scripts are package data (``slurm_dispatch/sandbox/slurm/``, found with importlib.resources), so the
 demo works from an installed wheel as well as from a checkout.
@@ -11,7 +13,9 @@ demo works from an installed wheel as well as from a checkout.
 
 from __future__ import annotations
 
+import math
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -22,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 
 from slurm_dispatch.arvados.client import ArvadosClient
+from slurm_dispatch.config.limits import MAX_DURATION_S, MIN_POLL_INTERVAL_S
 from slurm_dispatch.errors import DispatchError
 from slurm_dispatch.model import Container, ContainerState
 from slurm_dispatch.sandbox.api.server import EmulatorServer
@@ -32,6 +37,18 @@ CLUSTER_SCRIPTS = ("start-test-cluster.sh", "stop-test-cluster.sh")
 """The Slurm test cluster scripts, shipped in this package's ``slurm/`` folder."""
 
 GB = 1_000_000_000
+
+
+def poll_interval_problem(seconds: float) -> str | None:
+    """Return why ``seconds`` cannot be the demo's PollInterval, or None. Pure.
+
+    The bounds of the config loader's Containers.CloudVMs.PollInterval (``config.limits``): a shorter poll only
+    spins a core (a negative one never waits at all), and NaN or infinity is no interval.
+    """
+    if not math.isfinite(seconds) or not MIN_POLL_INTERVAL_S <= seconds <= MAX_DURATION_S:
+        return (f"must be a number of seconds from {MIN_POLL_INTERVAL_S:g} (a shorter poll only spins the CPU) to "
+                f"{MAX_DURATION_S:g}, not {seconds}")
+    return None
 
 
 def default_cluster_dir(env: Mapping[str, str]) -> Path:
@@ -171,12 +188,19 @@ def run_demo(
     poll_interval: float = 1.0,
     timeout: float = 300.0,
     say: Callable[[str], None] = print,
+    keep_files: bool = False,
 ) -> list[Row]:
     """Run the demo to the end and return its rows; blocks (about a minute).
 
+    The demo's temporary directory is removed at the end, unless ``keep_files``: then the last thing said names it.
+
     Raises:
+        ValueError: ``poll_interval`` is not one the service accepts (``poll_interval_problem``).
         DispatchError: the cluster could not start, or the containers did not finish within ``timeout``.
     """
+    problem = poll_interval_problem(poll_interval)
+    if problem is not None:
+        raise ValueError(f"poll interval: {problem}")
     started_cluster = False
     if not _cluster_running(cluster_dir):
         _start_cluster(cluster_dir, say)
@@ -195,6 +219,11 @@ def run_demo(
         if started_cluster:
             say("stopping the Slurm test cluster the demo started")
             _stop_cluster(cluster_dir)
+        if keep_files:
+            say(f"kept the demo's files in {work} (the emulator's database, the Slurm jobs' output)")
+        else:
+            # A job's output may still be written while it ends: what cannot be removed is left, not an error.
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _dispatch_samples(

@@ -52,6 +52,18 @@ def test_run_refuses_an_unknown_substitution(cli: Any) -> None:
     assert "%X" in result.stderr
 
 
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "0.05", "86401"])
+def test_sandbox_demo_refuses_a_poll_interval_the_service_would(cli: Any, tmp_path: Path, value: str) -> None:
+    """Checked before anything starts (no bash on PATH: a demo that went on would fail another way)."""
+    result = cli("sandbox", "--cluster-dir", str(tmp_path / "cluster"), "--poll-interval", value,
+                 env={"PATH": str(tmp_path / "nothing-here")})
+    assert result.exit_code == 2, result.output
+    assert (result.stdout, result.stderr) == ("", (
+        f"error: Invalid value for '--poll-interval': must be a number of seconds from 0.1 (a shorter poll only "
+        f"spins the CPU) to 86400, not {float(value)} (see 'slurm-dispatch sandbox --help')\n"))
+    assert not (tmp_path / "cluster").exists()
+
+
 @pytest.mark.slurm
 def test_sandbox_demo_runs_every_sample_to_a_final_state(cli: Any, slurm_cluster: Any) -> None:
     result = cli("sandbox", "--cluster-dir", str(slurm_cluster.conf_dir), "--poll-interval", "0.5")
@@ -75,6 +87,10 @@ def test_sandbox_demo_runs_every_sample_to_a_final_state(cli: Any, slurm_cluster
         assert words[1:3] == [state, exit_code], rows[label]
     assert "sbatch refused the job" in rows["asks for 64 GB: no node has it"]
     assert "Queued → Locked" in out and "Running → Complete" in out
+    work = re.search(r"\(state in (/\S+)/arvados\.sqlite\)", out)
+    assert work, out
+    assert not Path(work.group(1)).exists(), "the demo's temporary directory is removed at the end"
+    assert "kept the demo's files" not in out
 
 
 # --- what only the service's host can tell: refused before serving, with exit 2 -------------------------------
