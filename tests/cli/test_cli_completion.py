@@ -64,4 +64,4 @@ def test_the_installed_script_completes_commands_and_options(tmp_path: Path) -> 
         return result.stdout.split()
 
     assert complete("slurm-dispatch sta", 1) == ["status"]
-    assert complete("slurm-dispatch sandbox --", 2) == ["--cluster-dir", "--poll-interval", "--help"]
+    assert complete("slurm-dispatch sandbox --", 2) == ["--cluster-dir", "--poll-interval", "--keep-files", "--help"]
