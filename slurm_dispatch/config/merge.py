@@ -31,6 +31,7 @@ from slurm_dispatch.config.redact import printable, show
 from slurm_dispatch.config.schema import CLUSTER_SCHEMA, unknown_key_warnings, without_nulls, without_samples
 from slurm_dispatch.errors import ConfigError
 from slurm_dispatch.settings import Settings
+from slurm_dispatch.slurm.decide import SLURM_SIGNAL_EARLY_S
 
 
 def settings_from_documents(
@@ -106,7 +107,24 @@ def settings_from_documents(
     own, own_warnings = dispatch_fields(dispatch_document, source=dispatch_source)
     warnings += own_warnings
     settings = Settings(cluster_id=cid, **fields, **own, dispatch_config_path=dispatch_source)
-    return settings, warnings + unused_env_warnings(settings, environ or {})
+    return settings, warnings + time_limit_warnings(settings) + unused_env_warnings(settings, environ or {})
+
+
+def time_limit_warnings(settings: Settings) -> list[str]:
+    """Returns a warning when ``TimeLimit.Overhead`` leaves Slurm's stop signal room to come before a container has
+    run its max_run_time: sbatch's ``--signal`` may come up to 60 s before the asked ``StopSignalBefore``
+    (sbatch(1)), so Overhead should be at least StopSignalBefore + 60 s (the dispatcher's own stop waits for
+    max_run_time in any case: ``slurm.decide.Policy.stop_when_left``). Pure."""
+    templates = (*settings.sbatch_arguments, *settings.sbatch_gpu_arguments, *settings.supervisor_sbatch_arguments)
+    if settings.time_limit_signal <= 0 or not any("%W" in arg for arg in templates):
+        return []  # no job gets a time limit from us, nor the signal
+    needed = int(settings.time_limit_signal) + SLURM_SIGNAL_EARLY_S
+    if settings.max_run_time_overhead >= needed:
+        return []
+    return [(f"TimeLimit.Overhead ({int(settings.max_run_time_overhead)} s) is less than TimeLimit.StopSignalBefore "
+            f"+ 60 s ({needed} s): Slurm may send crunch-run its stop signal (sbatch --signal, up to 60 s early) "
+            "before a container has run its max_run_time; raise Overhead to at least that, or set StopSignalBefore "
+            "to 0")]
 
 
 def token_warnings(fields: Mapping[str, Any], prefix: str) -> list[str]:

@@ -33,7 +33,7 @@ from slurm_dispatch.model import (
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.priority import container_want
 from slurm_dispatch.slurm.reasons import EndReason, never_runnable
-from slurm_dispatch.slurm.sbatch import has_time_limit
+from slurm_dispatch.slurm.sbatch import has_time_limit, time_limit_s
 
 # -- whose job is it --------------------------------------------------------------------------------------
 
@@ -130,6 +130,21 @@ class Policy:
         """Return True if the container's job is submitted with its time limit (``sbatch.has_time_limit``)."""
         return has_time_limit(container, self.settings)
 
+    def stop_when_left(self, container: Container) -> int | None:
+        """Return the time left (seconds) at which the dispatcher stops the container's running job, None for never.
+        Pure.
+
+        ``stop_before_limit_s``, but never before the job has run the container's max_run_time: its limit is
+        max_run_time plus ``TimeLimit.Overhead`` rounded up to a minute (``sbatch.time_limit_s``), and with an
+        Overhead shorter than the stop window a stop at the window would cut the container short. Go's dispatcher
+        gives a job its whole max_run_time (services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: sbatchArgs).
+        """
+        if self.stop_before_limit_s is None or not self.has_time_limit(container):
+            return None
+        limit_s = -(-time_limit_s(container, self.settings) // 60) * 60  # %W is whole minutes
+        run_s = container.scheduling_parameters.max_run_time or int(self.settings.default_max_run_time)
+        return min(self.stop_before_limit_s, limit_s - run_s)
+
 
 @dataclass(frozen=True)
 class RunnerView:
@@ -205,6 +220,7 @@ def next_step(view: RunnerView, policy: Policy, now: float) -> Step:
     yes                        given up                                         SCANCEL
     yes, pending               a never-runnable reason for the grace period     GIVE_UP
     yes, running               Running, time limit within the stop window      STOP_AT_LIMIT
+                               (``Policy.stop_when_left``)
     yes                        anything else                                    FOLLOW
     =========================  ===============================================  ==============
 
@@ -243,16 +259,14 @@ def next_step(view: RunnerView, policy: Policy, now: float) -> Step:
         wake_at = view.never_since + policy.never_runnable_grace_s
         if now >= wake_at:
             return Step(StepKind.GIVE_UP, f"pending for {now - view.never_since:.0f} s with reason {job.reason}")
-    watch_limit = (policy.stop_before_limit_s is not None and not view.stop_sent
-                   and policy.has_time_limit(latest) and job.state in ("PENDING", "RUNNING"))
+    stop_at = None if view.stop_sent or job.state not in ("PENDING", "RUNNING") else policy.stop_when_left(latest)
     # Only once crunch-run has started the container (Running): stopped while still Locked, crunch-run would put
     # it back in the queue, and the next attempt would meet the same limit.
-    if (watch_limit and job.state == "RUNNING" and latest.state is ContainerState.RUNNING
-            and job.time_left_s is not None and policy.stop_before_limit_s is not None
-            and job.time_left_s <= policy.stop_before_limit_s):
+    if (stop_at is not None and job.state == "RUNNING" and latest.state is ContainerState.RUNNING
+            and job.time_left_s is not None and job.time_left_s <= stop_at):
         return Step(StepKind.STOP_AT_LIMIT, f"{job.time_left_s} s left before its time limit")
     return Step(StepKind.FOLLOW, f"{latest.state.value}, job {job.state}", want=container_want(latest),
-                wake_at=wake_at, time_left_below=policy.stop_before_limit_s if watch_limit else None)
+                wake_at=wake_at, time_left_below=stop_at)
 
 
 STUCK_CANCEL_WARNINGS = (10, 100)

@@ -47,22 +47,27 @@ def _status(e2e: E2E, uuid: str) -> dict[str, Any]:
 
 
 def test_a_job_at_its_time_limit_is_stopped_cleanly_and_says_why(e2e: E2E) -> None:
-    uuid = _new(e2e, mode="hang", max_run_time=60)
-    e2e.dispatcher(sbatch_arguments=(*e2e.settings.sbatch_arguments, "--time=%W"), max_run_time_overhead=0,
+    """max_run_time 30 s and Overhead 30 s make a one-minute limit, shorter than the stop window (StopSignalBefore
+    + 60 s + two polls): the stop still waits until the job has run the container's max_run_time."""
+    uuid = _new(e2e, mode="hang", max_run_time=30)
+    e2e.dispatcher(sbatch_arguments=(*e2e.settings.sbatch_arguments, "--time=%W"), max_run_time_overhead=30,
                    time_limit_signal=1)
     job_id = wait_until(lambda: _job(e2e, uuid)[1] == "RUNNING" and _job(e2e, uuid)[0], what="the job to run")
     wait_until(lambda: e2e.container(uuid).state in FINAL, timeout=120, what="the container to end")
     container = e2e.container(uuid)
     assert container.state is ContainerState.CANCELLED
     error = container.runtime_status["error"]
-    assert error.startswith(f"Slurm job {job_id} reached the container's time limit (max_run_time 60 s) on node c")
+    assert error.startswith(f"Slurm job {job_id} reached the container's time limit (max_run_time 30 s) on node c")
     assert error.endswith(": crunch-run was asked to stop the container and save its logs (TIMEOUT)")
     assert e2e.logs(uuid)[0].startswith(error)
     # crunch-run (the stand-in) got SIGTERM and recorded Cancelled itself, before any SIGKILL
     output = wait_until(lambda: "state Cancelled" in e2e.output(job_id) and e2e.output(job_id), what="its output")
     assert "SIGTERM: stopping; setting state Cancelled" in output
-    submitted = e2e.slurm.show_job(job_id)
+    submitted = wait_until(lambda: (j := e2e.slurm.show_job(job_id)).get("JobState") != "RUNNING" and j,
+                           what="the job to end")
     assert submitted["TimeLimit"] == "00:01:00"
+    ran = sum(int(part) * unit for part, unit in zip(reversed(submitted["RunTime"].split(":")), (1, 60, 3600)))
+    assert 30 <= ran < 60, f"stopped after {ran} s: not before max_run_time, and before Slurm's own limit"
 
 
 def test_a_job_scancelled_by_an_admin_says_so(e2e: E2E) -> None:

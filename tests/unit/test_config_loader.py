@@ -676,3 +676,28 @@ def test_a_postgresql_value_that_yaml_reads_as_a_number_must_be_quoted_except_th
 def test_crunch_runs_arvados_api_host_is_the_urls_host_as_go_takes_it(url: str, host: str) -> None:
     """crunch-run gets ARVADOS_API_HOST=host[:port]: no path, query or fragment (Go's URL.Host)."""
     assert Settings(controller_url=url).api_host == host
+
+
+@pytest.mark.parametrize(
+    ("time_limit", "template", "warned"),
+    [
+        pytest.param({"Overhead": "1m", "StopSignalBefore": "10s"}, ["--time=%W"], True, id="70 s needed, 60 s"),
+        pytest.param({"Overhead": "70s", "StopSignalBefore": "10s"}, ["--time=%W"], False, id="just enough"),
+        pytest.param({}, ["--time=%W"], False, id="defaults: 5m against 2m + 60 s"),
+        pytest.param({"Overhead": "0", "StopSignalBefore": "0"}, ["--time=%W"], False, id="no signal"),
+        pytest.param({"Overhead": "0"}, [], False, id="no %W: no limit and no signal from us"),
+    ],
+)
+def test_an_overhead_shorter_than_the_stop_signal_lead_is_a_warning(
+    time_limit: dict[str, str], template: list[str], warned: bool,
+) -> None:
+    """sbatch --signal may come up to 60 s before StopSignalBefore: with less Overhead, Slurm's stop signal can
+    reach crunch-run before a container has run its max_run_time."""
+    body = cluster({"Containers": {"SLURM": {"SbatchArgumentsList": ["--job-name=%U", *template]}}})
+    _, warnings = settings_from_documents(body, source="c.yml", dispatch_document={"TimeLimit": time_limit})
+    found = [w for w in warnings if w.startswith("TimeLimit.Overhead")]
+    assert bool(found) == warned, warnings
+    if warned:
+        assert found == [("TimeLimit.Overhead (60 s) is less than TimeLimit.StopSignalBefore + 60 s (70 s): Slurm may "
+                         "send crunch-run its stop signal (sbatch --signal, up to 60 s early) before a container has "
+                         "run its max_run_time; raise Overhead to at least that, or set StopSignalBefore to 0")]

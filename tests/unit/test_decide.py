@@ -143,6 +143,30 @@ def test_next_step(v: RunnerView, now: float, kind: StepKind) -> None:
     assert step.want == (container_want(v.latest) if kind is StepKind.FOLLOW else 0)
 
 
+SHORT_OVERHEAD = Policy.from_settings(Settings(poll_interval=2, time_limit_signal=10, max_run_time_overhead=60,
+                                              sbatch_arguments=(*DEFAULT_SBATCH_ARGUMENTS, "--time=%W")))
+
+
+@pytest.mark.parametrize(
+    ("max_run_time", "time_left", "kind"),
+    [
+        pytest.param(60, 74, StepKind.FOLLOW, id="in the stop window (74 s), but max_run_time not yet run"),
+        pytest.param(60, 61, StepKind.FOLLOW, id="59 s run of 60"),
+        pytest.param(60, 60, StepKind.STOP_AT_LIMIT, id="max_run_time run: a 2-minute limit, 60 s left"),
+        pytest.param(90, 90, StepKind.FOLLOW, id="limit rounded up to 3 minutes: 90 s run of 90 is at 90 s left"),
+        pytest.param(90, 74, StepKind.STOP_AT_LIMIT, id="the window is the nearer bound when Overhead is ample"),
+    ],
+)
+def test_a_short_overhead_never_stops_a_job_before_its_max_run_time(max_run_time: int, time_left: int,
+                                                                     kind: StepKind) -> None:
+    """Overhead 60 s is shorter than the stop window (10 + 60 + 2 × 2 s): the stop waits for max_run_time."""
+    latest = ctr("Running", ME, scheduling_parameters={"max_run_time": max_run_time})
+    step = next_step(view(latest, job(time_left=time_left)), SHORT_OVERHEAD, 0)
+    assert step.kind is kind, step.reason
+    if kind is StepKind.FOLLOW:
+        assert step.time_left_below == min(74, -(-(max_run_time + 60) // 60) * 60 - max_run_time)
+
+
 def test_follow_asks_to_wake_for_the_grace_period_and_the_time_limit() -> None:
     pending = next_step(view(ctr("Locked", ME), job("PENDING", "BadConstraints"), never_since=50.0), POLICY, 60)
     assert (pending.kind, pending.wake_at) == (StepKind.FOLLOW, 350.0)
