@@ -34,6 +34,8 @@ from slurm_dispatch.slurm.decide import (
     never_runnable_since,
     next_step,
     our_job_names,
+    partition_hold_delay,
+    partition_not_available,
     stuck_cancel_warning_due,
 )
 from slurm_dispatch.slurm.end_reader import JobEndReader, JobEndSource
@@ -254,6 +256,7 @@ class SlurmRunner:
         seen_before = self._squeue.snapshot().jobs.get(uuid)  # if the job is gone by the next poll: which it was
         job = await self._squeue.job_after(uuid, soon=container.state is ContainerState.LOCKED)
         view = self._set(uuid, self._with_job(RunnerView(latest=container, last_job=seen_before), job))
+        partition_refusals = 0
         while True:
             step = next_step(view, self._policy, self._clock())
             if step.kind is StepKind.SETTLE:
@@ -263,6 +266,12 @@ class SlurmRunner:
                 try:
                     latest = view.latest
                     job_id = await self._submit_once(latest, superseded=functools.partial(_superseded, latest, updates))
+                except SlurmCommandError as exc:
+                    if not partition_not_available(exc):
+                        raise
+                    partition_refusals += 1
+                    view = self._set(uuid, await self._hold_for_partition(uuid, view, updates, exc, partition_refusals))
+                    continue
                 except Superseded:
                     # a record came while it waited for its turn (priority 0, cancelled): decide again with it
                     logger.info("container %s changed while it waited for its turn at sbatch: not submitted", uuid)
@@ -297,6 +306,26 @@ class SlurmRunner:
             event = await self._next_event(uuid, view, step, updates)
             view = self._set(uuid, self._apply(view, event))
         await self._settle(dispatcher, uuid, view, updates)
+
+    async def _hold_for_partition(
+        self, uuid: str, view: RunnerView, updates: UpdateChannel, exc: SlurmCommandError, refusals: int
+    ) -> RunnerView:
+        """Keep a container whose partition is inactive or draining Locked, and return the view after the wait
+        before its next sbatch (``decide.partition_not_available``): a new record (priority 0, cancelled), its job
+        appearing, or the wait ending, whichever comes first. Blocks (asynchronously) up to the wait."""
+        delay = partition_hold_delay(refusals)
+        said = "; ".join(line.strip() for line in exc.stderr_tail.splitlines() if line.strip())
+        level = logging.WARNING if refusals == 1 else logging.INFO
+        logger.log(level, "container %s: sbatch refused it: %s: its partition is inactive or draining; keeping the "
+                   "container locked and trying again in %.0f s (refusal %d in a row)", uuid, said, delay, refusals)
+        wait = Step(StepKind.FOLLOW, "its partition is not available", wake_at=self._clock() + delay)
+        while True:
+            event = await self._next_event(uuid, view, wait, updates)
+            view = self._apply(view, event)
+            still_waiting = (isinstance(event, _Update) and not view.left and view.latest.priority > 0
+                             and view.latest.state is ContainerState.LOCKED)
+            if not still_waiting:  # the wait is over, the job appeared, or the record asks for another step
+                return view
 
     async def _next_event(self, uuid: str, view: RunnerView, step: Step, updates: UpdateChannel) -> _Event:
         """Wait for the first of: a new record (or the channel closing), news of the job, the step's wake-up."""

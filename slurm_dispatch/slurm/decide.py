@@ -385,6 +385,30 @@ def permanent_sbatch_failure(exc: SlurmCommandError) -> bool:
     return not isinstance(exc, SlurmUnavailable) and any(m in exc.stderr_tail for m in PERMANENT_SBATCH_ERRORS)
 
 
+PARTITION_NOT_AVAILABLE = "Required partition not available (inactive or drain)"
+"""sbatch's refusal while a partition is INACTIVE or DRAIN (slurm_strerror: ESLURM_PARTITION_NOT_AVAIL): states an
+admin sets for a while (scontrol(1), ``State=``), unlike DOWN, where Slurm takes the job and lets it pend."""
+
+PARTITION_HOLD_RETRY_S = (10.0, 20.0, 40.0, 80.0, 160.0, 300.0)
+"""How long a container whose partition is inactive or draining waits, Locked, before each new sbatch: the n-th
+wait is the n-th entry, then the last one for ever."""
+
+
+def partition_not_available(exc: SlurmCommandError) -> bool:
+    """Return True if sbatch refused the job because its partition is inactive or draining. Pure.
+
+    Retrying such a refusal as Go does (unlock, lock again next poll) uses up Containers.MaxDispatchAttempts in
+    seconds, and Arvados cancels the container while the partition is only closed for a while: the runner keeps the
+    container Locked and submits it again after ``PARTITION_HOLD_RETRY_S`` instead.
+    """
+    return not isinstance(exc, SlurmUnavailable) and PARTITION_NOT_AVAILABLE in exc.stderr_tail
+
+
+def partition_hold_delay(refusals: int) -> float:
+    """Return how long to wait after the ``refusals``-th (1, 2, ...) inactive-partition refusal in a row. Pure."""
+    return PARTITION_HOLD_RETRY_S[min(max(refusals, 1), len(PARTITION_HOLD_RETRY_S)) - 1]
+
+
 @dataclass(frozen=True)
 class SbatchVerdict:
     """What follows a failed sbatch: the refusals in a row now counted, and the error to give up with."""
@@ -417,6 +441,8 @@ def after_sbatch_failure(uuid: str, exc: SlurmCommandError, *, refusals_before: 
 
 __all__ = [
     "FINISHED_JOB_GRACE_S",
+    "PARTITION_HOLD_RETRY_S",
+    "PARTITION_NOT_AVAILABLE",
     "PERMANENT_REFUSALS",
     "PERMANENT_SBATCH_ERRORS",
     "STUCK_CANCEL_WARNINGS",
@@ -437,6 +463,8 @@ __all__ = [
     "orphan_action",
     "other_owners_of_container_jobs",
     "our_job_names",
+    "partition_hold_delay",
+    "partition_not_available",
     "permanent_sbatch_failure",
     "stuck_cancel_warning_due",
 ]

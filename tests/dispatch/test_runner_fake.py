@@ -21,7 +21,7 @@ from slurm_dispatch.errors import (
 )
 from slurm_dispatch.model import Container
 from slurm_dispatch.runner import SlurmRunner
-from slurm_dispatch.slurm.decide import FINISHED_JOB_GRACE_S, PERMANENT_REFUSALS
+from slurm_dispatch.slurm.decide import FINISHED_JOB_GRACE_S, PARTITION_HOLD_RETRY_S, PERMANENT_REFUSALS
 from slurm_dispatch.slurm.squeue import SqueueChecker
 
 
@@ -125,6 +125,45 @@ def test_a_permanent_looking_refusal_cancels_only_when_it_repeats(fake_slurm: Fa
         assert final.value.available is None, "an sbatch refusal is not about instance types"
         assert f"{PERMANENT_REFUSALS} times in a row" in final.value.reason
         assert "Invalid feature specification" in final.value.reason
+
+    scenario(fake_slurm, api, body)
+
+
+INACTIVE_PARTITION = "sbatch: error: Batch job submission failed: Required partition not available (inactive or drain)"
+
+
+def test_an_inactive_partition_keeps_the_container_locked_and_submits_it_again_later(fake_slurm: FakeSlurm) -> None:
+    """Unlocking on each refusal (as Go) uses up MaxDispatchAttempts in seconds while an admin has the partition
+    INACTIVE or DRAIN for a while: the container stays Locked and sbatch is tried again after 10 s, then 20 s."""
+    api = FakeApi({UUID: record()})
+    for nth in (1, 2):
+        fake_slurm.fail("submit", nth=nth, error=SlurmCommandError(["sbatch"], 1, INACTIVE_PARTITION))
+
+    async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
+        start = d.clock()
+        task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
+        await d.clock.run_until(lambda: fake_slurm.names() == [UUID], "the third sbatch to be taken")
+        assert fake_slurm.count("submit") == 3
+        assert d.clock() - start >= PARTITION_HOLD_RETRY_S[0] + PARTITION_HOLD_RETRY_S[1]
+        assert not task.done() and ("unlock", UUID) not in api.calls, "held Locked, not unlocked"
+        fake_slurm.start(UUID)
+        fake_slurm.finish(UUID)
+        await returned(d, task)
+
+    scenario(fake_slurm, api, body)
+
+
+def test_a_container_held_for_its_partition_is_unlocked_when_its_priority_goes_to_0(fake_slurm: FakeSlurm) -> None:
+    api = FakeApi({UUID: record()})
+    fake_slurm.fail("submit", nth=1, error=SlurmCommandError(["sbatch"], 1, INACTIVE_PARTITION))
+
+    async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
+        task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
+        await d.clock.run_until(lambda: fake_slurm.count("submit") == 1, "the refused sbatch")
+        api.records[UUID]["priority"] = 0
+        updates.put(Container.from_api(api.records[UUID]))
+        await returned(d, task)
+        assert ("unlock", UUID) in api.calls and fake_slurm.count("submit") == 1, "not submitted again"
 
     scenario(fake_slurm, api, body)
 

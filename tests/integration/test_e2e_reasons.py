@@ -5,6 +5,7 @@ its dispatch log."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import urllib.request
@@ -83,6 +84,11 @@ def test_a_job_scancelled_by_an_admin_says_so(e2e: E2E) -> None:
     assert "while the container ran (CANCELLED); crunch-run stopped the container and recorded Cancelled\n" in log[0]
 
 
+SHORT_PARTITION = pytest.mark.xdist_group("partition_short")
+"""The tests that use, or change the state of, the test cluster's partition "short" run in one worker."""
+
+
+@SHORT_PARTITION
 def test_a_job_that_can_never_start_is_cancelled_after_the_grace_period(e2e: E2E) -> None:
     # The test cluster's partition "short" allows one minute: an hour can never start there (PartitionTimeLimit).
     uuid = _new(e2e, partitions=["short"], max_run_time=3600)
@@ -104,6 +110,33 @@ def test_a_job_that_can_never_start_is_cancelled_after_the_grace_period(e2e: E2E
     assert e2e.logs(uuid)[0].startswith(container.runtime_status["error"])
     assert sum("can never start" in text for text in e2e.logs(uuid)) == 1, "the reason is logged once"
     wait_until(lambda: not _job(e2e, uuid)[0], what="the job to be scancelled")
+
+
+@SHORT_PARTITION
+def test_an_inactive_partition_holds_the_container_locked_until_it_is_up_again(
+    e2e: E2E, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """sbatch refuses a job for an INACTIVE (or DRAIN) partition, which an admin sets for a while: the container
+    stays Locked, without using up MaxDispatchAttempts, and runs once the partition is UP again."""
+    e2e.slurm.run(["scontrol", "update", "PartitionName=short", "State=INACTIVE"], check=True)
+    try:
+        uuid = _new(e2e, partitions=["short"])
+        e2e.dispatcher()
+        caplog.set_level(logging.INFO, logger="slurm_dispatch.runner")
+
+        def refusals() -> int:
+            return sum(uuid in r.getMessage() and "its partition is inactive or draining" in r.getMessage()
+                       for r in caplog.records)
+
+        # two sbatch refusals (10 s apart): still Locked, and locked once
+        wait_until(lambda: refusals() >= 2, timeout=60, what="a second refused sbatch")
+        container = e2e.container(uuid)
+        assert container.state is ContainerState.LOCKED and container.lock_count == 1
+        assert not _job(e2e, uuid)[0]
+    finally:
+        e2e.slurm.run(["scontrol", "update", "PartitionName=short", "State=UP"], check=True)
+    wait_until(lambda: e2e.container(uuid).state in FINAL, timeout=90, what="the container to run and end")
+    assert e2e.container(uuid).state is ContainerState.COMPLETE and e2e.container(uuid).lock_count == 1
 
 
 def test_a_partition_that_does_not_exist_cancels_with_slurms_message(e2e: E2E) -> None:
