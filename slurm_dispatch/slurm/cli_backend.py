@@ -345,7 +345,9 @@ class SlurmCLI:
             SlurmUnavailable: slurmctld did not answer, or sinfo timed out.
             SlurmCommandError: sinfo failed.
         """
-        out = self._run(["sinfo", f"--nodes={node}", "--format=%f", "--noheader"], log_stdout=False)
+        # The node-feature step logs a failure itself, once per change (node_features.keep_node_features)
+        out = self._run(["sinfo", f"--nodes={node}", "--format=%f", "--noheader"], log_stdout=False,
+                        failure_level=logging.DEBUG)
         features: list[str] = []
         for line in out.splitlines():
             for feature in line.strip().split(","):
@@ -367,7 +369,8 @@ class SlurmCLI:
             SlurmCommandError: scontrol refused the update.
         """
         joined = ",".join(features)
-        self._run(["scontrol", "update", f"NodeName={node}", f"Features={joined}", f"ActiveFeatures={joined}"])
+        self._run(["scontrol", "update", f"NodeName={node}", f"Features={joined}", f"ActiveFeatures={joined}"],
+                  failure_level=logging.DEBUG)  # logged once per change by the node-feature step
 
     def drain_node(self, node: str, reason: str) -> None:
         """Drain ``node`` in Slurm with ``reason``: ``scontrol update NodeName=<node> State=DRAIN Reason=<reason>``.

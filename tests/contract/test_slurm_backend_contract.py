@@ -15,6 +15,7 @@ a shim on its PATH: a real child process, no patching of subprocess.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -35,13 +36,15 @@ from plugins.fake_slurm import FakeSlurm
 from plugins.waiting import wait_until
 
 from slurm_dispatch.errors import SlurmCommandError, SlurmUnavailable
-from slurm_dispatch.model import SlurmJob
+from slurm_dispatch.model import MiB, SlurmJob
+from slurm_dispatch.settings import InstanceType, Settings
 from slurm_dispatch.slurm.backend import SlurmBackend
 from slurm_dispatch.slurm.cli_backend import (
     SlurmCLI,
     is_unavailable_message,
     parse_job_id,
 )
+from slurm_dispatch.slurm.node_features import keep_node_features
 from slurm_dispatch.slurm.reasons import parse_job_ends
 from slurm_dispatch.slurm.squeue_lines import parse_squeue
 
@@ -425,6 +428,28 @@ def test_cli_node_features_round_trip(cli: SlurmCLI, slurm_clean: Any) -> None:
         cli.set_node_features(node, sorted(f for f in cli.sinfo_features(node) if f != extra))
     assert extra not in cli.sinfo_features(node)
     assert f"instancetype={itype}" in cli.sinfo_features(node)
+
+
+@pytest.mark.slurm
+def test_a_failing_node_feature_step_says_so_once_not_at_every_period(
+    cli: SlurmCLI, slurm_clean: Any, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With InstanceTypes and no node of FEATURE_NODE's name, scontrol refuses every update: the step says so once
+    (when the error changes), and the adapter does not add a warning of its own each time."""
+    caplog.set_level(logging.DEBUG, logger="slurm_dispatch")
+    periods: list[float] = []
+
+    async def three_periods(seconds: float) -> None:
+        periods.append(seconds)
+        if len(periods) == 3:
+            raise asyncio.CancelledError
+
+    settings = Settings(instance_types={"a1": InstanceType(name="a1", vcpus=1, ram=MiB)})
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(keep_node_features(cli, settings, node="nosuchnode9", sleep=three_periods))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("updating the features of node nosuchnode9: ")
 
 
 # -- SlurmCLI plumbing, with a stand-in executable ------------------------------------
