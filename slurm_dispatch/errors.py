@@ -145,12 +145,14 @@ class UnsatisfiableContainer(DispatchError):
         reason: why, in one line.
         available: one line per configured instance type, as the Go dispatcher logs them; None when the
             reason is not about instance types (sbatch refused the job).
+        detail: a line saying what was asked for (the sbatch command Slurm refused), or "".
     """
 
-    def __init__(self, uuid: str, reason: str, available: Sequence[str] | None = ()):
+    def __init__(self, uuid: str, reason: str, available: Sequence[str] | None = (), *, detail: str = ""):
         self.uuid = uuid
         self.reason = reason
         self.available = None if available is None else list(available)
+        self.detail = detail
         super().__init__(f"cannot run container {uuid}: {reason}")
 
     def log_text(self) -> str:
@@ -159,7 +161,7 @@ class UnsatisfiableContainer(DispatchError):
         Exactly the Go dispatcher's text: the ``cannot run container ...``
         line, then ``Available instance types:`` and one line per type, or the single line
         ``No instance types are configured.`` when the list is empty; nothing more when ``available`` is
-        None. Every line ends with a newline.
+        None; then ``detail``, if any. Every line ends with a newline.
         Port of sdk/go/dispatch/dispatch.go: the ConstraintsNotSatisfiableError branch of start.
         """
         lines = [str(self)]
@@ -167,4 +169,6 @@ class UnsatisfiableContainer(DispatchError):
             lines += ["Available instance types:", *self.available]
         elif self.available is not None:
             lines.append(NO_INSTANCE_TYPES_LINE)
+        if self.detail:
+            lines.append(self.detail)
         return "".join(line + "\n" for line in lines)

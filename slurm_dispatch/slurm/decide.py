@@ -18,6 +18,7 @@ drift apart. Nothing here does I/O or reads the clock.
 from __future__ import annotations
 
 import enum
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -436,7 +437,9 @@ def after_sbatch_failure(uuid: str, exc: SlurmCommandError, *, refusals_before: 
         return SbatchVerdict(refusals=refusals, give_up=None)
     said = "; ".join(line.strip() for line in exc.stderr_tail.splitlines() if line.strip())
     reason = f"sbatch refused the job {refusals} times in a row: {said}"
-    return SbatchVerdict(refusals=refusals, give_up=UnsatisfiableContainer(uuid, reason, available=None))
+    # what was asked for, so that a user can tell which part Slurm cannot give (errorDetail)
+    asked = f"the refused command: {shlex.join(exc.argv)}" if exc.argv else ""
+    return SbatchVerdict(refusals=refusals, give_up=UnsatisfiableContainer(uuid, reason, available=None, detail=asked))
 
 
 __all__ = [

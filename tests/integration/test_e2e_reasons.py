@@ -150,6 +150,9 @@ def test_a_partition_that_does_not_exist_cancels_with_slurms_message(e2e: E2E) -
         "specified: nope; sbatch: error: Batch job submission failed: Invalid partition name specified")
     assert container.lock_count == 3
     assert e2e.logs(uuid)[-1].startswith(container.runtime_status["error"])
+    detail = container.runtime_status["errorDetail"].splitlines()
+    assert detail[0] == container.runtime_status["error"]
+    assert detail[1].startswith("the refused command: sbatch ") and "--partition=nope" in detail[1].split(), detail
 
 
 def _kill_leftovers(uuid: str, job_id: str, conf_dir: Path) -> None:

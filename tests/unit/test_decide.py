@@ -6,6 +6,7 @@ hold whatever the input: one action per record, and nothing destructive without 
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import pytest
@@ -335,6 +336,8 @@ def test_permanent_refusals_give_up_after_a_run_of_them() -> None:
     assert verdict.give_up.reason == (f"sbatch refused the job {PERMANENT_REFUSALS} times in a row: "
                                       "sbatch: error: Invalid partition name specified")
     assert verdict.give_up.available is None  # not about instance types: no type list in the log
+    assert verdict.give_up.log_text().splitlines()[1] == f"the refused command: {shlex.join(refusal().argv)}", (
+        "what was asked for goes into errorDetail")
 
 
 @pytest.mark.parametrize(
