@@ -27,6 +27,7 @@ import io
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -281,13 +282,18 @@ def require_our_container(uuid: str, cluster_id: str) -> None:
         abort(f"{uuid}: not a container of cluster {cluster_id}", ExitCode.CONFIG)
 
 
+UNWRAPPED_WIDTH = 1000
+"""The width a table is laid out in when nothing says how wide the output is: wider than any of our tables."""
+
+
 def table_text(table: Table) -> str:
     """Return ``table`` rendered as plain text, trailing spaces and blank edge lines removed.
 
-    The width is the terminal's, or COLUMNS; no colour, so the text is the same on a terminal, in a pipe
-    and in tests, and copies cleanly.
+    The width is the terminal's, or COLUMNS; in a pipe or a file without COLUMNS, the table's own (rich would
+    otherwise squeeze it into 80 columns and break every cell over lines, ``PEND/ING``, which no script or reader
+    wants). No colour, so the text is the same on a terminal, in a pipe and in tests, and copies cleanly.
     """
-    width = Console().width
+    width = Console().width if sys.stdout.isatty() or os.environ.get("COLUMNS") else UNWRAPPED_WIDTH
     buffer = io.StringIO()
     Console(file=buffer, width=width, no_color=True, color_system=None, highlight=False).print(table)
     lines = [line.rstrip() for line in buffer.getvalue().splitlines()]
