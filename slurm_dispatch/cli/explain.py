@@ -112,14 +112,20 @@ def _read_container_file(path: Path) -> Container:
 def explanation(container: Container, settings: Settings) -> dict[str, Any]:
     """Return what ``explain --json`` prints for this container. Pure (no I/O).
 
-    Keys: ``uuid``, ``state``, ``priority``, ``warnings`` (template problems the service refuses to start
-    with), ``instance_type`` (only when InstanceTypes are configured; null when none fits), then either
-    ``sbatch_args`` and ``script``, or ``error`` (and ``available_instance_types`` when no type fits).
+    Keys: ``uuid``, ``state``, ``priority``, ``final`` (Complete or Cancelled: never dispatched again),
+    ``runtime_status`` (its ``error``, ``errorDetail`` and ``warning``, those it has: why it ended or what is
+    wrong, as users see it), ``warnings`` (template problems the service refuses to start with),
+    ``instance_type`` (only when InstanceTypes are configured; null when none fits), then either ``sbatch_args``
+    and ``script``, or ``error`` (and ``available_instance_types`` when no type fits).
     """
+    status = {key: container.runtime_status[key] for key in ("error", "errorDetail", "warning")
+              if container.runtime_status.get(key) not in (None, "")}
     out: dict[str, Any] = {
         "uuid": container.uuid,
         "state": container.state.value,
         "priority": container.priority,
+        "final": container.state.is_final,
+        "runtime_status": status,
         "warnings": template_problems(settings),
     }
     if settings.instance_types:
@@ -142,8 +148,23 @@ def explanation(container: Container, settings: Settings) -> dict[str, Any]:
     return out
 
 
+def _shown(value: Any) -> list[str]:
+    """A runtime_status value as lines a terminal can show: a string's own lines, anything else as JSON; control
+    characters escaped (the record is anyone's text)."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return [line if line.isprintable() else repr(line)[1:-1] for line in text.splitlines() or [""]]
+
+
 def _print_human(result: dict[str, Any]) -> None:
     typer.echo(f"Container: {result['uuid']} ({result['state']}, priority {result['priority']})")
+    if result["final"]:
+        typer.echo(f"It is {result['state']}: it is not dispatched again; below is the job it got, as it would be "
+                   "built now.")
+    for key, value in result["runtime_status"].items():
+        lines = _shown(value)
+        typer.echo(f"runtime_status.{key}: {lines[0]}")
+        for line in lines[1:]:
+            typer.echo(f"  {line}")
     if "instance_type" in result:
         typer.echo(f"Instance type: {result['instance_type'] or '(none fits)'}")
     if "error" in result:

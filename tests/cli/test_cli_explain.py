@@ -87,6 +87,8 @@ def test_explain_json_matches_the_pure_sbatch_args(cli: Any, container_file: Pat
         "uuid": "zzzzz-dz642-queuedcontainer",
         "state": "Queued",
         "priority": 1,
+        "final": False,
+        "runtime_status": {},
         "warnings": [],
         "instance_type": "a1.large",
         "sbatch_args": ["--nice=10000", "--no-requeue", "--job-name=zzzzz-dz642-queuedcontainer", "--mem=11545",
@@ -132,6 +134,27 @@ def test_explain_unsatisfiable_container_lists_the_instance_types(cli: Any, tmp_
     ]
 
 
+def test_explain_of_a_final_container_says_it_is_final_and_why_it_ended(cli: Any, tmp_path: Path) -> None:
+    """What users read on the container (runtime_status.error/errorDetail) comes first, control characters
+    escaped; a Complete or Cancelled container is never dispatched again, and explain says so."""
+    cli.write_config(cli.cluster())
+    ended = write_container(tmp_path, state="Cancelled", runtime_status={
+        "error": "Slurm job 7 can never start: PartitionTimeLimit", "errorDetail": "JobId=7\nReason=x\x1b[31m",
+        "activity": "not shown"})
+    result = cli("explain", "--container-file", str(ended))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[:5] == [
+        "Container: zzzzz-dz642-queuedcontainer (Cancelled, priority 1)",
+        "It is Cancelled: it is not dispatched again; below is the job it got, as it would be built now.",
+        "runtime_status.error: Slurm job 7 can never start: PartitionTimeLimit",
+        "runtime_status.errorDetail: JobId=7",
+        "  Reason=x\\x1b[31m",
+    ]
+    data = json.loads(cli("explain", "--json", "--container-file", str(ended)).stdout)
+    assert data["final"] is True and set(data["runtime_status"]) == {"error", "errorDetail"}
+
+
 def test_explain_bad_template_token_cannot_submit(cli: Any, container_file: Path) -> None:
     cli.write_config(cli.cluster(SLURM={"SbatchArgumentsList": ["--job-name=%U", "--qos=%X"]}))
     result = cli("explain", "--json", "--container-file", str(container_file))
@@ -140,6 +163,8 @@ def test_explain_bad_template_token_cannot_submit(cli: Any, container_file: Path
         "uuid": "zzzzz-dz642-queuedcontainer",
         "state": "Queued",
         "priority": 1,
+        "final": False,
+        "runtime_status": {},
         "warnings": [("Clusters.zzzzz.Containers.SLURM.SbatchArgumentsList[1] '--qos=%X': unknown substitution "
                      "parameter '%X' (known: %U %C %M %T %G %W %P %I %%); every sbatch would fail")],
         "error": "cannot submit container zzzzz-dz642-queuedcontainer: Unknown substitution parameter %X in "
