@@ -65,9 +65,39 @@ PENDING_WORDS: Mapping[str, str] = {
 }
 """Pending reason codes in words (squeue(1), JOB REASON CODES); others are shown as "waiting (Slurm says: <reason>)"."""
 
+LONG_REASONS: tuple[tuple[re.Pattern[str], str, str], ...] = (
+    (re.compile(r"Nodes required for job are DOWN, DRAINED"), "Resources",
+     "its nodes are down, drained or reserved for higher-priority partitions: see `sinfo -R`"),
+    (re.compile(r"uid \d+ not in group permitted to use this partition"), "AccountNotAllowed",
+     "its user is not in a group its partition allows (AllowGroups)"),
+    (re.compile(r"Reservation \S+ was deleted"), "ReservationDeleted", "held because its reservation was deleted"),
+    (re.compile(r"Reservation \S+ is invalid"), "ReservationInvalid", "held because its reservation is not valid"),
+    (re.compile(r"job requeued in (held|special exit) state"), "JobHeldUser", "held after it was requeued"),
+    (re.compile(r"Burst buffer pre_run error"), "BurstBufferOperation", "its burst buffer could not be set up"),
+    (re.compile(r"Unable to load job (batch script|environment)"), "SystemFailure",
+     "slurmctld could not load its batch script or environment"),
+    (re.compile(r"Job is at or exceeds (QOS|association)"), "", "it reached a time limit of its QOS or association"),
+)
+"""squeue's ``%r`` prints a job's long description instead of its reason code when slurmctld set one
+(src/squeue/print.c; the texts from src/slurmctld job_scheduler.c, node_scheduler.c, reservation.c, job_mgr.c and
+acct_policy.c of Slurm 22.05 and 24.11): (the text's start, the code slurmctld gives it, the words)."""
+
+
+def _long_reason(reason: str) -> tuple[str, str] | None:
+    text = reason.strip()
+    for pattern, code, words in LONG_REASONS:
+        if pattern.match(text):
+            return code, words
+    return None
+
 
 def reason_code(reason: str) -> str:
-    """Return the code that starts a Slurm reason ("ReqNodeNotAvail" of "ReqNodeNotAvail, UnavailableNodes:c1"). Pure."""
+    """Return the code of a Slurm reason: the code it starts with ("ReqNodeNotAvail" of "ReqNodeNotAvail,
+    UnavailableNodes:c1"), or, for a long description squeue printed instead (``LONG_REASONS``), the code slurmctld
+    gave it ("" when several codes share the text). Pure."""
+    long = _long_reason(reason)
+    if long is not None:
+        return long[0]
     m = _REASON_CODE_RE.match(reason.strip())
     return m.group(0) if m else reason.strip()
 
@@ -88,6 +118,9 @@ def never_runnable(reason: str, configured: Iterable[str]) -> bool:
 
 def pending_words(reason: str) -> str:
     """Return a pending reason in words ("waiting for resources to free up"). Pure."""
+    long = _long_reason(reason)
+    if long is not None:
+        return long[1]
     code = reason_code(reason)
     words = PENDING_WORDS.get(code)
     if words is None and _PER_JOB_LIMIT_RE.match(code):
@@ -125,7 +158,9 @@ def scheduling_status(container_state: str, job: SlurmJob | None, *, submitted: 
         return (f"Queued; the Slurm job {job.job_id} of an earlier attempt is still in squeue ({job.state}): the "
                 "container is not dispatched again until that job has gone.")
     if job.state == "PENDING":
-        return f"Waiting in Slurm: {pending_words(job.reason)} (job {job.job_id}, reason {job.reason})."
+        words = pending_words(job.reason)
+        said = "" if job.reason.strip() in words else f", reason {job.reason}"  # Slurm's text, already quoted
+        return f"Waiting in Slurm: {words} (job {job.job_id}{said})."
     if job.state == "RUNNING":
         where = f" on {job.nodes}" if job.nodes else ""
         if container_state == "Locked":
@@ -365,7 +400,8 @@ def time_limit_reason(job: SlurmJob, *, max_run_time_s: int) -> EndReason:
 def never_runnable_reason(job: SlurmJob, *, waited_s: float) -> EndReason:
     """Return what to write on a container whose job can never start (a never-runnable pending reason). Pure."""
     return EndReason(
-        error=f"Slurm job {job.job_id} can never start: {job.reason} ({pending_words(job.reason)}); "
+        error=f"Slurm job {job.job_id} can never start: {reason_code(job.reason) or job.reason} "
+              f"({pending_words(job.reason)}); "
               f"it was cancelled after waiting {waited_s:.0f} s",
         detail=f"JobId={job.job_id} JobState={job.state} Reason={job.reason}",
         state="PENDING",
@@ -377,6 +413,7 @@ __all__ = [
     "JOB_END_FIELDS",
     "JOB_END_FORMAT",
     "LEFTOVER",
+    "LONG_REASONS",
     "PENDING_WORDS",
     "SACCT_FIELDS",
     "EndReason",
