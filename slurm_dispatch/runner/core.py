@@ -505,7 +505,7 @@ class SlurmRunner:
                     # crunch-run recorded Cancelled itself: if Slurm ended the job (an admin's scancel, the time
                     # limit, a node failure), say so in the container's log; its runtime_status is final now.
                     said = True
-                    await self._explain.log_slurm_end(dispatcher, uuid, view)
+                    await self._explain.log_slurm_end(dispatcher, uuid, view, scancelled=_why_scancelled(view))
                 elif action.kind is GoneKind.CANCEL:
                     reason = view.give_up or await self._explain.end_reason(view, current.state)
                     if not said:
@@ -556,6 +556,15 @@ class SlurmRunner:
 
         names = our_job_names(job_names, self._settings.cluster_id)
         return [u for u in await asyncio.gather(*(adopt(n) for n in names)) if u is not None]
+
+
+def _why_scancelled(view: RunnerView) -> str:
+    """Why the runner scancelled the container's job, in words ("" if it did not). Pure."""
+    if not view.cancel_rounds:
+        return ""
+    if view.latest.state is ContainerState.CANCELLED or view.latest.priority == 0:
+        return "the container was cancelled in Arvados"
+    return "the container left this dispatcher" if view.left else "the container can never run here"
 
 
 def _superseded(latest: Container, updates: UpdateChannel) -> bool:

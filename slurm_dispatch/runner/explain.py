@@ -23,7 +23,9 @@ from slurm_dispatch.slurm.end_reader import JobEndReader
 from slurm_dispatch.slurm.reasons import (
     EndReason,
     JobEnd,
+    end_detail,
     end_reason,
+    job_started,
     never_runnable_reason,
     time_limit_reason,
 )
@@ -116,12 +118,28 @@ class Explainer:
         job_id = end.job_id if end is not None else view.last_job.job_id if view.last_job is not None else ""
         return end_reason(end, job_id=job_id, container_state=container_state.value)
 
-    async def log_slurm_end(self, dispatcher: Dispatch, uuid: str, view: RunnerView) -> None:
-        """Write a dispatch log record when Slurm, not crunch-run, ended the job of a container now Cancelled."""
+    async def log_slurm_end(self, dispatcher: Dispatch, uuid: str, view: RunnerView, *, scancelled: str = "") -> None:
+        """Write a dispatch log record when the job of a container now Cancelled ended in Slurm, not by crunch-run.
+
+        ``scancelled``: why the dispatcher scancelled the job ("" if it did not). A job that never started and was
+        cancelled after that scancel was the dispatcher's doing, and the record says so.
+        """
         end = await self.job_end(view)
+        pending = view.last_job is not None and view.last_job.state == "PENDING"
+        if scancelled and (end.state == "CANCELLED" and not job_started(end) if end is not None else pending):
+            job_id = end.job_id if end is not None else view.last_job.job_id if view.last_job is not None else ""
+            text = f"Slurm job {job_id or '?'} was scancelled by the dispatcher before it started, because {scancelled}"
+            logger.info("container %s: %s", uuid, text)
+            await dispatcher.log(uuid, text + "\n" + (f"{end_detail(end)}\n" if end is not None else ""))
+            return
         if end is None or end.state not in SLURM_ENDED_STATES:
             return
         reason = end_reason(end, job_id=end.job_id, container_state=ContainerState.RUNNING.value)
+        if not job_started(end):  # crunch-run never ran: Arvados cancelled the container
+            logger.info("container %s was cancelled, and Slurm ended its job before it started: %s", uuid,
+                        reason.error)
+            await dispatcher.log(uuid, f"{reason.error}\n{reason.detail}\n")
+            return
         logger.info("container %s was cancelled by crunch-run after Slurm ended its job: %s", uuid, reason.error)
         await dispatcher.log(uuid, f"{reason.error}; crunch-run stopped the container and recorded Cancelled\n"
                                    f"{reason.detail}\n")

@@ -346,14 +346,23 @@ def end_detail(end: JobEnd) -> str:
     return " ".join(parts)
 
 
+def job_started(end: JobEnd) -> bool:
+    """Return True if the job ever ran: it got nodes. A job cancelled while pending has none (its StartTime is its
+    EndTime). Pure."""
+    return bool(end.nodes)
+
+
 def end_reason(end: JobEnd | None, *, job_id: str, container_state: str) -> EndReason:
     """Return why the job of a container ended, for a container crunch-run did not finish. Pure.
 
     ``end`` is Slurm's record of the job (None when neither slurmctld nor accounting remembers it);
     ``container_state`` is the container's state when the job was found gone (Locked: crunch-run never got as
-    far as starting the container; Running: it was running).
+    far as starting the container; Running: it was running). A job that never got a node ended "before it
+    started", whatever the container's state.
     """
     what = "before crunch-run started the container" if container_state == "Locked" else "while the container ran"
+    if end is not None and not job_started(end):
+        what = "before it started"
     if end is None:
         return EndReason(
             error=f"Slurm job {job_id or '?'} ended {what}, and Slurm no longer knows how "
@@ -420,6 +429,7 @@ __all__ = [
     "JobEnd",
     "end_detail",
     "end_reason",
+    "job_started",
     "never_runnable",
     "never_runnable_reason",
     "parse_job_end_lines",
