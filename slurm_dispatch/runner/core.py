@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from slurm_dispatch.dispatch.tracker import UpdateChannel
 from slurm_dispatch.errors import ArvadosConflict, DispatchError, SlurmCommandError, SlurmUnavailable
 from slurm_dispatch.model import Container, ContainerState, SlurmJob
-from slurm_dispatch.runner.explain import Explainer, runtime_status
+from slurm_dispatch.runner.explain import CommandFailures, Explainer, runtime_status
 from slurm_dispatch.runner.ports import ContainerGetter, Dispatch, Squeue
 from slurm_dispatch.runner.turns import SubmitTurns
 from slurm_dispatch.settings import Settings
@@ -141,6 +141,8 @@ class SlurmRunner:
         self.first_seen: dict[str, float] = {}
         """Wall-clock seconds when each RunContainer started."""
         self._turns = SubmitTurns(SBATCH_AT_ONCE)
+        self._command_failures = CommandFailures()
+        """Jobs in a row whose command could not be run (logged at ERROR once it repeats)."""
         self._refusals: OrderedDict[str, int] = OrderedDict()
         """Permanent-looking sbatch refusals in a row, by container uuid (see ``decide.after_sbatch_failure``)."""
 
@@ -357,6 +359,8 @@ class SlurmRunner:
         if isinstance(event, _Update):
             if event.container is None:
                 return replace(view, left=True, left_at=self._clock())
+            if event.container.state is ContainerState.RUNNING:
+                self._command_failures.reset()  # crunch-run started a container: the command can be run
             return replace(view, latest=event.container,
                            cancel_rounds=0 if event.container.priority else view.cancel_rounds)
         return view
@@ -469,6 +473,11 @@ class SlurmRunner:
             return
         reason = await self._explain.end_reason(view, current.state)
         logger.info("Slurm job of container %s has gone while Locked (%s): unlocking it", uuid, reason.error)
+        in_a_row = self._command_failures.note(reason.command_exit)
+        if in_a_row:
+            logger.error("the jobs' command could not be run %d times in a row (exit code %s, last on container %s): "
+                         "check Containers.CrunchRunCommand (%r) on the compute nodes", in_a_row,
+                         reason.command_exit, uuid, self._settings.crunch_run_command)
         await dispatcher.log(uuid, f"{reason.error}; unlocking the container so that it can be dispatched again\n"
                                    f"{reason.detail}\n")
 

@@ -116,7 +116,8 @@ class Explainer:
         """Ask Slurm how the job ended and put it in words."""
         end = await self.job_end(view)
         job_id = end.job_id if end is not None else view.last_job.job_id if view.last_job is not None else ""
-        return end_reason(end, job_id=job_id, container_state=container_state.value)
+        return end_reason(end, job_id=job_id, container_state=container_state.value,
+                          command=self._settings.crunch_run_command)
 
     async def log_slurm_end(self, dispatcher: Dispatch, uuid: str, view: RunnerView, *, scancelled: str = "") -> None:
         """Write a dispatch log record when the job of a container now Cancelled ended in Slurm, not by crunch-run.
@@ -165,9 +166,37 @@ class Explainer:
                 logger.warning("draining node %s failed (%s); new jobs still avoid it (--exclude)", node, exc)
 
 
+COMMAND_FAILURES_BEFORE_ERROR = 3
+"""Jobs in a row whose command could not be run (exit code 126 or 127) before that is logged at ERROR."""
+
+
+class CommandFailures:
+    """Counts jobs in a row, of any container, whose command could not be run (``EndReason.command_exit``)."""
+
+    def __init__(self, threshold: int = COMMAND_FAILURES_BEFORE_ERROR) -> None:
+        """Start with none; does no I/O."""
+        self._threshold = threshold
+        self._exit: int | None = None
+        self._count = 0
+
+    def note(self, command_exit: int | None) -> int:
+        """Count one job end (``command_exit``: 126, 127, or None for any other end); return the failures in a row
+        when this one makes ``threshold`` of them with the same exit code (log it at ERROR then), else 0."""
+        if command_exit is None or command_exit != self._exit:
+            self._exit, self._count = command_exit, 0
+        if command_exit is None:
+            return 0
+        self._count += 1
+        return self._count if self._count == self._threshold else 0
+
+    def reset(self) -> None:
+        """A job's crunch-run started a container: the command can be run."""
+        self._exit, self._count = None, 0
+
+
 def runtime_status(container: Container, reason: EndReason) -> dict[str, Any]:
     """Return the container's runtime_status with the reason as its error (other keys, e.g. a warning, kept)."""
     return with_error(container.runtime_status, {"error": reason.error, "errorDetail": reason.detail})
 
 
-__all__ = ["SLURM_ENDED_STATES", "Explainer", "runtime_status"]
+__all__ = ["COMMAND_FAILURES_BEFORE_ERROR", "SLURM_ENDED_STATES", "CommandFailures", "Explainer", "runtime_status"]

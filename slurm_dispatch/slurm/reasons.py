@@ -307,6 +307,8 @@ class EndReason:
     """Slurm's own words, for ``runtime_status.errorDetail`` and the dispatch log."""
     state: str
     """Slurm's final state, or "" when Slurm no longer knows the job."""
+    command_exit: int | None = None
+    """126 or 127 when the job's command could not be run on its node (not executable, not found), else None."""
 
 
 _END_WORDS: Mapping[str, str] = {
@@ -346,19 +348,27 @@ def end_detail(end: JobEnd) -> str:
     return " ".join(parts)
 
 
+COMMAND_EXIT_WORDS: Mapping[int, str] = {
+    126: "exit code 126 means found but not executable",
+    127: "exit code 127 means not found",
+}
+"""The shell's exit codes for a command it could not run."""
+
+
 def job_started(end: JobEnd) -> bool:
     """Return True if the job ever ran: it got nodes. A job cancelled while pending has none (its StartTime is its
     EndTime). Pure."""
     return bool(end.nodes)
 
 
-def end_reason(end: JobEnd | None, *, job_id: str, container_state: str) -> EndReason:
+def end_reason(end: JobEnd | None, *, job_id: str, container_state: str, command: str = "") -> EndReason:
     """Return why the job of a container ended, for a container crunch-run did not finish. Pure.
 
     ``end`` is Slurm's record of the job (None when neither slurmctld nor accounting remembers it);
     ``container_state`` is the container's state when the job was found gone (Locked: crunch-run never got as
     far as starting the container; Running: it was running). A job that never got a node ended "before it
-    started", whatever the container's state.
+    started", whatever the container's state. ``command`` is ``Containers.CrunchRunCommand``, named when the
+    job's command could not be run (exit code 126 or 127 before crunch-run started the container).
     """
     what = "before crunch-run started the container" if container_state == "Locked" else "while the container ran"
     if end is not None and not job_started(end):
@@ -372,6 +382,11 @@ def end_reason(end: JobEnd | None, *, job_id: str, container_state: str) -> EndR
         )
     where = _where(end)
     state = end.state
+    code = end.exit_status
+    if state == "FAILED" and code is not None and code in COMMAND_EXIT_WORDS and container_state == "Locked":
+        error = (f"Slurm job {end.job_id} failed before crunch-run started the container: the command could not be "
+                 f"run{where}: {COMMAND_EXIT_WORDS[code]}; check Containers.CrunchRunCommand ({command!r}) ({state})")
+        return EndReason(error=error, detail=end_detail(end), state=state, command_exit=code)
     if state in ("FAILED", "COMPLETED"):
         if end.signal is not None:
             how = f"was killed by signal {end.signal}"
@@ -418,6 +433,7 @@ def never_runnable_reason(job: SlurmJob, *, waited_s: float) -> EndReason:
 
 
 __all__ = [
+    "COMMAND_EXIT_WORDS",
     "DEFAULT_NEVER_RUNNABLE_REASONS",
     "JOB_END_FIELDS",
     "JOB_END_FORMAT",
