@@ -219,8 +219,9 @@ class Dispatcher(ContainerCalls):
         """The Queued containers the latest complete tick held back, and why (their scheduling status)."""
         self._hand_backs: dict[str, int] = {}
         """Running containers handed back in a row by the fallback (``fallback.MAX_HAND_BACKS``), by uuid."""
-        self.capped: frozenset[str] | set[str] = frozenset()
+        self.capped: frozenset[str] = frozenset()
         """Which limits held containers back in the latest tick (drain, cap, supervisors, rate, overload, busy)."""
+        self._capped_next: set[str] = set()
         self.last_tick = TickReport()
         """The report of the most recent tick."""
         self.ticks = 0
@@ -354,18 +355,18 @@ class Dispatcher(ContainerCalls):
         self._locks_tried = 0
         self._waiting_seen = False
         self._waiting_next = {}
-        self.capped = set()
+        self._capped_next = set()
         todo = {uuid for uuid, tracker in self._trackers.items() if not tracker.closed}
         me = self._token_uuid
         ok = await self._check("locked by me", [["locked_by_uuid", "=", me]], TRACKED_FIELDS, todo, report)
-        ok = (
-            await self._check(QUEUED_QUERY, [["state", "=", "Queued"], ["priority", ">", "0"]], QUEUED_FIELDS,
-                              todo, report)
-            and ok
-        )
+        # Only once this tick knows every container we hold (the first tick after a restart adopts them through
+        # that query) may it lock more: the caps count them, and a failed query would let a tick lock past a cap.
+        if ok:
+            ok = await self._check(QUEUED_QUERY, [["state", "=", "Queued"], ["priority", ">", "0"]], QUEUED_FIELDS,
+                                   todo, report)
         if self._waiting_seen:  # the Queued query worked: its view of who waits, and why, replaces the last one
             self.waiting = self._waiting_next
-            self.capped = frozenset(self.capped)
+            self.capped = frozenset(self._capped_next)  # published whole: readers never see a half-built set
         if self._admission is not None:
             self._admission.tick_ended(overloaded=self._overloaded or self._reader.overloaded,
                                        locks_tried=self._locks_tried)
@@ -515,7 +516,7 @@ class Dispatcher(ContainerCalls):
                 previous = self._waiting_next.get(container.uuid) or self.waiting.get(container.uuid)
                 first_seen = previous.first_seen if previous is not None else now
                 self._waiting_next[container.uuid] = Waiting(container, reason, first_seen)
-        self.capped |= verdict.capped
+        self._capped_next |= verdict.capped
 
     def _check_list(
         self,

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from dispatch_fakes import FakeArvados, Recorder
+from dispatch_fakes import ME, FakeArvados, Recorder
 from plugins.fake_time import FakeClock
 
 from slurm_dispatch.dispatch import Dispatcher
@@ -162,3 +162,41 @@ def test_a_container_seen_on_two_pages_takes_one_place_by_its_later_priority() -
         assert set(d.waiting) == {uuids[0]}
 
     run(scenario, admission=Admission(Limits(max_in_slurm=2), clock=FakeClock()))
+
+
+def test_no_lock_in_a_tick_whose_locked_by_me_query_failed() -> None:
+    """Right after a restart the trackers come from the "locked by me" query: if it fails, the caps would count
+    none of the containers already in Slurm, so that tick locks nothing."""
+
+    async def scenario(d: Dispatcher, fake: FakeArvados, rec: Recorder) -> None:
+        ours = [fake.add("Running", priority=5, locked_by=ME) for _ in range(3)]
+        queued = [fake.add("Queued", priority=5) for _ in range(5)]
+        fake.fail("list", ArvadosUnavailable(503, "GET", "/arvados/v1/containers", "busy"))
+        report = await d.tick()
+        assert report.locked == 0 and fake.count("lock") == 0
+        report = await d.tick()
+        assert all(d.is_tracking(u) for u in ours) and report.locked == 0, "the cap of 3 is reached by ours"
+        assert all(fake.state(u) == "Queued" for u in queued)
+
+    run(scenario, admission=Admission(Limits(max_in_slurm=3), clock=FakeClock()))
+
+
+def test_the_limits_reached_are_those_of_the_last_whole_tick_while_the_next_one_runs() -> None:
+    """The management API reads ``capped`` between awaits, mid-tick: it must not see it emptied."""
+    seen: list[frozenset[str]] = []
+
+    async def scenario(d: Dispatcher, fake: FakeArvados, rec: Recorder) -> None:
+        fake.add("Queued", priority=5)
+        await d.tick()
+        assert d.capped == {"drain"}
+        original = fake.list
+
+        def watching(**kwargs: Any) -> Any:
+            seen.append(frozenset(d.capped))
+            return original(**kwargs)
+
+        fake.list = watching  # type: ignore[method-assign]
+        await d.tick()
+        assert seen and all(c == {"drain"} for c in seen), seen
+
+    run(scenario, drain=lambda: Drain("x", "t"))
