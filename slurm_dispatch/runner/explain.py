@@ -29,6 +29,7 @@ from slurm_dispatch.slurm.reasons import (
     never_runnable_reason,
     time_limit_reason,
 )
+from slurm_dispatch.slurm.sbatch import has_time_limit, time_limit_s
 
 logger = logging.getLogger("slurm_dispatch.runner")
 
@@ -77,7 +78,10 @@ class Explainer:
     async def give_up(self, dispatcher: Dispatch, uuid: str, view: RunnerView) -> RunnerView:
         """The job can never start: remember why (the container is cancelled with it once the job has gone)."""
         assert view.job is not None and view.never_since is not None
-        reason = never_runnable_reason(view.job, waited_s=self._clock() - view.never_since)
+        container = view.latest
+        limit_min = -(-time_limit_s(container, self._settings) // 60) if has_time_limit(container, self._settings) else 0
+        reason = never_runnable_reason(view.job, waited_s=self._clock() - view.never_since, time_limit_min=limit_min,
+                                       partitions=container.scheduling_parameters.partitions)
         logger.warning("container %s: %s", uuid, reason.error)
         await dispatcher.log(uuid, f"{reason.error}\n{reason.detail}\n")
         return replace(view, give_up=reason)

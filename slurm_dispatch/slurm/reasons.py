@@ -20,7 +20,7 @@ that the words and the parsing of one answer live together.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from slurm_dispatch.errors import SqueueParseError
@@ -421,11 +421,21 @@ def time_limit_reason(job: SlurmJob, *, max_run_time_s: int) -> EndReason:
     )
 
 
-def never_runnable_reason(job: SlurmJob, *, waited_s: float) -> EndReason:
-    """Return what to write on a container whose job can never start (a never-runnable pending reason). Pure."""
+def never_runnable_reason(
+    job: SlurmJob, *, waited_s: float, time_limit_min: int = 0, partitions: Sequence[str] = ()
+) -> EndReason:
+    """Return what to write on a container whose job can never start (a never-runnable pending reason). Pure.
+
+    ``time_limit_min``: the job's time limit as submitted (``%W``; 0: not known), and ``partitions``: those it
+    asked for (``%P``), said for ``PartitionTimeLimit``.
+    """
+    code = reason_code(job.reason)
+    words = pending_words(job.reason)
+    if code == "PartitionTimeLimit" and time_limit_min > 0:
+        where = f"partition {','.join(partitions)}" if partitions else "its partition"
+        words = f"its time limit, {time_limit_min} min, is longer than the MaxTime of {where}"
     return EndReason(
-        error=f"Slurm job {job.job_id} can never start: {reason_code(job.reason) or job.reason} "
-              f"({pending_words(job.reason)}); "
+        error=f"Slurm job {job.job_id} can never start: {code or job.reason} ({words}); "
               f"it was cancelled after waiting {waited_s:.0f} s",
         detail=f"JobId={job.job_id} JobState={job.state} Reason={job.reason}",
         state="PENDING",

@@ -195,6 +195,27 @@ def test_a_job_that_can_never_start_is_cancelled_after_the_grace_period(fake_slu
     assert final["runtime_status"]["errorDetail"] == f"JobId={job_id} JobState=PENDING Reason=PartitionTimeLimit"
 
 
+TIME_LIMITED = Settings(crunch_run_command="crunch-run", poll_interval=10, never_runnable_grace=60,
+                        sbatch_arguments=(*DEFAULT_SBATCH_ARGUMENTS, "--time=%W"))
+
+
+def test_the_partition_time_limit_give_up_says_the_jobs_time_limit(fake_slurm: FakeSlurm) -> None:
+    api = FakeApi({UUID: {**record(state="Locked"),
+                          "scheduling_parameters": {"max_run_time": 7200, "partitions": ["short"]}}})
+    job_id = fake_slurm.submit(args=[f"--job-name={UUID}"], script="", env={})
+    fake_slurm.job(UUID).reason = "PartitionTimeLimit"
+
+    async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
+        task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
+        await returned(d, task)
+
+    scenario(fake_slurm, api, body, settings=TIME_LIMITED)
+    error = api.records[UUID]["runtime_status"]["error"]
+    # max_run_time 7200 s + TimeLimit.Overhead 300 s = 125 min (%W)
+    assert error.startswith(f"Slurm job {job_id} can never start: PartitionTimeLimit (its time limit, 125 min, is "
+                            "longer than the MaxTime of partition short); it was cancelled after waiting"), error
+
+
 @pytest.mark.parametrize("reason", ["Resources", "Priority", "JobHeldUser", "ReqNodeNotAvail, UnavailableNodes:c1"])
 def test_a_job_that_may_start_later_is_never_given_up(fake_slurm: FakeSlurm, reason: str) -> None:
     api = FakeApi({UUID: record(state="Locked")})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from slurm_dispatch.slurm.reasons import JobEnd, end_reason
+from slurm_dispatch.model import SlurmJob
+from slurm_dispatch.slurm.reasons import JobEnd, end_reason, never_runnable_reason
 
 
 def test_a_job_cancelled_while_pending_did_not_end_while_the_container_ran() -> None:
@@ -38,3 +39,15 @@ def test_exit_code_127_of_a_running_container_is_crunch_runs_own() -> None:
     reason = end_reason(end, job_id="31", container_state="Running", command="crunch-run")
     assert reason.command_exit is None
     assert reason.error.startswith("Slurm job 31 failed with exit code 127 on node c1 while the container ran")
+
+
+def test_partition_time_limit_says_the_jobs_limit_and_partition() -> None:
+    job = SlurmJob(name="zzzzz-dz642-aaaaaaaaaaaaaaa", nice=0, slurm_priority=1, state="PENDING",
+                   reason="PartitionTimeLimit", job_id="10")
+    reason = never_runnable_reason(job, waited_s=30, time_limit_min=125, partitions=("short",))
+    assert reason.error == ("Slurm job 10 can never start: PartitionTimeLimit (its time limit, 125 min, is longer than "
+                            "the MaxTime of partition short); it was cancelled after waiting 30 s")
+    assert "the MaxTime of its partition" in never_runnable_reason(job, waited_s=30, time_limit_min=125).error
+    assert never_runnable_reason(job, waited_s=30).error == (
+        "Slurm job 10 can never start: PartitionTimeLimit (its time limit is longer than its partition's MaxTime); "
+        "it was cancelled after waiting 30 s"), "no %W: the limit is not known"
