@@ -25,6 +25,7 @@ import fcntl
 import json
 import logging
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -101,7 +102,7 @@ class StateStore:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.path = Path(directory) / STATE_FILE
         self.lock_path = Path(directory) / LOCK_FILE
-        self._seen: tuple[int, int] | None = None
+        self._seen: tuple[int, int, int] | None = None
         self._state = State()
         self._logged = ""
 
@@ -114,13 +115,17 @@ class StateStore:
             return self._state
         except OSError as exc:
             return self._unreadable(f"cannot stat {self.path}: {exc.strerror or exc}")
-        stamp = (st.st_mtime_ns, st.st_size)
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # the inode too: a rewrite replaces the file
         if stamp == self._seen:
             return self._state
         try:
+            if not stat.S_ISREG(st.st_mode):
+                raise ValueError("not a regular file")  # a FIFO would block the read for ever
             if st.st_size > MAX_BYTES:
                 raise ValueError(f"larger than {MAX_BYTES} bytes")
             state = _parse(json.loads(self.path.read_text(encoding="utf-8")))
+        except RecursionError:
+            return self._unreadable(f"cannot read {self.path}: its JSON is nested too deeply")
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             return self._unreadable(f"cannot read {self.path}: {exc}")
         self._seen, self._state, self._logged = stamp, state, ""
@@ -174,10 +179,16 @@ class StateStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Read-only is enough for flock, so whoever may read the lock file may lock it, whoever created it.
-            fd = os.open(self.lock_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # Never through a symlink (an admin runs drain as root in a directory the service user owns: a link
+            # there would make root create a file anywhere), and never a FIFO (its open would block).
+            fd = os.open(self.lock_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK,
+                         0o644)
         except OSError as exc:
             raise StateError(f"cannot write {self.path}: cannot open {self.lock_path}: {exc.strerror or exc}"
                              ) from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StateError(f"cannot write {self.path}: {self.lock_path} is not a regular file")
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
 
 from slurm_dispatch.dispatch.admission import Drain
-from slurm_dispatch.service.state import MANAGEMENT_API, State, StateStore, StateWatch, drain_change
+from slurm_dispatch.service.state import (
+    MANAGEMENT_API,
+    State,
+    StateError,
+    StateStore,
+    StateWatch,
+    drain_change,
+)
 from slurm_dispatch.slurm.broken_nodes import BrokenNode
 
 SINCE = "2026-12-07T12:00:00.000000000Z"
@@ -101,3 +109,29 @@ def test_a_file_without_who_is_read_as_before(tmp_path: Path) -> None:
     (tmp_path / "state.json").write_text(json.dumps({"drain": {"reason": "old", "since": SINCE}}))
     state = StateStore(tmp_path).read()
     assert (state.drain, state.drained_by, state.problem) == (Drain(reason="old", since=SINCE), "", "")
+
+
+def test_a_state_file_nested_too_deeply_reads_as_drained_not_a_crash(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    (tmp_path / "state.json").write_text("[" * 200_000, encoding="utf-8")
+    state = store.read()
+    assert state.drain is not None and state.problem is not None and "nested too deeply" in state.problem
+
+
+def test_a_fifo_for_a_state_file_reads_as_drained_without_blocking(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "state.json")
+    state = StateStore(tmp_path).read()
+    assert state.problem is not None and "not a regular file" in state.problem
+
+
+def test_a_drain_never_follows_a_symlink_for_its_lock_file(tmp_path: Path) -> None:
+    """An admin runs drain as root in a directory the service user owns: a link planted there must not make root
+    create a file elsewhere."""
+    target = tmp_path / "elsewhere" / "nologin"
+    target.parent.mkdir()
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / ".state.lock").symlink_to(target)
+    with pytest.raises(StateError, match="cannot open"):
+        StateStore(tmp_path / "state").set_drain(UPGRADE, by="root@head")
+    assert not target.exists()
+    assert not (tmp_path / "state" / "state.json").exists(), "nothing changed"
