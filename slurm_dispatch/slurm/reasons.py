@@ -82,6 +82,9 @@ LONG_REASONS: tuple[tuple[re.Pattern[str], str, str], ...] = (
 (src/squeue/print.c; the texts from src/slurmctld job_scheduler.c, node_scheduler.c, reservation.c, job_mgr.c and
 acct_policy.c of Slurm 22.05 and 24.11): (the text's start, the code slurmctld gives it, the words)."""
 
+HELD_CODES = frozenset({"JobHeldUser", "JobHeldAdmin", "ReservationDeleted", "ReservationInvalid"})
+"""Reason codes of a held job: it waits until someone runs ``scontrol release``."""
+
 
 def _long_reason(reason: str) -> tuple[str, str] | None:
     text = reason.strip()
@@ -100,6 +103,11 @@ def reason_code(reason: str) -> str:
         return long[0]
     m = _REASON_CODE_RE.match(reason.strip())
     return m.group(0) if m else reason.strip()
+
+
+def is_held(reason: str) -> bool:
+    """Return True if a pending job with this reason is held (``scontrol release`` lets it run). Pure."""
+    return reason_code(reason) in HELD_CODES
 
 
 def never_runnable(reason: str, configured: Iterable[str]) -> bool:
@@ -445,6 +453,7 @@ def never_runnable_reason(
 __all__ = [
     "COMMAND_EXIT_WORDS",
     "DEFAULT_NEVER_RUNNABLE_REASONS",
+    "HELD_CODES",
     "JOB_END_FIELDS",
     "JOB_END_FORMAT",
     "LEFTOVER",
@@ -455,6 +464,7 @@ __all__ = [
     "JobEnd",
     "end_detail",
     "end_reason",
+    "is_held",
     "job_started",
     "never_runnable",
     "never_runnable_reason",

@@ -37,7 +37,8 @@ The SqueueChecker is the single observer of Slurm for the asyncio dispatcher:
   time (the cap on concurrent scontrol lives in ``SlurmCLI``). Renice errors are
   logged and ignored: the next pass renices what is still wrong.
 - Jobs that are not running, have Slurm priority ≤ 20000 and a want > 0 get the
-  low-priority warning of squeue.go: SqueueChecker.check, once per change of their state or reason.
+  low-priority warning of squeue.go: SqueueChecker.check, once per change of their state or reason (a held
+  job's warning says it is held and what releases it instead).
 
 All methods run on the event loop; none may be called from another thread.
 """
@@ -57,6 +58,7 @@ from slurm_dispatch.errors import SlurmCommandError, SqueueParseError
 from slurm_dispatch.model import SlurmJob
 from slurm_dispatch.slurm.backend import SlurmBackend
 from slurm_dispatch.slurm.priority import Renice, WantNice, plan_nice, renice_commands, renice_plan
+from slurm_dispatch.slurm.reasons import is_held
 from slurm_dispatch.slurm.squeue_lines import UNKNOWN_STATE, SqueueParser
 
 log = logging.getLogger(__name__)
@@ -493,7 +495,11 @@ class SqueueChecker:
             if job.state == "RUNNING" or job.slurm_priority > LOW_PRIORITY_THRESHOLD or want <= 0:
                 continue
             key = (job.state, job.reason)
-            if self._low_warned.get(name) != key:
+            if self._low_warned.get(name) != key and is_held(job.reason):
+                # a held job's priority is 0 by design: say what releases it, not that its priority is low
+                log.warning('job "%s" is held (reason "%s"): `scontrol release %s` releases it', name, job.reason,
+                            job.job_id or f"Name={name}")
+            elif self._low_warned.get(name) != key:
                 log.warning(
                     'job "%s" has low priority %d, nice %d, state "%s", reason "%s"',
                     name,

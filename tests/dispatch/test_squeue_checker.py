@@ -417,7 +417,7 @@ def test_low_priority_warning_once_per_state_change(
     sq = checker(fake_slurm, want_nice=lambda jobs, spread: [j.nice for j in jobs])
 
     def warnings() -> list[str]:
-        return [r.getMessage() for r in caplog.records if "low priority" in r.getMessage()]
+        return [r.getMessage() for r in caplog.records if "low priority" in r.getMessage() or "held" in r.getMessage()]
 
     async def go() -> None:
         await polled(sq)
@@ -425,9 +425,8 @@ def test_low_priority_warning_once_per_state_change(
         with caplog.at_level(logging.WARNING, logger="slurm_dispatch.slurm.squeue"):
             await polled(sq)
             await polled(sq)
-            assert warnings() == [
-                f'job "{A}" has low priority 0, nice 10000, state "PENDING", reason "JobHeldUser"'
-            ]
+            job_id = fake_slurm.job(A).job_id
+            assert warnings() == [f'job "{A}" is held (reason "JobHeldUser"): `scontrol release {job_id}` releases it']
             fake_slurm.job(A).reason = "Priority"
             await polled(sq)
             await polled(sq)

@@ -9,6 +9,7 @@ import pytest
 from slurm_dispatch.model import SlurmJob
 from slurm_dispatch.settings import DEFAULT_NEVER_RUNNABLE_REASONS
 from slurm_dispatch.slurm.reasons import (
+    is_held,
     never_runnable,
     never_runnable_reason,
     pending_words,
@@ -68,3 +69,14 @@ def test_never_runnable_still_matches_with_long_texts() -> None:
     assert reason.error == ("Slurm job 10 can never start: AccountNotAllowed (its user is not in a group its partition "
                             "allows (AllowGroups)); it was cancelled after waiting 30 s")
     assert f"Reason={NOT_IN_GROUP}" in reason.detail, "Slurm's own text stays in the detail"
+
+
+@pytest.mark.parametrize("reason", ["JobHeldUser", "JobHeldAdmin", "Reservation maint was deleted",
+                                    "job requeued in held state"])
+def test_held_reasons(reason: str) -> None:
+    assert is_held(reason)
+
+
+@pytest.mark.parametrize("reason", ["Priority", "Resources", "JobHoldMaxRequeue", DRAINED_22])
+def test_not_held_reasons(reason: str) -> None:
+    assert not is_held(reason)
