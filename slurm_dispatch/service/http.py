@@ -55,6 +55,9 @@ MAX_CONNECTIONS_PER_CLIENT = 16
 monitoring, the health aggregator and a proxy may all come from one address, and a management call can take
 seconds)."""
 
+MAX_FORM_BYTES = 4096
+"""The largest POST body read as a form (a drain reason is at most 500 characters)."""
+
 REQUEST_TIMEOUT_S = 10.0
 """The longest a request may take in all, and any one read of it: the connection is cut then, so slow clients
 cannot hold threads and places."""
@@ -337,18 +340,48 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, "text/plain; charset=utf-8", b"bad request path\n", head=False)
             return
         if method == "POST":  # a form body may carry the parameters too (reason=...); a few KB at most
-            try:
-                length = min(int(self.headers.get("Content-Length") or 0), 4096)
-            except ValueError:
-                self._send(400, "text/plain; charset=utf-8", b"bad Content-Length\n", head=False)
+            problem = self._form_problem()
+            if problem is not None:
+                self.close_connection = True  # the body was not read: it must not be taken for a next request
+                self._send(400, "text/plain; charset=utf-8", problem.encode() + b"\n", head=False)
                 return
+            length = int(self.headers.get("Content-Length") or 0)
             if length > 0:
-                for key, values in parse_qs(self.rfile.read(length).decode("utf-8", "replace"),
-                                            max_num_fields=20).items():
+                try:
+                    form = parse_qs(self.rfile.read(length).decode("utf-8", "replace"), max_num_fields=20)
+                except ValueError:
+                    self._send(400, "text/plain; charset=utf-8", b"too many form fields\n", head=False)
+                    return
+                for key, values in form.items():
                     query.setdefault(key, values)
         status, ctype, body = self.server.app.respond(parts.path, self.headers.get("Authorization"), method=method,
                                                       query=query)
         self._send(status, ctype, body, head=head)
+
+    def _form_problem(self) -> str | None:
+        """Return why a POST's body cannot be read as its parameters, or None. Pure (reads the headers only).
+
+        A body is read only as a form (``application/x-www-form-urlencoded``) of at most ``MAX_FORM_BYTES``, with
+        its Content-Length: anything else (JSON, chunked, larger) is refused rather than silently ignored, which
+        would drain with the default reason instead of the one sent.
+        """
+        if self.headers.get("Transfer-Encoding"):
+            return "send the body with a Content-Length, not chunked"
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return "bad Content-Length"
+        if length < 0:
+            return "bad Content-Length"
+        if length == 0:
+            return None
+        if length > MAX_FORM_BYTES:
+            return f"the body is larger than {MAX_FORM_BYTES} bytes"
+        ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+        if ctype != "application/x-www-form-urlencoded":
+            return ("send the parameters as a form (Content-Type: application/x-www-form-urlencoded, e.g. curl -d "
+                    "reason=...) or in the query string")
+        return None
 
     def _send(self, status: int, ctype: str, body: bytes, *, head: bool) -> None:
         self.send_response(status)

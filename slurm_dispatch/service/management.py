@@ -39,8 +39,10 @@ DRAIN_PATH = "/arvados/v1/dispatch/drain"
 RESUME_PATH = "/arvados/v1/dispatch/resume"
 STATUS_PATH = "/arvados/v1/dispatch/status"
 
-LOOP_TIMEOUT_S = 10.0
-"""How long a request waits for the dispatch loop; a wedged loop gives 503, never a hung request."""
+LOOP_TIMEOUT_S = 7.0
+"""How long a request waits for the dispatch loop; a wedged loop gives 503, never a hung request. Shorter than
+the health server's whole-request deadline (``http.REQUEST_TIMEOUT_S``), or the connection is cut first and the
+503 never sent."""
 
 
 def instance_type_json(it: InstanceType) -> dict[str, Any]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import logging
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from plugins.waiting import wait_until
@@ -17,6 +19,7 @@ from slurm_dispatch.errors import ConfigError
 from slurm_dispatch.model import ContainerState
 from slurm_dispatch.service import http as http_module
 from slurm_dispatch.service.http import MAX_CONNECTIONS_PER_CLIENT, HealthServer, parse_internal_url
+from slurm_dispatch.service.management import STATUS_PATH, ManagementAPI
 from slurm_dispatch.service.metrics import PREFIX, Metrics
 from slurm_dispatch.settings import Settings
 
@@ -311,3 +314,43 @@ def test_slow_clients_get_few_places_and_are_cut_at_the_deadline_whatever_they_s
 
 def test_a_path_that_does_not_parse_gets_400(server: HealthServer) -> None:
     assert _raw(server, b"GET http://[v2zzzz/x]/ HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 400 ")
+
+@pytest.mark.parametrize(("headers", "body", "said"), [
+    pytest.param(b"Content-Type: application/json\r\n", b'{"reason": "json reason"}', b"send the parameters as a form",
+                 id="json: its reason would be ignored"),
+    pytest.param(b"Content-Type: application/x-www-form-urlencoded\r\n", b"reason=" + b"x" * 5000,
+                 b"the body is larger than 4096 bytes", id="a reason past the first 4096 bytes would be dropped"),
+])
+def test_a_post_body_that_is_not_a_small_form_is_refused_not_ignored(
+    server: HealthServer, headers: bytes, body: bytes, said: bytes,
+) -> None:
+    request = (b"POST /arvados/v1/dispatch/drain HTTP/1.1\r\nHost: x\r\n" + headers
+               + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    answer = _raw(server, request)
+    assert answer.startswith(b"HTTP/1.0 400 ") and said in answer, answer
+
+
+def test_a_chunked_post_is_refused(server: HealthServer) -> None:
+    answer = _raw(server, b"POST /arvados/v1/dispatch/drain HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                          b"Content-Type: application/x-www-form-urlencoded\r\n\r\n9\r\nreason=x\n\r\n0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.0 400 ") and b"not chunked" in answer, answer
+
+
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")  # the loop never runs them
+def test_a_wedged_dispatch_loop_gives_503_before_the_request_deadline_cuts_the_connection(
+    health: Health, metrics: Metrics,
+) -> None:
+    """The management routes wait LOOP_TIMEOUT_S for the dispatch loop, within the whole-request deadline: a loop
+    that never answers gives the admin a 503 that says so, not a reset connection."""
+    wedged = asyncio.new_event_loop()  # never run
+    try:
+        async def never() -> dict[str, Any]:
+            raise AssertionError("the wedged loop ran")
+
+        api = ManagementAPI(loop=wedged, entries=never, drain=lambda reason: never(), resume=never, status=never)
+        settings = Settings(dispatch_internal_urls=("http://127.0.0.1:0/",), management_token=TOKEN)
+        with HealthServer.from_settings(settings, health=health, registry=metrics.registry, management=api) as srv:
+            status, _, body = request(srv, STATUS_PATH, token=TOKEN)
+        assert (status, json.loads(body)) == (503, {"errors": ["the dispatch loop did not answer in time"]})
+    finally:
+        wedged.close()
