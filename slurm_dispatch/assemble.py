@@ -279,10 +279,14 @@ class DispatchLoop:
         return entries
 
     async def status(self) -> dict[str, Any]:
-        """Return the dispatcher's own state: drain, limits, what holds containers back, broken nodes. On the loop."""
+        """Return the dispatcher's own state: drain, limits, what holds containers back, broken nodes. On the loop.
+
+        ``starting`` is true until a poll of the API has worked: until then the counts are not yet known (zero).
+        """
         drain = self._drain()
         limits = self.admission.limits
         return {
+            "starting": self.last_good_tick is None,
             "drained": drain is not None,
             "drain_reason": drain.reason if drain else "",
             "drained_since": drain.since if drain else "",

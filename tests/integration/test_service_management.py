@@ -85,6 +85,7 @@ def test_queue_drain_resume_and_metrics_over_http(
     assert api.get(waiting).state is ContainerState.QUEUED
     status = svc.request("GET", STATUS).json()
     assert status["drained"] is True and "drain" in status["limits_reached"], status
+    assert status["starting"] is False, "polls have worked: the counts are known"
     assert api.get(running).state is ContainerState.RUNNING
 
     # resume: the held container is locked, submitted and run

@@ -97,3 +97,20 @@ def test_oldest_pending_gauge_follows_the_squeue_snapshot(fake_slurm: Any) -> No
 
     asyncio.run(go())
     loop.runner.close()
+
+
+def test_status_says_starting_until_a_poll_has_worked(fake_slurm: Any) -> None:
+    """Before the first good poll the counts are zeros that mean nothing yet: ``starting`` says so."""
+    from slurm_dispatch.assemble import DispatchLoop
+    from slurm_dispatch.dispatch.dispatcher import TickReport
+    from slurm_dispatch.settings import Settings
+
+    settings = Settings(system_root_token="t" * 20, controller_url="https://ctrl.example")
+    loop = DispatchLoop(settings, base_env={}, client=_Inner(), backend=fake_slurm)  # type: ignore[arg-type]
+
+    async def go() -> None:
+        assert (await loop.status())["starting"] is True
+        loop._after_tick(TickReport(ok=True))
+        assert (await loop.status())["starting"] is False
+
+    asyncio.run(go())
