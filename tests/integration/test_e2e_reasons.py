@@ -100,7 +100,8 @@ def test_a_job_that_can_never_start_is_cancelled_after_the_grace_period(e2e: E2E
     # Slurm 22.05 gives this job either reason, whichever of its checks ran last (src/slurmctld/job_mgr.c):
     # job_limits_check, at submission and at each update (our renice among them), says PartitionTimeLimit; a refused
     # scheduling attempt says PartitionConfig (CI saw it once, when the renice came after the grace period).
-    reasons = {"PartitionTimeLimit": "its time limit is longer than its partition's MaxTime",
+    minutes = -(-(3600 + int(e2e.settings.max_run_time_overhead)) // 60)  # %W: max_run_time plus the Overhead
+    reasons = {"PartitionTimeLimit": f"its time limit, {minutes} min, is longer than the MaxTime of partition short",
                "PartitionConfig": "it asks for more than its partition's limits allow"}
     reason = container.runtime_status["errorDetail"].rpartition("Reason=")[2]
     assert reason in reasons, container.runtime_status
