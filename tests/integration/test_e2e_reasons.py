@@ -84,6 +84,55 @@ def test_a_job_scancelled_by_an_admin_says_so(e2e: E2E) -> None:
     assert "while the container ran (CANCELLED); crunch-run stopped the container and recorded Cancelled\n" in log[0]
 
 
+WAITING = ("--begin=now+3600",)
+"""Template arguments that keep a job PENDING (reason BeginTime) for an hour."""
+
+
+def test_a_container_cancelled_while_its_job_waits_says_the_dispatcher_scancelled_it(e2e: E2E) -> None:
+    uuid = _new(e2e)
+    e2e.dispatcher(sbatch_arguments=(*e2e.settings.sbatch_arguments, *WAITING))
+    job_id = wait_until(lambda: _job(e2e, uuid)[1] == "PENDING" and _job(e2e, uuid)[0], what="the job to wait")
+    e2e.api.update_state(uuid, ContainerState.CANCELLED)
+    log = wait_until(lambda: [t for t in e2e.logs(uuid) if "scancelled" in t], timeout=60, what="the dispatch log")
+    assert log[0].startswith(f"Slurm job {job_id} was scancelled by the dispatcher before it started, because the "
+                             f"container was cancelled in Arvados\nJobId={job_id} JobState=CANCELLED"), log
+    assert not any("crunch-run" in t or "while the container ran" in t for t in e2e.logs(uuid)), e2e.logs(uuid)
+
+
+def test_a_container_cancelled_while_the_service_was_down_says_the_dispatcher_scancelled_its_job(e2e: E2E) -> None:
+    uuid = _new(e2e)
+    settings = {"sbatch_arguments": (*e2e.settings.sbatch_arguments, *WAITING)}
+    first = e2e.dispatcher(**settings)
+    job_id = wait_until(lambda: _job(e2e, uuid)[1] == "PENDING" and _job(e2e, uuid)[0], what="the job to wait")
+    first.stop()  # a shutdown leaves the job alone
+    e2e.started.remove(first)
+    e2e.api.update_state(uuid, ContainerState.CANCELLED)
+    e2e.dispatcher(**settings)  # startup adoption scancels the job of a finished container
+    log = wait_until(lambda: [t for t in e2e.logs(uuid) if "scancelled" in t], timeout=60, what="the dispatch log")
+    assert log[0].startswith(f"Slurm job {job_id} was scancelled by the dispatcher before it started, because the "
+                             "container was cancelled in Arvados\n"), log
+
+
+def test_a_crunch_run_command_that_does_not_exist_is_named_and_logged_at_error(
+    e2e: E2E, caplog: pytest.LogCaptureFixture,
+) -> None:
+    uuids = [_new(e2e) for _ in range(3)]
+    caplog.set_level(logging.INFO, logger="slurm_dispatch.runner")
+    e2e.dispatcher(crunch_run_command="/nonexistent/crunch-run")
+    for uuid in uuids:
+        log = wait_until(lambda uuid=uuid: [t for t in e2e.logs(uuid) if "could not be run" in t], timeout=90,
+                         what="the dispatch log")
+        first = log[0].split("\n")[0]
+        assert " failed before crunch-run started the container: the command could not be run on node c" in first
+        assert first.endswith(": exit code 127 means not found; check Containers.CrunchRunCommand "
+                              "('/nonexistent/crunch-run') (FAILED); unlocking the container so that it can be "
+                              "dispatched again"), first
+    errors = wait_until(lambda: [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR
+                                 and "CrunchRunCommand" in r.getMessage()], timeout=60, what="the ERROR line")
+    assert "could not be run 3 times in a row (exit code 127" in errors[0], errors
+    assert len(errors) == 1, errors
+
+
 SHORT_PARTITION = pytest.mark.xdist_group("partition_short")
 """The tests that use, or change the state of, the test cluster's partition "short" run in one worker."""
 
