@@ -68,8 +68,10 @@ def _problems(
     other = container.locked_by_uuid not in ("", my_token_uuid)
     if not jobs:
         if mine and state.is_locked:
+            held = ("; while its partition is inactive or draining, until it is up, as the service log says"
+                    if state is ContainerState.LOCKED else "")
             problems.append(f"{state.value} by this dispatcher with no Slurm job (after a submission this "
-                            "lasts at most one poll; otherwise the dispatcher unlocks or cancels it)")
+                            f"lasts at most one poll{held}; otherwise the dispatcher unlocks or cancels it)")
         return problems
     if len(jobs) > 1:
         problems.append(f"{len(jobs)} Slurm jobs share this container's name")

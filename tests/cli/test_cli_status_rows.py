@@ -81,7 +81,8 @@ def row(uuid: str, state: str | None, jid: int | None, *problems: str, priority:
                      [row(u("a"), "Locked", 1, locked_by=ME)], id="locked-with-job-ok"),
         pytest.param([ctr(u("a"), "Locked", ME)], [],
                      [row(u("a"), "Locked", None, "Locked by this dispatcher with no Slurm job (after a submission "
-                          "this lasts at most one poll; otherwise the dispatcher unlocks or cancels it)",
+                          "this lasts at most one poll; while its partition is inactive or draining, until it is "
+                          "up, as the service log says; otherwise the dispatcher unlocks or cancels it)",
                           locked_by=ME)], id="locked-no-job"),
         pytest.param([ctr(u("a"), "Running", ME)], [],
                      [row(u("a"), "Running", None, "Running by this dispatcher with no Slurm job (after a "
