@@ -47,6 +47,28 @@ MAX_BYTES = 1 << 20
 """A state file larger than this is refused (it holds a few lines)."""
 
 
+def _own_lock_file(fd: int, path: Path) -> None:
+    """Make the open lock file a regular file that only the state directory's owner (the service user) and root can
+    open: with 0644 any local user could hold its flock and stall every change; root, running ``drain`` first,
+    hands the file it created to that owner, or the service could not open it. Blocks on fstat/fchmod/fchown.
+
+    Raises:
+        StateError: it is not a regular file.
+    """
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise StateError(f"cannot write {path.parent / STATE_FILE}: {path} is not a regular file")
+    try:
+        if os.geteuid() == 0:
+            owner = os.stat(path.parent)
+            if (st.st_uid, st.st_gid) != (owner.st_uid, owner.st_gid):
+                os.fchown(fd, owner.st_uid, owner.st_gid)
+        if (st.st_uid == os.geteuid() or os.geteuid() == 0) and stat.S_IMODE(st.st_mode) & 0o077:
+            os.fchmod(fd, 0o600)
+    except OSError as exc:
+        logger.warning("cannot restrict %s to the service user: %s", path, exc.strerror or exc)
+
+
 class StateError(DispatchError):
     """The state file could not be written (permissions, disk): the change did not happen."""
 
@@ -178,20 +200,17 @@ class StateStore:
         """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Read-only is enough for flock, so whoever may read the lock file may lock it, whoever created it.
             # Never through a symlink (an admin runs drain as root in a directory the service user owns: a link
             # there would make root create a file anywhere), and never a FIFO (its open would block).
             fd = os.open(self.lock_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK,
-                         0o644)
+                         0o600)
         except OSError as exc:
             raise StateError(f"cannot write {self.path}: cannot open {self.lock_path}: {exc.strerror or exc}"
                              ) from exc
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise StateError(f"cannot write {self.path}: {self.lock_path} is not a regular file")
         try:
+            _own_lock_file(fd, self.lock_path)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                fcntl.flock(fd, fcntl.LOCK_EX)  # only root and the service user can open it (_own_lock_file)
             except OSError as exc:
                 raise StateError(f"cannot write {self.path}: cannot lock {self.lock_path}: {exc.strerror or exc}"
                                  ) from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,22 @@ def test_a_drain_never_follows_a_symlink_for_its_lock_file(tmp_path: Path) -> No
         StateStore(tmp_path / "state").set_drain(UPGRADE, by="root@head")
     assert not target.exists()
     assert not (tmp_path / "state" / "state.json").exists(), "nothing changed"
+
+
+def test_the_lock_file_is_the_service_users_alone(tmp_path: Path) -> None:
+    """0600, owned by the state directory's owner: no other local user can hold its flock, and when root (an
+    admin's drain) creates it, the service user can still open it."""
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / ".state.lock").write_text("")
+    os.chmod(state_dir / ".state.lock", 0o644)  # as an older slurm-dispatch made it
+    StateStore(state_dir).set_drain(None)
+    assert stat.S_IMODE(os.stat(state_dir / ".state.lock").st_mode) == 0o600
+    if os.geteuid() != 0:
+        return
+    service_user = 65534  # nobody: the service user's stand-in
+    os.chown(state_dir, service_user, service_user)
+    (state_dir / ".state.lock").unlink()
+    StateStore(state_dir).set_drain(UPGRADE, by="root@head")
+    st = os.stat(state_dir / ".state.lock")
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (service_user, service_user, 0o600)
