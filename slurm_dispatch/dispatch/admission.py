@@ -230,6 +230,10 @@ class Admission:
         now = self._clock()
         if overloaded:
             self._last_overload = now
+            if locks_tried == 0:
+                # Only queries met it (a tick whose first query failed locks nothing): no measure of how many locks
+                # the API takes, so the budget stays as it was rather than being halved from nothing to 1.
+                return
             current = self._overload_budget if self._overload_budget is not None else max(1, locks_tried)
             self._overload_budget = max(1, min(current, max(1, locks_tried)) // 2)
             return

@@ -168,3 +168,20 @@ def test_overload_halves_and_recovers_after_a_quiet_minute() -> None:
     assert all(b is not None and a is not None and b >= a for a, b in itertools.pairwise(budgets))
     adm.tick_ended(overloaded=False, locks_tried=1)
     assert adm.budget() is None, "no longer binding: back to no limit"
+
+
+def test_an_overload_in_a_tick_that_tried_no_lock_keeps_the_budget() -> None:
+    """Only the queries met the overload (a tick whose first query failed locks nothing): the budget is not halved
+    from nothing to 1, which would take dozens of quiet ticks to grow back; the quiet minute starts again."""
+    clock = FakeClock()
+    adm = Admission(Limits(), clock=clock)
+    adm.tick_ended(overloaded=True, locks_tried=0)
+    assert (adm.budget(), adm.overloaded) == (None, True)
+    adm.tick_ended(overloaded=True, locks_tried=40)
+    assert adm.budget() == 20
+    clock.advance(QUIET_AFTER_OVERLOAD_S - 1)
+    adm.tick_ended(overloaded=True, locks_tried=0)
+    assert adm.budget() == 20, "kept, not 1"
+    clock.advance(QUIET_AFTER_OVERLOAD_S - 1)
+    adm.tick_ended(overloaded=False, locks_tried=20)
+    assert adm.budget() == 20, "the quiet minute counts from the last overload"
