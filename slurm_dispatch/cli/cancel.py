@@ -204,19 +204,24 @@ def _stop_running(
         except SlurmCommandError as exc:
             say(f"squeue failed ({one_line(str(exc))}): not taken as the job having left")
             left = None
-        container = client.get(uuid)
+        try:
+            container = client.get(uuid)
+            now_state = container.state.value
+        except ArvadosUnavailable as exc:  # as a failed squeue: no information, keep waiting (the deadline holds)
+            say(f"reading the container failed ({one_line(str(exc))}): trying again")
+            now_state = "not known"
         waited = wait.clock() - started
-        if container.state.is_final:
+        if now_state != "not known" and container.state.is_final:
             say(f"container {uuid} is {container.state.value} after {waited:.0f} s: crunch-run recorded the final "
                 "state")
             return
-        if left == []:
-            why = f"its Slurm job left squeue after {waited:.0f} s, but the container is still {container.state.value}"
+        if left == [] and now_state != "not known":
+            why = f"its Slurm job left squeue after {waited:.0f} s, but the container is still {now_state}"
             break
         if waited >= wait.seconds:
             still = (f"job(s) {', '.join(j.job_id for j in left)} still in squeue" if left
-                     else "squeue could not be read")
-            why = (f"after {wait.seconds:g} s, {still} and the container still {container.state.value} (crunch-run "
+                     else "squeue could not be read" if left is None else "its job has left squeue")
+            why = (f"after {wait.seconds:g} s, {still} and the container still {now_state} (crunch-run "
                    "cannot record its final state or log any more)")
             break
         wait.sleep(min(WAIT_POLL_S, wait.seconds - waited))

@@ -251,3 +251,26 @@ def test_a_running_container_without_a_job_is_cancelled_at_once(rig: Rig) -> Non
     ]
     record = rig.record(uuid)
     assert (record["state"], record["runtime_status"]) == ("Cancelled", {"error": "no job"})
+
+
+def test_a_failed_read_of_the_container_while_waiting_is_waited_through(rig: Rig) -> None:
+    """The reason is written and SIGTERM sent by then: an API that fails one read must not leave the container
+    Running with the command exited; the wait goes on, and the container is cancelled."""
+    uuid, _job = running(rig)
+    original = rig.client.get
+    reads: list[str] = []
+
+    def flaky(got: str) -> Any:
+        reads.append(got)
+        if len(reads) == 3:  # the first read while waiting (after the two before the SIGTERM)
+            raise ArvadosUnavailable(503, "GET", f"/arvados/v1/containers/{got}", "busy")
+        return original(got)
+
+    rig.client.get = flaky  # type: ignore[method-assign]
+    clock = FakeClock()
+    said = rig.cancel(uuid, reason="bad input data", wait=Wait(seconds=60, clock=clock, sleep=clock.blocking_sleep))
+    assert any(line.startswith("reading the container failed (") and line.endswith("): trying again")
+               for line in said), said
+    assert said[-1] == (f"cancelled container {uuid} in Arvados: its Slurm job left squeue after 1 s, but the "
+                        "container is still Running")
+    assert rig.record(uuid)["state"] == "Cancelled"
