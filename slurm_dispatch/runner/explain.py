@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -127,11 +128,14 @@ class Explainer:
         """Write a dispatch log record when the job of a container now Cancelled ended in Slurm, not by crunch-run.
 
         ``scancelled``: why the dispatcher scancelled the job ("" if it did not). A job that never started and was
-        cancelled after that scancel was the dispatcher's doing, and the record says so.
+        cancelled after that scancel was the dispatcher's doing, and the record says so, unless sacct names
+        another user as the one who cancelled it (an admin's scancel just before ours).
         """
         end = await self.job_end(view)
         pending = view.last_job is not None and view.last_job.state == "PENDING"
-        if scancelled and (end.state == "CANCELLED" and not job_started(end) if end is not None else pending):
+        by_us = end is None or end.cancelled_by in ("", str(os.geteuid()))
+        if scancelled and by_us and (end.state == "CANCELLED" and not job_started(end) if end is not None
+                                     else pending):
             job_id = end.job_id if end is not None else view.last_job.job_id if view.last_job is not None else ""
             text = f"Slurm job {job_id or '?'} was scancelled by the dispatcher before it started, because {scancelled}"
             logger.info("container %s: %s", uuid, text)

@@ -4,13 +4,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from dataclasses import replace
 
 from plugins.fake_slurm import FakeSlurm
 from runner_fakes import UUID, FakeApi, FakeDispatch, record, returned, scenario
 
 from slurm_dispatch.dispatch.tracker import UpdateChannel
-from slurm_dispatch.model import Container
+from slurm_dispatch.model import Container, SlurmJob
 from slurm_dispatch.runner import SlurmRunner
+from slurm_dispatch.runner.explain import Explainer
+from slurm_dispatch.settings import Settings
+from slurm_dispatch.slurm.decide import RunnerView
+from slurm_dispatch.slurm.reasons import JobEnd
 from slurm_dispatch.slurm.squeue import SqueueChecker
 
 
@@ -82,3 +88,37 @@ def test_an_admins_scancel_of_a_waiting_job_does_not_say_crunch_run_stopped_the_
     scenario(fake_slurm, api, body)
     assert [text.split("\n")[0] for text in api.logs] == [
         f"Slurm job {job_id} was cancelled in Slurm (by an admin or the job's owner) before it started (CANCELLED)"]
+
+
+def test_a_cancel_sacct_credits_to_another_user_is_not_said_to_be_the_dispatchers() -> None:
+    """An admin scancelled the waiting job just before the container was cancelled in Arvados and the dispatcher's
+    own scancel round: sacct's "CANCELLED by <uid>" names the admin, and the record follows it."""
+    explainer = Explainer(settings=Settings(), backend=FakeSlurm(), ends=None, broken=None,
+                          slurm=_not_called, clock=lambda: 0.0)
+    admin_uid = str(os.geteuid() + 1000)
+    end = JobEnd(job_id="7", state="CANCELLED", reason="Priority", cancelled_by=admin_uid, source="sacct")
+
+    async def job_end(view: RunnerView) -> JobEnd:
+        return end
+
+    explainer.job_end = job_end  # type: ignore[method-assign]
+    logs: list[str] = []
+
+    class Logs:
+        async def log(self, uuid: str, text: str) -> None:
+            logs.append(text)
+
+    waiting = SlurmJob(name=UUID, nice=0, slurm_priority=0, state="PENDING", reason="Priority", job_id="7")
+    view = RunnerView(latest=Container.from_api(record(state="Cancelled", priority=0, locked_by="")),
+                      last_job=waiting, cancel_rounds=1)
+    scancelled = "the container was cancelled in Arvados"
+    asyncio.run(explainer.log_slurm_end(Logs(), UUID, view, scancelled=scancelled))  # type: ignore[arg-type]
+    assert logs[0].startswith(f"Slurm job 7 was cancelled in Slurm by {admin_uid} before it started"), logs
+    logs.clear()
+    end = replace(end, cancelled_by=str(os.geteuid()))
+    asyncio.run(explainer.log_slurm_end(Logs(), UUID, view, scancelled=scancelled))  # type: ignore[arg-type]
+    assert logs[0].startswith("Slurm job 7 was scancelled by the dispatcher before it started"), logs
+
+
+async def _not_called(*args: object, **kwargs: object) -> None:
+    raise AssertionError("no Slurm command is run")
