@@ -154,7 +154,10 @@ SHORT_OVERHEAD = Policy.from_settings(Settings(poll_interval=2, time_limit_signa
         pytest.param(60, 74, StepKind.FOLLOW, id="in the stop window (74 s), but max_run_time not yet run"),
         pytest.param(60, 61, StepKind.FOLLOW, id="59 s run of 60"),
         pytest.param(60, 60, StepKind.STOP_AT_LIMIT, id="max_run_time run: a 2-minute limit, 60 s left"),
-        pytest.param(90, 90, StepKind.FOLLOW, id="limit rounded up to 3 minutes: 90 s run of 90 is at 90 s left"),
+        pytest.param(90, 90, StepKind.FOLLOW, id="90 s run of 90, but 90 s left: outside the 74 s window"),
+        pytest.param(90, 70, StepKind.STOP_AT_LIMIT,
+                     id="limit rounded up to 3 minutes: 110 s run at 70 s left (without the rounding: 80 s run)"),
+        pytest.param(100, 70, StepKind.STOP_AT_LIMIT, id="a 3-minute limit: 110 s run of 100 at 70 s left"),
         pytest.param(90, 74, StepKind.STOP_AT_LIMIT, id="the window is the nearer bound when Overhead is ample"),
     ],
 )
@@ -164,8 +167,8 @@ def test_a_short_overhead_never_stops_a_job_before_its_max_run_time(max_run_time
     latest = ctr("Running", ME, scheduling_parameters={"max_run_time": max_run_time})
     step = next_step(view(latest, job(time_left=time_left)), SHORT_OVERHEAD, 0)
     assert step.kind is kind, step.reason
-    if kind is StepKind.FOLLOW:
-        assert step.time_left_below == min(74, -(-(max_run_time + 60) // 60) * 60 - max_run_time)
+    if kind is StepKind.FOLLOW:  # the squeue watch wakes it at the stop: max_run_time run, or the window
+        assert step.time_left_below == {60: 60, 90: 74}[max_run_time]
 
 
 def test_follow_asks_to_wake_for_the_grace_period_and_the_time_limit() -> None:
