@@ -321,6 +321,7 @@ class SlurmRunner:
         logger.log(level, "container %s: sbatch refused it: %s: its partition is inactive or draining; keeping the "
                    "container locked and trying again in %.0f s (refusal %d in a row)", uuid, said, delay, refusals)
         wait = Step(StepKind.FOLLOW, "its partition is not available", wake_at=self._clock() + delay)
+        view = self._set(uuid, replace(view, partition_refused=said))  # the management API's scheduling status
         while True:
             event = await self._next_event(uuid, view, wait, updates)
             view = self._apply(view, event)

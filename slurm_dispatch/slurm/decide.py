@@ -175,6 +175,9 @@ class RunnerView:
     """The want last recorded for the job."""
     cancel_rounds: int = 0
     """scancel rounds without the job leaving squeue."""
+    partition_refused: str = ""
+    """What sbatch said when it last refused the job because its partition is inactive or draining ("" if it did
+    not): the container is held Locked until sbatch takes it (``partition_not_available``)."""
 
 
 FINISHED_JOB_GRACE_S = 60.0

@@ -44,6 +44,9 @@ def view_status(view: RunnerView) -> str:
         return f"Cancelling: {view.give_up.error}."
     if view.stop_sent:
         return "Stopping at its time limit: crunch-run was asked to stop the container and save its logs."
+    if view.partition_refused and view.job is None and not view.submitted:
+        return (f"Locked; its partition is inactive or draining, and sbatch refused the job ({view.partition_refused})"
+                ": it is submitted again once the partition is up.")
     return scheduling_status(view.latest.state.value, view.job, submitted=view.submitted)
 
 

@@ -22,6 +22,7 @@ from slurm_dispatch.errors import (
 from slurm_dispatch.model import Container
 from slurm_dispatch.runner import SlurmRunner
 from slurm_dispatch.slurm.decide import FINISHED_JOB_GRACE_S, PARTITION_HOLD_RETRY_S, PERMANENT_REFUSALS
+from slurm_dispatch.slurm.queue_view import view_status
 from slurm_dispatch.slurm.squeue import SqueueChecker
 
 
@@ -142,6 +143,12 @@ def test_an_inactive_partition_keeps_the_container_locked_and_submits_it_again_l
     async def body(runner: SlurmRunner, d: FakeDispatch, updates: UpdateChannel, squeue: SqueueChecker) -> None:
         start = d.clock()
         task = asyncio.create_task(runner.run_container(d, Container.from_api(api.records[UUID]), updates))
+        await d.clock.run_until(lambda: UUID in runner.views and bool(runner.views[UUID].partition_refused),
+                                "the first refusal")
+        assert view_status(runner.views[UUID]) == (
+            "Locked; its partition is inactive or draining, and sbatch refused the job (sbatch: error: Batch job "
+            "submission failed: Required partition not available (inactive or drain)): it is submitted again once "
+            "the partition is up."), "what the management API and its queue say meanwhile"
         await d.clock.run_until(lambda: fake_slurm.names() == [UUID], "the third sbatch to be taken")
         assert fake_slurm.count("submit") == 3
         assert d.clock() - start >= PARTITION_HOLD_RETRY_S[0] + PARTITION_HOLD_RETRY_S[1]
