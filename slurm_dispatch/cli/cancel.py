@@ -99,8 +99,7 @@ def cancel_container(
     Raises:
         DispatchError: a Slurm command or an API call failed.
     """
-    jobs, _ = parse_squeue_all(backend.queue())
-    named = [j for j in jobs if j.name == uuid]
+    named = _jobs_named(backend, uuid)
     container = None if client is None else _get(client, uuid, named)
     if named:
         say(f"Slurm jobs named {uuid}: " + ", ".join(f"{j.job_id} ({j.state})" for j in named))
@@ -128,19 +127,26 @@ def cancel_container(
             _stop_running(container, text=text, others=others, named=named, backend=backend, client=client,
                           say=say, wait=wait or Wait())
             return
-        change: dict[str, object] = {"state": ContainerState.CANCELLED.value}
-        if not others:
-            change["runtime_status"] = with_error(container.runtime_status, {"error": text})
-        if not container.state.is_final:
-            _update(client, uuid, change)
         if container.state.is_final:
             say(f"container {uuid} became {container.state.value} meanwhile: nothing to cancel in Arvados")
         elif others:
+            _update(client, uuid, {"state": ContainerState.CANCELLED.value})
             say(f"cancelled container {uuid} in Arvados; {_not_written(container)}")
         else:
+            _update(client, uuid, {"state": ContainerState.CANCELLED.value,
+                                   "runtime_status": with_error(container.runtime_status, {"error": text})})
             say(f"cancelled container {uuid} in Arvados: {text}")
     if named:
         _scancel(uuid, named, backend=backend, say=say)
+
+
+def _jobs_named(backend: SlurmBackend, uuid: str) -> list[SlurmJob]:
+    """Return the jobs named ``uuid`` in one squeue. Blocks on squeue.
+
+    Raises:
+        SlurmCommandError: squeue failed.
+    """
+    return [job for job in parse_squeue_all(backend.queue())[0] if job.name == uuid]
 
 
 def _not_written(container: Container) -> str:
@@ -199,23 +205,22 @@ def _stop_running(
         "the container is final)")
     started = wait.clock()
     while True:
+        left: list[SlurmJob] | None = None  # None: squeue did not answer, which is not "the job has left"
         try:
-            left: list[SlurmJob] | None = [j for j in parse_squeue_all(backend.queue())[0] if j.name == uuid]
+            left = _jobs_named(backend, uuid)
         except SlurmCommandError as exc:
             say(f"squeue failed ({one_line(str(exc))}): not taken as the job having left")
-            left = None
+        current: Container | None = None  # None: the API did not answer; keep waiting (the deadline holds)
         try:
-            container = client.get(uuid)
-            now_state = container.state.value
-        except ArvadosUnavailable as exc:  # as a failed squeue: no information, keep waiting (the deadline holds)
+            current = client.get(uuid)
+        except ArvadosUnavailable as exc:
             say(f"reading the container failed ({one_line(str(exc))}): trying again")
-            now_state = "not known"
+        now_state = current.state.value if current is not None else "not known"
         waited = wait.clock() - started
-        if now_state != "not known" and container.state.is_final:
-            say(f"container {uuid} is {container.state.value} after {waited:.0f} s: crunch-run recorded the final "
-                "state")
+        if current is not None and current.state.is_final:
+            say(f"container {uuid} is {now_state} after {waited:.0f} s: crunch-run recorded the final state")
             return
-        if left == [] and now_state != "not known":
+        if left == [] and current is not None:
             why = f"its Slurm job left squeue after {waited:.0f} s, but the container is still {now_state}"
             break
         if waited >= wait.seconds:
