@@ -36,6 +36,7 @@ from slurm_dispatch.slurm.decide import (
     our_job_names,
     partition_hold_delay,
     partition_not_available,
+    sbatch_said,
     stuck_cancel_warning_due,
 )
 from slurm_dispatch.slurm.end_reader import JobEndReader, JobEndSource
@@ -316,7 +317,7 @@ class SlurmRunner:
         before its next sbatch (``decide.partition_not_available``): a new record (priority 0, cancelled), its job
         appearing, or the wait ending, whichever comes first. Blocks (asynchronously) up to the wait."""
         delay = partition_hold_delay(refusals)
-        said = "; ".join(line.strip() for line in exc.stderr_tail.splitlines() if line.strip())
+        said = sbatch_said(exc)
         level = logging.WARNING if refusals == 1 else logging.INFO
         logger.log(level, "container %s: sbatch refused it: %s: its partition is inactive or draining; keeping the "
                    "container locked and trying again in %.0f s (refusal %d in a row)", uuid, said, delay, refusals)

@@ -398,6 +398,11 @@ PARTITION_HOLD_RETRY_S = (10.0, 20.0, 40.0, 80.0, 160.0, 300.0)
 wait is the n-th entry, then the last one for ever."""
 
 
+def sbatch_said(exc: SlurmCommandError) -> str:
+    """Return what sbatch printed on stderr, its non-blank lines joined by "; ": one line for a log or a reason. Pure."""
+    return "; ".join(line.strip() for line in exc.stderr_tail.splitlines() if line.strip())
+
+
 def partition_not_available(exc: SlurmCommandError) -> bool:
     """Return True if sbatch refused the job because its partition is inactive or draining. Pure.
 
@@ -438,8 +443,7 @@ def after_sbatch_failure(uuid: str, exc: SlurmCommandError, *, refusals_before: 
     refusals = refusals_before + 1
     if refusals < PERMANENT_REFUSALS:
         return SbatchVerdict(refusals=refusals, give_up=None)
-    said = "; ".join(line.strip() for line in exc.stderr_tail.splitlines() if line.strip())
-    reason = f"sbatch refused the job {refusals} times in a row: {said}"
+    reason = f"sbatch refused the job {refusals} times in a row: {sbatch_said(exc)}"
     # what was asked for, so that a user can tell which part Slurm cannot give (errorDetail)
     asked = f"the refused command: {shlex.join(exc.argv)}" if exc.argv else ""
     return SbatchVerdict(refusals=refusals, give_up=UnsatisfiableContainer(uuid, reason, available=None, detail=asked))
@@ -472,5 +476,6 @@ __all__ = [
     "partition_hold_delay",
     "partition_not_available",
     "permanent_sbatch_failure",
+    "sbatch_said",
     "stuck_cancel_warning_due",
 ]
