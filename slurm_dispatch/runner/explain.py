@@ -30,7 +30,7 @@ from slurm_dispatch.slurm.reasons import (
     never_runnable_reason,
     time_limit_reason,
 )
-from slurm_dispatch.slurm.sbatch import has_time_limit, time_limit_s
+from slurm_dispatch.slurm.sbatch import has_time_limit, max_run_time_s, time_limit_min
 
 logger = logging.getLogger("slurm_dispatch.runner")
 
@@ -80,7 +80,7 @@ class Explainer:
         """The job can never start: remember why (the container is cancelled with it once the job has gone)."""
         assert view.job is not None and view.never_since is not None
         container = view.latest
-        limit_min = -(-time_limit_s(container, self._settings) // 60) if has_time_limit(container, self._settings) else 0
+        limit_min = time_limit_min(container, self._settings) if has_time_limit(container, self._settings) else 0
         reason = never_runnable_reason(view.job, waited_s=self._clock() - view.never_since, time_limit_min=limit_min,
                                        partitions=container.scheduling_parameters.partitions)
         logger.warning("container %s: %s", uuid, reason.error)
@@ -90,8 +90,7 @@ class Explainer:
     async def time_limit(self, dispatcher: Dispatch, uuid: str, view: RunnerView) -> None:
         """Write on the container why it is being stopped at its time limit (before the runner's SIGTERM)."""
         assert view.job is not None
-        limit = view.latest.scheduling_parameters.max_run_time or int(self._settings.default_max_run_time)
-        reason = time_limit_reason(view.job, max_run_time_s=limit)
+        reason = time_limit_reason(view.job, max_run_time_s=max_run_time_s(view.latest, self._settings))
         logger.info("container %s: %s", uuid, reason.error)
         await dispatcher.log(uuid, f"{reason.error}\n{reason.detail}\n")
         try:

@@ -34,7 +34,7 @@ from slurm_dispatch.model import (
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.priority import container_want
 from slurm_dispatch.slurm.reasons import EndReason, never_runnable
-from slurm_dispatch.slurm.sbatch import has_time_limit, time_limit_s
+from slurm_dispatch.slurm.sbatch import has_time_limit, max_run_time_s, time_limit_min
 
 # -- whose job is it --------------------------------------------------------------------------------------
 
@@ -136,15 +136,14 @@ class Policy:
         Pure.
 
         ``stop_before_limit_s``, but never before the job has run the container's max_run_time: its limit is
-        max_run_time plus ``TimeLimit.Overhead`` rounded up to a minute (``sbatch.time_limit_s``), and with an
+        max_run_time plus ``TimeLimit.Overhead`` rounded up to a minute (``sbatch.time_limit_min``), and with an
         Overhead shorter than the stop window a stop at the window would cut the container short. Go's dispatcher
         gives a job its whole max_run_time (services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: sbatchArgs).
         """
         if self.stop_before_limit_s is None or not self.has_time_limit(container):
             return None
-        limit_s = -(-time_limit_s(container, self.settings) // 60) * 60  # %W is whole minutes
-        run_s = container.scheduling_parameters.max_run_time or int(self.settings.default_max_run_time)
-        return min(self.stop_before_limit_s, limit_s - run_s)
+        limit_s = time_limit_min(container, self.settings) * 60  # %W is whole minutes
+        return min(self.stop_before_limit_s, limit_s - max_run_time_s(container, self.settings))
 
 
 @dataclass(frozen=True)

@@ -120,8 +120,20 @@ def template_values(container: Container, settings: Settings) -> dict[str, str]:
         "P": ",".join(sp.partitions),
         "T": str(_ceil_div(estimate_scratch(container), MiB)),
         "U": container.uuid,
-        "W": str(_ceil_div(time_limit_s(container, settings), 60)),
+        "W": str(time_limit_min(container, settings)),
     }
+
+
+def max_run_time_s(container: Container, settings: Settings) -> int:
+    """Return the container's max_run_time in seconds, or ``TimeLimit.DefaultMaxRunTime`` when it is 0; 0 for
+    none. Pure."""
+    return container.scheduling_parameters.max_run_time or int(settings.default_max_run_time)
+
+
+def time_limit_min(container: Container, settings: Settings) -> int:
+    """Return the job's time limit as sbatch gets it (``%W``): ``time_limit_s`` rounded up to whole minutes, 0 for
+    none. Pure."""
+    return _ceil_div(time_limit_s(container, settings), 60)
 
 
 def time_limit_s(container: Container, settings: Settings) -> int:
@@ -132,7 +144,7 @@ def time_limit_s(container: Container, settings: Settings) -> int:
     is loaded), so Slurm's limit must leave it room to stop the container cleanly. Port of lib/lsf/dispatch.go:
     bsubArgs (MaxRunTimeDefault, MaxRunTimeOverhead); Go's crunch-dispatch-slurm adds nothing.
     """
-    limit = container.scheduling_parameters.max_run_time or int(settings.default_max_run_time)
+    limit = max_run_time_s(container, settings)
     return limit + int(settings.max_run_time_overhead) if limit > 0 else 0
 
 
@@ -302,9 +314,11 @@ __all__ = [
     "crunch_run_argv",
     "gateway_auth_secret",
     "has_time_limit",
+    "max_run_time_s",
     "sbatch_args",
     "sbatch_environment",
     "slurm_command_env",
     "substitute",
     "template_values",
+    "time_limit_min",
 ]
