@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import sqlite3
 import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
+
+from slurm_dispatch.cli.common import ExitCode, abort
+from slurm_dispatch.config.cluster import CLUSTER_ID_RE
 
 sandbox_app = typer.Typer(
     help="The embedded sandbox: the demo (no subcommand), and an emulated Arvados API (sandbox api).",
@@ -65,10 +67,6 @@ def demo(
         raise typer.Exit(1) from None
     typer.echo("")
     typer.echo(summary_table(rows))
-
-
-CLUSTER_ID_RE = re.compile(r"[a-z0-9]{5}")
-"""An Arvados cluster id: five lower-case letters or digits (the prefix of every uuid)."""
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
@@ -139,12 +137,12 @@ def api(
         server = EmulatorServer(host=host, port=port, db_path=db, cluster_id=cluster_id, root_token=token,
                                 tls=not http, max_dispatch_attempts=max_dispatch_attempts)
     except (OSError, sqlite3.Error) as exc:
-        _cannot_start(f"--db {db}: {_reason(exc)}")
+        abort(f"sandbox api: cannot start: --db {db}: {_reason(exc)}", ExitCode.PROBLEM)
     try:
         server.start()
     except (OSError, ValueError) as exc:
         server.stop()
-        _cannot_start(f"--listen {listen}: {_reason(exc)}")
+        abort(f"sandbox api: cannot start: --listen {listen}: {_reason(exc)}", ExitCode.PROBLEM)
     sys.stdout.write(server.base_url + "\n")
     sys.stdout.flush()
     if token is None:
@@ -169,13 +167,3 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
-
-
-def _cannot_start(what: str) -> NoReturn:
-    """Print ``error: sandbox api: cannot start: <what>`` and exit 1.
-
-    Raises:
-        typer.Exit: always.
-    """
-    typer.echo(f"error: sandbox api: cannot start: {what}", err=True)
-    raise typer.Exit(1)

@@ -300,7 +300,7 @@ class _Server(ThreadingHTTPServer):
         """One log line, through the service's logging (and its redaction), instead of a traceback on stderr; at
         DEBUG for a client that went away or was cut at the deadline (anyone can cause those)."""
         exc = sys.exc_info()[1]
-        level = logging.DEBUG if isinstance(exc, (ConnectionError, TimeoutError, OSError)) else logging.WARNING
+        level = logging.DEBUG if isinstance(exc, OSError) else logging.WARNING  # resets and timeouts are OSErrors
         log.log(level, "health endpoint: a request from %s failed: %s: %s", client_address, type(exc).__name__, exc)
 
 
