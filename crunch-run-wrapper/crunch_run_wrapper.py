@@ -54,6 +54,9 @@ HOOK_ENV = "CRUNCH_RUN_WRAPPER_HOOK"
 """Set (to 1) for crunch-run: the wrapper run with no arguments and this set is the broken-node hook."""
 STATE_ENV = "CRUNCH_RUN_WRAPPER_STATE"
 """Set for crunch-run: the supervisor's private directory, where the hook drops its markers."""
+ACTIVE_ENV = "CRUNCH_RUN_WRAPPER_ACTIVE"
+"""Set (to 1) for crunch-run; the sh script refuses to run crunch-run when it finds it set already: that crunch-run
+is the wrapper again (a copy installed as crunch-run), which would start itself without end."""
 GRACE_ENV = "CRUNCH_RUN_WRAPPER_GRACE"
 LOCK_ENV = "CRUNCH_RUN_WRAPPER_BROKEN_LOCK"
 """Overrides BROKEN_LOCK; for tests, which must not touch the host's /var/lock."""
@@ -704,6 +707,7 @@ def supervise(*, crunch_run: str, wrapper: str, args: Sequence[str], env: Dict[s
     state_dir = tempfile.mkdtemp(prefix="crunch-run-wrapper.")
     child_env = dict(env)
     child_env[HOOK_ENV] = "1"
+    child_env[ACTIVE_ENV] = "1"  # the sh script sets it too; this covers a supervisor started some other way
     child_env[STATE_ENV] = state_dir
     subreaper = become_subreaper()
     signals = Signals()

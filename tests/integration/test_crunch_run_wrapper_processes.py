@@ -278,6 +278,65 @@ def test_after_a_stop_signal_leftovers_get_a_short_grace(site: Site) -> None:
     assert "they get 1 s to exit" in run.stderr
 
 
+# --- crunch-run that is the wrapper again ----------------------------------------------------------------------
+
+
+def run_bounded(argv: list[str], env: dict[str, str], *, seconds: float = 10) -> subprocess.CompletedProcess[str]:
+    """Run the wrapper, failing the test if it has not exited after ``seconds``: a wrapper that starts itself runs
+    for ever. Killing it kills the whole chain: each crunch-run dies with its supervisor (PR_SET_PDEATHSIG)."""
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"the wrapper was still running after {seconds} s (it starts itself?):\n{err[-2000:]}")
+    return subprocess.CompletedProcess(argv, proc.returncode, "", err)
+
+
+@pytest.mark.parametrize("python_env", [None, "none"], ids=["supervised", "plain-exec"])
+def test_crunch_run_on_path_that_is_a_symlink_to_the_wrapper_is_refused(site: Site, tmp_path: Path,
+                                                                         python_env: str | None) -> None:
+    bin_dir = tmp_path / "bin"
+    (bin_dir / "crunch-run").symlink_to(WRAPPER)
+    env = {k: v for k, v in site.env.items() if k != "CRUNCH_RUN_REAL"}
+    if python_env:
+        env["CRUNCH_RUN_WRAPPER_PYTHON"] = python_env
+    done = run_bounded([str(WRAPPER), "--runtime-engine=docker", UUID], env)
+    assert done.returncode == 127, done.stderr
+    assert (f"crunch-run ('crunch-run', {bin_dir}/crunch-run) on node c7 is this wrapper; set CRUNCH_RUN_REAL in "
+            "Containers.SLURM.SbatchEnvironmentVariables to the real crunch-run's path") in done.stderr
+    assert not (tmp_path / "standin" / "argv.json").exists()
+
+
+def test_crunch_run_real_naming_the_wrapper_is_refused(site: Site) -> None:
+    done = run_bounded([str(WRAPPER), "--runtime-engine=docker", UUID], {**site.env, "CRUNCH_RUN_REAL": str(WRAPPER)})
+    assert done.returncode == 127, done.stderr
+    assert "is this wrapper; set CRUNCH_RUN_REAL" in done.stderr
+
+
+@pytest.mark.parametrize("python_env", [None, "none"], ids=["supervised", "plain-exec"])
+def test_a_copy_of_the_wrapper_installed_as_crunch_run_is_refused(site: Site, tmp_path: Path,
+                                                                  python_env: str | None) -> None:
+    """A copy is not the wrapper's path, so only the variable the wrapper sets for what it starts can tell."""
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(WRAPPER, copy / "crunch-run")
+    shutil.copy(WRAPPER.with_name("crunch_run_wrapper.py"), copy)
+    env = {**site.env, "CRUNCH_RUN_REAL": str(copy / "crunch-run")}
+    if python_env:
+        env["CRUNCH_RUN_WRAPPER_PYTHON"] = python_env
+    done = run_bounded([str(WRAPPER), "--runtime-engine=docker", UUID], env)
+    assert done.returncode == 127, done.stderr
+    assert ("on node c7 runs this wrapper again instead of crunch-run; set CRUNCH_RUN_REAL in "
+            "Containers.SLURM.SbatchEnvironmentVariables") in done.stderr
+
+
+def test_crunch_run_gets_the_wrappers_guard_variable(site: Site) -> None:
+    run = site.run(STANDIN_MODE="exit")
+    assert json.loads(run.seen("env.json"))["CRUNCH_RUN_WRAPPER_ACTIVE"] == "1"
+
+
 # --- the exit record -------------------------------------------------------------------------------------------
 
 
