@@ -22,6 +22,7 @@ This file must keep running on Python 3.6 (the platform Python of RHEL 8 compute
 """
 
 import ctypes
+import errno
 import json
 import math
 import os
@@ -79,6 +80,11 @@ TERM_TO_KILL_S = 5.0
 """After the grace, leftovers get SIGTERM, then SIGKILL this long (at most the grace) later."""
 KILL_WAIT_S = 2.0
 """How long to wait for SIGKILLed leftovers to disappear."""
+NO_TEMP_DIR_EXIT = 73
+"""The wrapper's exit code when it cannot create its temporary directory, so crunch-run was not started
+(EX_CANTCREAT of sysexits.h)."""
+INTERNAL_ERROR_EXIT = 70
+"""The wrapper's exit code after an error of its own it did not foresee (EX_SOFTWARE of sysexits.h)."""
 SCONTROL_TIMEOUT_S = 10.0
 POLL_S = 0.05
 PR_SET_CHILD_SUBREAPER = 36
@@ -260,6 +266,16 @@ def grace_from(value: Optional[str]) -> Tuple[float, str]:
         return DEFAULT_GRACE_S, (f"{GRACE_ENV}={value[:40]!r} is not a number of seconds in "
                                  f"0..{MAX_GRACE_S:g}; using {DEFAULT_GRACE_S:g}")
     return grace, ""
+
+
+def temp_base(env: Dict[str, str]) -> str:
+    """Return where crunch-run makes its temporary directory: $TMPDIR, else /tmp (Go's os.TempDir, which
+    lib/crunchrun/crunchrun.go: RunCommand uses through MkTempDir("", ...)). Pure.
+
+    Not Python's tempfile.gettempdir(), which falls back to /var/tmp and the working directory, and then
+    reports ENOENT instead of the error that made it give up.
+    """
+    return env.get("TMPDIR") or "/tmp"
 
 
 def node_name(env: Dict[str, str]) -> str:
@@ -694,7 +710,8 @@ def supervise(*, crunch_run: str, wrapper: str, args: Sequence[str], env: Dict[s
     Blocks until crunch-run and what it left running are gone.
 
     Returns:
-        The wrapper's exit code: crunch-run's, 128+N when signal N ended it, 127/126 when it cannot start.
+        The wrapper's exit code: crunch-run's, 128+N when signal N ended it, 127/126 when it cannot start,
+        NO_TEMP_DIR_EXIT when the wrapper cannot create its temporary directory.
     """
     node = node_name(env)
     job = env.get("SLURM_JOB_ID", "")
@@ -704,7 +721,11 @@ def supervise(*, crunch_run: str, wrapper: str, args: Sequence[str], env: Dict[s
         say(complaint)
     lock = env.get(LOCK_ENV) or BROKEN_LOCK
     lock_before = os.path.exists(lock)
-    state_dir = tempfile.mkdtemp(prefix="crunch-run-wrapper.")
+    base = temp_base(env)
+    try:
+        state_dir = tempfile.mkdtemp(prefix="crunch-run-wrapper.", dir=base)
+    except OSError as exc:
+        return give_up_without_temp_dir(exc, base=base, container=container, job=job, node=node, env=env)
     child_env = dict(env)
     child_env[HOOK_ENV] = "1"
     child_env[ACTIVE_ENV] = "1"  # the sh script sets it too; this covers a supervisor started some other way
@@ -744,14 +765,43 @@ def supervise(*, crunch_run: str, wrapper: str, args: Sequence[str], env: Dict[s
     broken = note_broken_node(state_dir=state_dir, lock=lock, lock_before=lock_before, job=job, node=node,
                               env=env)
     shutil.rmtree(state_dir, ignore_errors=True)
-    record = ExitRecord(container=container, job=job, node=node, exit_status=exit_status, signal=sig,
-                        wall_s=round(wall, 3), peak_rss_kb=_kib(peak), broken_node=broken,
-                        killed_leftovers=killed)
+    write_exit_record(ExitRecord(container=container, job=job, node=node, exit_status=exit_status, signal=sig,
+                                 wall_s=round(wall, 3), peak_rss_kb=_kib(peak), broken_node=broken,
+                                 killed_leftovers=killed))
+    return code
+
+
+def write_exit_record(record: ExitRecord) -> None:
+    """Write the exit record line to stderr in one write(2). Never raises."""
     try:
         os.write(2, (exit_record_line(record) + "\n").encode("ascii"))
     except OSError:
         pass
-    return code
+
+
+def give_up_without_temp_dir(error: OSError, *, base: str, container: str, job: str, node: str,
+                             env: Dict[str, str]) -> int:
+    """Say why crunch-run is not started, mark the job when the node is out of space, write the exit record.
+
+    crunch-run makes its own temporary directory in the same place, and exits 1 when it cannot, before it does
+    anything to the container (lib/crunchrun/crunchrun.go: RunCommand): starting it would change nothing but
+    the words. Blocks up to SCONTROL_TIMEOUT_S. Never raises.
+
+    Returns:
+        NO_TEMP_DIR_EXIT.
+    """
+    say(f"cannot create a temporary directory in {base}: {error.strerror or error}; not starting crunch-run, "
+        "which needs one there too")
+    broken = error.errno == errno.ENOSPC
+    if broken:
+        # crunch-run counts "no space left on device" as a broken node (lib/crunchrun/crunchrun.go:
+        # errorBlacklist), but does not check for it when its own temporary directory fails: mark the job as
+        # its hook would, so that new jobs keep off this node.
+        say(f"node {node} has no space left in {base}, which crunch-run counts as a broken node")
+        say(mark_job(job, node, env)[1])
+    write_exit_record(ExitRecord(container=container, job=job, node=node, exit_status=None, signal=None,
+                                 wall_s=0.0, peak_rss_kb=None, broken_node=broken, killed_leftovers=0))
+    return NO_TEMP_DIR_EXIT
 
 
 def note_broken_node(*, state_dir: str, lock: str, lock_before: bool, job: str, node: str,
@@ -803,4 +853,4 @@ if __name__ == "__main__":
         sys.exit(main())
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback
         say(f"internal error: {type(exc).__name__}: {exc}")
-        sys.exit(70)
+        sys.exit(INTERNAL_ERROR_EXIT)

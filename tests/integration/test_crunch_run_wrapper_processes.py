@@ -368,6 +368,44 @@ def test_exit_record_when_crunch_run_cannot_start(site: Site, tmp_path: Path) ->
     assert (run.record["exit_status"], run.record["signal"], run.record["peak_rss_kb"]) == (None, None, None)
 
 
+# --- no temporary directory ------------------------------------------------------------------------------------
+
+
+def test_without_a_usable_tmpdir_crunch_run_is_not_started(site: Site, tmp_path: Path) -> None:
+    """crunch-run would fail to make its own temporary directory there (Go's os.TempDir: $TMPDIR, else /tmp)."""
+    missing = tmp_path / "no-such-dir"
+    run = site.run(TMPDIR=str(missing))
+    assert run.code == 73, run.stderr
+    assert (f"cannot create a temporary directory in {missing}: No such file or directory; not starting "
+            "crunch-run, which needs one there too") in run.stderr
+    assert "internal error" not in run.stderr
+    assert not (run.standin / "argv.json").exists()
+    assert (run.record["exit_status"], run.record["broken_node"]) == (None, False)
+    assert site.scontrol_calls == []
+
+
+def test_a_full_tmpdir_marks_the_node_broken(site: Site, tmp_path: Path) -> None:
+    """A tmpfs with no inode left gives the wrapper's mkdir ENOSPC, which crunch-run's list calls a broken node."""
+    full = tmp_path / "full"
+    full.mkdir()
+    unshare = shutil.which("unshare")
+    mount = "mount -t tmpfs -o size=4k,nr_inodes=1 tmpfs \"$TMPDIR\""
+    probe = subprocess.run([unshare or "unshare", "-m", "sh", "-c", mount], env={**site.env, "TMPDIR": str(full)},
+                           capture_output=True, text=True, check=False) if unshare else None
+    if probe is None or probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs in a mount namespace here: {probe.stderr.strip() if probe else 'no unshare'}")
+    proc = subprocess.run([unshare, "-m", "sh", "-c", f'{mount} && exec "$0" "$@"', str(WRAPPER),
+                           "--runtime-engine=docker", UUID], env={**site.env, "TMPDIR": str(full)},
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode == 73, proc.stderr
+    assert f"cannot create a temporary directory in {full}: No space left on device" in proc.stderr
+    assert "node c7 has no space left in" in proc.stderr
+    assert site.scontrol_calls == ["update JobId=4711 Comment=slurm-dispatch:broken-node:c7"]
+    last = proc.stderr.splitlines()[-1]
+    assert json.loads(last[len(RECORD_PREFIX):])["broken_node"] is True
+    assert not (site.tmp / "standin" / "argv.json").exists()
+
+
 # --- broken nodes ----------------------------------------------------------------------------------------------
 
 

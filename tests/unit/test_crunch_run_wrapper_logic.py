@@ -3,6 +3,7 @@ statuses, the grace setting, and the exit record with its reference parser (docs
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import os
@@ -200,3 +201,32 @@ def test_procfs_leftovers_finds_the_processes_of_a_session() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+@pytest.mark.parametrize(
+    ("env", "base"),
+    [
+        pytest.param({"TMPDIR": "/scratch/tmp"}, "/scratch/tmp", id="TMPDIR"),
+        pytest.param({}, "/tmp", id="unset"),
+        pytest.param({"TMPDIR": ""}, "/tmp", id="empty"),
+    ],
+)
+def test_temp_base_is_where_go_makes_crunch_runs_temporary_directory(env: dict[str, str], base: str) -> None:
+    assert w.temp_base(env) == base
+
+
+def test_giving_up_on_a_full_disk_marks_the_job_and_writes_the_record(tmp_path: Path,
+                                                                      capfd: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "scontrol.log"
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{log}'\n")
+    scontrol.chmod(0o755)
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    code = w.give_up_without_temp_dir(full, base="/tmp", container=UUID, job="4711", node="c7",
+                                      env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    err = capfd.readouterr().err
+    assert code == 73
+    assert "cannot create a temporary directory in /tmp: No space left on device" in err
+    assert log.read_text() == "update JobId=4711 Comment=slurm-dispatch:broken-node:c7\n"
+    record = w.parse_exit_record(err.splitlines()[-1])
+    assert (record.container, record.exit_status, record.broken_node) == (UUID, None, True)
