@@ -132,9 +132,35 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
+_LINE_BREAKING = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+"""Characters that end or garble a line of text (every C0 control but tab, DEL, NEL and the Unicode line and
+paragraph separators)."""
+_ESCAPES = {"\n": "\\n", "\r": "\\r"}
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    return _ESCAPES.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def one_line(text: str) -> str:
+    """Return ``text`` with every line-breaking character escaped (``\\n``, ``\\x1b``, ``\\u2028``). Pure.
+
+    A message may carry text from outside (an sbatch's stderr, a field of an API record): in a line-oriented log,
+    a newline in it would start what looks like a record of its own, at any level, from any logger.
+    """
+    return _LINE_BREAKING.sub(_escape_char, text) if _LINE_BREAKING.search(text) else text
+
+
 class TextFormatter(logging.Formatter):
-    """``<time> <LEVEL> <logger>: <msg> key=value ...``, then the exception text on the following lines; without
-    ``<time>`` for ``plain`` (``timestamps=False``), as Go's plain format leaves the time to the journal."""
+    """``<time> <LEVEL> <logger>: <msg> key=value ...`` on one line, then the exception text, if any, on the
+    following lines, each indented; without ``<time>`` for ``plain`` (``timestamps=False``), as Go's plain format
+    leaves the time to the journal.
+
+    A record's first line is the only one that starts at the left margin: its message has its line breaks escaped
+    (as Go's text format quotes a message with them: logrus's TextFormatter), and every further line is indented,
+    so nothing in a message or an exception can pass for a record of its own.
+    """
 
     def __init__(self, *, timestamps: bool = True) -> None:
         super().__init__()
@@ -142,7 +168,7 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """Return the record as text. Pure."""
-        line = f"{record.levelname} {record.name}: {record.getMessage()}"
+        line = f"{record.levelname} {record.name}: {one_line(record.getMessage())}"
         if self._timestamps:
             line = f"{_timestamp(record)} {line}"
         extras = " ".join(f"{k}={json.dumps(v, default=str, ensure_ascii=False)}" for k, v in _extras(record).items())
@@ -150,10 +176,9 @@ class TextFormatter(logging.Formatter):
             line += " " + extras
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
-        if record.exc_text:
-            line += "\n" + record.exc_text
-        if record.stack_info:
-            line += "\n" + record.stack_info
+        for more in (record.exc_text, record.stack_info):
+            if more:
+                line += "".join(f"\n    {one_line(part)}" for part in more.splitlines())
         return line
 
 

@@ -199,3 +199,26 @@ def test_unknown_v2_token_secret_is_redacted_when_escaped() -> None:
     ).replace("/", "\\/")
     assert secret not in f.redact(urllib.parse.quote(OTHER_V2, safe=""))
     assert "zzzzz-gj3su-abcdefghij01234" in f.redact(urllib.parse.quote(OTHER_V2, safe=""))
+
+
+@pytest.mark.parametrize("fmt", ["text", "plain"])
+def test_text_record_is_one_line_whatever_its_message_and_exception_carry(stream: io.StringIO, fmt: str) -> None:
+    """A message with text from outside (an sbatch's stderr, an API record's field) cannot forge a record: its line
+    breaks are escaped, and an exception's lines are indented under the record that carries it."""
+    configure_logging(level="info", fmt=fmt, stream=stream)
+    forged = "2026-12-08T00:00:00.000Z ERROR slurm_dispatch.dispatch: forged"
+    log = logging.getLogger("slurm_dispatch.test")
+    log.warning("sbatch said %s", f"no\n{forged}\r\x1b[2J\u2028{forged}\x85end\tok")
+    try:
+        raise ValueError(f"bad\n{forged}")
+    except ValueError:
+        log.exception("it failed")
+    out = lines(stream)
+    records = [line for line in out if not line.startswith("    ")]
+    assert len(records) == 2
+    assert records[0].endswith(
+        f"WARNING slurm_dispatch.test: sbatch said no\\n{forged}\\r\\x1b[2J\\u2028{forged}\\x85end\tok"
+    )
+    assert records[1].endswith("ERROR slurm_dispatch.test: it failed")
+    assert out[-2:] == ["    ValueError: bad", f"    {forged}"]
+    assert out[2] == "    Traceback (most recent call last):"
