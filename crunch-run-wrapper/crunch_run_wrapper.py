@@ -90,6 +90,8 @@ POLL_S = 0.05
 PR_SET_CHILD_SUBREAPER = 36
 """prctl(2) option (linux/prctl.h): orphans of crunch-run's tree come to us instead of to init."""
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+"""The signals that tell the job to stop (scancel, Slurm's time limit); after one, leftovers get a short grace."""
 FORWARD = {  # type: Dict[int, int]
     signal.SIGTERM: signal.SIGTERM,
     signal.SIGINT: signal.SIGINT,
@@ -97,8 +99,27 @@ FORWARD = {  # type: Dict[int, int]
     # leaving the container running and its logs unsaved: HUP reaches it as TERM.
     signal.SIGHUP: signal.SIGTERM,
     signal.SIGQUIT: signal.SIGQUIT,
+    # crunch-run saves its log collection now on USR1 (lib/crunchrun/crunchrun.go: updateLogs) and reloads
+    # instance prices on USR2 (handleSIGUSR2); Python's default would kill the wrapper, and crunch-run with it.
+    signal.SIGUSR1: signal.SIGUSR1,
+    signal.SIGUSR2: signal.SIGUSR2,
 }
 """Signal the wrapper gets → signal crunch-run gets."""
+
+
+def _ignored_signals() -> List[int]:
+    names = ["SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR"]
+    found = [int(getattr(signal, name)) for name in names if hasattr(signal, name)]
+    if hasattr(signal, "SIGRTMIN") and hasattr(signal, "SIGRTMAX"):
+        found.extend(range(int(signal.SIGRTMIN), int(signal.SIGRTMAX) + 1))
+    return sorted(set(found) - set(FORWARD))
+
+
+IGNORED = _ignored_signals()
+"""Signals whose default would kill the wrapper (and so crunch-run: die_with) that a site may still send, with
+`scancel --signal` or `sbatch --signal=B:...`: the wrapper only says it got them. A Go program such as crunch-run
+catches them and takes no action (Go's src/os/signal/doc.go, "Default behavior of signals in Go programs"; not
+SIGSTKFLT, which it dies of), so ignoring them is what the job would do without the wrapper."""
 
 NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 """What may follow COMMENT_PREFIX: a Slurm node name, nothing that could confuse a reader of the Comment."""
@@ -572,21 +593,37 @@ def _describe(procs: Sequence[Proc]) -> str:
 # --- supervising ------------------------------------------------------------------------------------------
 
 
+def signal_name(signum: int) -> str:
+    """Return the signal's name (SIGTERM), or "signal N" for one Python has no name for (most realtime ones)."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 class Signals:
-    """The stop signals the wrapper got; passed on to crunch-run while it runs."""
+    """The signals the wrapper got; passed on to crunch-run while it runs."""
 
     def __init__(self) -> None:
         self.child = None  # type: Optional[int]
         self.child_done = False
         self.received = []  # type: List[int]
+        """The stop signals (STOP_SIGNALS) received so far."""
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the job was told to stop."""
+        return bool(self.received)
 
     def install(self) -> None:
-        """Handle every signal of FORWARD from now on."""
+        """Handle every signal of FORWARD and IGNORED from now on."""
         for sig in FORWARD:
             signal.signal(sig, self.handle)
+        for sig in IGNORED:
+            signal.signal(sig, self.ignore)
 
     def started(self, pid: int) -> None:
-        """Record crunch-run's pid, and pass on the signals that came before it existed."""
+        """Record crunch-run's pid, and pass on the stop signals that came before it existed."""
         # blocked meanwhile, so that a signal arriving now is neither lost nor passed on twice
         old = signal.pthread_sigmask(signal.SIG_BLOCK, list(FORWARD))
         try:
@@ -597,15 +634,23 @@ class Signals:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
     def handle(self, signum: int, frame: Any) -> None:
-        """Signal handler: remember the signal, and pass it on while crunch-run runs."""
+        """Signal handler: remember a stop signal, and pass the signal on while crunch-run runs."""
         del frame
-        self.received.append(signum)
+        if signum in STOP_SIGNALS:
+            self.received.append(signum)  # passed on by started() if crunch-run is not there yet
         if self.child is not None:
             self.forward(signum)
+        elif signum not in STOP_SIGNALS:  # USR1/USR2 ask a running crunch-run to act now: nothing to keep
+            say(f"got {signal_name(signum)} before crunch-run started; ignored")
+
+    def ignore(self, signum: int, frame: Any) -> None:
+        """Signal handler for IGNORED: only say so."""
+        del frame
+        say(f"got {signal_name(signum)}; ignored, as crunch-run would")
 
     def forward(self, signum: int) -> None:
         """Send crunch-run the signal FORWARD maps ``signum`` to, unless it is reaped already."""
-        name = signal.Signals(signum).name
+        name = signal_name(signum)
         pid = self.child
         if pid is None or self.child_done or not _not_reaped(pid):
             say(f"got {name}; crunch-run has already exited")
@@ -616,7 +661,7 @@ class Signals:
         except OSError as exc:
             say(f"got {name}; cannot pass it to crunch-run (pid {pid}): {exc.strerror}")
             return
-        say(f"got {name}; passed {signal.Signals(to).name} to crunch-run (pid {pid})")
+        say(f"got {name}; passed {signal_name(to)} to crunch-run (pid {pid})")
 
 
 def _not_reaped(pid: int) -> bool:
@@ -681,7 +726,7 @@ def clean_up(finder: Any, *, grace: float, signals: Signals) -> Tuple[int, int]:
         found = finder.find()  # type: List[Proc]
         if not found:
             return 0, peak
-        limit = min(grace, SIGNALLED_GRACE_S) if signals.received else grace
+        limit = min(grace, SIGNALLED_GRACE_S) if signals.stopped else grace
         if not left:
             say(f"crunch-run left {len(found)} process(es) running: {_describe(found)}; "
                 f"they get {limit:g} s to exit")
@@ -754,7 +799,7 @@ def supervise(*, crunch_run: str, wrapper: str, args: Sequence[str], env: Dict[s
         exit_status, sig = (None, None) if status is None else decode_status(status)
         code = wrapper_exit_code(exit_status, sig)
         if sig is not None:
-            say(f"crunch-run was killed by {signal.Signals(sig).name} after {wall:.1f} s")
+            say(f"crunch-run was killed by {signal_name(sig)} after {wall:.1f} s")
         else:
             say(f"crunch-run exited with status {exit_status} after {wall:.1f} s")
         try:

@@ -50,7 +50,8 @@ put("argv.json", json.dumps(sys.argv[1:]))
 put("pid", str(os.getpid()))
 put("env.json", json.dumps({k: v for k, v in os.environ.items() if k.startswith("CRUNCH_RUN_WRAPPER_")}))
 stops = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT]
-signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+users = [signal.SIGUSR1, signal.SIGUSR2]
+signal.pthread_sigmask(signal.SIG_BLOCK, stops + users)
 if os.environ.get("STANDIN_ORPHAN"):
     # a grandchild in a session of its own that ignores TERM and outlives us (or exits after STANDIN_ORPHAN s)
     subprocess.Popen([sys.executable, "-c", (
@@ -67,6 +68,12 @@ put("ready", "")
 if mode == "wait":
     got = signal.sigwait(stops)
     put("signal", signal.Signals(got).name)
+    sys.exit(code)
+if mode == "usr":  # like Go's crunch-run, act on USR1 and USR2; record them, and exit after USR2
+    got = []
+    while signal.SIGUSR2 not in got:
+        got.append(signal.sigwait(users))
+        put("usr", " ".join(signal.Signals(g).name for g in got))
     sys.exit(code)
 if mode == "kill-self":
     os.kill(os.getpid(), signal.SIGKILL)
@@ -240,6 +247,31 @@ def test_other_stop_signals_reach_crunch_run(site: Site, sent: signal.Signals, r
     run = site.finish(started)
     assert run.seen("signal") == received
     assert run.code == 0
+
+
+@pytest.mark.parametrize("kind", ["psutil", "3.6"])
+def test_usr1_and_usr2_reach_crunch_run_and_other_signals_are_ignored(site: Site, kind: str) -> None:
+    """crunch-run saves its logs on USR1 and reloads prices on USR2; the wrapper must survive them and pass them
+    on, and must survive the signals that kill by default but that Go's crunch-run only catches."""
+    started = site.start(CRUNCH_RUN_WRAPPER_PYTHON=python(kind), STANDIN_MODE="usr", STANDIN_CODE="4",
+                         STANDIN_ORPHAN="3", CRUNCH_RUN_WRAPPER_GRACE="20")
+    site.ready()
+    usr = site.tmp / "standin" / "usr"
+    started[0].send_signal(signal.SIGUSR1)
+    wait_until(lambda: usr.exists() and usr.read_text() == "SIGUSR1", timeout=10, what="crunch-run to get SIGUSR1")
+    realtime = signal.SIGRTMIN + 6
+    for sig in (signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF, signal.SIGIO, signal.SIGPWR, realtime):
+        started[0].send_signal(sig)
+    time.sleep(0.2)  # the wrapper survived them (it did not end crunch-run with itself)
+    assert started[0].poll() is None
+    started[0].send_signal(signal.SIGUSR2)
+    run = site.finish(started)
+    assert run.seen("usr") == "SIGUSR1 SIGUSR2"
+    assert run.code == 4, run.stderr
+    assert "got SIGUSR1; passed SIGUSR1 to crunch-run (pid " in run.stderr
+    assert "got SIGALRM; ignored, as crunch-run would" in run.stderr
+    assert f"got signal {realtime}; ignored, as crunch-run would" in run.stderr
+    assert "they get 20 s to exit" in run.stderr  # USR1/USR2 do not ask the job to stop: the full grace
 
 
 def test_crunch_run_killed_by_a_signal_gives_128_plus_it(site: Site) -> None:
