@@ -65,6 +65,13 @@ OWNERS_RETRY_S = 60
 """After a failed check of every user's jobs while squeue is narrowed, how long until the next try (each try is a
 whole-table squeue, what the narrowing saves slurmctld)."""
 
+OWNERS_SETTLE_S = 300
+"""How long after the start squeue keeps reading every user's jobs, whatever the check finds. A job another user's
+sbatch had begun before we started (the Go dispatcher's last one, as it was being stopped without its children)
+can reach slurmctld minutes later: sbatch sleeps and tries again while slurmctld is busy, 1 s more each time, up to
+15 times (src/sbatch/sbatch.c: MAX_RETRIES), each try bounded by MessageTimeout. Narrowed, squeue would not show
+that job, and its container would be submitted again."""
+
 OWNERS_RECHECK_S = 3600
 """How often squeue checks again, from one squeue of every user's jobs, whether it may read our own jobs only: while
 jobs named like containers belong to other users, and also once narrowed (one more squeue an hour either way)."""
@@ -142,6 +149,7 @@ class SlurmCLI:
         max_concurrent: int = MAX_CONCURRENT,
         clusters: Sequence[str] = (),
         own_uid: int | None = None,
+        settle_s: float = OWNERS_SETTLE_S,
     ) -> None:
         """Build the backend. Does no I/O.
 
@@ -154,8 +162,10 @@ class SlurmCLI:
                 then carries ``--clusters`` (``clusters.with_clusters``). ``()``: the local cluster.
             own_uid: the uid this process submits jobs as (the service passes its own). When it is not 0 and one
                 cluster is used, squeue asks slurmctld for this user's jobs only, once a squeue of every user's
-                jobs has shown no job named like a container that another user owns (see ``queue``). None or
-                0: every user's jobs, as Go reads them.
+                jobs has shown no job named like a container that another user owns, at least ``OWNERS_SETTLE_S``
+                after the start (see ``queue``). None or 0: every user's jobs, as Go reads them.
+            settle_s: how long after the start squeue stays wide whatever the check finds (``OWNERS_SETTLE_S``;
+                benchmarks of a service that has run for longer pass 0).
         """
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
@@ -169,6 +179,7 @@ class SlurmCLI:
         self.own_jobs_only: bool | None = None if self.own_uid else False
         """Whether squeue reads our own jobs only: None until the check of every user's jobs has worked."""
         self._owners_checked_at: float | None = None
+        self._settled_at = time.monotonic() + settle_s
         self._other_owners: list[str] = []
         self._owners_lock = threading.Lock()
 
@@ -301,6 +312,10 @@ class SlurmCLI:
                         "and checks again in %d s", self.own_uid, OWNERS_RECHECK_S)
             return
         others = other_owners_of_container_jobs(out, self.own_uid or 0)
+        if not others and self._owners_checked_at < self._settled_at:
+            # Too soon to narrow: check again once a late sbatch of another user can no longer land.
+            self.own_jobs_only, self._owners_checked_at = False, self._settled_at - OWNERS_RECHECK_S
+            return
         was_narrowed, self.own_jobs_only = self.own_jobs_only, not others
         if others:
             level = logging.DEBUG if others == self._other_owners else logging.WARNING

@@ -56,7 +56,7 @@ def test_squeue_reads_only_the_service_users_jobs_once_none_of_another_user_is_n
     ours = _submit(slurm_clean, OURS, f"--uid={NOBODY}")
     foreign = _submit(slurm_clean, "another users job")  # root's, not named like a container
     try:
-        cli = SlurmCLI(env=slurm_clean.env, own_uid=NOBODY)
+        cli = SlurmCLI(env=slurm_clean.env, own_uid=NOBODY, settle_s=0)
         assert cli.own_jobs_only is None
         with caplog.at_level(logging.INFO, logger="slurm_dispatch.slurm.cli_backend"):
             cli.queue()  # the check of every user's jobs, then the first narrowed squeue
@@ -81,7 +81,7 @@ def test_a_job_named_like_a_container_under_another_user_keeps_every_users_jobs_
     ours = _submit(slurm_clean, OURS, f"--uid={NOBODY}")
     roots = _submit(slurm_clean, ROOTS)
     try:
-        cli = SlurmCLI(env=slurm_clean.env, own_uid=NOBODY)
+        cli = SlurmCLI(env=slurm_clean.env, own_uid=NOBODY, settle_s=0)
         with caplog.at_level(logging.WARNING, logger="slurm_dispatch.slurm.cli_backend"):
             jobs, _ = parse_squeue(cli.queue())
         assert cli.own_jobs_only is False
@@ -112,7 +112,7 @@ def test_a_container_job_another_user_submits_after_the_narrowing_widens_squeue_
     ours = _submit(slurm_clean, OURS, f"--uid={NOBODY}")
     roots = ""
     try:
-        cli = SlurmCLI(env=slurm_clean.env, own_uid=NOBODY)
+        cli = SlurmCLI(env=slurm_clean.env, own_uid=NOBODY, settle_s=0)
         cli.queue()
         assert cli.own_jobs_only is True
         roots = _submit(slurm_clean, ROOTS)

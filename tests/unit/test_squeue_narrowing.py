@@ -53,7 +53,7 @@ def test_a_narrowed_squeue_that_prints_an_error_is_no_information_and_squeue_wid
     """On 22.05 a uid the user database does not answer for makes squeue print "Invalid user", filter out every
     job and exit 0: an empty answer that must not read as "every job gone"."""
     fake = Squeue(monkeypatch)
-    cli = SlurmCLI(env={}, own_uid=NOBODY)
+    cli = SlurmCLI(env={}, own_uid=NOBODY, settle_s=0)
     assert cli.queue() == OURS
     assert cli.own_jobs_only is True
     fake.jobs = spawn.Finished(returncode=0, stdout="", stderr=f"squeue: error: Invalid user: {NOBODY}\n")
@@ -84,7 +84,7 @@ def test_a_failed_check_decides_nothing_and_the_next_poll_checks_again(monkeypat
     fake = Squeue(monkeypatch)
     fake.owners = spawn.Finished(returncode=1, stdout="", stderr="slurm_load_jobs error: Unable to contact slurm "
                                                                    "controller (connect failure)\n")
-    cli = SlurmCLI(env={}, own_uid=NOBODY)
+    cli = SlurmCLI(env={}, own_uid=NOBODY, settle_s=0)
     assert cli.queue() == OURS
     assert cli.own_jobs_only is None
     fake.owners = spawn.Finished(returncode=0, stdout=f"{NOBODY}|zzzzz-dz642-000000000000001\n", stderr="")
@@ -97,7 +97,7 @@ def test_a_failed_check_decides_nothing_and_the_next_poll_checks_again(monkeypat
 def test_another_users_container_job_is_checked_again_after_the_hour(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = Squeue(monkeypatch)
     fake.owners = spawn.Finished(returncode=0, stdout="0|zzzzz-dz642-000000000000002\n", stderr="")
-    cli = SlurmCLI(env={}, own_uid=NOBODY)
+    cli = SlurmCLI(env={}, own_uid=NOBODY, settle_s=0)
     cli.queue()
     cli.queue()
     assert cli.own_jobs_only is False and fake.narrowed() == [False, False]
@@ -131,7 +131,7 @@ def test_a_narrowed_squeue_keeps_checking_and_widens_when_another_users_containe
     """Once narrowed, a job named like a container that another user submits later (the Go dispatcher's last
     sbatch, an admin's resubmission as root) would stay out of sight: the hourly check runs narrowed too."""
     fake = Squeue(monkeypatch)
-    cli = SlurmCLI(env={}, own_uid=NOBODY)
+    cli = SlurmCLI(env={}, own_uid=NOBODY, settle_s=0)
     with caplog.at_level(logging.INFO, logger="slurm_dispatch.slurm.cli_backend"):
         cli.queue()
         cli.queue()  # within the hour: no second check
@@ -153,7 +153,7 @@ def test_a_failed_check_while_narrowed_keeps_the_narrowing_and_is_not_retried_at
     """Each check is a whole-table squeue: while slurmctld is slow, trying it at every poll costs what narrowing
     saves."""
     fake = Squeue(monkeypatch)
-    cli = SlurmCLI(env={}, own_uid=NOBODY)
+    cli = SlurmCLI(env={}, own_uid=NOBODY, settle_s=0)
     cli.queue()
     assert cli.own_jobs_only is True
     monkeypatch.setattr(cli_backend, "OWNERS_RECHECK_S", 0)
@@ -171,8 +171,27 @@ def test_a_narrowed_poll_does_not_log_its_output(monkeypatch: pytest.MonkeyPatch
     """squeue's output is the result, not news: the wide poll never logged it, and neither may the narrowed one (it
     was logged at INFO on every poll)."""
     Squeue(monkeypatch)
-    cli = SlurmCLI(env={}, own_uid=NOBODY)
+    cli = SlurmCLI(env={}, own_uid=NOBODY, settle_s=0)
     cli.queue()
     with caplog.at_level(logging.INFO, logger="slurm_dispatch.slurm.cli_backend"):
         assert cli.queue() == OURS
     assert "zzzzz-dz642-000000000000001" not in caplog.text
+
+
+def test_squeue_is_not_narrowed_in_the_first_minutes_after_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job another user's sbatch began before we started (the Go dispatcher's last, as it was stopped) can reach
+    slurmctld minutes later; narrowed, squeue would not show it. The first check runs at once all the same (it
+    warns about jobs already there), and the next one narrows once the settling time is over."""
+    fake = Squeue(monkeypatch)
+    now = [1000.0]
+    monkeypatch.setattr(cli_backend.time, "monotonic", lambda: now[0])
+    cli = SlurmCLI(env={}, own_uid=NOBODY)  # the service's default
+    cli.queue()
+    now[0] += cli_backend.OWNERS_SETTLE_S - 1
+    cli.queue()
+    assert cli.own_jobs_only is False and fake.narrowed() == [False, False]
+    assert sum(_owners(argv) for argv in fake.argvs) == 1, "one check at the start, none until the settling ends"
+    now[0] += 1
+    cli.queue()
+    assert cli.own_jobs_only is True and fake.narrowed() == [False, False, True]
+    assert sum(_owners(argv) for argv in fake.argvs) == 2
