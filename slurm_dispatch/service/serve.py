@@ -198,7 +198,12 @@ async def serve(
             except TimeoutError:
                 pass
         health.start()
-        if pg_lock is not None:
+        if pg_lock is None:
+            # Go's crunch-dispatch-slurm waits for the database until it can lock (lib/controller/dblock:
+            # DBLocker.Lock): it never dispatches without the lock. Here an empty Connection means no lock at all.
+            logger.warning("PostgreSQL.Connection is empty: no cluster-wide dispatch lock (10005); only this host's "
+                           "file lock keeps a second instance from dispatching, so run one instance for the cluster")
+        else:
             notifier.status("waiting for the PostgreSQL dispatch lock 10005")
             if not await pg_lock.acquire(stop):
                 return 0

@@ -30,6 +30,7 @@ from slurm_dispatch.model import format_timestamp
 from slurm_dispatch.service.state import StateStore
 
 GAUGE = "arvados_dispatchslurm_dispatching"
+NO_CLUSTER_LOCK = "WARNING slurm_dispatch.service: PostgreSQL.Connection is empty: no cluster-wide dispatch lock (10005)"
 
 
 def gauge(svc: ServiceProcess) -> float | None:
@@ -61,6 +62,8 @@ def test_drain_changes_from_another_process_are_logged_once_each(
     svc = service_process(slurm_env=fake_slurm_commands(tmp_path / "bin"))
     healthy(svc)
     assert gauge(svc) == 1.0
+    # no PostgreSQL.Connection: Go would wait for its database, this service dispatches with no cluster lock
+    assert svc.logs().count(NO_CLUSTER_LOCK) == 1, svc.logs()
 
     since = format_timestamp(datetime.now(UTC))
     drained = (f"INFO slurm_dispatch.service.state: drained by alice@head since {since}: kernel upgrade; no new "
@@ -114,3 +117,4 @@ def test_only_the_instance_holding_the_lock_says_it_dispatches(
     wait_until(lambda: gauge(second) == 1.0, timeout=30, what=f"the standby to take over (log: {second.log})")
     code, _ = second.stop(signal.SIGTERM, within=15)
     assert code == 0, second.logs()
+    assert NO_CLUSTER_LOCK not in first.logs() + second.logs()
