@@ -64,7 +64,12 @@ LOCK_ENV = "CRUNCH_RUN_WRAPPER_BROKEN_LOCK"
 
 BROKEN_LOCK = "/var/lock/crunch-run-broken"
 """What crunch-run creates when it finds the node broken and has no hook (lib/crunchrun/crunchrun.go:
-ContainerRunner.runBrokenNodeHook, lockdir + brokenfile)."""
+ContainerRunner.runBrokenNodeHook, lockdir + brokenfile): an empty file, opened with O_CREATE and never written,
+so one left there by an earlier job keeps its old modification time. crunch-run itself only reads it in
+``crunch-run --list`` (lib/crunchrun/background.go: ListProcesses), the cloud dispatcher's probe."""
+LOCK_CLOCK_SLACK_S = 1.0
+"""File times come from the kernel's coarse clock, up to a tick behind time.time(): a lock file crunch-run
+creates just after the supervisor started may look that much older than the start."""
 MARK_BROKEN = "broken-node"
 """The hook's marker in the state directory: crunch-run ran the hook."""
 MARK_COMMENT = "comment-set"
@@ -765,7 +770,7 @@ def supervise(*, crunch_run: str, wrapper: str, args: Sequence[str], env: Dict[s
     if complaint:
         say(complaint)
     lock = env.get(LOCK_ENV) or BROKEN_LOCK
-    lock_before = os.path.exists(lock)
+    began_at = time.time()
     base = temp_base(env)
     try:
         state_dir = tempfile.mkdtemp(prefix="crunch-run-wrapper.", dir=base)
@@ -807,8 +812,7 @@ def supervise(*, crunch_run: str, wrapper: str, args: Sequence[str], env: Dict[s
             peak = max(peak, leftover_peak)
         except Exception as exc:  # noqa: BLE001 - the exit record must still be written
             say(f"could not clean up after crunch-run: {type(exc).__name__}: {exc}")
-    broken = note_broken_node(state_dir=state_dir, lock=lock, lock_before=lock_before, job=job, node=node,
-                              env=env)
+    broken = note_broken_node(state_dir=state_dir, lock=lock, since=began_at, job=job, node=node, env=env)
     shutil.rmtree(state_dir, ignore_errors=True)
     write_exit_record(ExitRecord(container=container, job=job, node=node, exit_status=exit_status, signal=sig,
                                  wall_s=round(wall, 3), peak_rss_kb=_kib(peak), broken_node=broken,
@@ -849,19 +853,52 @@ def give_up_without_temp_dir(error: OSError, *, base: str, container: str, job: 
     return NO_TEMP_DIR_EXIT
 
 
-def note_broken_node(*, state_dir: str, lock: str, lock_before: bool, job: str, node: str,
+def lock_file_counts(path: str, *, since: float, uid: int) -> Tuple[bool, str]:
+    """Return whether the lock file at ``path`` is this job's crunch-run's broken-node mark, and why not.
+
+    /var/lock is world-writable (1777) on many systems (Debian's /run/lock), so any local user could create the
+    file, or a symlink or hard link there, and have every job on the node report it broken: only a regular file
+    with one link, owned by root or by this job's user (who runs crunch-run), and modified since ``since`` (the
+    supervisor's start, wall clock) counts. Reads the file's status without following a symlink. Never raises.
+
+    Returns:
+        (whether it counts, "" if it counts or is absent, else a sentence saying why it does not).
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False, ""
+    except OSError as exc:
+        return False, f"cannot check {path}: {exc.strerror or exc}"
+    if not stat.S_ISREG(st.st_mode):
+        return False, f"{path} is not a regular file (a symlink?); not counted"
+    if st.st_uid not in (0, uid):
+        return False, (f"{path} belongs to uid {st.st_uid}, neither root nor this job's user (uid {uid}): "
+                       "any user may create it in a world-writable lock directory; not counted")
+    if st.st_nlink != 1:
+        return False, f"{path} has {st.st_nlink} links (a hard link to another file?); not counted"
+    if st.st_mtime < since - LOCK_CLOCK_SLACK_S:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.st_mtime))
+        return False, (f"{path} was there before this job started (modified {when}), so this job's crunch-run "
+                       "did not create it; not counted (remove it once the node is repaired)")
+    return True, ""
+
+
+def note_broken_node(*, state_dir: str, lock: str, since: float, job: str, node: str,
                      env: Dict[str, str]) -> bool:
-    """Return whether crunch-run found the node broken (its hook ran, or the lock file is there), after making
-    sure the job's Comment says so. Blocks up to SCONTROL_TIMEOUT_S. Never raises."""
+    """Return whether crunch-run found the node broken (its hook ran, or it created the lock file: see
+    lock_file_counts), after making sure the job's Comment says so. Blocks up to SCONTROL_TIMEOUT_S. Never
+    raises."""
     try:
         if os.path.exists(os.path.join(state_dir, MARK_BROKEN)):
             why = "its broken-node hook ran"
-        elif os.path.exists(lock):
-            why = f"{lock} exists"
-            if lock_before:
-                why += " (it was there before this job started; remove it once the node is repaired)"
         else:
-            return False
+            counts, complaint = lock_file_counts(lock, since=since, uid=os.geteuid())
+            if not counts:
+                if complaint:
+                    say(complaint)
+                return False
+            why = f"it created {lock}"
         say(f"crunch-run found node {node} broken: {why}")
         if not os.path.exists(os.path.join(state_dir, MARK_COMMENT)):
             say(mark_job(job, node, env)[1])

@@ -485,15 +485,40 @@ def test_lock_file_from_crunch_run_without_the_hook(site: Site) -> None:
     assert json.loads(run.seen("argv.json")) == ["--broken-node-hook=", UUID]  # the site's own flag is kept
     assert run.record["broken_node"] is True
     assert site.scontrol_calls == ["update JobId=4711 Comment=slurm-dispatch:broken-node:c7"]
-    assert "crunch-run-broken exists" in run.stderr
+    assert f"crunch-run found node c7 broken: it created {site.tmp}/crunch-run-broken" in run.stderr
 
 
-def test_a_lock_file_from_before_the_job_still_marks_it(site: Site, tmp_path: Path) -> None:
-    (tmp_path / "crunch-run-broken").touch()
+def _other_file(tmp_path: Path) -> Path:
+    other = tmp_path / "someone-elses-file"
+    other.touch()
+    return other
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        pytest.param(lambda lock, tmp: (lock.touch(), os.utime(lock, (time.time() - 3600,) * 2)),
+                     "was there before this job started (modified ", id="older-than-the-job"),
+        pytest.param(lambda lock, tmp: lock.symlink_to(_other_file(tmp)), "is not a regular file (a symlink?)",
+                     id="symlink"),
+        pytest.param(lambda lock, tmp: os.link(_other_file(tmp), lock), "has 2 links (a hard link to another file?)",
+                     id="hard-link"),
+        pytest.param(lambda lock, tmp: (lock.touch(), os.chown(lock, 65534, 65534)),
+                     "belongs to uid 65534, neither root nor this job's user", id="another-users"),
+    ],
+)
+def test_a_lock_file_crunch_run_did_not_create_does_not_count(site: Site, tmp_path: Path, make: Any,
+                                                               words: str) -> None:
+    """/var/lock is world-writable (1777) on Debian: any local user could otherwise get every job on the node
+    reported broken, and the node excluded or drained."""
+    if "belongs to uid" in words and os.geteuid() != 0:
+        pytest.skip("chown to another user needs root")
+    make(tmp_path / "crunch-run-broken", tmp_path)
     run = site.run(STANDIN_MODE="exit")
     assert run.code == 0
-    assert run.record["broken_node"] is True
-    assert "it was there before this job started" in run.stderr
+    assert run.record["broken_node"] is False, run.stderr
+    assert words in run.stderr and "not counted" in run.stderr
+    assert site.scontrol_calls == []
 
 
 # --- without Python --------------------------------------------------------------------------------------------
