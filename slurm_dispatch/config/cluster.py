@@ -74,9 +74,10 @@ LOG_LEVELS: Mapping[str, int] = {
 the Python level each becomes. The one list: service.logging_setup uses it too."""
 LOG_FORMATS = ("json", "text", "plain")
 """SystemLogs.Format: the names Go accepts (sdk/go/ctxlog/log.go: setFormat; ``plain`` is text without the time)."""
-CLUSTER_ID_RE = re.compile(r"^[a-z0-9]{5}$")
-"""lib/config/load.go: Loader.checkClusterID."""
-LIBPQ_KEYWORD_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+CLUSTER_ID_RE = re.compile(r"\A[a-z0-9]{5}\Z")
+"""lib/config/load.go: Loader.checkClusterID. Anchored with \\A and \\Z, not ^ and $: Python's $ also matches
+before a final newline (Go's does not), and "zzzzz\\n" would pass. Use ``fullmatch``."""
+LIBPQ_KEYWORD_RE = re.compile(r"\A[a-z_][a-z0-9_]*\Z")
 """A libpq connection keyword (lower-cased). The one definition: the loader refuses other
 PostgreSQL.Connection keys, and service.locks.conninfo refuses them too, since anything else in a conninfo
 string could inject other settings."""
@@ -129,7 +130,7 @@ def select_cluster(document: object, *, source: str, cluster_id: str | None = No
     elif cluster_id not in clusters:
         raise ConfigError(f"cluster {cluster_id!r} is not defined here (clusters: {printable(ids)})",
                           path=source, key=printable(f"Clusters.{cluster_id}"))
-    if not CLUSTER_ID_RE.match(cluster_id):
+    if not CLUSTER_ID_RE.fullmatch(cluster_id):
         raise ConfigError("cluster ID should be 5 lowercase alphanumeric characters", path=source,
                           key=printable(f"Clusters.{cluster_id}"), value=show(cluster_id))
     body = clusters[cluster_id]
@@ -200,7 +201,7 @@ def _postgresql(doc: Doc) -> dict[str, str]:
     out: dict[str, str] = {}
     seen: set[str] = set()
     for key, value in raw.items():
-        if not LIBPQ_KEYWORD_RE.match(key.lower()):
+        if not LIBPQ_KEYWORD_RE.fullmatch(key.lower()):
             raise doc.error(f"{rel}.{key}", "not a libpq connection keyword (letters, digits and _)", key)
         if key.lower() in seen:
             # lib/config/load.go: checkKeyConflict; libpq would take one of them, unpredictably.

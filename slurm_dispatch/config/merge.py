@@ -70,7 +70,7 @@ def settings_from_documents(
         if cluster_id is None:
             raise ConfigError("no cluster config to read the cluster ID from; pass --config <cluster config> "
                               "or --cluster-id", path=source)
-        if not CLUSTER_ID_RE.match(cluster_id):
+        if not CLUSTER_ID_RE.fullmatch(cluster_id):
             raise ConfigError("cluster ID should be 5 lowercase alphanumeric characters", path=source,
                               key="--cluster-id", value=show(cluster_id))
         cid, body = cluster_id, {}

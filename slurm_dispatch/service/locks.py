@@ -194,7 +194,7 @@ def conninfo(connection: Mapping[str, str]) -> str:
     parts = []
     for key in sorted(connection, key=str.lower):
         name = key.lower()
-        if not LIBPQ_KEYWORD_RE.match(name):  # the loader's rule: it refuses these keys first
+        if not LIBPQ_KEYWORD_RE.fullmatch(name):  # the loader's rule: it refuses these keys first
             raise ConfigError("not a libpq connection keyword", key=f"PostgreSQL.Connection.{key}")
         value = str(connection[key]).replace("\\", "\\\\").replace("'", "\\'")
         parts.append(f"{name}='{value}'")
