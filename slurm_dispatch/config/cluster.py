@@ -142,13 +142,26 @@ def select_cluster(document: object, *, source: str, cluster_id: str | None = No
     return cluster_id, body
 
 
+def has_userinfo(url: str) -> bool:
+    """Returns whether ``url`` has a ``user[:password]@`` part, found in the text alone (before any parsing, which
+    may fail and then quote the URL)."""
+    authority = url.split("://", 1)[-1]
+    for end in "/?#":
+        authority = authority.split(end, 1)[0]
+    return "@" in authority
+
+
 def check_url(doc: Doc, rel: str, url: str) -> str:
     """Returns ``url`` if it is ``http(s)://host[:port]...`` with no ``user:password@``. Pure.
 
     Raises:
         ConfigError: naming ``rel``: unparsable, no scheme or host, a port out of range, whitespace or a
-            control character; a URL with a password is not shown.
+            control character; a URL with ``user:password@`` is refused first, and never shown.
     """
+    if has_userinfo(url):
+        # requests would turn user:password into Basic auth in place of our Bearer token, and the URL is logged
+        # and handed to every job as ARVADOS_API_HOST: refuse it, without echoing it.
+        raise doc.error(rel, "a URL with user:password@ is not supported (the API token is SystemRootToken)", "<redacted>")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 -- parsing the port raises ValueError when it is not 0-65535
@@ -156,13 +169,40 @@ def check_url(doc: Doc, rel: str, url: str) -> str:
         raise doc.error(rel, f"expected a URL like https://host[:port]/, got {show(url)} ({exc})", url) from None
     if any(ch.isspace() for ch in url) or not url.isprintable():
         raise doc.error(rel, f"a URL must not contain whitespace or control characters, got {show(url)}", url)
-    if parts.username is not None or parts.password is not None:
-        # requests would turn user:password into Basic auth in place of our Bearer token, and the URL is logged
-        # and handed to every job as ARVADOS_API_HOST: refuse it, without echoing it.
-        raise doc.error(rel, "a URL with user:password@ is not supported (the API token is SystemRootToken)", "<redacted>")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise doc.error(rel, f"expected a URL like https://host[:port]/, got {show(url)}", url)
     return url
+
+
+def host_port_url(doc: Doc, rel: str, host: str, scheme: str) -> str:
+    """Returns ``<scheme>://<host>/`` for a ``host[:port]`` (ARVADOS_API_HOST, the legacy ``Client.APIHost``). Pure.
+
+    Go takes the text as the URL's host as it is: lib/config/deprecated.go: loadOldEnvironmentVariables parses
+    ``"https://" + ARVADOS_API_HOST``, loadOldClientConfig sets ``ExternalURL.Host = APIHost``, and the dispatcher
+    then uses only the host. So a scheme (``https://h`` became ``https://https://h/``), a path or a
+    ``user:password@`` (which would reach log lines and every job's ARVADOS_API_HOST) is refused here, on one
+    line that never shows a password.
+
+    Raises:
+        ConfigError: naming ``rel``, when ``host`` is not ``host[:port]``.
+    """
+    if "@" in host:
+        raise doc.error(rel, "expected host[:port]; user:password@ is not supported (the API token is "
+                        "SystemRootToken, or ARVADOS_API_TOKEN)", "<redacted>")
+    if "://" in host:
+        bare = host.split("://", 1)[1]
+        raise doc.error(rel, f"expected host[:port] without a scheme, got {show(host)} (write {show(bare)})", host)
+    url = f"{scheme}://{host}/"
+    if "/" in host or "?" in host or "#" in host or not host.isprintable() or any(ch.isspace() for ch in host):
+        raise doc.error(rel, f"expected host[:port], got {show(host)}", host)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError when the port is not 0-65535
+    except ValueError as exc:
+        raise doc.error(rel, f"expected host[:port], got {show(host)} ({exc})", host) from None
+    if not parts.hostname:
+        raise doc.error(rel, f"expected host[:port], got {show(host)}", host)
+    return check_url(doc, rel, url)
 
 
 def internal_url_entries(doc: Doc) -> dict[str, str]:

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from slurm_dispatch.config.cluster import has_userinfo, host_port_url
+from slurm_dispatch.config.document import Doc
 from slurm_dispatch.config.limits import check_token
 from slurm_dispatch.config.redact import show
 from slurm_dispatch.errors import ConfigError
@@ -31,7 +33,8 @@ def env_fill(f: dict[str, Any], environ: Mapping[str, str], warnings: list[str])
 
     Raises:
         ConfigError: ARVADOS_API_HOST is not ``host[:port]``, or ARVADOS_API_TOKEN is not a usable token
-            (whitespace or a control character; the message never shows it).
+            (whitespace or a control character; the message never shows it). ``host_port_url`` checks the
+            host: no scheme, path or ``user:password@`` (the password is never shown).
     """
     token = environ.get("ARVADOS_API_TOKEN", "")
     if token and not f.get("system_root_token"):
@@ -41,26 +44,13 @@ def env_fill(f: dict[str, Any], environ: Mapping[str, str], warnings: list[str])
                         "environment variable")
     host = environ.get("ARVADOS_API_HOST", "").strip().rstrip("/")
     if host and not f.get("controller_url"):
-        url = f"https://{host}/"
-        if "/" in host or not host.isprintable() or any(ch.isspace() for ch in host) or not _hostname(url):
-            raise ConfigError(f"cannot parse ARVADOS_API_HOST {show(host)}: expected host[:port]",
-                              key="ARVADOS_API_HOST", value=show(host))
-        f["controller_url"] = url
+        env = Doc({}, source="", prefix="", warnings=warnings)
+        f["controller_url"] = host_port_url(env, "ARVADOS_API_HOST", host, "https")
         warnings.append("Services.Controller.ExternalURL missing from cluster config, using the "
                         "ARVADOS_API_HOST(_INSECURE) environment variables")
         insecure = environ.get("ARVADOS_API_HOST_INSECURE", "")
         if insecure not in ("", "0"):
             f["tls_insecure"] = True
-
-
-def _hostname(url: str) -> str | None:
-    """Returns the host of ``url``, or None when it has none or its port is not 0-65535."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 -- raises ValueError for a port out of range
-    except ValueError:
-        return None
-    return parts.hostname
 
 
 def unused_env_warnings(settings: Settings, environ: Mapping[str, str]) -> list[str]:
@@ -120,6 +110,8 @@ def service_url_override(entries: Mapping[str, str], environ: Mapping[str, str],
     def refuse(reason: str) -> ConfigError:
         return ConfigError(f"{reason}, got {show(want)}", key=SERVICE_URL_ENV, value=show(want))
 
+    if has_userinfo(want):  # first: the messages below show the value
+        raise ConfigError("a URL with user:password@ is not supported", key=SERVICE_URL_ENV, value="<redacted>")
     if not want.isprintable() or any(ch.isspace() for ch in want):
         raise refuse("must not contain whitespace or control characters")
     try:
@@ -127,8 +119,6 @@ def service_url_override(entries: Mapping[str, str], environ: Mapping[str, str],
         port = parts.port
     except ValueError as exc:
         raise refuse(f"expected a URL like http://host:port/ ({exc})") from None
-    if parts.username is not None or parts.password is not None:
-        raise ConfigError("a URL with user:password@ is not supported", key=SERVICE_URL_ENV, value="<redacted>")
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise refuse("expected a URL like http://host:port/ naming one of Services.DispatchSLURM.InternalURLs")
     wanted = _same_url_form(want)

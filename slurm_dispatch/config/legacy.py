@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from slurm_dispatch.config.cluster import as_page_size, as_spread, check_url
+from slurm_dispatch.config.cluster import as_page_size, as_spread, host_port_url
 from slurm_dispatch.config.document import (
     MISSING,
     Doc,
@@ -59,7 +59,7 @@ def apply_legacy(f: dict[str, Any], data: Mapping[str, Any], *, source: str, war
         scheme = doc.typed("Client.Scheme", as_enum(("http", "https", "")))
         scheme = "https" if scheme in (MISSING, "") else scheme
         if host not in (MISSING, ""):
-            f["controller_url"] = check_url(doc, "Client.APIHost", f"{scheme}://{host}/")
+            f["controller_url"] = host_port_url(doc, "Client.APIHost", host, scheme)
         elif f.get("controller_url"):
             f["controller_url"] = urlunsplit(urlsplit(f["controller_url"])._replace(scheme=scheme))
         token = doc.typed("Client.AuthToken", as_token)
