@@ -5,7 +5,8 @@ runs its ``--broken-node-hook`` (lib/crunchrun/crunchrun.go: checkBrokenNode, ru
 reads that, so the node keeps taking jobs and failing them until containers run out of dispatch attempts.
 crunch-run-wrapper (docs/crunch-run-wrapper.md) passes itself as the hook and marks the job's Slurm Comment
 ``slurm-dispatch:broken-node:<node>``; the runner reads the Comment when such a job ends (``reasons.JobEnd``) and
-reports the node here. Then, by ``BrokenNodes.Action``:
+reports the node here, if it is one of that job's own nodes (a job's owner can set its Comment to anything:
+``broken_node_in``). Then, by ``BrokenNodes.Action``:
 
 * ``exclude`` (the default): every new sbatch gets ``--exclude=<nodes>`` (merged with the template's own) for
   ``BrokenNodes.Hold`` (default an hour), after which the node gets a new chance;
@@ -18,11 +19,26 @@ The registry itself is pure state on an injected wall clock; persistence is the 
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+logger = logging.getLogger(__name__)
+
 BROKEN_NODE_MARK = "slurm-dispatch:broken-node"
-"""The start of the Slurm job Comment crunch-run-wrapper sets when crunch-run reports the node broken."""
+"""The Slurm job Comment crunch-run-wrapper sets when crunch-run reports the node broken, then ``:<node>``."""
+
+NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+"""One node name, as crunch-run-wrapper/crunch_run_wrapper.py (NODE_NAME_RE) writes it: no hostlist brackets,
+commas or spaces, which would make ``--exclude`` or a drain cover other nodes."""
+
+_HOSTLIST_ITEM_RE = re.compile(r"([^\[\],]*)\[([0-9,-]+)\]([^\[\],]*)\Z")
+"""One item of a Slurm hostlist with one bracket group: prefix, ranges, suffix (``c[1-3,7]``, ``rack1-n[01-16]``)."""
+
+_REFUSED_MEMORY = 256
+"""How many refused Comments broken_node_of remembers, so that each is logged once."""
+_refused: dict[tuple[str, str, str], None] = {}
 
 
 @dataclass(frozen=True)
@@ -50,18 +66,88 @@ class BrokenNode:
         return until is None or now < until
 
 
-def broken_node_of(comment: str, nodes: str) -> str | None:
-    """Return the node a job's Comment reports broken, or None. Pure.
+def in_hostlist(node: str, hostlist: str) -> bool | None:
+    """Return whether ``node`` is one of the nodes of a Slurm hostlist (``c1``, ``c[1-3,07],gpu2``). Pure.
 
-    The Comment is ``slurm-dispatch:broken-node:<node>``; without a node name, the job's own node list is used
-    when it names exactly one node.
+    Understands items with at most one bracket group of numbers and ranges; a zero-padded range (``[01-10]``)
+    names zero-padded nodes, as Slurm's hostlist.c prints them. None: the list has an item of another shape
+    (several bracket groups), so the answer is unknown.
+    """
+    items = re.findall(r"(?:[^,\[]|\[[^\]]*\])+", hostlist)
+    if ",".join(items) != hostlist:  # unbalanced brackets, empty items: not a list Slurm writes
+        return None
+    unknown = False
+    for item in items:
+        if "[" not in item:
+            if item == node:
+                return True
+            continue
+        parts = _HOSTLIST_ITEM_RE.match(item)
+        if parts is None:
+            unknown = True
+            continue
+        prefix, ranges, suffix = parts.groups()
+        number = re.match(re.escape(prefix) + r"([0-9]+)" + re.escape(suffix) + r"\Z", node)
+        if number is None:
+            continue
+        digits = number.group(1)
+        for one in ranges.split(","):
+            low, _, high = one.partition("-")
+            if low.isdigit() and (high or low).isdigit() and int(low) <= int(digits) <= int(high or low) \
+                    and digits == digits.lstrip("0").zfill(len(low)):
+                return True
+    return None if unknown else False
+
+
+def broken_node_in(comment: str, nodes: str) -> tuple[str | None, str]:
+    """Return the node a job's Comment reports broken (or None), and why the Comment is refused ("" if it is not).
+    Pure.
+
+    The Comment must be ``slurm-dispatch:broken-node:<node>``: exactly that prefix, then one node name that is
+    among the job's own ``nodes`` (its NodeList, a hostlist): a job's owner can set its Comment, and must not be
+    able to get another node excluded or drained. Plain ``slurm-dispatch:broken-node`` (or with nothing after
+    the colon) means the job's node, when it ran on exactly one. A Comment that does not start with the mark is
+    not ours: (None, "").
     """
     if not comment.startswith(BROKEN_NODE_MARK):
-        return None
-    named = comment[len(BROKEN_NODE_MARK):].lstrip(":").strip()
-    if named:
-        return named.split()[0]
-    return nodes if nodes and "," not in nodes and "[" not in nodes else None
+        return None, ""
+    rest = comment[len(BROKEN_NODE_MARK):]
+    if rest and not rest.startswith(":"):
+        return None, f"it does not have the form {BROKEN_NODE_MARK}:<node>"
+    named = rest[1:].strip()
+    if not nodes:
+        return None, "Slurm does not say which nodes the job ran on"
+    if not named:
+        if NODE_NAME_RE.match(nodes):
+            return nodes, ""
+        return None, f"it names no node, and the job ran on several ({nodes})"
+    if not NODE_NAME_RE.match(named):
+        return None, f"{named[:80]!r} is not one node name"
+    found = in_hostlist(named, nodes)
+    if found is None:
+        return None, f"cannot tell whether node {named} is one of the job's nodes ({nodes})"
+    if not found:
+        return None, f"it names node {named}, but the job ran on {nodes}"
+    return named, ""
+
+
+def broken_node_of(comment: str, nodes: str, *, job: str = "") -> str | None:
+    """Return the node a job's Comment reports broken, or None (broken_node_in says when).
+
+    A Comment that has the mark but is refused is logged at WARNING and ignored: once per ``job`` (the caller
+    may ask again for the same job, when an API call around it is retried); without a job id, every time.
+    """
+    node, refused = broken_node_in(comment, nodes)
+    if refused:
+        key = (job, comment, nodes)
+        if not job or key not in _refused:
+            if job:
+                if len(_refused) >= _REFUSED_MEMORY:
+                    del _refused[next(iter(_refused))]
+                _refused[key] = None
+            logger.warning("ignoring the Comment %r of Slurm job %s (nodes %s): %s; no node is held off",
+                           comment[:120], job or "?", nodes or "unknown", refused)
+    return node
 
 
 def with_exclude(args: Sequence[str], nodes: Sequence[str]) -> list[str]:
@@ -142,4 +228,5 @@ class BrokenNodes:
         return [] if self.action == "none" else sorted(self.current())
 
 
-__all__ = ["BROKEN_NODE_MARK", "BrokenNode", "BrokenNodes", "broken_node_of", "with_exclude"]
+__all__ = ["BROKEN_NODE_MARK", "NODE_NAME_RE", "BrokenNode", "BrokenNodes", "broken_node_in", "broken_node_of",
+           "in_hostlist", "with_exclude"]
