@@ -15,7 +15,8 @@ set)::
 
 Standard library only; psutil, when it can be imported, finds leftover processes. docs/crunch-run-wrapper.md
 describes the behaviour, the exit record and the Comment mark; ``parse_exit_record`` and ``last_exit_record``
-are a reference parser of the exit record for the dispatcher's side.
+are a reference parser of the exit record, for a site's script that reads the jobs' output files (slurm-dispatch
+itself does not read it).
 
 This file must keep running on Python 3.6 (the platform Python of RHEL 8 compute nodes): no
 ``from __future__ import annotations``, no dataclasses, no ``subprocess.run(capture_output=...)``.

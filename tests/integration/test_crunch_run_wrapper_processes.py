@@ -570,6 +570,41 @@ def test_pre_flight_says_when_crunch_run_is_not_executable(site: Site, tmp_path:
     assert f"{plain_file} on node c7 is not executable by " in run.stderr
 
 
+@pytest.mark.parametrize(
+    ("settings", "environment", "missing"),
+    [
+        pytest.param("# comment\nARVADOS_API_HOST = api.example:443 \r\n\tARVADOS_API_TOKEN=file-token-never-printed\n",
+                     {}, "", id="both-in-the-file"),
+        pytest.param("ARVADOS_API_TOKEN=file-token-never-printed\n", {"ARVADOS_API_HOST": "h"}, "", id="one-each"),
+        pytest.param("ARVADOS_API_HOST=h\n", {}, " ARVADOS_API_TOKEN", id="token-nowhere"),
+        pytest.param("ARVADOS_API_HOST=h\nARVADOS_API_TOKEN=t\nARVADOS_API_TOKEN = \n", {}, " ARVADOS_API_TOKEN",
+                     id="the-last-line-wins"),
+        pytest.param("ARVADOS_API_HOST=h\nARVADOS_API_TOKEN=t\n", {"ARVADOS_API_HOST": ""}, " ARVADOS_API_HOST",
+                     id="an-empty-variable-wins"),
+        pytest.param("# ARVADOS_API_HOST=h\nXARVADOS_API_TOKEN=t\n", {}, " ARVADOS_API_HOST ARVADOS_API_TOKEN",
+                     id="not-lines-crunch-run-reads"),
+    ],
+)
+def test_pre_flight_accepts_what_crunch_run_reads_from_settings_conf(site: Site, tmp_path: Path, settings: str,
+                                                                      environment: dict[str, str],
+                                                                      missing: str) -> None:
+    """crunch-run takes ARVADOS_* from $HOME/.config/arvados/settings.conf when the environment lacks them
+    (sdk/go/arvados/client.go: NewClientFromEnv), so the wrapper must not refuse such a job."""
+    home = tmp_path / "home"
+    (home / ".config" / "arvados").mkdir(parents=True)
+    (home / ".config" / "arvados" / "settings.conf").write_text(settings)
+    env = {k: v for k, v in site.env.items() if not k.startswith("ARVADOS_API_")}
+    proc = subprocess.run([str(WRAPPER), "--runtime-engine=docker", UUID], env={**env, **environment, "HOME": str(home)},
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert "never-printed" not in proc.stderr
+    if missing:
+        assert proc.returncode == 78, proc.stderr
+        assert f"the job's environment lacks{missing}, and {home}/.config/arvados/settings.conf does not" in proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert (site.tmp / "standin" / "argv.json").exists()
+
+
 def test_crunch_run_dies_with_a_wrapper_killed_by_sigkill(site: Site) -> None:
     """crunch-run runs in a session of its own, out of sight of Slurm's proctrack/pgid: when the wrapper is killed
     (Slurm's SIGKILL after KillWait), crunch-run must die with it, as Go's crunch-run, the batch process, does."""
