@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from slurm_dispatch.config.checks import job_names
 from slurm_dispatch.config.cluster import as_page_size, as_spread, host_port_url
 from slurm_dispatch.config.document import (
     MISSING,
@@ -29,7 +30,8 @@ from slurm_dispatch.config.redact import printable
 _LEGACY_KEYS = ("Client", "SbatchArguments", "PollPeriod", "PrioritySpread", "CrunchRunCommand",
                 "ReserveExtraRAM", "MinRetryPeriod", "BatchSize")
 _LEGACY_CLIENT_KEYS = ("APIHost", "AuthToken", "Insecure", "KeepServiceURIs", "Scheme", "Timeout")
-_REQUIRED_SBATCH = (("--job-name", "-J"), ("--mem",), ("--cpus-per-task", "-c"), ("--tmp",))
+_REQUIRED_SBATCH = (("--mem",), ("--cpus-per-task", "-c"), ("--tmp",))
+"""The default template's options other than the job name (``checks.job_names`` finds that one in any form)."""
 
 
 def _mentions(args: Sequence[str], options: Sequence[str]) -> bool:
@@ -78,7 +80,8 @@ def apply_legacy(f: dict[str, Any], data: Mapping[str, Any], *, source: str, war
     sbatch = doc.typed("SbatchArguments", as_text_list)
     if sbatch is not MISSING:
         f["sbatch_arguments"] = sbatch
-        missing = [opts[0] for opts in _REQUIRED_SBATCH if not _mentions(sbatch, opts)]
+        missing = ([] if job_names(sbatch) else ["--job-name"]) + [
+            opts[0] for opts in _REQUIRED_SBATCH if not _mentions(sbatch, opts)]
         if missing:
             warnings.append(
                 f"{source}: SbatchArguments replaces the whole Containers.SLURM.SbatchArgumentsList template "

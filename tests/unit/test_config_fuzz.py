@@ -84,6 +84,7 @@ HOSTILE_STRINGS = [
     "v2/zzzzz-gj3su-000000000000000/secret", "x" * 300,
     "65535s", "65536s", "18h12m15s", "1.5s", "0.5s", "-J", "%U", "--job-name=x", "-Jx", "--signal=B:USR1@60",
     "drain", "exclude", "none", "/var/lib/x", "relative/dir", "/", "BadConstraints", "Bad Constraints", "QOS_1",
+    "--jo=x", "--job-na", "-HJx", "-vJ", "-oJob.out", "-o", "--j=%U", "-kJx",
 ]
 SECRET_KEYS = ["SystemRootToken", "ManagementToken", "PostgreSQL.Connection.password"]
 SECRETS = st.sampled_from([TOKEN + "\n", TOKEN + " ", " " + TOKEN, TOKEN + "\0", TOKEN + "é", TOKEN[:9] + "\t" + TOKEN,
@@ -202,16 +203,35 @@ SUPERVISOR = Container.from_api({
 """A workflow runner: Limits.SupervisorSbatchArguments are added to its sbatch arguments."""
 
 
+SBATCH_TAKES_ARGUMENT = set("ABCDFGJLMNSabcdeimnopqtwx")
+"""sbatch's short options that need an argument (``-k`` takes one only in the same word): Slurm's
+src/common/slurm_opt.c, written out here again so the oracle does not share the loader's table."""
+
+
 def job_names(args: list[str]) -> list[str]:
-    """Returns every job name an sbatch argv sets (sbatch keeps the last)."""
+    """Returns every job name an sbatch argv sets (sbatch keeps the last), as sbatch's getopt_long reads it: any
+    prefix of ``--job-name`` (sbatch has no other long option starting with ``j``), and ``J`` in a short-option
+    word after letters that take no argument."""
     names = []
-    for arg, following in zip(args, [*args[1:], ""], strict=True):
-        if arg in ("--job-name", "-J"):
-            names.append(following)
-        elif arg.startswith("--job-name="):
-            names.append(arg.removeprefix("--job-name="))
-        elif arg.startswith("-J") and len(arg) > 2:
-            names.append(arg[2:])
+    i = 0
+    while i < len(args):
+        arg, following = args[i], args[i + 1] if i + 1 < len(args) else ""
+        i += 1
+        if arg.startswith("--"):
+            option, equals, value = arg[2:].partition("=")
+            if option and "job-name".startswith(option):
+                names.append(value if equals else following)
+                i += 0 if equals else 1
+            continue
+        letters = arg[1:] if arg.startswith("-") else ""
+        for at, letter in enumerate(letters):
+            if letter == "J" or letter in SBATCH_TAKES_ARGUMENT or letter == "k":
+                rest = letters[at + 1:]
+                if letter == "J":
+                    names.append(rest or following)
+                if not rest and letter != "k":
+                    i += 1  # the next word is this option's argument
+                break
     return names
 
 
