@@ -2,9 +2,10 @@
 
 Owns ``apply_legacy``: the pre-2.0 keys (``Client``, ``SbatchArguments``, ``PollPeriod``, ``PrioritySpread``,
 ``CrunchRunCommand``, ``ReserveExtraRAM``, ``MinRetryPeriod``, ``BatchSize``) applied over the cluster
-config's values, as lib/config/deprecated.go: Loader.loadOldCrunchDispatchSlurmConfig does, with warnings
-where Go's mapping silently loses something (``SbatchArguments`` replaces the whole template; a ``Client``
-section replaces the whole SbatchEnvironmentVariables map). Pure: takes the parsed file.
+config's values, as lib/config/deprecated.go: Loader.loadOldCrunchDispatchSlurmConfig does (keys matched
+regardless of case, as Go's encoding/json matches them), with warnings where Go's mapping silently loses
+something (``SbatchArguments`` replaces the whole template; a ``Client`` section replaces the whole
+SbatchEnvironmentVariables map). Pure: takes the parsed file.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from slurm_dispatch.config.document import (
 )
 from slurm_dispatch.config.limits import as_poll_interval, as_retry_period, as_text_list, as_token
 from slurm_dispatch.config.redact import printable
+from slurm_dispatch.errors import ConfigError
 
 _LEGACY_KEYS = ("Client", "SbatchArguments", "PollPeriod", "PrioritySpread", "CrunchRunCommand",
                 "ReserveExtraRAM", "MinRetryPeriod", "BatchSize")
@@ -39,6 +41,37 @@ def _mentions(args: Sequence[str], options: Sequence[str]) -> bool:
                for a in args for o in options)
 
 
+def _canonical(data: Mapping[str, Any], known: Sequence[str], where: str, *, source: str,
+               warnings: list[str]) -> dict[str, Any]:
+    """Returns ``data`` with each key spelled as in ``known``, matched regardless of case; drops unknown keys. Pure.
+
+    Go decodes the legacy file with encoding/json (lib/config/deprecated.go: loadOldConfigHelper, through
+    ghodss/yaml), which matches field names regardless of case, so ``pollPeriod`` is PollPeriod there and must be
+    here too. A key spelled otherwise gets a warning naming its usual spelling; an unknown one gets Go's
+    "unknown" warning and is ignored.
+
+    Raises:
+        ConfigError: the same key twice in different cases (Go would silently use one of them).
+    """
+    by_fold = {name.casefold(): name for name in known}
+    out: dict[str, Any] = {}
+    written: dict[str, str] = {}
+    for key, value in data.items():
+        name = by_fold.get(str(key).casefold())
+        if name is None:
+            warnings.append(f"{source}: unknown legacy config entry {where}{printable(str(key))} (ignored)")
+            continue
+        if name in written:
+            raise ConfigError(f"given twice, as {printable(written[name])} and {printable(str(key))} (keys are matched "
+                              "regardless of case); keep one", path=source, key=f"{where}{name}")
+        if key != name:
+            warnings.append(f"{source}: legacy config entry {where}{printable(str(key))} is read as {where}{name} "
+                            f"(Arvados matches these keys regardless of case); spell it {name}")
+        written[name] = str(key)
+        out[name] = value
+    return out
+
+
 def apply_legacy(f: dict[str, Any], data: Mapping[str, Any], *, source: str, warnings: list[str]) -> None:
     """Applies the legacy standalone file over ``f``; appends a warning per caveat. Pure.
 
@@ -48,15 +81,12 @@ def apply_legacy(f: dict[str, Any], data: Mapping[str, Any], *, source: str, war
     Raises:
         ConfigError: naming the legacy file, the key and the bad value (never the token).
     """
+    data = _canonical(data, _LEGACY_KEYS, "", source=source, warnings=warnings)
+    if isinstance(data.get("Client"), Mapping):
+        data["Client"] = _canonical(data["Client"], _LEGACY_CLIENT_KEYS, "Client.", source=source, warnings=warnings)
     doc = Doc(data, source=source, prefix="", warnings=warnings)
-    for key in data:
-        if key not in _LEGACY_KEYS:
-            warnings.append(f"{source}: unknown legacy config entry {printable(key)} (ignored)")
     client = doc.typed("Client", as_map)
     if client is not MISSING:
-        for key in client:
-            if key not in _LEGACY_CLIENT_KEYS:
-                warnings.append(f"{source}: unknown legacy config entry Client.{printable(key)} (ignored)")
         host = doc.typed("Client.APIHost", as_str)
         scheme = doc.typed("Client.Scheme", as_enum(("http", "https", "")))
         scheme = "https" if scheme in (MISSING, "") else scheme
