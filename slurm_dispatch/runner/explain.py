@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -18,7 +19,7 @@ from slurm_dispatch.model import Container, ContainerState, with_error
 from slurm_dispatch.runner.ports import Dispatch
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.backend import SlurmBackend
-from slurm_dispatch.slurm.broken_nodes import BrokenNodes, broken_node_of
+from slurm_dispatch.slurm.broken_nodes import BrokenNodes, broken_node_in
 from slurm_dispatch.slurm.decide import RunnerView
 from slurm_dispatch.slurm.end_reader import JobEndReader
 from slurm_dispatch.slurm.reasons import (
@@ -35,6 +36,9 @@ from slurm_dispatch.slurm.sbatch import has_time_limit, max_run_time_s, time_lim
 logger = logging.getLogger("slurm_dispatch.runner")
 
 T = TypeVar("T")
+
+REFUSED_COMMENTS_REMEMBERED = 256
+"""How many jobs with a refused broken-node Comment the runner remembers, so that each is logged once."""
 
 SLURM_ENDED_STATES = frozenset({"CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "BOOT_FAIL",
                                 "DEADLINE"})
@@ -75,6 +79,9 @@ class Explainer:
         self._slurm = slurm
         self._clock = clock
         self._get = get
+        self._refused_comments: OrderedDict[str, None] = OrderedDict()
+        """Jobs whose broken-node Comment was refused (and said so): each is said once, though its end may be
+        read again when an API call around it is retried."""
 
     async def give_up(self, dispatcher: Dispatch, uuid: str, view: RunnerView) -> RunnerView:
         """The job can never start: remember why (the container is cancelled with it once the job has gone)."""
@@ -154,7 +161,13 @@ class Explainer:
 
     async def _note_broken(self, uuid: str, end: JobEnd) -> None:
         """If the job's Comment says crunch-run found its node broken, keep new jobs off that node."""
-        node = broken_node_of(end.comment, end.nodes)
+        node, refused = broken_node_in(end.comment, end.nodes)
+        if refused and end.job_id not in self._refused_comments:
+            self._refused_comments[end.job_id] = None
+            while len(self._refused_comments) > REFUSED_COMMENTS_REMEMBERED:
+                self._refused_comments.popitem(last=False)
+            logger.warning("ignoring the Comment %r of Slurm job %s (nodes %s) of container %s: %s; no node is held "
+                           "off", end.comment[:120], end.job_id, end.nodes or "unknown", uuid, refused)
         if node is None or self._broken is None:
             return
         reason = f"crunch-run reported node {node} broken (Slurm job {end.job_id}, container {uuid})"

@@ -19,12 +19,9 @@ The registry itself is pure state on an injected wall clock; persistence is the 
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-
-logger = logging.getLogger(__name__)
 
 BROKEN_NODE_MARK = "slurm-dispatch:broken-node"
 """The Slurm job Comment crunch-run-wrapper sets when crunch-run reports the node broken, then ``:<node>``."""
@@ -35,10 +32,6 @@ commas or spaces, which would make ``--exclude`` or a drain cover other nodes.""
 
 _HOSTLIST_ITEM_RE = re.compile(r"([^\[\],]*)\[([0-9,-]+)\]([^\[\],]*)\Z")
 """One item of a Slurm hostlist with one bracket group: prefix, ranges, suffix (``c[1-3,7]``, ``rack1-n[01-16]``)."""
-
-_REFUSED_MEMORY = 256
-"""How many refused Comments broken_node_of remembers, so that each is logged once."""
-_refused: dict[tuple[str, str, str], None] = {}
 
 
 @dataclass(frozen=True)
@@ -131,25 +124,6 @@ def broken_node_in(comment: str, nodes: str) -> tuple[str | None, str]:
     return named, ""
 
 
-def broken_node_of(comment: str, nodes: str, *, job: str = "") -> str | None:
-    """Return the node a job's Comment reports broken, or None (broken_node_in says when).
-
-    A Comment that has the mark but is refused is logged at WARNING and ignored: once per ``job`` (the caller
-    may ask again for the same job, when an API call around it is retried); without a job id, every time.
-    """
-    node, refused = broken_node_in(comment, nodes)
-    if refused:
-        key = (job, comment, nodes)
-        if not job or key not in _refused:
-            if job:
-                if len(_refused) >= _REFUSED_MEMORY:
-                    del _refused[next(iter(_refused))]
-                _refused[key] = None
-            logger.warning("ignoring the Comment %r of Slurm job %s (nodes %s): %s; no node is held off",
-                           comment[:120], job or "?", nodes or "unknown", refused)
-    return node
-
-
 def with_exclude(args: Sequence[str], nodes: Sequence[str]) -> list[str]:
     """Return sbatch ``args`` with ``nodes`` added to their ``--exclude`` (one is added if there is none). Pure.
 
@@ -228,5 +202,5 @@ class BrokenNodes:
         return [] if self.action == "none" else sorted(self.current())
 
 
-__all__ = ["BROKEN_NODE_MARK", "NODE_NAME_RE", "BrokenNode", "BrokenNodes", "broken_node_in", "broken_node_of",
+__all__ = ["BROKEN_NODE_MARK", "NODE_NAME_RE", "BrokenNode", "BrokenNodes", "broken_node_in",
            "in_hostlist", "with_exclude"]

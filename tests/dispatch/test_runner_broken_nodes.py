@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import pytest
 from plugins.fake_slurm import FakeSlurm
@@ -13,15 +14,16 @@ from runner_fakes import UUID, FakeApi, FakeDispatch, record
 from slurm_dispatch.dispatch.tracker import UpdateChannel
 from slurm_dispatch.model import Container
 from slurm_dispatch.runner import SlurmRunner
+from slurm_dispatch.runner.explain import Explainer
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.broken_nodes import (
     BrokenNode,
     BrokenNodes,
     broken_node_in,
-    broken_node_of,
     in_hostlist,
     with_exclude,
 )
+from slurm_dispatch.slurm.reasons import JobEnd
 from slurm_dispatch.slurm.squeue import SqueueChecker
 
 INLINE = InlineExecutor()
@@ -80,14 +82,25 @@ def test_in_hostlist(node: str, hostlist: str, found: bool | None) -> None:
     assert in_hostlist(node, hostlist) is found
 
 
-def test_a_refused_comment_is_logged_once_naming_the_job(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="slurm_dispatch.slurm.broken_nodes"):
-        for _ in range(3):
-            assert broken_node_of("slurm-dispatch:broken-node:c7", "c1", job="4711") is None
-        assert broken_node_of("slurm-dispatch:broken-node:c1", "c1", job="4712") == "c1"
+def test_a_refused_comment_is_logged_once_per_job_naming_it(caplog: pytest.LogCaptureFixture) -> None:
+    """The end of a job may be read again (an API call around it retried): its refused Comment is said once."""
+    async def slurm(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    explainer = Explainer(settings=Settings(), backend=FakeSlurm(), ends=None, broken=None, slurm=slurm,
+                          clock=FakeClock())
+    refused = JobEnd(job_id="4711", state="COMPLETED", nodes="c1", comment="slurm-dispatch:broken-node:c7")
+    accepted = JobEnd(job_id="4712", state="COMPLETED", nodes="c1", comment="slurm-dispatch:broken-node:c1")
+
+    async def main() -> None:
+        for end in (refused, refused, refused, accepted):
+            await explainer._note_broken(UUID, end)
+
+    with caplog.at_level(logging.WARNING, logger="slurm_dispatch.runner"):
+        asyncio.run(main())
     assert [r.getMessage() for r in caplog.records] == [
-        ("ignoring the Comment 'slurm-dispatch:broken-node:c7' of Slurm job 4711 (nodes c1): it names node c7, but "
-         "the job ran on c1; no node is held off")]
+        (f"ignoring the Comment 'slurm-dispatch:broken-node:c7' of Slurm job 4711 (nodes c1) of container {UUID}: it "
+         "names node c7, but the job ran on c1; no node is held off")]
     assert caplog.records[0].levelno == logging.WARNING
 
 
@@ -171,7 +184,7 @@ def test_a_broken_node_report_keeps_the_next_jobs_off_it(fake_slurm: FakeSlurm, 
             runner.close()
 
     asyncio.run(main())
-    refusals = [r.getMessage() for r in caplog.records if r.name == "slurm_dispatch.slurm.broken_nodes"]
+    refusals = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ignoring the Comment")]
     assert len(refusals) == (0 if held else 1), refusals
     if not held:
         assert fake_slurm.drained == {}
