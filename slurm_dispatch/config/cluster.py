@@ -111,8 +111,8 @@ def select_cluster(document: object, *, source: str, cluster_id: str | None = No
     Pure.
 
     Raises:
-        ConfigError: no ``Clusters`` map, several clusters and no ``cluster_id``, an unknown ``cluster_id``,
-            or a cluster id that is not 5 lowercase alphanumerics.
+        ConfigError: no ``Clusters`` map, a cluster ID (of any cluster) that is not 5 lowercase alphanumerics,
+            several clusters and no ``cluster_id``, or an unknown ``cluster_id``.
     """
     if not isinstance(document, Mapping) or not isinstance(document.get("Clusters"), Mapping):
         raise ConfigError("expected a map with a Clusters key (Clusters: {<ClusterID>: {...}})", path=source,
@@ -121,6 +121,10 @@ def select_cluster(document: object, *, source: str, cluster_id: str | None = No
     if not clusters:
         raise ConfigError("Clusters is empty: the config does not define any clusters", path=source,
                           key="Clusters")
+    for other in clusters:  # every cluster, as lib/config/load.go: Loader.Load checks them (checkClusterID)
+        if not CLUSTER_ID_RE.fullmatch(other):
+            raise ConfigError("cluster ID should be 5 lowercase alphanumeric characters", path=source,
+                              key=printable(f"Clusters.{other}"), value=show(other))
     ids = ", ".join(sorted(clusters))
     if cluster_id is None:
         if len(clusters) > 1:
@@ -130,9 +134,6 @@ def select_cluster(document: object, *, source: str, cluster_id: str | None = No
     elif cluster_id not in clusters:
         raise ConfigError(f"cluster {cluster_id!r} is not defined here (clusters: {printable(ids)})",
                           path=source, key=printable(f"Clusters.{cluster_id}"))
-    if not CLUSTER_ID_RE.fullmatch(cluster_id):
-        raise ConfigError("cluster ID should be 5 lowercase alphanumeric characters", path=source,
-                          key=printable(f"Clusters.{cluster_id}"), value=show(cluster_id))
     body = clusters[cluster_id]
     if body is None:
         body = {}

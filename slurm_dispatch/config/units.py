@@ -10,10 +10,13 @@ Deliberate differences from Go, both refusing what Go would misread:
 * A quoted byte size with no unit (``"1024"``) is an error here; Go silently reads it as 0. ``"0"`` is
   accepted (both readings agree). Write ``1024`` unquoted or ``"1024B"``.
 * Negative durations and sizes are errors.
+* A quoted size's number must be a JSON number, as Go's decoder reads it (no ``+``, no leading ``.`` or
+  ``0``); Go would refuse those or, for ``"1 0KB"`` or ``"010KB"``, read only the first number.
 """
 
 from __future__ import annotations
 
+import math
 import re
 
 from slurm_dispatch.config.redact import show
@@ -24,7 +27,9 @@ _DURATION_PART_RE = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
 _DURATION_SECONDS = {
     "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
 }
-_SIZE_RE = re.compile(r"^\s*([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\s*([KMGTPE]i?)?B?\s*$")
+_SIZE_RE = re.compile(r"\A[ \t\n\r]*(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?) *([KMGTPE]i?)?(B?) *\Z")
+"""sdk/go/arvados/byte_size.go: ByteSize.UnmarshalJSON: a JSON number (encoding/json skips JSON whitespace before
+it), then the unit with only spaces around it (strings.Trim(..., " ")); a tab or a newline there is refused."""
 _SIZE_PREFIX = {
     "": 1,
     "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
@@ -48,12 +53,19 @@ def parse_duration(value: object, *, key: str = "", path: str = "") -> float:
     shown = show(value)
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ConfigError(f"expected a duration like \"10s\", got {shown}", path=path, key=key, value=shown)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"expected a duration like \"10s\", got {shown}: an infinite or NaN duration is not "
+                          "allowed", path=path, key=key, value=shown)
     if not isinstance(value, str):
         if value == 0:
             return 0.0
         raise ConfigError(f"missing unit in duration {shown} (write e.g. \"{value}s\")",
                           path=path, key=key, value=shown)
-    text = value.strip()
+    text = value
+    if text != text.strip():
+        # time.ParseDuration refuses them, so Arvados's own services would not start with this value
+        raise ConfigError(f"invalid duration {shown}: remove the whitespace around it (Arvados refuses it)",
+                          path=path, key=key, value=shown)
     negative = text.startswith("-")
     body = text[1:] if text[:1] in ("+", "-") else text
     if body == "0":
@@ -96,17 +108,22 @@ def parse_byte_size(value: object, *, key: str = "", path: str = "") -> int:
     if isinstance(value, int):
         number: float | int = value
     elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"expected a byte size like 1024 or \"550MiB\", got {shown}: an infinite or NaN size is "
+                              "not allowed", path=path, key=key, value=shown)
         if not value.is_integer():
             raise ConfigError(f"byte size {shown} is not a whole number of bytes", path=path, key=key,
                               value=shown)
         number = int(value)
     elif isinstance(value, str):
-        match = _SIZE_RE.match(value)
+        match = _SIZE_RE.fullmatch(value)
         if match is None:
-            raise ConfigError(f"invalid byte size {shown}; use e.g. 1024, \"64KiB\", \"550MiB\", \"16GB\"",
+            odd = (" (only spaces may come between the number and the unit, or after it: Arvados refuses a tab or a "
+                   "line break there)" if any(ch.isspace() and ch != " " for ch in value.lstrip(" \t\n\r")) else "")
+            raise ConfigError(f"invalid byte size {shown}{odd}; use e.g. 1024, \"64KiB\", \"550MiB\", \"16GB\"",
                               path=path, key=key, value=shown)
-        digits, prefix = match.group(1), match.group(2) or ""
-        unitless = prefix == "" and not value.strip().endswith("B")
+        digits, prefix, unit_b = match.group(1), match.group(2) or "", match.group(3)
+        unitless = prefix == "" and not unit_b
         if unitless and float(digits) != 0:
             raise ConfigError(
                 f"byte size {shown} is a quoted number with no unit (Arvados's Go loader would silently "

@@ -29,7 +29,6 @@ from slurm_dispatch.errors import ConfigError
         pytest.param(0, 0.0, id="bare-zero"),
         pytest.param("0s", 0.0, id="zero-seconds"),
         pytest.param("-0s", 0.0, id="minus-zero"),
-        pytest.param(" 10s ", 10.0, id="surrounding-space"),
     ],
 )
 def test_parse_duration_accepts_go_spellings(text: object, seconds: float) -> None:
