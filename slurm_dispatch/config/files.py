@@ -25,6 +25,7 @@ from slurm_dispatch.config.dispatch_file import (
     resolve_dispatch_config_path,
 )
 from slurm_dispatch.config.merge import settings_from_documents
+from slurm_dispatch.config.redact import printable
 from slurm_dispatch.config.safe_yaml import parse_yaml
 from slurm_dispatch.errors import ConfigError
 from slurm_dispatch.settings import Settings
@@ -88,7 +89,8 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def read_dispatch_config(
-    path: str | Path | None, environ: Mapping[str, str], *, arvados_files: Sequence[tuple[Path | None, str]]
+    path: str | Path | None, environ: Mapping[str, str], *, arvados_files: Sequence[tuple[Path | None, str]],
+    warnings: list[str] | None = None,
 ) -> tuple[object, Path, DispatchPathSource, Path | None]:
     """Returns ``(document, path, why, path read or None)`` for slurm-dispatch's own file. Reads it.
 
@@ -111,15 +113,17 @@ def read_dispatch_config(
                               key="" if why is DispatchPathSource.DEFAULT else why.value)
     document = read_yaml(chosen, what="slurm-dispatch config file",
                          hint=f"check --dispatch-config and ${DISPATCH_CONFIG_ENV} (without either, the default "
-                         f"{DEFAULT_DISPATCH_CONFIG_PATH} is read if it exists)")
+                         f"{DEFAULT_DISPATCH_CONFIG_PATH} is read if it exists)", warnings=warnings)
     return document, chosen, why, chosen
 
 
-def read_yaml(path: Path, *, what: str, hint: str) -> object:
+def read_yaml(path: Path, *, what: str, hint: str, warnings: list[str] | None = None) -> object:
     """Returns the parsed YAML in ``path`` (``safe_yaml.parse_yaml``). Reads the file, never waits on it.
 
     The file is opened without blocking and must be a regular file of at most MAX_CONFIG_BYTES: a FIFO or a
-    device (``--config /dev/zero``) would otherwise block or never end.
+    device (``--config /dev/zero``) would otherwise block or never end. A key given twice in one map keeps its
+    last value, as in Arvados (lib/config/load.go: Load), with a warning appended to ``warnings`` naming the key
+    and both lines.
 
     Raises:
         ConfigError: missing, unreadable, not a regular file, too large, not UTF-8, or invalid YAML (with
@@ -142,15 +146,24 @@ def read_yaml(path: Path, *, what: str, hint: str) -> object:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(f"cannot read {what}: {reason}", path=str(path)) from None
+    duplicates: list[tuple[str, int, int]] = []
     try:
-        return parse_yaml(text)
+        document = parse_yaml(text, duplicates=duplicates)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if problem == "but found another document":  # PyYAML's context says the rest
+            problem = ("expected a single document, but found another one (a '---' line starts a new document: "
+                       "remove it, or merge the documents)")
         raise ConfigError(f"invalid YAML: {where}{problem}", path=str(path)) from None
     except RecursionError:  # not expected past parse_yaml's depth bound; kept so no traceback can escape
         raise ConfigError("invalid YAML: nested too deeply", path=str(path)) from None
+    if warnings is not None:
+        warnings += [f"{path}: line {later}: {printable(key)} is given again (first on line {first}); the last one "
+                     "is used and the first ignored, as Arvados does: merge them into one"
+                     for key, first, later in duplicates]
+    return document
 
 
 def load_settings(
@@ -184,12 +197,12 @@ def load_settings(
     """
     env: Mapping[str, str] = os.environ if environ is None else environ
     main_path, main_source = resolve_config_path(path, env)
+    warnings: list[str] = []
     document = read_yaml(main_path, what="config file",
-                          hint="pass --config <file> or set ARVADOS_CONFIG to the cluster config")
+                          hint="pass --config <file> or set ARVADOS_CONFIG to the cluster config", warnings=warnings)
     if document is None:
         raise ConfigError("the config file is empty; expected Clusters: {<ClusterID>: {...}}",
                           path=str(main_path))
-    warnings: list[str] = []
     cluster_doc: object = document
     cluster_path = main_path
     legacy_doc: object = None
@@ -206,19 +219,19 @@ def load_settings(
         cluster_doc = None
         if fallback != main_path and fallback.exists():
             cluster_path = fallback
-            cluster_doc = read_yaml(fallback, what="config file", hint="")
+            cluster_doc = read_yaml(fallback, what="config file", hint="", warnings=warnings)
     elif not skip_legacy:
         candidate = DEFAULT_LEGACY_PATH if legacy_path is None else Path(legacy_path)
         if legacy_path is not None or candidate.exists():
             legacy_doc = read_yaml(candidate, what="legacy crunch-dispatch-slurm config file",
-                                    hint="check --legacy-crunch-dispatch-slurm-config")
+                                    hint="check --legacy-crunch-dispatch-slurm-config", warnings=warnings)
             legacy_read = candidate
             if legacy_doc is None:
                 legacy_doc = {}
     own_doc, own_path, own_source, own_read = read_dispatch_config(dispatch_config, env, arvados_files=(
         (cluster_path, "the Arvados cluster config"), (main_path, "the file given as the cluster config"),
         (legacy_read, "the legacy crunch-dispatch-slurm config file"),
-        (DEFAULT_LEGACY_PATH, "the legacy crunch-dispatch-slurm config file's path")))
+        (DEFAULT_LEGACY_PATH, "the legacy crunch-dispatch-slurm config file's path")), warnings=warnings)
     settings, more = settings_from_documents(
         cluster_doc, source=str(cluster_path), cluster_id=cluster_id, environ=env,
         legacy_document=legacy_doc, legacy_source=str(legacy_read or ""),

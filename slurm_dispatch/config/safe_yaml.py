@@ -6,7 +6,8 @@ RecursionError, an alias bomb ("billion laughs") loads quickly into shared refer
 raise a plain ValueError (an integer of 5,000 digits, `!!timestamp 2001-02-30`). Here the composer counts every
 node as it would be after alias expansion, refuses past ``MAX_NODES`` or ``MAX_DEPTH`` and refuses an alias
 to a node still being composed; scalar conversion errors become YAML errors with their line. Every failure is
-a ``yaml.YAMLError`` with a mark. Pure (takes the text).
+a ``yaml.YAMLError`` with a mark. A key given twice in one map is not an error (the last wins, as in Arvados's
+loader) but is reported to the caller, who warns. Pure (takes the text).
 
 When PyYAML has libyaml, its C parser produces the events (fast) and the Python composer below builds the
 nodes, so the bounds apply either way.
@@ -22,11 +23,13 @@ import yaml
 from yaml.composer import Composer, ComposerError
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.events import AliasEvent
-from yaml.nodes import Node
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.parser import Parser
 from yaml.reader import Reader
 from yaml.resolver import Resolver
 from yaml.scanner import Scanner
+
+from slurm_dispatch.config.schema import key_text
 
 MAX_DEPTH = 50
 """Deepest nesting accepted; the deepest key the dispatcher reads is 7 levels down
@@ -41,6 +44,8 @@ class _BoundedComposer(Composer):
     _depth = 0
     _expanded = 0
     _sizes: dict[int, int]
+    duplicates: list[tuple[str, int, int]]
+    """Keys given twice in one map, found once the document is composed: (dotted path, first line, later line)."""
 
     if TYPE_CHECKING:  # provided by the parser class it is mixed with
         def check_event(self, *choices: Any) -> bool: ...
@@ -78,6 +83,36 @@ class _BoundedComposer(Composer):
             self._count(1, node.start_mark)
             self._sizes[id(node)] = self._expanded - before
         return node
+
+    def compose_document(self) -> Node | None:
+        node = super().compose_document()
+        self.duplicates = []
+        if node is not None:
+            self._find_duplicates(node, "", set())
+        return node
+
+    def _find_duplicates(self, node: Node, path: str, seen: set[int]) -> None:
+        """Appends ``(key path, first line, later line)`` to ``self.duplicates`` for each key given twice in one
+        map. Each node is walked once, however many aliases refer to it; depth is bounded by MAX_DEPTH."""
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, SequenceNode):
+            for i, item in enumerate(node.value):
+                self._find_duplicates(item, f"{path}[{i}]", seen)
+        elif isinstance(node, MappingNode):
+            lines: dict[str, int] = {}
+            for key, value in node.value:
+                if isinstance(key, ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    name = key_text(self.construct_object(key))  # as Go names it: y and true are one key
+                    here = f"{path}.{key.value}" if path else key.value
+                    line = key.start_mark.line + 1
+                    if name in lines:
+                        self.duplicates.append((here, lines[name], line))
+                    lines[name] = line
+                    self._find_duplicates(value, here, seen)
+                else:
+                    self._find_duplicates(value, f"{path}.?" if path else "?", seen)
 
     def construct_object(self, node: Node, deep: bool = False) -> Any:
         try:
@@ -147,8 +182,12 @@ if yaml.__with_libyaml__:
     _LOADER = _CLoader
 
 
-def parse_yaml(text: str) -> Any:
+def parse_yaml(text: str, *, duplicates: list[tuple[str, int, int]] | None = None) -> Any:
     """Returns the one YAML document in ``text`` as Python values (SafeLoader's types). Pure.
+
+    A key given twice in one map keeps its last value, as Arvados's loader keeps it (lib/config/load.go: Load, whose
+    FIXME notes that it should refuse them); each such key is appended to ``duplicates`` as ``(dotted key path,
+    first line, later line)`` so the caller can warn.
 
     Raises:
         yaml.YAMLError: a syntax error, a tag SafeLoader does not know, more than one document, nesting deeper
@@ -157,6 +196,9 @@ def parse_yaml(text: str) -> Any:
     """
     loader = _LOADER(text)
     try:
-        return loader.get_single_data()
+        data = loader.get_single_data()
+        if duplicates is not None:
+            duplicates += getattr(loader, "duplicates", [])
+        return data
     finally:
         loader.dispose()
