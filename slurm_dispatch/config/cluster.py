@@ -105,6 +105,17 @@ def as_price_factor(doc: Doc, rel: str, value: Any) -> float:
     return factor
 
 
+def clusters_case_hint(document: object) -> str:
+    """Returns ``"; found 'clusters': keys are case-sensitive, write Clusters"`` when ``document`` has no ``Clusters``
+    key but one that differs only in case, else ``""``. Pure."""
+    if not isinstance(document, Mapping) or "Clusters" in document:
+        return ""
+    for key in document:
+        if isinstance(key, str) and key.casefold() == "clusters":
+            return f"; found {printable(key)!r}: keys are case-sensitive, write Clusters"
+    return ""
+
+
 def select_cluster(document: object, *, source: str, cluster_id: str | None = None) -> tuple[str, Mapping[str, Any]]:
     """Returns ``(cluster_id, cluster_map)`` picked from a parsed cluster config.
 
@@ -115,8 +126,8 @@ def select_cluster(document: object, *, source: str, cluster_id: str | None = No
             several clusters and no ``cluster_id``, or an unknown ``cluster_id``.
     """
     if not isinstance(document, Mapping) or not isinstance(document.get("Clusters"), Mapping):
-        raise ConfigError("expected a map with a Clusters key (Clusters: {<ClusterID>: {...}})", path=source,
-                          key="Clusters")
+        raise ConfigError("expected a map with a Clusters key (Clusters: {<ClusterID>: {...}})"
+                          + clusters_case_hint(document), path=source, key="Clusters")
     clusters = {key_text(k): v for k, v in document["Clusters"].items()}
     if not clusters:
         raise ConfigError("Clusters is empty: the config does not define any clusters", path=source,

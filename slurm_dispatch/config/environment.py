@@ -39,7 +39,7 @@ def env_fill(f: dict[str, Any], environ: Mapping[str, str], warnings: list[str])
     token = environ.get("ARVADOS_API_TOKEN", "")
     if token and not f.get("system_root_token"):
         f["system_root_token"] = check_token(
-            token, lambda message: ConfigError(message, key="ARVADOS_API_TOKEN", value="<redacted>"))
+            token, lambda message: ConfigError(message, key="ARVADOS_API_TOKEN", value="<redacted>"), from_yaml=False)
         warnings.append("SystemRootToken missing from cluster config, using the ARVADOS_API_TOKEN "
                         "environment variable")
     host = environ.get("ARVADOS_API_HOST", "").strip().rstrip("/")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from slurm_dispatch.config.cluster import clusters_case_hint
 from slurm_dispatch.config.dispatch_file import (
     DEFAULT_DISPATCH_CONFIG_PATH,
     DISPATCH_CONFIG_ENV,
@@ -166,6 +167,31 @@ def read_yaml(path: Path, *, what: str, hint: str, warnings: list[str] | None = 
     return document
 
 
+def state_directory_problem(directory: str) -> str | None:
+    """Returns why ``directory`` (Service.StateDirectory) cannot hold the state file, or None. Reads the file system.
+
+    Refused: the path, or the nearest part of it that exists, is not a directory (a regular file there leaves the
+    state file unreadable, and the service then treats itself as drained for ever). A path that cannot be looked
+    at (no permission) is left to ``run``, which says so when it reads the state.
+    """
+    here = Path(directory)
+    while True:
+        try:
+            mode = os.stat(here).st_mode
+        except (FileNotFoundError, NotADirectoryError):  # look at the part above
+            if here.parent == here:
+                return None
+            here = here.parent
+            continue
+        except (OSError, ValueError):
+            return None
+        if stat.S_ISDIR(mode):
+            return None
+        what = "it" if str(here) == directory else f"{str(here)!r} in it"
+        return (f"{directory!r} cannot be the state directory: {what} is not a directory (the service keeps its "
+                "state file there, and would start drained until it could read it)")
+
+
 def load_settings(
     *,
     path: str | Path | None = None,
@@ -195,6 +221,11 @@ def load_settings(
     Raises:
         ConfigError: missing/unreadable file, bad YAML, or any invalid key (naming file, key and value).
     """
+    for flag, given in (("--config", path), ("--legacy-crunch-dispatch-slurm-config", legacy_path),
+                        ("--dispatch-config", dispatch_config)):
+        if given is not None and str(given) in ("", "."):  # typer makes an empty argument Path("."), the same
+            raise ConfigError(f"the path is empty (or '.', a directory): name a file, or leave {flag} out",
+                              key=flag)
     env: Mapping[str, str] = os.environ if environ is None else environ
     main_path, main_source = resolve_config_path(path, env)
     warnings: list[str] = []
@@ -208,6 +239,8 @@ def load_settings(
     legacy_doc: object = None
     legacy_read: Path | None = None
     if isinstance(document, Mapping) and "Clusters" not in document:
+        if clusters_case_hint(document):  # Go would read it, but without any default: refuse, saying why
+            raise ConfigError(f"no Clusters key{clusters_case_hint(document)}", path=str(main_path), key="Clusters")
         if legacy_path is not None:
             raise ConfigError("this is not a cluster config file (no Clusters key), and a legacy file was "
                               f"also given ({legacy_path}); pass the cluster config as --config",
@@ -237,6 +270,10 @@ def load_settings(
         legacy_document=legacy_doc, legacy_source=str(legacy_read or ""),
         dispatch_document=own_doc, dispatch_source=str(own_read or ""))
     more += cluster_warnings(settings)
+    problem = state_directory_problem(settings.state_directory)
+    if problem:
+        raise ConfigError(problem, path=str(own_read or ""), key="Service.StateDirectory",
+                          value=settings.state_directory)
     return LoadedConfig(settings=settings, warnings=warnings + more, path=main_path, path_source=main_source,
                         legacy_path=legacy_read, cluster_path=cluster_path if cluster_doc is not None else None,
                         dispatch_path=own_path, dispatch_path_source=own_source, dispatch_read=own_read)

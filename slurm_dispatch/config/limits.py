@@ -121,16 +121,24 @@ def as_token(doc: Doc, rel: str, value: Any) -> str:
     return check_token(text, lambda message: doc.error(rel, message, "<redacted>"))
 
 
-def check_token(text: str, error: Callable[[str], Exception]) -> str:
-    """Returns ``text`` if it is a usable token (see ``as_token``); raises ``error(message)`` otherwise."""
+def check_token(text: str, error: Callable[[str], Exception], *, from_yaml: bool = True) -> str:
+    """Returns ``text`` if it is a usable token (see ``as_token``); raises ``error(message)`` otherwise.
+
+    ``from_yaml``: the token comes from a config file, so a final newline is most likely a ``|`` block's and the
+    message says so; otherwise (an environment variable) it says where such a newline usually comes from.
+    """
     def usable(ch: str) -> bool:
         return "!" <= ch <= "~"
 
     for i, ch in enumerate(text):
         if not usable(ch):
             at_end = i > 0 and not any(usable(rest) for rest in text[i:])
-            hint = (" (a YAML '|' block scalar ends with a newline: write the token on the key's line)"
-                    if at_end and ch == "\n" else "")
+            if not (at_end and ch == "\n"):
+                hint = ""
+            elif from_yaml:
+                hint = " (a YAML '|' block scalar ends with a newline: write the token on the key's line)"
+            else:
+                hint = " (an environment variable keeps every character: set it without the final line break)"
             raise error(f"contains {_describe(ch)}{' at the end' if at_end else ''}{hint}; a token is "
                         "printable ASCII with no spaces, and nothing is stripped from it")
     return text

@@ -89,8 +89,11 @@ def settings_from_documents(
     if legacy_document is not None:
         if not isinstance(legacy_document, Mapping):
             raise ConfigError(f"expected a map of legacy keys, got {show(legacy_document)}", path=legacy_source)
+        target = (f"the cluster configuration file ({source})" if cluster_document is not None else
+                  "a cluster configuration file (none was read: Arvados reads $ARVADOS_CONFIG, else "
+                  "/etc/arvados/config.yml)")
         warnings.append(f"you should remove the legacy crunch-dispatch-slurm config file ({legacy_source}) "
-                        f"after migrating its keys to the cluster configuration file ({source})")
+                        f"after migrating its keys to {target}")
         apply_legacy(fields, without_samples(legacy_document), source=legacy_source, warnings=warnings)
     if fields.get("batch_size") == 0:
         fields["batch_size"] = 100  # Go's dispatcher: 0 means its own default page size
