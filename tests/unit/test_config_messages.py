@@ -63,9 +63,9 @@ def test_a_legacy_file_alone_is_not_called_the_cluster_configuration_file(tmp_pa
     loaded = load(legacy, cluster_id="zzzzz", environ={"ARVADOS_CONFIG": str(tmp_path / "absent.yml")},
                   skip_legacy=False)
     wording = [w for w in loaded.warnings if w.startswith("you should remove")]
-    assert wording == [f"you should remove the legacy crunch-dispatch-slurm config file ({legacy}) after migrating "
-                       "its keys to a cluster configuration file (none was read: Arvados reads $ARVADOS_CONFIG, "
-                       "else /etc/arvados/config.yml)"]
+    assert wording == [(f"you should remove the legacy crunch-dispatch-slurm config file ({legacy}) after migrating "
+                        "its keys to a cluster configuration file (none was read: Arvados reads $ARVADOS_CONFIG, "
+                        "else /etc/arvados/config.yml)")]
 
 
 @pytest.mark.parametrize("flag", ["path", "legacy_path", "dispatch_config"])
