@@ -11,7 +11,7 @@ Deliberate differences from Go, all refusing a config Go would misread or that w
   type names usable as Slurm features; PrioritySpread and API.MaxItemsPerResponse bounded).
 * ``PostgreSQL.Connection`` keys must be libpq keywords, each once in any case (Go's checkKeyConflict).
 * ``PostgreSQL.Connection``'s ``port`` may be an integer (``port: 5432``); it becomes a string (other keys must be
-  quoted: an unquoted ``0755`` would be 493). Empty values are
+  quoted: an unquoted ``0755`` would be 493), and must be a port number from 1 to 65535. Empty values are
   dropped, so an unset connection is ``{}``.
 * When ``Services.DispatchSLURM.InternalURLs.<url>.ListenURL`` is set, that is the address recorded in
   ``dispatch_internal_urls`` (it is where Go's service listens); otherwise the ``<url>`` key itself
@@ -267,6 +267,10 @@ def _postgresql(doc: Doc) -> dict[str, str]:
                                 "unquoted number may not be what was written: 0755 is 493)", "<number>")
             value = str(value)  # `port: 5432` is common; Go would refuse it, libpq wants text anyway.
         out[key] = as_text(doc, f"{rel}.{key}", value, secret=key.lower() in SECRET_CONNECTION_KEYS)
+        port = out[key]
+        if key.lower() == "port" and not (port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535):
+            raise doc.error(f"{rel}.{key}", f"must be a TCP port number from 1 to 65535, got {show(out[key])}",
+                            out[key])
     return out
 
 

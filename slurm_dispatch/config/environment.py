@@ -5,8 +5,9 @@ variables fill only keys the cluster config leaves empty (SystemRootToken, Servi
 TLS.Insecure), each with a warning; they never override the file. The legacy file is applied after them.
 And ``unused_env_warnings``: Go's warnings for such a variable that is set but not used, because the
 config says otherwise. And ``service_url_override``: ARVADOS_SERVICE_INTERNAL_URL names which
-Services.DispatchSLURM.InternalURLs entry this process is, as in every Go service. Pure: the environment is
-passed in.
+Services.DispatchSLURM.InternalURLs entry this process is, as in every Go service. And
+``job_client_warnings``: these variables set in SbatchEnvironmentVariables reach only the jobs here. Pure: the
+environment is passed in.
 """
 
 from __future__ import annotations
@@ -72,6 +73,39 @@ def unused_env_warnings(settings: Settings, environ: Mapping[str, str]) -> list[
     token = environ.get("ARVADOS_API_TOKEN", "")
     if token and token != settings.system_root_token:
         out.append("ARVADOS_API_TOKEN environment variable is present, but will not be used")
+    return out
+
+
+_CLIENT_VARIABLES = (("ARVADOS_API_HOST", "Services.Controller.ExternalURL", "a different API server"),
+                     ("ARVADOS_API_TOKEN", "SystemRootToken", "a different token"),
+                     ("ARVADOS_API_HOST_INSECURE", "TLS.Insecure", "different TLS certificate checking"))
+
+
+def job_client_warnings(settings: Settings) -> list[str]:
+    """Returns a warning for each Arvados client variable in Containers.SLURM.SbatchEnvironmentVariables that gives
+    crunch-run another API server, token or TLS checking than the dispatcher's own. Pure; never shows a value.
+
+    In Arvados's Go dispatcher these variables also replaced its own client's settings
+    (services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: configure sets SbatchEnvironmentVariables in its
+    own environment before arvadosclient.MakeArvadosClient reads it); here they reach only the jobs, so the two
+    would talk to different places or as different users.
+    """
+    env = settings.sbatch_environment
+    ours = {"ARVADOS_API_HOST": settings.api_host, "ARVADOS_API_TOKEN": settings.system_root_token}
+    out = []
+    for name, key, what in _CLIENT_VARIABLES:
+        if name not in env:
+            continue
+        if name == "ARVADOS_API_HOST_INSECURE":
+            # sdk/go/arvados/client.go: NewClientFromEnv reads 1, yes and true (in any case) as true
+            differs = (env[name].lower() in ("1", "yes", "true")) != settings.tls_insecure
+        else:
+            differs = env[name] != ours[name]
+        if differs:
+            out.append(f"Clusters.{settings.cluster_id}.Containers.SLURM.SbatchEnvironmentVariables.{name} is not "
+                       f"what {key} gives the dispatcher: crunch-run would use {what} than the dispatcher "
+                       "(Arvados's Go dispatcher used the variable for both); set "
+                       f"{key} instead, or remove the variable")
     return out
 
 

@@ -7,7 +7,9 @@ environment fills empty keys (``environment.env_fill``), then the legacy file ov
 ``<name>.preemptible`` instance types are added (``cluster.with_preemptible``), then
 ARVADOS_SERVICE_INTERNAL_URL picks this process's InternalURLs entry (``environment.service_url_override``).
 slurm-dispatch's own file (``dispatch_file``) sets fields no other source touches. Last, Go's warnings for
-ARVADOS_API_* variables that are set but not used (``environment.unused_env_warnings``).
+ARVADOS_API_* variables that are set but not used (``environment.unused_env_warnings``), and warnings for such
+variables in SbatchEnvironmentVariables that would give crunch-run another API or token than the dispatcher
+(``environment.job_client_warnings``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,12 @@ from slurm_dispatch.config.cluster import (
 )
 from slurm_dispatch.config.dispatch_file import dispatch_fields
 from slurm_dispatch.config.document import Doc
-from slurm_dispatch.config.environment import env_fill, service_url_override, unused_env_warnings
+from slurm_dispatch.config.environment import (
+    env_fill,
+    job_client_warnings,
+    service_url_override,
+    unused_env_warnings,
+)
 from slurm_dispatch.config.legacy import apply_legacy
 from slurm_dispatch.config.redact import printable, show
 from slurm_dispatch.config.schema import CLUSTER_SCHEMA, unknown_key_warnings, without_nulls, without_samples
@@ -110,7 +117,8 @@ def settings_from_documents(
     own, own_warnings = dispatch_fields(dispatch_document, source=dispatch_source)
     warnings += own_warnings
     settings = Settings(cluster_id=cid, **fields, **own, dispatch_config_path=dispatch_source)
-    return settings, warnings + time_limit_warnings(settings) + unused_env_warnings(settings, environ or {})
+    return settings, (warnings + time_limit_warnings(settings) + unused_env_warnings(settings, environ or {})
+                      + job_client_warnings(settings))
 
 
 def time_limit_warnings(settings: Settings) -> list[str]:
