@@ -418,7 +418,8 @@ class AdvisoryLock:
         The daemon runs this beside the dispatch loop and stops dispatching when it returns a ``LockLost``.
 
         Returns:
-            The ``LockLost`` when the lock was lost (already logged as an error), None when ``stop`` was set.
+            The ``LockLost`` when the lock was lost (not logged: the caller says what it does about it), None when
+            ``stop`` was set.
         """
         while True:
             try:
@@ -429,7 +430,6 @@ class AdvisoryLock:
             try:
                 await asyncio.to_thread(self.check)
             except LockLost as lost:
-                log.error("%s; stop dispatching: another dispatcher may take over", lost)
                 return lost
 
     async def check_async(self) -> None:

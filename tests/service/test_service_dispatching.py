@@ -27,6 +27,7 @@ from plugins.waiting import wait_until
 
 from slurm_dispatch.dispatch.admission import Drain
 from slurm_dispatch.model import format_timestamp
+from slurm_dispatch.service.locks import CHECK_INTERVAL_S
 from slurm_dispatch.service.state import StateStore
 
 GAUGE = "arvados_dispatchslurm_dispatching"
@@ -118,3 +119,27 @@ def test_only_the_instance_holding_the_lock_says_it_dispatches(
     code, _ = second.stop(signal.SIGTERM, within=15)
     assert code == 0, second.logs()
     assert NO_CLUSTER_LOCK not in first.logs() + second.logs()
+
+
+@pytest.mark.postgres
+def test_a_lost_dispatch_lock_stops_the_service_with_one_error(
+    service_process: ServiceFactory, emulator: Any, postgres_server: Any, tmp_path: Path,
+) -> None:
+    """The PostgreSQL session holding lock 10005 ends (a database restart, ``pg_terminate_backend``): the service
+    stops dispatching at once and exits 1 for systemd to restart it, saying so in one ERROR line."""
+    port = free_port()
+    config = cluster_config(emulator=emulator, port=port, out_dir=tmp_path,
+                            PostgreSQL={"Connection": postgres_server.connection})
+    svc = service_process(slurm_env=fake_slurm_commands(tmp_path / "bin"), port=port, cluster=config)
+    healthy(svc)
+    wait_until(lambda: gauge(svc) == 1.0, timeout=30, what="the service to dispatch")
+    with postgres_server.connect() as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = 10005 "
+                      "AND granted")
+    # the service checks its session every CHECK_INTERVAL_S (30 s)
+    wait_until(lambda: not svc.alive(), timeout=CHECK_INTERVAL_S + 30, what="the service to stop")
+    code, _ = svc.stop(signal.SIGTERM, within=15)
+    assert code == 1, svc.logs()
+    lost = [line for line in svc.logs().splitlines() if " ERROR " in f" {line}" and "dispatch lock 10005" in line]
+    assert len(lost) == 1, svc.logs()
+    assert "stopping dispatch so that no other dispatcher runs beside us" in lost[0]
