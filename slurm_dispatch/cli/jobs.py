@@ -11,6 +11,7 @@ from this command: the running service tracks those containers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -87,6 +88,7 @@ def adopt_leftovers(cluster_id: str, *, backend: SlurmBackend, client: ArvadosCl
     """
     me = client.current_token_uuid()
     jobs, skipped = parse_squeue_all(backend.queue())
+    now = datetime.now(UTC)
     found: list[tuple[str, Container | None]] = []
     for uuid in our_job_names((j.name for j in jobs), cluster_id):
         try:
@@ -95,7 +97,7 @@ def adopt_leftovers(cluster_id: str, *, backend: SlurmBackend, client: ArvadosCl
             found.append((uuid, None))
     records: list[dict[str, Any]] = []
     for uuid, container in found:
-        decision = orphan_action(uuid, container, my_token_uuid=me)
+        decision = orphan_action(uuid, container, my_token_uuid=me, now=now)
         result, error = "-", None
         if decision.action is OrphanAction.ADOPT:
             result = "tracked by the service"

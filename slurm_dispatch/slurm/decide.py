@@ -21,6 +21,7 @@ import enum
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from slurm_dispatch.dispatch.decide import TrackDecision, track_decision
 from slurm_dispatch.errors import SlurmCommandError, SlurmUnavailable, UnsatisfiableContainer
@@ -348,19 +349,27 @@ class OrphanDecision:
     reason: str
 
 
-def orphan_action(uuid: str, container: Container | None, *, my_token_uuid: str) -> OrphanDecision:
+def orphan_action(uuid: str, container: Container | None, *, my_token_uuid: str, now: datetime) -> OrphanDecision:
     """Return what startup adoption does with the job named ``uuid``, given its container (None: not found).
 
     Pure. The dispatch core's ``track_decision`` in Slurm's words: a container locked by another token is left
     alone; a Queued, Cancelled or Complete one gets a tracker closed at once, so its job is scancelled; a
     Locked or Running one is adopted. A uuid the API cannot find is left alone (Go's GET fails and it moves
     on). Port of services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: checkSqueueForOrphans.
+
+    As in ``next_step``, the job of a container set Complete less than ``FINISHED_JOB_GRACE_S`` before ``now``
+    (by its ``modified_at``) is left to end by itself: crunch-run-wrapper may still be cleaning up after it.
     """
     if container is None:
         return OrphanDecision(uuid, OrphanAction.LEAVE, "container not found")
     decision = track_decision(container, my_token_uuid)
     if decision is TrackDecision.IGNORE:
         return OrphanDecision(uuid, OrphanAction.LEAVE, f"locked by {container.locked_by_uuid}")
+    if container.state is ContainerState.COMPLETE and container.modified_at is not None:
+        ago = (now - container.modified_at).total_seconds()
+        if ago < FINISHED_JOB_GRACE_S:
+            return OrphanDecision(uuid, OrphanAction.LEAVE, f"Complete {max(0, int(ago))} s ago: its job may end "
+                                                            "by itself")
     if decision is TrackDecision.TRACK_CLOSED:
         return OrphanDecision(uuid, OrphanAction.SCANCEL, f"container is {container.state.value}")
     return OrphanDecision(uuid, OrphanAction.ADOPT, f"{container.state.value} by this token")

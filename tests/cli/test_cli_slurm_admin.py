@@ -72,6 +72,8 @@ def world(cli: Any, make_emulator: Callable[..., Any], slurm_clean: Any) -> dict
     for uuid, state, locked_by in ((A, "Locked", ""), (B, "Running", ""), (C, "Complete", ""),
                                    (D, "Locked", other["uuid"]), (E, "Queued", "")):
         fields: dict[str, Any] = {"uuid": uuid, "state": state, "priority": 1}
+        if state == "Complete":  # an hour ago: past the grace a just-completed container's job gets
+            fields["modified_at"] = "2026-01-01T00:00:00.000000000Z"
         if locked_by:
             fields["locked_by_uuid"] = locked_by
         server.create_container(fields)

@@ -7,6 +7,7 @@ hold whatever the input: one action per record, and nothing destructive without 
 from __future__ import annotations
 
 import shlex
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -276,10 +277,29 @@ def test_a_container_given_up_is_cancelled_not_unlocked() -> None:
 )
 def test_orphan_action_is_the_core_track_decision(container: Container | None, action: OrphanAction, reason: str,
                                                   track: TrackDecision | None) -> None:
-    decision = orphan_action(UUID, container, my_token_uuid=ME)
+    decision = orphan_action(UUID, container, my_token_uuid=ME, now=datetime(2026, 12, 2, tzinfo=UTC))
     assert (decision.uuid, decision.action, decision.reason) == (UUID, action, reason)
     if container is not None:
         assert track_decision(container, ME) is track
+
+
+@pytest.mark.parametrize(
+    ("seconds_ago", "action", "reason"),
+    [
+        pytest.param(5, OrphanAction.LEAVE, "Complete 5 s ago: its job may end by itself", id="just-complete"),
+        pytest.param(59, OrphanAction.LEAVE, "Complete 59 s ago: its job may end by itself", id="within-grace"),
+        pytest.param(60, OrphanAction.SCANCEL, "container is Complete", id="grace-over"),
+        pytest.param(-3, OrphanAction.LEAVE, "Complete 0 s ago: its job may end by itself", id="server-clock-ahead"),
+    ],
+)
+def test_orphan_action_leaves_a_just_completed_containers_job_its_grace(seconds_ago: int, action: OrphanAction,
+                                                                          reason: str) -> None:
+    """As the service's ``next_step``: crunch-run-wrapper may still be cleaning up after crunch-run."""
+    now = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
+    modified = (now - timedelta(seconds=seconds_ago)).isoformat().replace("+00:00", "Z")
+    decision = orphan_action(UUID, ctr("Complete", modified_at=modified), my_token_uuid=ME, now=now)
+    assert (decision.action, decision.reason) == (action, reason)
+    assert FINISHED_JOB_GRACE_S == 60
 
 
 # -- record_action (the dispatch core's per-record switch) --------------------------------------------------------
