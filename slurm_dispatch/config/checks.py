@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from itertools import pairwise
 from urllib.parse import urlsplit
 
 from slurm_dispatch.errors import SbatchTemplateError
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.sbatch import TEMPLATE_TOKENS, substitute
+from slurm_dispatch.slurm.sbatch_options import read_args
 
 _EVERY_TOKEN = {letter: "1" for letter in TEMPLATE_TOKENS if letter != "%"}
 """A value for every template token, so ``substitute`` fails only on a token it does not know."""
@@ -36,64 +36,20 @@ def template_arg_problem(arg: str) -> str | None:
     return None
 
 
-SBATCH_SHORT_OPTIONS = "A:B:C:D:F:G:HJ:L:M:N:OQS:VWa:b:c:d:e:hi:k::m:n:o:p:q:st:vw:x:"
-"""sbatch's short options in getopt's notation (``:`` after one that takes an argument, ``::`` optional), as
-Slurm's src/common/slurm_opt.c: slurm_option_table_create builds them for sbatch (the same in 22.05 and 24.11)."""
-_WITH_ARGUMENT = dict(re.findall(r"([A-Za-z])(::?)", SBATCH_SHORT_OPTIONS))
-"""Each short option that takes an argument: ``":"`` required (the rest of the word, else the next word),
-``"::"`` optional (only the rest of the word)."""
-
-
-def _long_job_name(arg: str) -> bool:
-    """Returns whether ``--X`` or ``--X=V`` is ``--job-name`` to sbatch.
-
-    getopt_long takes any prefix of a long option that names no other, and sbatch has no other long option that
-    starts with ``j`` (Slurm's src/common/slurm_opt.c; ``--jobid`` is srun's only), so ``--j``, ``--jo=x`` and
-    ``--job-na x`` all set the job name. A plugin's option could make a short prefix ambiguous; sbatch then fails,
-    so counting it here refuses nothing that would have worked.
-    """
-    name = arg[2:].split("=", 1)[0]
-    return arg.startswith("--") and name != "" and "job-name".startswith(name)
-
-
 def job_names(args: Sequence[str]) -> list[tuple[int, str, str]]:
     """Returns ``(index, text, name)`` for each argument that sets sbatch's job name, in order. Pure.
 
-    The forms are those sbatch's getopt_long accepts: ``--job-name=N`` and ``--job-name N`` with any prefix
-    of ``job-name`` (``--jo=N``, ``--job-na N``: ``_long_job_name``), and ``-JN``, ``-J N`` or ``J`` inside a
-    cluster of short options (``-HJN``, ``-vJ N``) when the letters before it take no argument
-    (SBATCH_SHORT_OPTIONS: in ``-oJob.out``, ``Job.out`` is the output file). ``text`` joins a pair. A value
-    that a job-name option or a short option takes from the next argument is skipped. Other long options'
-    values are not skipped (``--comment -Jx`` counts as a job name): this refuses a rare template that would
-    work, never lets a renamed job through. sbatch takes the last name; squeue finds jobs by the name ``%U``
-    gives them.
+    The arguments are read as sbatch reads them (``slurm.sbatch_options.read_args``): ``--job-name=N``,
+    ``--job-name N``, any prefix of it that names no other option (``--jo=N``, ``--job-na N``), ``-JN``,
+    ``-J N``, and ``J`` in a run of short options (``-HJN``, ``-vJ N``); not a value another option takes
+    (``-oJob.out``, ``-o -Jx``, ``--comment -Jx``, ``-kJx``). ``text`` is the word, or the two words joined
+    with a space; a ``-J`` in the last word, without a name, counts with the name "". Words after a script
+    path or ``--`` (where sbatch stops reading options) are read as options too: this refuses only templates
+    that cannot work, and never lets a renamed job through. sbatch takes the last name; squeue finds jobs by
+    the name ``%U`` gives them.
     """
-    found: list[tuple[int, str, str]] = []
-    skip = False
-    for i, (arg, following) in enumerate(pairwise([*args, ""])):
-        if skip:
-            skip = False
-            continue
-        if arg.startswith("--"):
-            if _long_job_name(arg):
-                if "=" in arg:
-                    found.append((i, arg, arg.split("=", 1)[1]))
-                else:
-                    found.append((i, f"{arg} {following}".rstrip(), following))
-                    skip = True
-            continue
-        if not arg.startswith("-") or arg == "-":
-            continue
-        for at, letter in enumerate(arg[1:], start=1):
-            rest = arg[at + 1:]
-            if letter == "J":
-                found.append((i, arg, rest) if rest else (i, f"{arg} {following}".rstrip(), following))
-                skip = not rest
-                break
-            if letter in _WITH_ARGUMENT:
-                skip = not rest and _WITH_ARGUMENT[letter] == ":"
-                break
-    return found
+    return [(opt.at[0], opt.text, opt.value or "") for opt in read_args(args, past_operands=True)
+            if opt.name == "job-name" and opt.kind in ("option", "missing-value")]
 
 
 RENAMED_JOB = "sbatch takes the last --job-name, and squeue finds jobs by --job-name=%U"

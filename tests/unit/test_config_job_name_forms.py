@@ -58,6 +58,7 @@ def test_an_abbreviated_job_name_of_uuid_is_the_job_name(args: list[str]) -> Non
     (["--job-name=%U", "-o", "-Jx"], "o takes the next word"),
     (["--job-name=%U", "-kJx"], "k takes the rest of the word (sbatch then refuses it, but names no job)"),
     (["--job-name=%U", "--jobs=2"], "not a prefix of job-name"),
+    (["--job-name=%U", "--comment", "-Jx"], "--comment takes the next word"),
 ])
 def test_words_that_only_look_like_a_job_name_are_not_one(args: list[str], why: str) -> None:
     assert job_names(args)[1:] == [], why
