@@ -24,6 +24,7 @@ from slurm_dispatch.errors import SbatchTemplateError, UnsatisfiableContainer
 from slurm_dispatch.model import Container, MiB
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.instance_types import choose_instance_type, estimate_scratch
+from slurm_dispatch.slurm.sbatch_options import read_args
 
 INITIAL_NICE = 10000
 """Nice of every job at submission. It puts a new job behind the jobs already
@@ -149,7 +150,26 @@ def time_limit_s(container: Container, settings: Settings) -> int:
 
 
 def _mentions_signal(args: Sequence[str]) -> bool:
-    return any(a == "--signal" or a.startswith("--signal=") for a in args)
+    """Whether sbatch reads a ``--signal`` in ``args``, in any form (``--sig=B:USR1@60``, ``--signal USR1``). Pure."""
+    return any(opt.name == "signal" for opt in read_args(args))
+
+
+def _templated(template: Sequence[str], values: Mapping[str, str]) -> list[str | None]:
+    """Return each template argument substituted (``substitute``), None for one dropped. Pure.
+
+    When a dropped argument is the value of the option before it (``-t %W``, ``--partition %P``), the option
+    goes too: left alone, it would take the next argument as its value. In a run of short options (``-Ht %W``)
+    only its letter goes (``-H`` stays).
+
+    Raises:
+        SbatchTemplateError: an unknown ``%x``.
+    """
+    out = [substitute(arg, values) for arg in template]
+    for opt in read_args(template):
+        first = opt.at[0]
+        if len(opt.at) == 2 and out[opt.at[1]] is None and out[first] is not None:
+            out[first] = substitute(template[first][:opt.start], values) if opt.start > 1 else None
+    return out
 
 
 def sbatch_args(container: Container, settings: Settings) -> list[str]:
@@ -170,13 +190,9 @@ def sbatch_args(container: Container, settings: Settings) -> list[str]:
     """
     values = template_values(container, settings)
     template = _template(container, settings)
-    args = [f"--nice={INITIAL_NICE}", "--no-requeue"]
-    limited = False
-    for arg in template:
-        out = substitute(arg, values)
-        if out is not None:
-            args.append(out)
-            limited = limited or "%W" in arg
+    out = _templated(template, values)
+    args = [f"--nice={INITIAL_NICE}", "--no-requeue", *(arg for arg in out if arg is not None)]
+    limited = any("%W" in arg for arg, kept in zip(template, out, strict=True) if kept is not None)
     if limited and settings.time_limit_signal > 0 and not _mentions_signal(args):
         # SIGTERM to the batch shell (which execs crunch-run) before the hard kill at the limit, so crunch-run
         # stops the container and saves its logs; Slurm may send it up to a minute early (sbatch(1) --signal).

@@ -167,6 +167,24 @@ def test_initial_nice_is_10000() -> None:
             id="no-time-argument-no-signal",
         ),
         pytest.param(
+            ctr(sp={"max_run_time": 600}),
+            Settings(sbatch_arguments=("--time=%W", "--sig=B:USR1@60")),
+            PREFIX + ["--time=15", "--sig=B:USR1@60"],
+            id="a-site-signal-written-as-a-prefix-is-kept-and-not-replaced",
+        ),
+        pytest.param(
+            ctr(sp={"max_run_time": 600}),
+            Settings(sbatch_arguments=("-t", "%W", "--signal", "USR1@60")),
+            PREFIX + ["-t", "15", "--signal", "USR1@60"],
+            id="a-site-signal-in-two-words-is-kept",
+        ),
+        pytest.param(
+            ctr(sp={"max_run_time": 600}),
+            Settings(sbatch_arguments=("--time=%W", "--comment", "--signal=x")),
+            PREFIX + ["--time=15", "--comment", "--signal=x", "--signal=B:TERM@120"],
+            id="a-comment-that-looks-like-a-signal-is-no-signal",
+        ),
+        pytest.param(
             ctr(sp={"supervisor": True}),
             Settings(sbatch_arguments=("--mem=%M",), supervisor_sbatch_arguments=("--partition=workflows",)),
             PREFIX + ["--mem=11995", "--partition=workflows"],
@@ -183,6 +201,36 @@ def test_initial_nice_is_10000() -> None:
             Settings(sbatch_arguments=("--time=%W", "--keep")),
             PREFIX + ["--keep"],
             id="no-max-run-time-drops-argument",
+        ),
+        pytest.param(
+            ctr(sp={"max_run_time": 0}),
+            Settings(sbatch_arguments=("--job-name=%U", "-t", "%W", "--mem=%M")),
+            PREFIX + [f"--job-name={UUID}", "--mem=11995"],
+            id="no-max-run-time-drops-the-option-whose-value-it-was",
+        ),
+        pytest.param(
+            ctr(sp={"max_run_time": 0}),
+            Settings(sbatch_arguments=("--time", "%W", "--keep")),
+            PREFIX + ["--keep"],
+            id="no-max-run-time-drops-the-long-option-too",
+        ),
+        pytest.param(
+            ctr(sp={"max_run_time": 0}),
+            Settings(sbatch_arguments=("-Ht", "%W", "--keep")),
+            PREFIX + ["-H", "--keep"],
+            id="no-max-run-time-drops-only-the-letter-of-a-run",
+        ),
+        pytest.param(
+            ctr(sp={"partitions": []}),
+            Settings(sbatch_arguments=("--partition", "%P", "--keep")),
+            PREFIX + ["--keep"],
+            id="empty-partitions-drop-the-option-too",
+        ),
+        pytest.param(
+            ctr(sp={"max_run_time": 600}),
+            Settings(sbatch_arguments=("-t", "%W")),
+            PREFIX + ["-t", "15", "--signal=B:TERM@120"],
+            id="a-kept-time-in-two-words",
         ),
         pytest.param(
             ctr(),
