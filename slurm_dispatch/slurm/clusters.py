@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 
 from slurm_dispatch.settings import Settings
+from slurm_dispatch.slurm.sbatch_options import read_args
 
 CLUSTER_OPTION = "--clusters"
 """The long form of ``-M`` in sbatch, squeue, scancel, sinfo and scontrol."""
@@ -29,23 +30,18 @@ ONE_CLUSTER_PROGRAMS = frozenset({"scontrol"})
 
 
 def template_clusters(args: Sequence[str]) -> list[str]:
-    """Return the clusters named in sbatch arguments (``--clusters=a,b``, ``--cluster=a``, ``--clusters a``,
-    ``-Ma``, ``-M a``), in order, each once. Pure."""
+    """Return the clusters named in sbatch arguments, in order, each once. Pure.
+
+    In any form sbatch reads (``slurm.sbatch_options.read_args``): ``--clusters=a,b``, ``--clusters a``,
+    ``--cluster=a``, ``-Ma``, ``-M a``, and ``M`` in a run of short options (``-HM a``, ``-HMa``). No prefix
+    of ``--clusters`` or ``--cluster`` names one option (``--clu`` could also be ``--cluster-constraint``):
+    sbatch refuses them.
+    """
     found: list[str] = []
-    values: list[str] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg.startswith(("--clusters=", "--cluster=")):
-            values.append(arg.split("=", 1)[1])
-        elif arg in ("--clusters", "--cluster", "-M") and i + 1 < len(args):
-            values.append(args[i + 1])
-            i += 1
-        elif arg.startswith("-M") and len(arg) > 2 and not arg.startswith("--"):
-            values.append(arg[2:].lstrip("="))
-        i += 1
-    for value in values:
-        for name in value.split(","):
+    for opt in read_args(args):
+        if opt.name not in ("clusters", "cluster") or opt.value is None:
+            continue
+        for name in opt.value.split(","):
             name = name.strip()
             if name and name not in found:
                 found.append(name)

@@ -31,6 +31,11 @@ from slurm_dispatch.slurm.squeue_lines import parse_squeue_all
         (["--clusters=all"], ["all"]),
         (["--clusters=beta", "-M", "beta,alpha"], ["beta", "alpha"]),
         (["--mem=%M", "--clusters="], []),
+        pytest.param(["-HM", "beta"], ["beta"], id="M-in-a-run-of-short-options"),
+        pytest.param(["-HMbeta,gamma"], ["beta", "gamma"], id="M-in-a-run-joined"),
+        pytest.param(["--comment", "-Mbeta"], [], id="another-options-value"),
+        pytest.param(["--clu=beta"], [], id="ambiguous-prefix-sbatch-refuses"),
+        pytest.param(["-M=beta"], ["=beta"], id="short-equals-is-part-of-the-value-as-sbatch-reads-it"),
     ],
 )
 def test_template_clusters(args: list[str], names: list[str]) -> None:
