@@ -23,6 +23,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from slurm_dispatch.slurm.sbatch_options import read_args, with_value
+
 BROKEN_NODE_MARK = "slurm-dispatch:broken-node"
 """The Slurm job Comment crunch-run-wrapper sets when crunch-run reports the node broken, then ``:<node>``."""
 
@@ -127,22 +129,17 @@ def broken_node_in(comment: str, nodes: str) -> tuple[str | None, str]:
 def with_exclude(args: Sequence[str], nodes: Sequence[str]) -> list[str]:
     """Return sbatch ``args`` with ``nodes`` added to their ``--exclude`` (one is added if there is none). Pure.
 
-    sbatch takes the last ``--exclude``, in any of its forms (``--exclude=L``, ``--exclude L``, ``-xL``, ``-x L``):
-    that one gets the nodes, so the site's own exclusions stay whatever form the template writes them in.
+    sbatch takes the last ``--exclude``, in any form it reads (``slurm.sbatch_options.read_args``):
+    ``--exclude=L``, ``--exclude L``, a prefix (``--exclud=L``; ``--exc`` is ambiguous with ``--exclusive``
+    and sbatch refuses it), ``-xL``, ``-x L``, ``x`` in a run of short options (``-HxL``, ``-Hx L``). That one
+    gets the nodes, so the site's own exclusions stay whatever form the template writes them in.
     """
     if not nodes:
         return list(args)
-    out = list(args)
-    for i in range(len(out) - 1, -1, -1):
-        arg = out[i]
-        for prefix in ("--exclude=", "-x"):
-            if arg.startswith(prefix) and len(arg) > len(prefix):
-                out[i] = prefix + _merged(arg[len(prefix):], nodes)
-                return out
-        if arg in ("--exclude", "-x") and i + 1 < len(out):
-            out[i + 1] = _merged(out[i + 1], nodes)
-            return out
-    return [*out, "--exclude=" + ",".join(nodes)]
+    excludes = [opt for opt in read_args(args) if opt.name == "exclude" and opt.value is not None]
+    if excludes:
+        return with_value(args, excludes[-1], _merged(excludes[-1].value or "", nodes))
+    return [*args, "--exclude=" + ",".join(nodes)]
 
 
 def _merged(listed: str, nodes: Sequence[str]) -> str:

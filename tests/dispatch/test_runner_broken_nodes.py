@@ -115,6 +115,11 @@ def test_a_refused_comment_is_logged_once_per_job_naming_it(caplog: pytest.LogCa
         pytest.param(["--exclude", "c9", "--mem=5"], ["c1"], ["--exclude", "c9,c1", "--mem=5"], id="two-words"),
         pytest.param(["-x", "c9"], ["c1"], ["-x", "c9,c1"], id="short-two-words"),
         pytest.param(["--exclude=c8", "-x", "c9"], ["c1"], ["--exclude=c8", "-x", "c9,c1"], id="the-last-one"),
+        pytest.param(["-Hxc9"], ["c1"], ["-Hxc9,c1"], id="x-in-a-run-of-short-options"),
+        pytest.param(["-Hx", "c9"], ["c1"], ["-Hx", "c9,c1"], id="x-in-a-run-two-words"),
+        pytest.param(["--exclud=c9"], ["c1"], ["--exclud=c9,c1"], id="a-prefix-of-exclude"),
+        pytest.param(["--exclude=c9", "--comment", "-xc8"], ["c1"], ["--exclude=c9,c1", "--comment", "-xc8"],
+                     id="another-options-value-is-no-exclude"),
     ],
 )
 def test_with_exclude(args: list[str], nodes: list[str], expected: list[str]) -> None:
