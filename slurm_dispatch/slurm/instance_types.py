@@ -22,7 +22,10 @@ from slurm_dispatch.settings import InstanceType, Settings
 
 NOT_SATISFIABLE_REASON = "constraints not satisfiable by any configured instance type"
 
-_PDH_SIZE_RE = re.compile(r"^[0-9a-f]{32}\+(\d+)$")
+_PDH_SIZE_RE = re.compile(r"[0-9a-f]{32}\+([0-9]+)")
+"""A portable data hash and its manifest size, used with fullmatch: a trailing newline is no PDH (``$`` would let
+one through), and Go's ``\\d`` (node_size.go: pdhRegexp) is ASCII only."""
+_INT64_MAX = 2**63 - 1
 
 # Instance choice asks for 100/95 of the RAM it needs: configured RAM sizes are
 # nominal, and the kernel and firmware take a few percent of them.
@@ -40,11 +43,11 @@ def _docker_image_bytes(container_image: str) -> int:
     characters of file name and segment, then 42 characters per 64 MiB block
     locator. So the PDH's size suffix tells how many blocks the image has.
     """
-    m = _PDH_SIZE_RE.match(container_image)
+    m = _PDH_SIZE_RE.fullmatch(container_image)
     if not m:
         return 0
     manifest_len = int(m.group(1))
-    if manifest_len < 122:
+    if manifest_len < 122 or manifest_len > _INT64_MAX:  # Go's strconv.ParseInt fails past int64: 0
         return 0
     return ((manifest_len - 80) // 42) * _KEEP_BLOCK_BYTES
 

@@ -27,7 +27,9 @@ from slurm_dispatch.errors import SqueueParseError
 from slurm_dispatch.model import SlurmJob
 from slurm_dispatch.settings import DEFAULT_NEVER_RUNNABLE_REASONS
 
-_PER_JOB_LIMIT_RE = re.compile(r"^(QOS|Assoc)Max\w*Per(Job|Node)\w*$")
+_PER_JOB_LIMIT_RE = re.compile(r"\A(QOS|Assoc)Max\w*Per(Job|Node)\w*\Z")
+"""A per-job or per-node QOS or association limit's reason code, the whole code (``$`` would let a newline
+after it through)."""
 _JOB_ID_RE = re.compile(r"[!-~]{1,64}")
 """A job id as Slurm prints it ("123", "123_4", "123+0"): printable ASCII. Not "²" or 5,000 digits, which
 ``str.isdigit`` passes and ``int()`` refuses."""

@@ -88,6 +88,10 @@ PDH = "fa3c1a9cb6783f85f2ecda037e07b8c3"
         ),
         pytest.param({}, f"{PDH.upper()}+167", 0, 0, id="not-a-pdh-uppercase"),
         pytest.param({}, f"{PDH}+167+K@zzzzz", 0, 0, id="not-a-bare-pdh"),
+        pytest.param({}, f"{PDH}+167\n", 0, 0, id="not-a-pdh-with-a-newline-after-it"),
+        pytest.param({}, f"{PDH}+\u0661\u0666\u0667", 0, 0, id="not-a-pdh-with-arabic-indic-digits"),
+        pytest.param({}, f"{PDH}+{2**63}", 0, 0, id="size-past-int64-as-go"),
+        pytest.param({}, f"{PDH}+{2**63 - 1}", 0, (2**63 - 1 - 80) // 42 * 64 * MiB * 2, id="size-int64-max"),
     ],
 )
 def test_estimate_scratch(mounts: dict[str, Any], image: str, keep_cache_disk: int, expected: int) -> None:

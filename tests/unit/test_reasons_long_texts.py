@@ -9,6 +9,7 @@ import pytest
 from slurm_dispatch.model import SlurmJob
 from slurm_dispatch.settings import DEFAULT_NEVER_RUNNABLE_REASONS
 from slurm_dispatch.slurm.reasons import (
+    _PER_JOB_LIMIT_RE,
     is_held,
     never_runnable,
     never_runnable_reason,
@@ -80,3 +81,10 @@ def test_held_reasons(reason: str) -> None:
 @pytest.mark.parametrize("reason", ["Priority", "Resources", "JobHoldMaxRequeue", DRAINED_22])
 def test_not_held_reasons(reason: str) -> None:
     assert not is_held(reason)
+
+
+@pytest.mark.parametrize(("code", "whole"), [("QOSMaxCpuPerJobLimit", True), ("AssocMaxNodesPerJobLimit", True),
+                                             ("QOSMaxCpuPerJobLimit\n", False), ("xQOSMaxCpuPerJobLimit", False)])
+def test_a_per_job_limit_code_is_the_whole_code(code: str, whole: bool) -> None:
+    # reason_code never hands on a newline today; the pattern must not rely on that ($ lets "\n" through)
+    assert bool(_PER_JOB_LIMIT_RE.match(code)) is whole
