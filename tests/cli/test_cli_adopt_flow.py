@@ -30,16 +30,20 @@ def submit(slurm: FakeSlurm, name: str) -> str:
 
 def test_leftovers_are_scancelled_and_the_rest_left_alone(emulator: EmulatorServer, client: ArvadosClient) -> None:
     slurm = FakeSlurm()
-    done = str(emulator.create_container({"state": "Complete", "priority": 1})["uuid"])
+    # Complete an hour ago, and just now: the second's job gets the grace crunch-run-wrapper may need
+    done = str(emulator.create_container({"state": "Complete", "priority": 1,
+                                          "modified_at": "2026-01-01T00:00:00Z"})["uuid"])
+    just_done = str(emulator.create_container({"state": "Complete", "priority": 1})["uuid"])
     mine = str(emulator.create_container({"state": "Locked", "priority": 1})["uuid"])
     unknown = "zzzzz-dz642-unknowncontainr"
-    for name in (done, mine, unknown, "yyyyy-dz642-othercluster000"):
+    for name in (done, just_done, mine, unknown, "yyyyy-dz642-othercluster000"):
         submit(slurm, name)
     scan = adopt_leftovers("zzzzz", backend=slurm, client=client, dry_run=False)
     assert {r["uuid"]: r["result"] for r in scan.records} == {
-        done: "scancelled", mine: "tracked by the service", unknown: "-"}
+        done: "scancelled", just_done: "-", mine: "tracked by the service", unknown: "-"}
+    assert next(r["reason"] for r in scan.records if r["uuid"] == just_done).endswith("its job may end by itself")
     assert scan.failed == 0
-    assert sorted(slurm.names()) == sorted([mine, unknown, "yyyyy-dz642-othercluster000"])
+    assert sorted(slurm.names()) == sorted([just_done, mine, unknown, "yyyyy-dz642-othercluster000"])
 
 
 def test_a_job_submitted_after_the_snapshot_is_not_scancelled(emulator: EmulatorServer, client: ArvadosClient) -> None:
