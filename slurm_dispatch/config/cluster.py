@@ -128,7 +128,8 @@ def select_cluster(document: object, *, source: str, cluster_id: str | None = No
     if not isinstance(document, Mapping) or not isinstance(document.get("Clusters"), Mapping):
         raise ConfigError("expected a map with a Clusters key (Clusters: {<ClusterID>: {...}})"
                           + clusters_case_hint(document), path=source, key="Clusters")
-    clusters = {key_text(k): v for k, v in document["Clusters"].items()}
+    # SAMPLE entries go first, as lib/config/load.go: Loader.Load calls removeSampleKeys before it checks the IDs
+    clusters = {key_text(k): v for k, v in document["Clusters"].items() if key_text(k) != "SAMPLE"}
     if not clusters:
         raise ConfigError("Clusters is empty: the config does not define any clusters", path=source,
                           key="Clusters")
@@ -195,9 +196,12 @@ def host_port_url(doc: Doc, rel: str, host: str, scheme: str) -> str:
     ``user:password@`` (which would reach log lines and every job's ARVADOS_API_HOST) is refused here, on one
     line that never shows a password.
 
+    A trailing ``/`` is dropped (``h.example/`` works in Go: the URL it makes has that host and the path ``/``).
+
     Raises:
         ConfigError: naming ``rel``, when ``host`` is not ``host[:port]``.
     """
+    host = host.rstrip("/")
     if "@" in host:
         raise doc.error(rel, "expected host[:port]; user:password@ is not supported (the API token is "
                         "SystemRootToken, or ARVADOS_API_TOKEN)", "<redacted>")

@@ -43,7 +43,7 @@ def env_fill(f: dict[str, Any], environ: Mapping[str, str], warnings: list[str])
             token, lambda message: ConfigError(message, key="ARVADOS_API_TOKEN", value="<redacted>"), from_yaml=False)
         warnings.append("SystemRootToken missing from cluster config, using the ARVADOS_API_TOKEN "
                         "environment variable")
-    host = environ.get("ARVADOS_API_HOST", "").strip().rstrip("/")
+    host = environ.get("ARVADOS_API_HOST", "").strip()
     if host and not f.get("controller_url"):
         env = Doc({}, source="", prefix="", warnings=warnings)
         f["controller_url"] = host_port_url(env, "ARVADOS_API_HOST", host, "https")

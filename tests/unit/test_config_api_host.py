@@ -57,6 +57,14 @@ def test_legacy_api_host_with_a_scheme_says_what_to_write() -> None:
     assert "without a scheme, got 'https://other.example' (write 'other.example')" in text
 
 
+@pytest.mark.parametrize("where", ["legacy", "environment"])
+def test_a_trailing_slash_after_the_host_is_accepted_in_either_place(where: str) -> None:
+    """One rule for both: Go makes a URL with that host and the path "/" from either."""
+    settings = (load(legacy_document={"Client": {"APIHost": "h.example:8443/"}}) if where == "legacy"
+                else load(environ={"ARVADOS_API_HOST": "h.example:8443/"}))
+    assert settings.controller_url == "https://h.example:8443/"
+
+
 def test_legacy_api_host_and_scheme_still_make_the_url() -> None:
     settings = load(legacy_document={"Client": {"APIHost": "other.example:8443", "Scheme": "http"}})
     assert settings.controller_url == "http://other.example:8443/"

@@ -61,3 +61,12 @@ def test_another_clusters_bad_id_is_refused() -> None:
         settings_from_documents(document, source="/etc/arvados/config.yml", cluster_id="zzzzz")
     assert one_line(info) == ("/etc/arvados/config.yml: Clusters.BAD!!: cluster ID should be 5 lowercase "
                               "alphanumeric characters")
+
+
+@pytest.mark.parametrize("cluster_id", ["zzzzz", None])
+def test_a_sample_cluster_is_dropped_before_the_ids_are_checked(cluster_id: str | None) -> None:
+    """lib/config/load.go: Loader.Load removes SAMPLE keys before checkClusterID, so Go accepts this file, and
+    with one cluster left needs no cluster ID to choose it."""
+    document = {"Clusters": {"zzzzz": {}, "SAMPLE": {"SystemRootToken": "x"}}}
+    settings, _ = settings_from_documents(document, source="/etc/arvados/config.yml", cluster_id=cluster_id)
+    assert settings.cluster_id == "zzzzz"
