@@ -114,7 +114,7 @@ FORWARD = {  # type: Dict[int, int]
 
 
 def _ignored_signals() -> List[int]:
-    names = ["SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR"]
+    names = ["SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGXCPU"]
     found = [int(getattr(signal, name)) for name in names if hasattr(signal, name)]
     if hasattr(signal, "SIGRTMIN") and hasattr(signal, "SIGRTMAX"):
         found.extend(range(int(signal.SIGRTMIN), int(signal.SIGRTMAX) + 1))
@@ -302,7 +302,8 @@ def temp_base(env: Dict[str, str]) -> str:
     Not Python's tempfile.gettempdir(), which falls back to /var/tmp and the working directory, and then
     reports ENOENT instead of the error that made it give up.
     """
-    return env.get("TMPDIR") or "/tmp"
+    # absolute: crunch-run's hook, run from another directory, is given the state directory's path
+    return os.path.abspath(env.get("TMPDIR") or "/tmp")
 
 
 def node_name(env: Dict[str, str]) -> str:

@@ -15,6 +15,8 @@ from types import ModuleType
 
 import pytest
 
+from slurm_dispatch.slurm.broken_nodes import NODE_NAME_RE
+
 SUPERVISOR = Path(__file__).resolve().parents[2] / "crunch-run-wrapper" / "crunch_run_wrapper.py"
 
 
@@ -209,10 +211,24 @@ def test_procfs_leftovers_finds_the_processes_of_a_session() -> None:
         pytest.param({"TMPDIR": "/scratch/tmp"}, "/scratch/tmp", id="TMPDIR"),
         pytest.param({}, "/tmp", id="unset"),
         pytest.param({"TMPDIR": ""}, "/tmp", id="empty"),
+        # the hook is told the state directory's path and runs from elsewhere: it must be absolute
+        pytest.param({"TMPDIR": "reltmp"}, str(Path.cwd() / "reltmp"), id="relative"),
     ],
 )
 def test_temp_base_is_where_go_makes_crunch_runs_temporary_directory(env: dict[str, str], base: str) -> None:
     assert w.temp_base(env) == base
+
+
+def test_the_wrapper_and_the_service_agree_on_what_a_node_name_is() -> None:
+    """The wrapper writes the node into the Comment, the service refuses any other shape: one pattern, two copies
+    (the wrapper cannot import the package)."""
+    assert w.NODE_NAME_RE.pattern == NODE_NAME_RE.pattern
+
+
+def test_the_signals_go_ignores_do_not_kill_the_wrapper() -> None:
+    """Go's runtime ignores these unless a program asks for them (runtime/sigtab_linux_generic.go: _SigNotify), so
+    crunch-run survives them; Python's default would kill the wrapper, and crunch-run with it."""
+    assert {signal.SIGXCPU, signal.SIGALRM, signal.SIGPWR} <= set(w.IGNORED)
 
 
 def test_giving_up_on_a_full_disk_marks_the_job_and_writes_the_record(tmp_path: Path,
