@@ -171,7 +171,9 @@ class TextFormatter(logging.Formatter):
         line = f"{record.levelname} {record.name}: {one_line(record.getMessage())}"
         if self._timestamps:
             line = f"{_timestamp(record)} {line}"
-        extras = " ".join(f"{k}={json.dumps(v, default=str, ensure_ascii=False)}" for k, v in _extras(record).items())
+        # json.dumps escapes the C0 controls but leaves NEL and the Unicode line separators as they are
+        extras = " ".join(f"{k}={one_line(json.dumps(v, default=str, ensure_ascii=False))}"
+                          for k, v in _extras(record).items())
         if extras:
             line += " " + extras
         if record.exc_info and not record.exc_text:

@@ -208,7 +208,7 @@ def test_text_record_is_one_line_whatever_its_message_and_exception_carry(stream
     configure_logging(level="info", fmt=fmt, stream=stream)
     forged = "2026-12-08T00:00:00.000Z ERROR slurm_dispatch.dispatch: forged"
     log = logging.getLogger("slurm_dispatch.test")
-    log.warning("sbatch said %s", f"no\n{forged}\r\x1b[2J\u2028{forged}\x85end\tok")
+    log.warning("sbatch said %s", f"no\n{forged}\r\x1b[2J\u2028{forged}\x85end\tok", extra={"stderr": f"x\u2028{forged}"})
     try:
         raise ValueError(f"bad\n{forged}")
     except ValueError:
@@ -217,7 +217,8 @@ def test_text_record_is_one_line_whatever_its_message_and_exception_carry(stream
     records = [line for line in out if not line.startswith("    ")]
     assert len(records) == 2
     assert records[0].endswith(
-        f"WARNING slurm_dispatch.test: sbatch said no\\n{forged}\\r\\x1b[2J\\u2028{forged}\\x85end\tok"
+        f"WARNING slurm_dispatch.test: sbatch said no\\n{forged}\\r\\x1b[2J\\u2028{forged}\\x85end\tok "
+        f'stderr="x\\u2028{forged}"'
     )
     assert records[1].endswith("ERROR slurm_dispatch.test: it failed")
     assert out[-2:] == ["    ValueError: bad", f"    {forged}"]
