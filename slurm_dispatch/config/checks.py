@@ -56,6 +56,42 @@ RENAMED_JOB = "sbatch takes the last --job-name, and squeue finds jobs by --job-
 """Why a job name other than %U after the template's is refused."""
 
 
+def misread_words(args: Sequence[str]) -> list[tuple[int, str]]:
+    """Returns ``(index, why)`` for each word of an sbatch template that sbatch would not read as a template's
+    option, whatever the container (``sbatch_options.read_args``). Pure.
+
+    The dispatcher sends sbatch its template, then arguments of its own, and the job's script on stdin. A word
+    that is no option (a stray value) would become the job script's path; ``--`` would make the dispatcher's own
+    arguments the script's; ``:`` would start a second job component; an option left without its value would
+    take the next argument as one; a value given to an option that takes none, or a short option sbatch does not
+    have, fails every sbatch. Unknown long options are not refused: a SPANK plugin adds its own to sbatch
+    (src/common/spank.c), and only on the nodes that have it. Nor are ambiguous prefixes: the option table is
+    the union of the supported Slurm releases, so a prefix may be ambiguous here and not on the release at hand.
+    """
+    found: list[tuple[int, str]] = []
+    for opt in read_args(args):
+        if opt.kind == "operand":
+            why = (f"{opt.text!r} is not an sbatch option: sbatch would take it as the job script's path instead "
+                   "of reading crunch-run's script on stdin")
+        elif opt.kind == "end":
+            why = "'--' ends sbatch's options: the dispatcher's own arguments after it would become the script's"
+        elif opt.kind == "separator":
+            why = "':' would start a second component of a heterogeneous job; the dispatcher submits one per container"
+        elif opt.kind == "missing-value":
+            why = (f"{opt.option!r} takes a value and none follows it: it would take the next argument the "
+                   "dispatcher adds as its value")
+        elif opt.kind == "needless-value":
+            why = f"{opt.text!r}: --{opt.name} takes no value; every sbatch would fail"
+        elif opt.kind == "unknown" and not opt.option.startswith("--"):
+            why = f"{opt.text!r}: sbatch has no option {opt.option}; every sbatch would fail"
+        else:
+            continue
+        found.append((opt.at[0], why))
+        if opt.kind in ("operand", "end"):
+            break  # every word after it is the script's: one line says it
+    return found
+
+
 def template_problems(settings: Settings) -> list[str]:
     """Returns human messages for sbatch templates the service must refuse.
 
@@ -76,6 +112,7 @@ def template_problems(settings: Settings) -> list[str]:
             if bad is not None:
                 problems.append(f"{prefix}.{key}[{i}] {arg!r}: unknown substitution parameter {bad!r} "
                                 f"(known: {KNOWN_TOKENS}); every sbatch would fail")
+        problems += [f"{prefix}.{key}[{i}]: {why}" for i, why in misread_words(args)]
     if not settings.sbatch_arguments:
         problems.append(f"{prefix}.SbatchArgumentsList is empty: sbatch would get no --job-name=%U, so every job "
                         "would look gone and its container would be unlocked and relocked endlessly (remove the "

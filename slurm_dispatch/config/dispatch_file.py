@@ -21,7 +21,13 @@ from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
-from slurm_dispatch.config.checks import KNOWN_TOKENS, RENAMED_JOB, job_names, template_arg_problem
+from slurm_dispatch.config.checks import (
+    KNOWN_TOKENS,
+    RENAMED_JOB,
+    job_names,
+    misread_words,
+    template_arg_problem,
+)
 from slurm_dispatch.config.document import (
     MISSING,
     Doc,
@@ -127,7 +133,8 @@ def as_sbatch_template(doc: Doc, rel: str, value: Any) -> tuple[str, ...]:
     squeue finds jobs by that name.
 
     Raises:
-        ConfigError: not a list of strings, a control character, an unknown ``%x``, or a job name.
+        ConfigError: not a list of strings, a control character, an unknown ``%x``, a word sbatch would misread
+            (``checks.misread_words``), or a job name.
     """
     args = as_text_list(doc, rel, value)
     for i, arg in enumerate(args):
@@ -135,6 +142,8 @@ def as_sbatch_template(doc: Doc, rel: str, value: Any) -> tuple[str, ...]:
         if bad is not None:
             raise doc.error(f"{rel}[{i}]", f"unknown substitution parameter {bad!r} in {show(arg)} (known: "
                             f"{KNOWN_TOKENS}); every sbatch would fail", arg)
+    for at, why in misread_words(args):
+        raise doc.error(f"{rel}[{at}]", why, args[at])
     names = job_names(args)
     if names and names[-1][2] != "%U":
         at, text, _ = names[-1]
