@@ -83,6 +83,11 @@ class FakeArvados:
         with self._mutex:
             self.failures.setdefault(method, []).extend(errors)
 
+    def clear_failures(self, method: str) -> None:
+        """Drop the failures still waiting for ``method``."""
+        with self._mutex:
+            self.failures.pop(method, None)
+
     def count(self, method: str) -> int:
         with self._mutex:
             return sum(1 for m, _ in self.calls if m == method)

@@ -491,11 +491,14 @@ def test_a_token_refused_after_the_start_fails_those_polls_only(caplog: pytest.L
         uuid = fake.add("Running", locked_by=ME)
         task = asyncio.create_task(d.run())
         await until(lambda: uuid in recorder.seen)
-        refusals = [ArvadosAuthError(401, "GET", "/arvados/v1/containers", "Not logged in") for _ in range(3)]
+        # refused until the test has seen it: polls follow each other without a pause here, and a few refusals
+        # could come and go between two looks
+        refusals = [ArvadosAuthError(401, "GET", "/arvados/v1/containers", "Not logged in") for _ in range(10_000)]
         fake.fail("list", *refusals)
         queued = fake.add("Queued", priority=5)
-        await until(lambda: d.token_refused is not None)
+        await until(lambda: d.token_refused is not None and fake.count("list") >= 3)
         assert not task.done() and d.is_tracking(uuid) and recorder.cancelled == set()
+        fake.clear_failures("list")
         await until(lambda: fake.state(queued) == "Locked" and d.token_refused is None)  # cleared after the tick
         assert not task.done()
         d.shutdown()
