@@ -28,17 +28,13 @@ from slurm_dispatch.config.document import (
 from slurm_dispatch.config.limits import as_poll_interval, as_retry_period, as_text_list, as_token
 from slurm_dispatch.config.redact import printable
 from slurm_dispatch.errors import ConfigError
+from slurm_dispatch.slurm.sbatch_options import read_args
 
 _LEGACY_KEYS = ("Client", "SbatchArguments", "PollPeriod", "PrioritySpread", "CrunchRunCommand",
                 "ReserveExtraRAM", "MinRetryPeriod", "BatchSize")
 _LEGACY_CLIENT_KEYS = ("APIHost", "AuthToken", "Insecure", "KeepServiceURIs", "Scheme", "Timeout")
-_REQUIRED_SBATCH = (("--mem",), ("--cpus-per-task", "-c"), ("--tmp",))
+_REQUIRED_SBATCH = ("mem", "cpus-per-task", "tmp")
 """The default template's options other than the job name (``checks.job_names`` finds that one in any form)."""
-
-
-def _mentions(args: Sequence[str], options: Sequence[str]) -> bool:
-    return any(a == o or a.startswith(o + "=") or (o.startswith("-") and len(o) == 2 and a.startswith(o))
-               for a in args for o in options)
 
 
 def _canonical(data: Mapping[str, Any], known: Sequence[str], where: str, *, source: str,
@@ -110,8 +106,9 @@ def apply_legacy(f: dict[str, Any], data: Mapping[str, Any], *, source: str, war
     sbatch = doc.typed("SbatchArguments", as_text_list)
     if sbatch is not MISSING:
         f["sbatch_arguments"] = sbatch
+        given = {opt.name for opt in read_args(sbatch, past_operands=True) if opt.kind == "option"}
         missing = ([] if job_names(sbatch) else ["--job-name"]) + [
-            opts[0] for opts in _REQUIRED_SBATCH if not _mentions(sbatch, opts)]
+            f"--{name}" for name in _REQUIRED_SBATCH if name not in given]
         if missing:
             warnings.append(
                 f"{source}: SbatchArguments replaces the whole Containers.SLURM.SbatchArgumentsList template "

@@ -96,6 +96,10 @@ def test_without_client_the_environment_map_is_kept() -> None:
         pytest.param(["--job-name=%U", "--mem=%M"], ["--cpus-per-task", "--tmp"], id="some"),
         pytest.param(["-J", "%U", "--mem=%M", "-c", "%C", "--tmp=%T"], [], id="short-forms"),
         pytest.param(FULL_TEMPLATE, [], id="all"),
+        # read as sbatch reads them: abbreviations count, another option's value does not
+        pytest.param(["--job-name=%U", "--mem=%M", "-Hc%C", "--tm", "%T"], [], id="abbreviated"),  # --me is ambiguous
+        pytest.param(["--job-name=%U", "--comment", "--mem=%M", "-c%C", "--tmp=%T"], ["--mem"],
+                     id="a-value-that-looks-like-an-option"),
     ],
 )
 def test_legacy_sbatch_arguments_warn_about_lost_template(args: list[str], missing: list[str]) -> None:
