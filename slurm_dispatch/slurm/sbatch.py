@@ -15,6 +15,7 @@ than putting the token into its own ``os.environ``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -165,11 +166,17 @@ def _templated(template: Sequence[str], values: Mapping[str, str]) -> list[str |
         SbatchTemplateError: an unknown ``%x``.
     """
     out = [substitute(arg, values) for arg in template]
-    for opt in read_args(template):
-        first = opt.at[0]
-        if len(opt.at) == 2 and out[opt.at[1]] is None and out[first] is not None:
-            out[first] = substitute(template[first][:opt.start], values) if opt.start > 1 else None
+    for first, second, start in _split_values(tuple(template)):
+        if out[second] is None and out[first] is not None:
+            out[first] = substitute(template[first][:start], values) if start > 1 else None
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _split_values(template: tuple[str, ...]) -> tuple[tuple[int, int, int], ...]:
+    """``(option's word, its value's word, where its letter is)`` for each option of ``template`` whose value is the
+    next word. Pure; remembered, as a site has one template or a few (read once, not for every container)."""
+    return tuple((opt.at[0], opt.at[1], opt.start) for opt in read_args(template) if len(opt.at) == 2)
 
 
 def sbatch_args(container: Container, settings: Settings) -> list[str]:
