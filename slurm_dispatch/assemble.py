@@ -70,7 +70,8 @@ def service_slurm_cli(settings: Settings, base_env: Mapping[str, str]) -> SlurmC
     """Return the service's ``SlurmCLI``: its Slurm commands' environment and clusters from ``settings``, and this
     process's effective uid as ``own_uid`` (so a service that is not root may read its own jobs only). Does no
     I/O."""
-    return SlurmCLI(env=slurm_command_env(settings, base_env), clusters=clusters_of(settings), own_uid=os.geteuid())
+    return SlurmCLI(env=slurm_command_env(settings, base_env), clusters=clusters_of(settings, base_env),
+                    own_uid=os.geteuid())
 
 
 class DispatchLoop:

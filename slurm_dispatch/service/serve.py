@@ -53,6 +53,7 @@ from slurm_dispatch.service.state import MANAGEMENT_API, State, StateError, Stat
 from slurm_dispatch.service.stoppable import StoppableQueries
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.broken_nodes import BrokenNode, BrokenNodes
+from slurm_dispatch.slurm.clusters import clusters_of, inherited_cluster_variables
 from slurm_dispatch.slurm.queue_view import QueueEntry
 
 logger = logging.getLogger("slurm_dispatch.service")
@@ -198,6 +199,13 @@ async def serve(
             except TimeoutError:
                 pass
         health.start()
+        inherited = inherited_cluster_variables(base_env)
+        if inherited:
+            logger.warning("%s set in the service's own environment: the jobs go to Slurm clusters %s and every Slurm "
+                           "command of the service names them, but the admin commands do not see this environment; "
+                           "name the clusters in Containers.SLURM.SbatchEnvironmentVariables or with --clusters in "
+                           "SbatchArgumentsList instead", " and ".join(inherited),
+                           ",".join(clusters_of(settings, base_env)))
         if pg_lock is None:
             # Go's crunch-dispatch-slurm waits for the database until it can lock (lib/controller/dblock:
             # DBLocker.Lock): it never dispatches without the lock. Here an empty Connection means no lock at all.

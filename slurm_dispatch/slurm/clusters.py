@@ -7,14 +7,14 @@ cluster: the job seems to vanish and the container loops through unlock and resu
 has this trap). So every squeue, scancel, sinfo and scontrol the service or an admin command runs carries the same
 clusters (squeue(1), scancel(1), sinfo(1): ``-M, --clusters=<string>``, a comma-separated list or ``all``).
 scontrol takes one cluster only (scontrol(1)): a command about one job names that job's cluster, as squeue printed
-it. SbatchEnvironmentVariables' ``SLURM_CLUSTERS`` (the documented environment form of ``--clusters``, which every
-Slurm command reads) counts too.
+it. ``SLURM_CLUSTERS`` (the documented environment form of ``--clusters``, which every Slurm command reads) and
+sbatch's ``SBATCH_CLUSTERS`` count too, from SbatchEnvironmentVariables or the service's own environment.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.sbatch_options import read_args
@@ -48,17 +48,34 @@ def template_clusters(args: Sequence[str]) -> list[str]:
     return found
 
 
-def clusters_of(settings: Settings) -> tuple[str, ...]:
+CLUSTER_VARIABLES = ("SLURM_CLUSTERS", "SBATCH_CLUSTERS")
+"""The environment's ``--clusters``: SLURM_CLUSTERS for every Slurm command, SBATCH_CLUSTERS for sbatch (sbatch(1),
+squeue(1), scancel(1), scontrol(1): ENVIRONMENT VARIABLES)."""
+
+
+def clusters_of(settings: Settings, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """Return the clusters the dispatcher's jobs may go to: those its templates name (SbatchArgumentsList, the GPU
-    list, the supervisors' list) and SbatchEnvironmentVariables' ``SLURM_CLUSTERS``; ``()`` for the local cluster
-    only. ``("all",)`` when any of them says ``all``. Pure."""
+    list, the supervisors' list), and those ``CLUSTER_VARIABLES`` name in the environment the Slurm commands get
+    (``environ``, the process's own, then SbatchEnvironmentVariables); ``()`` for the local cluster only.
+    ``("all",)`` when any of them says ``all``. Pure.
+
+    Every one counts, wherever sbatch would take it from: a SLURM_CLUSTERS in the service's own environment
+    would otherwise send the jobs, and every scancel and renice by job id, to clusters the service does not
+    name, and a job id there may be another user's job.
+    """
     names = template_clusters([*settings.sbatch_arguments, *settings.sbatch_gpu_arguments,
                                *settings.supervisor_sbatch_arguments])
-    env = settings.sbatch_environment.get("SLURM_CLUSTERS", "")
-    names += [n.strip() for n in env.split(",") if n.strip() and n.strip() not in names]
+    env = {**(environ or {}), **settings.sbatch_environment}
+    for variable in CLUSTER_VARIABLES:
+        names += [n.strip() for n in env.get(variable, "").split(",") if n.strip() and n.strip() not in names]
     if "all" in names:
         return ("all",)
     return tuple(names)
+
+
+def inherited_cluster_variables(environ: Mapping[str, str]) -> list[str]:
+    """The ``CLUSTER_VARIABLES`` set in ``environ`` (the service's own environment). Pure."""
+    return [variable for variable in CLUSTER_VARIABLES if environ.get(variable, "").strip()]
 
 
 CLUSTER_LINE_RE = re.compile(r"CLUSTER: ([A-Za-z0-9_.-]+)\s*\Z")
@@ -136,10 +153,12 @@ def cluster_warnings(settings: Settings) -> list[str]:
 __all__ = [
     "CLUSTER_LINE_RE",
     "CLUSTER_OPTION",
+    "CLUSTER_VARIABLES",
     "cluster_warnings",
     "clusters_in",
     "clusters_of",
     "describe",
+    "inherited_cluster_variables",
     "missing_clusters",
     "several",
     "template_clusters",

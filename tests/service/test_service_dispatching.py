@@ -143,3 +143,21 @@ def test_a_lost_dispatch_lock_stops_the_service_with_one_error(
     lost = [line for line in svc.logs().splitlines() if " ERROR " in f" {line}" and "dispatch lock 10005" in line]
     assert len(lost) == 1, svc.logs()
     assert "stopping dispatch so that no other dispatcher runs beside us" in lost[0]
+
+
+def test_cluster_variables_in_the_services_own_environment_are_honoured_and_said(
+    service_process: ServiceFactory, tmp_path: Path,
+) -> None:
+    """SLURM_CLUSTERS in the unit's environment sends the jobs to those clusters: the service names them in every
+    command, and says at startup that the admin commands, which do not get that environment, cannot see them."""
+    env = {**fake_slurm_commands(tmp_path / "bin", squeue='echo "$@" >> "$0.args"'), "SLURM_CLUSTERS": "alpha,beta"}
+    svc = service_process(slurm_env=env)
+    said = ("WARNING slurm_dispatch.service: SLURM_CLUSTERS set in the service's own environment: the jobs go to "
+            "Slurm clusters alpha,beta and every Slurm command of the service names them")
+    wait_until(lambda: said in svc.logs() or not svc.alive(), timeout=30, what="the warning")
+    args = tmp_path / "bin" / "squeue.args"
+    wait_until(args.exists, timeout=30, what="a squeue")
+    assert "--clusters=alpha,beta" in args.read_text(), args.read_text()
+    code, _ = svc.stop(signal.SIGTERM, within=15)
+    assert code == 0, svc.logs()
+    assert svc.logs().count(said) == 1

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from slurm_dispatch.assemble import service_slurm_cli
 from slurm_dispatch.model import SlurmJob
 from slurm_dispatch.settings import DEFAULT_SBATCH_ARGUMENTS, Settings
 from slurm_dispatch.slurm.clusters import (
     cluster_warnings,
     clusters_of,
+    inherited_cluster_variables,
     missing_clusters,
     template_clusters,
     with_clusters,
@@ -40,6 +42,26 @@ from slurm_dispatch.slurm.squeue_lines import parse_squeue_all
 )
 def test_template_clusters(args: list[str], names: list[str]) -> None:
     assert template_clusters(args) == names
+
+
+def test_clusters_of_counts_the_cluster_variables_of_the_services_own_environment() -> None:
+    """sbatch, squeue, scancel and scontrol read SLURM_CLUSTERS (sbatch also SBATCH_CLUSTERS) from the environment
+    the service gives them, its own included: left out, the jobs went there while scancel by job id named no
+    cluster, and hit the job of that id on every cluster, another user's among them (seen with two clusters)."""
+    assert clusters_of(Settings(), {"SLURM_CLUSTERS": "alpha,beta", "PATH": "/usr/bin"}) == ("alpha", "beta")
+    assert clusters_of(Settings(), {"SBATCH_CLUSTERS": "gamma"}) == ("gamma",)
+    assert clusters_of(Settings(sbatch_environment={"SLURM_CLUSTERS": "beta"}), {"SLURM_CLUSTERS": "alpha"}) == (
+        "beta",), "SbatchEnvironmentVariables replace the inherited value, as in the commands' environment"
+    assert clusters_of(Settings(sbatch_arguments=(*DEFAULT_SBATCH_ARGUMENTS, "-M", "delta")),
+                       {"SLURM_CLUSTERS": "alpha"}) == ("delta", "alpha")
+    assert inherited_cluster_variables({"SLURM_CLUSTERS": "a", "SBATCH_CLUSTERS": " ", "X": "y"}) == ["SLURM_CLUSTERS"]
+
+
+def test_the_service_backend_names_the_clusters_of_its_own_environment() -> None:
+    cli = service_slurm_cli(Settings(cluster_id="zzzzz"), {"PATH": "/usr/bin", "SLURM_CLUSTERS": "alpha,beta"})
+    assert cli.clusters == ("alpha", "beta")
+    assert with_clusters(["scancel", "--quiet", "10"], cli.clusters, cluster="beta") == [
+        "scancel", "--clusters=beta", "--quiet", "10"]
 
 
 def test_clusters_of_reads_every_template_and_the_environment() -> None:
