@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from slurm_dispatch.errors import SbatchTemplateError
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.sbatch import TEMPLATE_TOKENS, substitute
-from slurm_dispatch.slurm.sbatch_options import read_args
+from slurm_dispatch.slurm.sbatch_options import OPTIONAL, Opt, read_args, value_rule
 
 _EVERY_TOKEN = {letter: "1" for letter in TEMPLATE_TOKENS if letter != "%"}
 """A value for every template token, so ``substitute`` fails only on a token it does not know."""
@@ -69,8 +69,21 @@ def misread_words(args: Sequence[str]) -> list[tuple[int, str]]:
     the union of the supported Slurm releases, so a prefix may be ambiguous here and not on the release at hand.
     """
     found: list[tuple[int, str]] = []
+    previous: Opt | None = None
     for opt in read_args(args):
-        if opt.kind == "operand":
+        word = args[opt.at[0]]
+        if found and found[-1][0] == opt.at[0]:
+            continue  # one line a word (``-10`` is two letters sbatch does not have)
+        joined_only = (previous is not None and previous.kind == "option" and previous.value is None
+                       and value_rule(previous.name) == OPTIONAL and previous.at[-1] == opt.at[0] - 1)
+        previous = opt
+        if joined_only and (opt.kind == "operand" or (opt.kind == "unknown" and not word.startswith("--"))):
+            # ``--nice 5``, ``--exclusive user``, ``-k x``: getopt gives an optional value only in the same word
+            option = args[opt.at[0] - 1]
+            joined = f"{option}={word}" if option.startswith("--") else f"{option}{word}"
+            why = (f"{option!r} takes its value only joined to it ({joined!r}): sbatch would read {word!r} "
+                   + ("as the job script's path" if opt.kind == "operand" else "as an option, and fail"))
+        elif opt.kind == "operand":
             why = (f"{opt.text!r} is not an sbatch option: sbatch would take it as the job script's path instead "
                    "of reading crunch-run's script on stdin")
         elif opt.kind == "end":

@@ -142,7 +142,9 @@ def as_sbatch_template(doc: Doc, rel: str, value: Any) -> tuple[str, ...]:
         if bad is not None:
             raise doc.error(f"{rel}[{i}]", f"unknown substitution parameter {bad!r} in {show(arg)} (known: "
                             f"{KNOWN_TOKENS}); every sbatch would fail", arg)
-    for at, why in misread_words(args):
+    misread = misread_words(args)
+    if misread:
+        at, why = misread[0]
         raise doc.error(f"{rel}[{at}]", why, args[at])
     names = job_names(args)
     if names and names[-1][2] != "%U":

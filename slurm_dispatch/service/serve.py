@@ -201,10 +201,10 @@ async def serve(
         health.start()
         inherited = inherited_cluster_variables(base_env)
         if inherited:
-            logger.warning("%s set in the service's own environment: the jobs go to Slurm clusters %s and every Slurm "
-                           "command of the service names them, but the admin commands do not see this environment; "
-                           "name the clusters in Containers.SLURM.SbatchEnvironmentVariables or with --clusters in "
-                           "SbatchArgumentsList instead", " and ".join(inherited),
+            logger.warning("%s set in the service's own environment: the jobs may go to the Slurm clusters it names, "
+                           "so every Slurm command of the service names clusters %s, but the admin commands do not "
+                           "see this environment; name the clusters in Containers.SLURM.SbatchEnvironmentVariables "
+                           "or with --clusters in SbatchArgumentsList instead", " and ".join(inherited),
                            ",".join(clusters_of(settings, base_env)))
         if pg_lock is None:
             # Go's crunch-dispatch-slurm waits for the database until it can lock (lib/controller/dblock:

@@ -168,7 +168,10 @@ ONLY_IN = {
     "resv-ports": "24.11", "segment": "24.11", "stepmgr": "24.11", "tres-bind": "24.11", "tres-per-task": "24.11",
 }
 """The entries of ``SBATCH_OPTIONS`` that only one of the two releases has, and which. Every other entry is the
-same in both (name, value, letter)."""
+same in both (name, value, letter). Slurm 26.05, which Debian also ships, is not in the table: it adds options with
+a value (``--resources``, ``--container-type``, ``--mem-update``), which the reader calls unknown and, written as
+two words, gives the next word as a SPANK plugin's option gets it; ``--get-user-env`` takes no value there since
+25.05, and ``--requeue`` an optional one since 25.11."""
 
 SAME_OPTION = {"tasks-per-node": "ntasks-per-node"}
 """A long name that is another option under a second name (the same .val, LONG_OPT_NTASKSPERNODE, in
@@ -176,6 +179,11 @@ slurm_opt.c; sbatch -v prints it as ntasks-per-node): the reader gives the optio
 getopt_long would not call a prefix of both ambiguous, but no prefix is one of both."""
 
 _ARGUMENT = {name: argument for name, argument, _ in SBATCH_OPTIONS}
+
+
+def value_rule(name: str) -> Argument | None:
+    """Whether the option ``name`` (a long name of ``SBATCH_OPTIONS``) takes a value; None for no such option."""
+    return _ARGUMENT.get(name)
 _SHORT = {short: name for name, _, short in SBATCH_OPTIONS if short}
 
 Kind = Literal["option", "missing-value", "needless-value", "unknown", "ambiguous", "end", "operand", "separator"]
@@ -184,8 +192,11 @@ Kind = Literal["option", "missing-value", "needless-value", "unknown", "ambiguou
 * ``option``: a known option, with its value (None when it takes none, or an optional one was not given);
 * ``missing-value``: a known option that requires a value, in the last word (sbatch fails);
 * ``needless-value``: ``--name=value`` for an option that takes none (sbatch fails);
-* ``unknown``: no sbatch option, or a SPANK plugin's (sbatch without that plugin fails);
-* ``ambiguous``: a prefix of several long options (sbatch fails), listed in ``candidates``;
+* ``unknown``: no sbatch option, or a SPANK plugin's (sbatch without that plugin fails), or one of a release
+  newer than the table's; written ``--name value``, the next word (one that does not start with ``-``) is taken
+  as its value, as a plugin's option with a value would take it;
+* ``ambiguous``: a prefix of several long options (sbatch fails), listed in ``candidates``; the next word as for
+  ``unknown`` (the table is the union of releases, so the prefix may name one option on the release at hand);
 * ``end``: ``--``, after which every word is an operand;
 * ``operand``: a word that is not an option: sbatch takes the first as the job script's path (instead of
   reading the script on stdin, as the dispatcher sends it) and the rest as the script's arguments;
@@ -237,6 +248,12 @@ def _long(args: Sequence[str], i: int) -> tuple[Opt, int]:
     option = "--" + written
     if not name:
         kind: Kind = "ambiguous" if candidates else "unknown"
+        following = args[i + 1] if i + 1 < len(args) else None
+        if not equals and following is not None and not following.startswith("-") and following != ":":
+            # A SPANK plugin's option (``--container-image img``), one of a later release, or a prefix that only
+            # the union of the releases' tables makes ambiguous may take the next word as its value: whether it
+            # does is not known here, and reading that word as the script's path would refuse a working template.
+            return Opt(kind, (i, i + 1), "", following, f"{word} {following}", option, candidates=candidates), i + 2
         return Opt(kind, (i,), "", None, word, option, candidates=candidates), i + 1
     argument = _ARGUMENT[name]
     if equals:
@@ -338,5 +355,6 @@ __all__ = [
     "Opt",
     "long_option",
     "read_args",
+    "value_rule",
     "with_value",
 ]

@@ -152,8 +152,8 @@ def test_cluster_variables_in_the_services_own_environment_are_honoured_and_said
     command, and says at startup that the admin commands, which do not get that environment, cannot see them."""
     env = {**fake_slurm_commands(tmp_path / "bin", squeue='echo "$@" >> "$0.args"'), "SLURM_CLUSTERS": "alpha,beta"}
     svc = service_process(slurm_env=env)
-    said = ("WARNING slurm_dispatch.service: SLURM_CLUSTERS set in the service's own environment: the jobs go to "
-            "Slurm clusters alpha,beta and every Slurm command of the service names them")
+    said = ("WARNING slurm_dispatch.service: SLURM_CLUSTERS set in the service's own environment: the jobs may go "
+            "to the Slurm clusters it names, so every Slurm command of the service names clusters alpha,beta")
     wait_until(lambda: said in svc.logs() or not svc.alive(), timeout=30, what="the warning")
     args = tmp_path / "bin" / "squeue.args"
     wait_until(args.exists, timeout=30, what="a squeue")

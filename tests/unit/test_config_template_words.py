@@ -20,7 +20,12 @@ from slurm_dispatch.settings import Settings
     [
         pytest.param(["script"], 0, "'script' is not an sbatch option: sbatch would take it as the job script's path",
                      id="stray-word"),
-        pytest.param(["--nice", "5"], 1, "'5' is not an sbatch option", id="optional-value-not-joined"),
+        pytest.param(["--nice", "5"], 1, "'--nice' takes its value only joined to it ('--nice=5'): sbatch would "
+                     "read '5' as the job script's path", id="optional-value-not-joined"),
+        pytest.param(["--nice", "-10"], 1, "'--nice' takes its value only joined to it ('--nice=-10'): sbatch "
+                     "would read '-10' as an option, and fail", id="negative-optional-value-not-joined"),
+        pytest.param(["-k", "x"], 1, "'-k' takes its value only joined to it ('-kx')", id="short-optional-value"),
+        pytest.param(["-Z9"], 0, "sbatch has no option -Z", id="one-line-for-a-word"),
         pytest.param(["--", "--mem=5"], 0, "'--' ends sbatch's options", id="end-of-options"),
         pytest.param([":", "--mem=5"], 0, "heterogeneous job", id="het-job-separator"),
         pytest.param(["--partition"], 0, "'--partition' takes a value and none follows it", id="missing-value"),
@@ -42,6 +47,10 @@ def test_words_sbatch_would_misread_are_startup_problems(words: list[str], at: i
         pytest.param(["--time", "%W", "--partition", "%P"], id="values-as-next-words"),
         pytest.param(["-t", "%W", "-p%P", "-HJ%U"], id="short-options"),
         pytest.param(["--x11=batch", "--my-spank-option"], id="spank-plugin-options"),  # only the nodes know them
+        pytest.param(["--container-image", "arvados/jobs:latest", "--container-mounts=/tmp:/tmp"],
+                     id="spank-plugin-option-with-its-value-as-the-next-word"),
+        pytest.param(["--resources", "gpu:1"], id="an-option-of-a-newer-release"),
+        pytest.param(["--res", "r1", "--ext", "1"], id="prefixes-ambiguous-only-across-releases"),
         pytest.param(["--exclusive", "--comment", "-J not a name"], id="a-value-that-looks-like-an-option"),
     ],
 )

@@ -103,6 +103,12 @@ FORMS = [
     pytest.param(["--jobs=2"], [("unknown", (0,), "", None)], id="unknown-long"),
     pytest.param(["--spank-opt", "-Jx"], [("unknown", (0,), "", None), o((1,), "job-name", "x")],
                  id="unknown-long-takes-no-word"),
+    # a SPANK plugin's option (pyxis) or a newer release's, written as two words: sbatch with that plugin reads
+    # the next word as its value (checked with a plugin on 22.05), and the options after it are still options
+    pytest.param(["--container-image", "img", "--exclude=c1"],
+                 [("unknown", (0, 1), "", "img"), o((2,), "exclude", "c1")], id="unknown-long-takes-a-word"),
+    pytest.param(["--ext", "1", "-Jx"], [("ambiguous", (0, 1), "", "1"), o((2,), "job-name", "x")],
+                 id="ambiguous-only-in-the-union-takes-a-word"),
     pytest.param(["--no-requeue=x"], [("needless-value", (0,), "no-requeue", None)], id="needless-value"),
     pytest.param(["--mem"], [("missing-value", (0,), "mem", None)], id="missing-long-value"),
     pytest.param(["-t"], [("missing-value", (0,), "time", None)], id="missing-short-value"),
