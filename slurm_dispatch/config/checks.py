@@ -105,43 +105,51 @@ def misread_words(args: Sequence[str]) -> list[tuple[int, str]]:
     return found
 
 
+def template_list_problems(args: Sequence[str], *, job_name: bool = True) -> list[tuple[int, str]]:
+    """Returns ``(index, why)`` for each problem of one sbatch template list that every container would meet, in
+    the order of the arguments; each ``why`` starts with the argument, quoted. Pure.
+
+    An unknown ``%x`` (anything ``slurm.sbatch.substitute`` refuses: all but ``%U %C %M %T %G %W %P %I %%``; a
+    lone trailing ``%`` is fine); a word sbatch would misread (``misread_words``); and, with ``job_name``, a last
+    job name other than ``%U``: sbatch takes the last ``--job-name`` (or ``-J``, in any form: ``job_names``),
+    and squeue finds jobs by the name ``%U`` gives them. The one list of these rules for SbatchArgumentsList,
+    SbatchGPUArgumentsList and ``Limits.SupervisorSbatchArguments``.
+    """
+    found = [(i, f"{arg!r}: unknown substitution parameter {bad!r} (known: {KNOWN_TOKENS}); every sbatch would fail")
+             for i, arg in enumerate(args) if (bad := template_arg_problem(arg)) is not None]
+    found += misread_words(args)
+    names = job_names(args)
+    if job_name and names and names[-1][2] != "%U":
+        at, text, _ = names[-1]
+        found.append((at, (f"{text!r} would rename the job: {RENAMED_JOB}, so every job would look gone and its "
+                          "container would be unlocked and relocked endlessly")))
+    return sorted(found, key=lambda problem: problem[0])
+
+
 def template_problems(settings: Settings) -> list[str]:
     """Returns human messages for sbatch templates the service must refuse.
 
-    Checks SbatchArgumentsList and SbatchGPUArgumentsList for an unknown ``%x`` (anything
-    ``slurm.sbatch.substitute`` refuses: all but ``%U %C %M %T %G %W %P %I %%``; a lone trailing ``%`` is
-    fine) and SbatchArgumentsList for ``--job-name=%U``: the Go dispatcher builds sbatch's arguments only from
-    the template (services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: sbatchArgs) and finds jobs in
-    squeue by that name (squeue.go: SqueueChecker.check), so without it every job looks gone and its
-    container is unlocked and relocked endlessly. The last job name either list sets must be ``%U`` too: sbatch
-    takes the last, so a later ``--job-name`` (or ``-J``) with another name renames every job. Pure.
+    Each of SbatchArgumentsList and SbatchGPUArgumentsList gets ``template_list_problems``, and
+    SbatchArgumentsList must name the job ``%U``: the Go dispatcher builds sbatch's arguments only from the
+    template (services/crunch-dispatch-slurm/crunch-dispatch-slurm.go: sbatchArgs) and finds jobs in squeue by
+    that name (squeue.go: SqueueChecker.check), so without it every job looks gone and its container is
+    unlocked and relocked endlessly. Pure.
     """
     prefix = f"Clusters.{settings.cluster_id}.Containers.SLURM"
+    named = any(name == "%U" for _, _, name in job_names(settings.sbatch_arguments))
     problems: list[str] = []
     for key, args in (("SbatchArgumentsList", settings.sbatch_arguments),
                       ("SbatchGPUArgumentsList", settings.sbatch_gpu_arguments)):
-        for i, arg in enumerate(args):
-            bad = template_arg_problem(arg)
-            if bad is not None:
-                problems.append(f"{prefix}.{key}[{i}] {arg!r}: unknown substitution parameter {bad!r} "
-                                f"(known: {KNOWN_TOKENS}); every sbatch would fail")
-        problems += [f"{prefix}.{key}[{i}]: {why}" for i, why in misread_words(args)]
+        # without %U at all, "lacks --job-name=%U" below says it: not also "would rename the job"
+        problems += [f"{prefix}.{key}[{i}] {why}" for i, why in template_list_problems(args, job_name=named)]
     if not settings.sbatch_arguments:
         problems.append(f"{prefix}.SbatchArgumentsList is empty: sbatch would get no --job-name=%U, so every job "
                         "would look gone and its container would be unlocked and relocked endlessly (remove the "
                         "key to use the default template)")
-    elif not any(name == "%U" for _, _, name in job_names(settings.sbatch_arguments)):
+    elif not named:
         problems.append(f"{prefix}.SbatchArgumentsList lacks --job-name=%U: squeue finds jobs by that name, "
                         "so every job would look gone and its container would be unlocked and relocked "
                         "endlessly")
-    else:
-        for key, args in (("SbatchArgumentsList", settings.sbatch_arguments),
-                          ("SbatchGPUArgumentsList", settings.sbatch_gpu_arguments)):
-            names = job_names(args)
-            if names and names[-1][2] != "%U":
-                i, text, _ = names[-1]
-                problems.append(f"{prefix}.{key}[{i}] {text!r} would rename the job: {RENAMED_JOB}, so every "
-                                "job would look gone and its container would be unlocked and relocked endlessly")
     return problems
 
 

@@ -21,13 +21,7 @@ from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
-from slurm_dispatch.config.checks import (
-    KNOWN_TOKENS,
-    RENAMED_JOB,
-    job_names,
-    misread_words,
-    template_arg_problem,
-)
+from slurm_dispatch.config.checks import template_list_problems
 from slurm_dispatch.config.document import (
     MISSING,
     Doc,
@@ -127,29 +121,18 @@ def as_fraction(doc: Doc, rel: str, value: Any) -> float:
 def as_sbatch_template(doc: Doc, rel: str, value: Any) -> tuple[str, ...]:
     """Returns extra sbatch template arguments, checked as SbatchArgumentsList is. Pure.
 
-    Each argument goes through ``slurm.sbatch.substitute`` (``checks.template_arg_problem``), so an unknown
-    ``%x`` is refused here rather than failing every sbatch. The arguments come after SbatchArgumentsList,
-    and sbatch takes the last ``--job-name``, so a last one naming the job anything but ``%U`` is refused too:
-    squeue finds jobs by that name.
+    The rules of every template list (``checks.template_list_problems``): an unknown ``%x``, a word sbatch would
+    misread, a job name other than ``%U`` (the arguments come after SbatchArgumentsList, and sbatch takes the
+    last ``--job-name``).
 
     Raises:
-        ConfigError: not a list of strings, a control character, an unknown ``%x``, a word sbatch would misread
-            (``checks.misread_words``), or a job name.
+        ConfigError: not a list of strings, a control character, or the first of those problems.
     """
     args = as_text_list(doc, rel, value)
-    for i, arg in enumerate(args):
-        bad = template_arg_problem(arg)
-        if bad is not None:
-            raise doc.error(f"{rel}[{i}]", f"unknown substitution parameter {bad!r} in {show(arg)} (known: "
-                            f"{KNOWN_TOKENS}); every sbatch would fail", arg)
-    misread = misread_words(args)
-    if misread:
-        at, why = misread[0]
+    problems = template_list_problems(args)
+    if problems:
+        at, why = problems[0]
         raise doc.error(f"{rel}[{at}]", why, args[at])
-    names = job_names(args)
-    if names and names[-1][2] != "%U":
-        at, text, _ = names[-1]
-        raise doc.error(f"{rel}[{at}]", f"{show(text)} would rename the job: {RENAMED_JOB}", text)
     return args
 
 

@@ -127,7 +127,7 @@ OWN_FILE_REFUSALS = [
     pytest.param("Limits: {SupervisorFraction: 2}\n", "Limits.SupervisorFraction: must be from 0 to 1", id="fraction"),
     pytest.param("Limits: {MaxSupervisors: many}\n", "Limits.MaxSupervisors: expected an integer", id="supervisors"),
     pytest.param("Limits: {SupervisorSbatchArguments: ['--qos=%q']}\n",
-                 "Limits.SupervisorSbatchArguments[0]: unknown substitution parameter '%q'", id="template"),
+                 "Limits.SupervisorSbatchArguments[0]: '--qos=%q': unknown substitution parameter '%q'", id="template"),
     pytest.param("Limits: {SupervisorSbatchArguments: ['--job-name=wf']}\n",
                  "Limits.SupervisorSbatchArguments[0]: '--job-name=wf' would rename the job", id="job-name"),
     pytest.param("BrokenNodes: {Action: reboot}\n", "BrokenNodes.Action: 'reboot' is not one of exclude, drain, none",
@@ -179,5 +179,6 @@ def test_the_option_wins_over_the_environment_in_check_and_run(cli: Any, tmp_pat
     ran = cli("run", "--skip-legacy", "--lock-file", str(tmp_path / "lock"), "--dispatch-config", str(good))
     for result in (checked, ran):
         assert result.exit_code == EXIT_CONFIG, result.output
-        assert f"{good}: Limits.SupervisorSbatchArguments[0]: unknown substitution parameter '%X'" in result.stderr
+        assert f"{good}: Limits.SupervisorSbatchArguments[0]: '--qos=%X': unknown substitution parameter '%X'" in \
+            result.stderr
         assert str(bad) not in result.stderr

@@ -198,10 +198,11 @@ REFUSALS = [
     pytest.param({"Limits": {"SupervisorSbatchArguments": "--partition=x"}},
                  "Limits.SupervisorSbatchArguments: expected a list of strings", id="template-not-a-list"),
     pytest.param({"Limits": {"SupervisorSbatchArguments": ["--partition=x", "--qos=%X"]}},
-                 "Limits.SupervisorSbatchArguments[1]: unknown substitution parameter '%X' in '--qos=%X' (known: %U "
+                 "Limits.SupervisorSbatchArguments[1]: '--qos=%X': unknown substitution parameter '%X' (known: %U "
                  "%C %M %T %G %W %P %I %%); every sbatch would fail", id="template-unknown-token"),
     pytest.param({"Limits": {"SupervisorSbatchArguments": ["--comment=50% "]}},
-                 "Limits.SupervisorSbatchArguments[0]: unknown substitution parameter '% '", id="template-percent-space"),
+                 "Limits.SupervisorSbatchArguments[0]: '--comment=50% ': unknown substitution parameter '% '",
+                 id="template-percent-space"),
     pytest.param({"Limits": {"SupervisorSbatchArguments": ["--x\0"]}},
                  "Limits.SupervisorSbatchArguments[0]: contains a control character (U+0000 at position 3)",
                  id="template-NUL"),

@@ -37,7 +37,7 @@ def test_words_sbatch_would_misread_are_startup_problems(words: list[str], at: i
     settings = Settings(cluster_id="abcde", sbatch_arguments=("--job-name=%U", "--mem=%M", *words))
     problems = template_problems(settings)
     assert len(problems) == 1, problems
-    assert problems[0].startswith(f"Clusters.abcde.Containers.SLURM.SbatchArgumentsList[{at + 2}]: "), problems
+    assert problems[0].startswith(f"Clusters.abcde.Containers.SLURM.SbatchArgumentsList[{at + 2}] '"), problems
     assert says in problems[0], problems
 
 
@@ -60,7 +60,7 @@ def test_templates_sbatch_reads_as_options_pass(words: list[str]) -> None:
 
 def test_the_gpu_list_is_checked_too() -> None:
     problems = template_problems(Settings(cluster_id="abcde", sbatch_gpu_arguments=("--gpus=%G", "gpu")))
-    assert problems == [("Clusters.abcde.Containers.SLURM.SbatchGPUArgumentsList[1]: 'gpu' is not an sbatch option: "
+    assert problems == [("Clusters.abcde.Containers.SLURM.SbatchGPUArgumentsList[1] 'gpu' is not an sbatch option: "
                         "sbatch would take it as the job script's path instead of reading crunch-run's script on "
                         "stdin")]
 
