@@ -17,7 +17,13 @@ from urllib.parse import urlsplit
 from slurm_dispatch.errors import SbatchTemplateError
 from slurm_dispatch.settings import Settings
 from slurm_dispatch.slurm.sbatch import TEMPLATE_TOKENS, substitute
-from slurm_dispatch.slurm.sbatch_options import OPTIONAL, Opt, read_args, value_rule
+from slurm_dispatch.slurm.sbatch_options import (
+    OPTIONAL,
+    Opt,
+    ambiguous_in_every_release,
+    read_args,
+    value_rule,
+)
 
 _EVERY_TOKEN = {letter: "1" for letter in TEMPLATE_TOKENS if letter != "%"}
 """A value for every template token, so ``substitute`` fails only on a token it does not know."""
@@ -64,9 +70,10 @@ def misread_words(args: Sequence[str]) -> list[tuple[int, str]]:
     that is no option (a stray value) would become the job script's path; ``--`` would make the dispatcher's own
     arguments the script's; ``:`` would start a second job component; an option left without its value would
     take the next argument as one; a value given to an option that takes none, or a short option sbatch does not
-    have, fails every sbatch. Unknown long options are not refused: a SPANK plugin adds its own to sbatch
-    (src/common/spank.c), and only on the nodes that have it. Nor are ambiguous prefixes: the option table is
-    the union of the supported Slurm releases, so a prefix may be ambiguous here and not on the release at hand.
+    have, fails every sbatch; so does a prefix of several options on every release the table was read from (``--exc``:
+    ``--exclude``, ``--exclusive``). Unknown long options are not refused: a SPANK plugin adds its own to sbatch
+    (src/common/spank.c), and only on the nodes that have it. Nor is a prefix ambiguous only in the union of the
+    releases' tables (``--ext``): it names one option on the release at hand.
     """
     found: list[tuple[int, str]] = []
     previous: Opt | None = None
@@ -95,6 +102,9 @@ def misread_words(args: Sequence[str]) -> list[tuple[int, str]]:
                    "dispatcher adds as its value")
         elif opt.kind == "needless-value":
             why = f"{opt.text!r}: --{opt.name} takes no value; every sbatch would fail"
+        elif opt.kind == "ambiguous" and ambiguous_in_every_release(opt.candidates):
+            names = ", ".join(f"--{name}" for name in opt.candidates)
+            why = f"{opt.text!r}: {opt.option} could be any of {names}; every sbatch would fail"
         elif opt.kind == "unknown" and not opt.option.startswith("--"):
             why = f"{opt.text!r}: sbatch has no option {opt.option}; every sbatch would fail"
         else:

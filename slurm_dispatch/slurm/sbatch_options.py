@@ -181,6 +181,13 @@ getopt_long would not call a prefix of both ambiguous, but no prefix is one of b
 _ARGUMENT = {name: argument for name, argument, _ in SBATCH_OPTIONS}
 
 
+def ambiguous_in_every_release(candidates: Sequence[str]) -> bool:
+    """Whether the long options a prefix could mean (an ``ambiguous`` ``Opt``'s ``candidates``) are several in the
+    table of each release it was read from, not only in their union (``ONLY_IN``). Pure."""
+    releases = sorted(set(ONLY_IN.values()))
+    return all(sum(1 for name in candidates if ONLY_IN.get(name, release) == release) > 1 for release in releases)
+
+
 def value_rule(name: str) -> Argument | None:
     """Whether the option ``name`` (a long name of ``SBATCH_OPTIONS``) takes a value; None for no such option."""
     return _ARGUMENT.get(name)
@@ -353,6 +360,7 @@ __all__ = [
     "Argument",
     "Kind",
     "Opt",
+    "ambiguous_in_every_release",
     "long_option",
     "read_args",
     "value_rule",

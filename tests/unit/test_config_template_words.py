@@ -26,6 +26,8 @@ from slurm_dispatch.settings import Settings
                      "would read '-10' as an option, and fail", id="negative-optional-value-not-joined"),
         pytest.param(["-k", "x"], 1, "'-k' takes its value only joined to it ('-kx')", id="short-optional-value"),
         pytest.param(["-Z9"], 0, "sbatch has no option -Z", id="one-line-for-a-word"),
+        pytest.param(["--exc=c9"], 0, "'--exc=c9': --exc could be any of --exclude, --exclusive; every sbatch would "
+                     "fail", id="ambiguous-on-every-release"),
         pytest.param(["--", "--mem=5"], 0, "'--' ends sbatch's options", id="end-of-options"),
         pytest.param([":", "--mem=5"], 0, "heterogeneous job", id="het-job-separator"),
         pytest.param(["--partition"], 0, "'--partition' takes a value and none follows it", id="missing-value"),
