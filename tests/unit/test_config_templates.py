@@ -65,7 +65,7 @@ def test_bad_templates_are_reported(sbatch: tuple[str, ...], gpu: tuple[str, ...
 
 
 def test_every_problem_is_reported() -> None:
-    settings = Settings(sbatch_arguments=("--a=%Q", "--b=%Z"), sbatch_gpu_arguments=("--c=%Y",))
+    settings = Settings(sbatch_arguments=("--account=%Q", "--begin=%Z"), sbatch_gpu_arguments=("--comment=%Y",))
     assert len(template_problems(settings)) == 4
 
 
