@@ -252,6 +252,12 @@ def test_every_dashboard_query_answers_from_a_real_dispatcher(
                timeout=30, what="Prometheus to have scraped the submissions")
     wait_until(lambda: prometheus.vector(f"arvados_dispatchslurm_api_overloads_total{selector} >= 1"),
                timeout=30, what="Prometheus to have scraped the overload")
+    # rate() needs two samples of a series: two more scrapes after the one that showed the last series to appear (a
+    # scrape can come late on a busy machine, and then the overload's series had one sample only)
+    scrapes = f"count_over_time(up{selector}[10m])"
+    seen = float(prometheus.vector(scrapes)[0]["value"][1])
+    wait_until(lambda: float(prometheus.vector(scrapes)[0]["value"][1]) >= seen + 2, timeout=30,
+               what="two more scrapes")
     up = prometheus.vector(f"up{selector}")
     assert [s["value"][1] for s in up] == ["1"], f"the scrape fails: {up}"
     dispatching = prometheus.vector(f"arvados_dispatchslurm_dispatching{selector}")
