@@ -147,6 +147,15 @@ def cluster_warnings(settings: Settings) -> list[str]:
     if settings.broken_node_action == "drain":
         found.append(f"the jobs may go to any of the clusters {named}: BrokenNodes.Action drain cannot tell which "
                      "cluster a broken node is in and will fail (new jobs still avoid the node with --exclude)")
+    if settings.broken_node_action in ("drain", "exclude"):
+        # Slurm refuses a job that excludes a node its cluster does not have, or sends it to the cluster that has it
+        # (measured on 22.05 with two clusters: "Invalid node name specified")
+        found.append(f"the jobs may go to any of the clusters {named}: a broken node in one of them is added to every "
+                     "sbatch's --exclude, which sends the jobs to that node's cluster or makes sbatch refuse them; set "
+                     "BrokenNodes.Action to none")
+    if "all" in clusters:
+        found.append("--clusters=all: a cluster whose slurmctld does not answer when the service starts is not known "
+                     "to be missing from squeue's answer, and its jobs would look gone; name the clusters instead")
     return found
 
 

@@ -139,4 +139,9 @@ def test_what_cannot_work_across_clusters_is_said() -> None:
     one = Settings(sbatch_arguments=("--clusters=beta",), broken_node_action="drain")
     assert cluster_warnings(one) == []
     several = Settings(sbatch_arguments=("--clusters=alpha,beta",), broken_node_action="drain")
-    assert [w.split(":")[1].strip().split()[0] for w in cluster_warnings(several)] == ["BrokenNodes.Action"]
+    assert [w.split(":")[1].strip().split()[0] for w in cluster_warnings(several)] == ["BrokenNodes.Action", "a"]
+    assert "--exclude" in cluster_warnings(several)[1] and "set BrokenNodes.Action to none" in cluster_warnings(
+        several)[1]
+    assert cluster_warnings(Settings(sbatch_arguments=("--clusters=alpha,beta",), broken_node_action="none")) == []
+    every = cluster_warnings(Settings(sbatch_arguments=("-M", "all"), broken_node_action="none"))
+    assert len(every) == 1 and every[0].startswith("--clusters=all: a cluster whose slurmctld does not answer")
