@@ -270,11 +270,10 @@ def _postgresql(doc: Doc) -> dict[str, str]:
                 raise doc.error(f"{rel}.{key}", "must be a quoted string (Arvados reads these values as text, and an "
                                 "unquoted number may not be what was written: 0755 is 493)", "<number>")
             value = str(value)  # `port: 5432` is common; Go would refuse it, libpq wants text anyway.
-        out[key] = as_text(doc, f"{rel}.{key}", value, secret=key.lower() in SECRET_CONNECTION_KEYS)
-        port = out[key]
-        if key.lower() == "port" and not (port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535):
-            raise doc.error(f"{rel}.{key}", f"must be a TCP port number from 1 to 65535, got {show(out[key])}",
-                            out[key])
+        out[key] = text = as_text(doc, f"{rel}.{key}", value, secret=key.lower() in SECRET_CONNECTION_KEYS)
+        if key.lower() == "port" and not (text.isascii() and text.isdigit() and len(text) <= 5
+                                          and 1 <= int(text) <= 65535):
+            raise doc.error(f"{rel}.{key}", f"must be a TCP port number from 1 to 65535, got {show(text)}", text)
     return out
 
 

@@ -239,8 +239,8 @@ def load_settings(
     legacy_doc: object = None
     legacy_read: Path | None = None
     if isinstance(document, Mapping) and "Clusters" not in document:
-        if clusters_case_hint(document):  # Go would read it, but without any default: refuse, saying why
-            raise ConfigError(f"no Clusters key{clusters_case_hint(document)}", path=str(main_path), key="Clusters")
+        if hint := clusters_case_hint(document):  # Go would read it, but without any default: refuse, saying why
+            raise ConfigError(f"no Clusters key{hint}", path=str(main_path), key="Clusters")
         if legacy_path is not None:
             raise ConfigError("this is not a cluster config file (no Clusters key), and a legacy file was "
                               f"also given ({legacy_path}); pass the cluster config as --config",
